@@ -1,0 +1,16 @@
+"""sami-align: align language models to written principles with SAMI."""
+
+from sami.logprobs import QueryTokens, batch_logprob_matrices, encode_query, logprob_matrix
+from sami.objective import sami_loss, sami_metrics
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "QueryTokens",
+    "batch_logprob_matrices",
+    "encode_query",
+    "logprob_matrix",
+    "sami_loss",
+    "sami_metrics",
+    "__version__",
+]

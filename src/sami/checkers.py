@@ -1,0 +1,122 @@
+"""Programmatic checkers for verifiable principles: pure functions ``(text, **params) -> bool``.
+
+They let adherence be measured without any judge. Users register their own with
+:func:`register_checker` and name them in a principle's YAML (``checker: {name: ..., param: ...}``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+CHECKERS: dict[str, Callable[..., bool]] = {}
+
+
+def register_checker(name: str):
+    def wrap(fn: Callable[..., bool]) -> Callable[..., bool]:
+        if name in CHECKERS:
+            raise ValueError(f"checker {name!r} is already registered")
+        CHECKERS[name] = fn
+        return fn
+
+    return wrap
+
+
+@dataclass(frozen=True)
+class CheckerSpec:
+    """A registered checker by name with its parameters, as written in YAML."""
+
+    name: str
+    params: dict = field(default_factory=dict, hash=False)
+
+    @classmethod
+    def parse(cls, entry: dict, where: str) -> CheckerSpec:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"{where}: expected a mapping with a 'name', e.g. {{name: max_words, n: 60}}")
+        spec = cls(entry["name"], {k: v for k, v in entry.items() if k != "name"})
+        if spec.name not in CHECKERS:
+            raise ValueError(f"{where}: unknown checker {spec.name!r}; registered: {sorted(CHECKERS)}")
+        try:
+            inspect.signature(CHECKERS[spec.name]).bind("", **spec.params)
+        except TypeError as err:
+            raise ValueError(f"{where}: bad parameters for checker {spec.name!r}: {err}") from None
+        return spec
+
+    def __call__(self, text: str) -> bool:
+        return CHECKERS[self.name](text, **self.params)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+_BULLET = re.compile(r"^\s*[-*\u2022]\s+\S", re.MULTILINE)
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s+\S", re.MULTILINE)
+
+
+@register_checker("max_words")
+def max_words(text: str, n: int) -> bool:
+    return 0 < _words(text) <= n
+
+
+@register_checker("min_words")
+def min_words(text: str, n: int) -> bool:
+    return _words(text) >= n
+
+
+@register_checker("bullet_list")
+def bullet_list(text: str, min_items: int = 3) -> bool:
+    return len(_BULLET.findall(text)) >= min_items
+
+
+@register_checker("numbered_list")
+def numbered_list(text: str, min_items: int = 3) -> bool:
+    return len(_NUMBERED.findall(text)) >= min_items
+
+
+@register_checker("no_list")
+def no_list(text: str) -> bool:
+    return not _BULLET.search(text) and not _NUMBERED.search(text)
+
+
+@register_checker("all_lowercase")
+def all_lowercase(text: str) -> bool:
+    return any(c.isalpha() for c in text) and text == text.lower()
+
+
+@register_checker("all_uppercase")
+def all_uppercase(text: str) -> bool:
+    return any(c.isalpha() for c in text) and text == text.upper()
+
+
+@register_checker("include_keyword")
+def include_keyword(text: str, keyword: str) -> bool:
+    return keyword.lower() in text.lower()
+
+
+@register_checker("exclude_keyword")
+def exclude_keyword(text: str, keyword: str) -> bool:
+    return keyword.lower() not in text.lower()
+
+
+def _strip_fence(text: str) -> str:
+    text = text.strip()
+    match = re.fullmatch(r"```(?:json)?\s*\n(.*?)\n?```", text, re.DOTALL)
+    return match.group(1) if match else text
+
+
+@register_checker("json_format")
+def json_format(text: str) -> bool:
+    """The whole answer is one JSON object or array (a surrounding ```json fence is allowed)."""
+    try:
+        return isinstance(json.loads(_strip_fence(text)), (dict, list))
+    except ValueError:
+        return False
+
+
+@register_checker("not_json")
+def not_json(text: str) -> bool:
+    return bool(text.strip()) and not json_format(text)

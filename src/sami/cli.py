@@ -1,0 +1,79 @@
+"""The ``sami`` command. Subcommands mirror the pipeline's stages; each parses into the stage's config
+dataclass and calls the same function a Python user would."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sami import __version__
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a student model on a SAMI data file",
+        description="Train a student on a JSONL data file (docs/DATA.md). Settings come from --config, then "
+        "from the options below, then from -o/--set overrides; the resolved config is written to "
+        "OUTPUT_DIR/config.yaml.",
+    )
+    p.add_argument("--config", help="YAML config (see configs/); unknown keys are errors")
+    p.add_argument("--method", choices=["sami"], help="training method (default: sami)")
+    p.add_argument("--data", help="training data, one JSON record per query")
+    p.add_argument("--model", help="model alias (smollm2-135m), hub id, or local folder")
+    p.add_argument("--output-dir", help="where checkpoints, metrics and the final model go")
+    p.add_argument("--init-from", help="start from this saved model folder")
+    p.add_argument("--max-steps", type=int, help="optimiser steps (overrides epochs)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT_DIR")
+    p.add_argument(
+        "-o", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config field, e.g. -o optim.lr=2e-5 -o model.finetune=lora (repeatable)",
+    )
+
+
+def build_train_config(args: argparse.Namespace):
+    from sami.config import from_dict, load_yaml, parse_override, set_path
+    from sami.train_config import TrainConfig
+
+    data = load_yaml(args.config) if args.config else {}
+    for key, value in (
+        ("method", args.method), ("data", args.data), ("model.name_or_path", args.model),
+        ("output_dir", args.output_dir), ("init_from", args.init_from), ("max_steps", args.max_steps),
+    ):
+        if value is not None:
+            set_path(data, key, value)
+    for text in args.overrides:
+        set_path(data, *parse_override(text))
+    return from_dict(TrainConfig, data, where=args.config or "config")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sami", description="Align language models to written principles with SAMI.")
+    parser.add_argument("--version", action="version", version=f"sami-align {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from sami.config import ConfigError
+    from sami.data import DataError
+    from sami.models import EmbeddedModelMissing
+    from sami.train import TrainingDiverged
+
+    try:
+        if args.command == "train":
+            from sami.train import train
+
+            cfg = build_train_config(args)
+            result = train(cfg, resume=args.resume)
+            print(f"trained {result.steps} steps; model saved to {result.model_dir}")
+    except (ConfigError, DataError, EmbeddedModelMissing, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
+        print(f"sami: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The training data file: one JSON object per line, one query per object.
+
+Schema (docs/DATA.md)::
+
+    {"id": "math-0007",                     # unique in the file
+     "category": "math",                    # free string; the eight MT-Bench categories are built in
+     "query": "What is ...?",
+     "constitutions": [c_1, ..., c_C],      # C >= 2; each a string, or {"principles": [{name, side, text}]}
+     "responses": [y_1, ..., y_C],          # y_j was generated under c_j
+     "provenance": {...}}                   # who/what produced the record (models, templates, seeds)
+
+Reading validates every record and stops at the first problem with ``file:line: field: what is wrong``.
+Nothing is skipped silently; blank lines are the only lines that are not records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sami.principles import SIDES, Constitution, ConstitutionItem
+
+CATEGORIES: tuple[str, ...] = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
+FIELDS: tuple[str, ...] = ("id", "category", "query", "constitutions", "responses", "provenance")
+
+
+class DataError(ValueError):
+    """A record that does not follow the schema; the message names file, line and field."""
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    category: str
+    query: str
+    constitutions: tuple[Constitution, ...]
+    responses: tuple[str, ...]
+    provenance: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def num_constitutions(self) -> int:
+        return len(self.constitutions)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "category": self.category,
+            "query": self.query,
+            "constitutions": [c.to_json() for c in self.constitutions],
+            "responses": list(self.responses),
+            "provenance": self.provenance,
+        }
+
+
+def _constitution(value, where: str) -> Constitution:
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(f"{where}: empty constitution text")
+        return Constitution.from_text(value)
+    if not isinstance(value, dict) or set(value) != {"principles"} or not isinstance(value["principles"], list):
+        raise DataError(f"{where}: expected a string or an object {{\"principles\": [...]}}")
+    items = []
+    for k, item in enumerate(value["principles"]):
+        here = f"{where}.principles[{k}]"
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
+            raise DataError(f"{here}: expected an object with a non-empty 'text'")
+        extra = set(item) - {"name", "side", "text"}
+        if extra:
+            raise DataError(f"{here}: unknown fields {sorted(extra)}")
+        side = item.get("side")
+        if side is not None and side not in SIDES:
+            raise DataError(f"{here}.side: expected one of {SIDES}, got {side!r}")
+        items.append(ConstitutionItem(item["text"], item.get("name"), side))
+    if not items:
+        raise DataError(f"{where}.principles: empty list")
+    return Constitution(tuple(items))
+
+
+def parse_record(obj, where: str) -> Record:
+    """Validate one decoded JSON object; ``where`` prefixes every error (e.g. ``data.jsonl:12``)."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    missing = [f for f in FIELDS if f not in obj]
+    if missing:
+        raise DataError(f"{where}: missing field(s) {missing}")
+    extra = sorted(set(obj) - set(FIELDS))
+    if extra:
+        raise DataError(f"{where}: unknown field(s) {extra}; allowed: {list(FIELDS)}")
+    for name in ("id", "category", "query"):
+        if not isinstance(obj[name], str) or not obj[name].strip():
+            raise DataError(f"{where}: field '{name}': expected a non-empty string, got {obj[name]!r}")
+    cons, resps = obj["constitutions"], obj["responses"]
+    if not isinstance(cons, list) or len(cons) < 2:
+        raise DataError(f"{where}: field 'constitutions': expected a list of at least 2, got {_describe(cons)}")
+    if not isinstance(resps, list) or len(resps) != len(cons):
+        raise DataError(
+            f"{where}: field 'responses': expected a list of {len(cons)} strings (one per constitution), "
+            f"got {_describe(resps)}"
+        )
+    for k, r in enumerate(resps):
+        if not isinstance(r, str) or not r.strip():
+            raise DataError(f"{where}: field 'responses[{k}]': expected a non-empty string, got {r!r}")
+    constitutions = tuple(_constitution(c, f"{where}: field 'constitutions[{k}]'") for k, c in enumerate(cons))
+    rendered = [c.render() for c in constitutions]
+    if len(set(rendered)) != len(rendered):
+        raise DataError(f"{where}: field 'constitutions': two constitutions are identical")
+    if not isinstance(obj["provenance"], dict):
+        raise DataError(f"{where}: field 'provenance': expected an object, got {type(obj['provenance']).__name__}")
+    return Record(obj["id"], obj["category"], obj["query"], constitutions, tuple(resps), obj["provenance"])
+
+
+def _describe(value) -> str:
+    return f"a list of {len(value)}" if isinstance(value, list) else type(value).__name__
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """All records of a JSONL file, validated; ids must be unique."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    records, seen = [], {}
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: invalid JSON: {err.msg} (column {err.colno})") from None
+            record = parse_record(obj, where)
+            if record.id in seen:
+                raise DataError(f"{where}: field 'id': {record.id!r} already used on line {seen[record.id]}")
+            seen[record.id] = line_no
+            records.append(record)
+    if not records:
+        raise DataError(f"{path}: no records")
+    return records
+
+
+def write_records(path: str | Path, records: Iterable[Record], *, append: bool = False) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a" if append else "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+            f.flush()

@@ -1,0 +1,221 @@
+"""Principles, constitutions and the sampler that builds C distinct constitutions per query.
+
+A principle has a strong phrasing (used to generate and train), a weak phrasing (used at evaluation
+time) and an antithesis (its opposite). A constitution is a short numbered list of principle phrasings;
+the constitutions of one query differ by which principles are flipped to their antithesis.
+
+The built-in library (``sami/data/principles.yaml``) holds the nine principles of the multi-task
+experiments, mapped to the eight MT-Bench categories, and a set of *verifiable* principles whose
+adherence a program can check (see ``sami.checkers``). Users add or override principles with their own
+YAML files in the same format.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from sami.checkers import CheckerSpec
+
+Side = Literal["strong", "weak", "antithesis"]
+SIDES: tuple[str, ...] = ("strong", "weak", "antithesis")
+STRATEGIES: tuple[str, ...] = ("flip_one", "flip_all", "all_combinations")
+
+
+@dataclass(frozen=True)
+class Principle:
+    name: str
+    strong: str
+    weak: str
+    antithesis: str
+    checker: CheckerSpec | None = None  # passes when a response follows the positive side
+    antithesis_checker: CheckerSpec | None = None  # passes when it follows the antithesis
+
+    def phrasing(self, side: Side) -> str:
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        return getattr(self, side)
+
+    @property
+    def verifiable(self) -> bool:
+        return self.checker is not None
+
+
+@dataclass(frozen=True)
+class ConstitutionItem:
+    """One line of a constitution; ``principle`` and ``side`` are None for free text a user wrote."""
+
+    text: str
+    principle: str | None = None
+    side: str | None = None
+
+
+@dataclass(frozen=True)
+class Constitution:
+    items: tuple[ConstitutionItem, ...]
+
+    @classmethod
+    def from_text(cls, text: str) -> Constitution:
+        return cls((ConstitutionItem(text),))
+
+    @property
+    def num_antitheses(self) -> int:
+        return sum(item.side == "antithesis" for item in self.items)
+
+    def render(self, rng: random.Random | None = None) -> str:
+        """The text shown to a model: items numbered, in stored order or shuffled by ``rng``.
+
+        A constitution given as one free text is returned unchanged.
+        """
+        items = list(self.items)
+        if len(items) == 1 and items[0].principle is None:
+            return items[0].text
+        if rng is not None:
+            rng.shuffle(items)
+        return "\n".join(f"{k}. {item.text}" for k, item in enumerate(items, 1))
+
+    def to_json(self) -> str | dict:
+        if len(self.items) == 1 and self.items[0].principle is None:
+            return self.items[0].text
+        return {"principles": [{"name": i.principle, "side": i.side, "text": i.text} for i in self.items]}
+
+
+@dataclass
+class PrincipleLibrary:
+    principles: dict[str, Principle] = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+    def get(self, name: str) -> Principle:
+        try:
+            return self.principles[name]
+        except KeyError:
+            raise KeyError(f"unknown principle {name!r}; known: {sorted(self.principles)}") from None
+
+    def for_category(self, category: str) -> list[Principle]:
+        if category not in self.categories:
+            raise KeyError(f"no principles for category {category!r}; known: {sorted(self.categories)}")
+        return [self.get(name) for name in self.categories[category]]
+
+    @property
+    def verifiable(self) -> list[Principle]:
+        return [p for p in self.principles.values() if p.verifiable]
+
+    def update(self, other: PrincipleLibrary) -> None:
+        self.principles.update(other.principles)
+        self.categories.update(other.categories)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PrincipleLibrary:
+        text = Path(path).read_text() if not isinstance(path, resources.abc.Traversable) else path.read_text()
+        return cls.from_dict(yaml.safe_load(text) or {}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> PrincipleLibrary:
+        unknown = set(data) - {"version", "principles", "verifiable", "categories"}
+        if unknown:
+            raise ValueError(f"{source}: unknown top-level keys {sorted(unknown)}")
+        library = cls()
+        for key in ("principles", "verifiable"):
+            for k, entry in enumerate(data.get(key) or []):
+                principle = _parse_principle(entry, f"{source}: {key}[{k}]")
+                if key == "verifiable" and principle.checker is None:
+                    raise ValueError(f"{source}: {key}[{k}] ({principle.name}): a verifiable principle needs a checker")
+                library.principles[principle.name] = principle
+        for category, names in (data.get("categories") or {}).items():
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"{source}: categories.{category}: expected a list of principle names")
+            library.categories[category] = list(names)
+        return library
+
+    def validate(self) -> None:
+        for category, names in self.categories.items():
+            for name in names:
+                if name not in self.principles:
+                    raise ValueError(f"category {category!r} names unknown principle {name!r}")
+
+
+def _parse_principle(entry: dict, where: str) -> Principle:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(entry).__name__}")
+    fields = {"name", "strong", "weak", "antithesis", "checker", "antithesis_checker"}
+    unknown = set(entry) - fields
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
+    for key in ("name", "strong", "antithesis"):
+        if not isinstance(entry.get(key), str) or not entry[key].strip():
+            raise ValueError(f"{where}: field {key!r} must be a non-empty string")
+    checker = CheckerSpec.parse(entry["checker"], f"{where}.checker") if entry.get("checker") else None
+    anti = entry.get("antithesis_checker")
+    return Principle(
+        name=entry["name"],
+        strong=entry["strong"].strip(),
+        weak=(entry.get("weak") or entry["strong"]).strip(),
+        antithesis=entry["antithesis"].strip(),
+        checker=checker,
+        antithesis_checker=CheckerSpec.parse(anti, f"{where}.antithesis_checker") if anti else None,
+    )
+
+
+def load_library(extra: Sequence[str | Path] = ()) -> PrincipleLibrary:
+    """The built-in library, extended (and overridden by name) with the user's YAML files in order."""
+    library = PrincipleLibrary.from_yaml(resources.files("sami") / "data" / "principles.yaml")
+    for path in extra:
+        library.update(PrincipleLibrary.from_yaml(path))
+    library.validate()
+    return library
+
+
+def sample_constitutions(
+    principles: Sequence[Principle],
+    strategy: str = "flip_all",
+    *,
+    num: int | None = None,
+    side: Side = "strong",
+    rng: random.Random | None = None,
+) -> list[Constitution]:
+    """Distinct constitutions over ``principles``; the first one flips nothing (the positive one).
+
+    Strategies: ``flip_all`` gives the positive and the all-antithesis constitution (C = 2); ``flip_one``
+    gives the positive one plus one constitution per principle with only that principle flipped
+    (C = P + 1); ``all_combinations`` gives every subset of flips (C = 2**P), ordered by number of flips.
+    ``num`` keeps the positive constitution and a random choice of the others. ``rng`` shuffles the
+    principle order inside each constitution (and draws the choice); pass a seeded one.
+    """
+    if not principles:
+        raise ValueError("need at least one principle to build constitutions")
+    names = [p.name for p in principles]
+    if len(set(names)) != len(names):
+        raise ValueError(f"principles repeat: {names}")
+    if side == "antithesis":
+        raise ValueError("side is the phrasing of unflipped principles: 'strong' or 'weak'")
+    rng = rng or random.Random(0)
+    p = len(principles)
+    if strategy == "flip_all":
+        flips = [(), tuple(range(p))]
+    elif strategy == "flip_one":
+        flips = [()] + [(k,) for k in range(p)]
+    elif strategy == "all_combinations":
+        flips = [c for n in range(p + 1) for c in itertools.combinations(range(p), n)]
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+    if num is not None:
+        if num < 2 or num > len(flips):
+            raise ValueError(f"strategy {strategy!r} over {p} principles gives {len(flips)} constitutions; asked for {num}")
+        keep = sorted(rng.sample(range(1, len(flips)), num - 1))
+        flips = [flips[0]] + [flips[k] for k in keep]
+    constitutions = []
+    for flipped in flips:
+        items = [
+            ConstitutionItem(pr.antithesis if k in flipped else pr.phrasing(side), pr.name, "antithesis" if k in flipped else side)
+            for k, pr in enumerate(principles)
+        ]
+        rng.shuffle(items)
+        constitutions.append(Constitution(tuple(items)))
+    return constitutions

@@ -1,0 +1,46 @@
+"""Prompt templates that turn (constitution, query) into the text a model is conditioned on.
+
+Templates are versioned: the version is written into provenance and into every training config, so a
+result can always be traced to the exact prompt text. The training template shuffles the principle
+order of a constitution with a seed derived from the record, so that it differs from the order the
+teacher saw at generation time, as in the SAMI papers.
+"""
+
+from __future__ import annotations
+
+import random
+
+from sami.principles import Constitution
+
+PAPER_TEMPLATE = "paper-v1"
+CHAT_TEMPLATE = "chat-v1"
+TEMPLATES: tuple[str, ...] = (PAPER_TEMPLATE, CHAT_TEMPLATE)
+
+
+def render_constitution(constitution: Constitution, *, seed: int | None, key: str) -> str:
+    """Numbered principle list; shuffled deterministically from (seed, key) unless seed is None."""
+    rng = None if seed is None else random.Random(f"{seed}:{key}")
+    return constitution.render(rng)
+
+
+def build_prompt(template: str, constitution_text: str, query: str, tokenizer=None) -> str:
+    """The conditioning prompt. The response that follows is joined as ids, never as text.
+
+    ``paper-v1``: ``Assistant System Instructions: {constitution}\\n\\nHuman: {query}\\n\\nAssistant:``
+    (a raw template that works for base models). ``chat-v1``: the tokenizer's chat template with the
+    constitution as system message, the query as user message and the assistant turn opened.
+    """
+    if template == PAPER_TEMPLATE:
+        return f"Assistant System Instructions: {constitution_text}\n\nHuman: {query}\n\nAssistant:"
+    if template == CHAT_TEMPLATE:
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"template {CHAT_TEMPLATE!r} needs a tokenizer with a chat template")
+        messages = [{"role": "system", "content": constitution_text}, {"role": "user", "content": query}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    raise ValueError(f"unknown template {template!r}; choose one of {TEMPLATES}")
+
+
+def response_text(template: str, response: str) -> str:
+    """The response as scored after the prompt: after ``Assistant:`` a single space leads the answer."""
+    response = response.strip()
+    return " " + response if template == PAPER_TEMPLATE else response

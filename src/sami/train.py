@@ -1,0 +1,298 @@
+"""``sami train --method sami``: the SAMI training loop on accelerate.
+
+The loop is explicit so that the order of queries is a pure function of (seed, step): step s, micro-step
+k, process r always read the same queries, whatever the process count or the point of resumption. That is
+what makes "micro-batch 1 x accumulation 4 equals 4 x 1", "two processes equal one" and "resume equals
+uninterrupted" hold exactly, and it is why queries are never split across processes: each process scores
+whole C x C blocks and DDP averages the gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sami.config import config_hash, save_yaml, to_dict
+from sami.data import Record, read_records
+from sami.logprobs import QueryTokens, batch_logprob_matrices, encode_query
+from sami.models import load_model
+from sami.objective import sami_loss, sami_metrics
+from sami.templates import build_prompt, render_constitution, response_text
+from sami.train_config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient norm became NaN or infinite; nothing of that step was applied or saved."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    model_dir: Path
+    steps: int
+    metrics: list[dict]
+
+
+def encode_records(records: Sequence[Record], tokenizer, cfg: TrainConfig) -> list[QueryTokens]:
+    """Apply the training template to every record and tokenise it."""
+    queries = []
+    for record in records:
+        prompts = [
+            build_prompt(
+                cfg.template,
+                render_constitution(c, seed=cfg.seed if cfg.shuffle_principles else None, key=f"{record.id}:{i}"),
+                record.query,
+                tokenizer,
+            )
+            for i, c in enumerate(record.constitutions)
+        ]
+        responses = [response_text(cfg.template, r) for r in record.responses]
+        queries.append(
+            encode_query(
+                tokenizer,
+                prompts,
+                responses,
+                max_prompt_tokens=cfg.max_prompt_tokens,
+                max_response_tokens=cfg.max_response_tokens,
+            )
+        )
+    return queries
+
+
+def query_stream(num_queries: int, seed: int, start: int, count: int) -> list[int]:
+    """Items ``start .. start + count`` of the endless sequence of seeded per-epoch permutations."""
+    out = []
+    epoch, offset = divmod(start, num_queries)
+    while len(out) < count:
+        order = list(range(num_queries))
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+        out.extend(order[offset:])
+        epoch, offset = epoch + 1, 0
+    return out[:count]
+
+
+def total_steps(cfg: TrainConfig, num_queries: int, num_processes: int) -> int:
+    if cfg.max_steps:
+        return cfg.max_steps
+    per_step = cfg.queries_per_device * cfg.gradient_accumulation * num_processes
+    return max(1, math.ceil(cfg.epochs * num_queries / per_step))
+
+
+def micro_batch(cfg: TrainConfig, num_queries: int, step: int, micro: int, rank: int, world: int) -> list[int]:
+    b = cfg.queries_per_device
+    g = step * cfg.gradient_accumulation + micro  # global micro-batch index
+    return query_stream(num_queries, cfg.seed, (g * world + rank) * b, b)
+
+
+def _precision(cfg: TrainConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    found = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    complete = [p for p in found if (p / STATE_FILE).is_file()]
+    return complete[-1] if complete else None
+
+
+def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int):
+    """Mean SAMI loss of one micro-batch (queries grouped by C) and the matrices for metrics."""
+    by_c: dict[int, list[QueryTokens]] = {}
+    for q in queries:
+        by_c.setdefault(q.num_constitutions, []).append(q)
+    total, matrices = 0.0, []
+    for c, group in by_c.items():
+        mats = batch_logprob_matrices(model, group, method=cfg.sami.logprob_method, pad_token_id=pad_id)  # (B, C, C)
+        weights = None
+        if cfg.sami.constitution_weights is not None:
+            if len(cfg.sami.constitution_weights) != c:
+                raise ValueError(f"sami.constitution_weights has {len(cfg.sami.constitution_weights)} entries; records have C = {c}")
+            weights = torch.tensor(cfg.sami.constitution_weights)
+        loss = sami_loss(
+            mats,
+            row_weight=cfg.sami.row_weight,
+            col_weight=cfg.sami.col_weight,
+            temperature=cfg.sami.temperature,
+            constitution_weights=weights,
+        )
+        total = total + loss * len(group) / len(queries)
+        matrices.append(mats.detach())
+    return total, matrices
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Train a student with SAMI on ``cfg.data``; writes checkpoints, metrics and ``model/`` under output_dir."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    if not cfg.data:
+        raise ValueError("no data file: set `data` in the config or pass --data")
+    out = Path(cfg.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=_precision(cfg),
+        log_with=cfg.report_to or None,
+        project_dir=str(out),
+    )
+    rank, world = accelerator.process_index, accelerator.num_processes
+    checkpoint = _latest_checkpoint(out) if resume else None
+    if not resume and _latest_checkpoint(out) is not None:
+        raise FileExistsError(f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir")
+
+    set_seed(cfg.seed)
+    records = read_records(cfg.data)
+    model, tokenizer = load_model(cfg.model, init_from=cfg.init_from)
+    queries = encode_records(records, tokenizer, cfg)
+    pad_id = tokenizer.pad_token_id
+    steps = total_steps(cfg, len(queries), world)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Not passed to prepare(): accelerate would step it once per process, and the schedule would then
+    # depend on the process count. We step it once per optimiser step ourselves.
+    scheduler = get_scheduler(
+        cfg.optim.scheduler, optimizer, num_warmup_steps=cfg.optim.warmup_steps, num_training_steps=steps
+    )
+    accelerator.register_for_checkpointing(scheduler)
+
+    start = 0
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        start = json.loads((checkpoint / STATE_FILE).read_text())["step"]
+        logger.info("resumed from %s at step %d", checkpoint, start)
+    if accelerator.is_main_process:
+        save_yaml(cfg, out / "config.yaml")
+    if cfg.report_to:
+        accelerator.init_trackers("sami", config=_flat(to_dict(cfg)))
+
+    metrics_path = out / "metrics.jsonl"
+    history: list[dict] = []
+    bar = tqdm(total=steps, initial=start, desc="sami train", disable=not accelerator.is_local_main_process)
+    model.train()
+    for step in range(start, steps):
+        t0 = time.perf_counter()
+        losses, mats, tokens = [], [], 0
+        for micro in range(cfg.gradient_accumulation):
+            idx = micro_batch(cfg, len(queries), step, micro, rank, world)
+            batch = [queries[i] for i in idx]
+            tokens += sum(q.num_tokens(cfg.sami.logprob_method) for q in batch)
+            last = micro == cfg.gradient_accumulation - 1
+            with contextlib.nullcontext() if last else accelerator.no_sync(model):
+                with accelerator.autocast():
+                    loss, batch_mats = _micro_loss(model, cfg, batch, pad_id)
+                # Every process must agree to stop, or the others would wait forever in the next all-reduce.
+                bad = accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
+                if bad.item() > 0:
+                    raise TrainingDiverged(
+                        f"non-finite SAMI loss at step {step + 1} (queries {[records[i].id for i in idx]}); "
+                        f"nothing of this step was applied; last checkpoint: {_latest_checkpoint(out)}"
+                    )
+                accelerator.backward(loss / cfg.gradient_accumulation)
+            losses.append(loss.detach())
+            mats.extend(batch_mats)
+        grad_norm = float("nan")
+        if cfg.optim.max_grad_norm > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm))
+            if not math.isfinite(grad_norm):
+                raise TrainingDiverged(
+                    f"non-finite gradient norm at step {step + 1}; nothing of this step was applied; "
+                    f"last checkpoint: {_latest_checkpoint(out)}"
+                )
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        record = _step_metrics(accelerator, step + 1, losses, mats, tokens, time.perf_counter() - t0, lr, grad_norm)
+        history.append(record)
+        if accelerator.is_main_process:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        if cfg.report_to:
+            accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step + 1)
+        bar.update(1)
+        if (step + 1) % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{record['loss']:.4f}", mi=f"{record['mi_bound']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+            _save_checkpoint(accelerator, out, step + 1, cfg)
+    bar.close()
+    _save_checkpoint(accelerator, out, steps, cfg)
+    model_dir = out / "model"
+    save_model(accelerator, model, tokenizer, model_dir, cfg)
+    accelerator.end_training()
+    return TrainResult(out, model_dir, steps, history)
+
+
+def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_norm) -> dict:
+    """Metrics of one optimiser step, averaged over micro-batches and processes."""
+    per_query = [sami_metrics(m[b]) for m in mats for b in range(m.shape[0])]
+    local = {k: sum(d[k] for d in per_query) / len(per_query) for k in per_query[0]}
+    values = torch.tensor(
+        [torch.stack(losses).mean().item()] + [local[k] for k in sorted(local)] + [float(tokens)],
+        device=accelerator.device,
+        dtype=torch.float64,
+    )
+    values = accelerator.reduce(values, reduction="sum")
+    world = accelerator.num_processes
+    names = ["loss"] + sorted(local)
+    record = {"step": step}
+    record.update({n: values[k].item() / world for k, n in enumerate(names)})
+    record.update({"tokens": int(values[-1].item()), "tokens_per_s": values[-1].item() / seconds, "lr": lr, "grad_norm": grad_norm})
+    return record
+
+
+def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig) -> None:
+    """Write step-N atomically: a partial folder never has trainer_state.json, so resume ignores it."""
+    target = out / CHECKPOINTS / f"step-{step}"
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(target))
+    if accelerator.is_main_process:
+        save_yaml(cfg, target / "config.yaml")
+        (target / STATE_FILE).write_text(json.dumps({"step": step, "config_hash": config_hash(cfg)}))
+        done = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+        for old in done[: max(0, len(done) - cfg.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def save_model(accelerator, model, tokenizer, model_dir: Path, cfg: TrainConfig) -> None:
+    """The trained model as a loadable folder (full weights, or the LoRA adapter) with its config."""
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    state = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(model_dir, state_dict=state)
+        tokenizer.save_pretrained(model_dir)
+        save_yaml(cfg, model_dir / "sami_config.yaml")
+    accelerator.wait_for_everyone()
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out

@@ -1,0 +1,92 @@
+"""Configuration of ``sami train``: shared fields at the top, method-specific fields under the method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sami.logprobs import METHODS as LOGPROB_METHODS
+from sami.models import ModelConfig
+from sami.templates import TEMPLATES
+
+TRAIN_METHODS: tuple[str, ...] = ("sami",)
+SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "linear", "cosine")
+PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its schedule, shared by every method."""
+
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    scheduler: str = "cosine"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0  # 0 disables clipping; the multi-task paper used 0.4
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.lr <= 0 or self.max_grad_norm < 0 or self.warmup_steps < 0 or len(self.betas) != 2:
+            raise ValueError("lr must be positive, max_grad_norm and warmup_steps non-negative, betas two numbers")
+
+
+@dataclass
+class SamiConfig:
+    """SAMI objective and how its matrix is computed (PAPER_NOTES section 1; defaults are the paper's)."""
+
+    logprob_method: str = "shared"  # shared | naive (the original C*C layout, kept as reference)
+    row_weight: float = 1.0
+    col_weight: float = 1.0
+    temperature: float = 1.0
+    constitution_weights: list[float] | None = None  # one weight per constitution index of a record
+
+    def __post_init__(self) -> None:
+        if self.logprob_method not in LOGPROB_METHODS:
+            raise ValueError(f"logprob_method must be one of {LOGPROB_METHODS}, got {self.logprob_method!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``sami train`` needs. Steps are optimiser steps.
+
+    One optimiser step consumes ``queries_per_device * gradient_accumulation * num_processes`` queries;
+    a query (its whole C x C block) is never split across processes.
+    """
+
+    method: str = "sami"
+    data: str = ""
+    output_dir: str = "runs/train"
+    init_from: str | None = None  # start from a saved model folder instead of model.name_or_path
+    seed: int = 0
+    template: str = "paper-v1"
+    shuffle_principles: bool = True  # training order of principles differs from the generation order
+    max_prompt_tokens: int | None = 1024
+    max_response_tokens: int | None = 1024
+    queries_per_device: int = 1
+    gradient_accumulation: int = 1
+    epochs: float = 1.0
+    max_steps: int | None = None  # overrides epochs when set
+    precision: str = "auto"  # auto: bf16 on a GPU that has it, else full precision
+    save_every: int = 0  # checkpoint every N steps (0: only at the end)
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    report_to: list[str] = field(default_factory=list)  # tensorboard, wandb
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sami: SamiConfig = field(default_factory=SamiConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in TRAIN_METHODS:
+            raise ValueError(f"method must be one of {TRAIN_METHODS}, got {self.method!r}")
+        if self.template not in TEMPLATES:
+            raise ValueError(f"template must be one of {TEMPLATES}, got {self.template!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.queries_per_device < 1 or self.gradient_accumulation < 1 or self.log_every < 1:
+            raise ValueError("queries_per_device, gradient_accumulation and log_every must be at least 1")
+        if self.epochs <= 0 and not self.max_steps:
+            raise ValueError("epochs must be positive (or set max_steps)")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
