@@ -1,0 +1,66 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_DATA = ROOT / "examples" / "example.jsonl"
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The embedded model's real tokenizer (converts the GGUF into the cache once per machine)."""
+    from sami.models import load_tokenizer
+
+    return load_tokenizer("smollm2-135m")
+
+
+def tiny_llama(vocab_size: int, seed: int = 0):
+    """A 2-layer random-weight Llama: the real architecture at a size that runs in milliseconds."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        attn_implementation="sdpa",
+    )
+    return LlamaForCausalLM(config).float()
+
+
+@pytest.fixture
+def tiny_model(tokenizer):
+    return tiny_llama(len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    """A saved tiny model folder with the embedded tokenizer, usable wherever a model path is."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model = tiny_llama(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def example_records():
+    from sami.data import read_records
+
+    return read_records(EXAMPLE_DATA)
+
+
+def write_jsonl(path: Path, objs) -> Path:
+    path.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    return path

@@ -1,0 +1,115 @@
+import pytest
+import torch
+
+from sami import batch_logprob_matrices, encode_query, logprob_matrix
+from sami.logprobs import QueryTokens
+
+PROMPTS = [
+    "Assistant System Instructions: 1. Be brief.\n\nHuman: How do plants drink?\n\nAssistant:",
+    "Assistant System Instructions: 1. Explain in detail, kindly and with care.\n\nHuman: How do plants drink?\n\nAssistant:",
+    "Assistant System Instructions: 1. Answer in French.\n\nHuman: How do plants drink?\n\nAssistant:",
+]
+RESPONSES = [
+    " Roots.",
+    " Plants take up water through their roots, and it travels up the stem in thin tubes called xylem.",
+    " Par les racines.",
+]
+
+
+def _queries(tokenizer):
+    a = encode_query(tokenizer, PROMPTS, RESPONSES)
+    b = encode_query(tokenizer, PROMPTS[::-1][:3], [RESPONSES[2] + " Voila.", RESPONSES[0], RESPONSES[1][:40]])
+    return [a, b]
+
+
+def _matrix_and_grads(model, queries, **kw):
+    model.zero_grad()
+    mats = batch_logprob_matrices(model, queries, **kw)
+    (mats * torch.arange(1, mats.numel() + 1).view_as(mats)).sum().backward()  # weighted: every entry counts
+    return mats.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _assert_close(a, b):
+    mats_a, grads_a = a
+    mats_b, grads_b = b
+    torch.testing.assert_close(mats_a, mats_b, rtol=1e-4, atol=1e-5)
+    for name in grads_a:
+        scale = grads_b[name].abs().max().clamp(min=1e-8)
+        rel = (grads_a[name] - grads_b[name]).abs().max() / scale
+        assert rel < 1e-4, f"{name}: relative gradient difference {rel:.2e}"
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_shared_equals_naive(tokenizer, tiny_model, attn, padding_side):
+    tiny_model.config._attn_implementation = attn
+    queries = _queries(tokenizer)
+    assert len({len(r) for q in queries for r in q.response_ids}) > 3  # responses of different lengths
+    naive = _matrix_and_grads(tiny_model, queries, method="naive", pad_token_id=tokenizer.pad_token_id, padding_side=padding_side)
+    shared = _matrix_and_grads(tiny_model, queries, method="shared", pad_token_id=tokenizer.pad_token_id)
+    assert naive[0].shape == (2, 3, 3)
+    _assert_close(shared, naive)
+
+
+def test_matrix_entry_equals_direct_computation(tokenizer, tiny_model):
+    """L[i, j] computed by hand from one unpadded forward pass of prompt_i + response_j."""
+    (q,) = _queries(tokenizer)[:1]
+    mats = batch_logprob_matrices(tiny_model, [q], method="shared", pad_token_id=tokenizer.pad_token_id)[0]
+    for i, j in [(0, 1), (2, 0), (1, 1)]:
+        ids = torch.tensor([q.prompt_ids[i] + q.response_ids[j]])
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny_model(input_ids=ids).logits.float(), -1)[0]
+        p = len(q.prompt_ids[i])
+        expected = torch.stack([logp[t - 1, ids[0, t]] for t in range(p, ids.shape[1])]).mean()
+        assert mats[i, j].item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_batch_of_queries_equals_each_alone(tokenizer, tiny_model):
+    queries = _queries(tokenizer)
+    together = batch_logprob_matrices(tiny_model, queries, pad_token_id=tokenizer.pad_token_id)
+    for b, q in enumerate(queries):
+        alone = batch_logprob_matrices(tiny_model, [q], pad_token_id=tokenizer.pad_token_id)[0]
+        torch.testing.assert_close(together[b], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_encode_query_joins_ids_and_scores_eos(tokenizer):
+    q = encode_query(tokenizer, ["Human: hi\n\nAssistant:"] * 2, [" Hello there.", " Bye"])
+    assert q.response_ids[0][-1] == tokenizer.eos_token_id
+    assert list(q.response_ids[0][:-1]) == tokenizer(" Hello there.", add_special_tokens=False)["input_ids"]
+    assert list(q.prompt_ids[0]) == tokenizer("Human: hi\n\nAssistant:")["input_ids"]
+
+
+def test_truncation(tokenizer):
+    long = " one two three four five six seven eight nine ten"
+    q = encode_query(tokenizer, ["Human: count\n\nAssistant:"] * 2, [long, " ok"], max_prompt_tokens=3, max_response_tokens=4)
+    assert len(q.response_ids[0]) == 4 and q.response_ids[0][-1] != tokenizer.eos_token_id  # cut: no EOS
+    assert q.response_ids[1][-1] == tokenizer.eos_token_id  # short enough: closed by EOS
+    full = tokenizer("Human: count\n\nAssistant:")["input_ids"]
+    assert list(q.prompt_ids[0]) == full[-3:]  # the end of the prompt is kept
+
+
+def test_logprob_matrix_from_text(tokenizer, tiny_model):
+    mat = logprob_matrix(tiny_model, tokenizer, PROMPTS[:2], RESPONSES[:2])
+    assert mat.shape == (2, 2) and mat.dtype == torch.float32 and mat.requires_grad
+    assert (mat < 0).all()
+    naive = logprob_matrix(tiny_model, tokenizer, PROMPTS[:2], RESPONSES[:2], method="naive")
+    torch.testing.assert_close(mat, naive, rtol=1e-4, atol=1e-5)
+
+
+def test_num_tokens():
+    q = QueryTokens(((1, 2, 3), (4, 5)), ((6,), (7, 8)))
+    assert q.num_tokens("naive") == 2 * 5 + 2 * 3
+    assert q.num_tokens("shared") == 5 + 2 * 3
+
+
+def test_rejects_bad_input(tiny_model):
+    with pytest.raises(ValueError):
+        QueryTokens(((1,),), ((2,),))
+    with pytest.raises(ValueError):
+        QueryTokens(((1,), (2,)), ((3,),))
+    q2 = QueryTokens(((1,), (2,)), ((3,), (4,)))
+    q3 = QueryTokens(((1,), (2,), (5,)), ((3,), (4,), (6,)))
+    with pytest.raises(ValueError, match="same number of constitutions"):
+        batch_logprob_matrices(tiny_model, [q2, q3])
+    with pytest.raises(ValueError, match="unknown method"):
+        batch_logprob_matrices(tiny_model, [q2], method="fast")
