@@ -45,16 +45,23 @@ def build_train_config(args: argparse.Namespace):
             set_path(data, key, value)
     for text in args.overrides:
         set_path(data, *parse_override(text))
-    return from_dict(TrainConfig, data, where=args.config or "config")
+    return from_dict(TrainConfig, data, source=args.config)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sami", description="Align language models to written principles with SAMI.")
     parser.add_argument("--version", action="version", version=f"sami-align {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+_parser_for_tests = _parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from sami.config import ConfigError

@@ -52,10 +52,15 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
+        return _from_dict(tp, value, where)
     if tp is Any:
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -74,8 +79,18 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported type {tp}")
 
 
-def from_dict(cls: type[T], data: dict | None, where: str = "config") -> T:
-    """Build dataclass ``cls`` from a mapping; nested dataclasses recurse; unknown keys are errors."""
+def from_dict(cls: type[T], data: dict | None, source: str | None = None) -> T:
+    """Build dataclass ``cls`` from a mapping; nested dataclasses recurse; unknown keys are errors.
+
+    Errors read ``source: key.path: what is wrong`` (``source`` is the config file, when there is one).
+    """
+    try:
+        return _from_dict(cls, data, "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}" if source else str(err)) from None
+
+
+def _from_dict(cls, data, where: str):
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
@@ -84,11 +99,11 @@ def from_dict(cls: type[T], data: dict | None, where: str = "config") -> T:
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {names}")
-    kwargs = {name: _check(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    kwargs = {name: _check(value, hints[name], f"{where}.{name}" if where else name) for name, value in data.items()}
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"{where}: {err}") from None
+        raise ConfigError(f"{where or 'top level'}: {err}") from None
 
 
 def to_dict(cfg) -> dict:

@@ -94,6 +94,11 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _attn_implementation(model) -> str:
+    config = getattr(getattr(model, "module", model), "config", None)  # DDP wraps the model in .module
+    return getattr(config, "_attn_implementation", None) or "sdpa"
+
+
 def _pad_id(tokenizer_or_id) -> int:
     if isinstance(tokenizer_or_id, int):
         return tokenizer_or_id
@@ -192,7 +197,7 @@ def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
         gathers.append((predictor, target, which, lengths))
 
     device = _model_device(model)
-    eager = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
+    eager = _attn_implementation(model) == "eager"
     logits = model(
         input_ids=input_ids.to(device),
         attention_mask=_block_mask(segment, eager).to(device),

@@ -147,6 +147,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         raise ValueError("no data file: set `data` in the config or pass --data")
     out = Path(cfg.output_dir)
     accelerator = Accelerator(
+        # Without a GPU, processes started by `accelerate launch --multi_gpu` or torchrun still form a
+        # gloo group; accelerate needs to be told to use the CPU for that.
+        cpu=not torch.cuda.is_available(),
         mixed_precision=_precision(cfg),
         log_with=cfg.report_to or None,
         project_dir=str(out),

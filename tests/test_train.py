@@ -1,0 +1,212 @@
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sami.train as train_module
+from sami.cli import main as cli_main
+from sami.config import ConfigError, from_dict, load_yaml
+from sami.models import ModelConfig, load_model
+from sami.train import TrainingDiverged, train
+from sami.train_config import TrainConfig
+from tests.conftest import EXAMPLE_DATA, ROOT
+
+
+def make_cfg(tmp_path, model_dir, name="run", **kw) -> TrainConfig:
+    data = {
+        "data": str(EXAMPLE_DATA),
+        "output_dir": str(tmp_path / name),
+        "max_prompt_tokens": 48,
+        "max_response_tokens": 24,
+        "max_steps": 2,
+        "model": {"name_or_path": str(model_dir)},
+        "optim": {"lr": 1e-3, "scheduler": "cosine", "max_grad_norm": 1.0},
+    }
+    for key, value in kw.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    return from_dict(TrainConfig, data)
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    name = "adapter_model.safetensors" if (model_dir / "adapter_model.safetensors").is_file() else "model.safetensors"
+    return load_file(model_dir / name)
+
+
+def assert_same_weights(a: Path, b: Path, atol=2e-5):
+    """Equal up to float summation order, which AdamW's normalisation can amplify to ~1e-6 on the
+    near-zero gradients of a random model; a real difference (one AdamW step moves weights by ~lr = 1e-3)
+    is far larger."""
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=1e-4, msg=k)
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def one_query_data(tmp_path: Path) -> Path:
+    first = EXAMPLE_DATA.read_text().splitlines()[3]  # a math record
+    path = tmp_path / "one.jsonl"
+    path.write_text(first + "\n")
+    return path
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_steps_on_one_query_lower_loss_and_change_every_parameter(tmp_path, tiny_model_dir, finetune):
+    from accelerate.utils import set_seed
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cfg = make_cfg(
+        tmp_path, tiny_model_dir, data=str(one_query_data(tmp_path)), max_steps=6,
+        model={"finetune": finetune, "lora": {"r": 4, "alpha": 8}},
+        optim={"lr": 2e-2 if finetune == "lora" else 5e-3, "scheduler": "constant"},
+    )
+    set_seed(cfg.seed)  # train() seeds the same way before building the model
+    before_model, _ = load_model(cfg.model)
+    before = {n: p.detach().clone() for n, p in before_model.named_parameters() if p.requires_grad}
+
+    result = train(cfg)
+    losses = [m["loss"] for m in metrics(result.output_dir)]
+    assert losses[-1] < losses[0] - 0.05, losses
+
+    after_model = AutoModelForCausalLM.from_pretrained(result.model_dir if finetune == "full" else tiny_model_dir)
+    if finetune == "lora":
+        after_model = PeftModel.from_pretrained(after_model, result.model_dir)
+    after = dict(after_model.named_parameters())
+    assert before, "no trainable parameters"
+    unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
+    assert not unchanged, f"parameters that did not change: {unchanged}"
+
+
+def test_accumulation_1x4_equals_4x1(tmp_path, tiny_model_dir):
+    a = train(make_cfg(tmp_path, tiny_model_dir, "a", queries_per_device=1, gradient_accumulation=4))
+    b = train(make_cfg(tmp_path, tiny_model_dir, "b", queries_per_device=4, gradient_accumulation=1))
+    assert_same_weights(a.model_dir, b.model_dir)
+    for ma, mb in zip(metrics(a.output_dir), metrics(b.output_dir)):
+        assert ma["loss"] == pytest.approx(mb["loss"], abs=1e-6)
+
+
+def test_resume_equals_uninterrupted(tmp_path, tiny_model_dir, monkeypatch):
+    kw = dict(max_steps=5, save_every=2, queries_per_device=2)
+    whole = train(make_cfg(tmp_path, tiny_model_dir, "whole", **kw))
+
+    cfg = make_cfg(tmp_path, tiny_model_dir, "interrupted", **kw)
+    real = train_module._step_metrics
+
+    def crash_at_step_4(accelerator, step, *args):
+        if step == 4:
+            raise KeyboardInterrupt  # as if the job were killed during step 4
+        return real(accelerator, step, *args)
+
+    monkeypatch.setattr(train_module, "_step_metrics", crash_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(train_module, "_step_metrics", real)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg)
+    resumed = train(cfg, resume=True)
+
+    assert_same_weights(whole.model_dir, resumed.model_dir)
+    assert [m["step"] for m in resumed.metrics] == [3, 4, 5]  # restarted from the step-2 checkpoint
+    for mw, mr in zip(whole.metrics[2:], resumed.metrics):
+        assert mw["loss"] == pytest.approx(mr["loss"], abs=1e-6)
+        assert mw["lr"] == pytest.approx(mr["lr"])
+    steps = sorted(p.name for p in (resumed.output_dir / "checkpoints").iterdir())
+    assert steps == ["step-4", "step-5"]  # keep_checkpoints = 2
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
+    cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=4, save_every=2)
+    real = train_module._micro_loss
+    calls = {"n": 0}
+
+    def nan_on_third_step(*args):
+        calls["n"] += 1
+        loss, mats = real(*args)
+        return (loss * float("nan") if calls["n"] == 3 else loss), mats
+
+    monkeypatch.setattr(train_module, "_micro_loss", nan_on_third_step)
+    with pytest.raises(TrainingDiverged, match="step 3"):
+        train(cfg)
+    out = Path(cfg.output_dir)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-2"]
+    assert not (out / "model").exists()
+    assert [m["step"] for m in metrics(out)] == [1, 2]
+    # The good checkpoint still loads: resuming (without the NaN) finishes the run.
+    monkeypatch.setattr(train_module, "_micro_loss", real)
+    result = train(cfg, resume=True)
+    assert [m["step"] for m in result.metrics] == [3, 4]
+    assert all(math.isfinite(m["loss"]) for m in result.metrics)
+
+
+def test_resolved_config_is_written(tmp_path, tiny_model_dir):
+    cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=1)
+    result = train(cfg)
+    for path in (result.output_dir / "config.yaml", result.model_dir / "sami_config.yaml"):
+        written = load_yaml(path)
+        assert from_dict(TrainConfig, written) == cfg
+        assert written["sami"]["logprob_method"] == "shared"  # defaults are written out
+
+
+def test_cli_reports_malformed_data_with_file_and_line(tmp_path, tiny_model_dir, capsys):
+    bad = tmp_path / "bad.jsonl"
+    lines = EXAMPLE_DATA.read_text().splitlines()[:2]
+    record = json.loads(lines[1])
+    record["responses"] = record["responses"][:1]
+    bad.write_text(lines[0] + "\n" + json.dumps(record) + "\n")
+    code = cli_main(["train", "--data", str(bad), "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: field 'responses'" in err
+
+
+def test_cli_config_overrides(tmp_path):
+    from sami.cli import _parser_for_tests
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("data: x.jsonl\noptim: {lr: 1.0e-4}\n")
+    args = _parser_for_tests().parse_args(["train", "--config", str(cfg_file), "--max-steps", "3", "-o", "optim.lr=2e-5", "-o", "model.finetune=lora"])
+    from sami.cli import build_train_config
+
+    cfg = build_train_config(args)
+    assert cfg.max_steps == 3 and cfg.optim.lr == 2e-5 and cfg.model.finetune == "lora" and cfg.data == "x.jsonl"
+    cfg_file.write_text("optim: {learning_rate: 1.0e-4}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: optim: unknown key\(s\) \['learning_rate'\]"):
+        build_train_config(_parser_for_tests().parse_args(["train", "--config", str(cfg_file)]))
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        build_train_config(_parser_for_tests().parse_args(["train", "-o", "optim.lr=fast"]))
+    with pytest.raises(ConfigError, match="finetune"):
+        build_train_config(_parser_for_tests().parse_args(["train", "-o", "model.finetune=half"]))
+
+
+@pytest.mark.distributed
+def test_two_processes_match_one(tmp_path, tiny_model_dir):
+    """Two gloo processes with one query each per step equal one process with two queries per step."""
+    one = train(make_cfg(tmp_path, tiny_model_dir, "one", queries_per_device=2, max_steps=3))
+    out = tmp_path / "two"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "sami.cli", "train",
+        "--data", str(EXAMPLE_DATA), "--model", str(tiny_model_dir), "--output-dir", str(out), "--max-steps", "3",
+        "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24", "-o", "queries_per_device=1",
+        "-o", "optim.lr=1e-3",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_weights(one.model_dir, out / "model")
+    for m1, m2 in zip(metrics(one.output_dir), metrics(out)):
+        assert m1["loss"] == pytest.approx(m2["loss"], abs=1e-5)
+        assert m1["tokens"] == m2["tokens"]
