@@ -113,3 +113,22 @@ def test_rejects_bad_input(tiny_model):
         batch_logprob_matrices(tiny_model, [q2, q3])
     with pytest.raises(ValueError, match="unknown method"):
         batch_logprob_matrices(tiny_model, [q2], method="fast")
+
+
+def test_token_logprobs_matches_log_softmax_including_gradients():
+    from sami.logprobs import token_logprobs
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11, dtype=torch.float64, requires_grad=True)
+    # position 0 predicts several tokens and one (position, target) pair repeats; row 2 differs
+    positions = torch.tensor([[0, 0, 2, 4, 0]] * 2 + [[1, 3, 3, 0, 2]])
+    targets = torch.tensor([[3, 3, 7, 1, 9]] * 2 + [[10, 0, 0, 5, 5]])
+    weights = torch.randn(3, 5, dtype=torch.float64)
+    got = token_logprobs(logits, positions, targets)
+    (got * weights).sum().backward()
+    grad, logits.grad = logits.grad.clone(), None
+    rows = torch.arange(3).unsqueeze(1).expand(3, 5)
+    expected = torch.log_softmax(logits.float(), -1)[rows, positions, targets]
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad, logits.grad, rtol=1e-5, atol=1e-6)

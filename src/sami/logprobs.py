@@ -160,6 +160,41 @@ def _block_mask(segment: torch.Tensor, eager: bool) -> torch.Tensor:
     return torch.where(allowed, zero, torch.finfo(torch.float32).min)
 
 
+class _TokenLogProbs(torch.autograd.Function):
+    """log softmax(logits[n, p])[t] for per-row (position p, target t) pairs, without a saved log-softmax.
+
+    Autograd through ``log_softmax(logits)[...]`` keeps the full (N, K, V) log-softmax and, in the
+    backward, zero-fills another full tensor for the indexing and a third for the softmax gradient. Here
+    the backward writes the one dense gradient it needs, -softmax * (sum of incoming gradients per
+    position), and adds the incoming gradients at the targets. Computed in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, positions, targets):
+        lse = torch.logsumexp(logits.float(), dim=-1)  # (N, K)
+        rows = torch.arange(logits.shape[0], device=logits.device).unsqueeze(1).expand_as(positions)
+        out = logits[rows, positions, targets].float() - lse.gather(1, positions)  # (N, T)
+        ctx.save_for_backward(logits, lse, positions, targets)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # grad: (N, T)
+        logits, lse, positions, targets = ctx.saved_tensors
+        per_position = grad.new_zeros(lse.shape).scatter_add_(1, positions, grad)  # (N, K)
+        dense = (logits.float() - lse.unsqueeze(-1)).exp_().mul_(-per_position.unsqueeze(-1))
+        rows = torch.arange(logits.shape[0], device=grad.device).unsqueeze(1).expand_as(positions)
+        dense.index_put_((rows, positions, targets), grad, accumulate=True)
+        return dense.to(logits.dtype), None, None
+
+
+def token_logprobs(logits: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N, T) float32 log-probabilities of ``targets[n, k]`` under ``logits[n, positions[n, k]]``.
+
+    logits (N, K, V); positions and targets (N, T) integer tensors.
+    """
+    return _TokenLogProbs.apply(logits, positions, targets)
+
+
 def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
     """One row per (query, constitution): left-padded prompt, then all C responses of that query."""
     c = queries[0].num_constitutions
@@ -204,14 +239,19 @@ def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
         position_ids=position_ids.to(device),
         logits_to_keep=r_max + 1,
     ).logits  # (B*C, r_max + 1, V)
-    lse = torch.logsumexp(logits.float(), dim=-1)  # (B*C, r_max + 1)
+    # One call over all rows (slicing the logits per query would zero-fill a full copy in the backward);
+    # rows of shorter queries are padded with (position 0, token 0) pairs that no matrix entry reads.
+    t_max = max(len(g[0]) for g in gathers)
+    positions = torch.zeros((n, t_max), dtype=torch.long)
+    targets = torch.zeros((n, t_max), dtype=torch.long)
+    for b, (predictor, target, _, _) in enumerate(gathers):
+        positions[b * c : (b + 1) * c, : len(predictor)] = torch.tensor(predictor)
+        targets[b * c : (b + 1) * c, : len(target)] = torch.tensor(target)
+    token_lp = token_logprobs(logits, positions.to(device), targets.to(device))  # (B*C, t_max)
     matrices = []
-    for b, (predictor, target, which, lengths) in enumerate(gathers):
-        m = torch.tensor(predictor, device=device)
-        t = torch.tensor(target, device=device)
-        rows = slice(b * c, (b + 1) * c)
-        token_lp = logits[rows][:, m, t].float() - lse[rows][:, m]  # (C, T_b)
-        sums = token_lp.new_zeros(c, c).index_add(1, torch.tensor(which, device=device), token_lp)
+    for b, (predictor, _, which, lengths) in enumerate(gathers):
+        lp = token_lp[b * c : (b + 1) * c, : len(predictor)]  # (C, T_b)
+        sums = lp.new_zeros(c, c).index_add(1, torch.tensor(which, device=device), lp)
         matrices.append(sums / torch.tensor(lengths, device=device, dtype=sums.dtype))
     return torch.stack(matrices)  # (B, C, C)
 
