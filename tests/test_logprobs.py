@@ -85,7 +85,7 @@ def test_truncation(tokenizer):
     assert len(q.response_ids[0]) == 4 and q.response_ids[0][-1] != tokenizer.eos_token_id  # cut: no EOS
     assert q.response_ids[1][-1] == tokenizer.eos_token_id  # short enough: closed by EOS
     full = tokenizer("Human: count\n\nAssistant:")["input_ids"]
-    assert list(q.prompt_ids[0]) == full[-3:]  # the end of the prompt is kept
+    assert list(q.prompt_ids[0]) == full[:1] + full[-2:]  # start and end kept, middle dropped
 
 
 def test_logprob_matrix_from_text(tokenizer, tiny_model):
@@ -132,3 +132,50 @@ def test_token_logprobs_matches_log_softmax_including_gradients():
     (expected * weights).sum().backward()
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(grad, logits.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_shared_equals_naive_with_gradient_checkpointing(tokenizer, tiny_model):
+    """Checkpointed layers recompute activations in the backward; the packed layout must survive that."""
+    queries = _queries(tokenizer)
+    plain = _matrix_and_grads(tiny_model, queries, method="naive", pad_token_id=tokenizer.pad_token_id)
+    tiny_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    tiny_model.train()
+    checkpointed = _matrix_and_grads(tiny_model, queries, method="shared", pad_token_id=tokenizer.pad_token_id)
+    _assert_close(checkpointed, plain)
+
+
+def test_chat_template_prompts_have_one_bos_and_close_with_end_of_turn(tokenizer):
+    from sami.templates import CHAT_TEMPLATE, build_prompt, response_end_token
+
+    prompt = build_prompt(CHAT_TEMPLATE, "1. Be brief.", "Hi?", tokenizer)
+    end = response_end_token(CHAT_TEMPLATE, tokenizer)
+    assert end == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    q = encode_query(tokenizer, [prompt, prompt + " "], ["Hello.", "Hey."], end_token_id=end)
+    bos = tokenizer.bos_token_id
+    assert [q.prompt_ids[0][0], q.prompt_ids[0][1]].count(bos) == 1  # not doubled by add_special_tokens
+    assert q.response_ids[0][-1] == end
+
+
+class _PrefixTokenizer:
+    """A SentencePiece-like tokenizer: every word gets a start marker, so " a" has a lone-space token."""
+
+    bos_token, eos_token_id = None, 0
+
+    def __call__(self, text, add_special_tokens=True):
+        ids = [1] if text.startswith(" ") else []  # the lone "▁" a dummy-prefix tokenizer emits
+        ids += [hash(w) % 1000 + 10 for w in text.split()]
+        return {"input_ids": ids}
+
+
+def test_dummy_prefix_tokenizers_get_no_lone_space_token():
+    q = encode_query(_PrefixTokenizer(), ["p1", "p2"], [" Hello there", " Hi"])
+    assert 1 not in q.response_ids[0] + q.response_ids[1]
+    assert len(q.response_ids[0]) == 3  # two words and the end token
+
+
+def test_sliding_window_models_refuse_the_shared_layout_past_the_window(tokenizer, tiny_model):
+    tiny_model.config.sliding_window = 8
+    q = encode_query(tokenizer, ["a b c d e f g h i j k"] * 2, [" x", " y"])
+    with pytest.raises(ValueError, match="sliding window"):
+        batch_logprob_matrices(tiny_model, [q], pad_token_id=tokenizer.pad_token_id)
+    batch_logprob_matrices(tiny_model, [q], method="naive", pad_token_id=tokenizer.pad_token_id)

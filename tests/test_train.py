@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import sami.train as train_module
+from sami.cli import build_parser, build_train_config
 from sami.cli import main as cli_main
 from sami.config import ConfigError, from_dict, load_yaml
 from sami.models import ModelConfig, load_model
@@ -123,6 +124,7 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_model_dir, monkeypatch):
     for mw, mr in zip(whole.metrics[2:], resumed.metrics):
         assert mw["loss"] == pytest.approx(mr["loss"], abs=1e-6)
         assert mw["lr"] == pytest.approx(mr["lr"])
+    assert [m["step"] for m in metrics(resumed.output_dir)] == [1, 2, 3, 4, 5]  # step 3 once, not twice
     steps = sorted(p.name for p in (resumed.output_dir / "checkpoints").iterdir())
     assert steps == ["step-4", "step-5"]  # keep_checkpoints = 2
 
@@ -154,6 +156,8 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, tiny_model_dir, monk
 def test_resolved_config_is_written(tmp_path, tiny_model_dir):
     cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=1)
     result = train(cfg)
+    prov = json.loads((result.model_dir / "provenance.json").read_text())
+    assert prov["steps"] == 1 and len(prov["data"]["sha256"]) == 64 and prov["versions"]["torch"]
     for path in (result.output_dir / "config.yaml", result.model_dir / "sami_config.yaml"):
         written = load_yaml(path)
         assert from_dict(TrainConfig, written) == cfg
@@ -173,22 +177,19 @@ def test_cli_reports_malformed_data_with_file_and_line(tmp_path, tiny_model_dir,
 
 
 def test_cli_config_overrides(tmp_path):
-    from sami.cli import _parser_for_tests
-
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("data: x.jsonl\noptim: {lr: 1.0e-4}\n")
-    args = _parser_for_tests().parse_args(["train", "--config", str(cfg_file), "--max-steps", "3", "-o", "optim.lr=2e-5", "-o", "model.finetune=lora"])
-    from sami.cli import build_train_config
+    args = build_parser().parse_args(["train", "--config", str(cfg_file), "--max-steps", "3", "-o", "optim.lr=2e-5", "-o", "model.finetune=lora"])
 
     cfg = build_train_config(args)
     assert cfg.max_steps == 3 and cfg.optim.lr == 2e-5 and cfg.model.finetune == "lora" and cfg.data == "x.jsonl"
     cfg_file.write_text("optim: {learning_rate: 1.0e-4}\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: optim: unknown key\(s\) \['learning_rate'\]"):
-        build_train_config(_parser_for_tests().parse_args(["train", "--config", str(cfg_file)]))
+        build_train_config(build_parser().parse_args(["train", "--config", str(cfg_file)]))
     with pytest.raises(ConfigError, match="optim.lr: expected a number"):
-        build_train_config(_parser_for_tests().parse_args(["train", "-o", "optim.lr=fast"]))
+        build_train_config(build_parser().parse_args(["train", "-o", "optim.lr=fast"]))
     with pytest.raises(ConfigError, match="finetune"):
-        build_train_config(_parser_for_tests().parse_args(["train", "-o", "model.finetune=half"]))
+        build_train_config(build_parser().parse_args(["train", "-o", "model.finetune=half"]))
 
 
 @pytest.mark.distributed
@@ -210,3 +211,46 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
     for m1, m2 in zip(metrics(one.output_dir), metrics(out)):
         assert m1["loss"] == pytest.approx(m2["loss"], abs=1e-5)
         assert m1["tokens"] == m2["tokens"]
+
+
+def test_bf16_autocast_and_gradient_checkpointing_train(tmp_path, tiny_model_dir):
+    cfg = make_cfg(tmp_path, tiny_model_dir, precision="bf16", model={"gradient_checkpointing": True})
+    result = train(cfg)
+    assert all(math.isfinite(m["loss"]) for m in result.metrics)
+
+
+def test_micro_batch_mixing_constitution_counts_averages_per_query(tokenizer, tiny_model):
+    from sami import encode_query, sami_loss
+    from sami.logprobs import batch_logprob_matrices
+
+    cfg = TrainConfig()
+    two = [encode_query(tokenizer, [f"p{i} {k}" for i in range(2)], [f" r{i} {k}" for i in range(2)]) for k in range(2)]
+    three = encode_query(tokenizer, [f"q{i}" for i in range(3)], [f" s{i}" for i in range(3)])
+    loss, mats = train_module._micro_loss(tiny_model, cfg, [two[0], three, two[1]], tokenizer.pad_token_id)
+    pad = tokenizer.pad_token_id
+    expected = (2 * sami_loss(batch_logprob_matrices(tiny_model, two, pad_token_id=pad)) + sami_loss(batch_logprob_matrices(tiny_model, [three], pad_token_id=pad))) / 3
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    assert sorted(m.shape for m in mats) == [(1, 3, 3), (2, 2, 2)]
+    with pytest.raises(ValueError, match="constitution_weights has 2 entries; records have C = 3"):
+        train_module._micro_loss(tiny_model, from_dict(TrainConfig, {"sami": {"constitution_weights": [1, 2]}}), [three], pad)
+
+
+def test_non_finite_gradient_stops_training(tmp_path, tiny_model_dir, monkeypatch):
+    real_load = train_module.load_model
+    calls = {"n": 0}
+
+    def load_with_poisoned_gradient(*args, **kwargs):
+        model, tokenizer = real_load(*args, **kwargs)
+
+        def poison(grad):
+            calls["n"] += 1
+            return grad * float("inf") if calls["n"] == 2 else grad
+
+        model.get_input_embeddings().weight.register_hook(poison)
+        return model, tokenizer
+
+    monkeypatch.setattr(train_module, "load_model", load_with_poisoned_gradient)
+    cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=3, save_every=1, optim={"max_grad_norm": 0.0})
+    with pytest.raises(TrainingDiverged, match="gradient norm at step 2"):
+        train(cfg)
+    assert sorted(p.name for p in (Path(cfg.output_dir) / "checkpoints").iterdir()) == ["step-1"]

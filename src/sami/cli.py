@@ -48,7 +48,7 @@ def build_train_config(args: argparse.Namespace):
     return from_dict(TrainConfig, data, source=args.config)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sami", description="Align language models to written principles with SAMI.")
     parser.add_argument("--version", action="version", version=f"sami-align {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -57,15 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_parser_for_tests = _parser
-
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # accelerate reports every file of every checkpoint, and warns that tied embeddings are stored
+        # once (they are re-tied on load); the progress bar and our own messages say what matters.
+        logging.getLogger("accelerate").setLevel(logging.ERROR)
 
-    from sami.config import ConfigError
-    from sami.data import DataError
     from sami.models import EmbeddedModelMissing
     from sami.train import TrainingDiverged
 
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = build_train_config(args)
             result = train(cfg, resume=args.resume)
             print(f"trained {result.steps} steps; model saved to {result.model_dir}")
-    except (ConfigError, DataError, EmbeddedModelMissing, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
+    except (ValueError, EmbeddedModelMissing, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
+        # ConfigError and DataError are ValueErrors; they name the file, line or key at fault.
         print(f"sami: error: {err}", file=sys.stderr)
         return 2
     return 0

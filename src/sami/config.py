@@ -151,3 +151,26 @@ def save_yaml(cfg, path: str | Path) -> None:
 def config_hash(cfg) -> str:
     blob = json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def config_differences(a, b) -> dict[str, tuple[Any, Any]]:
+    """Every leaf field whose value differs between two configs (or dicts): ``{"optim.lr": (a, b)}``."""
+    flat_a, flat_b = _flatten(a if isinstance(a, dict) else to_dict(a)), _flatten(b if isinstance(b, dict) else to_dict(b))
+    keys = sorted(set(flat_a) | set(flat_b))
+    missing = object()
+    out = {}
+    for key in keys:
+        va, vb = flat_a.get(key, missing), flat_b.get(key, missing)
+        if va != vb:
+            out[key] = (None if va is missing else va, None if vb is missing else vb)
+    return out
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

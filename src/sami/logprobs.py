@@ -55,6 +55,17 @@ class QueryTokens:
         return prompts + c * responses
 
 
+def adds_dummy_prefix(tokenizer) -> bool:
+    """True for tokenizers (SentencePiece style) that put a word-start marker on text they tokenise alone.
+
+    For them a response tokenised as " Word" would start with a lone space token that the model never
+    produces after ``Assistant:``; the leading space is dropped instead, since the marker already says it.
+    """
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    spaced = tokenizer(" a", add_special_tokens=False)["input_ids"]
+    return len(spaced) > len(plain) and spaced[-len(plain):] == plain
+
+
 def encode_query(
     tokenizer,
     prompts: Sequence[str],
@@ -62,30 +73,37 @@ def encode_query(
     *,
     max_prompt_tokens: int | None = None,
     max_response_tokens: int | None = None,
+    end_token_id: int | None = None,
 ) -> QueryTokens:
     """Tokenise one query's prompts and responses separately.
 
-    Prompts get the tokenizer's special tokens (e.g. BOS); responses get none and are closed by EOS, which is
-    scored: that is how the student learns where an answer ends. A response cut by ``max_response_tokens``
-    did not end there, so it gets no EOS. A prompt longer than ``max_prompt_tokens`` keeps its end, where
-    the query and the assistant cue are.
+    Prompts get the tokenizer's special tokens (e.g. BOS) unless the text already starts with BOS (a
+    rendered chat template); responses get none and are closed by ``end_token_id`` (default EOS; a chat
+    template's end-of-turn token where that differs), which is scored: that is how the student learns
+    where an answer ends. ``max_response_tokens`` counts that token; a response cut by it did not end
+    there, so it gets none. A prompt longer than ``max_prompt_tokens`` keeps its start (BOS and the
+    constitution) and its end (the query's end and the assistant cue) and loses the middle.
     """
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("the tokenizer has no eos_token_id; SAMI scores the EOS that closes each response")
+    end = tokenizer.eos_token_id if end_token_id is None else end_token_id
+    if end is None:
+        raise ValueError("the tokenizer has no eos_token_id; SAMI scores the token that closes each response")
+    bos = tokenizer.bos_token
     prompt_ids = []
     for text in prompts:
-        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        special = not (bos and text.startswith(bos))
+        ids = tokenizer(text, add_special_tokens=special)["input_ids"]
         if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
-            ids = ids[-max_prompt_tokens:]
+            head = max_prompt_tokens // 2
+            ids = ids[:head] + ids[len(ids) - (max_prompt_tokens - head) :]
         prompt_ids.append(tuple(ids))
+    strip_space = any(r.startswith(" ") for r in responses) and adds_dummy_prefix(tokenizer)
     response_ids = []
     for text in responses:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(text.lstrip(" ") if strip_space else text, add_special_tokens=False)["input_ids"]
         if max_response_tokens is not None and len(ids) >= max_response_tokens:
             ids = ids[:max_response_tokens]
         else:
-            ids = ids + [eos]
+            ids = ids + [end]
         response_ids.append(tuple(ids))
     return QueryTokens(tuple(prompt_ids), tuple(response_ids))
 
@@ -141,22 +159,30 @@ def _naive(model, queries: Sequence[QueryTokens], pad_id: int, padding_side: str
     return mean.view(len(queries), c, c)
 
 
+def _sliding_window(model) -> int | None:
+    config = getattr(getattr(model, "module", model), "config", None)
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return None
+    return int(window)
+
+
 def _block_mask(segment: torch.Tensor, eager: bool) -> torch.Tensor:
     """(R, 1, T, T) mask from segment ids (R, T): -1 padding, 0 prompt, j + 1 response j.
 
     A query position sees earlier prompt positions and earlier positions of its own response. Padding
-    queries see themselves only, so no softmax row is empty.
+    queries see themselves only, so no softmax row is empty. Built on ``segment``'s device.
     """
-    t = segment.shape[1]
-    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    t, device = segment.shape[1], segment.device
+    causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
     key = segment[:, None, :]  # (R, 1, T)
     query = segment[:, :, None]  # (R, T, 1)
     allowed = causal & (key >= 0) & ((key == 0) | (key == query))
-    allowed |= torch.eye(t, dtype=torch.bool)
+    allowed |= torch.eye(t, dtype=torch.bool, device=device)
     allowed = allowed.unsqueeze(1)
     if not eager:
         return allowed
-    zero = torch.zeros((), dtype=torch.float32)
+    zero = torch.zeros((), dtype=torch.float32, device=device)
     return torch.where(allowed, zero, torch.finfo(torch.float32).min)
 
 
@@ -231,11 +257,20 @@ def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
         lengths = [len(r) for r in q.response_ids]
         gathers.append((predictor, target, which, lengths))
 
+    window = _sliding_window(model)
+    if window is not None and int(position_ids.max()) >= window:
+        # A custom 4D mask replaces the model's own, sliding window included; sequences within the
+        # window are unaffected, longer ones would be scored wrongly.
+        raise ValueError(
+            f"a prompt plus response reaches position {int(position_ids.max())}, past the model's sliding "
+            f"window of {window}; the shared layout does not apply sliding windows: use method='naive' "
+            "(sami.logprob_method: naive) or shorter max_prompt_tokens / max_response_tokens"
+        )
     device = _model_device(model)
     eager = _attn_implementation(model) == "eager"
     logits = model(
         input_ids=input_ids.to(device),
-        attention_mask=_block_mask(segment, eager).to(device),
+        attention_mask=_block_mask(segment.to(device), eager),
         position_ids=position_ids.to(device),
         logits_to_keep=r_max + 1,
     ).logits  # (B*C, r_max + 1, V)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 import torch
 
 DEFAULT_MODEL = "smollm2-135m"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,8 @@ class ModelConfig:
 
     name_or_path: embedded alias (``smollm2-135m``), hub id, or local folder.
     revision: hub revision (branch, tag or commit) for hub ids.
-    dtype: weights dtype: ``auto`` (float32 on CPU, bfloat16 on a GPU that supports it), ``float32``,
-        ``bfloat16`` or ``float16``.
+    dtype: weights dtype: ``auto`` (float32, except bfloat16 for a frozen LoRA base on a GPU that has
+        it), ``float32``, ``bfloat16`` or ``float16``.
     attn_implementation: ``sdpa`` or ``eager`` (the shared SAMI layout needs a custom 4D mask, which
         flash-attention kernels do not take).
     finetune: ``full`` or ``lora``.
@@ -158,12 +161,22 @@ class ModelConfig:
             raise ValueError(f"model.attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
 
 
-def torch_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+def torch_dtype(cfg: ModelConfig) -> torch.dtype:
+    """Weights dtype. ``auto``: bfloat16 for a frozen LoRA base on a GPU that has it, else float32.
+
+    Fully fine-tuned weights stay float32 under ``auto`` (bf16 autocast does the compute): AdamW steps of
+    ~1e-6 relative size fall below bfloat16's resolution and would be lost.
+    """
+    if cfg.dtype == "auto":
+        if cfg.finetune == "lora" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
-    return getattr(torch, name)
+    if cfg.finetune == "full" and cfg.dtype in ("bfloat16", "float16"):
+        logger.warning(
+            "full fine-tuning with %s weights: optimiser updates smaller than the dtype's resolution are lost; "
+            "model.dtype=auto keeps float32 weights and computes in bf16 autocast", cfg.dtype
+        )
+    return getattr(torch, cfg.dtype)
 
 
 def load_tokenizer(name_or_path: str = DEFAULT_MODEL, revision: str | None = None):
@@ -183,12 +196,17 @@ def load_model(cfg: ModelConfig, *, init_from: str | None = None):
     """
     from transformers import AutoModelForCausalLM
 
+    if init_from and (Path(init_from) / "adapter_config.json").is_file():
+        raise ValueError(
+            f"{init_from} holds a LoRA adapter, not a full model; chaining from adapters is not supported yet: "
+            "merge it first (peft's merge_and_unload) and pass the merged folder"
+        )
     source = init_from or resolve(cfg.name_or_path)
     revision = None if init_from else cfg.revision
     tok_source = source if init_from and (Path(source) / "tokenizer_config.json").is_file() else cfg.name_or_path
     tokenizer = load_tokenizer(tok_source, None if init_from else cfg.revision)
     model = AutoModelForCausalLM.from_pretrained(
-        source, revision=revision, dtype=torch_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
+        source, revision=revision, dtype=torch_dtype(cfg), attn_implementation=cfg.attn_implementation
     )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -113,7 +113,7 @@ class PrincipleLibrary:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PrincipleLibrary:
-        text = Path(path).read_text() if not isinstance(path, resources.abc.Traversable) else path.read_text()
+        text = (Path(path) if isinstance(path, str) else path).read_text()  # a Path or a package resource
         return cls.from_dict(yaml.safe_load(text) or {}, source=str(path))
 
     @classmethod

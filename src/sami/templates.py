@@ -1,9 +1,9 @@
 """Prompt templates that turn (constitution, query) into the text a model is conditioned on.
 
 Templates are versioned: the version is written into provenance and into every training config, so a
-result can always be traced to the exact prompt text. The training template shuffles the principle
-order of a constitution with a seed derived from the record, so that it differs from the order the
-teacher saw at generation time, as in the SAMI papers.
+result can always be traced to the exact prompt text. At training time the principle order of a
+constitution is reshuffled with a seed derived from the record, independently of the order the teacher
+saw at generation time, as in the SAMI papers (with two principles it stays the same half of the time).
 """
 
 from __future__ import annotations
@@ -44,3 +44,19 @@ def response_text(template: str, response: str) -> str:
     """The response as scored after the prompt: after ``Assistant:`` a single space leads the answer."""
     response = response.strip()
     return " " + response if template == PAPER_TEMPLATE else response
+
+
+def response_end_token(template: str, tokenizer) -> int:
+    """The token that closes a response under ``template``: EOS, or the chat template's end of turn.
+
+    For ``chat-v1`` a dummy assistant turn is rendered and the first token after its content is taken
+    (``<|im_end|>`` for ChatML, ``<|eot_id|>`` for Llama 3, ``<end_of_turn>`` for Gemma).
+    """
+    if template != CHAT_TEMPLATE:
+        return tokenizer.eos_token_id
+    marker = "SAMI-RESPONSE-MARKER"
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    suffix = rendered[rendered.index(marker) + len(marker) :]
+    ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix.strip() else []
+    return ids[0] if ids else tokenizer.eos_token_id

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -22,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from sami.config import config_hash, save_yaml, to_dict
+from sami.config import config_differences, config_hash, load_yaml, save_yaml, to_dict
 from sami.data import Record, read_records
 from sami.logprobs import QueryTokens, batch_logprob_matrices, encode_query
 from sami.models import load_model
 from sami.objective import sami_loss, sami_metrics
-from sami.templates import build_prompt, render_constitution, response_text
+from sami.templates import build_prompt, render_constitution, response_end_token, response_text
 from sami.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class TrainResult:
 
 def encode_records(records: Sequence[Record], tokenizer, cfg: TrainConfig) -> list[QueryTokens]:
     """Apply the training template to every record and tokenise it."""
+    end_token = response_end_token(cfg.template, tokenizer)
     queries = []
     for record in records:
         prompts = [
@@ -69,6 +71,7 @@ def encode_records(records: Sequence[Record], tokenizer, cfg: TrainConfig) -> li
                 responses,
                 max_prompt_tokens=cfg.max_prompt_tokens,
                 max_response_tokens=cfg.max_response_tokens,
+                end_token_id=end_token,
             )
         )
     return queries
@@ -146,6 +149,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     if not cfg.data:
         raise ValueError("no data file: set `data` in the config or pass --data")
     out = Path(cfg.output_dir)
+    # accelerate keeps one global state per process; one process may train several models in turn
+    # (iterated SAMI, SFT then SAMI) with different precision, so that state is reset here. The process
+    # group (PartialState) is kept.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         # Without a GPU, processes started by `accelerate launch --multi_gpu` or torchrun still form a
         # gloo group; accelerate needs to be told to use the CPU for that.
@@ -166,9 +175,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     pad_id = tokenizer.pad_token_id
     steps = total_steps(cfg, len(queries), world)
 
-    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     # Not passed to prepare(): accelerate would step it once per process, and the schedule would then
@@ -179,16 +187,20 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     accelerator.register_for_checkpointing(scheduler)
 
     start = 0
+    metrics_path = out / "metrics.jsonl"
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         start = json.loads((checkpoint / STATE_FILE).read_text())["step"]
+        changed = config_differences(load_yaml(checkpoint / "config.yaml"), to_dict(cfg))
+        if changed:
+            logger.warning("resuming with a changed config: %s", ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()))
         logger.info("resumed from %s at step %d", checkpoint, start)
     if accelerator.is_main_process:
+        _truncate_metrics(metrics_path, start)
         save_yaml(cfg, out / "config.yaml")
     if cfg.report_to:
         accelerator.init_trackers("sami", config=_flat(to_dict(cfg)))
 
-    metrics_path = out / "metrics.jsonl"
     history: list[dict] = []
     bar = tqdm(total=steps, initial=start, desc="sami train", disable=not accelerator.is_local_main_process)
     model.train()
@@ -207,22 +219,25 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
                 bad = accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
                 if bad.item() > 0:
                     raise TrainingDiverged(
-                        f"non-finite SAMI loss at step {step + 1} (queries {[records[i].id for i in idx]}); "
+                        f"non-finite SAMI loss at step {step + 1} (this process's queries: {[records[i].id for i in idx]}); "
                         f"nothing of this step was applied; last checkpoint: {_latest_checkpoint(out)}"
                     )
                 accelerator.backward(loss / cfg.gradient_accumulation)
             losses.append(loss.detach())
             mats.extend(batch_mats)
-        grad_norm = float("nan")
-        if cfg.optim.max_grad_norm > 0:
-            grad_norm = float(accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm))
-            if not math.isfinite(grad_norm):
-                raise TrainingDiverged(
-                    f"non-finite gradient norm at step {step + 1}; nothing of this step was applied; "
-                    f"last checkpoint: {_latest_checkpoint(out)}"
-                )
+        # The prepared model's parameters: under FSDP they are not the objects the optimiser was built on.
+        # An infinite limit measures the norm without clipping.
+        norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm or math.inf)
+        grad_norm = float("nan") if norm is None else float(norm)  # DeepSpeed clips internally: None
+        if norm is not None and not math.isfinite(grad_norm) and accelerator.mixed_precision != "fp16":
+            raise TrainingDiverged(
+                f"non-finite gradient norm at step {step + 1}; nothing of this step was applied; "
+                f"last checkpoint: {_latest_checkpoint(out)}"
+            )
         lr = scheduler.get_last_lr()[0]
-        optimizer.step()
+        optimizer.step()  # under fp16 the grad scaler skips a step whose gradients overflowed
+        if accelerator.optimizer_step_was_skipped:
+            logger.warning("step %d skipped: fp16 gradients overflowed; the loss scale is lowered", step + 1)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -239,9 +254,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
             _save_checkpoint(accelerator, out, step + 1, cfg)
     bar.close()
-    _save_checkpoint(accelerator, out, steps, cfg)
+    if start < steps:  # a finished run that is resumed again has nothing to save
+        _save_checkpoint(accelerator, out, steps, cfg)
     model_dir = out / "model"
-    save_model(accelerator, model, tokenizer, model_dir, cfg)
+    save_model(accelerator, model, tokenizer, model_dir, cfg, steps)
     accelerator.end_training()
     return TrainResult(out, model_dir, steps, history)
 
@@ -264,21 +280,45 @@ def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_nor
     return record
 
 
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metrics of steps up to ``step``: later ones are recomputed and would appear twice.
+
+    A last line cut short by a crash is dropped too.
+    """
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError):
+            continue
+    path.write_text("".join(line + "\n" for line in kept))
+
+
 def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig) -> None:
-    """Write step-N atomically: a partial folder never has trainer_state.json, so resume ignores it."""
+    """Write step-N into a temporary folder, then rename it: a checkpoint is complete or absent."""
     target = out / CHECKPOINTS / f"step-{step}"
+    partial = out / CHECKPOINTS / f".step-{step}.partial"
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(target))
     if accelerator.is_main_process:
-        save_yaml(cfg, target / "config.yaml")
-        (target / STATE_FILE).write_text(json.dumps({"step": step, "config_hash": config_hash(cfg)}))
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()  # every process has written its RNG state before the folder is sealed
+    if accelerator.is_main_process:
+        save_yaml(cfg, partial / "config.yaml")
+        (partial / STATE_FILE).write_text(json.dumps({"step": step}))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
         done = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
         for old in done[: max(0, len(done) - cfg.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
-def save_model(accelerator, model, tokenizer, model_dir: Path, cfg: TrainConfig) -> None:
+def save_model(accelerator, model, tokenizer, model_dir: Path, cfg: TrainConfig, steps: int) -> None:
     """The trained model as a loadable folder (full weights, or the LoRA adapter) with its config."""
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
@@ -287,7 +327,32 @@ def save_model(accelerator, model, tokenizer, model_dir: Path, cfg: TrainConfig)
         unwrapped.save_pretrained(model_dir, state_dict=state)
         tokenizer.save_pretrained(model_dir)
         save_yaml(cfg, model_dir / "sami_config.yaml")
+        (model_dir / "provenance.json").write_text(json.dumps(provenance(cfg, steps, accelerator.num_processes), indent=2))
     accelerator.wait_for_everyone()
+
+
+def provenance(cfg: TrainConfig, steps: int, num_processes: int) -> dict:
+    """What produced a trained model: config hash, data file hash, model source, template, versions."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    def package(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "method": cfg.method,
+        "config_hash": config_hash(cfg),
+        "data": {"path": cfg.data, "sha256": hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest()},
+        "model": {"name_or_path": cfg.model.name_or_path, "revision": cfg.model.revision, "init_from": cfg.init_from},
+        "template": cfg.template,
+        "seed": cfg.seed,
+        "steps": steps,
+        "num_processes": num_processes,
+        "versions": {p: package(p) for p in ("sami-align", "torch", "transformers", "accelerate", "peft")},
+    }
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -62,8 +62,8 @@ class TrainConfig:
     seed: int = 0
     template: str = "paper-v1"
     shuffle_principles: bool = True  # training order of principles differs from the generation order
-    max_prompt_tokens: int | None = 1024
-    max_response_tokens: int | None = 1024
+    max_prompt_tokens: int | None = 1024  # longer prompts keep their start and end (see encode_query)
+    max_response_tokens: int | None = 1024  # counts the closing EOS; a cut response has no EOS
     queries_per_device: int = 1
     gradient_accumulation: int = 1
     epochs: float = 1.0
@@ -90,3 +90,10 @@ class TrainConfig:
             raise ValueError("epochs must be positive (or set max_steps)")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
+        if self.keep_checkpoints < 1 or self.save_every < 0:
+            raise ValueError("keep_checkpoints must be at least 1 and save_every non-negative")
+        for name in ("max_prompt_tokens", "max_response_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 2:
+                raise ValueError(f"{name} must be at least 2 (or null for no limit)")
+        if self.precision == "fp16" and self.model.dtype == "float16":
+            raise ValueError("precision fp16 needs float32 master weights: set model.dtype to auto or float32")
