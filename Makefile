@@ -27,8 +27,9 @@ $(STAMP): $(VENV)/bin/python pyproject.toml Makefile
 install: $(STAMP)
 
 ## The main job: a short SAMI run on the embedded model and the shipped example data.
+## --resume: a rerun continues an interrupted run, and redoes nothing of a finished one.
 quickstart: install
-	$(VENV)/bin/sami train --config configs/quickstart.yaml
+	$(VENV)/bin/sami train --config configs/quickstart.yaml --resume
 
 ## All tests, slow ones (embedded model) included.
 test: install

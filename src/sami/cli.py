@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from sami import __version__
 
@@ -48,6 +49,21 @@ def build_train_config(args: argparse.Namespace):
     return from_dict(TrainConfig, data, source=args.config)
 
 
+def _print_summary(result) -> None:
+    import json
+
+    path = result.output_dir / "metrics.jsonl"
+    metrics = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    if metrics:
+        first, last = metrics[0], metrics[-1]
+        for m in (first, last):
+            print(
+                f"step {m['step']:>5}: SAMI loss {m['loss']:.4f}, MI bound {m['mi_bound']:.4f} nats, "
+                f"row/col accuracy {m['row_accuracy']:.2f}/{m['col_accuracy']:.2f} (on that step's training queries)"
+            )
+    print(f"trained {result.steps} steps; metrics in {result.output_dir / 'metrics.jsonl'}; model in {result.model_dir}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sami", description="Align language models to written principles with SAMI.")
     parser.add_argument("--version", action="version", version=f"sami-align {__version__}")
@@ -60,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        # transformers renamed its gradient-checkpointing methods; peft still calls the old names.
+        warnings.filterwarnings("ignore", message=r".*(is_)?gradient_checkpointing.* is deprecated", category=FutureWarning)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         # accelerate reports every file of every checkpoint, and warns that tied embeddings are stored
@@ -75,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = build_train_config(args)
             result = train(cfg, resume=args.resume)
-            print(f"trained {result.steps} steps; model saved to {result.model_dir}")
+            _print_summary(result)
     except (ValueError, EmbeddedModelMissing, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
         # ConfigError and DataError are ValueErrors; they name the file, line or key at fault.
         print(f"sami: error: {err}", file=sys.stderr)
