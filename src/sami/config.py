@@ -155,7 +155,7 @@ def config_hash(cfg) -> str:
 
 def config_differences(a, b) -> dict[str, tuple[Any, Any]]:
     """Every leaf field whose value differs between two configs (or dicts): ``{"optim.lr": (a, b)}``."""
-    flat_a, flat_b = _flatten(a if isinstance(a, dict) else to_dict(a)), _flatten(b if isinstance(b, dict) else to_dict(b))
+    flat_a, flat_b = flatten(a if isinstance(a, dict) else to_dict(a)), flatten(b if isinstance(b, dict) else to_dict(b))
     keys = sorted(set(flat_a) | set(flat_b))
     missing = object()
     out = {}
@@ -166,11 +166,12 @@ def config_differences(a, b) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"optim": {"lr": 1e-5}}`` -> ``{"optim.lr": 1e-5}``."""
     out = {}
     for key, value in d.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from sami.config import config_differences, config_hash, load_yaml, save_yaml, to_dict
+from sami.config import config_differences, config_hash, flatten, load_yaml, save_yaml, to_dict
 from sami.data import Record, read_records
 from sami.logprobs import QueryTokens, batch_logprob_matrices, encode_query
 from sami.models import load_model
@@ -201,7 +201,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         _truncate_metrics(metrics_path, start)
         save_yaml(cfg, out / "config.yaml")
     if cfg.report_to:
-        accelerator.init_trackers("sami", config=_flat(to_dict(cfg)))
+        flat = flatten(to_dict(cfg))  # trackers take scalars only
+        accelerator.init_trackers("sami", config={k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()})
 
     history: list[dict] = []
     bar = tqdm(total=steps, initial=start, desc="sami train", disable=not accelerator.is_local_main_process)
@@ -355,14 +356,3 @@ def provenance(cfg: TrainConfig, steps: int, num_processes: int) -> dict:
         "num_processes": num_processes,
         "versions": {p: package(p) for p in ("sami-align", "torch", "transformers", "accelerate", "peft")},
     }
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out
