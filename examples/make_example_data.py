@@ -32,7 +32,12 @@ def main() -> None:
                 query=item["query"].strip(),
                 constitutions=tuple(constitutions),
                 responses=(item["positive"].strip(), item["antithesis"].strip()),
-                provenance={"source": "examples/example_pairs.yaml", "author": "hand-written", "strategy": "flip_all", "seed": 0},
+                provenance={
+                    "source": "examples/example_pairs.yaml",
+                    "author": "hand-written",
+                    "strategy": "flip_all",
+                    "seed": 0,
+                },
             )
         )
     write_records(HERE / "example.jsonl", records)

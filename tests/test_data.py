@@ -11,7 +11,10 @@ def good():
         "id": "q1",
         "category": "math",
         "query": "What is 2 + 2?",
-        "constitutions": ["1. Show your work.", {"principles": [{"name": "step_by_step", "side": "antithesis", "text": "Be terse."}]}],
+        "constitutions": [
+            "1. Show your work.",
+            {"principles": [{"name": "step_by_step", "side": "antithesis", "text": "Be terse."}]},
+        ],
         "responses": ["2 + 2 = 4, so the answer is 4.", "4"],
         "provenance": {"source": "test"},
     }
@@ -23,7 +26,9 @@ def test_example_file_is_valid_and_round_trips(tmp_path):
     out = tmp_path / "copy.jsonl"
     write_records(out, records)
     assert read_records(out) == records
-    assert [json.loads(line) for line in out.read_text().splitlines()] == [json.loads(line) for line in EXAMPLE_DATA.read_text().splitlines()]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        json.loads(line) for line in EXAMPLE_DATA.read_text().splitlines()
+    ]
 
 
 def _break(**changes):
@@ -46,7 +51,10 @@ def _break(**changes):
         (_break(responses=["a", ""]), r"field 'responses\[1\]'"),
         (_break(constitutions=["just one"]), "field 'constitutions'"),
         (_break(constitutions=["same", "same"]), "identical"),
-        (_break(constitutions=["a", {"principles": [{"text": "t", "side": "sideways"}]}]), r"constitutions\[1\]'.principles\[0\].side"),
+        (
+            _break(constitutions=["a", {"principles": [{"text": "t", "side": "sideways"}]}]),
+            r"constitutions\[1\]'.principles\[0\].side",
+        ),
         (_break(provenance="x"), "field 'provenance'"),
         (_break(extra=1), "unknown field"),
     ],

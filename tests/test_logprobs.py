@@ -6,7 +6,8 @@ from sami.logprobs import QueryTokens
 
 PROMPTS = [
     "Assistant System Instructions: 1. Be brief.\n\nHuman: How do plants drink?\n\nAssistant:",
-    "Assistant System Instructions: 1. Explain in detail, kindly and with care.\n\nHuman: How do plants drink?\n\nAssistant:",
+    "Assistant System Instructions: 1. Explain in detail, kindly and with care.\n\n"
+    "Human: How do plants drink?\n\nAssistant:",
     "Assistant System Instructions: 1. Answer in French.\n\nHuman: How do plants drink?\n\nAssistant:",
 ]
 RESPONSES = [
@@ -45,7 +46,9 @@ def test_shared_equals_naive(tokenizer, tiny_model, attn, padding_side):
     tiny_model.config._attn_implementation = attn
     queries = _queries(tokenizer)
     assert len({len(r) for q in queries for r in q.response_ids}) > 3  # responses of different lengths
-    naive = _matrix_and_grads(tiny_model, queries, method="naive", pad_token_id=tokenizer.pad_token_id, padding_side=padding_side)
+    naive = _matrix_and_grads(
+        tiny_model, queries, method="naive", pad_token_id=tokenizer.pad_token_id, padding_side=padding_side
+    )
     shared = _matrix_and_grads(tiny_model, queries, method="shared", pad_token_id=tokenizer.pad_token_id)
     assert naive[0].shape == (2, 3, 3)
     _assert_close(shared, naive)
@@ -81,7 +84,9 @@ def test_encode_query_joins_ids_and_scores_eos(tokenizer):
 
 def test_truncation(tokenizer):
     long = " one two three four five six seven eight nine ten"
-    q = encode_query(tokenizer, ["Human: count\n\nAssistant:"] * 2, [long, " ok"], max_prompt_tokens=3, max_response_tokens=4)
+    q = encode_query(
+        tokenizer, ["Human: count\n\nAssistant:"] * 2, [long, " ok"], max_prompt_tokens=3, max_response_tokens=4
+    )
     assert len(q.response_ids[0]) == 4 and q.response_ids[0][-1] != tokenizer.eos_token_id  # cut: no EOS
     assert q.response_ids[1][-1] == tokenizer.eos_token_id  # short enough: closed by EOS
     full = tokenizer("Human: count\n\nAssistant:")["input_ids"]

@@ -7,7 +7,7 @@ import torch
 
 from sami import models
 from sami.models import EmbeddedModelMissing, ModelConfig
-from tests.conftest import EXAMPLE_DATA, ROOT
+from tests.conftest import EXAMPLE_DATA
 
 
 def test_missing_embedded_package_names_the_install_command(monkeypatch, tmp_path):
@@ -45,7 +45,12 @@ def test_concurrent_conversion_is_safe(tmp_path):
     """Two processes converting into an empty cache at once both get a complete, identical folder."""
     code = "from sami.models import embedded_model_path; print(embedded_model_path())"
     env = dict(os.environ, SAMI_CACHE=str(tmp_path), OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     folder = tmp_path / "models" / "smollm2-135m"

@@ -26,9 +26,7 @@ def test_verifiable_principles_have_checkers_for_both_sides():
         assert p.checker is not None and p.antithesis_checker is not None
 
 
-@pytest.mark.parametrize(
-    "strategy,expected", [("flip_all", 2), ("flip_one", 4), ("all_combinations", 8)]
-)
+@pytest.mark.parametrize("strategy,expected", [("flip_all", 2), ("flip_one", 4), ("all_combinations", 8)])
 def test_sampler_strategies(strategy, expected):
     lib = load_library()
     principles = [lib.get(n) for n in ("step_by_step", "latex", "caring")]
@@ -48,7 +46,11 @@ def test_sampler_num_keeps_positive_and_is_seeded():
     a = sample_constitutions(principles, "all_combinations", num=3, rng=random.Random(7))
     b = sample_constitutions(principles, "all_combinations", num=3, rng=random.Random(7))
     assert a == b and len(a) == 3 and a[0].num_antitheses == 0
-    orders = {tuple(i.principle for i in c.items) for seed in range(10) for c in sample_constitutions(principles, rng=random.Random(seed))}
+    orders = {
+        tuple(i.principle for i in c.items)
+        for seed in range(10)
+        for c in sample_constitutions(principles, rng=random.Random(seed))
+    }
     assert len(orders) > 1  # principle order is shuffled
     with pytest.raises(ValueError):
         sample_constitutions(principles, "flip_all", num=3)

@@ -13,7 +13,7 @@ import sami.train as train_module
 from sami.cli import build_parser, build_train_config
 from sami.cli import main as cli_main
 from sami.config import ConfigError, from_dict, load_yaml
-from sami.models import ModelConfig, load_model
+from sami.models import load_model
 from sami.train import TrainingDiverged, train
 from sami.train_config import TrainConfig
 from tests.conftest import EXAMPLE_DATA, ROOT
@@ -70,7 +70,10 @@ def test_steps_on_one_query_lower_loss_and_change_every_parameter(tmp_path, tiny
     from transformers import AutoModelForCausalLM
 
     cfg = make_cfg(
-        tmp_path, tiny_model_dir, data=str(one_query_data(tmp_path)), max_steps=6,
+        tmp_path,
+        tiny_model_dir,
+        data=str(one_query_data(tmp_path)),
+        max_steps=6,
         model={"finetune": finetune, "lora": {"r": 4, "alpha": 8}},
         optim={"lr": 2e-2 if finetune == "lora" else 5e-3, "scheduler": "constant"},
     )
@@ -95,7 +98,7 @@ def test_accumulation_1x4_equals_4x1(tmp_path, tiny_model_dir):
     a = train(make_cfg(tmp_path, tiny_model_dir, "a", queries_per_device=1, gradient_accumulation=4))
     b = train(make_cfg(tmp_path, tiny_model_dir, "b", queries_per_device=4, gradient_accumulation=1))
     assert_same_weights(a.model_dir, b.model_dir)
-    for ma, mb in zip(metrics(a.output_dir), metrics(b.output_dir)):
+    for ma, mb in zip(metrics(a.output_dir), metrics(b.output_dir), strict=True):
         assert ma["loss"] == pytest.approx(mb["loss"], abs=1e-6)
 
 
@@ -121,7 +124,7 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_model_dir, monkeypatch):
 
     assert_same_weights(whole.model_dir, resumed.model_dir)
     assert [m["step"] for m in resumed.metrics] == [3, 4, 5]  # restarted from the step-2 checkpoint
-    for mw, mr in zip(whole.metrics[2:], resumed.metrics):
+    for mw, mr in zip(whole.metrics[2:], resumed.metrics, strict=True):
         assert mw["loss"] == pytest.approx(mr["loss"], abs=1e-6)
         assert mw["lr"] == pytest.approx(mr["lr"])
     assert [m["step"] for m in metrics(resumed.output_dir)] == [1, 2, 3, 4, 5]  # step 3 once, not twice
@@ -179,7 +182,9 @@ def test_cli_reports_malformed_data_with_file_and_line(tmp_path, tiny_model_dir,
 def test_cli_config_overrides(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("data: x.jsonl\noptim: {lr: 1.0e-4}\n")
-    args = build_parser().parse_args(["train", "--config", str(cfg_file), "--max-steps", "3", "-o", "optim.lr=2e-5", "-o", "model.finetune=lora"])
+    args = build_parser().parse_args(
+        ["train", "--config", str(cfg_file), "--max-steps", "3", "-o", "optim.lr=2e-5", "-o", "model.finetune=lora"]
+    )
 
     cfg = build_train_config(args)
     assert cfg.max_steps == 3 and cfg.optim.lr == 2e-5 and cfg.model.finetune == "lora" and cfg.data == "x.jsonl"
@@ -198,17 +203,43 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
     one = train(make_cfg(tmp_path, tiny_model_dir, "one", queries_per_device=2, max_steps=3))
     out = tmp_path / "two"
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "sami.cli", "train",
-        "--data", str(EXAMPLE_DATA), "--model", str(tiny_model_dir), "--output-dir", str(out), "--max-steps", "3",
-        "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24", "-o", "queries_per_device=1",
-        "-o", "optim.lr=1e-3",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "sami.cli",
+        "train",
+        "--data",
+        str(EXAMPLE_DATA),
+        "--model",
+        str(tiny_model_dir),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "3",
+        "-o",
+        "max_prompt_tokens=48",
+        "-o",
+        "max_response_tokens=24",
+        "-o",
+        "queries_per_device=1",
+        "-o",
+        "optim.lr=1e-3",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_weights(one.model_dir, out / "model")
-    for m1, m2 in zip(metrics(one.output_dir), metrics(out)):
+    for m1, m2 in zip(metrics(one.output_dir), metrics(out), strict=True):
         assert m1["loss"] == pytest.approx(m2["loss"], abs=1e-5)
         assert m1["tokens"] == m2["tokens"]
 
@@ -228,11 +259,16 @@ def test_micro_batch_mixing_constitution_counts_averages_per_query(tokenizer, ti
     three = encode_query(tokenizer, [f"q{i}" for i in range(3)], [f" s{i}" for i in range(3)])
     loss, mats = train_module._micro_loss(tiny_model, cfg, [two[0], three, two[1]], tokenizer.pad_token_id)
     pad = tokenizer.pad_token_id
-    expected = (2 * sami_loss(batch_logprob_matrices(tiny_model, two, pad_token_id=pad)) + sami_loss(batch_logprob_matrices(tiny_model, [three], pad_token_id=pad))) / 3
+    expected = (
+        2 * sami_loss(batch_logprob_matrices(tiny_model, two, pad_token_id=pad))
+        + sami_loss(batch_logprob_matrices(tiny_model, [three], pad_token_id=pad))
+    ) / 3
     assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
     assert sorted(m.shape for m in mats) == [(1, 3, 3), (2, 2, 2)]
     with pytest.raises(ValueError, match="constitution_weights has 2 entries; records have C = 3"):
-        train_module._micro_loss(tiny_model, from_dict(TrainConfig, {"sami": {"constitution_weights": [1, 2]}}), [three], pad)
+        train_module._micro_loss(
+            tiny_model, from_dict(TrainConfig, {"sami": {"constitution_weights": [1, 2]}}), [three], pad
+        )
 
 
 def test_non_finite_gradient_stops_training(tmp_path, tiny_model_dir, monkeypatch):

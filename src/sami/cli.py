@@ -28,7 +28,12 @@ def _train_parser(sub) -> None:
     p.add_argument("--max-steps", type=int, help="optimiser steps (overrides epochs)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT_DIR")
     p.add_argument(
-        "-o", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "-o",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override any config field, e.g. -o optim.lr=2e-5 -o model.finetune=lora (repeatable)",
     )
 
@@ -39,8 +44,12 @@ def build_train_config(args: argparse.Namespace):
 
     data = load_yaml(args.config) if args.config else {}
     for key, value in (
-        ("method", args.method), ("data", args.data), ("model.name_or_path", args.model),
-        ("output_dir", args.output_dir), ("init_from", args.init_from), ("max_steps", args.max_steps),
+        ("method", args.method),
+        ("data", args.data),
+        ("model.name_or_path", args.model),
+        ("output_dir", args.output_dir),
+        ("init_from", args.init_from),
+        ("max_steps", args.max_steps),
     ):
         if value is not None:
             set_path(data, key, value)
@@ -61,7 +70,9 @@ def _print_summary(result) -> None:
                 f"step {m['step']:>5}: SAMI loss {m['loss']:.4f}, MI bound {m['mi_bound']:.4f} nats, "
                 f"row/col accuracy {m['row_accuracy']:.2f}/{m['col_accuracy']:.2f} (on that step's training queries)"
             )
-    print(f"trained {result.steps} steps; metrics in {result.output_dir / 'metrics.jsonl'}; model in {result.model_dir}")
+    print(
+        f"trained {result.steps} steps; metrics in {result.output_dir / 'metrics.jsonl'}; model in {result.model_dir}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,13 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
         # transformers renamed its gradient-checkpointing methods; peft still calls the old names.
-        warnings.filterwarnings("ignore", message=r".*(is_)?gradient_checkpointing.* is deprecated", category=FutureWarning)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        warnings.filterwarnings(
+            "ignore", message=r".*(is_)?gradient_checkpointing.* is deprecated", category=FutureWarning
+        )
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verbose:
         # accelerate reports every file of every checkpoint, and warns that tied embeddings are stored
         # once (they are re-tied on load); the progress bar and our own messages say what matters.

@@ -155,7 +155,10 @@ def config_hash(cfg) -> str:
 
 def config_differences(a, b) -> dict[str, tuple[Any, Any]]:
     """Every leaf field whose value differs between two configs (or dicts): ``{"optim.lr": (a, b)}``."""
-    flat_a, flat_b = flatten(a if isinstance(a, dict) else to_dict(a)), flatten(b if isinstance(b, dict) else to_dict(b))
+    flat_a, flat_b = (
+        flatten(a if isinstance(a, dict) else to_dict(a)),
+        flatten(b if isinstance(b, dict) else to_dict(b)),
+    )
     keys = sorted(set(flat_a) | set(flat_b))
     missing = object()
     out = {}

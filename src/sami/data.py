@@ -60,7 +60,7 @@ def _constitution(value, where: str) -> Constitution:
             raise DataError(f"{where}: empty constitution text")
         return Constitution.from_text(value)
     if not isinstance(value, dict) or set(value) != {"principles"} or not isinstance(value["principles"], list):
-        raise DataError(f"{where}: expected a string or an object {{\"principles\": [...]}}")
+        raise DataError(f'{where}: expected a string or an object {{"principles": [...]}}')
     items = []
     for k, item in enumerate(value["principles"]):
         here = f"{where}.principles[{k}]"

