@@ -14,6 +14,7 @@ Prompt and response are tokenised separately and joined as ids, so no token merg
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -55,6 +56,7 @@ class QueryTokens:
         return prompts + c * responses
 
 
+@functools.lru_cache(maxsize=8)
 def adds_dummy_prefix(tokenizer) -> bool:
     """True for tokenizers (SentencePiece style) that put a word-start marker on text they tokenise alone.
 
