@@ -1,4 +1,5 @@
 # Everything installs into .venv; every target is safe to run twice.
+.DEFAULT_GOAL := install
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -46,4 +47,4 @@ bench: install
 	$(PY) benchmarks/sami_step.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -149,16 +149,44 @@ def test_shared_equals_naive_with_gradient_checkpointing(tokenizer, tiny_model):
     _assert_close(checkpointed, plain)
 
 
-def test_chat_template_prompts_have_one_bos_and_close_with_end_of_turn(tokenizer):
+def test_chat_template_prompt_and_end_of_turn_on_the_embedded_tokenizer(tokenizer):
     from sami.templates import CHAT_TEMPLATE, build_prompt, response_end_token
 
     prompt = build_prompt(CHAT_TEMPLATE, "1. Be brief.", "Hi?", tokenizer)
-    end = response_end_token(CHAT_TEMPLATE, tokenizer)
-    assert end == tokenizer.convert_tokens_to_ids("<|im_end|>")
-    q = encode_query(tokenizer, [prompt, prompt + " "], ["Hello.", "Hey."], end_token_id=end)
-    bos = tokenizer.bos_token_id
-    assert [q.prompt_ids[0][0], q.prompt_ids[0][1]].count(bos) == 1  # not doubled by add_special_tokens
-    assert q.response_ids[0][-1] == end
+    assert prompt.startswith("<|im_start|>system\n1. Be brief.<|im_end|>") and prompt.endswith(
+        "<|im_start|>assistant\n"
+    )
+    assert response_end_token(CHAT_TEMPLATE, tokenizer) == tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+class _ToyChatTokenizer:
+    """Adds BOS itself, and ends an assistant turn with " <eot>", a special token that is not EOS."""
+
+    bos_token, bos_token_id, eos_token_id = "<s>", 1, 2
+    vocab = {"<s>": 1, "</s>": 2, "<eot>": 3, " ": 4}
+    all_special_ids = [1, 2, 3]
+
+    def __call__(self, text, add_special_tokens=True):
+        ids = [1] if add_special_tokens else []
+        for piece in text.replace("<s>", " <s> ").replace("<eot>", " <eot> ").split(" "):
+            ids.append(self.vocab.get(piece, 10 + len(piece)) if piece else 4)
+        return {"input_ids": ids}
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        text = "<s>" + "".join(f"[{m['role']}] {m['content']} <eot>" for m in messages)
+        return text + ("[assistant]" if add_generation_prompt else "")
+
+
+def test_bos_is_not_doubled_and_the_turn_closes_with_its_own_token():
+    from sami.templates import CHAT_TEMPLATE, response_end_token
+
+    tok = _ToyChatTokenizer()
+    end = response_end_token(CHAT_TEMPLATE, tok)
+    assert end == 3  # the special token after the space, not the space and not EOS
+    q = encode_query(tok, ["<s>[user] hi <eot>[assistant]", "plain prompt"], ["a", "b"], end_token_id=end)
+    assert q.prompt_ids[0].count(1) == 1  # the rendered template's BOS only
+    assert q.prompt_ids[1][0] == 1  # a raw prompt gets the tokenizer's BOS
+    assert q.response_ids[0][-1] == 3
 
 
 class _PrefixTokenizer:

@@ -55,7 +55,10 @@ def build_train_config(args: argparse.Namespace):
             set_path(data, key, value)
     for text in args.overrides:
         set_path(data, *parse_override(text))
-    return from_dict(TrainConfig, data, source=args.config)
+    source = args.config
+    if args.config and (args.overrides or any(v is not None for v in (args.method, args.data, args.model))):
+        source = f"{args.config} with command-line options"
+    return from_dict(TrainConfig, data, source=source)
 
 
 def _print_summary(result) -> None:
@@ -107,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             from sami.train import train
 
             cfg = build_train_config(args)
+            from accelerate import PartialState
+
             result = train(cfg, resume=args.resume)
-            _print_summary(result)
+            if PartialState().is_main_process:
+                _print_summary(result)
     except (ValueError, EmbeddedModelMissing, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
         # ConfigError and DataError are ValueErrors; they name the file, line or key at fault.
         print(f"sami: error: {err}", file=sys.stderr)

@@ -38,19 +38,11 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
-    if origin is typing.Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{where}: expected one of {typing.get_args(tp)}, got {value!r}")
-        return value
     if origin is list:
         (item,) = typing.get_args(tp) or (Any,)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_check(v, item, f"{where}[{k}]") for k, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, where)
     if tp is Any:

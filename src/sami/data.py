@@ -39,10 +39,6 @@ class Record:
     responses: tuple[str, ...]
     provenance: dict = field(default_factory=dict, hash=False, compare=False)
 
-    @property
-    def num_constitutions(self) -> int:
-        return len(self.constitutions)
-
     def to_json(self) -> dict:
         return {
             "id": self.id,
@@ -140,10 +136,10 @@ def read_records(path: str | Path) -> list[Record]:
     return records
 
 
-def write_records(path: str | Path, records: Iterable[Record], *, append: bool = False) -> None:
+def write_records(path: str | Path, records: Iterable[Record]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a" if append else "w", encoding="utf-8") as f:
+    with path.open("w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
             f.flush()

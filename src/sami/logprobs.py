@@ -83,8 +83,8 @@ def encode_query(
     rendered chat template); responses get none and are closed by ``end_token_id`` (default EOS; a chat
     template's end-of-turn token where that differs), which is scored: that is how the student learns
     where an answer ends. ``max_response_tokens`` counts that token; a response cut by it did not end
-    there, so it gets none. A prompt longer than ``max_prompt_tokens`` keeps its start (BOS and the
-    constitution) and its end (the query's end and the assistant cue) and loses the middle.
+    there, so it gets none. A prompt longer than ``max_prompt_tokens`` keeps the first and the last half of
+    that budget (BOS and the constitution's start; the query's end and the assistant cue) and loses the middle.
     """
     end = tokenizer.eos_token_id if end_token_id is None else end_token_id
     if end is None:

@@ -50,13 +50,17 @@ def response_end_token(template: str, tokenizer) -> int:
     """The token that closes a response under ``template``: EOS, or the chat template's end of turn.
 
     For ``chat-v1`` a dummy assistant turn is rendered and the first token after its content is taken
-    (``<|im_end|>`` for ChatML, ``<|eot_id|>`` for Llama 3, ``<end_of_turn>`` for Gemma).
+    (``<|im_end|>`` for ChatML, ``<|eot_id|>`` for Llama 3): the first special token there, else the first token.
     """
     if template != CHAT_TEMPLATE:
         return tokenizer.eos_token_id
     marker = "SAMI-RESPONSE-MARKER"
     messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}]
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
-    suffix = rendered[rendered.index(marker) + len(marker) :]
-    ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix.strip() else []
-    return ids[0] if ids else tokenizer.eos_token_id
+    if marker not in rendered:
+        raise ValueError("the tokenizer's chat template dropped the assistant message; use template paper-v1")
+    # Some templates put a space before the end token (Llama 2: " </s>"); the special token is what ends.
+    suffix = rendered[rendered.index(marker) + len(marker) :].lstrip()
+    ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
+    special = set(tokenizer.all_special_ids)
+    return next((i for i in ids if i in special), ids[0] if ids else tokenizer.eos_token_id)

@@ -201,6 +201,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         start = json.loads((checkpoint / STATE_FILE).read_text())["step"]
+        if start > steps:
+            raise ValueError(
+                f"{checkpoint} is at step {start}, past this run's {steps} steps; raise max_steps or epochs"
+            )
         changed = config_differences(load_yaml(checkpoint / "config.yaml"), to_dict(cfg))
         if changed:
             logger.warning(

@@ -34,7 +34,7 @@ class OptimConfig:
 
 @dataclass
 class SamiConfig:
-    """SAMI objective and how its matrix is computed (PAPER_NOTES section 1; defaults are the paper's)."""
+    """SAMI objective and how its matrix is computed (docs/PAPER_INDEX.md; defaults are the paper's)."""
 
     logprob_method: str = "shared"  # shared | naive (the original C*C layout, kept as reference)
     row_weight: float = 1.0
