@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -197,6 +198,12 @@ def test_cli_config_overrides(tmp_path):
         build_train_config(build_parser().parse_args(["train", "-o", "model.finetune=half"]))
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.distributed
 def test_two_processes_match_one(tmp_path, tiny_model_dir):
     """Two gloo processes with one query each per step equal one process with two queries per step."""
@@ -211,6 +218,8 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
         "2",
         "--num_machines",
         "1",
+        "--main_process_port",
+        str(_free_port()),
         "--mixed_precision",
         "no",
         "--dynamo_backend",
