@@ -9,6 +9,7 @@ import sys
 import warnings
 
 from sami import __version__
+from sami.train_config import TRAIN_METHODS
 
 
 def _train_parser(sub) -> None:
@@ -20,7 +21,7 @@ def _train_parser(sub) -> None:
         "OUTPUT_DIR/config.yaml.",
     )
     p.add_argument("--config", help="YAML config (see configs/); unknown keys are errors")
-    p.add_argument("--method", choices=["sami"], help="training method (default: sami)")
+    p.add_argument("--method", choices=TRAIN_METHODS, help="training method (default: sami)")
     p.add_argument("--data", help="training data, one JSON record per query")
     p.add_argument("--model", help="model alias (smollm2-135m), hub id, or local folder")
     p.add_argument("--output-dir", help="where checkpoints, metrics and the final model go")
@@ -36,6 +37,58 @@ def _train_parser(sub) -> None:
         metavar="KEY=VALUE",
         help="override any config field, e.g. -o optim.lr=2e-5 -o model.finetune=lora (repeatable)",
     )
+
+
+def _inspect_parsers(sub) -> None:
+    p = sub.add_parser(
+        "principles",
+        help="list the principle library",
+        description="Print the built-in principles (and those of your YAML files) with their three phrasings, "
+        "by category, and the verifiable principles with their checkers.",
+    )
+    p.add_argument("--category", help="only this category's principles")
+    p.add_argument("--library", action="append", default=[], metavar="FILE.yaml", help="your principles (repeatable)")
+    p = sub.add_parser(
+        "check-data",
+        help="validate a data file and summarise it",
+        description="Validate every record of a JSONL data file (docs/DATA.md); print counts or the first error "
+        "with its file, line and field.",
+    )
+    p.add_argument("path", help="the JSONL file")
+
+
+def _print_principles(args: argparse.Namespace) -> None:
+    from sami.principles import load_library
+
+    library = load_library(args.library)
+    categories = [args.category] if args.category else sorted(library.categories)
+    for category in categories:
+        print(f"[{category}]")
+        for p in library.for_category(category):
+            print(f"  {p.name}\n    strong:     {p.strong}\n    weak:       {p.weak}\n    antithesis: {p.antithesis}")
+    if not args.category:
+        print("[verifiable]")
+        for p in library.verifiable:
+            print(f"  {p.name}: {p.strong}  (checker {p.checker.name} {p.checker.params})")
+            print(
+                f"    antithesis: {p.antithesis}  (checker {p.antithesis_checker.name} {p.antithesis_checker.params})"
+            )
+
+
+def _check_data(path: str) -> None:
+    from collections import Counter
+
+    from sami.data import read_records
+
+    records = read_records(path)
+    sizes = Counter(len(r.constitutions) for r in records)
+    categories = Counter(r.category for r in records)
+    free_text = sum(c.items[0].principle is None for r in records for c in r.constitutions)
+    print(f"{path}: {len(records)} valid records")
+    print("  constitutions per record: " + ", ".join(f"C={c}: {n}" for c, n in sorted(sizes.items())))
+    print("  categories: " + ", ".join(f"{c}: {n}" for c, n in sorted(categories.items())))
+    total = sum(len(r.constitutions) for r in records)
+    print(f"  constitutions as free text: {free_text} of {total}")
 
 
 def build_train_config(args: argparse.Namespace):
@@ -84,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _inspect_parsers(sub)
     return parser
 
 
@@ -106,16 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     from sami.train import TrainingDiverged
 
     try:
-        if args.command == "train":
+        if args.command == "principles":
+            _print_principles(args)
+        elif args.command == "check-data":
+            _check_data(args.path)
+        elif args.command == "train":
+            from accelerate import PartialState
+
             from sami.train import train
 
             cfg = build_train_config(args)
-            from accelerate import PartialState
-
             result = train(cfg, resume=args.resume)
             if PartialState().is_main_process:
                 _print_summary(result)
-    except (ValueError, EmbeddedModelMissing, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
+    except (ValueError, KeyError, EmbeddedModelMissing, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
         # ConfigError and DataError are ValueErrors; they name the file, line or key at fault.
         print(f"sami: error: {err}", file=sys.stderr)
         return 2
