@@ -114,9 +114,12 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _config(model):
+    return getattr(getattr(model, "module", model), "config", None)  # DDP wraps the model in .module
+
+
 def _attn_implementation(model) -> str:
-    config = getattr(getattr(model, "module", model), "config", None)  # DDP wraps the model in .module
-    return getattr(config, "_attn_implementation", None) or "sdpa"
+    return getattr(_config(model), "_attn_implementation", None) or "sdpa"
 
 
 def _pad_id(tokenizer_or_id) -> int:
@@ -162,7 +165,7 @@ def _naive(model, queries: Sequence[QueryTokens], pad_id: int, padding_side: str
 
 
 def _sliding_window(model) -> int | None:
-    config = getattr(getattr(model, "module", model), "config", None)
+    config = _config(model)
     window = getattr(config, "sliding_window", None)
     if not window or getattr(config, "use_sliding_window", True) is False:
         return None

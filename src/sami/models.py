@@ -192,10 +192,10 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL, revision: str | None = Non
 
 
 def load_model(cfg: ModelConfig, *, init_from: str | None = None):
-    """(model, tokenizer) ready to train: LoRA adapters attached when asked, checkpointing enabled.
+    """(model, tokenizer) ready to train: LoRA adapters and gradient checkpointing as ``cfg`` asks.
 
-    ``init_from`` loads weights from a saved checkpoint folder (a full model) instead of ``name_or_path``;
-    the tokenizer still comes from that folder when it has one.
+    ``init_from`` loads weights from a saved model folder (a full model) instead of ``name_or_path``; the
+    tokenizer comes from that folder when it has one, else from ``name_or_path``.
     """
     from transformers import AutoModelForCausalLM
 
@@ -204,10 +204,11 @@ def load_model(cfg: ModelConfig, *, init_from: str | None = None):
             f"{init_from} holds a LoRA adapter, not a full model; chaining from adapters is not supported yet: "
             "merge it first (peft's merge_and_unload) and pass the merged folder"
         )
-    source = init_from or resolve(cfg.name_or_path)
-    revision = None if init_from else cfg.revision
-    tok_source = source if init_from and (Path(source) / "tokenizer_config.json").is_file() else cfg.name_or_path
-    tokenizer = load_tokenizer(tok_source, None if init_from else cfg.revision)
+    source, revision = (init_from, None) if init_from else (resolve(cfg.name_or_path), cfg.revision)
+    if init_from and not (Path(init_from) / "tokenizer_config.json").is_file():
+        tokenizer = load_tokenizer(cfg.name_or_path, cfg.revision)
+    else:
+        tokenizer = load_tokenizer(source, revision)
     model = AutoModelForCausalLM.from_pretrained(
         source, revision=revision, dtype=torch_dtype(cfg), attn_implementation=cfg.attn_implementation
     )

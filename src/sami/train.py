@@ -166,10 +166,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         project_dir=str(out),
     )
     rank, world = accelerator.process_index, accelerator.num_processes
-    checkpoint = _latest_checkpoint(out) if resume else None
+    latest = _latest_checkpoint(out)
+    checkpoint = latest if resume else None
     if resume and checkpoint is None:
         logger.info("no checkpoint in %s: starting from step 0", out)
-    if not resume and _latest_checkpoint(out) is not None:
+    if not resume and latest is not None:
         raise FileExistsError(
             f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
         )
