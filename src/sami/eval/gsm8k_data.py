@@ -1,0 +1,216 @@
+"""GSM8K problems, prompts and answer extraction: the parts of ``sami eval gsm8k`` that need no model.
+
+Sources: a local JSONL in the original format (``{"question", "answer"}`` with the gold after ``#### ``;
+a file, or a folder holding ``<split>.jsonl``), the hub (``openai/gsm8k`` when a user names it; any hub id
+with the same fields), and, offline by default, reasoning-gym's procedural ``gsm_symbolic`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+Number = int | float
+EXTRACT_MODES: tuple[str, ...] = ("strict", "flexible", "paper")
+
+
+@dataclass(frozen=True)
+class GsmPrompt:
+    """A versioned prompt: raw text (``chat`` False) or one user message of a chat template."""
+
+    version: str
+    template: str  # formatted with {question}
+    chat: bool
+    stop: tuple[str, ...]
+    extract: str  # the extraction mode that matches what the prompt asks for
+    description: str
+
+
+PROMPTS: dict[str, GsmPrompt] = {
+    p.version: p
+    for p in (
+        GsmPrompt(
+            "paper-cot-v1",
+            "Q: {question}\nA: Let's think step by step. First,",
+            chat=False,
+            stop=("\nQ:",),
+            extract="paper",
+            description="the multi-task SAMI paper's zero-shot chain-of-thought prompt (raw text, base models)",
+        ),
+        GsmPrompt(
+            "qa-v1",
+            "Question: {question}\nAnswer:",
+            chat=False,
+            stop=("\nQuestion:",),
+            extract="flexible",
+            description="the standard zero-shot question/answer prompt of the GSM8K harnesses (raw text)",
+        ),
+        GsmPrompt(
+            "chat-cot-v1",
+            "{question}\n\nSolve the problem step by step. End your answer with a line of the form "
+            '"The answer is N." where N is the final number.',
+            chat=True,
+            stop=(),
+            extract="strict",
+            description="zero-shot chain of thought for instruction-tuned models, as one user message",
+        ),
+    )
+}
+
+
+def build_prompt(version: str, question: str) -> str | list[dict[str, str]]:
+    try:
+        prompt = PROMPTS[version]
+    except KeyError:
+        raise ValueError(f"unknown GSM8K prompt {version!r}; choose one of {sorted(PROMPTS)}") from None
+    text = prompt.template.format(question=question)
+    return [{"role": "user", "content": text}] if prompt.chat else text
+
+
+# A number: optional sign (a minus not glued to a preceding word or digit, so "3-4" is not "-4"), optional
+# currency, digits with thousands separators in groups of three (so a list "1,2,3" is three numbers) or
+# plain digits, optional decimals.
+_NUMBER = r"(?<![\w.])(-)?[$€£]?(-)?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+_NUMBER_RE = re.compile(_NUMBER)
+_STRICT_RE = re.compile(r"(?:####|the (?:final )?answer is:?)[\s*]*" + _NUMBER, re.IGNORECASE)
+
+
+def _to_number(sign: str | None, digits: str) -> Number:
+    value = float(digits.replace(",", ""))
+    if sign:
+        value = -value
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def extract_answer(text: str, mode: str = "flexible") -> Number | None:
+    """The final numeric answer in a model's text, or None when there is none.
+
+    - ``strict``: the number after the last ``#### `` or "The answer is" (case-insensitive).
+    - ``flexible``: the last number in the text; thousands commas and currency signs removed, negatives
+      and decimals kept.
+    - ``paper``: the multi-task SAMI paper's rule: the text after the last "=" (the whole text when there
+      is none), commas removed, the last integer. Faithful to that rule, "= 2.5" gives 5.
+
+    Integral values come back as ``int`` ("18.00" gives 18), others as ``float``.
+    """
+    if mode == "strict":
+        matches = list(_STRICT_RE.finditer(text))
+        if not matches:
+            return None
+        m = matches[-1]
+        return _to_number(m.group(1) or m.group(2), m.group(3))
+    if mode == "flexible":
+        matches = list(_NUMBER_RE.finditer(text))
+        if not matches:
+            return None
+        m = matches[-1]
+        return _to_number(m.group(1) or m.group(2), m.group(3))
+    if mode == "paper":
+        tail = text.rsplit("=", 1)[-1].replace(",", "")
+        integers = re.findall(r"(?<![\w])-?\d+|\d+", tail)
+        return int(integers[-1]) if integers else None
+    raise ValueError(f"unknown extraction mode {mode!r}; choose one of {EXTRACT_MODES}")
+
+
+def parse_gold(answer: str) -> Number:
+    """The gold number of a GSM8K answer field: what follows ``#### ``, commas removed."""
+    if "####" not in answer:
+        raise ValueError("no '####' marker in the answer")
+    value = extract_answer(answer[answer.rindex("####") :], "strict")
+    if value is None:
+        raise ValueError("no number after '####'")
+    return value
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    gold: Number
+
+
+def _read_local(path: Path, split: str) -> tuple[list[Problem], str]:
+    if path.is_dir():
+        path = path / f"{split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"GSM8K file not found: {path}")
+    problems = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: invalid JSON: {err}") from None
+        for key in ("question", "answer"):
+            if not isinstance(obj.get(key), str):
+                raise ValueError(f"{where}: field {key!r} must be a string")
+        try:
+            gold = parse_gold(obj["answer"])
+        except ValueError as err:
+            raise ValueError(f"{where}: field 'answer': {err}") from None
+        problems.append(Problem(f"{path.stem}-{len(problems)}", obj["question"], gold))
+    return problems, str(path)
+
+
+def _read_hub(name: str, split: str, config: str) -> list[Problem]:
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError("loading GSM8K from the hub needs the 'datasets' package: pip install datasets") from None
+    rows = datasets.load_dataset(name, config, split=split)
+    problems = []
+    for k, row in enumerate(rows):
+        try:
+            problems.append(Problem(f"{split}-{k}", row["question"], parse_gold(row["answer"])))
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{name} ({config}, {split}) row {k}: {err}") from None
+    return problems
+
+
+def _read_gsm_symbolic(size: int, seed: int) -> list[Problem]:
+    import reasoning_gym
+
+    problems = []
+    for k, entry in enumerate(reasoning_gym.create_dataset("gsm_symbolic", size=size, seed=seed)):
+        gold = extract_answer(str(entry["answer"]), "flexible")
+        if gold is None:
+            raise ValueError(f"gsm_symbolic (seed {seed}) item {k}: non-numeric answer {entry['answer']!r}")
+        problems.append(Problem(f"gsm_symbolic-{seed}-{k}", entry["question"], gold))
+    return problems
+
+
+def load_problems(
+    source: str = "gsm_symbolic",
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    hub_config: str = "main",
+) -> tuple[list[Problem], dict]:
+    """Problems and a provenance dict.
+
+    ``source``: ``gsm_symbolic`` (offline, generated with ``seed``; ``limit`` items, default 100; the split
+    does not apply), an existing file or folder (original GSM8K JSONL), or a hub dataset id
+    (``openai/gsm8k``; needs the network). ``limit`` keeps the first N problems.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    if source == "gsm_symbolic":
+        size = limit or 100
+        return _read_gsm_symbolic(size, seed), {"source": source, "size": size, "seed": seed}
+    path = Path(source).expanduser()
+    if path.exists():
+        problems, where = _read_local(path, split)
+        provenance = {"source": where, "split": split}
+    elif "/" in source and not source.startswith((".", "/")):
+        problems = _read_hub(source, split, hub_config)
+        provenance = {"source": f"hub:{source}", "config": hub_config, "split": split}
+    else:
+        raise FileNotFoundError(f"GSM8K source {source!r} is neither gsm_symbolic, an existing path nor a hub id")
+    if not problems:
+        raise ValueError(f"{source}: no problems")
+    return problems[:limit] if limit else problems, provenance

@@ -1,0 +1,120 @@
+"""Append-only JSONL files that make every evaluation stage resumable and its metrics recomputable.
+
+A record is appended (and flushed) as soon as it is finished, so an interrupted run loses at most the
+records in flight. On restart the finished keys are read back and only the rest is generated or judged.
+A last line cut off mid-write by a crash is removed with a warning; any other bad line is an error that
+names the file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from sami.config import ConfigError, config_differences
+
+logger = logging.getLogger(__name__)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Every record of a JSONL file; a torn last line (no newline, invalid JSON) is cut off and dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):  # the last line has no newline: a write interrupted by a crash
+                logger.warning("%s:%d: dropping an unfinished last line (interrupted write)", path, number)
+                with open(path, "r+b") as f:
+                    f.truncate(len(data) - len(line))
+                break
+            raise ValueError(f"{path}:{number}: invalid JSON: {err}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object")
+        records.append(obj)
+    return records
+
+
+class JsonlStore:
+    """Records keyed by a tuple of fields; ``done`` tells what is already stored."""
+
+    def __init__(self, path: str | Path, key: Sequence[str]):
+        self.path = Path(path)
+        self.key_fields = tuple(key)
+        self.records: dict[tuple, dict] = {}
+        for number, record in enumerate(read_jsonl(self.path), 1):
+            missing = [k for k in self.key_fields if k not in record]
+            if missing:
+                raise ValueError(f"{self.path}: record {number}: missing key field(s) {missing}")
+            self.records[self.key(record)] = record
+
+    def key(self, record: dict) -> tuple:
+        return tuple(record[k] for k in self.key_fields)
+
+    def done(self, *key) -> bool:
+        return tuple(key) in self.records
+
+    def get(self, *key) -> dict | None:
+        return self.records.get(tuple(key))
+
+    def append(self, record: dict) -> None:
+        self.append_many([record])
+
+    def append_many(self, records: Iterable[dict]) -> None:
+        records = list(records)
+        if not records:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+        for r in records:
+            self.records[self.key(r)] = r
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def values(self) -> list[dict]:
+        return list(self.records.values())
+
+
+def check_settings(directory: str | Path, settings: dict) -> None:
+    """Refuse to add to a directory whose stored records were produced under different settings.
+
+    ``settings`` are the values that change what is generated or judged (prompts, sampling, data);
+    the first run writes them to ``settings.json``; later runs must match (checkpoints may be added).
+    """
+    path = Path(directory) / "settings.json"
+    settings = json.loads(json.dumps(settings))  # tuples become lists, as they read back
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        diff = config_differences(stored, settings)
+        if diff:
+            lines = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in diff.items()))
+            raise ConfigError(
+                f"{directory} holds results made with other settings ({lines}); use another output directory "
+                "or the same settings"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write atomically (temporary file, then rename) so a reader never sees half a metrics file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
