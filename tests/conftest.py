@@ -19,8 +19,12 @@ def tokenizer():
     return load_tokenizer("smollm2-135m")
 
 
-def tiny_llama(vocab_size: int, seed: int = 0):
-    """A 2-layer random-weight Llama: the real architecture at a size that runs in milliseconds."""
+def tiny_llama(vocab_size: int, seed: int = 0, init_std: float | None = None):
+    """A 2-layer random-weight Llama: the real architecture at a size that runs in milliseconds.
+
+    With the default initialisation its greedy output repeats one token; ``init_std`` (e.g. 0.2) redraws the
+    weight matrices wider so that generations vary from token to token and from prompt to prompt.
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -35,7 +39,21 @@ def tiny_llama(vocab_size: int, seed: int = 0):
         tie_word_embeddings=True,
         attn_implementation="sdpa",
     )
-    return LlamaForCausalLM(config).float()
+    model = LlamaForCausalLM(config).float()
+    if init_std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() > 1:
+                    p.normal_(0.0, init_std)
+    return model
+
+
+@pytest.fixture
+def lively_model(tokenizer):
+    """A tiny random model whose greedy generations are varied text, for generation tests."""
+    model = tiny_llama(len(tokenizer), init_std=0.2)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
 
 
 @pytest.fixture

@@ -1,0 +1,469 @@
+"""Text generation backends shared by teacher generation, evaluation answers and judges.
+
+Three backends sit behind one small interface (``generate`` / ``generate_iter`` / ``describe``):
+
+- ``TransformersBackend``: a local model, batched with left padding and the KV cache, stop strings,
+  greedy or sampled. Prompts are sorted by length so that a batch holds similar lengths.
+- ``VLLMBackend``: vLLM's offline engine for GPUs (optional extra, imported only when chosen).
+- ``OpenAIBackend``: any OpenAI-compatible HTTP endpoint through the ``openai`` client, whose retries
+  (exponential backoff, honouring ``retry-after``) cover 429, 5xx and timeouts; requests run with bounded
+  concurrency, and every answer is kept in an on-disk cache keyed by the full request, so a rerun never
+  pays twice. The API key is read from the environment variable the config names and is never written.
+
+A prompt is either raw text (used exactly as given) or a list of chat messages (the model's chat template
+is applied; an endpoint receives them as a chat request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol, Union
+
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+Prompt = Union[str, list]  # raw text, or chat messages [{"role": ..., "content": ...}, ...]
+BACKENDS: tuple[str, ...] = ("transformers", "vllm", "openai")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to decode. ``temperature`` 0 means greedy; ``n`` completions are drawn per prompt."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.n < 1:
+            raise ValueError("max_new_tokens and n must be at least 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        if self.temperature == 0 and self.n > 1:
+            raise ValueError("greedy decoding (temperature 0) gives one completion; set a temperature for n > 1")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated text. ``finish_reason``: ``stop`` (end token or a stop string) or ``length``
+    (the token limit cut it). ``num_tokens`` is None where the backend does not say (an endpoint asked for
+    several completions reports only their total)."""
+
+    text: str
+    finish_reason: str
+    num_tokens: int | None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Backend(Protocol):
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams, *, desc: str | None = None
+    ) -> list[list[Completion]]: ...
+
+    def generate_iter(
+        self, prompts: Sequence[Prompt], params: SamplingParams, *, desc: str | None = None
+    ) -> Iterator[tuple[int, list[Completion]]]: ...
+
+    def describe(self) -> dict: ...
+
+
+@dataclass
+class BackendConfig:
+    """Which backend generates, and its settings (a config section, e.g. ``teacher:`` or ``judge:``).
+
+    kind: ``transformers`` (local), ``vllm`` (local, GPU) or ``openai`` (an OpenAI-compatible endpoint).
+    model: embedded alias, hub id or local folder (a LoRA adapter folder is merged into its base); for
+        ``openai`` the model name the endpoint serves.
+    batch_size: prompts per forward pass for ``transformers`` (None: 8 on CPU, 32 on a GPU).
+    base_url / api_key_env / concurrency / timeout / max_retries / cache_dir: ``openai`` only. The key is
+        read from the environment variable named by ``api_key_env``; ``cache_dir`` None is
+        ``<SAMI_CACHE>/http``.
+    """
+
+    kind: str = "transformers"
+    model: str = "smollm2-135m"
+    revision: str | None = None
+    dtype: str = "auto"
+    batch_size: int | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout: float = 120.0
+    max_retries: int = 5
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKENDS:
+            raise ValueError(f"kind must be one of {BACKENDS}, got {self.kind!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1 (or null for the default)")
+        if self.concurrency < 1 or self.timeout <= 0 or self.max_retries < 0:
+            raise ValueError("concurrency must be >= 1, timeout > 0 and max_retries >= 0")
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
+
+
+def make_backend(cfg: BackendConfig) -> Backend:
+    """Build the backend ``cfg`` names; local models are loaded here."""
+    if cfg.kind == "openai":
+        return OpenAIBackend(cfg)
+    if cfg.kind == "vllm":
+        return VLLMBackend(cfg)
+    model, tokenizer = load_inference_model(cfg.model, revision=cfg.revision, dtype=cfg.dtype)
+    return TransformersBackend(model, tokenizer, batch_size=cfg.batch_size, name=cfg.model, revision=cfg.revision)
+
+
+def inference_dtype(dtype: str) -> torch.dtype:
+    """``auto``: bfloat16 on a GPU that has it, float32 otherwise."""
+    if dtype == "auto":
+        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_inference_model(name_or_path: str, *, revision: str | None = None, dtype: str = "auto"):
+    """(model, tokenizer) in eval mode on the best device. A LoRA adapter folder is merged into its base."""
+    from transformers import AutoModelForCausalLM
+
+    from sami.models import load_tokenizer, resolve
+
+    source = resolve(name_or_path)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    kwargs = {"revision": revision, "dtype": inference_dtype(dtype)}
+    if (Path(source) / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(source, **kwargs).merge_and_unload()
+        has_tokenizer = (Path(source) / "tokenizer_config.json").is_file()
+        tokenizer = load_tokenizer(source if has_tokenizer else model.config._name_or_path, revision)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        tokenizer = load_tokenizer(source, revision)
+    return model.to(device).eval(), tokenizer
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _chat_text(tokenizer, messages: list) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("chat messages need a tokenizer with a chat template; pass raw text instead")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def _progress(total: int, desc: str | None, unit: str = "prompt"):
+    return tqdm(total=total, desc=desc or "generating", unit=unit, dynamic_ncols=True, disable=total == 0)
+
+
+class TransformersBackend:
+    """Batched local generation with a transformers model (left padding, KV cache, stop strings).
+
+    Greedy output does not depend on the batch: each prompt is generated as it would be alone (tested).
+    Sampled output is reproducible for the same prompts, order and batch size (the generator is seeded per
+    batch from ``params.seed`` and the batch's first prompt), but changes when batches are formed differently.
+    """
+
+    def __init__(self, model, tokenizer, *, batch_size: int | None = None, name: str | None = None, revision=None):
+        self.model = model
+        self.tokenizer = tokenizer
+        on_gpu = next(model.parameters()).device.type == "cuda"
+        self.batch_size = batch_size or (32 if on_gpu else 8)
+        self.name = name or getattr(model.config, "_name_or_path", "") or "in-memory model"
+        self.revision = revision
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is None:
+            raise ValueError("the tokenizer has neither a pad nor an eos token; generation needs one to pad")
+        self.pad_id = pad
+        eos = model.generation_config.eos_token_id
+        eos = list(eos) if isinstance(eos, (list, tuple)) else [eos]
+        self.eos_ids = sorted({i for i in eos + [tokenizer.eos_token_id] if i is not None})
+
+    def describe(self) -> dict:
+        p = next(self.model.parameters())
+        return {
+            "kind": "transformers",
+            "model": self.name,
+            "revision": self.revision,
+            "dtype": str(p.dtype).removeprefix("torch."),
+            "device": p.device.type,
+            "batch_size": self.batch_size,
+        }
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        """Token ids of a prompt: chat messages through the chat template; BOS added unless already there."""
+        text = _chat_text(self.tokenizer, prompt) if isinstance(prompt, list) else prompt
+        bos = self.tokenizer.bos_token
+        return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+    def generate(self, prompts, params, *, desc=None):
+        out: list[list[Completion] | None] = [None] * len(prompts)
+        for index, completions in self.generate_iter(prompts, params, desc=desc):
+            out[index] = completions
+        return out  # type: ignore[return-value]
+
+    def generate_iter(self, prompts, params, *, desc=None):
+        encoded = [self.encode(p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        bar = _progress(len(prompts), desc)
+        tokens = 0
+        start = time.perf_counter()
+        try:
+            for b in range(0, len(order), self.batch_size):
+                batch = order[b : b + self.batch_size]
+                results = self._generate_batch([encoded[i] for i in batch], params, seed_key=batch[0])
+                for i, completions in zip(batch, results, strict=True):
+                    tokens += sum(c.num_tokens or 0 for c in completions)
+                    yield i, completions
+                bar.update(len(batch))
+                bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - start, 1e-9):.1f}")
+        finally:
+            bar.close()
+
+    @torch.inference_mode()
+    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, seed_key: int) -> list[list[Completion]]:
+        device = next(self.model.parameters()).device
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        kwargs = dict(
+            max_new_tokens=params.max_new_tokens,
+            num_return_sequences=params.n,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids,
+            use_cache=True,
+        )
+        if params.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
+            torch.manual_seed(params.seed * 1_000_003 + seed_key)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
+        generated = output[:, width:].tolist()
+        results: list[list[Completion]] = []
+        for row in range(len(batch)):
+            completions = []
+            for ids in generated[row * params.n : (row + 1) * params.n]:
+                completions.append(self._completion(ids, params))
+            results.append(completions)
+        return results
+
+    def _completion(self, ids: list[int], params: SamplingParams) -> Completion:
+        ended = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
+        if ended is not None:
+            ids = ids[: ended + 1]
+        text = self.tokenizer.decode(ids[:ended] if ended is not None else ids, skip_special_tokens=True)
+        text, stopped = _cut_at_stop(text, params.stop)
+        while ids and ids[-1] == self.pad_id and ended is None:
+            ids = ids[:-1]  # a row that finished early inside a batch is padded after its stop string
+        finished = ended is not None or stopped
+        return Completion(text=text, finish_reason="stop" if finished else "length", num_tokens=len(ids))
+
+
+class VLLMBackend:
+    """vLLM's offline engine (GPU). Install the ``vllm`` extra; imported only when this backend is chosen."""
+
+    def __init__(self, cfg: BackendConfig):
+        try:
+            from vllm import LLM
+        except ImportError as err:
+            raise ImportError("the vllm backend needs vLLM: pip install 'sami-align[vllm]' (GPU only)") from err
+        from sami.models import resolve
+
+        self.cfg = cfg
+        dtype = "auto" if cfg.dtype == "auto" else cfg.dtype
+        self.llm = LLM(model=resolve(cfg.model), revision=cfg.revision, dtype=dtype)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def describe(self) -> dict:
+        return {"kind": "vllm", "model": self.cfg.model, "revision": self.cfg.revision, "dtype": self.cfg.dtype}
+
+    def generate(self, prompts, params, *, desc=None):
+        from vllm import SamplingParams as VllmSampling
+
+        sampling = VllmSampling(
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_new_tokens,
+            stop=list(params.stop) or None,
+            seed=params.seed,
+        )
+        texts = [_chat_text(self.tokenizer, p) if isinstance(p, list) else p for p in prompts]
+        outputs = self.llm.generate(texts, sampling, use_tqdm=True)
+        return [[self._completion(o) for o in out.outputs] for out in outputs]
+
+    @staticmethod
+    def _completion(output) -> Completion:
+        reason = "length" if output.finish_reason == "length" else "stop"
+        return Completion(text=output.text, finish_reason=reason, num_tokens=len(output.token_ids))
+
+    def generate_iter(self, prompts, params, *, desc=None):
+        # vLLM schedules the whole list at once; finished results are handed out in chunks so that a
+        # resumable writer still loses at most one chunk when interrupted.
+        chunk = 256
+        for start in range(0, len(prompts), chunk):
+            for offset, completions in enumerate(self.generate(prompts[start : start + chunk], params, desc=desc)):
+                yield start + offset, completions
+
+
+class ResponseCache:
+    """Answers of an endpoint on disk, one JSON file per request hash; written atomically."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def key(request: dict) -> str:
+        return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            logger.warning("ignoring a damaged cache entry %s", path)
+            return None
+
+    def put(self, key: str, value: dict) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(value, f)
+        os.replace(tmp, path)
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible endpoint (a vLLM or TGI server, a hosted API).
+
+    Chat messages go to ``/chat/completions``, raw text to ``/completions``. The ``openai`` client retries
+    429, 5xx and timeouts with exponential backoff (``max_retries``); at most ``concurrency`` requests are
+    in flight. A request that still fails raises, after the answers already received were handed out.
+    """
+
+    def __init__(self, cfg: BackendConfig):
+        import openai
+
+        from sami.models import cache_dir
+
+        self.cfg = cfg
+        key = os.environ.get(cfg.api_key_env)
+        if not key:
+            logger.info("%s is not set; sending requests without an API key", cfg.api_key_env)
+        self.client = openai.OpenAI(
+            base_url=cfg.base_url, api_key=key or "unset", timeout=cfg.timeout, max_retries=cfg.max_retries
+        )
+        self.cache = ResponseCache(cfg.cache_dir or cache_dir() / "http")
+        self.requests_sent = 0
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict:
+        return {"kind": "openai", "model": self.cfg.model, "base_url": self.cfg.base_url}
+
+    def request(self, prompt: Prompt, params: SamplingParams) -> dict:
+        """The request body sent for one prompt (also the cache key, with the endpoint)."""
+        body = {
+            "model": self.cfg.model,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "n": params.n,
+            "seed": params.seed,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if isinstance(prompt, list):
+            body["messages"] = prompt
+        else:
+            body["prompt"] = prompt
+        return body
+
+    def _call(self, body: dict) -> dict:
+        key = self.cache.key({"base_url": self.cfg.base_url, "body": body})
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            self.requests_sent += 1
+        if "messages" in body:
+            response = self.client.chat.completions.create(**body)
+            texts = [(c.message.content or "") for c in response.choices]
+        else:
+            response = self.client.completions.create(**body)
+            texts = [c.text for c in response.choices]
+        choices = sorted(zip(response.choices, texts, strict=True), key=lambda ct: ct[0].index)
+        usage = response.usage.completion_tokens if response.usage else None
+        value = {
+            "choices": [{"text": t, "finish_reason": c.finish_reason or "stop"} for c, t in choices],
+            "completion_tokens": usage,
+        }
+        self.cache.put(key, value)
+        return value
+
+    def _completions(self, value: dict, params: SamplingParams) -> list[Completion]:
+        per_choice = value["completion_tokens"] if len(value["choices"]) == 1 else None
+        out = []
+        for choice in value["choices"]:
+            # an endpoint without stop support may run past a stop string; cut it here as well
+            text, _ = _cut_at_stop(choice["text"], params.stop)
+            reason = "length" if choice["finish_reason"] == "length" else "stop"
+            out.append(Completion(text=text, finish_reason=reason, num_tokens=per_choice))
+        return out
+
+    def generate(self, prompts, params, *, desc=None):
+        out: list[list[Completion] | None] = [None] * len(prompts)
+        for index, completions in self.generate_iter(prompts, params, desc=desc):
+            out[index] = completions
+        return out  # type: ignore[return-value]
+
+    def generate_iter(self, prompts, params, *, desc=None):
+        bar = _progress(len(prompts), desc)
+        try:
+            with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
+                futures = {pool.submit(self._call, self.request(p, params)): i for i, p in enumerate(prompts)}
+                try:
+                    for future in as_completed(futures):
+                        yield futures[future], self._completions(future.result(), params)
+                        bar.update(1)
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+        finally:
+            bar.close()

@@ -1,0 +1,103 @@
+"""A real OpenAI-compatible HTTP server for tests, answering with a local backend's real generations.
+
+``serve_openai(backend)`` starts it on 127.0.0.1 (a free port) in a thread and stops it on exit. Tests can
+queue faults, consumed one per request: ``"429"`` or ``"500"`` (answer with that status and a short
+``retry-after-ms``), or ``("sleep", seconds)`` (answer only after sleeping, so that a client times out).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from sami.backends import SamplingParams
+
+
+@dataclass
+class ServerState:
+    base_url: str = ""
+    requests: list[dict] = field(default_factory=list)  # bodies of every request received, faults included
+    faults: list = field(default_factory=list)
+
+
+@contextmanager
+def serve_openai(backend, faults=None):
+    state = ServerState(faults=list(faults or []))
+    generate_lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep test output quiet
+            pass
+
+        def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+            data = json.dumps(payload).encode()
+            try:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout test)
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            state.requests.append(body)
+            fault = state.faults.pop(0) if state.faults else None
+            if fault in ("429", "500"):
+                error = {"error": {"message": f"injected {fault}", "type": "test", "code": int(fault)}}
+                return self._send(int(fault), error, {"retry-after-ms": "20"})
+            if isinstance(fault, tuple) and fault[0] == "sleep":
+                time.sleep(fault[1])
+            chat = self.path.endswith("/chat/completions")
+            if not chat and not self.path.endswith("/completions"):
+                return self._send(404, {"error": {"message": f"no route {self.path}"}})
+            params = SamplingParams(
+                max_new_tokens=body.get("max_tokens", 16),
+                temperature=body.get("temperature", 0.0),
+                top_p=body.get("top_p", 1.0),
+                n=body.get("n", 1),
+                stop=tuple(body.get("stop") or ()),
+                seed=body.get("seed", 0),
+            )
+            prompt = body["messages"] if chat else body["prompt"]
+            with generate_lock:
+                (completions,) = backend.generate([prompt], params)
+            choices = []
+            for i, c in enumerate(completions):
+                choice = {"index": i, "finish_reason": c.finish_reason, "logprobs": None}
+                if chat:
+                    choice["message"] = {"role": "assistant", "content": c.text}
+                else:
+                    choice["text"] = c.text
+                choices.append(choice)
+            tokens = sum(c.num_tokens or 0 for c in completions)
+            self._send(
+                200,
+                {
+                    "id": f"test-{len(state.requests)}",
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": int(time.time()),
+                    "model": body["model"],
+                    "choices": choices,
+                    "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
+                },
+            )
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,178 @@
+import json
+
+import pytest
+import torch
+
+from sami.backends import (
+    BackendConfig,
+    OpenAIBackend,
+    ResponseCache,
+    SamplingParams,
+    TransformersBackend,
+    load_inference_model,
+    make_backend,
+)
+from tests.openai_server import serve_openai
+
+PROMPTS = [
+    "Human: Name three prime numbers.\n\nAssistant:",
+    [{"role": "user", "content": "Write a haiku about rain on a tin roof, please."}],
+    "Hi",
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 2?"}],
+    "Human: Explain, in several careful sentences, why the sky looks blue at noon and red at dusk.\n\nAssistant:",
+]
+
+
+@pytest.fixture
+def backend(lively_model, tokenizer):
+    return TransformersBackend(lively_model, tokenizer, batch_size=3)
+
+
+def test_batched_greedy_equals_one_at_a_time(lively_model, tokenizer):
+    params = SamplingParams(max_new_tokens=12)
+    batched = TransformersBackend(lively_model, tokenizer, batch_size=4).generate(PROMPTS, params)
+    single = TransformersBackend(lively_model, tokenizer, batch_size=1).generate(PROMPTS, params)
+    assert [c[0].text for c in batched] == [c[0].text for c in single]
+    assert all(len(c) == 1 and c[0].num_tokens == 12 and c[0].finish_reason == "length" for c in batched)
+    assert len({c[0].text for c in batched}) == len(PROMPTS)  # the prompts really were different inputs
+
+
+def test_stop_string_cuts_the_text(backend):
+    (free,) = backend.generate(["Hello there"], SamplingParams(max_new_tokens=16))
+    text = free[0].text
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    assert stop.strip()
+    (cut,) = backend.generate(["Hello there"], SamplingParams(max_new_tokens=16, stop=(stop,)))
+    assert cut[0].text == text[: text.find(stop)]
+    assert cut[0].finish_reason == "stop"
+    assert cut[0].num_tokens < 16
+
+
+def test_end_token_finishes_with_stop(lively_model, tokenizer):
+    backend = TransformersBackend(lively_model, tokenizer, batch_size=2)
+    prompt = torch.tensor([backend.encode("Once")])
+    ids = lively_model.generate(prompt, max_new_tokens=6, do_sample=False)[0, prompt.shape[1] :].tolist()
+    backend.eos_ids = [ids[2]]  # pretend the third generated token ends a turn
+    (ended,) = backend.generate(["Once"], SamplingParams(max_new_tokens=6))
+    end = ids.index(ids[2])
+    assert ended[0].finish_reason == "stop" and ended[0].num_tokens == end + 1
+    assert ended[0].text == tokenizer.decode(ids[:end])
+
+
+def test_sampling_n_is_reproducible(backend):
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, n=4, seed=3)
+    first = backend.generate(PROMPTS[:2], params)
+    again = backend.generate(PROMPTS[:2], params)
+    assert [len(c) for c in first] == [4, 4]
+    assert first == again
+    assert len({c.text for c in first[0]}) > 1
+    other = backend.generate(PROMPTS[:2], SamplingParams(max_new_tokens=8, temperature=1.0, n=4, seed=4))
+    assert other != first
+
+
+def test_generate_iter_yields_every_index_once(backend):
+    seen = [i for i, _ in backend.generate_iter(PROMPTS, SamplingParams(max_new_tokens=2))]
+    assert sorted(seen) == list(range(len(PROMPTS)))
+
+
+def test_sampling_params_are_checked():
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingParams(n=2)
+    with pytest.raises(ValueError):
+        SamplingParams(max_new_tokens=0)
+    with pytest.raises(ValueError, match="base_url"):
+        BackendConfig(kind="openai")
+    with pytest.raises(ValueError, match="kind"):
+        BackendConfig(kind="tgi")
+
+
+def test_lora_adapter_folder_is_merged(tmp_path, tiny_model_dir, tokenizer):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([tokenizer("a short input")["input_ids"]])
+    with torch.no_grad():
+        expected = peft_model(ids).logits
+        merged, tok = load_inference_model(str(tmp_path / "adapter"))
+        got = merged(ids).logits
+    assert not hasattr(merged, "peft_config")
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert tok.pad_token_id is not None
+
+
+def test_make_backend_loads_a_model_folder(tiny_model_dir):
+    backend = make_backend(BackendConfig(model=str(tiny_model_dir), batch_size=2))
+    assert backend.describe()["batch_size"] == 2
+    (out,) = backend.generate(["Hi"], SamplingParams(max_new_tokens=3))
+    assert out[0].num_tokens == 3
+
+
+def _http_backend(base_url, tmp_path, **kw):
+    cfg = BackendConfig(kind="openai", model="tiny", base_url=base_url, cache_dir=str(tmp_path / "cache"), **kw)
+    return OpenAIBackend(cfg)
+
+
+def test_http_backend_returns_the_served_models_generations(backend, tmp_path):
+    params = SamplingParams(max_new_tokens=10)
+    local = backend.generate(PROMPTS, params)
+    with serve_openai(backend) as server:
+        remote = _http_backend(server.base_url, tmp_path, concurrency=3).generate(PROMPTS, params)
+    assert [c[0].text for c in remote] == [c[0].text for c in local]
+    assert [c[0].finish_reason for c in remote] == ["length"] * len(PROMPTS)
+    chat = [body for body in server.requests if "messages" in body]
+    assert len(chat) == 2 and len(server.requests) == len(PROMPTS)
+
+
+def test_http_backend_retries_429_then_succeeds(backend, tmp_path):
+    with serve_openai(backend, faults=["429", "500"]) as server:
+        (out,) = _http_backend(server.base_url, tmp_path, concurrency=1).generate(["Hi"], SamplingParams(8))
+    assert len(server.requests) == 3
+    assert out[0].text == backend.generate(["Hi"], SamplingParams(8))[0][0].text
+
+
+def test_http_backend_retries_after_a_timeout(backend, tmp_path):
+    with serve_openai(backend, faults=[("sleep", 2.0)]) as server:
+        remote = _http_backend(server.base_url, tmp_path, concurrency=1, timeout=0.5, max_retries=2)
+        (out,) = remote.generate(["Hi"], SamplingParams(8))
+    assert len(server.requests) == 2
+    assert out[0].num_tokens == 8
+
+
+def test_http_backend_gives_up_after_its_retries(backend, tmp_path):
+    import openai
+
+    with serve_openai(backend, faults=["500"] * 3) as server:
+        remote = _http_backend(server.base_url, tmp_path, max_retries=1)
+        with pytest.raises(openai.InternalServerError):
+            remote.generate(["Hi"], SamplingParams(8))
+    assert len(server.requests) == 2
+
+
+def test_http_cache_hit_sends_no_request_and_key_is_never_stored(backend, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMI_TEST_KEY", "sk-secret-123")
+    params = SamplingParams(max_new_tokens=6, temperature=0.7, n=2, seed=1)
+    with serve_openai(backend) as server:
+        first = _http_backend(server.base_url, tmp_path, api_key_env="SAMI_TEST_KEY")
+        a = first.generate(PROMPTS[:2], params)
+        assert first.requests_sent == 2
+        second = _http_backend(server.base_url, tmp_path, api_key_env="SAMI_TEST_KEY")
+        b = second.generate(PROMPTS[:2], params)
+        assert second.requests_sent == 0 and len(server.requests) == 2
+        c = second.generate(PROMPTS[:1], SamplingParams(max_new_tokens=6, temperature=0.7, n=2, seed=2))
+        assert second.requests_sent == 1 and len(server.requests) == 3  # another seed is another request
+    assert a == b and c != a[:1]
+    stored = "".join(p.read_text() for p in (tmp_path / "cache").rglob("*.json"))
+    assert stored and "sk-secret" not in stored
+    assert "sk-secret" not in json.dumps(second.describe())
+
+
+def test_response_cache_ignores_a_damaged_entry(tmp_path):
+    cache = ResponseCache(tmp_path)
+    key = cache.key({"a": 1})
+    cache.put(key, {"choices": []})
+    assert cache.get(key) == {"choices": []}
+    cache.path(key).write_text("{not json")
+    assert cache.get(key) is None
