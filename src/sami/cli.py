@@ -57,6 +57,101 @@ def _inspect_parsers(sub) -> None:
     p.add_argument("path", help="the JSONL file")
 
 
+EVAL_HELP = {
+    "mtbench": "MT-Bench answers judged pairwise (principle-aware, principle-free) and/or graded 1-10",
+    "gsm8k": "GSM8K accuracy: one greedy and n sampled attempts per problem; pass@k, maj@k",
+    "mi": "the SAMI mutual-information lower bound on held-out records",
+    "adherence": "judge-free pass rates of the verifiable principles' checkers, principle vs antithesis",
+}
+
+
+def _eval_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate checkpoints (mtbench, gsm8k, mi, adherence)",
+        description="Evaluate one or more checkpoints. Every answer and judge verdict (raw text too) is appended to "
+        "JSONL files under OUTPUT_DIR/SUITE as soon as it exists, so a rerun resumes without generating or "
+        "judging again; metrics are computed from those files (--recompute does only that). Settings come "
+        "from --config, then the options below, then -o/--set overrides. See docs/EVALUATION.md.",
+    )
+    suites = p.add_subparsers(dest="suite", required=True)
+    for suite, text in EVAL_HELP.items():
+        s = suites.add_parser(suite, help=text, description=text + ".")
+        s.add_argument("models", nargs="*", metavar="[NAME=]MODEL", help="checkpoints: alias, hub id or folder")
+        s.add_argument("--config", help="YAML config (see configs/eval.yaml); unknown keys are errors")
+        s.add_argument("--output-dir", help="where results go (default runs/eval)")
+        s.add_argument("--recompute", action="store_true", help="only recompute and print metrics from stored files")
+        s.add_argument("--limit", type=int, help="evaluate only the first N items")
+        s.add_argument(
+            "-o",
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override any config field, e.g. -o backend.batch_size=16 -o judge.kind=openai (repeatable)",
+        )
+        if suite == "mtbench":
+            s.add_argument("--protocol", choices=("paper", "fastchat"), help="answer protocol (default paper)")
+            s.add_argument("--judges", help="comma-separated: principle-aware,principle-free,single")
+            s.add_argument("--judge", help="judge model: alias, hub id, folder, or the endpoint's model name")
+            s.add_argument("--judge-url", help="OpenAI-compatible endpoint of the judge (sets judge.kind=openai)")
+            s.add_argument("--baseline", help="compare every checkpoint with this one (default: every pair)")
+            s.add_argument("--per-category", type=int, help="questions per category (default all)")
+        elif suite == "gsm8k":
+            s.add_argument("--source", help="gsm_symbolic (default), a GSM8K JSONL file or folder, or openai/gsm8k")
+            s.add_argument("--split", help="test (default) or train")
+            s.add_argument("--samples", type=int, help="sampled attempts per problem besides the greedy one")
+            s.add_argument("--prompt", help="prompt version (paper-cot-v1, qa-v1, chat-cot-v1)")
+            s.add_argument("--extract", choices=("strict", "flexible", "paper"), help="answer extraction rule")
+        elif suite == "mi":
+            s.add_argument("--data", help="held-out records (docs/DATA.md)")
+        else:
+            s.add_argument("--queries", help="mtbench (default) or a JSONL file with a 'query' field per line")
+
+
+def build_eval_config(args: argparse.Namespace):
+    from sami.config import from_dict, load_yaml, parse_override, set_path
+    from sami.eval.config import EvalConfig
+
+    data = load_yaml(args.config) if args.config else {}
+    suite = args.suite
+    options = [("output_dir", args.output_dir), (f"{suite}.limit", args.limit)]
+    if suite == "mtbench":
+        options[1] = ("mtbench.per_category", args.per_category)
+        judges = args.judges.split(",") if args.judges else None
+        options += [("mtbench.protocol", args.protocol), ("mtbench.judges", judges), ("judge.model", args.judge)]
+        options += [("mtbench.baseline", args.baseline), ("judge.base_url", args.judge_url)]
+        if args.judge_url:
+            options.append(("judge.kind", "openai"))
+        if args.limit is not None:
+            raise ValueError("mtbench takes --per-category instead of --limit")
+    elif suite == "gsm8k":
+        options += [("gsm8k.source", args.source), ("gsm8k.split", args.split), ("gsm8k.samples", args.samples)]
+        options += [("gsm8k.prompt", args.prompt), ("gsm8k.extract", args.extract)]
+    elif suite == "mi":
+        options.append(("mi.data", args.data))
+    else:
+        options.append(("adherence.queries", args.queries))
+    if args.models:
+        options.append(("models", list(args.models)))
+    for key, value in options:
+        if value is not None:
+            set_path(data, key, value)
+    for text in args.overrides:
+        set_path(data, *parse_override(text))
+    return from_dict(EvalConfig, data, source=args.config or "command line")
+
+
+def run_eval(args: argparse.Namespace) -> dict:
+    from sami.eval.run import compute, run, show
+
+    cfg = build_eval_config(args)
+    metrics = compute(args.suite, cfg) if args.recompute else run(args.suite, cfg)
+    show(args.suite, metrics)
+    return metrics
+
+
 def _print_principles(args: argparse.Namespace) -> None:
     from sami.principles import load_library
 
@@ -138,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _inspect_parsers(sub)
+    _eval_parser(sub)
     return parser
 
 
@@ -164,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_principles(args)
         elif args.command == "check-data":
             _check_data(args.path)
+        elif args.command == "eval":
+            run_eval(args)
         elif args.command == "train":
             from accelerate import PartialState
 

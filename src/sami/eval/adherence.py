@@ -1,0 +1,159 @@
+"""``sami eval adherence``: does a checkpoint follow the verifiable principles? Measured without a judge.
+
+For every verifiable principle (``sami/data/principles.yaml``, section ``verifiable``) and every query, an
+answer is generated under the principle (one-item constitution, weak phrasing by default) and under its
+antithesis. Both answers are checked with the principle's checker and the antithesis checker. Reported
+per principle: the checker's pass rate under the principle and under the antithesis, and the contrast
+(pass rate under the principle minus under the antithesis, paired by query) with its interval; a model
+that reads the constitution has a large contrast.
+
+Files under ``<output_dir>/adherence/``: ``answers/<model>.jsonl`` ``{principle, side, query_index,
+prompt, answer, ...}``; ``metrics.json`` (checks rerun from the stored answers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sami.backends import SamplingParams
+from sami.eval.common import LazyBackend, constitution_text, fmt
+from sami.eval.config import EvalConfig
+from sami.eval.mtbench_data import load_questions
+from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
+from sami.metrics import bootstrap_mean, rate
+from sami.principles import load_library
+from sami.templates import PAPER_TEMPLATE, build_prompt
+
+SIDES = ("principle", "antithesis")
+
+
+def load_queries(source: str, limit: int | None) -> list[str]:
+    if source == "mtbench":
+        questions, _ = load_questions("package")
+        queries = [q.turns[0] for q in questions]
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"adherence.queries: file not found: {path}")
+        queries = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                query = json.loads(line).get("query")
+            except (json.JSONDecodeError, AttributeError):
+                raise ValueError(f"{path}:{number}: expected a JSON object with a 'query' field") from None
+            if not isinstance(query, str) or not query.strip():
+                raise ValueError(f"{path}:{number}: field 'query' must be a non-empty string")
+            queries.append(query)
+    if not queries:
+        raise ValueError(f"adherence.queries {source!r}: no queries")
+    return queries[:limit] if limit else queries
+
+
+def _principles(cfg: EvalConfig):
+    library = load_library(cfg.library)
+    verifiable = {p.name: p for p in library.verifiable}
+    names = cfg.adherence.principles or list(verifiable)
+    unknown = sorted(set(names) - set(verifiable))
+    if unknown:
+        raise ValueError(f"adherence.principles: {unknown} are not verifiable principles; known: {sorted(verifiable)}")
+    return [verifiable[n] for n in names]
+
+
+def _prompt(cfg: EvalConfig, constitution: str, query: str):
+    if cfg.adherence.template == PAPER_TEMPLATE:
+        return build_prompt(PAPER_TEMPLATE, constitution, query)
+    return [{"role": "system", "content": constitution}, {"role": "user", "content": query}]
+
+
+def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[str], root: Path) -> None:
+    store = JsonlStore(root / "answers" / f"{name}.jsonl", ("principle", "side", "query_index"))
+    todo, prompts = [], []
+    for p in principles:
+        for side in SIDES:
+            text = constitution_text([p], cfg.adherence.side if side == "principle" else "antithesis")
+            for k, query in enumerate(queries):
+                if not store.done(p.name, side, k):
+                    todo.append((p.name, side, k))
+                    prompts.append(_prompt(cfg, text, query))
+    if not todo:
+        return
+    stop = ("\nHuman:",) if cfg.adherence.template == PAPER_TEMPLATE else ()
+    params = SamplingParams(max_new_tokens=cfg.adherence.max_new_tokens, stop=stop, seed=cfg.seed)
+    backend = LazyBackend(cfg.backend_for(model))
+    try:
+        for i, (c,) in backend.get().generate_iter(prompts, params, desc=f"{name} adherence"):
+            principle, side, k = todo[i]
+            store.append(
+                {
+                    "principle": principle,
+                    "side": side,
+                    "query_index": k,
+                    "prompt": prompts[i],
+                    "answer": c.text,
+                    "num_tokens": c.num_tokens,
+                    "finish_reason": c.finish_reason,
+                }
+            )
+    finally:
+        backend.close()
+
+
+def adherence_metrics(cfg: EvalConfig) -> dict:
+    root = Path(cfg.output_dir) / "adherence"
+    principles = _principles(cfg)
+    out = {}
+    for name, _ in cfg.checkpoints():
+        rows = read_jsonl(root / "answers" / f"{name}.jsonl")
+        by_key = {(r["principle"], r["side"], r["query_index"]): r["answer"] for r in rows}
+        per = {}
+        for p in principles:
+            ks = sorted({k for (pn, _, k) in by_key if pn == p.name})
+            paired = [k for k in ks if (p.name, "principle", k) in by_key and (p.name, "antithesis", k) in by_key]
+            under = {s: [by_key[(p.name, s, k)] for k in paired] for s in SIDES}
+            checker_under = {s: [p.checker(a) for a in under[s]] for s in SIDES}
+            anti_under = {s: [p.antithesis_checker(a) for a in under[s]] for s in SIDES} if p.antithesis_checker else {}
+            block = {
+                "checker": {"name": p.checker.name, **p.checker.params},
+                "pairs": len(paired),
+                "checker_pass_under_principle": rate(checker_under["principle"]).to_dict(),
+                "checker_pass_under_antithesis": rate(checker_under["antithesis"]).to_dict(),
+                "contrast": bootstrap_mean(
+                    [
+                        int(a) - int(b)
+                        for a, b in zip(checker_under["principle"], checker_under["antithesis"], strict=True)
+                    ]
+                ).to_dict(),
+            }
+            if anti_under:
+                block["antithesis_checker_pass_under_antithesis"] = rate(anti_under["antithesis"]).to_dict()
+                block["antithesis_checker_pass_under_principle"] = rate(anti_under["principle"]).to_dict()
+            per[p.name] = block
+        out[name] = per
+    return out
+
+
+def print_adherence(metrics: dict) -> None:
+    for name, per in metrics.items():
+        print(f"{name}: checker pass rate under the principle / under its antithesis; contrast (difference)")
+        for principle, b in per.items():
+            print(f"    {principle:<14} {fmt(b['checker_pass_under_principle'])}  /  "
+                  f"{fmt(b['checker_pass_under_antithesis'])};  contrast {fmt(b['contrast'], False)}")  # fmt: skip
+
+
+def run_adherence(cfg: EvalConfig) -> dict:
+    a = cfg.adherence
+    root = Path(cfg.output_dir) / "adherence"
+    principles = _principles(cfg)
+    queries = load_queries(a.queries, a.limit)
+    settings = {"queries": a.queries, "query_texts": queries, "principles": [p.name for p in principles]}
+    settings.update(side=a.side, template=a.template, max_new_tokens=a.max_new_tokens, seed=cfg.seed)
+    settings["backend"] = {"kind": cfg.backend.kind, "dtype": cfg.backend.dtype}
+    check_settings(root, settings)
+    for name, model in cfg.checkpoints():
+        generate(cfg, name, model, principles, queries, root)
+    metrics = adherence_metrics(cfg)
+    write_json(root / "metrics.json", metrics)
+    return metrics

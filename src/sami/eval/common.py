@@ -1,0 +1,55 @@
+"""Small pieces every suite shares: lazily built backends, constitution text, lengths, table printing."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from sami.backends import BackendConfig, make_backend
+from sami.metrics import Estimate
+from sami.principles import Constitution, ConstitutionItem, Principle
+
+logger = logging.getLogger(__name__)
+
+
+class LazyBackend:
+    """Builds (loads) the backend on first use only, so a resumed run with nothing left to generate never
+    loads a model; ``close`` frees a local model before the next checkpoint is loaded."""
+
+    def __init__(self, cfg: BackendConfig):
+        self.cfg = cfg
+        self._backend = None
+
+    def get(self):
+        if self._backend is None:
+            logger.info("loading %s (%s)", self.cfg.model, self.cfg.kind)
+            self._backend = make_backend(self.cfg)
+        return self._backend
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    def close(self) -> None:
+        self._backend = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def constitution_text(principles: Sequence[Principle], side: str) -> str:
+    """The numbered constitution of ``principles`` in the given phrasing, in library order."""
+    return Constitution(tuple(ConstitutionItem(p.phrasing(side), p.name, side) for p in principles)).render()
+
+
+def words(text: str) -> int:
+    """Length in whitespace-separated words: tokenizer-free, so lengths compare across models."""
+    return len(text.split())
+
+
+def fmt(est: dict | Estimate, percent: bool = True) -> str:
+    e = est if isinstance(est, Estimate) else Estimate(**est)
+    return e.percent() if percent else f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}] (n={e.n})"

