@@ -1,0 +1,231 @@
+"""The evaluation runners on a tiny random model: files, resumption, and metrics recomputed from files."""
+
+import json
+import math
+
+import pytest
+
+import sami.eval.common as common
+from sami.backends import BackendConfig
+from sami.eval.config import EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
+from sami.eval.run import compute, run
+from sami.eval.store import read_jsonl
+from tests.conftest import EXAMPLE_DATA
+
+
+class Interrupted(Exception):
+    pass
+
+
+class CountingBackends:
+    """Wraps every backend the suite builds: counts the prompts it generates, and can stop mid-run."""
+
+    def __init__(self, monkeypatch, stop_after: int | None = None):
+        self.prompts = 0
+        self.stop_after = stop_after
+        real = common.make_backend
+
+        def make(cfg):
+            return self.wrap(real(cfg))
+
+        monkeypatch.setattr(common, "make_backend", make)
+
+    def wrap(self, backend):
+        outer = self
+
+        class Wrapped:
+            def describe(self):
+                return backend.describe()
+
+            def generate_iter(self, prompts, params, *, desc=None):
+                for item in backend.generate_iter(prompts, params, desc=desc):
+                    if outer.stop_after is not None and outer.prompts >= outer.stop_after:
+                        raise Interrupted
+                    outer.prompts += 1
+                    yield item
+
+        return Wrapped()
+
+
+def _cfg(tmp_path, model_dir, **sections) -> EvalConfig:
+    backend = BackendConfig(model=str(model_dir), batch_size=4)
+    return EvalConfig(
+        output_dir=str(tmp_path / "eval"),
+        models=[f"a={model_dir}", f"b={model_dir}"],
+        backend=backend,
+        judge=backend,
+        **sections,
+    )
+
+
+def test_gsm8k_stores_every_sample_resumes_and_recomputes(tmp_path, tiny_model_dir, monkeypatch):
+    cfg = _cfg(tmp_path, tiny_model_dir, gsm8k=GSM8KConfig(limit=3, samples=3, max_new_tokens=6))
+    counter = CountingBackends(monkeypatch, stop_after=8)  # 3 greedy + 3 sampled for a, then 2 more: stop
+    with pytest.raises(Interrupted):
+        run("gsm8k", cfg)
+    assert len(read_jsonl(tmp_path / "eval/gsm8k/attempts/a.jsonl")) == 6
+    assert len(read_jsonl(tmp_path / "eval/gsm8k/attempts/b.jsonl")) == 2
+    counter.stop_after = None
+    metrics = run("gsm8k", cfg)
+    assert counter.prompts == 12  # the 4 records missing after the interruption, nothing twice
+    rows = read_jsonl(tmp_path / "eval/gsm8k/attempts/b.jsonl")
+    assert sorted((r["id"], r["kind"]) for r in rows) == sorted(
+        (f"gsm_symbolic-0-{k}", kind) for k in range(3) for kind in ("greedy", "sampled")
+    )
+    assert all(len(r["texts"]) == (3 if r["kind"] == "sampled" else 1) for r in rows)
+    assert set(metrics["a"]["pass_at_k"]) == {"1", "2", "3"} and metrics["a"]["greedy_accuracy"]["n"] == 3
+    assert compute("gsm8k", cfg) == metrics == json.loads((tmp_path / "eval/gsm8k/metrics.json").read_text())
+    counter.prompts = 0
+    assert run("gsm8k", cfg) == metrics and counter.prompts == 0  # a finished run redoes nothing
+    with pytest.raises(ValueError, match="other settings"):
+        run("gsm8k", _cfg(tmp_path, tiny_model_dir, gsm8k=GSM8KConfig(limit=3, samples=2, max_new_tokens=6)))
+
+
+def test_gsm8k_metrics_from_known_attempts(tmp_path):
+    from sami.eval.gsm8k import attempt_metrics
+
+    records = [
+        {"id": "p0", "kind": "greedy", "gold": 5, "texts": ["#### 5"]},
+        {"id": "p0", "kind": "sampled", "gold": 5, "texts": ["#### 4", "#### 5", "#### 5"]},
+        {"id": "p1", "kind": "greedy", "gold": 7, "texts": ["no idea"]},
+        {"id": "p1", "kind": "sampled", "gold": 7, "texts": ["#### 3", "nothing", "#### 7"]},
+    ]
+    m = attempt_metrics(records, "strict", 3)
+    assert m["greedy_accuracy"]["value"] == 0.5 and m["greedy_unextracted"]["value"] == 0.5
+    # p0: 2 of 3 right, p1: 1 of 3. pass@1 = mean(2/3, 1/3); pass@2 = mean(1, 1 - C(2,2)/C(3,2) = 2/3)
+    assert m["pass_at_k"]["1"]["value"] == pytest.approx(0.5)
+    assert m["pass_at_k"]["2"]["value"] == pytest.approx((1 + 2 / 3) / 2)
+    assert m["pass_at_k"]["3"]["value"] == 1.0
+    # maj@1: p0 4 (wrong), p1 3 (wrong); maj@3: p0 5 (right), p1 3 vs 7 tie -> 3 first (wrong)
+    assert m["maj_at_k"]["1"]["value"] == 0.0 and m["maj_at_k"]["3"]["value"] == 0.5
+    assert m["sample_unextracted"]["value"] == pytest.approx(1 / 6)
+
+
+def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkeypatch):
+    mt = MTBenchConfig(
+        categories=["math", "writing"],
+        per_category=1,
+        max_new_tokens=5,
+        judge_max_new_tokens=5,
+        judges=["principle-aware", "principle-free", "single"],
+    )
+    cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    counter = CountingBackends(monkeypatch, stop_after=7)  # 2 + 2 answers, then 3 of 12 judge requests
+    with pytest.raises(Interrupted):
+        run("mtbench", cfg)
+    root = tmp_path / "eval/mtbench"
+    judged = sum(len(read_jsonl(p)) for p in root.glob("judgments/*/*.jsonl"))
+    assert judged == 3
+    counter.stop_after = None
+    metrics = run("mtbench", cfg)
+    assert counter.prompts == 7 + 9  # only the 9 missing judgments: no answer regenerated
+    aware = read_jsonl(root / "judgments/principle-aware/a__b.jsonl")
+    assert sorted((r["question_id"], r["first"]) for r in aware) == sorted(
+        (q, f) for q in (81, 111) for f in ("a", "b")
+    )  # both orders of every question
+    assert all("raw" in r and "verdict" in r for r in aware)
+    answers = read_jsonl(root / "answers/a.jsonl")
+    assert "Assistant System Instructions: 1. Try to" in answers[0]["prompt"]  # weak phrasing, paper template
+    block = metrics["pairwise"]["principle-aware"]["a vs b"]["overall"]
+    assert block["n"] == 2 and block["win"] + block["tie"] + block["loss"] + block["unparseable"] == 2
+    assert metrics["single"]["a"]["n"] == 2
+    assert compute("mtbench", cfg) == metrics
+
+
+def test_mtbench_fastchat_protocol_answers_both_turns(tmp_path, tiny_model_dir):
+    mt = MTBenchConfig(protocol="fastchat", categories=["writing"], per_category=1, max_new_tokens=4, judges=["single"])
+    cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    cfg.models = cfg.models[:1]
+    cfg.mtbench.judge_max_new_tokens = 4
+    run("mtbench", cfg)
+    rows = read_jsonl(tmp_path / "eval/mtbench/answers/a.jsonl")
+    assert [r["turn"] for r in rows] == [1, 2] and rows[0]["temperature"] == 0.7  # FastChat's writing setting
+    assert rows[1]["prompt"][1] == {"role": "assistant", "content": rows[0]["answer"]}
+    single = read_jsonl(tmp_path / "eval/mtbench/judgments/single/a.jsonl")
+    assert sorted((r["turn"], r["prompt_name"]) for r in single) == [(1, "single-v1"), (2, "single-v1-multi-turn")]
+
+
+def test_mi_matches_the_training_objective(tmp_path, tiny_model_dir):
+    from sami.backends import load_inference_model
+    from sami.data import read_records
+    from sami.eval.mi import _encoding_config
+    from sami.logprobs import batch_logprob_matrices
+    from sami.objective import sami_metrics
+    from sami.train import encode_records
+
+    cfg = _cfg(tmp_path, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=3))
+    metrics = run("mi", cfg)
+    rows = read_jsonl(tmp_path / "eval/mi/a.jsonl")
+    assert len(rows) == 3
+    model, tokenizer = load_inference_model(str(tiny_model_dir))
+    record = read_records(EXAMPLE_DATA)[0]
+    (query,) = encode_records([record], tokenizer, _encoding_config(cfg))
+    expected = sami_metrics(batch_logprob_matrices(model, [query], pad_token_id=tokenizer.pad_token_id))
+    assert rows[0]["mi_bound"] == pytest.approx(expected["mi_bound"], abs=1e-5)
+    assert all(r["mi_bound"] <= math.log(r["constitutions"]) + 1e-6 for r in rows)
+    assert metrics["a"]["overall"]["mi_bound"]["n"] == 3
+    assert compute("mi", cfg) == metrics
+
+
+def test_adherence_metrics_from_stored_answers(tmp_path, tiny_model_dir):
+    from sami.eval.config import AdherenceConfig
+
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"query": f"Tell me about topic {k}."}) + "\n" for k in range(3)))
+    cfg = _cfg(tmp_path, tiny_model_dir, adherence=AdherenceConfig(queries=str(queries), principles=["lowercase"]))
+    cfg.models = cfg.models[:1]
+    cfg.adherence.max_new_tokens = 4
+    run("adherence", cfg)
+    path = tmp_path / "eval/adherence/answers/a.jsonl"
+    rows = read_jsonl(path)
+    assert len(rows) == 6 and {r["side"] for r in rows} == {"principle", "antithesis"}
+    assert "lowercase" in rows[0]["prompt"]
+    # Replace the random model's answers with known ones: all lowercase under the principle for 2 of 3
+    # queries, upper case under the antithesis for all 3; the metrics follow the stored text.
+    text = {("principle", 0): "all lower", ("principle", 1): "still lower", ("principle", 2): "Not Lower"}
+    for r in rows:
+        r["answer"] = text.get((r["side"], r["query_index"]), "SHOUTING")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    m = compute("adherence", cfg)["a"]["lowercase"]
+    assert m["checker_pass_under_principle"]["value"] == pytest.approx(2 / 3)
+    assert m["checker_pass_under_antithesis"]["value"] == 0.0
+    assert m["contrast"]["value"] == pytest.approx(2 / 3)
+    assert m["antithesis_checker_pass_under_antithesis"]["value"] == 1.0
+
+
+def test_http_judge_retries_times_out_and_hits_its_cache(tmp_path, tiny_model_dir, lively_model, tokenizer):
+    from sami.backends import TransformersBackend
+    from tests.openai_server import serve_openai
+
+    mt = MTBenchConfig(categories=["writing"], per_category=1, max_new_tokens=4, judge_max_new_tokens=6)
+    mt.judges = ["principle-aware"]
+    with serve_openai(TransformersBackend(lively_model, tokenizer), faults=["500", ("sleep", 3.0), "429"]) as server:
+        judge = BackendConfig(
+            kind="openai",
+            model="judge",
+            base_url=server.base_url,
+            timeout=1.0,
+            max_retries=3,
+            concurrency=1,
+            cache_dir=str(tmp_path / "http-cache"),
+        )
+        cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+        lively_dir = tmp_path / "lively"
+        lively_model.save_pretrained(lively_dir)
+        tokenizer.save_pretrained(lively_dir)
+        cfg.models = [f"a={tiny_model_dir}", f"b={lively_dir}"]  # different answers, so two distinct requests
+        cfg.judge = judge
+        metrics = run("mtbench", cfg)
+        # 2 judge requests (both orders); the faults cost 3 extra requests (500, timeout, 429), all retried
+        assert len(server.requests) == 5
+        assert metrics["pairwise"]["principle-aware"]["a vs b"]["overall"]["n"] == 1
+        raw = [r["raw"] for r in read_jsonl(tmp_path / "eval/mtbench/judgments/principle-aware/a__b.jsonl")]
+        assert len(raw) == 2 and all(isinstance(t, str) for t in raw)
+        # A fresh output directory asks the same questions again: answered from the cache, no request.
+        cfg.output_dir = str(tmp_path / "eval-again")
+        again = run("mtbench", cfg)
+        assert len(server.requests) == 5
+        assert [
+            r["raw"] for r in read_jsonl(tmp_path / "eval-again/mtbench/judgments/principle-aware/a__b.jsonl")
+        ] == raw
+        assert again["pairwise"] == metrics["pairwise"]
