@@ -141,3 +141,29 @@ def test_local_question_file_errors(tmp_path):
     path.write_text('{"question_id": 1, "category": "math", "turns": ["a"]}\n{"question_id": 2, "turns": ["b"]}\n')
     with pytest.raises(ValueError, match=r"q.jsonl:2: field 'category'"):
         load_questions(str(path))
+
+
+def test_shipped_eval_configs_validate():
+    from sami.config import from_dict, load_yaml
+    from sami.eval.config import EvalConfig
+    from tests.conftest import ROOT
+
+    paths = sorted((ROOT / "configs" / "eval").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        cfg = from_dict(EvalConfig, load_yaml(path), source=str(path))
+        assert path.read_text().startswith("# Run with:")
+        assert (ROOT / cfg.mi.data).is_file()
+
+
+def test_checkpoint_names():
+    from sami.eval.config import EvalConfig
+
+    assert EvalConfig(models=["runs/sami/model/", "sft=runs/sft/model"]).checkpoints() == [
+        ("model", "runs/sami/model/"),
+        ("sft", "runs/sft/model"),
+    ]
+    with pytest.raises(ValueError, match="repeat"):
+        EvalConfig(models=["x/model", "y/model"]).checkpoints()
+    with pytest.raises(ValueError, match="checkpoint name"):
+        EvalConfig(models=["bad name=x"]).checkpoints()

@@ -78,7 +78,7 @@ def _eval_parser(sub) -> None:
     for suite, text in EVAL_HELP.items():
         s = suites.add_parser(suite, help=text, description=text + ".")
         s.add_argument("models", nargs="*", metavar="[NAME=]MODEL", help="checkpoints: alias, hub id or folder")
-        s.add_argument("--config", help="YAML config (see configs/eval.yaml); unknown keys are errors")
+        s.add_argument("--config", help="YAML config (e.g. configs/eval/paper.yaml); unknown keys are errors")
         s.add_argument("--output-dir", help="where results go (default runs/eval)")
         s.add_argument("--recompute", action="store_true", help="only recompute and print metrics from stored files")
         s.add_argument("--limit", type=int, help="evaluate only the first N items")
