@@ -46,22 +46,18 @@ def score_records(cfg: EvalConfig, name: str, model_ref: str, records, root: Pat
     model, tokenizer = load_inference_model(model_ref, revision=cfg.backend.revision, dtype=cfg.backend.dtype)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     queries = encode_records(todo, tokenizer, _encoding_config(cfg))
-    try:
-        with torch.inference_mode():
-            for record, query in tqdm(list(zip(todo, queries, strict=True)), desc=f"{name} MI", unit="record"):
-                matrix = batch_logprob_matrices(model, [query], method=cfg.mi.logprob_method, pad_token_id=pad)
-                m = sami_metrics(matrix)
-                store.append(
-                    {
-                        "id": record.id,
-                        "category": record.category,
-                        "constitutions": query.num_constitutions,
-                        "matrix": matrix[0].tolist(),
-                        **m,
-                    }
-                )
-    finally:
-        del model
+    with torch.inference_mode():
+        for record, query in tqdm(list(zip(todo, queries, strict=True)), desc=f"{name} MI", unit="record"):
+            matrix = batch_logprob_matrices(model, [query], method=cfg.mi.logprob_method, pad_token_id=pad)
+            store.append(
+                {
+                    "id": record.id,
+                    "category": record.category,
+                    "constitutions": query.num_constitutions,
+                    "matrix": matrix[0].tolist(),
+                    **sami_metrics(matrix),
+                }
+            )
 
 
 def _block(rows: list[dict]) -> dict:

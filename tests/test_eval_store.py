@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from sami.eval.store import JsonlStore, check_settings, read_jsonl
+
+
+def test_a_torn_last_line_is_dropped_and_cut_off(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2}\n{"id": 3, "tex')  # a crash in the middle of the third write
+    assert read_jsonl(path) == [{"id": 1}, {"id": 2}]
+    assert path.read_text() == '{"id": 1}\n{"id": 2}\n'  # so the next append starts on a fresh line
+    store = JsonlStore(path, ("id",))
+    store.append({"id": 3, "text": "x"})
+    assert [r["id"] for r in read_jsonl(path)] == [1, 2, 3] and store.done(3) and not store.done(4)
+
+
+def test_a_bad_line_in_the_middle_names_file_and_line(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"id": 1}\nnot json\n{"id": 3}\n')
+    with pytest.raises(ValueError, match=r"a.jsonl:2: invalid JSON"):
+        read_jsonl(path)
+    path.write_text('{"id": 1}\n{"other": 2}\n')
+    with pytest.raises(ValueError, match="missing key field"):
+        JsonlStore(path, ("id",))
+
+
+def test_settings_must_match_to_add_to_a_directory(tmp_path):
+    check_settings(tmp_path, {"prompt": "paper-cot-v1", "stop": ("\nQ:",)})
+    check_settings(tmp_path, {"prompt": "paper-cot-v1", "stop": ("\nQ:",)})  # same: fine (tuples read back as lists)
+    with pytest.raises(ValueError, match=r"prompt: stored 'paper-cot-v1', now 'qa-v1'"):
+        check_settings(tmp_path, {"prompt": "qa-v1", "stop": ("\nQ:",)})
+    assert json.loads((tmp_path / "settings.json").read_text())["prompt"] == "paper-cot-v1"
