@@ -1,9 +1,16 @@
 import itertools
-import math
 
 import pytest
 
-from sami.metrics import bootstrap_mean, length_controlled_win_rate, maj_at_k, majority, pass_at_k, wilson
+from sami.metrics import (
+    bootstrap_mean,
+    bounded_mean,
+    length_controlled_win_rate,
+    maj_at_k,
+    majority,
+    pass_at_k,
+    wilson,
+)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
@@ -56,7 +63,7 @@ def test_wilson_interval_known_values():
     zero = wilson(0, 10)
     assert zero.low == 0.0 and zero.high == pytest.approx(0.2775, abs=1e-4)
     assert wilson(10, 10).high == 1.0
-    assert math.isnan(wilson(0, 0).value)
+    assert wilson(0, 0).value is None and wilson(0, 0).n == 0
     with pytest.raises(ValueError):
         wilson(3, 2)
 
@@ -88,3 +95,17 @@ def test_length_controlled_win_rate_removes_a_pure_length_effect():
     assert even.value == pytest.approx(0.75, abs=0.02)
     # All wins (complete separation) stays finite thanks to the ridge penalty.
     assert 0.5 < length_controlled_win_rate([1.0] * 10, [10] * 10, [10] * 10).value < 1.0
+
+
+def test_bounded_mean_is_wilson_and_wider_than_the_bootstrap_for_ties():
+    scores = [1.0, 0.5, 0.5, 0.0, 1.0, 0.5, 1.0, 0.5, 0.5, 1.0]  # adjusted win rate 0.65
+    est = bounded_mean(scores)
+    assert est.value == pytest.approx(0.65) and est.method == "wilson"
+    assert (est.low, est.high) == pytest.approx((wilson(6.5, 10).low, wilson(6.5, 10).high))
+    boot = bootstrap_mean(scores)
+    assert est.low < boot.low and est.high > boot.high  # conservative: ties have less variance than p(1-p)
+    all_wins = bounded_mean([1.0] * 10)
+    assert all_wins.high == 1.0 and all_wins.low < 0.75  # not a point, unlike the bootstrap's [1, 1]
+    assert bounded_mean([]).value is None
+    with pytest.raises(ValueError):
+        bounded_mean([1.5])

@@ -3,12 +3,16 @@
 Every number the evaluation suite prints is an :class:`Estimate`: the value, the count it rests on and a
 95% interval. Which interval fits which number (docs/EVALUATION.md):
 
-- a rate of independent yes/no outcomes (greedy accuracy, maj@k, a checker's pass rate): Wilson score
-  interval, which stays inside [0, 1] and keeps its coverage at the small counts of MT-Bench categories
-  (10 items) where the normal approximation does not;
-- a mean of bounded per-item scores (adjusted win rate with ties as 0.5, pass@k averaged over problems, MI
-  bounds, paired differences): percentile bootstrap over items with a fixed seed, so that recomputing a
-  metric from the stored files gives exactly the printed interval.
+- a rate, or any mean of per-item scores in [0, 1] (greedy accuracy, maj@k, a checker's pass rate, the
+  adjusted win rate with ties as 0.5, pass@k averaged over problems): the Wilson score interval. It stays
+  inside [0, 1] and keeps its coverage at the small counts of MT-Bench categories (10 items), where the
+  normal approximation and the bootstrap collapse to a point at 0/10 or 10/10. For fractional scores it
+  uses the binomial variance p(1 - p), the largest variance a [0, 1] score with mean p can have, so it
+  is conservative there;
+- any other mean (MI bounds, ratings, lengths, paired differences): percentile bootstrap over items with a
+  fixed seed, so that recomputing a metric from the stored files gives exactly the printed interval.
+
+An estimate over no items has value None (JSON null), never NaN.
 """
 
 from __future__ import annotations
@@ -28,20 +32,28 @@ BOOTSTRAP_RESAMPLES = 10_000
 class Estimate:
     """A point estimate with the number of items it averages and its 95% interval ``[low, high]``."""
 
-    value: float
+    value: float | None
     n: int
-    low: float
-    high: float
-    method: str  # wilson | bootstrap | none
+    low: float | None
+    high: float | None
+    method: str  # wilson | bootstrap
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.value:.4f} [{self.low:.4f}, {self.high:.4f}] (n={self.n})"
+        if self.value is None:
+            return f"n/a (n={self.n})"
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n})"
 
     def percent(self) -> str:
+        if self.value is None:
+            return f"n/a (n={self.n})"
         return f"{100 * self.value:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}] (n={self.n})"
+
+
+def _empty(method: str) -> Estimate:
+    return Estimate(None, 0, None, None, method)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -78,12 +90,15 @@ def maj_at_k(answers: Sequence[Hashable | None], gold: Hashable, k: int) -> bool
     return majority(answers, k) == gold
 
 
-def wilson(successes: int, n: int, z: float = Z95) -> Estimate:
-    """Rate ``successes / n`` with its Wilson score interval (Wilson 1927)."""
+def wilson(successes: float, n: int, z: float = Z95) -> Estimate:
+    """Rate ``successes / n`` with its Wilson score interval (Wilson 1927).
+
+    ``successes`` may be fractional (a sum of scores in [0, 1]); see the module docstring.
+    """
     if n < 0 or not (0 <= successes <= n):
         raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
     if n == 0:
-        return Estimate(math.nan, 0, math.nan, math.nan, "wilson")
+        return _empty("wilson")
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
@@ -95,7 +110,15 @@ def wilson(successes: int, n: int, z: float = Z95) -> Estimate:
 
 
 def rate(outcomes: Sequence[bool]) -> Estimate:
+    """Fraction of true outcomes, Wilson interval."""
     return wilson(sum(bool(o) for o in outcomes), len(outcomes))
+
+
+def bounded_mean(scores: Sequence[float]) -> Estimate:
+    """Mean of per-item scores in [0, 1] (a win scored 1, a tie 0.5, a loss 0; pass@k), Wilson interval."""
+    if any(not 0 <= s <= 1 for s in scores):
+        raise ValueError("bounded_mean takes scores in [0, 1]")
+    return wilson(float(sum(scores)), len(scores))
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -108,7 +131,7 @@ def bootstrap_mean(
     """Mean with a percentile bootstrap interval over items; deterministic for a given ``seed``."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
-        return Estimate(math.nan, 0, math.nan, math.nan, "bootstrap")
+        return _empty("bootstrap")
     mean = float(x.mean())
     if x.size == 1 or np.all(x == x[0]):
         return Estimate(mean, int(x.size), mean, mean, "bootstrap")
@@ -159,7 +182,7 @@ def length_controlled_win_rate(
     if not (y.size == la.size == lb.size):
         raise ValueError("scores and both length lists must have the same size")
     if y.size == 0:
-        return Estimate(math.nan, 0, math.nan, math.nan, "bootstrap")
+        return _empty("bootstrap")
     x = np.log(la / lb)
 
     def fit(idx: np.ndarray) -> float:

@@ -52,4 +52,4 @@ def words(text: str) -> int:
 
 def fmt(est: dict | Estimate, percent: bool = True) -> str:
     e = est if isinstance(est, Estimate) else Estimate(**est)
-    return e.percent() if percent else f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}] (n={e.n})"
+    return e.percent() if percent else str(e)

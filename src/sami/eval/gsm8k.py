@@ -20,7 +20,7 @@ from sami.eval.common import LazyBackend, fmt
 from sami.eval.config import EvalConfig
 from sami.eval.gsm8k_data import PROMPTS, build_prompt, extract_answer, load_problems
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
-from sami.metrics import bootstrap_mean, maj_at_k, pass_at_k, rate
+from sami.metrics import bounded_mean, maj_at_k, pass_at_k, rate
 
 __all__ = ["extract_answer", "gsm8k_metrics", "run_gsm8k"]
 
@@ -77,7 +77,7 @@ def attempt_metrics(records: list[dict], mode: str, samples: int) -> dict:
         correct = [sum(a == r["gold"] for a in ans) for ans, r in zip(extracted, sampled, strict=True)]
         out["sampled_problems"] = len(sampled)
         out["sample_unextracted"] = rate([a is None for ans in extracted for a in ans]).to_dict()
-        out["pass_at_k"] = {str(k): bootstrap_mean([pass_at_k(samples, c, k) for c in correct]).to_dict()
+        out["pass_at_k"] = {str(k): bounded_mean([pass_at_k(samples, c, k) for c in correct]).to_dict()
                             for k in range(1, samples + 1)}  # fmt: skip
         out["maj_at_k"] = {
             str(k): rate([maj_at_k(ans, r["gold"], k) for ans, r in zip(extracted, sampled, strict=True)]).to_dict()

@@ -35,7 +35,7 @@ from sami.eval.judges import (
 )
 from sami.eval.mtbench_data import FASTCHAT_TEMPERATURES, Question, load_judge_prompts, load_questions, select
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
-from sami.metrics import bootstrap_mean, length_controlled_win_rate
+from sami.metrics import bootstrap_mean, bounded_mean, length_controlled_win_rate
 from sami.principles import load_library
 from sami.templates import PAPER_TEMPLATE, build_prompt
 
@@ -198,7 +198,7 @@ def _pair_block(items: list[dict]) -> dict:
         **counts,
         "n": len(items),
         "inconsistent": sum(i["inconsistent"] for i in items),
-        "win_rate_adjusted": bootstrap_mean(scores).to_dict(),
+        "win_rate_adjusted": bounded_mean(scores).to_dict(),
         "length_controlled_win_rate": length_controlled_win_rate(
             scores, [i["words_x"] for i in scored], [i["words_y"] for i in scored]
         ).to_dict(),
