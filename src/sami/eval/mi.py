@@ -20,7 +20,7 @@ from sami.eval.common import fmt
 from sami.eval.config import EvalConfig
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
 from sami.logprobs import batch_logprob_matrices
-from sami.metrics import bootstrap_mean
+from sami.metrics import bootstrap_mean, bounded_mean
 from sami.objective import sami_metrics
 from sami.train import encode_records
 from sami.train_config import TrainConfig
@@ -64,8 +64,8 @@ def _block(rows: list[dict]) -> dict:
     sizes = sorted({r["constitutions"] for r in rows})
     return {
         "mi_bound": bootstrap_mean([r["mi_bound"] for r in rows]).to_dict(),
-        "col_accuracy": bootstrap_mean([r["col_accuracy"] for r in rows]).to_dict(),
-        "row_accuracy": bootstrap_mean([r["row_accuracy"] for r in rows]).to_dict(),
+        "col_accuracy": bounded_mean([r["col_accuracy"] for r in rows]).to_dict(),
+        "row_accuracy": bounded_mean([r["row_accuracy"] for r in rows]).to_dict(),
         "constitutions": sizes,
         "upper_limit": [math.log(c) for c in sizes],  # the bound cannot exceed log C
     }
