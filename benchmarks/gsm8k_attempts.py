@@ -6,8 +6,10 @@ Both are timed here on the same problems, the same model and the same number of 
 (``--batch-size`` prompts x n for the expanded mode, ``--batch-size`` x n copies for the separate mode), and
 also the separate mode at ``--batch-size`` rows, which is what a naive loop over copies would run.
 
-Reported per mode: wall seconds of ``backend.generate`` (after one untimed warm-up call), samples per
-second, generated tokens per second, and the speedup over the separate mode at equal rows.
+Reported per mode: the median wall seconds of ``backend.generate`` over ``--repeats`` rounds (after one
+untimed warm-up call; the modes take turns within a round, so a disturbance from other work on the
+machine hits all of them), samples per second, generated tokens per second, and the speedup over the
+separate mode at equal rows.
 
 Run from the repository root (benchmarks never overlap: hold the lock)::
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 import torch
@@ -44,6 +47,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="prompts per forward pass in the expanded mode")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--prompt", default="paper-cot-v1")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; the median time is reported")
     args = parser.parse_args()
 
     model, tokenizer = load_inference_model(args.model)
@@ -66,10 +70,18 @@ def main() -> None:
           f"batch {b} prompts ({b * n} rows)")  # fmt: skip
     backend = modes[0][1]
     backend.generate(prompts[:1], SamplingParams(max_new_tokens=4, temperature=1.0, n=2))  # warm-up
-    rows = []
-    for label, backend, mode_prompts, params in modes:
-        seconds, samples, tokens = timed(backend, mode_prompts, params)
-        rows.append((label, backend.batch_size, seconds, samples, tokens))
+    times: list[list[float]] = [[] for _ in modes]
+    counts = [(0, 0)] * len(modes)
+    for _ in range(args.repeats):
+        for k, (_, backend, mode_prompts, params) in enumerate(modes):
+            seconds, samples, tokens = timed(backend, mode_prompts, params)
+            times[k].append(seconds)
+            counts[k] = (samples, tokens)
+    rows = [
+        (label, backend.batch_size, statistics.median(times[k]), *counts[k])
+        for k, (label, backend, _, _) in enumerate(modes)
+    ]
+    print("seconds per round, mode by mode: " + "; ".join(str([round(t, 1) for t in ts]) for ts in times))
     base = rows[1][2]
     print("| mode | prompts per forward | seconds | samples | samples/s | tokens/s | speedup vs equal rows |")
     print("|---|---:|---:|---:|---:|---:|---:|")
