@@ -145,7 +145,7 @@ def _check_same_config(cfg: GenerateConfig) -> None:
         k: v for k, v in config_differences(previous, to_dict(cfg)).items() if k.split(".")[0] not in RESUMABLE_CHANGES
     }
     if diffs:
-        lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, b_a in diffs.items() for a, b in [b_a])
+        lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in diffs.items())
         raise ConfigError(
             f"{cfg.output} was generated with a different configuration ({path}):\n{lines}\n"
             "write to another output, or delete the old files to start over"
