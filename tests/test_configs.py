@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -6,14 +7,24 @@ from sami.config import from_dict, load_yaml
 from sami.train_config import TrainConfig
 from tests.conftest import ROOT
 
-TRAIN_CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=[p.name for p in TRAIN_CONFIGS])
+def config_class(command: str):
+    from sami.generate import GenerateConfig
+    from sami.iterate import IterateConfig
+
+    return {"train": TrainConfig, "generate": GenerateConfig, "iterate": IterateConfig}[command]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_validate_and_say_how_to_run(path: Path):
-    cfg = from_dict(TrainConfig, load_yaml(path), source=str(path))
-    assert path.read_text().startswith("# Run with:")
-    assert (ROOT / cfg.data).is_file()
+    first = path.read_text().splitlines()[0]
+    match = re.search(r"sami (\w+) --config configs/" + re.escape(path.name), first)
+    assert first.startswith("# Run with:") and match, first
+    cfg = from_dict(config_class(match.group(1)), load_yaml(path), source=str(path))
+    if isinstance(cfg, TrainConfig):
+        assert (ROOT / cfg.data).is_file()
 
 
 def test_defaults_are_the_papers():

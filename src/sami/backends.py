@@ -79,12 +79,16 @@ class Completion:
 
 class Backend(Protocol):
     def generate(
-        self, prompts: Sequence[Prompt], params: SamplingParams, *, desc: str | None = None
-    ) -> list[list[Completion]]: ...
+        self, prompts: Sequence[Prompt], params: SamplingParams, *, desc: str | None = None, progress: bool = True
+    ) -> list[list[Completion]]:
+        """Per prompt, in order, ``params.n`` completions."""
+        ...
 
     def generate_iter(
-        self, prompts: Sequence[Prompt], params: SamplingParams, *, desc: str | None = None
-    ) -> Iterator[tuple[int, list[Completion]]]: ...
+        self, prompts: Sequence[Prompt], params: SamplingParams, *, desc: str | None = None, progress: bool = True
+    ) -> Iterator[tuple[int, list[Completion]]]:
+        """(prompt index, completions) as each batch or request finishes, in any order."""
+        ...
 
     def describe(self) -> dict: ...
 
@@ -177,8 +181,10 @@ def _chat_text(tokenizer, messages: list) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def _progress(total: int, desc: str | None, unit: str = "prompt"):
-    return tqdm(total=total, desc=desc or "generating", unit=unit, dynamic_ncols=True, disable=total == 0)
+def _progress(total: int, desc: str | None, enabled: bool = True):
+    return tqdm(
+        total=total, desc=desc or "generating", unit="prompt", dynamic_ncols=True, disable=not enabled or total == 0
+    )
 
 
 class TransformersBackend:
@@ -221,16 +227,16 @@ class TransformersBackend:
         bos = self.tokenizer.bos_token
         return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
 
-    def generate(self, prompts, params, *, desc=None):
+    def generate(self, prompts, params, *, desc=None, progress=True):
         out: list[list[Completion] | None] = [None] * len(prompts)
-        for index, completions in self.generate_iter(prompts, params, desc=desc):
+        for index, completions in self.generate_iter(prompts, params, desc=desc, progress=progress):
             out[index] = completions
         return out  # type: ignore[return-value]
 
-    def generate_iter(self, prompts, params, *, desc=None):
+    def generate_iter(self, prompts, params, *, desc=None, progress=True):
         encoded = [self.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        bar = _progress(len(prompts), desc)
+        bar = _progress(len(prompts), desc, progress)
         tokens = 0
         start = time.perf_counter()
         try:
@@ -308,7 +314,7 @@ class VLLMBackend:
     def describe(self) -> dict:
         return {"kind": "vllm", "model": self.cfg.model, "revision": self.cfg.revision, "dtype": self.cfg.dtype}
 
-    def generate(self, prompts, params, *, desc=None):
+    def generate(self, prompts, params, *, desc=None, progress=True):
         from vllm import SamplingParams as VllmSampling
 
         sampling = VllmSampling(
@@ -320,7 +326,7 @@ class VLLMBackend:
             seed=params.seed,
         )
         texts = [_chat_text(self.tokenizer, p) if isinstance(p, list) else p for p in prompts]
-        outputs = self.llm.generate(texts, sampling, use_tqdm=True)
+        outputs = self.llm.generate(texts, sampling, use_tqdm=progress)
         return [[self._completion(o) for o in out.outputs] for out in outputs]
 
     @staticmethod
@@ -328,12 +334,14 @@ class VLLMBackend:
         reason = "length" if output.finish_reason == "length" else "stop"
         return Completion(text=output.text, finish_reason=reason, num_tokens=len(output.token_ids))
 
-    def generate_iter(self, prompts, params, *, desc=None):
+    def generate_iter(self, prompts, params, *, desc=None, progress=True):
         # vLLM schedules the whole list at once; finished results are handed out in chunks so that a
         # resumable writer still loses at most one chunk when interrupted.
         chunk = 256
         for start in range(0, len(prompts), chunk):
-            for offset, completions in enumerate(self.generate(prompts[start : start + chunk], params, desc=desc)):
+            for offset, completions in enumerate(
+                self.generate(prompts[start : start + chunk], params, desc=desc, progress=progress)
+            ):
                 yield start + offset, completions
 
 
@@ -446,14 +454,14 @@ class OpenAIBackend:
             out.append(Completion(text=text, finish_reason=reason, num_tokens=per_choice))
         return out
 
-    def generate(self, prompts, params, *, desc=None):
+    def generate(self, prompts, params, *, desc=None, progress=True):
         out: list[list[Completion] | None] = [None] * len(prompts)
-        for index, completions in self.generate_iter(prompts, params, desc=desc):
+        for index, completions in self.generate_iter(prompts, params, desc=desc, progress=progress):
             out[index] = completions
         return out  # type: ignore[return-value]
 
-    def generate_iter(self, prompts, params, *, desc=None):
-        bar = _progress(len(prompts), desc)
+    def generate_iter(self, prompts, params, *, desc=None, progress=True):
+        bar = _progress(len(prompts), desc, progress)
         try:
             with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
                 futures = {pool.submit(self._call, self.request(p, params)): i for i, p in enumerate(prompts)}

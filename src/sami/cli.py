@@ -39,6 +39,114 @@ def _train_parser(sub) -> None:
     )
 
 
+def _overrides_arg(p) -> None:
+    p.add_argument(
+        "-o",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. -o sampling.temperature=0.4 (repeatable)",
+    )
+
+
+def _generate_parsers(sub) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="have a teacher write constitution-conditioned responses for a prompt pool",
+        description="For every query of the pool, draw C constitutions from its category's principles and let the "
+        "teacher answer under each; filtered records go to OUT's .filtered.jsonl with their reason. Resumable: a "
+        "rerun generates only the queries not yet in OUT. Settings: --config, then options, then -o overrides.",
+    )
+    p.add_argument("--config", help="YAML config (see configs/); unknown keys are errors")
+    p.add_argument("--teacher", help="teacher model: alias, hub id or folder (or the endpoint's model name)")
+    p.add_argument("--backend", choices=("transformers", "vllm", "openai"), help="how the teacher runs")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (with --backend openai); key from $OPENAI_API_KEY")
+    p.add_argument(
+        "--pool",
+        action="append",
+        metavar="SPEC",
+        help="prompt source, repeatable: builtin[,categories=math+coding] | file:PATH,text_field=F,category=C | "
+        "hf:NAME,subset=S,split=train,text_field=F,category=C | reasoning_gym:gsm_symbolic,size=N | multi-task-v1; "
+        "any source takes max=N",
+    )
+    p.add_argument("--num-queries", type=int, help="use the first N queries of the shuffled pool")
+    p.add_argument("--out", help="output JSONL (default runs/generate/data/train.jsonl)")
+    _overrides_arg(p)
+    p = sub.add_parser(
+        "iterate",
+        help="alternate generation and SAMI training for several rounds",
+        description="K rounds of (generate on fresh queries with the current student, or a fixed teacher; train "
+        "from the previous round's weights). Each round's data, checkpoints and metrics live in "
+        "OUTPUT_DIR/round-K/. A rerun skips finished rounds.",
+    )
+    p.add_argument("--config", help="YAML config with rounds, queries_per_round, generate: and train: sections")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--output-dir")
+    _overrides_arg(p)
+
+
+def _apply_overrides(data: dict, pairs, overrides) -> dict:
+    from sami.config import parse_override, set_path
+
+    for key, value in pairs:
+        if value is not None:
+            set_path(data, key, value)
+    for text in overrides:
+        set_path(data, *parse_override(text))
+    return data
+
+
+def build_generate_config(args: argparse.Namespace):
+    from sami.config import from_dict, load_yaml, to_dict
+    from sami.generate import GenerateConfig
+    from sami.pools import parse_pool_spec
+
+    data = load_yaml(args.config) if args.config else {}
+    if args.pool:
+        data.setdefault("pool", {})["sources"] = [to_dict(parse_pool_spec(s)) for s in args.pool]
+    pairs = [
+        ("teacher.model", args.teacher),
+        ("teacher.kind", args.backend),
+        ("teacher.base_url", args.base_url),
+        ("num_queries", args.num_queries),
+        ("output", args.out),
+    ]
+    _apply_overrides(data, pairs, args.overrides)
+    return from_dict(GenerateConfig, data, source=args.config or "command line")
+
+
+def _print_generate_summary(result) -> None:
+    rejected = sum(result.rejected.values())
+    print(
+        f"wrote {result.written} records to {result.output} ({result.already_done} already there); "
+        f"{rejected} filtered out" + (f" -> {result.rejected_path}" if rejected else "")
+    )
+    for reason, n in sorted(result.rejected.items()):
+        print(f"  filtered, {reason}: {n}")
+    for reason, n in sorted(result.pool_dropped.items()):
+        print(f"  left out of the pool, {reason}: {n}")
+    if result.tokens:
+        print(f"{result.tokens} tokens in {result.seconds:.1f} s ({result.tokens / result.seconds:.1f} tokens/s)")
+
+
+def _run_iterate(args: argparse.Namespace) -> None:
+    from sami.config import from_dict, load_yaml
+    from sami.iterate import IterateConfig, iterate
+
+    data = load_yaml(args.config) if args.config else {}
+    _apply_overrides(data, [("rounds", args.rounds), ("output_dir", args.output_dir)], args.overrides)
+    cfg = from_dict(IterateConfig, data, source=args.config or "command line")
+    for r in iterate(cfg):
+        if r.train is None:
+            print(f"round {r.round}: already finished, model in {r.model_dir}")
+        else:
+            last = r.train.metrics[-1] if r.train.metrics else {}
+            loss = f", last SAMI loss {last['loss']:.4f}" if "loss" in last else ""
+            print(f"round {r.round}: {r.data.written} new records, {r.train.steps} steps{loss}; model in {r.model_dir}")
+
+
 def _inspect_parsers(sub) -> None:
     p = sub.add_parser(
         "principles",
@@ -231,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sami-align {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    _generate_parsers(sub)
     _train_parser(sub)
     _inspect_parsers(sub)
     _eval_parser(sub)
@@ -262,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
             _check_data(args.path)
         elif args.command == "eval":
             run_eval(args)
+        elif args.command == "generate":
+            from sami.generate import generate
+
+            _print_generate_summary(generate(build_generate_config(args)))
+        elif args.command == "iterate":
+            _run_iterate(args)
         elif args.command == "train":
             from accelerate import PartialState
 

@@ -43,6 +43,11 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_check(v, item, f"{where}[{k}]") for k, v in enumerate(value)]
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {_check(k, key_tp, where): _check(v, value_tp, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, where)
     if tp is Any:

@@ -64,3 +64,24 @@ def response_end_token(template: str, tokenizer) -> int:
     ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
     special = set(tokenizer.all_special_ids)
     return next((i for i in ids if i in special), ids[0] if ids else tokenizer.eos_token_id)
+
+
+# Generation templates: how the teacher is asked. Versioned separately from the training templates above;
+# the principle order the teacher sees is shuffled independently of the order used in training.
+GEN_CHAT_TEMPLATE = "gen-chat-v1"
+GEN_PAPER_TEMPLATE = "gen-paper-v1"
+GENERATION_TEMPLATES: tuple[str, ...] = (GEN_CHAT_TEMPLATE, GEN_PAPER_TEMPLATE)
+
+
+def generation_prompt(template: str, constitution_text: str, query: str) -> str | list[dict[str, str]]:
+    """What the teacher receives for (constitution, query).
+
+    ``gen-chat-v1``: chat messages, the constitution in the system message (for instruction-tuned teachers and
+    chat endpoints). ``gen-paper-v1``: the raw ``paper-v1`` text (for base-model teachers and completion endpoints).
+    """
+    if template == GEN_CHAT_TEMPLATE:
+        system = f"Follow these principles in every answer:\n{constitution_text}"
+        return [{"role": "system", "content": system}, {"role": "user", "content": query}]
+    if template == GEN_PAPER_TEMPLATE:
+        return build_prompt(PAPER_TEMPLATE, constitution_text, query)
+    raise ValueError(f"unknown generation template {template!r}; choose one of {GENERATION_TEMPLATES}")

@@ -1,0 +1,116 @@
+"""The report's figures (matplotlib, written as PNG). Every point carries its 95% interval.
+
+Inputs are plain mappings of estimates, ``{"rate": r, "low": l, "high": h, "n": n}`` (``value`` in place of
+``rate`` for means), so a figure can be redrawn from ``summary.json`` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+Estimate = Mapping[str, float]
+
+
+def _point(e: Estimate) -> tuple[float, float, float]:
+    value = e.get("rate", e.get("value"))
+    if value is None:
+        return float("nan"), 0.0, 0.0
+    low, high = e.get("low", value), e.get("high", value)
+    return value, max(value - low, 0.0), max(high - value, 0.0)
+
+
+def winrate_bars(
+    pairings: Mapping[str, Mapping[str, Estimate]], path: str | Path, *, title: str = "Adjusted win rate"
+) -> Path:
+    """Grouped horizontal bars: one group per category (``overall`` last), one bar per pairing, 95% whiskers,
+    and the 50% line (no preference)."""
+    categories = sorted({c for per in pairings.values() for c in per if c != "overall"})
+    if any("overall" in per for per in pairings.values()):
+        categories.append("overall")
+    names = list(pairings)
+    height = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(categories) * max(len(names), 1) + 1.5))
+    for k, name in enumerate(names):
+        ys, values, errors = [], [], ([], [])
+        for i, category in enumerate(categories):
+            if category not in pairings[name]:
+                continue
+            value, lo, hi = _point(pairings[name][category])
+            ys.append(i + (k - (len(names) - 1) / 2) * height)
+            values.append(value)
+            errors[0].append(lo)
+            errors[1].append(hi)
+        ax.barh(ys, values, height=height * 0.95, xerr=errors, capsize=2, label=name)
+    ax.axvline(0.5, color="black", linewidth=0.8, linestyle="--")
+    labels = []
+    for category in categories:
+        counts = {int(per[category].get("n", 0)) for per in pairings.values() if category in per}
+        labels.append(f"{category} (n={'/'.join(str(c) for c in sorted(counts))})")
+    ax.set_yticks(range(len(categories)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("adjusted win rate (wins + ties/2) / n, 95% interval")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def attempts_curves(
+    variants: Mapping[str, Mapping[int, Estimate]],
+    path: str | Path,
+    *,
+    title: str = "Accuracy with k attempts",
+    ylabel: str = "pass@k",
+) -> Path:
+    """One line per variant over the number of attempts k (log scale), with a shaded 95% band."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, by_k in variants.items():
+        ks = sorted(int(k) for k in by_k)
+        points = [_point(by_k[k] if k in by_k else by_k[str(k)]) for k in ks]
+        values = [p[0] for p in points]
+        ax.plot(ks, values, marker="o", label=name)
+        lows = [v - p[1] for v, p in zip(values, points, strict=True)]
+        highs = [v + p[2] for v, p in zip(values, points, strict=True)]
+        ax.fill_between(ks, lows, highs, alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ticks = sorted({int(k) for by_k in variants.values() for k in by_k})
+    ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("attempts k")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def estimate_bars(values: Mapping[str, Estimate], path: str | Path, *, title: str, ylabel: str) -> Path:
+    """Vertical bars, one per checkpoint (or principle), with 95% whiskers."""
+    names = list(values)
+    points = [_point(values[n]) for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.8))
+    ax.bar(range(len(names)), [p[0] for p in points], yerr=([p[1] for p in points], [p[2] for p in points]),
+           capsize=3)  # fmt: skip
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.axhline(0, color="black", linewidth=0.6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,276 @@
+"""``sami generate``: a teacher writes C constitution-conditioned responses for every query of a pool.
+
+For each pool item the constitutions are drawn from its category's principles (or a fixed list), each is
+rendered in a principle order shuffled for generation (training shuffles again, independently), the teacher
+answers every (constitution, query) prompt, the filters decide, and the record is appended to the output
+(or, with its reason, to the side file ``<output stem>.filtered.jsonl``).
+
+Resumable: records are appended chunk by chunk (one backend batch of queries); a rerun reads the ids
+already in the output and the side file and generates only the rest, so it never writes a duplicate and a
+killed run loses at most the chunk in flight. A trailing partial line left by a kill is cut off first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from sami.backends import Backend, BackendConfig, SamplingParams, make_backend
+from sami.config import ConfigError, config_differences, config_hash, from_dict, load_yaml, save_yaml, to_dict
+from sami.filters import FilterConfig, reject_reason
+from sami.pools import PoolConfig, PoolItem, load_pool
+from sami.principles import STRATEGIES, load_library, sample_constitutions
+from sami.templates import GEN_CHAT_TEMPLATE, GENERATION_TEMPLATES, generation_prompt, render_constitution
+
+logger = logging.getLogger(__name__)
+
+# Fields that may change between runs writing the same output without changing what a record holds.
+RESUMABLE_CHANGES = ("output", "num_queries", "queries_per_chunk")
+
+
+@dataclass
+class ConstitutionSettings:
+    """How each query's constitutions are drawn (``sami.principles.sample_constitutions``).
+
+    principles: names of the principles to use for every query; None uses each query's category principles.
+    library: extra principle YAML files (they add to or override the built-in library).
+    """
+
+    strategy: str = "flip_all"
+    num: int | None = None
+    side: str = "strong"
+    principles: list[str] | None = None
+    library: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.side not in ("strong", "weak"):
+            raise ValueError(f"side must be 'strong' or 'weak', got {self.side!r}")
+
+
+@dataclass
+class GenSampling:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # greedy by default; the multi-task paper's math data used 0.4
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GenerateConfig:
+    """Everything ``sami generate`` needs. ``num_queries`` takes the first N of the shuffled pool after
+    skipping ``skip_queries`` (``sami iterate`` gives each round fresh queries that way)."""
+
+    output: str = "runs/generate/data/train.jsonl"
+    seed: int = 0
+    num_queries: int | None = None
+    skip_queries: int = 0
+    template: str = GEN_CHAT_TEMPLATE
+    queries_per_chunk: int | None = None  # queries generated and written together (None: one backend batch)
+    teacher: BackendConfig = field(default_factory=BackendConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    constitutions: ConstitutionSettings = field(default_factory=ConstitutionSettings)
+    sampling: GenSampling = field(default_factory=GenSampling)
+    filters: FilterConfig = field(default_factory=FilterConfig)
+
+    def __post_init__(self) -> None:
+        if self.template not in GENERATION_TEMPLATES:
+            raise ValueError(f"template must be one of {GENERATION_TEMPLATES}, got {self.template!r}")
+        if self.num_queries is not None and self.num_queries < 1:
+            raise ValueError("num_queries must be at least 1 (or null for the whole pool)")
+        if self.skip_queries < 0:
+            raise ValueError("skip_queries must be non-negative")
+
+
+@dataclass
+class GenerateResult:
+    output: Path
+    rejected_path: Path
+    written: int  # records written by this run
+    already_done: int  # queries found finished in the output or side file
+    rejected: Counter  # by reason, this run
+    pool_dropped: Counter  # items the pool left out, by reason
+    seconds: float
+    tokens: int
+
+
+def rejected_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".filtered.jsonl")
+
+
+def config_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".generate.yaml")
+
+
+def _finished_ids(path: Path) -> set[str]:
+    """Ids of the records in a JSONL file; a trailing line without newline (a killed write) is cut off."""
+    if not path.is_file():
+        return set()
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        logger.warning(
+            "%s: cutting off an incomplete last line (%d bytes) left by an interrupted run", path, len(data) - keep
+        )
+        with path.open("r+b") as f:
+            f.truncate(keep)
+        data = data[:keep]
+    ids = set()
+    for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                ids.add(json.loads(line)["id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(f"{path}:{n}: not a record with an id; is this the right output file?") from None
+    return ids
+
+
+def _check_same_config(cfg: GenerateConfig) -> None:
+    path = config_path(cfg.output)
+    if not path.is_file():
+        return
+    previous = load_yaml(path)
+    diffs = {
+        k: v for k, v in config_differences(previous, to_dict(cfg)).items() if k.split(".")[0] not in RESUMABLE_CHANGES
+    }
+    if diffs:
+        lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in diffs.items())
+        raise ConfigError(
+            f"{cfg.output} was generated with a different configuration ({path}):\n{lines}\n"
+            "write to another output, or delete the old files to start over"
+        )
+
+
+def select_queries(cfg: GenerateConfig) -> tuple[list[PoolItem], Counter]:
+    items, dropped = load_pool(cfg.pool)
+    end = None if cfg.num_queries is None else cfg.skip_queries + cfg.num_queries
+    chosen = items[cfg.skip_queries : end]
+    if cfg.num_queries is not None and len(chosen) < cfg.num_queries:
+        logger.warning(
+            "the pool has %d items after skipping %d; asked for %d", len(chosen), cfg.skip_queries, cfg.num_queries
+        )
+    return chosen, dropped
+
+
+def plan_record(cfg: GenerateConfig, library, item: PoolItem):
+    """The constitutions of one query and the C teacher prompts (deterministic in seed and item id)."""
+    names = cfg.constitutions.principles
+    principles = [library.get(n) for n in names] if names else library.for_category(item.category)
+    rng = random.Random(f"{cfg.seed}:{item.id}")
+    constitutions = sample_constitutions(
+        principles, cfg.constitutions.strategy, num=cfg.constitutions.num, side=cfg.constitutions.side, rng=rng
+    )
+    prompts = [
+        generation_prompt(
+            cfg.template, render_constitution(c, seed=cfg.seed, key=f"generate:{item.id}:{j}"), item.prompt
+        )
+        for j, c in enumerate(constitutions)
+    ]
+    return constitutions, prompts
+
+
+def _chunk_size(cfg: GenerateConfig, backend: Backend, num_constitutions: int) -> int:
+    if cfg.queries_per_chunk:
+        return cfg.queries_per_chunk
+    per_call = getattr(backend, "batch_size", None) or 4 * cfg.teacher.concurrency
+    return max(1, math.ceil(per_call / num_constitutions))
+
+
+def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateResult:
+    """Run (or resume) generation into ``cfg.output``. ``backend`` overrides ``cfg.teacher`` (tests, iterate)."""
+    start = time.perf_counter()
+    output, rejected = Path(cfg.output), rejected_path(cfg.output)
+    _check_same_config(cfg)
+    library = load_library(cfg.constitutions.library)
+    items, pool_dropped = select_queries(cfg)
+    done = _finished_ids(output) | _finished_ids(rejected)
+    todo = [item for item in items if item.id not in done]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, config_path(output))
+    result = GenerateResult(output, rejected, 0, len(items) - len(todo), Counter(), pool_dropped, 0.0, 0)
+    if not todo:
+        output.touch()
+        result.seconds = time.perf_counter() - start
+        return result
+    backend = backend or make_backend(cfg.teacher)
+    params = SamplingParams(
+        max_new_tokens=cfg.sampling.max_new_tokens,
+        temperature=cfg.sampling.temperature,
+        top_p=cfg.sampling.top_p,
+        stop=tuple(cfg.sampling.stop),
+        seed=cfg.seed,
+    )
+    provenance = {
+        "teacher": backend.describe(),
+        "generation_template": cfg.template,
+        "sampling": to_dict(cfg.sampling),
+        "constitutions": {k: v for k, v in to_dict(cfg.constitutions).items() if k != "library"},
+        "seed": cfg.seed,
+        "config_hash": config_hash(cfg),
+    }
+    plans = {item.id: plan_record(cfg, library, item) for item in todo}
+    num_c = max(len(c) for c, _ in plans.values())
+    chunk = _chunk_size(cfg, backend, num_c)
+    bar = tqdm(total=len(todo), desc="generate", unit="query", dynamic_ncols=True)
+    try:
+        with output.open("a", encoding="utf-8") as out, rejected.open("a", encoding="utf-8") as side:
+            for lo in range(0, len(todo), chunk):
+                batch = todo[lo : lo + chunk]
+                prompts = [p for item in batch for p in plans[item.id][1]]
+                completions = backend.generate(prompts, params, progress=False)
+                offset = 0
+                for item in batch:
+                    constitutions, own = plans[item.id]
+                    got = [c[0] for c in completions[offset : offset + len(own)]]
+                    offset += len(own)
+                    result.tokens += sum(c.num_tokens or 0 for c in got)
+                    record = {
+                        "id": item.id,
+                        "category": item.category,
+                        "query": item.prompt,
+                        "constitutions": [c.to_json() for c in constitutions],
+                        "responses": [c.text.strip() for c in got],
+                        "provenance": {**provenance, "source": item.source},
+                    }
+                    reason = reject_reason(cfg.filters, constitutions, got)
+                    if reason is None:
+                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        result.written += 1
+                    else:
+                        finish = [c.finish_reason for c in got]
+                        side.write(
+                            json.dumps({"id": item.id, "reason": reason, "finish_reasons": finish, "record": record})
+                            + "\n"
+                        )
+                        result.rejected[reason] += 1
+                out.flush()
+                side.flush()
+                bar.update(len(batch))
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(
+                    kept=result.written, dropped=sum(result.rejected.values()), tok_s=f"{result.tokens / elapsed:.1f}"
+                )
+    finally:
+        bar.close()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def load_generate_config(path: str | None, overrides: dict) -> GenerateConfig:
+    from sami.config import set_path
+
+    data = load_yaml(path) if path else {}
+    for key, value in overrides.items():
+        set_path(data, key, value)
+    return from_dict(GenerateConfig, data, source=path)
