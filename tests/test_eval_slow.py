@@ -33,7 +33,8 @@ def test_every_eval_command_end_to_end(suite, tmp_path, capsys):
     assert capsys.readouterr().out == printed
     if suite == "mtbench":
         block = metrics["pairwise"]["principle-aware"]["a vs b"]["overall"]
-        assert block["n"] == 1 and "% [" in printed
+        assert block["n"] == 1 and block["win"] + block["tie"] + block["loss"] + block["unparseable"] == 1
+        assert "[principle-aware] a vs b: win" in printed and "[single] b: mean rating" in printed
     elif suite == "gsm8k":
         assert metrics["smollm2-135m"]["greedy_accuracy"]["n"] == 2 and "pass@2" in printed
     elif suite == "mi":

@@ -142,7 +142,7 @@ def judge_all(cfg: EvalConfig, questions: list[Question], root: Path, library) -
             for x, y in pairs(cfg):
                 store = JsonlStore(_pair_file(root, judge, x, y), ("question_id", "turn", "first"))
                 for q in questions:
-                    for turn in _judged_turns(cfg, judge):
+                    for turn in _judged_turns(cfg, judge)[: len(q.turns)]:
                         for first, second in ((x, y), (y, x)):
                             if store.done(q.question_id, turn, first):
                                 continue
@@ -162,7 +162,7 @@ def judge_all(cfg: EvalConfig, questions: list[Question], root: Path, library) -
             for n in names:
                 store = JsonlStore(root / "judgments" / "single" / f"{n}.jsonl", ("question_id", "turn"))
                 for q in questions:
-                    for turn in _turns(cfg):
+                    for turn in _turns(cfg)[: len(q.turns)]:
                         if store.done(q.question_id, turn):
                             continue
                         a = [answers[n][(q.question_id, t)]["answer"] for t in range(1, turn + 1)]
