@@ -229,3 +229,27 @@ def test_http_judge_retries_times_out_and_hits_its_cache(tmp_path, tiny_model_di
             r["raw"] for r in read_jsonl(tmp_path / "eval-again/mtbench/judgments/principle-aware/a__b.jsonl")
         ] == raw
         assert again["pairwise"] == metrics["pairwise"]
+
+
+def test_cli_prints_the_same_tables_when_recomputing(tmp_path, tiny_model_dir, capsys):
+    from sami.cli import main
+
+    args = ["eval", "gsm8k", f"tiny={tiny_model_dir}", "--limit", "2", "--samples", "2", "--extract", "flexible"]
+    args += ["-o", "gsm8k.max_new_tokens=4", "--output-dir", str(tmp_path / "eval")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "tiny: 2 problems, extraction flexible" in printed and "pass@2" in printed
+    assert main([*args, "--recompute"]) == 0
+    assert capsys.readouterr().out == printed
+    # Another extraction rule is a recomputation, not a new run.
+    assert main([*args[:-6], "--extract", "strict", *args[-4:], "--recompute"]) == 0
+    assert "extraction strict" in capsys.readouterr().out
+
+
+def test_cli_errors_name_the_missing_setting(tmp_path, capsys):
+    from sami.cli import main
+
+    assert main(["eval", "mi", "smollm2-135m", "--output-dir", str(tmp_path)]) == 2
+    assert "mi.data" in capsys.readouterr().err
+    assert main(["eval", "gsm8k", "--recompute", "x=y", "--output-dir", str(tmp_path / "none")]) == 2
+    assert "no stored gsm8k results" in capsys.readouterr().err

@@ -189,7 +189,8 @@ def _eval_parser(sub) -> None:
         s.add_argument("--config", help="YAML config (e.g. configs/eval/paper.yaml); unknown keys are errors")
         s.add_argument("--output-dir", help="where results go (default runs/eval)")
         s.add_argument("--recompute", action="store_true", help="only recompute and print metrics from stored files")
-        s.add_argument("--limit", type=int, help="evaluate only the first N items")
+        if suite != "mtbench":  # MT-Bench selects with --per-category
+            s.add_argument("--limit", type=int, help="evaluate only the first N problems, records or queries")
         s.add_argument(
             "-o",
             "--set",
@@ -224,7 +225,7 @@ def build_eval_config(args: argparse.Namespace):
 
     data = load_yaml(args.config) if args.config else {}
     suite = args.suite
-    options = [("output_dir", args.output_dir), (f"{suite}.limit", args.limit)]
+    options = [("output_dir", args.output_dir), (f"{suite}.limit", getattr(args, "limit", None))]
     if suite == "mtbench":
         options[1] = ("mtbench.per_category", args.per_category)
         judges = args.judges.split(",") if args.judges else None
@@ -232,8 +233,6 @@ def build_eval_config(args: argparse.Namespace):
         options += [("mtbench.baseline", args.baseline), ("judge.base_url", args.judge_url)]
         if args.judge_url:
             options.append(("judge.kind", "openai"))
-        if args.limit is not None:
-            raise ValueError("mtbench takes --per-category instead of --limit")
     elif suite == "gsm8k":
         options += [("gsm8k.source", args.source), ("gsm8k.split", args.split), ("gsm8k.samples", args.samples)]
         options += [("gsm8k.prompt", args.prompt), ("gsm8k.extract", args.extract)]
