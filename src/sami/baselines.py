@@ -151,12 +151,45 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
 
 
-def train_baseline(cfg: TrainConfig, *, resume: bool = False):
-    """Train SFT or DPO on ``cfg.data`` with TRL; the output folder is laid out as SAMI's."""
+def make_trainer(cfg: TrainConfig, callbacks=()):
+    """TRL's SFTTrainer or DPOTrainer for ``cfg``, with model, data and settings made as ``sami train`` makes them."""
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import set_seed
 
-    from sami.train import TrainResult, _precision, _truncate_metrics, parent_config_differences, provenance
+    from sami.train import _precision, parent_config_differences
+
+    # The HF Trainer builds its own Accelerator; one process may train several methods in turn (a chain), so
+    # accelerate's global state is reset as the SAMI loop does. The process group is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    PartialState(cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    records = read_records(cfg.data)
+    # TRL attaches the adapters (peft_config) and gradient checkpointing (args) itself. Given an adapter it
+    # builds rather than a wrapped model, DPO's reference is that network with its adapters disabled.
+    model, tokenizer = load_model(cfg.model, init_from=cfg.init_from, prepare=False)
+    parent_config_differences(cfg)
+    kwargs = dict(
+        model=model,
+        args=trl_args(cfg, _precision(cfg)),
+        train_dataset=build_dataset(cfg, records, tokenizer),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+        peft_config=lora_config(cfg.model) if cfg.model.finetune == "lora" else None,
+    )
+    sft_cls, dpo_cls = _trainer_classes()
+    if cfg.method == "sft":
+        return sft_cls(**kwargs)
+    ref_model = None
+    if cfg.model.finetune == "full" and not cfg.dpo.precompute_ref_logps:
+        ref_model, _ = load_model(cfg.model, init_from=cfg.init_from, prepare=False)  # the starting model, frozen
+    return dpo_cls(ref_model=ref_model, **kwargs)
+
+
+def train_baseline(cfg: TrainConfig, *, resume: bool = False):
+    """Train SFT or DPO on ``cfg.data`` with TRL; the output folder is laid out as SAMI's."""
+    from accelerate.state import PartialState
+
+    from sami.train import TrainResult, _truncate_metrics, provenance
 
     out = Path(cfg.output_dir)
     latest = latest_checkpoint(out)
@@ -167,20 +200,9 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False):
     checkpoint = latest if resume else None
     if resume and checkpoint is None:
         logger.info("no checkpoint in %s: starting from step 0", out)
-    # The HF Trainer builds its own Accelerator; one process may train several methods in turn (a chain), so
-    # accelerate's global state is reset as the SAMI loop does. The process group is kept.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    PartialState(cpu=not torch.cuda.is_available())
-    set_seed(cfg.seed)
-    records = read_records(cfg.data)
-    # TRL attaches the adapters (peft_config) and gradient checkpointing (args) itself. Given an adapter it
-    # builds rather than a wrapped model, DPO's reference is that network with its adapters disabled.
-    model, tokenizer = load_model(cfg.model, init_from=cfg.init_from, prepare=False)
-    peft_config = lora_config(cfg.model) if cfg.model.finetune == "lora" else None
-    parent_config_differences(cfg)
-    args = trl_args(cfg, _precision(cfg))
-    dataset = build_dataset(cfg, records, tokenizer)
     metrics_path = out / "metrics.jsonl"
+    trainer = make_trainer(cfg, callbacks=[_metrics_callback(metrics_path)])
+    tokenizer = trainer.processing_class
     state = PartialState()
     start = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else 0
     if state.is_main_process:
@@ -188,23 +210,6 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False):
         _truncate_metrics(metrics_path, start)
         save_yaml(cfg, out / "config.yaml")
     state.wait_for_everyone()
-
-    sft_cls, dpo_cls = _trainer_classes()
-    kwargs = dict(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=[_metrics_callback(metrics_path)],
-        peft_config=peft_config,
-    )
-    if cfg.method == "sft":
-        trainer = sft_cls(**kwargs)
-    else:
-        ref_model = None
-        if cfg.model.finetune == "full" and not cfg.dpo.precompute_ref_logps:
-            ref_model, _ = load_model(cfg.model, init_from=cfg.init_from, prepare=False)  # the starting model, frozen
-        trainer = dpo_cls(ref_model=ref_model, **kwargs)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     model_dir = out / "model"
