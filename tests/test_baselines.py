@@ -16,6 +16,7 @@ from sami.models import load_model, merged_weights
 from sami.objective import sami_loss
 from sami.train import encode_records, train
 from sami.train_config import NOT_USED, compare_configs
+from tests.conftest import EXAMPLE_DATA
 from tests.test_train import make_cfg, metrics, one_query_data
 
 
@@ -184,7 +185,7 @@ def test_baseline_output_folder_and_resume(tmp_path, tiny_model_dir):
     cfg = make_cfg(tmp_path, tiny_model_dir, "parts", save_every=1, **{**kw, "max_steps": 2})
     train(cfg)
     out = Path(cfg.output_dir)
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "model"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "dataset", "metrics.jsonl", "model"]
     assert {"provenance.json", "sami_config.yaml", "model.safetensors"} <= {p.name for p in (out / "model").iterdir()}
     assert json.loads((out / "model" / "provenance.json").read_text())["method"] == "dpo"
     assert load_yaml(out / "config.yaml")["dpo"]["rejected"] == "most_flipped"
@@ -209,3 +210,44 @@ def test_cli_summary(tmp_path, tiny_model_dir, capsys, method):
     assert code == 0
     out = capsys.readouterr().out
     assert f"step     1: {method.upper()} loss" in out and "trained 1 steps" in out
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_two_processes_match_one(tmp_path, tiny_model_dir, method):
+    """`accelerate launch` with two gloo processes, one example each per step, equals one process with two."""
+    from tests.test_train import assert_same_weights, launch_two_processes
+
+    one = train(make_cfg(tmp_path, tiny_model_dir, "one", method=method, queries_per_device=2, max_steps=3))
+    out = tmp_path / "two"
+    proc = launch_two_processes(
+        ["--method", method, "--data", str(EXAMPLE_DATA), "--model", str(tiny_model_dir)]
+        + ["--output-dir", str(out), "--max-steps", "3", "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24"]
+        + ["-o", "queries_per_device=1", "-o", "optim.lr=1e-3"]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_weights(one.model_dir, out / "model")
+    for m1, m2 in zip(metrics(one.output_dir), metrics(out), strict=True):
+        assert m1["loss"] == pytest.approx(m2["loss"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_two_steps_of_each_method_on_the_embedded_model_with_lora(tmp_path):
+    data = {
+        "data": str(EXAMPLE_DATA),
+        "max_steps": 2,
+        "max_prompt_tokens": 96,
+        "max_response_tokens": 48,
+        "model": {"finetune": "lora", "lora": {"r": 8, "alpha": 16}},
+        "optim": {"lr": 1e-4},
+    }
+    from sami.config import from_dict
+    from sami.train_config import TrainConfig
+
+    for method in ("sft", "dpo", "sami"):
+        cfg = from_dict(TrainConfig, {**data, "method": method, "output_dir": str(tmp_path / method)})
+        result = train(cfg)
+        assert [m["step"] for m in result.metrics] == [1, 2], method
+        assert all(math.isfinite(m["loss"]) and m["grad_norm"] > 0 for m in result.metrics), method
+        assert (result.model_dir / "adapter_model.safetensors").is_file()
+    assert metrics(tmp_path / "dpo")[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)

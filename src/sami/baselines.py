@@ -24,6 +24,7 @@ from sami.train_config import TrainConfig
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+DATASET = "dataset"  # the tokenised examples (and TRL's cache of reference log-probs)
 # Optimiser steps between checkpoints when save_every is 0: never, except the one HF's Trainer writes at the end.
 NEVER = 1_000_000_000
 
@@ -110,6 +111,26 @@ def build_dataset(cfg: TrainConfig, records, tokenizer):
     return Dataset.from_list(rows)
 
 
+def _shared_on_disk(dataset, path: Path):
+    """The dataset saved under the output folder and read back, by every process.
+
+    TRL caches precomputed reference log-probs next to the dataset's files; an in-memory dataset has
+    none, so each process would look in its own temporary folder for the file the main process wrote.
+    The saved copy is also the record of exactly which tokens the run trained on.
+    """
+    import shutil
+
+    from accelerate.state import PartialState
+    from datasets import load_from_disk
+
+    state = PartialState()
+    if state.is_main_process:
+        shutil.rmtree(path, ignore_errors=True)
+        dataset.save_to_disk(str(path))
+    state.wait_for_everyone()
+    return load_from_disk(str(path))
+
+
 def _trainer_classes():
     from trl import DPOTrainer, SFTTrainer
 
@@ -171,7 +192,7 @@ def make_trainer(cfg: TrainConfig, callbacks=()):
     kwargs = dict(
         model=model,
         args=trl_args(cfg, _precision(cfg)),
-        train_dataset=build_dataset(cfg, records, tokenizer),
+        train_dataset=_shared_on_disk(build_dataset(cfg, records, tokenizer), Path(cfg.output_dir) / DATASET),
         processing_class=tokenizer,
         callbacks=list(callbacks),
         peft_config=lora_config(cfg.model) if cfg.model.finetune == "lora" else None,
