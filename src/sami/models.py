@@ -205,8 +205,7 @@ def load_model(cfg: ModelConfig, *, init_from: str | None = None, prepare: bool 
 
     if init_from:
         folder = model_folder(init_from)
-        model = merged_weights(folder, attn_implementation=cfg.attn_implementation)
-        model = model.to(torch_dtype(cfg))
+        model = merged_weights(folder, attn_implementation=cfg.attn_implementation, dtype=torch_dtype(cfg))
         has_tokenizer = (folder / "tokenizer_config.json").is_file()
         tokenizer = load_tokenizer(str(folder)) if has_tokenizer else load_tokenizer(cfg.name_or_path, cfg.revision)
     else:
@@ -249,7 +248,7 @@ def _training_config(folder: Path) -> dict | None:
     return None
 
 
-def merged_weights(folder: Path, *, attn_implementation: str = "sdpa"):
+def merged_weights(folder: Path, *, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32):
     """A full model from a model folder; a LoRA adapter is merged into the model it was trained on.
 
     Merging rather than stacking: the next method trains fresh adapters (or all weights) on one plain
@@ -257,14 +256,12 @@ def merged_weights(folder: Path, *, attn_implementation: str = "sdpa"):
     disabled) is exactly the chain's starting point, and a saved adapter needs only its base to be rebuilt.
     The base is the one the adapter's run started from (its ``model.name_or_path`` and ``init_from``, read
     from the saved training config, recursively), else the adapter's ``base_model_name_or_path``.
-    Merging is done in float32.
+    Merging is done in float32; the result is cast to ``dtype``.
     """
     from transformers import AutoModelForCausalLM
 
     if not (folder / "adapter_config.json").is_file():
-        return AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.float32, attn_implementation=attn_implementation
-        )
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation)
     from peft import PeftModel
 
     trained = _training_config(folder)
@@ -282,7 +279,7 @@ def merged_weights(folder: Path, *, attn_implementation: str = "sdpa"):
             resolve(name), revision=revision, dtype=torch.float32, attn_implementation=attn_implementation
         )
     logger.info("merging the LoRA adapter in %s into its base model", folder)
-    return PeftModel.from_pretrained(base, folder).merge_and_unload()
+    return PeftModel.from_pretrained(base, folder).merge_and_unload().to(dtype)
 
 
 def lora_config(cfg: ModelConfig):
