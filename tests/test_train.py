@@ -204,48 +204,25 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def launch_two_processes(train_args: list[str]) -> subprocess.CompletedProcess:
+    """``accelerate launch --multi_gpu --num_processes 2 -m sami.cli train ...`` on CPUs (gloo)."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    cmd += ["--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no"]
+    cmd += ["--dynamo_backend", "no", "-m", "sami.cli", "train", *train_args]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.distributed
 def test_two_processes_match_one(tmp_path, tiny_model_dir):
     """Two gloo processes with one query each per step equal one process with two queries per step."""
     one = train(make_cfg(tmp_path, tiny_model_dir, "one", queries_per_device=2, max_steps=3))
     out = tmp_path / "two"
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--main_process_port",
-        str(_free_port()),
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "sami.cli",
-        "train",
-        "--data",
-        str(EXAMPLE_DATA),
-        "--model",
-        str(tiny_model_dir),
-        "--output-dir",
-        str(out),
-        "--max-steps",
-        "3",
-        "-o",
-        "max_prompt_tokens=48",
-        "-o",
-        "max_response_tokens=24",
-        "-o",
-        "queries_per_device=1",
-        "-o",
-        "optim.lr=1e-3",
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = launch_two_processes(
+        ["--data", str(EXAMPLE_DATA), "--model", str(tiny_model_dir), "--output-dir", str(out), "--max-steps", "3"]
+        + ["-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24", "-o", "queries_per_device=1"]
+        + ["-o", "optim.lr=1e-3"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_weights(one.model_dir, out / "model")
     for m1, m2 in zip(metrics(one.output_dir), metrics(out), strict=True):

@@ -15,17 +15,26 @@ from sami.train_config import TRAIN_METHODS
 def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a student model on a SAMI data file",
-        description="Train a student on a JSONL data file (docs/DATA.md). Settings come from --config, then "
-        "from the options below, then from -o/--set overrides; the resolved config is written to "
+        help="train a student model on a SAMI data file (SAMI, or the SFT and DPO baselines)",
+        description="Train a student on a JSONL data file (docs/DATA.md) with SAMI or, through TRL, with the SFT "
+        "and DPO baselines; all three read the same records, templates and shared settings. Settings come from "
+        "--config, then from the options below, then from -o/--set overrides; the resolved config is written to "
         "OUTPUT_DIR/config.yaml.",
     )
     p.add_argument("--config", help="YAML config (see configs/); unknown keys are errors")
-    p.add_argument("--method", choices=TRAIN_METHODS, help="training method (default: sami)")
+    p.add_argument(
+        "--method",
+        choices=TRAIN_METHODS,
+        help="training method (default: sami); its section of the config (sami:, sft:, dpo:) holds what only it has",
+    )
     p.add_argument("--data", help="training data, one JSON record per query")
     p.add_argument("--model", help="model alias (smollm2-135m), hub id, or local folder")
     p.add_argument("--output-dir", help="where checkpoints, metrics and the final model go")
-    p.add_argument("--init-from", help="start from this saved model folder")
+    p.add_argument(
+        "--init-from",
+        help="start from a trained model: OUTPUT_DIR or OUTPUT_DIR/model of any method (a LoRA adapter is merged "
+        "into its base), or a checkpoints/checkpoint-N folder of an SFT or DPO run",
+    )
     p.add_argument("--max-steps", type=int, help="optimiser steps (overrides epochs)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT_DIR")
     p.add_argument(
@@ -259,6 +268,41 @@ def run_eval(args: argparse.Namespace) -> dict:
     return metrics
 
 
+def _compare_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare-configs",
+        help="print every setting that differs between trained runs",
+        description="Compare the resolved configs of trained runs (OUTPUT_DIR, OUTPUT_DIR/model or a config YAML) "
+        "and print every setting that is not the same in all of them; a method's own section (sami:, sft:, dpo:) "
+        "reads '(not used)' in runs of the other methods.",
+    )
+    p.add_argument("paths", nargs="+", metavar="RUN", help="run folders, model folders or config files")
+
+
+def _run_config(path: str) -> dict:
+    from pathlib import Path
+
+    from sami.config import load_yaml
+
+    p = Path(path)
+    for candidate in (p, p / "config.yaml", p / "sami_config.yaml", p / "model" / "sami_config.yaml"):
+        if candidate.is_file():
+            return load_yaml(candidate)
+    raise FileNotFoundError(f"{path}: no config.yaml or sami_config.yaml")
+
+
+def _compare(paths: list[str]) -> None:
+    from sami.train import format_differences
+    from sami.train_config import compare_configs
+
+    diffs = compare_configs({p: _run_config(p) for p in paths})
+    if not diffs:
+        print(f"the {len(paths)} configs agree on every setting")
+        return
+    print(f"{len(diffs)} setting(s) differ:")
+    print(format_differences(diffs))
+
+
 def _print_principles(args: argparse.Namespace) -> None:
     from sami.principles import load_library
 
@@ -322,15 +366,26 @@ def _print_summary(result) -> None:
     path = result.output_dir / "metrics.jsonl"
     metrics = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     if metrics:
-        first, last = metrics[0], metrics[-1]
-        for m in (first, last):
-            print(
-                f"step {m['step']:>5}: SAMI loss {m['loss']:.4f}, MI bound {m['mi_bound']:.4f} nats, "
-                f"row/col accuracy {m['row_accuracy']:.2f}/{m['col_accuracy']:.2f} (on that step's training queries)"
-            )
+        for m in (metrics[0], metrics[-1]):
+            print(f"step {m['step']:>5}: {_step_line(result.method, m)} (on that step's training examples)")
     print(
         f"trained {result.steps} steps; metrics in {result.output_dir / 'metrics.jsonl'}; model in {result.model_dir}"
     )
+
+
+def _step_line(method: str, m: dict) -> str:
+    """The headline numbers of one step, per method (metrics.jsonl keys, docs/DATA.md)."""
+    if method == "sami":
+        return (
+            f"SAMI loss {m['loss']:.4f}, MI bound {m['mi_bound']:.4f} nats, "
+            f"row/col accuracy {m['row_accuracy']:.2f}/{m['col_accuracy']:.2f}"
+        )
+    if method == "dpo":
+        return (
+            f"DPO loss {m['loss']:.4f}, reward accuracy {m.get('rewards_accuracies', float('nan')):.2f}, "
+            f"reward margin {m.get('rewards_margins', float('nan')):.4f}"
+        )
+    return f"SFT loss {m['loss']:.4f}, token accuracy {m.get('mean_token_accuracy', float('nan')):.2f}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _inspect_parsers(sub)
     _eval_parser(sub)
+    _compare_parser(sub)
     return parser
 
 
@@ -376,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_generate_summary(generate(build_generate_config(args)))
         elif args.command == "iterate":
             _run_iterate(args)
+        elif args.command == "compare-configs":
+            _compare(args.paths)
         elif args.command == "train":
             from accelerate import PartialState
 

@@ -86,28 +86,43 @@ def encode_query(
     there, so it gets none. A prompt longer than ``max_prompt_tokens`` keeps the first and the last half of
     that budget (BOS and the constitution's start; the query's end and the assistant cue) and loses the middle.
     """
+    prompt_ids = [encode_prompt(tokenizer, text, max_prompt_tokens) for text in prompts]
+    response_ids = encode_responses(tokenizer, responses, max_response_tokens, end_token_id)
+    return QueryTokens(tuple(prompt_ids), tuple(response_ids))
+
+
+def encode_prompt(tokenizer, text: str, max_prompt_tokens: int | None = None) -> tuple[int, ...]:
+    """One prompt's ids, as ``encode_query`` makes them (the SFT and DPO baselines share this tokenisation)."""
+    bos = tokenizer.bos_token
+    special = not (bos and text.startswith(bos))
+    ids = tokenizer(text, add_special_tokens=special)["input_ids"]
+    if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+        head = max_prompt_tokens // 2
+        ids = ids[:head] + ids[len(ids) - (max_prompt_tokens - head) :]
+    return tuple(ids)
+
+
+def encode_responses(
+    tokenizer, responses: Sequence[str], max_response_tokens: int | None = None, end_token_id: int | None = None
+) -> list[tuple[int, ...]]:
+    """Responses' ids, each closed by ``end_token_id`` unless cut, as ``encode_query`` makes them.
+
+    Responses that are compared with each other (a query's C responses, a DPO pair) are encoded in one call:
+    whether a leading space is dropped is decided once for all of them.
+    """
     end = tokenizer.eos_token_id if end_token_id is None else end_token_id
     if end is None:
         raise ValueError("the tokenizer has no eos_token_id; SAMI scores the token that closes each response")
-    bos = tokenizer.bos_token
-    prompt_ids = []
-    for text in prompts:
-        special = not (bos and text.startswith(bos))
-        ids = tokenizer(text, add_special_tokens=special)["input_ids"]
-        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
-            head = max_prompt_tokens // 2
-            ids = ids[:head] + ids[len(ids) - (max_prompt_tokens - head) :]
-        prompt_ids.append(tuple(ids))
     strip_space = any(r.startswith(" ") for r in responses) and adds_dummy_prefix(tokenizer)
-    response_ids = []
+    out = []
     for text in responses:
         ids = tokenizer(text.lstrip(" ") if strip_space else text, add_special_tokens=False)["input_ids"]
         if max_response_tokens is not None and len(ids) >= max_response_tokens:
             ids = ids[:max_response_tokens]
         else:
             ids = ids + [end]
-        response_ids.append(tuple(ids))
-    return QueryTokens(tuple(prompt_ids), tuple(response_ids))
+        out.append(tuple(ids))
+    return out
 
 
 def _model_device(model) -> torch.device:

@@ -191,45 +191,116 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL, revision: str | None = Non
     return tokenizer
 
 
-def load_model(cfg: ModelConfig, *, init_from: str | None = None):
+def load_model(cfg: ModelConfig, *, init_from: str | None = None, prepare: bool = True):
     """(model, tokenizer) ready to train: LoRA adapters and gradient checkpointing as ``cfg`` asks.
 
-    ``init_from`` loads weights from a saved model folder (a full model) instead of ``name_or_path``; the
-    tokenizer comes from that folder when it has one, else from ``name_or_path``.
+    ``prepare=False`` returns the plain model (dtype and attention as ``cfg`` says) for a trainer that
+    attaches adapters and checkpointing itself (TRL, given ``lora_config(cfg)``).
+
+    ``init_from`` starts from a trained model instead of ``name_or_path``: a model folder of any method, a
+    run folder holding ``model/``, or a TRL checkpoint folder. A LoRA adapter is merged into its base
+    (``merged_weights``); the tokenizer comes from that folder when it has one, else from ``name_or_path``.
     """
     from transformers import AutoModelForCausalLM
 
-    if init_from and (Path(init_from) / "adapter_config.json").is_file():
-        raise ValueError(
-            f"{init_from} holds a LoRA adapter, not a full model; chaining from adapters is not supported yet: "
-            "merge it first (peft's merge_and_unload) and pass the merged folder"
-        )
-    source, revision = (init_from, None) if init_from else (resolve(cfg.name_or_path), cfg.revision)
-    if init_from and not (Path(init_from) / "tokenizer_config.json").is_file():
-        tokenizer = load_tokenizer(cfg.name_or_path, cfg.revision)
+    if init_from:
+        folder = model_folder(init_from)
+        model = merged_weights(folder, attn_implementation=cfg.attn_implementation, dtype=torch_dtype(cfg))
+        has_tokenizer = (folder / "tokenizer_config.json").is_file()
+        tokenizer = load_tokenizer(str(folder)) if has_tokenizer else load_tokenizer(cfg.name_or_path, cfg.revision)
     else:
-        tokenizer = load_tokenizer(source, revision)
-    model = AutoModelForCausalLM.from_pretrained(
-        source, revision=revision, dtype=torch_dtype(cfg), attn_implementation=cfg.attn_implementation
-    )
+        source = resolve(cfg.name_or_path)
+        tokenizer = load_tokenizer(source, cfg.revision)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, revision=cfg.revision, dtype=torch_dtype(cfg), attn_implementation=cfg.attn_implementation
+        )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    return prepare_model(model, cfg), tokenizer
+    return (prepare_model(model, cfg) if prepare else model), tokenizer
+
+
+def model_folder(path: str | Path) -> Path:
+    """The loadable model folder a user means: the folder itself, or the ``model/`` of a run folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"init_from: no such folder: {path}")
+    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+        return path
+    if (path / "model").is_dir():
+        return model_folder(path / "model")
+    if (path / "trainer_state.json").is_file():
+        raise ValueError(
+            f"init_from: {path} is a SAMI training-state checkpoint (for --resume), not a model; pass the run's "
+            "model/ folder, or resume that run"
+        )
+    raise ValueError(f"init_from: {path} holds no model (no config.json or adapter_config.json)")
+
+
+def _training_config(folder: Path) -> dict | None:
+    """The training config saved with a model folder or with the run a TRL checkpoint folder belongs to."""
+    import yaml
+
+    own, run = folder / "sami_config.yaml", folder.parent.parent / "config.yaml"
+    if own.is_file():
+        return yaml.safe_load(own.read_text())
+    if folder.parent.name == "checkpoints" and run.is_file():
+        return yaml.safe_load(run.read_text())
+    return None
+
+
+def merged_weights(folder: Path, *, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32):
+    """A full model from a model folder; a LoRA adapter is merged into the model it was trained on.
+
+    Merging rather than stacking: the next method trains fresh adapters (or all weights) on one plain
+    model, so chains of any length stay one network with one set of adapters, DPO's reference (adapters
+    disabled) is exactly the chain's starting point, and a saved adapter needs only its base to be rebuilt.
+    The base is the one the adapter's run started from (its ``model.name_or_path`` and ``init_from``, read
+    from the saved training config, recursively), else the adapter's ``base_model_name_or_path``.
+    Merging is done in float32; the result is cast to ``dtype``.
+    """
+    from transformers import AutoModelForCausalLM
+
+    if not (folder / "adapter_config.json").is_file():
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation)
+    from peft import PeftModel
+
+    trained = _training_config(folder)
+    if trained is not None and trained.get("init_from"):
+        base = merged_weights(model_folder(trained["init_from"]), attn_implementation=attn_implementation)
+    else:
+        if trained is not None:
+            name, revision = trained["model"]["name_or_path"], trained["model"].get("revision")
+        else:
+            name = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            revision = None
+            if not name:
+                raise ValueError(f"init_from: {folder} is a LoRA adapter that names no base model")
+        base = AutoModelForCausalLM.from_pretrained(
+            resolve(name), revision=revision, dtype=torch.float32, attn_implementation=attn_implementation
+        )
+    logger.info("merging the LoRA adapter in %s into its base model", folder)
+    return PeftModel.from_pretrained(base, folder).merge_and_unload().to(dtype)
+
+
+def lora_config(cfg: ModelConfig):
+    """PEFT's ``LoraConfig`` for ``cfg.lora``; every method builds its adapters from this one place."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 def prepare_model(model, cfg: ModelConfig):
     """Attach LoRA adapters and gradient checkpointing to an already built model, as ``cfg`` says."""
     if cfg.finetune == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        lora = LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, lora)
+        model = get_peft_model(model, lora_config(cfg))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if cfg.finetune == "lora":

@@ -23,19 +23,25 @@ def render_constitution(constitution: Constitution, *, seed: int | None, key: st
     return constitution.render(rng)
 
 
-def build_prompt(template: str, constitution_text: str, query: str, tokenizer=None) -> str:
+def build_prompt(template: str, constitution_text: str | None, query: str, tokenizer=None) -> str:
     """The conditioning prompt. The response that follows is joined as ids, never as text.
 
     ``paper-v1``: ``Assistant System Instructions: {constitution}\\n\\nHuman: {query}\\n\\nAssistant:``
     (a raw template that works for base models). ``chat-v1``: the tokenizer's chat template with the
     constitution as system message, the query as user message and the assistant turn opened.
+    ``constitution_text=None`` leaves the constitution out (``Human: {query}\\n\\nAssistant:``, or no system
+    message): the prompt of a baseline trained without principles in its context.
     """
     if template == PAPER_TEMPLATE:
+        if constitution_text is None:
+            return f"Human: {query}\n\nAssistant:"
         return f"Assistant System Instructions: {constitution_text}\n\nHuman: {query}\n\nAssistant:"
     if template == CHAT_TEMPLATE:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"template {CHAT_TEMPLATE!r} needs a tokenizer with a chat template")
-        messages = [{"role": "system", "content": constitution_text}, {"role": "user", "content": query}]
+        messages = [{"role": "user", "content": query}]
+        if constitution_text is not None:
+            messages.insert(0, {"role": "system", "content": constitution_text})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     raise ValueError(f"unknown template {template!r}; choose one of {TEMPLATES}")
 

@@ -43,6 +43,7 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainResult:
+    method: str
     output_dir: Path
     model_dir: Path
     steps: int
@@ -142,7 +143,12 @@ def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Train a student with SAMI on ``cfg.data``; writes checkpoints, metrics and ``model/`` under output_dir."""
+    """Train a student with ``cfg.method`` on ``cfg.data``; writes checkpoints, metrics and ``model/`` under
+    output_dir. SFT and DPO are TRL's (``sami.baselines``); SAMI is the loop below."""
+    if cfg.method != "sami":
+        from sami.baselines import train_baseline
+
+        return train_baseline(cfg, resume=resume)
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -178,6 +184,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     set_seed(cfg.seed)
     records = read_records(cfg.data)
     model, tokenizer = load_model(cfg.model, init_from=cfg.init_from)
+    parent_config_differences(cfg)
     queries = encode_records(records, tokenizer, cfg)
     pad_id = tokenizer.pad_token_id
     steps = total_steps(cfg, len(queries), world)
@@ -282,7 +289,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     model_dir = out / "model"
     save_model(accelerator, model, tokenizer, model_dir, cfg, steps)
     accelerator.end_training()
-    return TrainResult(out, model_dir, steps, history)
+    return TrainResult(cfg.method, out, model_dir, steps, history)
 
 
 def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_norm) -> dict:
@@ -383,5 +390,35 @@ def provenance(cfg: TrainConfig, steps: int, num_processes: int) -> dict:
         "seed": cfg.seed,
         "steps": steps,
         "num_processes": num_processes,
-        "versions": {p: package(p) for p in ("sami-align", "torch", "transformers", "accelerate", "peft")},
+        "versions": {
+            p: package(p) for p in ("sami-align", "torch", "transformers", "accelerate", "peft", "trl", "datasets")
+        },
     }
+
+
+def parent_config_differences(cfg: TrainConfig) -> dict:
+    """Settings in which this run differs from the run that trained ``init_from`` (logged; empty without one).
+
+    A chain (SFT then DPO, SFT then SAMI) is only a fair comparison when the shared settings agree or
+    differ on purpose; this says which.
+    """
+    from sami.models import _training_config, model_folder
+    from sami.train_config import compare_configs
+
+    if not cfg.init_from:
+        return {}
+    parent = _training_config(model_folder(cfg.init_from))
+    if parent is None:
+        return {}
+    names = (f"{cfg.init_from} ({parent.get('method')})", f"this run ({cfg.method})")
+    diffs = compare_configs({names[0]: parent, names[1]: to_dict(cfg)})
+    if diffs:
+        logger.info("starting from %s; settings that differ:\n%s", cfg.init_from, format_differences(diffs))
+    return diffs
+
+
+def format_differences(diffs: dict[str, dict]) -> str:
+    """One line per setting: ``key: name=value, name=value``."""
+    return "\n".join(
+        f"  {key}: " + ", ".join(f"{name}={value!r}" for name, value in values.items()) for key, values in diffs.items()
+    )

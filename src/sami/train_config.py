@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from sami.config import flatten
 from sami.logprobs import METHODS as LOGPROB_METHODS
 from sami.models import ModelConfig
+from sami.pairs import PROMPT_CONSTITUTIONS, REJECTED_CHOICES
 from sami.templates import TEMPLATES
 
-TRAIN_METHODS: tuple[str, ...] = ("sami",)
+TRAIN_METHODS: tuple[str, ...] = ("sami", "sft", "dpo")
 SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "linear", "cosine")
 PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
 
@@ -48,17 +51,54 @@ class SamiConfig:
 
 
 @dataclass
-class TrainConfig:
-    """Everything ``sami train`` needs. Steps are optimiser steps.
+class SftConfig:
+    """SFT baseline (TRL's SFTTrainer): the positive response after the prompt, loss on the response only."""
 
-    One optimiser step consumes ``queries_per_device * gradient_accumulation * num_processes`` queries;
-    a query (its whole C x C block) is never split across processes.
+    prompt_constitution: str = "positive"  # positive | none: the prompt carries the positive constitution or none
+
+    def __post_init__(self) -> None:
+        if self.prompt_constitution not in PROMPT_CONSTITUTIONS:
+            raise ValueError(f"prompt_constitution: one of {PROMPT_CONSTITUTIONS}, not {self.prompt_constitution!r}")
+
+
+@dataclass
+class DpoConfig:
+    """DPO baseline (TRL's DPOTrainer) on pairs made from each record (docs/DATA.md, "SFT and DPO examples").
+
+    With LoRA the reference is the same network with its adapters disabled. With full fine-tuning the
+    reference log-probs are computed once before training (``precompute_ref_logps``), so no second model
+    stays in memory; ``false`` keeps a frozen copy of the starting model instead.
+    """
+
+    beta: float = 0.1
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])  # TRL's names; several are summed
+    prompt_constitution: str = "positive"  # positive | none
+    rejected: str = "most_flipped"  # most_flipped: one pair per record | each_other: C - 1 pairs per record
+    precompute_ref_logps: bool = True  # full fine-tuning only; LoRA never needs a second model
+
+    def __post_init__(self) -> None:
+        if self.prompt_constitution not in PROMPT_CONSTITUTIONS:
+            raise ValueError(f"prompt_constitution: one of {PROMPT_CONSTITUTIONS}, not {self.prompt_constitution!r}")
+        if self.rejected not in REJECTED_CHOICES:
+            raise ValueError(f"rejected must be one of {REJECTED_CHOICES}, got {self.rejected!r}")
+        if self.beta <= 0 or not self.loss_type:
+            raise ValueError("beta must be positive and loss_type a non-empty list")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``sami train`` needs, for every method. Steps are optimiser steps.
+
+    Shared fields (optimiser, schedule, batch, epochs, precision, seed, model, template) mean the same for
+    every method; the section named after the method holds what only that method has. One optimiser step
+    consumes ``queries_per_device * gradient_accumulation * num_processes`` training examples: a query (its
+    whole C x C block) for SAMI and SFT, a pair for DPO (one per query with ``dpo.rejected: most_flipped``).
     """
 
     method: str = "sami"
     data: str = ""
     output_dir: str = "runs/train"
-    init_from: str | None = None  # start from a saved model folder instead of model.name_or_path
+    init_from: str | None = None  # a trained model or run folder of any method (a LoRA adapter is merged)
     seed: int = 0
     template: str = "paper-v1"
     shuffle_principles: bool = True  # training order of principles differs from the generation order
@@ -76,6 +116,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sami: SamiConfig = field(default_factory=SamiConfig)
+    sft: SftConfig = field(default_factory=SftConfig)
+    dpo: DpoConfig = field(default_factory=DpoConfig)
 
     def __post_init__(self) -> None:
         if self.method not in TRAIN_METHODS:
@@ -97,3 +139,27 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 2 (or null for no limit)")
         if self.precision == "fp16" and self.model.dtype == "float16":
             raise ValueError("precision fp16 needs float32 master weights: set model.dtype to auto or float32")
+
+
+NOT_USED = "(not used)"
+
+
+def method_view(config: dict) -> dict:
+    """A resolved training config without the sections of the methods it did not train."""
+    return {k: v for k, v in config.items() if k not in TRAIN_METHODS or k == config.get("method")}
+
+
+def compare_configs(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """Every setting that is not the same in all ``configs`` (name -> resolved config as a dict).
+
+    Returns ``{"optim.lr": {name: value, ...}}``. Each config is first reduced to its own method's section
+    (``method_view``), so a setting of one method shows as ``(not used)`` in runs of another.
+    """
+    flat = {name: flatten(method_view(config)) for name, config in configs.items()}
+    keys = sorted(set().union(*flat.values()))
+    out = {}
+    for key in keys:
+        values = {name: f.get(key, NOT_USED) for name, f in flat.items()}
+        if len({repr(v) for v in values.values()}) > 1:
+            out[key] = values
+    return out

@@ -1,0 +1,265 @@
+"""``sami train --method sft|dpo``: the baselines, trained by TRL's SFTTrainer and DPOTrainer.
+
+Nothing of SFT or DPO is re-implemented here. This module turns our ``TrainConfig`` into TRL's config (so the
+shared settings cannot drift from SAMI's: ``trl_args``), feeds TRL examples already tokenised exactly as SAMI
+tokenises (``sami.pairs``), and writes the same output folder as SAMI: ``config.yaml``, ``metrics.jsonl``,
+``checkpoints/`` and ``model/`` with ``provenance.json`` and ``sami_config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from sami.config import save_yaml
+from sami.data import read_records
+from sami.models import load_model, lora_config
+from sami.pairs import PromptSettings, dpo_pairs, sft_example, tokenize_pair, tokenize_sft
+from sami.train_config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+DATASET = "dataset"  # the tokenised examples (and TRL's cache of reference log-probs)
+# Optimiser steps between checkpoints when save_every is 0: never, except the one HF's Trainer writes at the end.
+NEVER = 1_000_000_000
+
+
+def trl_args(cfg: TrainConfig, precision: str):
+    """TRL's ``SFTConfig`` or ``DPOConfig`` with every shared setting taken from ``cfg``.
+
+    Settings TRL has but our config does not (its own logging cadence, gradient checkpointing by default,
+    sequence truncation, bf16 by default) are set explicitly so that TRL's defaults never decide them.
+    """
+    from trl import DPOConfig, SFTConfig
+
+    o = cfg.optim
+    common = dict(
+        output_dir=str(Path(cfg.output_dir) / CHECKPOINTS),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        learning_rate=o.lr,
+        weight_decay=o.weight_decay,
+        adam_beta1=o.betas[0],
+        adam_beta2=o.betas[1],
+        adam_epsilon=o.eps,
+        optim="adamw_torch",
+        lr_scheduler_type=o.scheduler,
+        warmup_steps=o.warmup_steps,
+        max_grad_norm=o.max_grad_norm,  # 0 disables clipping, as in the SAMI loop
+        per_device_train_batch_size=cfg.queries_per_device,
+        gradient_accumulation_steps=cfg.gradient_accumulation,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        logging_steps=1,  # metrics.jsonl has one line per optimiser step, as SAMI's
+        save_strategy="steps",
+        save_steps=cfg.save_every or NEVER,
+        save_total_limit=cfg.keep_checkpoints,
+        report_to=cfg.report_to or "none",
+        max_length=None,  # examples arrive tokenised and cut by max_prompt_tokens / max_response_tokens
+        dataset_num_proc=None,
+        disable_tqdm=False,
+    )
+    # load_model already enabled checkpointing as model.gradient_checkpointing says; TRL's default (on) must
+    # not override it. transformers >= 5.23 renamed the field and warns about the old name.
+    renamed = "activation_checkpointing" in {f.name for f in dataclasses.fields(SFTConfig)}
+    prefix = "activation_checkpointing" if renamed else "gradient_checkpointing"
+    common[prefix] = cfg.model.gradient_checkpointing
+    common[f"{prefix}_kwargs"] = {"use_reentrant": False}
+    if cfg.method == "sft":
+        return SFTConfig(**common, completion_only_loss=True, packing=False)
+    return DPOConfig(
+        **common,
+        beta=cfg.dpo.beta,
+        loss_type=list(cfg.dpo.loss_type),
+        precompute_ref_log_probs=cfg.dpo.precompute_ref_logps and cfg.model.finetune == "full",
+    )
+
+
+def _prompt_settings(cfg: TrainConfig) -> PromptSettings:
+    section = cfg.sft if cfg.method == "sft" else cfg.dpo
+    return PromptSettings(
+        template=cfg.template,
+        seed=cfg.seed if cfg.shuffle_principles else None,
+        prompt_constitution=section.prompt_constitution,
+    )
+
+
+def build_dataset(cfg: TrainConfig, records, tokenizer):
+    """The tokenised ``datasets.Dataset`` TRL trains on: one row per SFT example or DPO pair."""
+    from datasets import Dataset
+
+    settings = _prompt_settings(cfg)
+    limits = dict(
+        template=cfg.template, max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens
+    )
+    if cfg.method == "sft":
+        rows = [tokenize_sft(sft_example(r, settings, tokenizer), tokenizer, **limits) for r in records]
+    else:
+        rows = [
+            tokenize_pair(pair, tokenizer, **limits)
+            for r in records
+            for pair in dpo_pairs(r, settings, cfg.dpo.rejected, tokenizer)
+        ]
+    return Dataset.from_list(rows)
+
+
+def _shared_on_disk(dataset, path: Path):
+    """The dataset saved under the output folder and read back, by every process.
+
+    TRL caches precomputed reference log-probs next to the dataset's files; an in-memory dataset has
+    none, so each process would look in its own temporary folder for the file the main process wrote.
+    The saved copy is also the record of exactly which tokens the run trained on.
+    """
+    import shutil
+
+    from accelerate.state import PartialState
+    from datasets import load_from_disk
+
+    state = PartialState()
+    if state.is_main_process:
+        shutil.rmtree(path, ignore_errors=True)
+        dataset.save_to_disk(str(path))
+    state.wait_for_everyone()
+    return load_from_disk(str(path))
+
+
+def _trainer_classes():
+    from trl import DPOTrainer, SFTTrainer
+
+    class TokenizedDPOTrainer(DPOTrainer):
+        """DPOTrainer fed ``prompt_ids``/``chosen_ids``/``rejected_ids`` made by ``sami.pairs``.
+
+        TRL 1.16 always re-tokenises text columns in ``_prepare_dataset`` (prompt + completion as one string,
+        EOS appended as text); its collator takes the id columns directly, so preparation is skipped.
+        """
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset
+
+    return SFTTrainer, TokenizedDPOTrainer
+
+
+def _metrics_callback(path: Path, fp16: bool = False):
+    from transformers import TrainerCallback
+
+    from sami.train import TrainingDiverged
+
+    class MetricsFile(TrainerCallback):
+        """One metrics.jsonl line per logged optimiser step, named as SAMI names them where they coincide.
+
+        A non-finite loss (or gradient norm, except under fp16 where the grad scaler skips such steps)
+        stops training here: the HF Trainer logs a step before it checkpoints it, so the last checkpoint on
+        disk is a good one and no model is written.
+        """
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            grad_norm = logs.get("grad_norm")
+            bad_norm = grad_norm is not None and not math.isfinite(grad_norm) and not fp16
+            if not math.isfinite(logs["loss"]) or bad_norm:
+                raise TrainingDiverged(
+                    f"non-finite loss or gradient norm at step {state.global_step} ({logs['loss']}, {grad_norm}); "
+                    f"last checkpoint: {latest_checkpoint(path.parent)}"
+                )
+            if not state.is_world_process_zero:
+                return
+            record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate")}
+            record["grad_norm"] = grad_norm
+            for key, value in logs.items():
+                if key not in ("loss", "learning_rate", "grad_norm"):
+                    record[key.replace("/", "_")] = value
+            with path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    return MetricsFile()
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = [p for p in (out / CHECKPOINTS).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
+
+
+def make_trainer(cfg: TrainConfig, callbacks=()):
+    """TRL's SFTTrainer or DPOTrainer for ``cfg``, with model, data and settings made as ``sami train`` makes them."""
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import set_seed
+
+    from sami.train import _precision, parent_config_differences
+
+    # The HF Trainer builds its own Accelerator; one process may train several methods in turn (a chain), so
+    # accelerate's global state is reset as the SAMI loop does. The process group is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    PartialState(cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    records = read_records(cfg.data)
+    # TRL attaches the adapters (peft_config) and gradient checkpointing (args) itself. Given an adapter it
+    # builds rather than a wrapped model, DPO's reference is that network with its adapters disabled.
+    model, tokenizer = load_model(cfg.model, init_from=cfg.init_from, prepare=False)
+    parent_config_differences(cfg)
+    kwargs = dict(
+        model=model,
+        args=trl_args(cfg, _precision(cfg)),
+        train_dataset=_shared_on_disk(build_dataset(cfg, records, tokenizer), Path(cfg.output_dir) / DATASET),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+        peft_config=lora_config(cfg.model) if cfg.model.finetune == "lora" else None,
+    )
+    sft_cls, dpo_cls = _trainer_classes()
+    if cfg.method == "sft":
+        return sft_cls(**kwargs)
+    ref_model = None
+    if cfg.model.finetune == "full" and not cfg.dpo.precompute_ref_logps:
+        ref_model, _ = load_model(cfg.model, init_from=cfg.init_from, prepare=False)  # the starting model, frozen
+    return dpo_cls(ref_model=ref_model, **kwargs)
+
+
+def train_baseline(cfg: TrainConfig, *, resume: bool = False):
+    """Train SFT or DPO on ``cfg.data`` with TRL; the output folder is laid out as SAMI's."""
+    from accelerate.state import PartialState
+
+    from sami.train import TrainResult, _truncate_metrics, provenance
+
+    out = Path(cfg.output_dir)
+    latest = latest_checkpoint(out)
+    if not resume and latest is not None:
+        raise FileExistsError(
+            f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
+        )
+    checkpoint = latest if resume else None
+    if resume and checkpoint is None:
+        logger.info("no checkpoint in %s: starting from step 0", out)
+    metrics_path = out / "metrics.jsonl"
+    from sami.train import _precision
+
+    trainer = make_trainer(cfg, callbacks=[_metrics_callback(metrics_path, fp16=_precision(cfg) == "fp16")])
+    tokenizer = trainer.processing_class
+    state = PartialState()
+    start = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else 0
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(metrics_path, start)
+        save_yaml(cfg, out / "config.yaml")
+    state.wait_for_everyone()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    model_dir = out / "model"
+    steps = trainer.state.global_step
+    trainer.save_model(str(model_dir))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(model_dir)
+        save_yaml(cfg, model_dir / "sami_config.yaml")
+        (model_dir / "provenance.json").write_text(json.dumps(provenance(cfg, steps, state.num_processes), indent=2))
+    state.wait_for_everyone()
+    logged = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.is_file() else []
+    history = [m for m in logged if m["step"] > start]
+    return TrainResult(cfg.method, out, model_dir, steps, history)
