@@ -30,10 +30,10 @@ $(STAMP): $(VENV)/bin/python pyproject.toml Makefile
 
 install: $(STAMP)
 
-## The main job: a short SAMI run on the embedded model and the shipped example data.
-## --resume: a rerun continues an interrupted run, and redoes nothing of a finished one.
+## The main job: both paper experiments at toy scale on the embedded model, ending with the report's path.
+## A rerun skips finished stages and resumes an interrupted one.
 quickstart: install
-	$(VENV)/bin/sami train --config configs/quickstart.yaml --resume
+	$(VENV)/bin/sami experiment configs/quickstart.yaml
 
 ## All tests, slow ones (embedded model) included.
 test: install

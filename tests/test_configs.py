@@ -11,20 +11,27 @@ CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def config_class(command: str):
+    from sami.experiment import ExperimentConfig
     from sami.generate import GenerateConfig
     from sami.iterate import IterateConfig
 
-    return {"train": TrainConfig, "generate": GenerateConfig, "iterate": IterateConfig}[command]
+    classes = {"train": TrainConfig, "generate": GenerateConfig, "iterate": IterateConfig}
+    return {**classes, "experiment": ExperimentConfig}[command]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_validate_and_say_how_to_run(path: Path):
     first = path.read_text().splitlines()[0]
-    match = re.search(r"sami (\w+) --config configs/" + re.escape(path.name), first)
+    match = re.search(r"sami (\w+) (--config )?configs/" + re.escape(path.name), first)
     assert first.startswith("# Run with:") and match, first
     cfg = from_dict(config_class(match.group(1)), load_yaml(path), source=str(path))
     if isinstance(cfg, TrainConfig):
         assert (ROOT / cfg.data).is_file()
+    if match.group(1) == "experiment":  # resolved into stages, nothing run
+        from sami.experiment import plan_experiment
+
+        stages, _ = plan_experiment(cfg)
+        assert stages[-1].name == "report" and len({s.name for s in stages}) == len(stages)
 
 
 def test_defaults_are_the_papers():

@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 from sami import __version__
 from sami.train_config import TRAIN_METHODS
@@ -268,6 +269,42 @@ def run_eval(args: argparse.Namespace) -> dict:
     return metrics
 
 
+def _experiment_parser(sub) -> None:
+    p = sub.add_parser(
+        "experiment",
+        help="run a whole study (generation, training, evaluation, report) from one config",
+        description="Run every stage of a study into OUTPUT_DIR and write OUTPUT_DIR/report/report.md. A rerun "
+        "skips finished stages, resumes an interrupted one, and reruns a stage whose settings changed together "
+        "with the stages that read it. See configs/quickstart.yaml.",
+    )
+    p.add_argument("config", help="experiment YAML (configs/quickstart.yaml, configs/mtbench-llama31-8b.yaml, ...)")
+    p.add_argument(
+        "--only", action="append", metavar="STAGE", help="run only this stage (repeatable), e.g. mtbench/sft"
+    )
+    p.add_argument("--list", action="store_true", help="list the stages and whether each is finished, then stop")
+    _overrides_arg(p)
+
+
+def _run_experiment(args: argparse.Namespace) -> None:
+    from sami.experiment import load_experiment_config, plan_experiment, run_experiment
+    from sami.stages import plan, read_marker
+
+    cfg = load_experiment_config(args.config, args.overrides)
+    if args.list:
+        for stage in plan(plan_experiment(cfg)[0]):
+            marker = read_marker(stage.folder)
+            state = "missing" if not marker else "done" if marker["fingerprint"] == stage.fingerprint else "stale"
+            print(f"{stage.name:<24} {state:<8} {stage.folder}")
+        return
+    outcomes = run_experiment(cfg, only=args.only)
+    for o in outcomes:
+        took = f" ({o.seconds / 60:.1f} min)" if o.status != "skipped" else ""
+        print(f"{o.name:<24} {o.status}{took}")
+    report = Path(cfg.output_dir) / "report" / "report.md"
+    if report.is_file() and (not args.only or "report" in args.only):
+        print(f"report: {report}")
+
+
 def _compare_parser(sub) -> None:
     p = sub.add_parser(
         "compare-configs",
@@ -398,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inspect_parsers(sub)
     _eval_parser(sub)
     _compare_parser(sub)
+    _experiment_parser(sub)
     return parser
 
 
@@ -432,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_generate_summary(generate(build_generate_config(args)))
         elif args.command == "iterate":
             _run_iterate(args)
+        elif args.command == "experiment":
+            _run_experiment(args)
         elif args.command == "compare-configs":
             _compare(args.paths)
         elif args.command == "train":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,14 @@ class StageOutcome:
     name: str
     status: str  # skipped | ran | reran
     seconds: float
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def fingerprint(config: dict, upstream: Sequence[str]) -> str:
@@ -88,6 +97,11 @@ def run_stages(stages: Sequence[Stage], *, only: Sequence[str] | None = None) ->
             outcomes.append(StageOutcome(stage.name, "skipped", 0.0))
             continue
         status = "ran"
+        if marker and _world_size() > 1:
+            raise RuntimeError(
+                f"stage {stage.name}: its inputs changed since it finished; rerun it once in a single process "
+                "so that its old output is moved aside before several processes write there"
+            )
         if marker:
             stale = stage.folder.with_name(f"{stage.folder.name}.stale-{marker.get('fingerprint', 'unknown')}")
             logger.info("stage %s: its inputs changed; moving its old output to %s", stage.name, stale)
@@ -102,8 +116,9 @@ def run_stages(stages: Sequence[Stage], *, only: Sequence[str] | None = None) ->
         seconds = time.perf_counter() - start
         record = {"stage": stage.name, "fingerprint": stage.fingerprint, "config": stage.config,
                   "after": list(stage.after), "seconds": round(seconds, 2)}  # fmt: skip
-        tmp = stage.folder / f".{MARKER}.tmp"
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        tmp.replace(stage.folder / MARKER)
+        if _rank() == 0:  # under `accelerate launch` every process runs the stage; one writes its marker
+            tmp = stage.folder / f".{MARKER}.tmp"
+            tmp.write_text(json.dumps(record, indent=2, default=str))
+            tmp.replace(stage.folder / MARKER)
         outcomes.append(StageOutcome(stage.name, status, seconds))
     return outcomes

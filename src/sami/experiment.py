@@ -1,0 +1,253 @@
+"""``sami experiment``: a whole study, from prompt pool to report, in one run directory.
+
+Two studies, each optional, reproduce the multi-task SAMI paper's experiments (docs/PAPER_NOTES sections 3-4):
+
+- ``mtbench`` (experiment 1): teacher generation over the category pool -> SFT of the student on the positive
+  responses -> SAMI and DPO, both from the SFT checkpoint -> MT-Bench answers and pairwise judging of SAMI vs
+  DPO, SAMI vs SFT and DPO vs SFT (principle-aware and principle-free) -> MI bound on held-out records and
+  judge-free principle adherence for base, SFT, SAMI and DPO.
+- ``math`` (experiment 2): generation under the step-by-step and LaTeX principles with the math filters ->
+  SFT, SAMI (from the base) and SFT+SAMI -> GSM8K accuracy with one greedy attempt and n sampled attempts for
+  base, SFT, SAMI and SFT+SAMI.
+
+Layout::
+
+    OUTPUT_DIR/config.yaml                       the resolved experiment config
+    OUTPUT_DIR/<study>/data/                     train.jsonl, heldout.jsonl (+ .filtered.jsonl, .generate.yaml)
+    OUTPUT_DIR/<study>/models/<method>/          sami train outputs (config.yaml, metrics.jsonl, model/)
+    OUTPUT_DIR/<study>/eval/<suite>/             stored answers, verdicts, metrics (sami eval)
+    OUTPUT_DIR/report/                           report.md, summary.json, figures/*.png
+
+Every folder is one stage (``sami.stages``): a rerun skips finished stages, resumes an interrupted one, and
+reruns a stage whose settings changed together with the stages that read it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sami.backends import BackendConfig
+from sami.config import from_dict, load_yaml, parse_override, save_yaml, set_path, to_dict
+from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
+from sami.generate import GenerateConfig
+from sami.stages import Stage, StageOutcome, run_stages
+from sami.train_config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+MTBENCH_METHODS = ("sft", "sami", "dpo")
+MATH_METHODS = ("sft", "sami", "sft+sami")
+
+
+@dataclass
+class MTBenchStudy:
+    """Experiment 1. ``train`` is shared by SFT, SAMI and DPO (the experiment sets method, data, output and
+    starting point); ``overrides`` changes a setting for one method only, e.g. ``{dpo: {optim.lr: 5e-6}}``;
+    every difference between the methods' resolved configs is printed in the report."""
+
+    enabled: bool = True
+    queries: int = 16  # training queries asked of the teacher (before filtering)
+    heldout: int = 8  # further queries, generated the same way, kept out of training for the MI bound
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mtbench: MTBenchConfig = field(default_factory=MTBenchConfig)
+    mi: bool = True
+    adherence: AdherenceConfig | None = field(default_factory=AdherenceConfig)
+
+    def __post_init__(self) -> None:
+        if self.queries < 1 or self.heldout < 0:
+            raise ValueError("queries must be at least 1 and heldout non-negative")
+        unknown = sorted(set(self.overrides) - set(MTBENCH_METHODS))
+        if unknown:
+            raise ValueError(f"overrides name methods {unknown}; the study trains {MTBENCH_METHODS}")
+
+
+@dataclass
+class MathStudy:
+    """Experiment 2: base, SFT, SAMI (from the base) and SFT+SAMI, evaluated on GSM8K-style problems."""
+
+    enabled: bool = True
+    queries: int = 16
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gsm8k: GSM8KConfig = field(default_factory=GSM8KConfig)
+
+    def __post_init__(self) -> None:
+        if self.queries < 1:
+            raise ValueError("queries must be at least 1")
+        unknown = sorted(set(self.overrides) - set(MATH_METHODS))
+        if unknown:
+            raise ValueError(f"overrides name methods {unknown}; the study trains {MATH_METHODS}")
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole study. ``backend`` is how the trained checkpoints generate during evaluation (its ``model``
+    is replaced by each checkpoint); ``judge`` judges MT-Bench answers."""
+
+    name: str = "experiment"
+    output_dir: str = "runs/experiment"
+    seed: int = 0
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    judge: BackendConfig = field(default_factory=BackendConfig)
+    mtbench: MTBenchStudy = field(default_factory=MTBenchStudy)
+    math: MathStudy = field(default_factory=MathStudy)
+
+
+def load_experiment_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    data = load_yaml(path)
+    for text in overrides:
+        set_path(data, *parse_override(text))
+    source = f"{path} with -o overrides" if overrides else str(path)
+    return from_dict(ExperimentConfig, data, source=source)
+
+
+def _with_overrides(cfg: TrainConfig, overrides: dict[str, Any], where: str) -> TrainConfig:
+    data = to_dict(cfg)
+    for key, value in overrides.items():
+        set_path(data, key, value)
+    return from_dict(TrainConfig, data, source=where)
+
+
+def train_config(study, root: Path, method: str, base_model: str, seed: int) -> TrainConfig:
+    """The resolved config of one trained model of a study: shared settings, the method's overrides, and
+    the chain (SAMI and DPO of experiment 1, and SFT+SAMI, start from the study's SFT model)."""
+    cfg = copy.deepcopy(study.train)
+    cfg.method = "sami" if method == "sft+sami" else method
+    cfg.data = str(root / "data" / "train.jsonl")
+    cfg.output_dir = str(root / "models" / method)
+    cfg.seed = seed
+    cfg.model.name_or_path = base_model
+    from_sft = method == "sft+sami" or (isinstance(study, MTBenchStudy) and method in ("sami", "dpo"))
+    cfg.init_from = str(root / "models" / "sft" / "model") if from_sft else None
+    return _with_overrides(cfg, study.overrides.get(method, {}), f"{method} overrides")
+
+
+def eval_config(cfg: ExperimentConfig, root: Path, models: list[str], **sections) -> EvalConfig:
+    ev = EvalConfig(output_dir=str(root / "eval"), models=models, seed=cfg.seed, backend=cfg.backend, judge=cfg.judge)
+    for key, value in sections.items():
+        setattr(ev, key, value)
+    return from_dict(EvalConfig, to_dict(ev))  # validated like a file would be
+
+
+def _generate_stage(study, root: Path, seed: int, heldout: int) -> Stage:
+    from sami.generate import generate
+
+    gen = copy.deepcopy(study.generate)
+    gen.seed = seed
+    gen.output = str(root / "data" / "train.jsonl")
+    gen.num_queries, gen.skip_queries = study.queries, 0
+    held = copy.deepcopy(gen)
+    held.output = str(root / "data" / "heldout.jsonl")
+    held.num_queries, held.skip_queries = heldout, study.queries
+
+    def run(folder: Path) -> None:
+        result = generate(gen)
+        if result.written + result.already_done == 0:
+            raise ValueError(f"every generated training record was filtered out; see {result.rejected_path}")
+        if heldout:
+            generate(held)
+
+    config = {"train": to_dict(gen), "heldout": to_dict(held) if heldout else None}
+    return Stage(f"{root.name}/data", root / "data", config, run)
+
+
+def _train_stage(cfg_train: TrainConfig, name: str, after: list[str]) -> Stage:
+    from sami.train import train
+
+    def run(folder: Path) -> None:
+        train(cfg_train, resume=True)
+
+    return Stage(name, Path(cfg_train.output_dir), to_dict(cfg_train), run, after=after)
+
+
+def _eval_stage(ev: EvalConfig, suite: str, name: str, after: list[str]) -> Stage:
+    from sami.eval.run import run as run_eval
+
+    def run(folder: Path) -> None:
+        run_eval(suite, ev)
+
+    section = to_dict(getattr(ev, suite))
+    config = {"suite": suite, "models": ev.models, "backend": to_dict(ev.backend), "section": section}
+    if suite == "mtbench":
+        config["judge"] = to_dict(ev.judge)
+    return Stage(name, Path(ev.output_dir) / suite, config, run, after=after)
+
+
+def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
+    study, root = cfg.mtbench, Path(cfg.output_dir) / "mtbench"
+    base = study.train.model.name_or_path
+    stages = [_generate_stage(study, root, cfg.seed, study.heldout)]
+    trains = {m: train_config(study, root, m, base, cfg.seed) for m in MTBENCH_METHODS}
+    stages.append(_train_stage(trains["sft"], "mtbench/sft", ["mtbench/data"]))
+    stages.append(_train_stage(trains["sami"], "mtbench/sami", ["mtbench/data", "mtbench/sft"]))
+    stages.append(_train_stage(trains["dpo"], "mtbench/dpo", ["mtbench/data", "mtbench/sft"]))
+    model = {m: f"{m}={trains[m].output_dir}/model" for m in MTBENCH_METHODS}
+    trained = ["mtbench/sft", "mtbench/sami", "mtbench/dpo"]
+    # pairs in the order SAMI vs DPO, SAMI vs SFT, DPO vs SFT (the paper's figure)
+    ev = eval_config(cfg, root, [model["sami"], model["dpo"], model["sft"]], mtbench=study.mtbench)
+    stages.append(_eval_stage(ev, "mtbench", "mtbench/eval-mtbench", trained))
+    everyone = [f"base={base}", model["sft"], model["sami"], model["dpo"]]
+    evals = {"mtbench": ev}
+    if study.mi and study.heldout:
+        mi_cfg = MIConfig(data=str(root / "data" / "heldout.jsonl"), template=study.train.template,
+                          max_prompt_tokens=study.train.max_prompt_tokens,
+                          max_response_tokens=study.train.max_response_tokens)  # fmt: skip
+        evals["mi"] = eval_config(cfg, root, everyone, mi=mi_cfg)
+        stages.append(_eval_stage(evals["mi"], "mi", "mtbench/eval-mi", ["mtbench/data", *trained]))
+    if study.adherence is not None:
+        evals["adherence"] = eval_config(cfg, root, everyone, adherence=study.adherence)
+        stages.append(_eval_stage(evals["adherence"], "adherence", "mtbench/eval-adherence", trained))
+    return stages, {"trains": trains, "evals": evals}
+
+
+def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
+    study, root = cfg.math, Path(cfg.output_dir) / "math"
+    base = study.train.model.name_or_path
+    stages = [_generate_stage(study, root, cfg.seed, 0)]
+    trains = {m: train_config(study, root, m, base, cfg.seed) for m in MATH_METHODS}
+    stages.append(_train_stage(trains["sft"], "math/sft", ["math/data"]))
+    stages.append(_train_stage(trains["sami"], "math/sami", ["math/data"]))
+    stages.append(_train_stage(trains["sft+sami"], "math/sft+sami", ["math/data", "math/sft"]))
+    models = [f"base={base}"] + [f"{m}={trains[m].output_dir}/model" for m in MATH_METHODS]
+    ev = eval_config(cfg, root, models, gsm8k=study.gsm8k)
+    stages.append(_eval_stage(ev, "gsm8k", "math/eval-gsm8k", ["math/sft", "math/sami", "math/sft+sami"]))
+    return stages, {"trains": trains, "evals": {"gsm8k": ev}}
+
+
+def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
+    """Every stage of the experiment, in order, and the configs the report needs."""
+    stages, parts = [], {}
+    if cfg.mtbench.enabled:
+        s, parts["mtbench"] = mtbench_stages(cfg)
+        stages += s
+    if cfg.math.enabled:
+        s, parts["math"] = math_stages(cfg)
+        stages += s
+    if not stages:
+        raise ValueError("both studies are disabled: enable mtbench or math")
+    from sami.report import write_report
+
+    def run_report(folder: Path) -> None:
+        write_report(cfg, parts, folder)
+
+    report_config = {"name": cfg.name}
+    stages.append(Stage("report", Path(cfg.output_dir) / "report", report_config, run_report,
+                        after=[s.name for s in stages]))  # fmt: skip
+    return stages, parts
+
+
+def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> list[StageOutcome]:
+    save_yaml(cfg, Path(cfg.output_dir) / "config.yaml")
+    stages, _ = plan_experiment(cfg)
+    if only:
+        unknown = sorted(set(only) - {s.name for s in stages})
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; stages: {[s.name for s in stages]}")
+    return run_stages(stages, only=only)

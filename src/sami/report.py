@@ -1,0 +1,237 @@
+"""The study report: ``report.md``, ``summary.json`` and ``figures/*.png`` from the stored evaluation files.
+
+Every number is recomputed here from the per-item files (``sami.eval.run.compute``), never carried over
+from the run that generated them, and written into ``summary.json``; ``report.md`` and the figures are drawn
+from that summary only. The paper's reported numbers stand beside ours, labelled as such.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from sami import figures
+from sami.config import config_hash, to_dict
+
+# Numbers as the multi-task paper reports them (docs/PAPER_NOTES.md sections 3-4); shown for comparison only.
+PAPER_MTBENCH = {
+    "principle-aware": {"sami vs dpo": 0.575, "sami vs sft": 0.5815, "dpo vs sft": 0.565},
+    "principle-free": "all three models within 49-51% of each other",
+}
+PAPER_MATH = {
+    "gain over base, points (1 / 10 / 32 attempts)": {
+        "sami": "+1.1 / +3.9 / +1.2",
+        "sft": "+3.2 / +10.1 / +5.0",
+        "sft+sami vs sft": "0 / +1.3 / 0",
+    },
+    "absolute accuracy ranges": "about 34-40% (1 attempt), 60-80% (10), 84-90% (32); Mistral-7B, GSM8K train split",
+}
+
+
+def _pct(e: dict | None) -> str:
+    if not e or e.get("value") is None:
+        return "n/a"
+    return f"{100 * e['value']:.1f}% [{100 * e['low']:.1f}, {100 * e['high']:.1f}]"
+
+
+def _num(e: dict | None, digits: int = 3) -> str:
+    if not e or e.get("value") is None:
+        return "n/a"
+    return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+
+
+def _package(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _training(trains: dict) -> dict:
+    """Per method: steps done and the first and last logged loss, from metrics.jsonl."""
+    from sami.train_config import compare_configs
+
+    out = {"methods": {}, "config_differences": {}}
+    resolved = {}
+    for method, cfg in trains.items():
+        folder = Path(cfg.output_dir)
+        lines = (folder / "metrics.jsonl").read_text().splitlines() if (folder / "metrics.jsonl").is_file() else []
+        metrics = [json.loads(line) for line in lines if line.strip()]
+        losses = [m["loss"] for m in metrics if "loss" in m]
+        out["methods"][method] = {
+            "steps": metrics[-1]["step"] if metrics else 0,
+            "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None,
+            "init_from": cfg.init_from,
+        }
+        resolved[method] = to_dict(cfg)
+    out["config_differences"] = compare_configs(resolved)
+    return out
+
+
+def build_summary(cfg, parts: dict) -> dict:
+    """Everything the report shows, recomputed from the stored files."""
+    from sami.eval.run import compute
+
+    summary: dict = {
+        "name": cfg.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config_hash": config_hash(cfg),
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "versions": {p: _package(p) for p in ("sami-align", "torch", "transformers", "trl", "peft", "accelerate")},
+        "judge": to_dict(cfg.judge),
+        "paper": {"mtbench": PAPER_MTBENCH, "math": PAPER_MATH},
+    }
+    for study, part in parts.items():
+        block = {"training": _training(part["trains"]), "eval": {}}
+        for suite, ev in part["evals"].items():
+            block["eval"][suite] = compute(suite, ev)
+        summary[study] = block
+    return summary
+
+
+def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
+    m = s["eval"]["mtbench"]
+    lines += ["## Experiment 1: SAMI vs DPO vs SFT on MT-Bench", ""]
+    for name, a in m["answers"].items():
+        lines.append(
+            f"- {name}: {a['count']} answers, mean {_num(a['mean_words'], 1)} words, "
+            f"{a['cut_by_length']} cut by the token limit"
+        )
+    lines.append("")
+    for judge, by_pair in m["pairwise"].items():
+        lines += [f"### Judge: {judge}", ""]
+        header = "| pairing | n | win / tie / loss | unparseable | adjusted win rate (95%) | length-controlled (95%) |"
+        lines += [header + " paper |", "|---|---|---|---|---|---|---|"]
+        for pair, block in by_pair.items():
+            o = block["overall"]
+            paper = PAPER_MTBENCH.get(judge, {})
+            ref = f"{100 * paper[pair]:.1f}%" if isinstance(paper, dict) and pair in paper else "-"
+            lines.append(
+                f"| {pair} | {o['n']} | {o['win']} / {o['tie']} / {o['loss']} | {o['unparseable']} | "
+                f"{_pct(o['win_rate_adjusted'])} | {_pct(o['length_controlled_win_rate'])} | {ref} |"
+            )
+        bad = sum(b["overall"]["unparseable"] for b in by_pair.values())
+        total = sum(b["overall"]["n"] for b in by_pair.values())
+        if bad:
+            lines.append(
+                f"\n{bad} of {total} judged items had a verdict that could not be parsed in at least one order; they "
+                "are counted here and left out of the rates (the raw judge text is in the stored judgments)."
+            )
+        if judge == "principle-free":
+            lines.append(f"\nPaper, principle-free judge: {PAPER_MTBENCH['principle-free']}.")
+        categories = sorted({c for b in by_pair.values() for c in b["per_category"]})
+        lines += ["", "| category | " + " | ".join(by_pair) + " |", "|---|" + "---|" * len(by_pair)]
+        for c in categories:
+            cells = []
+            for block in by_pair.values():
+                pc = block["per_category"].get(c)
+                cells.append(f"{_pct(pc['win_rate_adjusted'])} (n={pc['n']})" if pc else "-")
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
+        figure = {
+            pair: {**{c: {**b["win_rate_adjusted"]} for c, b in block["per_category"].items()},
+                   "overall": block["overall"]["win_rate_adjusted"]}
+            for pair, block in by_pair.items()
+        }  # fmt: skip
+        path = figures.winrate_bars(figure, fig_dir / f"mtbench_{judge}.png", title=f"MT-Bench, {judge} judge")
+        lines += ["", f"![{judge} win rates](figures/{path.name})", ""]
+    if "mi" in s["eval"]:
+        mi = s["eval"]["mi"]
+        lines += ["### Mutual-information bound on held-out records", ""]
+        lines += ["| checkpoint | MI bound, nats (95%) | column accuracy | row accuracy |", "|---|---|---|---|"]
+        for name, block in mi.items():
+            o = block["overall"]
+            lines.append(f"| {name} | {_num(o['mi_bound'])} | {_pct(o['col_accuracy'])} | {_pct(o['row_accuracy'])} |")
+        path = figures.estimate_bars({n: b["overall"]["mi_bound"] for n, b in mi.items()}, fig_dir / "mi_bound.png",
+                                     title="MI lower bound, held-out records", ylabel="nats")  # fmt: skip
+        lines += ["", f"![MI bound](figures/{path.name})", ""]
+    if "adherence" in s["eval"]:
+        ad = s["eval"]["adherence"]
+        lines += ["### Principle adherence (judge-free checkers)", ""]
+        principles = sorted({p for per in ad.values() for p in per})
+        lines += ["Contrast = checker pass rate under the principle minus under its antithesis.", ""]
+        lines += ["| checkpoint | " + " | ".join(principles) + " |", "|---|" + "---|" * len(principles)]
+        for name, per in ad.items():
+            lines.append(f"| {name} | " + " | ".join(_num(per[p]["contrast"], 2) if p in per else "-"
+                                                     for p in principles) + " |")  # fmt: skip
+        lines.append("")
+    _training_section(s["training"], lines)
+
+
+def _training_section(t: dict, lines: list[str]) -> None:
+    lines += ["### Training", "", "| method | starts from | steps | first loss | last loss |", "|---|---|---|---|---|"]
+    for method, m in t["methods"].items():
+        fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+        lines.append(f"| {method} | {m['init_from'] or 'base'} | {m['steps']} | {fmt(m['first_loss'])} | "
+                     f"{fmt(m['last_loss'])} |")  # fmt: skip
+    from sami.train_config import NOT_USED
+
+    diffs = t["config_differences"]
+    lines += ["", "Every setting that differs between the methods' resolved training configs:", ""]
+    shared = {k: v for k, v in diffs.items() if NOT_USED not in v.values()}
+    own = {k: v for k, v in diffs.items() if NOT_USED in v.values()}
+    if not diffs:
+        lines.append("- none")
+    for key, values in shared.items():
+        lines.append(f"- `{key}`: " + ", ".join(f"{m} = {v}" for m, v in values.items()))
+    for method in t["methods"]:
+        mine = [f"`{k}` = {v[method]}" for k, v in own.items() if v.get(method, NOT_USED) != NOT_USED]
+        if mine:
+            lines.append(f"- {method}'s own section (not used by the others): " + ", ".join(mine))
+    lines.append("")
+
+
+def _math_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
+    g = s["eval"]["gsm8k"]
+    lines += ["## Experiment 2: math accuracy with one and many attempts", ""]
+    ks = sorted({int(k) for m in g.values() for k in m.get("pass_at_k", {})})
+    shown = [k for k in ks if k in (1, 2, 4, 8, 10, 16, 32) or k == ks[-1]] if ks else []
+    header = "| variant | problems | greedy accuracy | " + " | ".join(f"pass@{k}" for k in shown)
+    header += " | " + " | ".join(f"maj@{k}" for k in shown[-1:]) + " |"
+    lines += [header, "|---|---|---|" + "---|" * (len(shown) + len(shown[-1:]))]
+    for name, m in g.items():
+        cells = [_pct(m.get("pass_at_k", {}).get(str(k))) for k in shown]
+        cells += [_pct(m.get("maj_at_k", {}).get(str(k))) for k in shown[-1:]]
+        lines.append(f"| {name} | {m['problems']} | {_pct(m['greedy_accuracy'])} | " + " | ".join(cells) + " |")
+    if ks:
+        curves = {name: {int(k): e for k, e in m["pass_at_k"].items()} for name, m in g.items() if "pass_at_k" in m}
+        path = figures.attempts_curves(curves, fig_dir / "math_pass_at_k.png", title="pass@k over attempts")
+        lines += ["", f"![pass@k](figures/{path.name})", ""]
+    lines += ["Paper (Mistral-7B, GSM8K train split), for comparison:", ""]
+    for key, value in PAPER_MATH["gain over base, points (1 / 10 / 32 attempts)"].items():
+        lines.append(f"- {key}: {value} accuracy points")
+    lines += [f"- {PAPER_MATH['absolute accuracy ranges']}", ""]
+    _training_section(s["training"], lines)
+
+
+def render_report(summary: dict, fig_dir: Path) -> str:
+    lines = [f"# Report: {summary['name']}", ""]
+    lines += [
+        f"Created {summary['created']}, config hash `{summary['config_hash']}`, "
+        + ", ".join(f"{k} {v}" for k, v in summary["versions"].items() if v)
+        + ".",
+        "",
+        f"Judge: `{summary['judge']['kind']}` `{summary['judge']['model']}`. Intervals are 95% (Wilson for rates, "
+        "bootstrap for means; docs/EVALUATION.md). Numbers labelled *paper* are the multi-task SAMI paper's "
+        "reported results at 7-8B scale, for comparison; a small model on a small sample is not expected to "
+        "match them, and the intervals say how much a difference can be trusted.",
+        "",
+    ]
+    if "mtbench" in summary:
+        _mtbench_section(summary["mtbench"], fig_dir, lines)
+    if "math" in summary:
+        _math_section(summary["math"], fig_dir, lines)
+    return "\n".join(lines) + "\n"
+
+
+def write_report(cfg, parts: dict, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = build_summary(cfg, parts)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    text = render_report(summary, folder / "figures")
+    path = folder / "report.md"
+    path.write_text(text)
+    return path

@@ -1,0 +1,143 @@
+"""The whole study on tiny random models: every stage, resumption, reruns of changed stages, and a report
+whose numbers equal those recomputed from the stored per-item files."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sami.experiment import load_experiment_config, plan_experiment, run_experiment
+from sami.stages import read_marker
+from tests.conftest import tiny_llama
+
+TINY = Path(__file__).parent / "data" / "experiment-tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory, tokenizer):
+    folder = tmp_path_factory.mktemp("student")
+    model = tiny_llama(len(tokenizer), init_std=0.2)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_config(tmp_path, student, overrides=()):
+    text = TINY.read_text().replace("STUDENT", str(student)).replace("OUT", str(tmp_path / "run"))
+    path = tmp_path / "experiment.yaml"
+    path.write_text(text)
+    return load_experiment_config(path, list(overrides))
+
+
+STAGES = [
+    "mtbench/data", "mtbench/sft", "mtbench/sami", "mtbench/dpo", "mtbench/eval-mtbench", "mtbench/eval-mi",
+    "mtbench/eval-adherence", "math/data", "math/sft", "math/sami", "math/sft+sami", "math/eval-gsm8k", "report",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, student):
+    tmp = tmp_path_factory.mktemp("experiment")
+    cfg = tiny_config(tmp, student)
+    outcomes = run_experiment(cfg)
+    return tmp, cfg, outcomes
+
+
+def test_every_stage_runs_and_the_report_is_complete(finished):
+    tmp, cfg, outcomes = finished
+    assert [o.name for o in outcomes] == STAGES and {o.status for o in outcomes} == {"ran"}
+    report = Path(cfg.output_dir) / "report"
+    text = (report / "report.md").read_text()
+    for figure in ("mtbench_principle-aware.png", "mtbench_principle-free.png", "math_pass_at_k.png", "mi_bound.png"):
+        assert (report / "figures" / figure).stat().st_size > 1000
+        assert f"figures/{figure}" in text
+    summary = json.loads((report / "summary.json").read_text())
+    pairs = summary["mtbench"]["eval"]["mtbench"]["pairwise"]["principle-aware"]
+    assert list(pairs) == ["sami vs dpo", "sami vs sft", "dpo vs sft"]
+    assert sorted(summary["math"]["eval"]["gsm8k"]) == ["base", "sami", "sft", "sft+sami"]
+    assert "57.5%" in text  # the paper's number stands beside ours
+    # the DPO override is the one training difference the report must show
+    diffs = summary["mtbench"]["training"]["config_differences"]
+    assert diffs["optim.lr"] == {"sft": 1e-3, "sami": 1e-3, "dpo": 5e-4}
+    assert "`optim.lr`" in text
+
+
+def test_report_numbers_equal_those_recomputed_from_stored_files(finished):
+    from sami.eval.run import compute
+
+    tmp, cfg, _ = finished
+    summary = json.loads((Path(cfg.output_dir) / "report" / "summary.json").read_text())
+    _, parts = plan_experiment(cfg)
+    for study, part in parts.items():
+        for suite, ev in part["evals"].items():
+            recomputed = json.loads(json.dumps(compute(suite, ev), default=str))
+            assert summary[study]["eval"][suite] == recomputed, (study, suite)
+    o = summary["mtbench"]["eval"]["mtbench"]["pairwise"]["principle-aware"]["sami vs dpo"]["overall"]
+    assert o["n"] == 2 and o["win"] + o["tie"] + o["loss"] + o["unparseable"] == 2
+
+
+def test_chains_start_from_the_sft_model(finished):
+    tmp, cfg, _ = finished
+    root = Path(cfg.output_dir)
+    for study, method in [("mtbench", "sami"), ("mtbench", "dpo"), ("math", "sft+sami")]:
+        prov = json.loads((root / study / "models" / method / "model" / "provenance.json").read_text())
+        assert prov["model"]["init_from"] == str(root / study / "models" / "sft" / "model")
+    prov = json.loads((root / "math" / "models" / "sami" / "model" / "provenance.json").read_text())
+    assert prov["model"]["init_from"] is None
+
+
+def test_a_rerun_does_nothing_and_a_changed_setting_reruns_its_readers_only(finished, student):
+    tmp, cfg, _ = finished
+    again = run_experiment(cfg)
+    assert {o.status for o in again} == {"skipped"}
+    changed = tiny_config(tmp, student, ["math.gsm8k.samples=3"])
+    outcomes = {o.name: o.status for o in run_experiment(changed)}
+    assert outcomes.pop("math/eval-gsm8k") == "reran" and outcomes.pop("report") == "reran"
+    assert set(outcomes.values()) == {"skipped"}
+    back = {o.name: o.status for o in run_experiment(cfg)}  # and back: those two again, nothing else
+    assert [n for n, s in back.items() if s != "skipped"] == ["math/eval-gsm8k", "report"]
+
+
+@pytest.mark.parametrize("stage", ["mtbench/data", "mtbench/dpo", "mtbench/eval-mtbench", "math/eval-gsm8k"])
+def test_an_interrupted_stage_resumes_on_rerun(tmp_path, student, stage, monkeypatch):
+    import sami.stages
+
+    cfg = tiny_config(tmp_path, student, ["mtbench.adherence=null"])
+
+    class Interrupt(RuntimeError):
+        pass
+
+    stages, _ = plan_experiment(cfg)
+    target = next(s for s in stages if s.name == stage)
+    calls = []
+
+    def interrupted_run(folder, _run=target.run):
+        calls.append(stage)
+        if len(calls) == 1:
+            raise Interrupt(stage)
+        return _run(folder)
+
+    target.run = interrupted_run
+    with pytest.raises(Interrupt):
+        sami.stages.run_stages(stages)
+    finished_before = [s.name for s in stages if read_marker(s.folder)]
+    assert stage not in finished_before
+    outcomes = {o.name: o.status for o in sami.stages.run_stages(stages)}
+    assert all(outcomes[name] == "skipped" for name in finished_before)
+    assert outcomes[stage] == "ran" and read_marker(target.folder)
+
+
+def test_cli_lists_stages_and_prints_the_report_path(finished, capsys):
+    from sami.cli import main
+
+    tmp, cfg, _ = finished
+    path = str(tmp / "experiment.yaml")
+    assert main(["experiment", path, "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == STAGES and all(line.split()[1] == "done" for line in listed)
+    assert main(["experiment", path]) == 0
+    out = capsys.readouterr().out
+    assert "report: " + str(Path(cfg.output_dir) / "report" / "report.md") in out
+    assert main(["experiment", path, "--only", "nope"]) == 2
+    assert "unknown stage" in capsys.readouterr().err
