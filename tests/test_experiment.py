@@ -139,5 +139,7 @@ def test_cli_lists_stages_and_prints_the_report_path(finished, capsys):
     assert main(["experiment", path]) == 0
     out = capsys.readouterr().out
     assert "report: " + str(Path(cfg.output_dir) / "report" / "report.md") in out
+    assert "mtbench: settings that differ between the trained methods:" in out
+    assert "optim.lr: sft=0.001, sami=0.001, dpo=0.0005" in out
     assert main(["experiment", path, "--only", "nope"]) == 2
     assert "unknown stage" in capsys.readouterr().err

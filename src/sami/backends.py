@@ -181,6 +181,14 @@ def _chat_text(tokenizer, messages: list) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def _in_order(count: int, finished) -> list[list[Completion]]:
+    """Completions from ``generate_iter`` (any order) placed back in prompt order."""
+    out: list = [None] * count
+    for index, completions in finished:
+        out[index] = completions
+    return out
+
+
 def _progress(total: int, desc: str | None, enabled: bool = True):
     return tqdm(
         total=total, desc=desc or "generating", unit="prompt", dynamic_ncols=True, disable=not enabled or total == 0
@@ -228,10 +236,7 @@ class TransformersBackend:
         return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
 
     def generate(self, prompts, params, *, desc=None, progress=True):
-        out: list[list[Completion] | None] = [None] * len(prompts)
-        for index, completions in self.generate_iter(prompts, params, desc=desc, progress=progress):
-            out[index] = completions
-        return out  # type: ignore[return-value]
+        return _in_order(len(prompts), self.generate_iter(prompts, params, desc=desc, progress=progress))
 
     def generate_iter(self, prompts, params, *, desc=None, progress=True):
         encoded = [self.encode(p) for p in prompts]
@@ -455,10 +460,7 @@ class OpenAIBackend:
         return out
 
     def generate(self, prompts, params, *, desc=None, progress=True):
-        out: list[list[Completion] | None] = [None] * len(prompts)
-        for index, completions in self.generate_iter(prompts, params, desc=desc, progress=progress):
-            out[index] = completions
-        return out  # type: ignore[return-value]
+        return _in_order(len(prompts), self.generate_iter(prompts, params, desc=desc, progress=progress))
 
     def generate_iter(self, prompts, params, *, desc=None, progress=True):
         bar = _progress(len(prompts), desc, progress)

@@ -38,6 +38,10 @@ def _train_parser(sub) -> None:
     )
     p.add_argument("--max-steps", type=int, help="optimiser steps (overrides epochs)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT_DIR")
+    _overrides_arg(p, "-o optim.lr=2e-5 -o model.finetune=lora")
+
+
+def _overrides_arg(p, example: str = "-o sampling.temperature=0.4") -> None:
     p.add_argument(
         "-o",
         "--set",
@@ -45,19 +49,7 @@ def _train_parser(sub) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any config field, e.g. -o optim.lr=2e-5 -o model.finetune=lora (repeatable)",
-    )
-
-
-def _overrides_arg(p) -> None:
-    p.add_argument(
-        "-o",
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config field, e.g. -o sampling.temperature=0.4 (repeatable)",
+        help=f"override any config field, e.g. {example} (repeatable)",
     )
 
 
@@ -201,15 +193,7 @@ def _eval_parser(sub) -> None:
         s.add_argument("--recompute", action="store_true", help="only recompute and print metrics from stored files")
         if suite != "mtbench":  # MT-Bench selects with --per-category
             s.add_argument("--limit", type=int, help="evaluate only the first N problems, records or queries")
-        s.add_argument(
-            "-o",
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override any config field, e.g. -o backend.batch_size=16 -o judge.kind=openai (repeatable)",
-        )
+        _overrides_arg(s, "-o backend.batch_size=16 -o judge.kind=openai")
         if suite == "mtbench":
             s.add_argument("--protocol", choices=("paper", "fastchat"), help="answer protocol (default paper)")
             s.add_argument("--judges", help="comma-separated: principle-aware,principle-free,single")
@@ -300,6 +284,13 @@ def _run_experiment(args: argparse.Namespace) -> None:
     for o in outcomes:
         took = f" ({o.seconds / 60:.1f} min)" if o.status != "skipped" else ""
         print(f"{o.name:<24} {o.status}{took}")
+    from sami.config import to_dict
+    from sami.train import format_differences
+    from sami.train_config import compare_configs
+
+    for study, part in plan_experiment(cfg)[1].items():
+        diffs = compare_configs({m: to_dict(c) for m, c in part["trains"].items()})
+        print(f"{study}: settings that differ between the trained methods:\n{format_differences(diffs)}")
     report = Path(cfg.output_dir) / "report" / "report.md"
     if report.is_file() and (not args.only or "report" in args.only):
         print(f"report: {report}")
