@@ -214,7 +214,7 @@ def _eval_parser(sub) -> None:
 
 
 def build_eval_config(args: argparse.Namespace):
-    from sami.config import from_dict, load_yaml, parse_override, set_path
+    from sami.config import from_dict, load_yaml
     from sami.eval.config import EvalConfig
 
     data = load_yaml(args.config) if args.config else {}
@@ -236,11 +236,7 @@ def build_eval_config(args: argparse.Namespace):
         options.append(("adherence.queries", args.queries))
     if args.models:
         options.append(("models", list(args.models)))
-    for key, value in options:
-        if value is not None:
-            set_path(data, key, value)
-    for text in args.overrides:
-        set_path(data, *parse_override(text))
+    _apply_overrides(data, options, args.overrides)
     return from_dict(EvalConfig, data, source=args.config or "command line")
 
 
@@ -366,22 +362,19 @@ def _check_data(path: str) -> None:
 
 
 def build_train_config(args: argparse.Namespace):
-    from sami.config import from_dict, load_yaml, parse_override, set_path
+    from sami.config import from_dict, load_yaml
     from sami.train_config import TrainConfig
 
     data = load_yaml(args.config) if args.config else {}
-    for key, value in (
+    options = [
         ("method", args.method),
         ("data", args.data),
         ("model.name_or_path", args.model),
         ("output_dir", args.output_dir),
         ("init_from", args.init_from),
         ("max_steps", args.max_steps),
-    ):
-        if value is not None:
-            set_path(data, key, value)
-    for text in args.overrides:
-        set_path(data, *parse_override(text))
+    ]
+    _apply_overrides(data, options, args.overrides)
     source = args.config
     if args.config and (args.overrides or any(v is not None for v in (args.method, args.data, args.model))):
         source = f"{args.config} with command-line options"
