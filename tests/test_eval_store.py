@@ -15,6 +15,14 @@ def test_a_torn_last_line_is_dropped_and_cut_off(tmp_path):
     assert [r["id"] for r in read_jsonl(path)] == [1, 2, 3] and store.done(3) and not store.done(4)
 
 
+def test_a_complete_last_line_without_its_newline_gets_it_back(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2}')  # killed between a record and its newline
+    assert read_jsonl(path) == [{"id": 1}, {"id": 2}]
+    JsonlStore(path, ("id",)).append({"id": 3})
+    assert [r["id"] for r in read_jsonl(path)] == [1, 2, 3]
+
+
 def test_a_bad_line_in_the_middle_names_file_and_line(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text('{"id": 1}\nnot json\n{"id": 3}\n')

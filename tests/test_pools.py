@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sami.data import CATEGORIES
+from sami.data import CATEGORIES, DataError
 from sami.pools import PoolConfig, PoolError, PoolSource, builtin_items, load_pool, parse_pool_spec
 from tests.conftest import write_jsonl
 
@@ -50,7 +50,7 @@ def test_file_errors_name_the_line_and_field(tmp_path):
             PoolConfig(sources=[PoolSource(kind="file", path=str(path), text_field="text", category_field="cat")])
         )
     path.write_text("{broken\n")
-    with pytest.raises(PoolError, match=r"bad.jsonl:1: not valid JSON"):
+    with pytest.raises(DataError, match=r"bad.jsonl:1: invalid JSON"):
         load_pool(PoolConfig(sources=[PoolSource(kind="file", path=str(path), category="math")]))
 
 

@@ -16,6 +16,7 @@ Nothing is skipped silently; blank lines are the only lines that are not records
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ from sami.principles import SIDES, Constitution, ConstitutionItem
 
 CATEGORIES: tuple[str, ...] = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
 FIELDS: tuple[str, ...] = ("id", "category", "query", "constitutions", "responses", "provenance")
+
+
+logger = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -111,26 +115,72 @@ def _describe(value) -> str:
     return f"a list of {len(value)}" if isinstance(value, list) else type(value).__name__
 
 
-def read_records(path: str | Path) -> list[Record]:
-    """All records of a JSONL file, validated; ids must be unique."""
+def json_lines(path: str | Path, what: str = "file") -> list[tuple[int, dict]]:
+    """``(line number, object)`` for every non-blank line of a JSONL file; a line that is not a JSON object
+    is an error naming ``file:line``. Every JSONL input of the project (data, pools, benchmarks) is read here."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    records, seen = [], {}
+        raise FileNotFoundError(f"{what} not found: {path}")
+    out = []
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{line_no}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{where}: invalid JSON: {err.msg} (column {err.colno})") from None
-            record = parse_record(obj, where)
-            if record.id in seen:
-                raise DataError(f"{where}: field 'id': {record.id!r} already used on line {seen[record.id]}")
-            seen[record.id] = line_no
-            records.append(record)
+                raise DataError(f"{path}:{line_no}: invalid JSON: {err.msg} (column {err.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{line_no}: expected a JSON object")
+            out.append((line_no, obj))
+    return out
+
+
+def read_appended(path: str | Path) -> list[dict]:
+    """The records of a file that a resumable stage appends to (a missing file has none).
+
+    A kill can leave the last line unfinished: invalid JSON there is cut off the file with a warning, and a
+    complete last line that lost its newline gets it back, so the next append starts on a fresh line. Any
+    other bad line is an error naming ``file:line``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    records = []
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            if line_no == len(lines):  # no newline after it: a write interrupted by a kill
+                logger.warning("%s:%d: cutting off an unfinished last line (interrupted write)", path, line_no)
+                with open(path, "r+b") as f:
+                    f.truncate(len(data) - len(line))
+                break
+            raise DataError(f"{path}:{line_no}: invalid JSON: {err.msg} (column {err.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{line_no}: expected a JSON object")
+        records.append(obj)
+        if line_no == len(lines):  # complete, but the kill came before its newline
+            with open(path, "ab") as f:
+                f.write(b"\n")
+    return records
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """All records of a JSONL file, validated; ids must be unique."""
+    path = Path(path)
+    records, seen = [], {}
+    for line_no, obj in json_lines(path, "data file"):
+        where = f"{path}:{line_no}"
+        record = parse_record(obj, where)
+        if record.id in seen:
+            raise DataError(f"{where}: field 'id': {record.id!r} already used on line {seen[record.id]}")
+        seen[record.id] = line_no
+        records.append(record)
     if not records:
         raise DataError(f"{path}: no records")
     return records

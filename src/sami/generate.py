@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from sami.backends import Backend, BackendConfig, SamplingParams, make_backend
 from sami.config import ConfigError, config_differences, config_hash, from_dict, load_yaml, save_yaml, to_dict
+from sami.data import read_appended
 from sami.filters import FilterConfig, reject_reason
 from sami.pools import PoolConfig, PoolItem, load_pool
 from sami.principles import STRATEGIES, load_library, sample_constitutions
@@ -114,25 +115,12 @@ def config_path(output: str | Path) -> Path:
 
 
 def _finished_ids(path: Path) -> set[str]:
-    """Ids of the records in a JSONL file; a trailing line without newline (a killed write) is cut off."""
-    if not path.is_file():
-        return set()
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        logger.warning(
-            "%s: cutting off an incomplete last line (%d bytes) left by an interrupted run", path, len(data) - keep
-        )
-        with path.open("r+b") as f:
-            f.truncate(keep)
-        data = data[:keep]
+    """Ids of the records already in an output or side file (an unfinished last line is cut off)."""
     ids = set()
-    for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                ids.add(json.loads(line)["id"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{path}:{n}: not a record with an id; is this the right output file?") from None
+    for n, obj in enumerate(read_appended(path), 1):
+        if not isinstance(obj.get("id"), str):
+            raise ValueError(f"{path}: record {n} has no id; is this the right output file?")
+        ids.add(obj["id"])
     return ids
 
 

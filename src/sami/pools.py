@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sami.data import CATEGORIES
+from sami.data import CATEGORIES, json_lines
 
 POOL_KINDS: tuple[str, ...] = ("builtin", "file", "hf", "reasoning_gym", "multi-task-v1")
 
@@ -139,18 +139,7 @@ def _rows_from_file(path: Path) -> list[tuple[str, dict]]:
             for n, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
                 rows.append((f"{path}:{n}", row))
         return rows
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PoolError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise PoolError(f"{path}:{n}: expected a JSON object")
-            rows.append((f"{path}:{n}", row))
-    return rows
+    return [(f"{path}:{n}", row) for n, row in json_lines(path)]
 
 
 def _rows_from_hub(src: PoolSource) -> list[tuple[str, dict]]:

@@ -13,10 +13,10 @@ prompt, answer, ...}``; ``metrics.json`` (checks rerun from the stored answers).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from sami.backends import SamplingParams
+from sami.data import json_lines
 from sami.eval.common import LazyBackend, constitution_text, fmt
 from sami.eval.config import EvalConfig
 from sami.eval.mtbench_data import load_questions
@@ -34,16 +34,9 @@ def load_queries(source: str, limit: int | None) -> list[str]:
         queries = [q.turns[0] for q in questions]
     else:
         path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"adherence.queries: file not found: {path}")
         queries = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                query = json.loads(line).get("query")
-            except (json.JSONDecodeError, AttributeError):
-                raise ValueError(f"{path}:{number}: expected a JSON object with a 'query' field") from None
+        for number, obj in json_lines(path, "adherence.queries file"):
+            query = obj.get("query")
             if not isinstance(query, str) or not query.strip():
                 raise ValueError(f"{path}:{number}: field 'query' must be a non-empty string")
             queries.append(query)

@@ -7,10 +7,11 @@ with the same fields), and, offline by default, reasoning-gym's procedural ``gsm
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from sami.data import json_lines
 
 Number = int | float
 EXTRACT_MODES: tuple[str, ...] = ("strict", "flexible", "paper")
@@ -134,17 +135,9 @@ class Problem:
 def _read_local(path: Path, split: str) -> tuple[list[Problem], str]:
     if path.is_dir():
         path = path / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"GSM8K file not found: {path}")
     problems = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, obj in json_lines(path, "GSM8K file"):
         where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: invalid JSON: {err}") from None
         for key in ("question", "answer"):
             if not isinstance(obj.get(key), str):
                 raise ValueError(f"{where}: field {key!r} must be a string")

