@@ -3,6 +3,11 @@
 ``serve_openai(backend)`` starts it on 127.0.0.1 (a free port) in a thread and stops it on exit. Tests can
 queue faults, consumed one per request: ``"429"`` or ``"500"`` (answer with that status and a short
 ``retry-after-ms``), or ``("sleep", seconds)`` (answer only after sleeping, so that a client times out).
+
+A request asking for log-probs (``logprobs`` on /completions, ``logprobs`` and ``top_logprobs`` on
+/chat/completions) is answered as a vLLM server answers it: the prompt rendered by the server (the chat
+template; with vLLM's ``continue_final_message`` the last assistant message is continued), one forward pass
+of the backend's model, one greedy token and the top log-probs of that position.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import torch
+
 from sami.backends import SamplingParams
 
 
@@ -22,6 +29,37 @@ class ServerState:
     base_url: str = ""
     requests: list[dict] = field(default_factory=list)  # bodies of every request received, faults included
     faults: list = field(default_factory=list)
+
+
+def _top_logprobs(backend, body: dict, chat: bool) -> list[tuple[str, float]]:
+    """The next token's top log-probs (decoded token, log-prob), best first, as many as the body asks for
+    (at least one: the generated token)."""
+    tokenizer = backend.tokenizer
+    if chat:
+        continued = bool(body.get("continue_final_message"))
+        text = tokenizer.apply_chat_template(
+            body["messages"], tokenize=False, continue_final_message=continued, add_generation_prompt=not continued
+        )
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        k = body.get("top_logprobs") or 0
+    else:
+        ids = tokenizer(body["prompt"])["input_ids"]
+        k = int(body["logprobs"])
+    device = next(backend.model.parameters()).device
+    with torch.inference_mode():
+        logits = backend.model(torch.tensor([ids], device=device)).logits[0, -1].float()
+    values, indices = torch.log_softmax(logits, -1).topk(max(k, 1))
+    return [(tokenizer.decode([i]), v) for i, v in zip(indices.tolist(), values.tolist(), strict=True)]
+
+
+def _logprob_choice(top: list[tuple[str, float]], k: int, chat: bool) -> dict:
+    token, logprob = top[0]
+    if chat:
+        entry = {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+        entry["top_logprobs"] = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top[:k]]
+        return {"message": {"role": "assistant", "content": token}, "logprobs": {"content": [entry]}}
+    logprobs = {"tokens": [token], "token_logprobs": [logprob], "top_logprobs": [dict(top[:k])], "text_offset": [0]}
+    return {"text": token, "logprobs": logprobs}
 
 
 @contextmanager
@@ -67,6 +105,12 @@ def serve_openai(backend, faults=None):
                 seed=body.get("seed", 0),
             )
             prompt = body["messages"] if chat else body["prompt"]
+            if body.get("logprobs"):
+                with generate_lock:
+                    top = _top_logprobs(backend, body, chat)
+                k = (body.get("top_logprobs") or 0) if chat else int(body["logprobs"])
+                choice = {"index": 0, "finish_reason": "length", **_logprob_choice(top, k, chat)}
+                return self._send(200, self._reply(body, chat, [choice], 1))
             with generate_lock:
                 (completions,) = backend.generate([prompt], params)
             choices = []
@@ -78,17 +122,17 @@ def serve_openai(backend, faults=None):
                     choice["text"] = c.text
                 choices.append(choice)
             tokens = sum(c.num_tokens or 0 for c in completions)
-            self._send(
-                200,
-                {
-                    "id": f"test-{len(state.requests)}",
-                    "object": "chat.completion" if chat else "text_completion",
-                    "created": int(time.time()),
-                    "model": body["model"],
-                    "choices": choices,
-                    "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
-                },
-            )
+            self._send(200, self._reply(body, chat, choices, tokens))
+
+        def _reply(self, body: dict, chat: bool, choices: list, tokens: int) -> dict:
+            return {
+                "id": f"test-{len(state.requests)}",
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": choices,
+                "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
+            }
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -98,8 +98,9 @@ class BackendConfig:
     """Which backend generates, and its settings (a config section, e.g. ``teacher:`` or ``judge:``).
 
     kind: ``transformers`` (local), ``vllm`` (local, GPU) or ``openai`` (an OpenAI-compatible endpoint).
-    model: embedded alias, hub id or local folder (a LoRA adapter folder is merged into its base); for
-        ``openai`` the model name the endpoint serves.
+    model: embedded alias, hub id, model folder, run folder or TRL checkpoint (a LoRA adapter is merged
+        into the chain it was trained on, ``sami.models.load_trained``); for ``openai`` the model name the
+        endpoint serves.
     batch_size: prompts per forward pass for ``transformers`` (None: 8 on CPU, 32 on a GPU).
     base_url / api_key_env / concurrency / timeout / max_retries / cache_dir: ``openai`` only. The key is
         read from the environment variable named by ``api_key_env``; ``cache_dir`` None is
@@ -150,23 +151,12 @@ def inference_dtype(dtype: str) -> torch.dtype:
 
 
 def load_inference_model(name_or_path: str, *, revision: str | None = None, dtype: str = "auto"):
-    """(model, tokenizer) in eval mode on the best device. A LoRA adapter folder is merged into its base."""
-    from transformers import AutoModelForCausalLM
+    """(model, tokenizer) in eval mode on the best device, loaded as trained (``sami.models.load_trained``):
+    an alias, hub id, model folder, run folder or TRL checkpoint; a LoRA adapter is merged into its chain."""
+    from sami.models import load_trained
 
-    from sami.models import load_tokenizer, resolve
-
-    source = resolve(name_or_path)
+    model, tokenizer = load_trained(name_or_path, dtype=inference_dtype(dtype), revision=revision)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs = {"revision": revision, "dtype": inference_dtype(dtype)}
-    if (Path(source) / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
-        model = AutoPeftModelForCausalLM.from_pretrained(source, **kwargs).merge_and_unload()
-        has_tokenizer = (Path(source) / "tokenizer_config.json").is_file()
-        tokenizer = load_tokenizer(source if has_tokenizer else model.config._name_or_path, revision)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        tokenizer = load_tokenizer(source, revision)
     return model.to(device).eval(), tokenizer
 
 
@@ -234,6 +224,13 @@ class TransformersBackend:
         text = _chat_text(self.tokenizer, prompt) if isinstance(prompt, list) else prompt
         bos = self.tokenizer.bos_token
         return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+    def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
+        """(prompt index, ``CandidateProbs``) of the candidate tokens after each prompt + ``prefix``: one
+        batched prefill, no generation (``sami.next_token``)."""
+        from sami.next_token import local_next_token_probs_iter
+
+        return local_next_token_probs_iter(self, prompts, prefix, candidates, desc=desc, progress=progress)
 
     def generate(self, prompts, params, *, desc=None, progress=True):
         return _in_order(len(prompts), self.generate_iter(prompts, params, desc=desc, progress=progress))
@@ -309,11 +306,13 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError as err:
             raise ImportError("the vllm backend needs vLLM: pip install 'sami-align[vllm]' (GPU only)") from err
-        from sami.models import resolve
+        from sami.models import materialize
 
         self.cfg = cfg
         dtype = "auto" if cfg.dtype == "auto" else cfg.dtype
-        self.llm = LLM(model=resolve(cfg.model), revision=cfg.revision, dtype=dtype)
+        # vLLM reads weights from a folder: a LoRA chain is merged onto disk once (cached) and served as trained
+        path = materialize(cfg.model, revision=cfg.revision, dtype=inference_dtype(cfg.dtype))
+        self.llm = LLM(model=path, revision=cfg.revision if path == cfg.model else None, dtype=dtype)
         self.tokenizer = self.llm.get_tokenizer()
 
     def describe(self) -> dict:
@@ -408,6 +407,13 @@ class OpenAIBackend:
 
     def describe(self) -> dict:
         return {"kind": "openai", "model": self.cfg.model, "base_url": self.cfg.base_url}
+
+    def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
+        """(prompt index, ``CandidateProbs``): one ``max_tokens`` 1 request with top log-probs per prompt,
+        the prefix continued as the assistant's message (``sami.next_token``)."""
+        from sami.next_token import endpoint_next_token_probs_iter
+
+        return endpoint_next_token_probs_iter(self, prompts, prefix, candidates, desc=desc, progress=progress)
 
     def request(self, prompt: Prompt, params: SamplingParams) -> dict:
         """The request body sent for one prompt (also the cache key, with the endpoint)."""
