@@ -167,3 +167,95 @@ def test_checkpoint_names():
         EvalConfig(models=["x/model", "y/model"]).checkpoints()
     with pytest.raises(ValueError, match="checkpoint name"):
         EvalConfig(models=["bad name=x"]).checkpoints()
+
+
+@pytest.mark.parametrize(
+    ("probs", "verdict"),
+    [((0.5, 0.3, 0.2), "A"), ((0.2, 0.7, 0.1), "B"), ((0.3, 0.3, 0.4), "tie"), ((0.4, 0.4, 0.2), "tie")],
+)
+def test_hard_verdict_is_the_most_probable_letter(probs, verdict):
+    from sami.eval.judges import hard_verdict
+
+    assert hard_verdict(probs) == verdict
+
+
+def test_soft_preference_averages_the_orders():
+    """x first: P = (0.6, 0.3, 0.1); y first: (0.2, 0.7, 0.1). x is preferred with (0.6 + 0.7) / 2 = 0.65,
+    plus half the mean tie mass 0.1 / 2 = 0.05: 0.70. From y's side the same verdicts give 1 - 0.70."""
+    from sami.eval.judges import soft_preference, verdict_probs
+
+    x_first, y_first = (0.6, 0.3, 0.1), (0.2, 0.7, 0.1)
+    assert soft_preference(x_first, y_first) == pytest.approx(0.70)
+    assert soft_preference(y_first, x_first) == pytest.approx(0.30)
+    # A pure position bias (always the same probabilities for whoever is shown first) cancels: 0.5.
+    assert soft_preference((0.9, 0.05, 0.05), (0.9, 0.05, 0.05)) == pytest.approx(0.5)
+    assert soft_preference(None, y_first) is None
+    # Text verdicts are probability 1 on what the judge said: A then tie gives (1 + 0) / 2 + (0 + 1) / 4.
+    text = [verdict_probs({"verdict": v}) for v in ("A", "tie")]
+    assert soft_preference(*text) == pytest.approx(0.75) and verdict_probs({"verdict": None}) is None
+
+
+def _probability_records(probs_by_item):
+    from sami.eval.judges import hard_verdict
+
+    recs = []
+    for q, (px, py) in enumerate(probs_by_item):
+        for first, second, p in (("x", "y", px), ("y", "x", py)):
+            recs.append(
+                {"question_id": q, "turn": 1, "category": "math" if q < 2 else "writing", "first": first,
+                 "second": second, "probs": list(p), "mass": 0.5, "verdict": hard_verdict(p)}
+            )  # fmt: skip
+    return recs
+
+
+def test_soft_and_hard_win_rates_from_stored_probabilities():
+    items = [
+        ((0.6, 0.3, 0.1), (0.2, 0.7, 0.1)),  # soft 0.70; hard A then B: win
+        ((0.8, 0.1, 0.1), (0.8, 0.1, 0.1)),  # soft 0.5; hard A then A: tie (orders disagree)
+        ((0.1, 0.2, 0.7), (0.3, 0.3, 0.4)),  # soft (0.1 + 0.3) / 2 + (0.7 + 0.4) / 4 = 0.475; hard tie
+    ]
+    answers = {m: {(q, 1): {"answer": "a b"} for q in range(3)} for m in ("x", "y")}
+    m = pairwise_metrics(_probability_records(items), answers, "x", "y")
+    o = m["overall"]
+    assert m["verdict_source"] == "probability"
+    assert (o["win"], o["tie"], o["loss"], o["unparseable"], o["inconsistent"]) == (1, 2, 0, 0, 1)
+    assert o["soft_win_rate"]["value"] == pytest.approx((0.70 + 0.5 + 0.475) / 3)
+    assert o["soft_win_rate"]["method"] == "bootstrap" and o["soft_win_rate"]["low"] <= 0.5
+    assert o["win_rate_adjusted"]["value"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert o["verdict_mass"]["value"] == pytest.approx(0.5)
+    assert m["per_category"]["math"]["soft_win_rate"]["value"] == pytest.approx(0.6)
+    mirror = pairwise_metrics(_probability_records(items), answers, "y", "x")["overall"]
+    assert mirror["soft_win_rate"]["value"] == pytest.approx(1 - o["soft_win_rate"]["value"])
+
+
+def test_checker_judge_counts_passing_checkers():
+    from sami.eval.judges import checker_verdict
+    from sami.principles import load_library
+
+    library = load_library()
+    shown = [library.get("lowercase"), library.get("bullet_list")]
+    lower_bullets = "- apples\n- pears\n- plums"
+    upper_prose = "APPLES, PEARS AND PLUMS."
+    upper_bullets = "- APPLES\n- PEARS\n- PLUMS"
+    lower_prose = "apples, pears and plums."
+    assert checker_verdict(shown, lower_bullets, upper_prose) == {
+        "checked": ["lowercase", "bullet_list"],
+        "passes": {"A": 2, "B": 0},
+        "verdict": "A",
+    }
+    assert checker_verdict(shown, upper_prose, lower_bullets)["verdict"] == "B"
+    assert checker_verdict(shown, upper_bullets, lower_prose)["passes"] == {"A": 1, "B": 1}
+    assert checker_verdict(shown, upper_bullets, lower_prose)["verdict"] == "tie"
+    assert checker_verdict(shown, lower_prose, lower_bullets)["verdict"] == "B"  # 1 pass against 2
+    # principles without a checker are skipped; with none at all there is nothing to judge
+    assert checker_verdict([library.get("caring"), *shown], lower_bullets, upper_prose)["passes"]["A"] == 2
+    with pytest.raises(ValueError, match="mtbench.principles"):
+        checker_verdict(library.for_category("math"), lower_bullets, upper_prose)
+
+
+def test_verdict_setting_is_validated():
+    from sami.eval.config import MTBenchConfig
+
+    assert MTBenchConfig().verdict == "auto" and "checker" in MTBenchConfig(judges=["checker"]).judges
+    with pytest.raises(ValueError, match="mtbench.verdict"):
+        MTBenchConfig(verdict="logits")

@@ -8,6 +8,7 @@ import pytest
 import sami.eval.common as common
 from sami.backends import BackendConfig
 from sami.eval.config import EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
+from sami.eval.gsm8k_data import EVAL_SEED_OFFSET
 from sami.eval.run import compute, run
 from sami.eval.store import read_jsonl
 from tests.conftest import EXAMPLE_DATA
@@ -44,6 +45,13 @@ class CountingBackends:
                     outer.prompts += 1
                     yield item
 
+            def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None):
+                for item in backend.next_token_probs_iter(prompts, prefix, candidates, desc=desc):
+                    if outer.stop_after is not None and outer.prompts >= outer.stop_after:
+                        raise Interrupted
+                    outer.prompts += 1
+                    yield item
+
         return Wrapped()
 
 
@@ -70,7 +78,7 @@ def test_gsm8k_stores_every_sample_resumes_and_recomputes(tmp_path, tiny_model_d
     assert counter.prompts == 12  # the 4 records missing after the interruption, nothing twice
     rows = read_jsonl(tmp_path / "eval/gsm8k/attempts/b.jsonl")
     assert sorted((r["id"], r["kind"]) for r in rows) == sorted(
-        (f"gsm_symbolic-0-{k}", kind) for k in range(3) for kind in ("greedy", "sampled")
+        (f"gsm_symbolic-{EVAL_SEED_OFFSET}-{k}", kind) for k in range(3) for kind in ("greedy", "sampled")
     )
     assert all(len(r["texts"]) == (3 if r["kind"] == "sampled" else 1) for r in rows)
     assert set(metrics["a"]["pass_at_k"]) == {"1", "2", "3"} and metrics["a"]["greedy_accuracy"]["n"] == 3
@@ -108,6 +116,7 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
         max_new_tokens=5,
         judge_max_new_tokens=5,
         judges=["principle-aware", "principle-free", "single"],
+        verdict="text",
     )
     cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
     counter = CountingBackends(monkeypatch, stop_after=7)  # 2 + 2 answers, then 3 of 12 judge requests
@@ -129,6 +138,36 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
     block = metrics["pairwise"]["principle-aware"]["a vs b"]["overall"]
     assert block["n"] == 2 and block["win"] + block["tie"] + block["loss"] + block["unparseable"] == 2
     assert metrics["single"]["a"]["n"] == 2
+    assert compute("mtbench", cfg) == metrics
+
+
+def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_model_dir, monkeypatch):
+    mt = MTBenchConfig(
+        categories=["math", "writing"],
+        per_category=1,
+        max_new_tokens=5,
+        principles=["lowercase", "bullet_list"],
+        judges=["principle-aware", "principle-free", "checker"],
+    )
+    cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    counter = CountingBackends(monkeypatch, stop_after=6)  # 2 + 2 answers, then 2 of 8 verdict prefills
+    with pytest.raises(Interrupted):
+        run("mtbench", cfg)
+    counter.stop_after = None
+    metrics = run("mtbench", cfg)
+    assert counter.prompts == 6 + 6  # the checker judge needs no model; nothing is judged twice
+    root = tmp_path / "eval/mtbench"
+    for judge in ("principle-aware", "principle-free"):
+        rows = read_jsonl(root / f"judgments/{judge}/a__b.jsonl")
+        assert len(rows) == 4 and all(abs(sum(r["probs"]) - 1) < 1e-5 and 0 < r["mass"] <= 1 for r in rows)
+        block = metrics["pairwise"][judge]["a vs b"]
+        assert block["verdict_source"] == "probability" and block["overall"]["unparseable"] == 0
+        # a and b are the same model: the soft score of each item is exactly 1/2 (position bias cancels)
+        assert block["overall"]["soft_win_rate"]["value"] == pytest.approx(0.5, abs=1e-6)
+    checker = metrics["pairwise"]["checker"]["a vs b"]
+    assert checker["verdict_source"] == "checker" and checker["overall"]["n"] == 2
+    answers = read_jsonl(root / "answers/a.jsonl")
+    assert "lowercase" in answers[0]["prompt"] and "bulleted list" in answers[0]["prompt"]
     assert compute("mtbench", cfg) == metrics
 
 
@@ -186,11 +225,14 @@ def test_adherence_metrics_from_stored_answers(tmp_path, tiny_model_dir):
     for r in rows:
         r["answer"] = text.get((r["side"], r["query_index"]), "SHOUTING")
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    m = compute("adherence", cfg)["a"]["lowercase"]
+    m = compute("adherence", cfg)["a"]["principles"]["lowercase"]
     assert m["checker_pass_under_principle"]["value"] == pytest.approx(2 / 3)
     assert m["checker_pass_under_antithesis"]["value"] == 0.0
     assert m["contrast"]["value"] == pytest.approx(2 / 3)
     assert m["antithesis_checker_pass_under_antithesis"]["value"] == 1.0
+    rows[0]["answer"] = "akecrasableortunately<clearible>easy</aire>"  # one of six answers collapsed
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert compute("adherence", cfg)["a"]["degenerate"]["value"] == pytest.approx(1 / 6)
 
 
 def test_http_judge_retries_times_out_and_hits_its_cache(tmp_path, tiny_model_dir, lively_model, tokenizer):

@@ -168,7 +168,7 @@ def _inspect_parsers(sub) -> None:
 
 
 EVAL_HELP = {
-    "mtbench": "MT-Bench answers judged pairwise (principle-aware, principle-free) and/or graded 1-10",
+    "mtbench": "MT-Bench answers judged pairwise (principle-aware, principle-free, checker) and/or graded 1-10",
     "gsm8k": "GSM8K accuracy: one greedy and n sampled attempts per problem; pass@k, maj@k",
     "mi": "the SAMI mutual-information lower bound on held-out records",
     "adherence": "judge-free pass rates of the verifiable principles' checkers, principle vs antithesis",
@@ -196,13 +196,18 @@ def _eval_parser(sub) -> None:
         _overrides_arg(s, "-o backend.batch_size=16 -o judge.kind=openai")
         if suite == "mtbench":
             s.add_argument("--protocol", choices=("paper", "fastchat"), help="answer protocol (default paper)")
-            s.add_argument("--judges", help="comma-separated: principle-aware,principle-free,single")
+            s.add_argument("--judges", help="comma-separated: principle-aware,principle-free,single,checker")
+            verdicts = "pairwise verdicts from the verdict letters' probabilities or from generated text (default auto)"
+            s.add_argument("--verdict", choices=("auto", "probability", "text"), help=verdicts)
             s.add_argument("--judge", help="judge model: alias, hub id, folder, or the endpoint's model name")
             s.add_argument("--judge-url", help="OpenAI-compatible endpoint of the judge (sets judge.kind=openai)")
             s.add_argument("--baseline", help="compare every checkpoint with this one (default: every pair)")
             s.add_argument("--per-category", type=int, help="questions per category (default all)")
         elif suite == "gsm8k":
-            s.add_argument("--source", help="gsm_symbolic (default), a GSM8K JSONL file or folder, or openai/gsm8k")
+            s.add_argument(
+                "--source",
+                help="gsm_symbolic (default), reasoning_gym:NAME, a GSM8K JSONL file or folder, or openai/gsm8k",
+            )
             s.add_argument("--split", help="test (default) or train")
             s.add_argument("--samples", type=int, help="sampled attempts per problem besides the greedy one")
             s.add_argument("--prompt", help="prompt version (paper-cot-v1, qa-v1, chat-cot-v1)")
@@ -225,6 +230,7 @@ def build_eval_config(args: argparse.Namespace):
         judges = args.judges.split(",") if args.judges else None
         options += [("mtbench.protocol", args.protocol), ("mtbench.judges", judges), ("judge.model", args.judge)]
         options += [("mtbench.baseline", args.baseline), ("judge.base_url", args.judge_url)]
+        options.append(("mtbench.verdict", args.verdict))
         if args.judge_url:
             options.append(("judge.kind", "openai"))
     elif suite == "gsm8k":
@@ -399,7 +405,8 @@ def _step_line(method: str, m: dict) -> str:
     if method == "sami":
         return (
             f"SAMI loss {m['loss']:.4f}, MI bound {m['mi_bound']:.4f} nats, "
-            f"row/col accuracy {m['row_accuracy']:.2f}/{m['col_accuracy']:.2f}"
+            f"row/col accuracy {m['row_accuracy']:.2f}/{m['col_accuracy']:.2f}, "
+            f"diagonal log-prob {m.get('diag_logprob', float('nan')):.3f} per token"
         )
     if method == "dpo":
         return (

@@ -5,7 +5,8 @@ answer is generated under the principle (one-item constitution, weak phrasing by
 antithesis. Both answers are checked with the principle's checker and the antithesis checker. Reported
 per principle: the checker's pass rate under the principle and under the antithesis, and the contrast
 (pass rate under the principle minus under the antithesis, paired by query) with its interval; a model
-that reads the constitution has a large contrast.
+that reads the constitution has a large contrast. Beside it, per checkpoint, the rate of degenerate answers
+(``sami.eval.fluency``): a collapsed model can pass a case or format checker with gibberish.
 
 Files under ``<output_dir>/adherence/``: ``answers/<model>.jsonl`` ``{principle, side, query_index,
 prompt, answer, ...}``; ``metrics.json`` (checks rerun from the stored answers).
@@ -19,6 +20,7 @@ from sami.backends import SamplingParams
 from sami.data import json_lines
 from sami.eval.common import LazyBackend, constitution_text, fmt
 from sami.eval.config import EvalConfig
+from sami.eval.fluency import is_degenerate
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
 from sami.metrics import bootstrap_mean, rate
@@ -124,16 +126,21 @@ def adherence_metrics(cfg: EvalConfig) -> dict:
                 block["antithesis_checker_pass_under_antithesis"] = rate(anti_under["antithesis"]).to_dict()
                 block["antithesis_checker_pass_under_principle"] = rate(anti_under["principle"]).to_dict()
             per[p.name] = block
-        out[name] = per
+        out[name] = {
+            "principles": per,
+            "answers": len(rows),
+            "degenerate": rate([is_degenerate(r["answer"]) for r in rows]).to_dict(),
+        }
     return out
 
 
 def print_adherence(metrics: dict) -> None:
-    for name, per in metrics.items():
+    for name, m in metrics.items():
         print(f"{name}: checker pass rate under the principle / under its antithesis; contrast (difference)")
-        for principle, b in per.items():
+        for principle, b in m["principles"].items():
             print(f"    {principle:<14} {fmt(b['checker_pass_under_principle'])}  /  "
                   f"{fmt(b['checker_pass_under_antithesis'])};  contrast {fmt(b['contrast'], False)}")  # fmt: skip
+        print(f"    degenerate answers (sami.eval.fluency) {fmt(m['degenerate'])}")
 
 
 def run_adherence(cfg: EvalConfig) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sami.backends import BackendConfig
 from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
-from sami.eval.judges import JUDGES
+from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.logprobs import METHODS as LOGPROB_METHODS
 from sami.templates import TEMPLATES
 
@@ -30,8 +30,15 @@ class MTBenchConfig:
     protocol: ``paper`` (first turn, the category's constitution in the prompt, template ``template``,
         greedy) or ``fastchat`` (both turns, chat template, FastChat's per-category temperatures).
     side: phrasing of the constitution shown to the models and the principle-aware judge (paper: weak).
-    judges: any of principle-aware, principle-free, single. baseline: compare every checkpoint with this
-        one (by name); None compares every pair in the order given.
+    principles: the constitution for every question, by principle name (used in the answers' prompts and
+        shown to the principle-aware and checker judges); None: each question's category principles.
+    judges: any of principle-aware, principle-free, single, checker (needs principles with a checker, so
+        ``principles`` naming verifiable ones). baseline: compare every checkpoint with this one (by name);
+        None compares every pair in the order given.
+    verdict: how a model judge's pairwise verdict is read: ``probability`` (the probabilities of A, B, C
+        after the prompt and ``My final verdict: [[``, one forward pass; an endpoint must return top
+        log-probs), ``text`` (generate up to ``judge_max_new_tokens`` and parse), or ``auto``: probability
+        for a local (transformers) judge, text for an endpoint or vLLM. Single ratings are always text.
     """
 
     questions: str = "package"
@@ -43,7 +50,9 @@ class MTBenchConfig:
     categories: list[str] | None = None
     per_category: int | None = None
     max_new_tokens: int = 512
+    principles: list[str] | None = None
     judges: list[str] = field(default_factory=lambda: ["principle-aware", "principle-free"])
+    verdict: str = "auto"
     judge_max_new_tokens: int = 512
     baseline: str | None = None
 
@@ -59,18 +68,25 @@ class MTBenchConfig:
             raise ValueError(f"mtbench.judges must be a non-empty list of {JUDGES}, got {self.judges}")
         if self.per_category is not None and self.per_category < 1:
             raise ValueError("mtbench.per_category must be at least 1")
+        if self.verdict not in VERDICT_MODES:
+            raise ValueError(f"mtbench.verdict must be one of {VERDICT_MODES}, got {self.verdict!r}")
+        if self.principles is not None and not self.principles:
+            raise ValueError("mtbench.principles must name at least one principle (or be null)")
 
 
 @dataclass
 class GSM8KConfig:
     """GSM8K accuracy with one greedy attempt and ``samples`` sampled attempts per problem.
 
-    source: ``gsm_symbolic`` (reasoning-gym, offline; ``limit`` problems, default 100), a local JSONL file
-        or folder in the original format, or a hub id (``openai/gsm8k``). split: test (standard) or train
-        (the multi-task paper's choice). extract: strict, flexible or paper (None: the prompt's own mode).
+    source: ``gsm_symbolic`` or ``reasoning_gym:NAME`` (reasoning-gym, offline; ``limit`` problems, default
+        100), a local JSONL file or folder in the original format, or a hub id (``openai/gsm8k``). split: test
+        (standard) or train (the multi-task paper's choice). extract: strict, flexible or paper (None: the
+        prompt's own mode). exclude_queries_from: training data files (docs/DATA.md); a problem whose question
+        is one of their queries is left out (the experiment passes its own training data).
     """
 
     source: str = "gsm_symbolic"
+    exclude_queries_from: list[str] = field(default_factory=list)
     split: str = "test"
     hub_config: str = "main"
     limit: int | None = None

@@ -9,10 +9,18 @@ Three judges (``JUDGES``):
   for math, reasoning and coding; the ``-multi-turn`` variants for the second turn), read from FastChat's
   data files at run time.
 - ``single``: 1-10 grading with ``single-v1`` / ``single-math-v1`` (and multi-turn variants).
+- ``checker``: pairwise, principle-aware, no model: the answer that passes more of the shown principles'
+  programmatic checkers (``sami.checkers``) wins; equal counts are a tie (``checker_verdict``).
 
-Pairwise judging always runs in both orders. Following FastChat, a pair's outcome counts only when the two
-orders agree; when they disagree it is a tie. A verdict that cannot be parsed makes the item
-``unparseable``: counted and reported, left out of the win rate, never silently dropped.
+A model judge's pairwise verdict is read in one of two ways (``mtbench.verdict``): ``text``, the judge writes
+and ``parse_pairwise`` finds the verdict; ``probability``, the probabilities of the letters A, B, C right
+after ``VERDICT_PREFIX`` (``sami.next_token``), renormalised over the three, with the letter of highest
+probability as the hard verdict.
+
+Pairwise judging always runs in both orders. Following FastChat, a pair's hard outcome counts only when the
+two orders agree; when they disagree it is a tie (``combine``). The soft score averages the two orders
+(``soft_preference``). A verdict that cannot be parsed makes the item ``unparseable``: counted and reported,
+left out of the win rates, never silently dropped.
 """
 
 from __future__ import annotations
@@ -21,9 +29,15 @@ import re
 
 from sami.eval.mtbench_data import REFERENCE_CATEGORIES, JudgePrompt, Question
 
-JUDGES: tuple[str, ...] = ("principle-aware", "principle-free", "single")
-PAIRWISE: tuple[str, ...] = ("principle-aware", "principle-free")
+JUDGES: tuple[str, ...] = ("principle-aware", "principle-free", "single", "checker")
+PAIRWISE: tuple[str, ...] = ("principle-aware", "principle-free", "checker")
+CONSTITUTION_JUDGES: tuple[str, ...] = ("principle-aware", "checker")  # they see one question's constitution
 PRINCIPLE_AWARE_VERSION = "principle-aware-v1"
+CHECKER_VERSION = "checker-v1"
+VERDICT_MODES: tuple[str, ...] = ("auto", "probability", "text")
+VERDICT_LETTERS: tuple[str, ...] = ("A", "B", "C")  # C is a tie, as in MT-Bench's format
+# The judge's answer up to the verdict letter in probability mode: both pairwise prompts ask for "[[A]]".
+VERDICT_PREFIX = "My final verdict: [["
 
 PRINCIPLE_AWARE_SYSTEM = (
     "You are an impartial evaluator. Two AI assistants answered the same user question, and both were told "
@@ -151,3 +165,58 @@ def combine(x_first: str | None, y_first: str | None) -> str:
     if a is None or b is None:
         return "unparseable"
     return a if a == b else "tie"
+
+
+def hard_verdict(probs: tuple[float, float, float]) -> str:
+    """The verdict of highest probability among (A, B, C); ``tie`` for C or when A and B share the top."""
+    top = max(probs)
+    winners = [letter for letter, p in zip(VERDICT_LETTERS, probs, strict=True) if p == top]
+    return winners[0] if winners in (["A"], ["B"]) else "tie"
+
+
+def verdict_probs(record: dict) -> tuple[float, float, float] | None:
+    """P(A), P(B), P(tie) of one stored verdict: the stored probabilities in probability mode, otherwise the
+    verdict itself as probability 1 (text and checker verdicts); None when the verdict is unparseable."""
+    if record.get("probs") is not None:
+        return tuple(record["probs"])
+    verdict = record["verdict"]
+    if verdict is None:
+        return None
+    return {"A": (1.0, 0.0, 0.0), "B": (0.0, 1.0, 0.0), "tie": (0.0, 0.0, 1.0)}[verdict]
+
+
+def soft_preference(x_first: tuple[float, ...] | None, y_first: tuple[float, ...] | None) -> float | None:
+    """Soft score of x over y in [0, 1] from the (A, B, tie) probabilities of both orders.
+
+    ``(P(A | x first) + P(B | y first)) / 2 + (P(tie | x first) + P(tie | y first)) / 4``: the probability of
+    preferring x averaged over the two positions, plus half the averaged tie mass. A judge that always
+    prefers position A gets 0.5 whatever the answers; swapping x and y gives 1 minus the score. None when
+    either order is unparseable.
+    """
+    if x_first is None or y_first is None:
+        return None
+    return (x_first[0] + y_first[1]) / 2 + (x_first[2] + y_first[2]) / 4
+
+
+def checked_principles(principles) -> list:
+    """The principles (``sami.principles.Principle``) that have a checker; an error when none has one."""
+    checked = [p for p in principles if p.checker is not None]
+    if not checked:
+        names = [p.name for p in principles]
+        raise ValueError(
+            f"the checker judge needs principles with a checker; none of {names} has one. Set mtbench.principles "
+            "to verifiable principles (e.g. [lowercase, bullet_list]; see verifiable: in sami/data/principles.yaml)"
+        )
+    return checked
+
+
+def checker_verdict(principles, answer_a: str, answer_b: str) -> dict:
+    """The checker judge: per answer, how many of the principles' checkers pass; more passes wins.
+
+    ``principles``: the shown constitution's principles; those without a checker are skipped (the positive
+    side is shown, so each principle's own ``checker`` applies). Returns ``{checked, passes: {A, B}, verdict}``.
+    """
+    checked = checked_principles(principles)
+    passes = {side: sum(bool(p.checker(text)) for p in checked) for side, text in (("A", answer_a), ("B", answer_b))}
+    verdict = "A" if passes["A"] > passes["B"] else "B" if passes["B"] > passes["A"] else "tie"
+    return {"checked": [p.name for p in checked], "passes": passes, "verdict": verdict}
