@@ -38,6 +38,7 @@ def test_defaults_are_the_papers():
     cfg = TrainConfig()
     assert (cfg.sami.row_weight, cfg.sami.col_weight, cfg.sami.temperature) == (1.0, 1.0, 1.0)
     assert cfg.sami.constitution_weights is None and cfg.sami.logprob_method == "shared"
+    assert cfg.sami.nll_weight == 0.0 and cfg.sami.ref_weight == 0.0  # the anchors are off: plain SAMI
     assert cfg.model.name_or_path == "smollm2-135m"
 
 

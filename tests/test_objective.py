@@ -102,3 +102,83 @@ def test_accuracies():
 def test_bad_shapes_raise(shape):
     with pytest.raises(ValueError):
         sami_loss(torch.zeros(shape))
+
+
+ASYM = [[-1.0, -1.5], [-3.0, -1.2]]  # the matrix of test_reference_asymmetric_2x2: SAMI loss 0.327084
+
+
+def test_diagonal_nll_and_reference_penalty_by_hand():
+    """L = ASYM, diagonal (-1, -1.2): diagonal NLL = (1 + 1.2) / 2 = 1.1.
+    Reference diagonal (-0.8, -1.6): log-ratios r = (-0.2, 0.4), penalty = mean(r^2) / 2 = (0.04 + 0.16) / 4 = 0.05.
+    nll_weight 0.5, ref_weight 2: loss = 0.327084 + 0.5 * 1.1 + 2 * 0.05 = 0.977084."""
+    from sami.objective import diagonal_nll, reference_penalty
+
+    L, ref = torch.tensor(ASYM), torch.tensor([-0.8, -1.6])
+    assert diagonal_nll(L).item() == pytest.approx(1.1, abs=1e-6)
+    assert reference_penalty(L, ref).item() == pytest.approx(0.05, abs=1e-6)
+    assert sami_loss(L, nll_weight=0.5).item() == pytest.approx(0.877084, abs=1e-6)
+    assert sami_loss(L, ref_weight=2.0, ref_logprobs=ref).item() == pytest.approx(0.427084, abs=1e-6)
+    both = sami_loss(L, nll_weight=0.5, ref_weight=2.0, ref_logprobs=ref)
+    assert both.item() == pytest.approx(0.977084, abs=1e-6)
+    m = sami_metrics(L, ref)
+    assert m["diag_logprob"] == pytest.approx(-1.1, abs=1e-6)
+    assert m["ref_log_ratio"] == pytest.approx(0.1, abs=1e-6)
+    assert m["ref_penalty"] == pytest.approx(0.05, abs=1e-6)
+    assert "ref_penalty" not in sami_metrics(L)
+
+
+def test_anchor_gradients_by_hand():
+    """d(nll_weight * NLL)/dL[i, i] = -nll_weight / C = -0.25 and d(ref_weight * penalty)/dL[i, i] =
+    ref_weight * r_i / C = r_i = (-0.2, 0.4), so the anchored gradient exceeds plain SAMI's by (-0.45, 0.15) on
+    the diagonal and by nothing elsewhere."""
+    ref = torch.tensor([-0.8, -1.6], requires_grad=True)
+    plain = torch.tensor(ASYM, requires_grad=True)
+    sami_loss(plain).backward()
+    anchored = torch.tensor(ASYM, requires_grad=True)
+    sami_loss(anchored, nll_weight=0.5, ref_weight=2.0, ref_logprobs=ref).backward()
+    expected = torch.tensor([[-0.45, 0.0], [0.0, 0.15]])
+    torch.testing.assert_close(anchored.grad - plain.grad, expected, atol=1e-6, rtol=0)
+    assert ref.grad is None  # the reference is a constant
+
+
+def test_zero_anchor_weights_are_plain_sami_bit_for_bit():
+    torch.manual_seed(3)
+    base = torch.randn(3, 4, 4) - 2.0
+    ref = torch.randn(3, 4) - 2.0
+    kw = dict(row_weight=0.7, temperature=1.3, constitution_weights=torch.tensor([1.0, 2.0, 0.5, 1.0]))
+    plain = base.clone().requires_grad_()
+    loss_plain = sami_loss(plain, **kw)
+    loss_plain.backward()
+    zero = base.clone().requires_grad_()
+    loss_zero = sami_loss(zero, nll_weight=0.0, ref_weight=0.0, ref_logprobs=ref, **kw)
+    loss_zero.backward()
+    assert torch.equal(loss_plain, loss_zero)
+    assert torch.equal(plain.grad, zero.grad)
+
+
+def test_infonce_ignores_a_uniform_fall_and_the_nll_does_not():
+    """Adding a constant to every entry leaves every softmax, hence the SAMI loss, unchanged: InfoNCE
+    cannot see likelihoods collapsing together. The diagonal NLL rises by exactly that constant."""
+    from sami.objective import diagonal_nll
+
+    torch.manual_seed(4)
+    L = torch.randn(2, 3, 3) - 1.0
+    assert sami_loss(L - 5.0).item() == pytest.approx(sami_loss(L).item(), abs=1e-5)
+    assert diagonal_nll(L - 5.0).item() == pytest.approx(diagonal_nll(L).item() + 5.0, abs=1e-5)
+    assert sami_metrics(L - 5.0)["diag_logprob"] == pytest.approx(sami_metrics(L)["diag_logprob"] - 5.0, abs=1e-5)
+
+
+def test_batched_reference_and_bad_anchor_arguments():
+    """Two queries: the penalty is the mean over all B * C diagonal entries. Query 0 matches its reference
+    (r = 0, 0), query 1 is off by r = (1, -1): penalty = (0 + 0 + 1 + 1) / 4 / 2 = 0.25."""
+    from sami.objective import reference_penalty
+
+    L = torch.stack([torch.tensor(ASYM), torch.tensor(ASYM)])
+    ref = torch.tensor([[-1.0, -1.2], [-2.0, -0.2]])
+    assert reference_penalty(L, ref).item() == pytest.approx(0.25, abs=1e-6)
+    with pytest.raises(ValueError, match="non-negative"):
+        sami_loss(L, nll_weight=-0.1)
+    with pytest.raises(ValueError, match="needs ref_logprobs"):
+        sami_loss(L, ref_weight=0.1)
+    with pytest.raises(ValueError, match=r"\(C,\) or \(B, C\)"):
+        sami_loss(L, ref_weight=0.1, ref_logprobs=torch.zeros(3))

@@ -15,6 +15,7 @@ from sami.cli import build_parser, build_train_config
 from sami.cli import main as cli_main
 from sami.config import ConfigError, from_dict, load_yaml
 from sami.models import load_model
+from sami.reference import lora_reference, precomputed_reference
 from sami.train import TrainingDiverged, train
 from sami.train_config import TrainConfig
 from tests.conftest import EXAMPLE_DATA, ROOT
@@ -140,8 +141,8 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, tiny_model_dir, monk
 
     def nan_on_third_step(*args):
         calls["n"] += 1
-        loss, mats = real(*args)
-        return (loss * float("nan") if calls["n"] == 3 else loss), mats
+        loss, mats, refs = real(*args)
+        return (loss * float("nan") if calls["n"] == 3 else loss), mats, refs
 
     monkeypatch.setattr(train_module, "_micro_loss", nan_on_third_step)
     with pytest.raises(TrainingDiverged, match="step 3"):
@@ -247,14 +248,14 @@ def test_micro_batch_mixing_constitution_counts_averages_per_query(tokenizer, ti
     cfg = TrainConfig()
     two = [encode_query(tokenizer, [f"p{i} {k}" for i in range(2)], [f" r{i} {k}" for i in range(2)]) for k in range(2)]
     three = encode_query(tokenizer, [f"q{i}" for i in range(3)], [f" s{i}" for i in range(3)])
-    loss, mats = train_module._micro_loss(tiny_model, cfg, [two[0], three, two[1]], tokenizer.pad_token_id)
+    loss, mats, refs = train_module._micro_loss(tiny_model, cfg, [two[0], three, two[1]], tokenizer.pad_token_id)
     pad = tokenizer.pad_token_id
     expected = (
         2 * sami_loss(batch_logprob_matrices(tiny_model, two, pad_token_id=pad))
         + sami_loss(batch_logprob_matrices(tiny_model, [three], pad_token_id=pad))
     ) / 3
     assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
-    assert sorted(m.shape for m in mats) == [(1, 3, 3), (2, 2, 2)]
+    assert sorted(m.shape for m in mats) == [(1, 3, 3), (2, 2, 2)] and refs == [None, None]
     with pytest.raises(ValueError, match="constitution_weights has 2 entries; records have C = 3"):
         train_module._micro_loss(
             tiny_model, from_dict(TrainConfig, {"sami": {"constitution_weights": [1, 2]}}), [three], pad
@@ -280,3 +281,115 @@ def test_non_finite_gradient_stops_training(tmp_path, tiny_model_dir, monkeypatc
     with pytest.raises(TrainingDiverged, match="gradient norm at step 2"):
         train(cfg)
     assert sorted(p.name for p in (Path(cfg.output_dir) / "checkpoints").iterdir()) == ["step-1"]
+
+
+def test_anchored_sami_trains_and_logs_fluency(tmp_path, tiny_model_dir):
+    """nll_weight > 0: the run logs diag_logprob and nll = -diag_logprob each step, and its loss is plain
+    SAMI's plus nll_weight * nll (at step 1, where both runs have the same weights)."""
+    plain = train(make_cfg(tmp_path, tiny_model_dir, "plain", max_steps=1))
+    anchored = train(make_cfg(tmp_path, tiny_model_dir, "nll", max_steps=3, sami={"nll_weight": 0.2}))
+    logged = metrics(anchored.output_dir)
+    assert [m["step"] for m in logged] == [1, 2, 3]
+    for m in logged:
+        assert m["diag_logprob"] < 0 and m["nll"] == pytest.approx(-m["diag_logprob"], abs=1e-9)
+        assert "ref_penalty" not in m
+    first, base = logged[0], metrics(plain.output_dir)[0]
+    assert "nll" not in base and base["diag_logprob"] == pytest.approx(first["diag_logprob"], abs=1e-6)
+    assert first["loss"] == pytest.approx(base["loss"] + 0.2 * first["nll"], abs=1e-5)
+
+
+def test_lora_reference_is_the_network_with_adapters_disabled(tokenizer, tiny_model):
+    from peft import get_peft_model
+
+    from sami import encode_query
+    from sami.logprobs import batch_logprob_matrices
+    from sami.models import lora_config
+
+    cfg = from_dict(TrainConfig, {"model": {"finetune": "lora", "lora": {"r": 4, "alpha": 8}}})
+    group = [
+        encode_query(tokenizer, [f"p{i} {k}" for i in range(2)], [f" r{i} {k}" for i in range(2)]) for k in range(2)
+    ]
+    pad = tokenizer.pad_token_id
+    with torch.no_grad():
+        base = torch.diagonal(batch_logprob_matrices(tiny_model, group, pad_token_id=pad), dim1=1, dim2=2)
+    peft_model = get_peft_model(tiny_model, lora_config(cfg.model))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)  # adapters that change the outputs
+        adapted = torch.diagonal(batch_logprob_matrices(peft_model, group, pad_token_id=pad), dim1=1, dim2=2)
+    reference = lora_reference(peft_model, peft_model, cfg, pad)(group)
+    assert not torch.allclose(adapted, base, atol=1e-3)
+    torch.testing.assert_close(reference, base, atol=1e-6, rtol=0)
+    assert peft_model.training  # the reference pass puts the model back in training mode
+
+
+def test_lora_ref_anchor_is_zero_at_step_1_then_grows(tmp_path, tiny_model_dir):
+    """LoRA's B matrices start at zero, so at step 1 the policy is exactly its reference: log-ratio 0."""
+    cfg = make_cfg(
+        tmp_path,
+        tiny_model_dir,
+        max_steps=3,
+        model={"finetune": "lora", "lora": {"r": 4, "alpha": 8}},
+        optim={"lr": 2e-2, "scheduler": "constant"},
+        sami={"ref_weight": 1.0},
+    )
+    logged = metrics(train(cfg).output_dir)
+    assert logged[0]["ref_log_ratio"] == 0.0 and logged[0]["ref_penalty"] == 0.0
+    assert logged[-1]["ref_penalty"] > 0
+
+
+def test_full_finetuning_reference_is_the_starting_model_even_on_resume(tmp_path, tiny_model_dir, tokenizer):
+    from sami.data import read_records
+    from sami.logprobs import batch_logprob_matrices
+
+    kw = dict(max_steps=3, optim={"scheduler": "constant"}, sami={"ref_weight": 1.0})
+    cfg = make_cfg(tmp_path, tiny_model_dir, "whole", **kw)
+    model, _ = load_model(cfg.model)
+    queries = train_module.encode_records(read_records(cfg.data), tokenizer, cfg)
+    reference = precomputed_reference(model, cfg, queries, tokenizer.pad_token_id)
+    for q in queries[:3]:
+        with torch.no_grad():
+            own = torch.diagonal(batch_logprob_matrices(model, [q], pad_token_id=tokenizer.pad_token_id)[0])
+        torch.testing.assert_close(reference([q])[0], own, atol=1e-6, rtol=0)
+
+    whole = metrics(train(cfg).output_dir)
+    assert abs(whole[0]["ref_log_ratio"]) < 1e-5 and whole[0]["ref_penalty"] < 1e-10  # batching order only
+    assert whole[-1]["ref_penalty"] > 1e-8
+    # Stop after 2 steps, resume to 3: the reference is recomputed from the starting model, not the checkpoint.
+    part = make_cfg(tmp_path, tiny_model_dir, "part", save_every=1, **{**kw, "max_steps": 2})
+    train(part)
+    part.max_steps = 3
+    resumed = train(part, resume=True).metrics
+    assert resumed[0]["step"] == 3
+    assert resumed[0]["ref_penalty"] == pytest.approx(whole[2]["ref_penalty"], rel=1e-3, abs=1e-12)
+
+
+def test_queries_read_are_those_of_every_micro_batch():
+    cfg = from_dict(TrainConfig, {"queries_per_device": 2, "gradient_accumulation": 3})
+    for rank in range(2):
+        expected = {
+            i for step in range(4) for micro in range(3) for i in train_module.micro_batch(cfg, 7, step, micro, rank, 2)
+        }
+        assert train_module.queries_read(cfg, 7, 4, rank, 2) == sorted(expected)
+    assert train_module.queries_read(cfg, 50, 1, 0, 1) != list(range(50))  # one step reads only 6 of 50
+
+
+def test_fluency_watch_warns_once_past_the_margin(caplog):
+    watch = train_module.FluencyWatch(0.5)
+    with caplog.at_level("WARNING", logger="sami.train"):
+        assert not watch.update(1, -1.0)
+        assert not watch.update(2, -1.4)
+        assert watch.update(3, -1.6)  # 0.6 below step 1's -1.0
+        assert not watch.update(4, -3.0)  # once only
+    assert len(caplog.records) == 1 and "step 3: diag_logprob -1.600" in caplog.text
+    assert not train_module.FluencyWatch(0.0).update(1, -1.0) | train_module.FluencyWatch(None).update(2, -9.0)
+    resumed = train_module.FluencyWatch(0.5, first=-1.0)  # step 1's value read back from metrics.jsonl
+    assert resumed.update(5, -1.7)
+
+
+@pytest.mark.parametrize("key", ["nll_weight", "ref_weight", "fluency_margin"])
+def test_anchor_options_are_validated(key):
+    with pytest.raises(ValueError, match=f"sami.{key} must be a non-negative number"):
+        from_dict(TrainConfig, {"sami": {key: -0.1}})
+    assert from_dict(TrainConfig, {"sami": {"fluency_margin": None}}).sami.fluency_margin is None

@@ -28,6 +28,7 @@ from sami.data import Record, read_records
 from sami.logprobs import QueryTokens, batch_logprob_matrices, encode_query
 from sami.models import load_model
 from sami.objective import sami_loss, sami_metrics
+from sami.reference import Reference, lora_reference, precomputed_reference
 from sami.templates import build_prompt, render_constitution, response_end_token, response_text
 from sami.train_config import TrainConfig
 
@@ -115,13 +116,29 @@ def _latest_checkpoint(out: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int):
-    """Mean SAMI loss of one micro-batch (queries grouped by C) and the matrices for metrics."""
+def queries_read(cfg: TrainConfig, num_queries: int, steps: int, rank: int, world: int) -> list[int]:
+    """Indices of the queries process ``rank`` reads in steps 0 .. steps - 1 (``micro_batch``), sorted."""
+    b, micro_batches = cfg.queries_per_device, steps * cfg.gradient_accumulation
+    stream = query_stream(num_queries, cfg.seed, 0, micro_batches * world * b)
+    return sorted({stream[(g * world + rank) * b + k] for g in range(micro_batches) for k in range(b)})
+
+
+def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int, reference: Reference | None = None):
+    """Mean SAMI loss of one micro-batch (queries grouped by C), the matrices and reference diagonals.
+
+    Returns ``(loss, matrices, refs)``: per group, a (B, C, C) matrix and its (B, C) reference diagonal
+    (None without ``sami.ref_weight``), both detached, for the step's metrics.
+    """
     by_c: dict[int, list[QueryTokens]] = {}
     for q in queries:
         by_c.setdefault(q.num_constitutions, []).append(q)
-    total, matrices = 0.0, []
+    total, matrices, refs = 0.0, [], []
     for c, group in by_c.items():
+        ref = None
+        if cfg.sami.ref_weight > 0:  # before the policy's forward: DDP expects its backward next
+            if reference is None:
+                raise ValueError("sami.ref_weight > 0 needs the reference model's diagonal log-probs")
+            ref = reference(group)  # (B, C)
         mats = batch_logprob_matrices(model, group, method=cfg.sami.logprob_method, pad_token_id=pad_id)  # (B, C, C)
         weights = None
         if cfg.sami.constitution_weights is not None:
@@ -136,10 +153,58 @@ def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int
             col_weight=cfg.sami.col_weight,
             temperature=cfg.sami.temperature,
             constitution_weights=weights,
+            nll_weight=cfg.sami.nll_weight,
+            ref_weight=cfg.sami.ref_weight,
+            ref_logprobs=ref,
         )
         total = total + loss * len(group) / len(queries)
         matrices.append(mats.detach())
-    return total, matrices
+        refs.append(None if ref is None else ref.detach())
+    return total, matrices, refs
+
+
+class FluencyWatch:
+    """Warns once when a step's ``diag_logprob`` falls more than ``margin`` nats below the first step's.
+
+    InfoNCE rises as well when every likelihood falls; a falling diagonal is the sign of that collapse
+    (answers turning into gibberish) while the MI bound still looks good. ``margin`` 0 or None: never.
+    """
+
+    def __init__(self, margin: float | None, first: float | None = None):
+        self.margin, self.first, self.warned = margin, first, False
+
+    def update(self, step: int, diag_logprob: float) -> bool:
+        """Record one step's value; True when this call warned."""
+        if self.first is None:
+            self.first = diag_logprob
+        if not self.margin or self.warned or not diag_logprob < self.first - self.margin:
+            return False
+        self.warned = True
+        logger.warning(
+            "step %d: diag_logprob %.3f is %.3f nats per token below step 1's %.3f (sami.fluency_margin %.3g): "
+            "the responses are losing likelihood under their own constitutions, the collapse InfoNCE does not "
+            "prevent; consider sami.nll_weight or sami.ref_weight, or a lower lr",
+            step,
+            diag_logprob,
+            self.first - diag_logprob,
+            self.first,
+            self.margin,
+        )
+        return True
+
+
+def _first_logged(path: Path, key: str) -> float | None:
+    """``key`` of step 1 in a metrics.jsonl (a resumed run's starting value), or None."""
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("step") == 1:
+            return record.get(key)
+    return None
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
@@ -197,6 +262,15 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         weight_decay=cfg.optim.weight_decay,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
+    reference = None
+    if cfg.sami.ref_weight > 0:
+        if cfg.model.finetune == "lora":
+            reference = lora_reference(model, accelerator.unwrap_model(model), cfg, pad_id)
+        else:  # before a checkpoint is loaded: the model is still the starting model
+            read = queries_read(cfg, len(queries), steps, rank, world)
+            with accelerator.autocast():
+                reference = precomputed_reference(model, cfg, [queries[i] for i in read], pad_id)
+            logger.info("reference: diagonal log-probs of %d queries under the starting model", len(read))
     # Not passed to prepare(): accelerate would step it once per process, and the schedule would then
     # depend on the process count. We step it once per optimiser step ourselves.
     scheduler = get_scheduler(
@@ -229,11 +303,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         )
 
     history: list[dict] = []
+    fluency = FluencyWatch(cfg.sami.fluency_margin, _first_logged(metrics_path, "diag_logprob") if start else None)
     bar = tqdm(total=steps, initial=start, desc="sami train", disable=not accelerator.is_local_main_process)
     model.train()
     for step in range(start, steps):
         t0 = time.perf_counter()
-        losses, mats, tokens = [], [], 0
+        losses, mats, refs, tokens = [], [], [], 0
         for micro in range(cfg.gradient_accumulation):
             idx = micro_batch(cfg, len(queries), step, micro, rank, world)
             batch = [queries[i] for i in idx]
@@ -241,7 +316,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             last = micro == cfg.gradient_accumulation - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(model):
                 with accelerator.autocast():
-                    loss, batch_mats = _micro_loss(model, cfg, batch, pad_id)
+                    loss, batch_mats, batch_refs = _micro_loss(model, cfg, batch, pad_id, reference)
                 # Every process must agree to stop, or the others would wait forever in the next all-reduce.
                 bad = accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
                 if bad.item() > 0:
@@ -253,6 +328,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
                 accelerator.backward(loss / cfg.gradient_accumulation)
             losses.append(loss.detach())
             mats.extend(batch_mats)
+            refs.extend(batch_refs)
         # The prepared model's parameters: under FSDP they are not the objects the optimiser was built on.
         # An infinite limit measures the norm without clipping.
         norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm or math.inf)
@@ -269,8 +345,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        record = _step_metrics(accelerator, step + 1, losses, mats, tokens, time.perf_counter() - t0, lr, grad_norm)
+        seconds = time.perf_counter() - t0
+        record = _step_metrics(accelerator, step + 1, losses, mats, tokens, seconds, lr, grad_norm, refs, cfg.sami)
         history.append(record)
+        if accelerator.is_main_process:
+            fluency.update(step + 1, record["diag_logprob"])
         if accelerator.is_main_process:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -279,7 +358,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         bar.update(1)
         if (step + 1) % cfg.log_every == 0:
             bar.set_postfix(
-                loss=f"{record['loss']:.4f}", mi=f"{record['mi_bound']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}"
+                loss=f"{record['loss']:.4f}",
+                mi=f"{record['mi_bound']:.3f}",
+                diag=f"{record['diag_logprob']:.3f}",
+                tok_s=f"{record['tokens_per_s']:.0f}",
             )
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
             _save_checkpoint(accelerator, out, step + 1, cfg)
@@ -292,9 +374,20 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     return TrainResult(cfg.method, out, model_dir, steps, history)
 
 
-def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_norm) -> dict:
-    """Metrics of one optimiser step, averaged over micro-batches and processes."""
-    per_query = [sami_metrics(m[b]) for m in mats for b in range(m.shape[0])]
+def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_norm, refs=None, sami=None) -> dict:
+    """Metrics of one optimiser step, averaged over micro-batches and processes.
+
+    Per query: ``sami_metrics`` (``diag_logprob`` among them); ``nll`` (= -diag_logprob, the anchor term
+    before its weight) when ``sami.nll_weight`` > 0; ``ref_log_ratio`` and ``ref_penalty`` when reference
+    diagonals ``refs`` (aligned with ``mats``) are given.
+    """
+    refs = refs or [None] * len(mats)
+    per_query = []
+    for m, r in zip(mats, refs, strict=True):
+        for b in range(m.shape[0]):
+            per_query.append(sami_metrics(m[b], None if r is None else r[b]))
+            if sami is not None and sami.nll_weight > 0:
+                per_query[-1]["nll"] = -per_query[-1]["diag_logprob"]
     local = {k: sum(d[k] for d in per_query) / len(per_query) for k in per_query[0]}
     values = torch.tensor(
         [torch.stack(losses).mean().item()] + [local[k] for k in sorted(local)] + [float(tokens)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +45,22 @@ class SamiConfig:
     col_weight: float = 1.0
     temperature: float = 1.0
     constitution_weights: list[float] | None = None  # one weight per constitution index of a record
+    # Anchors against collapse (not in the papers; docs/PAPER_INDEX.md), both 0: plain SAMI exactly.
+    nll_weight: float = 0.0  # + nll_weight * mean NLL per token of the diagonal responses, -mean_i L[i, i]
+    # + ref_weight * mean_i (L[i, i] - L_ref[i, i])^2 / 2 against the starting model: with LoRA the same
+    # network with adapters disabled, with full fine-tuning diagonals computed once before training
+    ref_weight: float = 0.0
+    # Warn once when diag_logprob (mean_i L[i, i] of a step) falls this many nats per token below step 1's;
+    # 0 or null: no warning
+    fluency_margin: float | None = 0.5
 
     def __post_init__(self) -> None:
         if self.logprob_method not in LOGPROB_METHODS:
             raise ValueError(f"logprob_method must be one of {LOGPROB_METHODS}, got {self.logprob_method!r}")
+        for name in ("nll_weight", "ref_weight", "fluency_margin"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"sami.{name} must be a non-negative number, got {value!r}")
 
 
 @dataclass

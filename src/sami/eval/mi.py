@@ -4,6 +4,12 @@ Each record (docs/DATA.md) is encoded exactly as training encodes it (template, 
 token limits) and its C x C log-prob matrix is scored; ``mi_bound = log C - column loss`` in nats
 (``sami.objective.sami_metrics``). Per-record values go to ``mi/<model>.jsonl``; the mean and its
 bootstrap interval, overall and per category, are computed from those files.
+
+Fluency is measured beside it: a record's ``diag_logprob`` is mean_i L[i, i], the mean per-token log-prob of
+each response under its own constitution. The MI bound can rise while every likelihood falls (the collapse
+that ``sami.nll_weight`` / ``sami.ref_weight`` guard against in training), so each checkpoint also reports
+its change in ``diag_logprob`` from a reference checkpoint, paired by record: the checkpoint named ``base``
+when one is evaluated, else the first one listed.
 """
 
 from __future__ import annotations
@@ -49,37 +55,68 @@ def score_records(cfg: EvalConfig, name: str, model_ref: str, records, root: Pat
     with torch.inference_mode():
         for record, query in tqdm(list(zip(todo, queries, strict=True)), desc=f"{name} MI", unit="record"):
             matrix = batch_logprob_matrices(model, [query], method=cfg.mi.logprob_method, pad_token_id=pad)
-            store.append(
-                {
-                    "id": record.id,
-                    "category": record.category,
-                    "constitutions": query.num_constitutions,
-                    "matrix": matrix[0].tolist(),
-                    **sami_metrics(matrix),
-                }
-            )
+            stored = matrix[0].tolist()
+            row = {
+                "id": record.id,
+                "category": record.category,
+                "constitutions": query.num_constitutions,
+                "matrix": stored,
+                **sami_metrics(matrix),
+            }
+            # From the stored numbers, so that rows written before this field recompute to the same value.
+            row["diag_logprob"] = _diagonal_mean(stored)
+            store.append(row)
 
 
-def _block(rows: list[dict]) -> dict:
+def _diagonal_mean(matrix: list[list[float]]) -> float:
+    return sum(matrix[i][i] for i in range(len(matrix))) / len(matrix)
+
+
+def diag_logprob(row: dict) -> float:
+    """A stored row's mean diagonal log-prob; rows written before it was stored get it from their matrix."""
+    return row["diag_logprob"] if "diag_logprob" in row else _diagonal_mean(row["matrix"])
+
+
+def reference_checkpoint(names: list[str]) -> str:
+    """The checkpoint the others' change in ``diag_logprob`` is measured from: ``base``, else the first."""
+    return "base" if "base" in names else names[0]
+
+
+def _block(rows: list[dict], reference: dict[str, float] | None) -> dict:
+    """Estimates over ``rows``; with ``reference`` (id -> its diag_logprob), the paired change from it."""
     sizes = sorted({r["constitutions"] for r in rows})
-    return {
+    out = {
         "mi_bound": bootstrap_mean([r["mi_bound"] for r in rows]).to_dict(),
         "col_accuracy": bounded_mean([r["col_accuracy"] for r in rows]).to_dict(),
         "row_accuracy": bounded_mean([r["row_accuracy"] for r in rows]).to_dict(),
+        "diag_logprob": bootstrap_mean([diag_logprob(r) for r in rows]).to_dict(),
         "constitutions": sizes,
         "upper_limit": [math.log(c) for c in sizes],  # the bound cannot exceed log C
     }
+    if reference is not None:  # records scored under both; a partial file pairs what it has
+        change = [diag_logprob(r) - reference[r["id"]] for r in rows if r["id"] in reference]
+        out["diag_logprob_change"] = bootstrap_mean(change).to_dict()
+    return out
 
 
 def mi_metrics(cfg: EvalConfig) -> dict:
+    """Per checkpoint, overall and per category: the MI bound, accuracies and ``diag_logprob``; for every
+    checkpoint but the reference (``reference_checkpoint``, named in ``diag_logprob_reference``), the paired
+    change in ``diag_logprob`` from it (negative: its responses lost likelihood)."""
     root = Path(cfg.output_dir) / "mi"
+    names = [name for name, _ in cfg.checkpoints()]
+    rows_of = {name: read_jsonl(root / f"{name}.jsonl") for name in names}
+    ref_name = reference_checkpoint(names)
+    ref = {r["id"]: diag_logprob(r) for r in rows_of[ref_name]}
     out = {}
-    for name, _ in cfg.checkpoints():
-        rows = read_jsonl(root / f"{name}.jsonl")
+    for name in names:
+        rows, paired = rows_of[name], (None if name == ref_name else ref)
         per_category = {
-            c: _block([r for r in rows if r["category"] == c]) for c in sorted({r["category"] for r in rows})
+            c: _block([r for r in rows if r["category"] == c], paired) for c in sorted({r["category"] for r in rows})
         }
-        out[name] = {"overall": _block(rows), "per_category": per_category}
+        out[name] = {"overall": _block(rows, paired), "per_category": per_category}
+        if paired is not None:
+            out[name]["diag_logprob_reference"] = ref_name
     return out
 
 
@@ -89,6 +126,10 @@ def print_mi(metrics: dict) -> None:
         limits = ", ".join(f"{v:.3f}" for v in o["upper_limit"])
         print(f"{name}: MI bound {fmt(o['mi_bound'], False)} nats (at most log C = {limits})")
         print(f"    column accuracy {fmt(o['col_accuracy'])}; row accuracy {fmt(o['row_accuracy'])}")
+        fluency = f"    diagonal log-prob per token {fmt(o['diag_logprob'], False)}"
+        if "diag_logprob_change" in o:
+            fluency += f"; change from {m['diag_logprob_reference']} {fmt(o['diag_logprob_change'], False)}"
+        print(fluency)
         for category, c in m["per_category"].items():
             print(f"    {category:<11} {fmt(c['mi_bound'], False)}")
 
