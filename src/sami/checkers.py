@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 CHECKERS: dict[str, Callable[..., bool]] = {}
 
@@ -26,27 +27,40 @@ def register_checker(name: str):
 
 
 @dataclass(frozen=True)
-class CheckerSpec:
-    """A registered checker by name with its parameters, as written in YAML."""
+class NamedCall:
+    """A registered function by name with its parameters, as written in YAML; subclasses name the registry."""
 
     name: str
     params: dict = field(default_factory=dict, hash=False)
 
+    registry: ClassVar[dict[str, Callable]] = {}
+    kind: ClassVar[str] = "function"
+
     @classmethod
-    def parse(cls, entry: dict, where: str) -> CheckerSpec:
+    def parse(cls, entry: dict, where: str):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise ValueError(f"{where}: expected a mapping with a 'name', e.g. {{name: max_words, n: 60}}")
+            raise ValueError(f"{where}: expected a mapping with a 'name', e.g. {{name: {cls.example}}}")
         spec = cls(entry["name"], {k: v for k, v in entry.items() if k != "name"})
-        if spec.name not in CHECKERS:
-            raise ValueError(f"{where}: unknown checker {spec.name!r}; registered: {sorted(CHECKERS)}")
+        if spec.name not in cls.registry:
+            raise ValueError(f"{where}: unknown {cls.kind} {spec.name!r}; registered: {sorted(cls.registry)}")
         try:
-            inspect.signature(CHECKERS[spec.name]).bind("", **spec.params)
+            inspect.signature(cls.registry[spec.name]).bind("", **spec.params)
         except TypeError as err:
-            raise ValueError(f"{where}: bad parameters for checker {spec.name!r}: {err}") from None
+            raise ValueError(f"{where}: bad parameters for {cls.kind} {spec.name!r}: {err}") from None
         return spec
 
-    def __call__(self, text: str) -> bool:
-        return CHECKERS[self.name](text, **self.params)
+    example: ClassVar[str] = "NAME"
+
+    def __call__(self, text: str):
+        return self.registry[self.name](text, **self.params)
+
+
+class CheckerSpec(NamedCall):
+    """A registered checker by name with its parameters, as written in YAML."""
+
+    registry = CHECKERS
+    kind = "checker"
+    example = "max_words, n: 60"
 
 
 def _words(text: str) -> int:

@@ -5,6 +5,17 @@ rendered in a principle order shuffled for generation (training shuffles again, 
 answers every (constitution, query) prompt, the filters decide, and the record is appended to the output
 (or, with its reason, to the side file ``<output stem>.filtered.jsonl``).
 
+Two teacher modes (``teacher_mode``):
+
+- ``constitution`` (the papers'): the teacher answers each (constitution, query) prompt.
+- ``rewrite``: the teacher answers the query once, with no constitution, and each constitution's response is
+  that answer put through the deterministic rewrite each principle declares for its side
+  (``sami.rewrites``), in the order the principles are listed; every response must then pass its sides'
+  checkers (else the record is dropped, reason ``rewrite: <principle> <side> fails its checker``). The C
+  responses say the same thing and differ exactly where the constitutions differ: a positive control for
+  models too small to follow the constitution themselves. The provenance records the mode, the teacher's
+  answer and the rewrites applied.
+
 Resumable: records are appended chunk by chunk (one backend batch of queries); a rerun reads the ids
 already in the output and the side file and generates only the rest, so it never writes a duplicate and a
 killed run loses at most the chunk in flight. A trailing partial line left by a kill is cut off first.
@@ -23,18 +34,26 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from sami.backends import Backend, BackendConfig, SamplingParams, make_backend
-from sami.config import ConfigError, config_differences, config_hash, from_dict, load_yaml, save_yaml, to_dict
+from sami.backends import Backend, BackendConfig, Completion, SamplingParams, make_backend
+from sami.config import ConfigError, config_differences, config_hash, load_yaml, save_yaml, to_dict
 from sami.data import read_appended
 from sami.filters import FilterConfig, reject_reason
 from sami.pools import PoolConfig, PoolItem, load_pool
 from sami.principles import STRATEGIES, load_library, sample_constitutions
-from sami.templates import GEN_CHAT_TEMPLATE, GENERATION_TEMPLATES, generation_prompt, render_constitution
+from sami.templates import (
+    GEN_CHAT_TEMPLATE,
+    GENERATION_TEMPLATES,
+    PAPER_TEMPLATE,
+    build_prompt,
+    generation_prompt,
+    render_constitution,
+)
 
 logger = logging.getLogger(__name__)
 
 # Fields that may change between runs writing the same output without changing what a record holds.
 RESUMABLE_CHANGES = ("output", "num_queries", "queries_per_chunk")
+TEACHER_MODES: tuple[str, ...] = ("constitution", "rewrite")
 
 
 @dataclass
@@ -76,6 +95,7 @@ class GenerateConfig:
     num_queries: int | None = None
     skip_queries: int = 0
     template: str = GEN_CHAT_TEMPLATE
+    teacher_mode: str = "constitution"  # or "rewrite": one answer per query, rewritten per constitution
     queries_per_chunk: int | None = None  # queries generated and written together (None: one backend batch)
     teacher: BackendConfig = field(default_factory=BackendConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
@@ -86,6 +106,8 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         if self.template not in GENERATION_TEMPLATES:
             raise ValueError(f"template must be one of {GENERATION_TEMPLATES}, got {self.template!r}")
+        if self.teacher_mode not in TEACHER_MODES:
+            raise ValueError(f"teacher_mode must be one of {TEACHER_MODES}, got {self.teacher_mode!r}")
         if self.num_queries is not None and self.num_queries < 1:
             raise ValueError("num_queries must be at least 1 (or null for the whole pool)")
         if self.skip_queries < 0:
@@ -151,14 +173,21 @@ def select_queries(cfg: GenerateConfig) -> tuple[list[PoolItem], Counter]:
     return chosen, dropped
 
 
-def plan_record(cfg: GenerateConfig, library, item: PoolItem):
-    """The constitutions of one query and the C teacher prompts (deterministic in seed and item id)."""
+def _principles(cfg: GenerateConfig, library, item: PoolItem):
     names = cfg.constitutions.principles
-    principles = [library.get(n) for n in names] if names else library.for_category(item.category)
+    return [library.get(n) for n in names] if names else library.for_category(item.category)
+
+
+def plan_record(cfg: GenerateConfig, library, item: PoolItem):
+    """The constitutions of one query and the teacher prompts (deterministic in seed and item id): C prompts,
+    one per constitution, or in ``rewrite`` mode the one query without a constitution."""
+    principles = _principles(cfg, library, item)
     rng = random.Random(f"{cfg.seed}:{item.id}")
     constitutions = sample_constitutions(
         principles, cfg.constitutions.strategy, num=cfg.constitutions.num, side=cfg.constitutions.side, rng=rng
     )
+    if cfg.teacher_mode == "rewrite":
+        return constitutions, [teacher_prompt(cfg.template, item.prompt)]
     prompts = [
         generation_prompt(
             cfg.template, render_constitution(c, seed=cfg.seed, key=f"generate:{item.id}:{j}"), item.prompt
@@ -166,6 +195,54 @@ def plan_record(cfg: GenerateConfig, library, item: PoolItem):
         for j, c in enumerate(constitutions)
     ]
     return constitutions, prompts
+
+
+def teacher_prompt(template: str, query: str):
+    """The rewrite teacher's prompt: the query alone, in the generation template's form."""
+    if template == GEN_CHAT_TEMPLATE:
+        return [{"role": "user", "content": query}]
+    return build_prompt(PAPER_TEMPLATE, None, query)
+
+
+def check_rewritable(cfg: GenerateConfig, library) -> None:
+    """In rewrite mode every principle a query can get must declare a rewrite and a checker for both sides."""
+    if cfg.teacher_mode != "rewrite":
+        return
+    if not cfg.constitutions.principles:
+        raise ConfigError(
+            "teacher_mode: rewrite needs constitutions.principles: a list of principles that declare rewrites "
+            f"(rewritable: {[p.name for p in library.verifiable if p.rewritable]})"
+        )
+    for name in cfg.constitutions.principles:
+        principle = library.get(name)
+        if not principle.rewritable:
+            raise ConfigError(
+                f"constitutions.principles: {name!r} does not declare rewrite, antithesis_rewrite, checker and "
+                "antithesis_checker, which teacher_mode: rewrite needs "
+                f"(rewritable: {[p.name for p in library.verifiable if p.rewritable]})"
+            )
+
+
+def rewrite_responses(principles, constitutions, answer: Completion) -> tuple[list[Completion], list, str | None]:
+    """Each constitution's response made from the one ``answer``: per principle, in ``principles``' order,
+    the rewrite of the side that constitution gives it. Returns the completions (finish reason and token
+    count of the answer), the rewrites applied per response, and the reason to drop the record (the first
+    side whose checker the result fails) or None."""
+    completions, applied, reason = [], [], None
+    for constitution in constitutions:
+        sides = {item.principle: item.side for item in constitution.items}
+        text, steps = answer.text.strip(), []
+        for principle in principles:
+            spec = principle.side_rewrite(sides[principle.name])
+            text = spec(text)
+            steps.append({"principle": principle.name, "side": sides[principle.name], "rewrite": spec.name})
+        for principle in principles:
+            side = sides[principle.name]
+            if reason is None and not principle.side_checker(side)(text):
+                reason = f"rewrite: {principle.name} {side} fails its checker"
+        completions.append(Completion(text, answer.finish_reason, answer.num_tokens))
+        applied.append(steps)
+    return completions, applied, reason
 
 
 def _chunk_size(cfg: GenerateConfig, backend: Backend, num_constitutions: int) -> int:
@@ -181,6 +258,7 @@ def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateRes
     output, rejected = Path(cfg.output), rejected_path(cfg.output)
     _check_same_config(cfg)
     library = load_library(cfg.constitutions.library)
+    check_rewritable(cfg, library)
     items, pool_dropped = select_queries(cfg)
     done = _finished_ids(output) | _finished_ids(rejected)
     todo = [item for item in items if item.id not in done]
@@ -202,6 +280,7 @@ def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateRes
     provenance = {
         "teacher": backend.describe(),
         "generation_template": cfg.template,
+        "teacher_mode": cfg.teacher_mode,
         "sampling": to_dict(cfg.sampling),
         "constitutions": {k: v for k, v in to_dict(cfg.constitutions).items() if k != "library"},
         "seed": cfg.seed,
@@ -223,15 +302,21 @@ def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateRes
                     got = [c[0] for c in completions[offset : offset + len(own)]]
                     offset += len(own)
                     result.tokens += sum(c.num_tokens or 0 for c in got)
+                    extra, reason = {}, None
+                    if cfg.teacher_mode == "rewrite":
+                        principles = _principles(cfg, library, item)
+                        answer = got[0]
+                        got, applied, reason = rewrite_responses(principles, constitutions, answer)
+                        extra = {"teacher_answer": answer.text.strip(), "rewrites": applied}
                     record = {
                         "id": item.id,
                         "category": item.category,
                         "query": item.prompt,
                         "constitutions": [c.to_json() for c in constitutions],
                         "responses": [c.text.strip() for c in got],
-                        "provenance": {**provenance, "source": item.source},
+                        "provenance": {**provenance, "source": item.source, **extra},
                     }
-                    reason = reject_reason(cfg.filters, constitutions, got)
+                    reason = reason or reject_reason(cfg.filters, constitutions, got)
                     if reason is None:
                         out.write(json.dumps(record, ensure_ascii=False) + "\n")
                         result.written += 1
@@ -253,12 +338,3 @@ def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateRes
         bar.close()
     result.seconds = time.perf_counter() - start
     return result
-
-
-def load_generate_config(path: str | None, overrides: dict) -> GenerateConfig:
-    from sami.config import set_path
-
-    data = load_yaml(path) if path else {}
-    for key, value in overrides.items():
-        set_path(data, key, value)
-    return from_dict(GenerateConfig, data, source=path)

@@ -23,6 +23,7 @@ from typing import Literal
 import yaml
 
 from sami.checkers import CheckerSpec
+from sami.rewrites import RewriteSpec
 
 Side = Literal["strong", "weak", "antithesis"]
 SIDES: tuple[str, ...] = ("strong", "weak", "antithesis")
@@ -37,6 +38,8 @@ class Principle:
     antithesis: str
     checker: CheckerSpec | None = None  # passes when a response follows the positive side
     antithesis_checker: CheckerSpec | None = None  # passes when it follows the antithesis
+    rewrite: RewriteSpec | None = None  # turns an answer into one that follows the principle (rewrite teacher)
+    antithesis_rewrite: RewriteSpec | None = None  # ... into one that follows the antithesis
 
     def phrasing(self, side: Side) -> str:
         if side not in SIDES:
@@ -46,6 +49,21 @@ class Principle:
     @property
     def verifiable(self) -> bool:
         return self.checker is not None
+
+    @property
+    def rewritable(self) -> bool:
+        """Both sides declare a rewrite and a checker, so the rewrite teacher can make and verify either."""
+        return None not in (self.rewrite, self.antithesis_rewrite, self.checker, self.antithesis_checker)
+
+    def side_rewrite(self, side: str) -> RewriteSpec:
+        spec = self.antithesis_rewrite if side == "antithesis" else self.rewrite
+        if spec is None:
+            raise ValueError(f"principle {self.name!r} declares no rewrite for its {side} side")
+        return spec
+
+    def side_checker(self, side: str) -> CheckerSpec | None:
+        """The checker that passes when a response follows ``side`` (strong and weak are the principle)."""
+        return self.antithesis_checker if side == "antithesis" else self.checker
 
 
 @dataclass(frozen=True)
@@ -144,7 +162,7 @@ class PrincipleLibrary:
 def _parse_principle(entry: dict, where: str) -> Principle:
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(entry).__name__}")
-    fields = {"name", "strong", "weak", "antithesis", "checker", "antithesis_checker"}
+    fields = {"name", "strong", "weak", "antithesis", "checker", "antithesis_checker", "rewrite", "antithesis_rewrite"}
     unknown = set(entry) - fields
     if unknown:
         raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
@@ -153,6 +171,10 @@ def _parse_principle(entry: dict, where: str) -> Principle:
             raise ValueError(f"{where}: field {key!r} must be a non-empty string")
     checker = CheckerSpec.parse(entry["checker"], f"{where}.checker") if entry.get("checker") else None
     anti = entry.get("antithesis_checker")
+    rewrites = {
+        key: RewriteSpec.parse(entry[key], f"{where}.{key}") if entry.get(key) else None
+        for key in ("rewrite", "antithesis_rewrite")
+    }
     return Principle(
         name=entry["name"],
         strong=entry["strong"].strip(),
@@ -160,6 +182,7 @@ def _parse_principle(entry: dict, where: str) -> Principle:
         antithesis=entry["antithesis"].strip(),
         checker=checker,
         antithesis_checker=CheckerSpec.parse(anti, f"{where}.antithesis_checker") if anti else None,
+        **rewrites,
     )
 
 

@@ -1,0 +1,103 @@
+"""The rewrite teacher: deterministic rewrites that put one answer on either side of a verifiable principle."""
+
+import pytest
+
+from sami.backends import Completion
+from sami.config import ConfigError
+from sami.data import read_records
+from sami.generate import generate, rewrite_responses
+from sami.principles import load_library, sample_constitutions
+from sami.rewrites import bullets, prose
+from tests.test_generate import QUERIES, gen_cfg, pool_file  # noqa: F401 (fixture)
+
+ANSWERS = [
+    "The Eiffel Tower is in Paris. It was built in 1889 for the World's Fair. It is 330 metres tall.",
+    "Water expands when it freezes, so ice is less dense than liquid water and floats",
+    "1. Preheat the oven.\n2. Mix flour, eggs and milk.\n3. Bake for 20 minutes.",
+    "- First point\n- Second point, with a clause; and more\n\nIn summary, that is all.",
+    "Short answer with one sentence, two clauses",
+    'He said "yes". Then: no! Why? Because.',
+]
+
+REWRITABLE = [p for p in load_library().verifiable if p.rewritable]
+
+
+def test_the_library_declares_rewrites_for_its_format_principles():
+    assert {p.name for p in REWRITABLE} >= {"bullet_list", "numbered_list", "lowercase", "keyword", "json_output"}
+
+
+@pytest.mark.parametrize("principle", REWRITABLE, ids=lambda p: p.name)
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_every_declared_rewrite_passes_its_own_sides_checker(principle, answer):
+    for side in ("strong", "antithesis"):
+        text = principle.side_rewrite(side)(answer)
+        assert principle.side_checker(side)(text), (principle.name, side, text)
+        other = "antithesis" if side == "strong" else "strong"
+        assert not principle.side_checker(other)(text), (principle.name, side, text)
+
+
+def test_bullets_and_prose_by_hand():
+    assert bullets("One. Two. Three.") == "- One.\n- Two.\n- Three."
+    # too few sentences: the longest is cut at clauses, then at words
+    assert bullets("Alpha, beta; gamma.") == "- Alpha,\n- beta;\n- gamma."
+    assert bullets("four words right here") == "- four\n- words\n- right here"
+    assert prose("1. Preheat.\n2. Mix.\n- Bake.") == "Preheat. Mix. Bake."
+
+
+def test_rewritten_constitutions_differ_exactly_in_their_sides():
+    library = load_library()
+    principles = [library.get("lowercase"), library.get("bullet_list")]
+    constitutions = sample_constitutions(principles, "all_combinations")
+    answer = Completion(ANSWERS[0], "stop", 30)
+    responses, applied, reason = rewrite_responses(principles, constitutions, answer)
+    assert reason is None and len(responses) == 4 and len({r.text for r in responses}) == 4
+    by_sides = {tuple(step["side"] for step in steps): r.text for steps, r in zip(applied, responses, strict=True)}
+    assert by_sides[("strong", "strong")] == bullets(ANSWERS[0]).lower()
+    assert by_sides[("antithesis", "antithesis")] == ANSWERS[0].upper()
+    assert by_sides[("strong", "antithesis")] == ANSWERS[0].lower()
+    assert by_sides[("antithesis", "strong")] == bullets(ANSWERS[0]).upper()
+
+
+def test_a_rewrite_that_fails_its_checker_drops_the_record():
+    library = load_library()
+    principles = [library.get("lowercase")]
+    constitutions = sample_constitutions(principles, "flip_all")
+    _, _, reason = rewrite_responses(principles, constitutions, Completion("123 456", "stop", 2))
+    assert reason == "rewrite: lowercase strong fails its checker"  # no letters: neither case checker passes
+
+
+def test_rewrite_teacher_generates_one_answer_per_query(tmp_path, pool_file, lively_model, tokenizer):  # noqa: F811
+    from sami.backends import SamplingParams, TransformersBackend
+
+    cfg = gen_cfg(
+        tmp_path,
+        pool_file,
+        teacher_mode="rewrite",
+        template="gen-chat-v1",
+        constitutions={"principles": ["lowercase", "bullet_list"], "strategy": "all_combinations"},
+        sampling={"max_new_tokens": 12},
+    )
+    backend = TransformersBackend(lively_model, tokenizer, batch_size=4)
+    result = generate(cfg, backend)
+    records = read_records(cfg.output)
+    assert result.written + sum(result.rejected.values()) == len(QUERIES)
+    assert records, result.rejected
+    library = load_library()
+    for record in records:
+        prov = record.provenance
+        assert prov["teacher_mode"] == "rewrite" and len(record.responses) == 4
+        # the teacher answered the query alone, and every response is that answer rewritten
+        (expected,) = backend.generate([[{"role": "user", "content": record.query}]], SamplingParams(12))[0:1]
+        assert prov["teacher_answer"] == expected[0].text.strip()
+        for constitution, response in zip(record.constitutions, record.responses, strict=True):
+            for item in constitution.items:
+                assert library.get(item.principle).side_checker(item.side)(response)
+
+
+def test_rewrite_mode_refuses_principles_without_rewrites(tmp_path, pool_file):  # noqa: F811
+    cfg = gen_cfg(tmp_path, pool_file, teacher_mode="rewrite", constitutions={"principles": ["concise"]})
+    with pytest.raises(ConfigError, match="'concise' does not declare rewrite"):
+        generate(cfg)
+    cfg = gen_cfg(tmp_path, pool_file, teacher_mode="rewrite")
+    with pytest.raises(ConfigError, match="needs constitutions.principles"):
+        generate(cfg)
