@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from sami.eval.gsm8k import extract_answer
-from sami.eval.gsm8k_data import PROMPTS, build_prompt, load_problems, parse_gold
+from sami.eval.gsm8k_data import EVAL_SEED_OFFSET, PROMPTS, build_prompt, load_problems, parse_gold
 
 GSM8K_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
 
@@ -101,8 +101,23 @@ def test_local_file_errors_name_file_and_line(tmp_path):
 def test_gsm_symbolic_is_offline_and_seeded():
     a, prov = load_problems("gsm_symbolic", limit=3, seed=1)
     b, _ = load_problems("gsm_symbolic", limit=3, seed=1)
-    assert a == b and len(a) == 3 and prov["seed"] == 1
+    assert a == b and len(a) == 3 and prov["seed"] == 1 + EVAL_SEED_OFFSET
     assert all(isinstance(p.gold, int) for p in a)
+
+
+def test_reasoning_gym_problems_avoid_the_training_pool_and_excluded_queries():
+    from sami.pools import PoolConfig, PoolSource, load_pool
+
+    pool, _ = load_pool(PoolConfig(sources=[PoolSource(kind="reasoning_gym", name="basic_arithmetic", size=50)]))
+    problems, prov = load_problems("reasoning_gym:basic_arithmetic", limit=20, seed=0)
+    assert len(problems) == 20 and all(isinstance(p.gold, (int, float)) for p in problems)
+    assert not {p.question for p in problems} & {item.prompt for item in pool}  # drawn with another seed
+    banned = frozenset(p.question for p in problems[:5])
+    kept, prov = load_problems("reasoning_gym:basic_arithmetic", limit=20, seed=0, exclude=banned)
+    assert len(kept) == 20 and prov["excluded"] == 5 and not {p.question for p in kept} & banned
+    assert [p.question for p in kept[:15]] == [p.question for p in problems[5:]]
+    with pytest.raises(ValueError, match="reasoning-gym generator 'no_such_task'"):
+        load_problems("reasoning_gym:no_such_task", limit=2)
 
 
 def test_prompts_are_versioned():

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sami.backends import SamplingParams
+from sami.data import read_records
 from sami.eval.common import LazyBackend, fmt
 from sami.eval.config import EvalConfig
 from sami.eval.gsm8k_data import PROMPTS, build_prompt, extract_answer, load_problems
@@ -117,7 +118,10 @@ def print_gsm8k(metrics: dict) -> None:
 def run_gsm8k(cfg: EvalConfig) -> dict:
     g = cfg.gsm8k
     root = Path(cfg.output_dir) / "gsm8k"
-    problems, provenance = load_problems(g.source, split=g.split, limit=g.limit, seed=cfg.seed, hub_config=g.hub_config)
+    exclude = frozenset(r.query for path in g.exclude_queries_from for r in read_records(path))
+    problems, provenance = load_problems(
+        g.source, split=g.split, limit=g.limit, seed=cfg.seed, hub_config=g.hub_config, exclude=exclude
+    )
     params = _attempt_params(cfg)
     check_settings(
         root,

@@ -2,7 +2,13 @@
 
 Sources: a local JSONL in the original format (``{"question", "answer"}`` with the gold after ``#### ``;
 a file, or a folder holding ``<split>.jsonl``), the hub (``openai/gsm8k`` when a user names it; any hub id
-with the same fields), and, offline by default, reasoning-gym's procedural ``gsm_symbolic`` set.
+with the same fields), and, offline, reasoning-gym's procedural generators: ``gsm_symbolic`` (the default,
+GSM8K-derived) or any generator with numeric answers as ``reasoning_gym:NAME`` (e.g.
+``reasoning_gym:basic_arithmetic``, easy enough for a 135M model to solve sometimes).
+
+Procedural problems are generated with ``seed + EVAL_SEED_OFFSET``, so that a training pool drawn from the
+same generator with a small seed does not hold the very same items; ``exclude`` drops any problem whose
+question is one of the given texts (the experiment passes its training queries).
 """
 
 from __future__ import annotations
@@ -164,15 +170,23 @@ def _read_hub(name: str, split: str, config: str) -> list[Problem]:
     return problems
 
 
-def _read_gsm_symbolic(size: int, seed: int) -> list[Problem]:
+EVAL_SEED_OFFSET = 1_000_003  # evaluation items of a generator are drawn apart from a pool's (seed 0, 1, ...)
+RG_PREFIX = "reasoning_gym:"
+
+
+def _read_reasoning_gym(name: str, size: int, seed: int) -> list[Problem]:
     import reasoning_gym
 
+    try:
+        dataset = reasoning_gym.create_dataset(name, size=size, seed=seed)
+    except Exception as err:
+        raise ValueError(f"reasoning-gym generator {name!r}: {err}") from None
     problems = []
-    for k, entry in enumerate(reasoning_gym.create_dataset("gsm_symbolic", size=size, seed=seed)):
+    for k, entry in enumerate(dataset):
         gold = extract_answer(str(entry["answer"]), "flexible")
         if gold is None:
-            raise ValueError(f"gsm_symbolic (seed {seed}) item {k}: non-numeric answer {entry['answer']!r}")
-        problems.append(Problem(f"gsm_symbolic-{seed}-{k}", entry["question"], gold))
+            raise ValueError(f"{name} (seed {seed}) item {k}: non-numeric answer {entry['answer']!r}")
+        problems.append(Problem(f"{name}-{seed}-{k}", entry["question"], gold))
     return problems
 
 
@@ -183,18 +197,24 @@ def load_problems(
     limit: int | None = None,
     seed: int = 0,
     hub_config: str = "main",
+    exclude: frozenset[str] = frozenset(),
 ) -> tuple[list[Problem], dict]:
     """Problems and a provenance dict.
 
-    ``source``: ``gsm_symbolic`` (offline, generated with ``seed``; ``limit`` items, default 100; the split
-    does not apply), an existing file or folder (original GSM8K JSONL), or a hub dataset id
-    (``openai/gsm8k``; needs the network). ``limit`` keeps the first N problems.
+    ``source``: ``gsm_symbolic`` or ``reasoning_gym:NAME`` (offline, generated with ``seed +
+    EVAL_SEED_OFFSET``; ``limit`` items, default 100; the split does not apply), an existing file or folder
+    (original GSM8K JSONL), or a hub dataset id (``openai/gsm8k``; needs the network). Problems whose
+    question is in ``exclude`` are dropped (counted in the provenance); ``limit`` keeps the first N of the rest.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    if source == "gsm_symbolic":
-        size = limit or 100
-        return _read_gsm_symbolic(size, seed), {"source": source, "size": size, "seed": seed}
+    if source == "gsm_symbolic" or source.startswith(RG_PREFIX):
+        name = source.removeprefix(RG_PREFIX)
+        size, rg_seed = (limit or 100) + len(exclude), seed + EVAL_SEED_OFFSET
+        problems = _read_reasoning_gym(name, size, rg_seed)
+        kept = [p for p in problems if p.question not in exclude]
+        provenance = {"source": source, "size": size, "seed": rg_seed, "excluded": len(problems) - len(kept)}
+        return kept[: limit or 100], provenance
     path = Path(source).expanduser()
     if path.exists():
         problems, where = _read_local(path, split)
@@ -204,6 +224,8 @@ def load_problems(
         provenance = {"source": f"hub:{source}", "config": hub_config, "split": split}
     else:
         raise FileNotFoundError(f"GSM8K source {source!r} is neither gsm_symbolic, an existing path nor a hub id")
-    if not problems:
+    kept = [p for p in problems if p.question not in exclude]
+    provenance["excluded"] = len(problems) - len(kept)
+    if not kept:
         raise ValueError(f"{source}: no problems")
-    return problems[:limit] if limit else problems, provenance
+    return kept[:limit] if limit else kept, provenance
