@@ -58,6 +58,20 @@ def test_sft_puts_no_loss_on_prompt_tokens(tmp_path, tiny_model_dir):
     assert loss.item() == pytest.approx(token_nll[counted].mean().item(), rel=1e-5)
 
 
+def test_training_shows_the_progress_bar_but_prints_no_log_dicts(tmp_path, tiny_model_dir, capsys):
+    """Each step's metrics go to metrics.jsonl only; HF's progress callback would also print them as dicts."""
+    cfg = make_cfg(tmp_path, tiny_model_dir, method="sft", max_steps=2)
+    capsys.readouterr()
+    result = train(cfg)
+    captured = capsys.readouterr()
+    assert "'loss':" not in captured.out and "'train_runtime':" not in captured.out
+    assert not [line for line in captured.out.splitlines() if line.lstrip().startswith("{")]
+    assert "2/2" in captured.err  # the bar itself is kept
+    logged = metrics(result.output_dir)
+    assert [m["step"] for m in logged] == [1, 2]
+    assert all(math.isfinite(m["loss"]) for m in logged)
+
+
 @pytest.mark.parametrize("finetune", ["full", "lora"])
 def test_dpo_first_step_loss_is_log_2(tmp_path, tiny_model_dir, finetune):
     """At step 1 the policy is the reference: every implicit reward is 0 and -log sigmoid(0) = log 2.

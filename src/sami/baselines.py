@@ -184,6 +184,21 @@ def _metrics_callback(path: Path, fp16: bool = False):
     return MetricsFile()
 
 
+def _quiet_progress(trainer) -> None:
+    """Keep the HF Trainer's progress bar but not the log dict it prints beside the bar at every step.
+
+    Those metrics go to metrics.jsonl (``_metrics_callback``); on the terminal they would only bury the bar.
+    """
+    from transformers import ProgressCallback
+
+    class ProgressBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(ProgressBar())
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     found = [p for p in (out / CHECKPOINTS).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
     return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
@@ -216,11 +231,14 @@ def make_trainer(cfg: TrainConfig, callbacks=()):
     )
     sft_cls, dpo_cls = _trainer_classes()
     if cfg.method == "sft":
-        return sft_cls(**kwargs)
-    ref_model = None
-    if cfg.model.finetune == "full" and not cfg.dpo.precompute_ref_logps:
-        ref_model, _ = load_model(cfg.model, init_from=cfg.init_from, prepare=False)  # the starting model, frozen
-    return dpo_cls(ref_model=ref_model, **kwargs)
+        trainer = sft_cls(**kwargs)
+    else:
+        ref_model = None
+        if cfg.model.finetune == "full" and not cfg.dpo.precompute_ref_logps:
+            ref_model, _ = load_model(cfg.model, init_from=cfg.init_from, prepare=False)  # the starting model, frozen
+        trainer = dpo_cls(ref_model=ref_model, **kwargs)
+    _quiet_progress(trainer)
+    return trainer
 
 
 def train_baseline(cfg: TrainConfig, *, resume: bool = False):
