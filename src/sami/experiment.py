@@ -136,13 +136,19 @@ def eval_config(cfg: ExperimentConfig, root: Path, models: list[str], **sections
     return from_dict(EvalConfig, to_dict(ev))  # validated like a file would be
 
 
-def _generate_stage(study, root: Path, seed: int, heldout: int) -> Stage:
-    from sami.generate import generate
-
+def generate_config(study, root: Path, seed: int) -> GenerateConfig:
+    """The resolved generation config of a study's training data."""
     gen = copy.deepcopy(study.generate)
     gen.seed = seed
     gen.output = str(root / "data" / "train.jsonl")
     gen.num_queries, gen.skip_queries = study.queries, 0
+    return gen
+
+
+def _generate_stage(study, root: Path, seed: int, heldout: int) -> Stage:
+    from sami.generate import generate
+
+    gen = generate_config(study, root, seed)
     held = copy.deepcopy(gen)
     held.output = str(root / "data" / "heldout.jsonl")
     held.num_queries, held.skip_queries = heldout, study.queries
@@ -204,7 +210,7 @@ def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     if study.adherence is not None:
         evals["adherence"] = eval_config(cfg, root, everyone, adherence=study.adherence)
         stages.append(_eval_stage(evals["adherence"], "adherence", "mtbench/eval-adherence", trained))
-    return stages, {"trains": trains, "evals": evals}
+    return stages, {"trains": trains, "evals": evals, "generate": generate_config(study, root, cfg.seed)}
 
 
 def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
@@ -216,9 +222,14 @@ def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     stages.append(_train_stage(trains["sami"], "math/sami", ["math/data"]))
     stages.append(_train_stage(trains["sft+sami"], "math/sft+sami", ["math/data", "math/sft"]))
     models = [f"base={base}"] + [f"{m}={trains[m].output_dir}/model" for m in MATH_METHODS]
-    ev = eval_config(cfg, root, models, gsm8k=study.gsm8k)
+    gsm8k = copy.deepcopy(study.gsm8k)
+    gsm8k.exclude_queries_from = [
+        *gsm8k.exclude_queries_from,
+        str(root / "data" / "train.jsonl"),
+    ]  # never a training item
+    ev = eval_config(cfg, root, models, gsm8k=gsm8k)
     stages.append(_eval_stage(ev, "gsm8k", "math/eval-gsm8k", ["math/sft", "math/sami", "math/sft+sami"]))
-    return stages, {"trains": trains, "evals": {"gsm8k": ev}}
+    return stages, {"trains": trains, "evals": {"gsm8k": ev}, "generate": generate_config(study, root, cfg.seed)}
 
 
 def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:

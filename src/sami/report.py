@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sami import figures
 from sami.config import config_hash, to_dict
+from sami.findings import findings
 
 # Numbers as the multi-task paper reports them (docs/PAPER_NOTES.md sections 3-4); shown for comparison only.
 PAPER_MTBENCH = {
@@ -28,6 +29,17 @@ PAPER_MATH = {
         "sft+sami vs sft": "0 / +1.3 / 0",
     },
     "absolute accuracy ranges": "about 34-40% (1 attempt), 60-80% (10), 84-90% (32); Mistral-7B, GSM8K train split",
+}
+
+
+VERDICT_NOTES = {
+    "probability": "Verdicts are read from the judge's probabilities of the letters A, B and C after the prompt (no "
+    "generation, never unparseable); both orders are judged. Hard: the most probable letter in each order, an item "
+    "won only when both orders agree (else a tie). Soft: the probability of preferring the first model, averaged "
+    "over the two orders, ties counted half.",
+    "checker": "The checker judge uses no model: the answer that passes more of the shown principles' checkers "
+    "wins, equal counts tie. Soft equals hard here.",
+    "text": "Verdicts are parsed from the judge's generated text; both orders are judged.",
 }
 
 
@@ -67,9 +79,26 @@ def _training(trains: dict) -> dict:
             "last_loss": losses[-1] if losses else None,
             "init_from": cfg.init_from,
         }
+        for key in ("mi_bound", "diag_logprob"):  # SAMI's: the bound and the fluency beside it
+            logged = [m[key] for m in metrics if key in m]
+            if logged:
+                out["methods"][method][f"first_{key}"], out["methods"][method][f"last_{key}"] = logged[0], logged[-1]
         resolved[method] = to_dict(cfg)
     out["config_differences"] = compare_configs(resolved)
     return out
+
+
+def _data(part: dict) -> dict:
+    """How a study's training data were made, and how many records there are."""
+    gen = part["generate"]
+    counts = {}
+    for split in ("train", "heldout"):
+        path = Path(gen.output).with_name(f"{split}.jsonl")
+        if path.is_file():
+            counts[split] = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    principles = gen.constitutions.principles
+    return {"teacher_mode": gen.teacher_mode, "teacher": gen.teacher.model, "principles": principles,
+            "strategy": gen.constitutions.strategy, "records": counts}  # fmt: skip
 
 
 def build_summary(cfg, parts: dict) -> dict:
@@ -86,7 +115,7 @@ def build_summary(cfg, parts: dict) -> dict:
         "paper": {"mtbench": PAPER_MTBENCH, "math": PAPER_MATH},
     }
     for study, part in parts.items():
-        block = {"training": _training(part["trains"]), "eval": {}}
+        block = {"training": _training(part["trains"]), "eval": {}, "data": _data(part)}
         for suite, ev in part["evals"].items():
             block["eval"][suite] = compute(suite, ev)
         summary[study] = block
@@ -99,21 +128,24 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     for name, a in m["answers"].items():
         lines.append(
             f"- {name}: {a['count']} answers, mean {_num(a['mean_words'], 1)} words, "
-            f"{a['cut_by_length']} cut by the token limit"
+            f"{a['cut_by_length']} cut by the token limit, degenerate {_pct(a.get('degenerate'))}"
         )
     lines.append("")
     for judge, by_pair in m["pairwise"].items():
-        lines += [f"### Judge: {judge}", ""]
-        header = "| pairing | n | win / tie / loss | unparseable | adjusted win rate (95%) | length-controlled (95%) |"
-        lines += [header + " paper |", "|---|---|---|---|---|---|---|"]
+        source = next(iter(by_pair.values()), {}).get("verdict_source", "text")
+        lines += [f"### Judge: {judge} ({source} verdicts)", ""]
+        header = "| pairing | n | win / tie / loss | unparseable | hard win rate (95%) | soft win rate (95%) |"
+        lines += [header + " length-controlled (95%) | paper |", "|---|---|---|---|---|---|---|---|"]
         for pair, block in by_pair.items():
             o = block["overall"]
             paper = PAPER_MTBENCH.get(judge, {})
             ref = f"{100 * paper[pair]:.1f}%" if isinstance(paper, dict) and pair in paper else "-"
             lines.append(
                 f"| {pair} | {o['n']} | {o['win']} / {o['tie']} / {o['loss']} | {o['unparseable']} | "
-                f"{_pct(o['win_rate_adjusted'])} | {_pct(o['length_controlled_win_rate'])} | {ref} |"
+                f"{_pct(o['win_rate_adjusted'])} | {_pct(o.get('soft_win_rate'))} | "
+                f"{_pct(o['length_controlled_win_rate'])} | {ref} |"
             )
+        lines += ["", VERDICT_NOTES.get(source, "")]
         bad = sum(b["overall"]["unparseable"] for b in by_pair.values())
         total = sum(b["overall"]["n"] for b in by_pair.values())
         if bad:
@@ -140,33 +172,53 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
         lines += ["", f"![{judge} win rates](figures/{path.name})", ""]
     if "mi" in s["eval"]:
         mi = s["eval"]["mi"]
-        lines += ["### Mutual-information bound on held-out records", ""]
-        lines += ["| checkpoint | MI bound, nats (95%) | column accuracy | row accuracy |", "|---|---|---|---|"]
+        lines += ["### Mutual-information bound on held-out records, and fluency beside it", ""]
+        lines += ["| checkpoint | MI bound, nats (95%) | column accuracy | row accuracy | diagonal log-prob per token "
+                  "| change from base |", "|---|---|---|---|---|---|"]  # fmt: skip
         for name, block in mi.items():
             o = block["overall"]
-            lines.append(f"| {name} | {_num(o['mi_bound'])} | {_pct(o['col_accuracy'])} | {_pct(o['row_accuracy'])} |")
+            lines.append(f"| {name} | {_num(o['mi_bound'])} | {_pct(o['col_accuracy'])} | {_pct(o['row_accuracy'])} "
+                         f"| {_num(o.get('diag_logprob'))} | {_num(o.get('diag_logprob_change'))} |")  # fmt: skip
+        lines += ["", "The MI bound is at most log C. The diagonal log-prob is the mean per-token log-probability of "
+                  "each held-out teacher response under its own constitution: InfoNCE can raise the bound by making "
+                  "every response unlikely, so a bound that rises while this falls is not alignment."]  # fmt: skip
         path = figures.estimate_bars({n: b["overall"]["mi_bound"] for n, b in mi.items()}, fig_dir / "mi_bound.png",
                                      title="MI lower bound, held-out records", ylabel="nats")  # fmt: skip
         lines += ["", f"![MI bound](figures/{path.name})", ""]
     if "adherence" in s["eval"]:
         ad = s["eval"]["adherence"]
         lines += ["### Principle adherence (judge-free checkers)", ""]
-        principles = sorted({p for per in ad.values() for p in per})
-        lines += ["Contrast = checker pass rate under the principle minus under its antithesis.", ""]
-        lines += ["| checkpoint | " + " | ".join(principles) + " |", "|---|" + "---|" * len(principles)]
-        for name, per in ad.items():
-            lines.append(f"| {name} | " + " | ".join(_num(per[p]["contrast"], 2) if p in per else "-"
-                                                     for p in principles) + " |")  # fmt: skip
+        principles = sorted({p for m in ad.values() for p in m["principles"]})
+        lines += ["Contrast = checker pass rate under the principle minus under its antithesis (95% interval); "
+                  "in brackets the pass rates under each. Degenerate: answers that are empty, run-on tokens or "
+                  "loops (docs/EVALUATION.md).", ""]  # fmt: skip
+        lines += [
+            "| checkpoint | " + " | ".join(principles) + " | degenerate |",
+            "|---|" + "---|" * (len(principles) + 1),
+        ]
+        for name, m in ad.items():
+            cells = []
+            for p in principles:
+                b = m["principles"].get(p)
+                if b is None:
+                    cells.append("-")
+                    continue
+                under = f"{_pct(b['checker_pass_under_principle'])} / {_pct(b['checker_pass_under_antithesis'])}"
+                cells.append(f"{_num(b['contrast'], 2)} ({under})")
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {_pct(m.get('degenerate'))} |")
         lines.append("")
     _training_section(s["training"], lines)
 
 
 def _training_section(t: dict, lines: list[str]) -> None:
-    lines += ["### Training", "", "| method | starts from | steps | first loss | last loss |", "|---|---|---|---|---|"]
+    lines += ["### Training", "", "| method | starts from | steps | first loss | last loss | MI bound, first -> last "
+              "| diagonal log-prob, first -> last |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for method, m in t["methods"].items():
         fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
+        mi = f"{fmt(m['first_mi_bound'])} -> {fmt(m['last_mi_bound'])}" if "last_mi_bound" in m else "-"
+        diag = f"{fmt(m['first_diag_logprob'])} -> {fmt(m['last_diag_logprob'])}" if "last_diag_logprob" in m else "-"
         lines.append(f"| {method} | {m['init_from'] or 'base'} | {m['steps']} | {fmt(m['first_loss'])} | "
-                     f"{fmt(m['last_loss'])} |")  # fmt: skip
+                     f"{fmt(m['last_loss'])} | {mi} | {diag} |")  # fmt: skip
     from sami.train_config import NOT_USED
 
     diffs = t["config_differences"]
@@ -220,6 +272,11 @@ def render_report(summary: dict, fig_dir: Path) -> str:
         "match them, and the intervals say how much a difference can be trusted.",
         "",
     ]
+    shows = findings(summary)
+    if shows:
+        lines += ["## What this run shows", "", "Generated from the numbers below; two estimates are called different "
+                  "only when their 95% intervals do not overlap.", ""]  # fmt: skip
+        lines += [f"- {sentence}" for sentence in shows] + [""]
     if "mtbench" in summary:
         _mtbench_section(summary["mtbench"], fig_dir, lines)
     if "math" in summary:

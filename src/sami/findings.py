@@ -1,0 +1,194 @@
+""" "What this run shows": plain sentences generated from a study's numbers and their intervals.
+
+Pure functions over the report's ``summary.json`` (``sami.report.build_summary``); nothing here is written by
+hand about a particular run. Two estimates count as different only when their 95% intervals do not overlap
+(a conservative reading: overlapping intervals can still hide a real difference, which the sentence then
+says cannot be told apart at this sample size). Thresholds the sentences use:
+
+- ``FLUENCY_MARGIN``: a mean diagonal log-prob per token more than this many nats below the base model's is
+  called a loss of fluency (the collapse the MI bound alone does not show);
+- a win rate is called a preference when its interval excludes 1/2.
+"""
+
+from __future__ import annotations
+
+FLUENCY_MARGIN = 0.3  # nats per token
+
+
+def _value(e: dict | None) -> float | None:
+    return None if not e else e.get("value")
+
+
+def _fmt(e: dict, digits: int = 3, pct: bool = False) -> str:
+    if _value(e) is None:
+        return "n/a"
+    if pct:
+        return f"{100 * e['value']:.0f}% [{100 * e['low']:.0f}, {100 * e['high']:.0f}]"
+    return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+
+
+def compare(a: dict, b: dict) -> str:
+    """``above``, ``below`` or ``overlap``: where estimate ``a``'s interval lies relative to ``b``'s."""
+    if _value(a) is None or _value(b) is None:
+        return "overlap"
+    if a["low"] > b["high"]:
+        return "above"
+    if a["high"] < b["low"]:
+        return "below"
+    return "overlap"
+
+
+def excludes(e: dict, point: float) -> str | None:
+    """``above`` / ``below`` when the interval lies entirely on one side of ``point``, else None."""
+    if _value(e) is None:
+        return None
+    if e["low"] > point:
+        return "above"
+    if e["high"] < point:
+        return "below"
+    return None
+
+
+def mi_findings(mi: dict, method: str = "sami") -> list[str]:
+    """The held-out MI bound and the fluency beside it, for ``method`` against base (and the others)."""
+    if method not in mi or "base" not in mi:
+        return []
+    own, base = mi[method]["overall"], mi["base"]["overall"]
+    where = compare(own["mi_bound"], base["mi_bound"])
+    verb = {"above": "is above", "below": "is below", "overlap": "cannot be told apart from"}[where]
+    lines = [
+        f"Held-out MI bound: {method.upper()} {_fmt(own['mi_bound'])} nats {verb} base's "
+        f"{_fmt(base['mi_bound'])} (95% intervals{' do not overlap' if where != 'overlap' else ' overlap'})."
+    ]
+    others = [n for n in mi if n not in (method, "base")]
+    beaten = [n for n in others if compare(own["mi_bound"], mi[n]["overall"]["mi_bound"]) == "above"]
+    tied = [n for n in others if n not in beaten]
+    if beaten:
+        lines.append(f"It is also above {', '.join(beaten)} ({_others(mi, beaten)}).")
+    if tied:
+        lines.append(f"It cannot be told apart from {', '.join(tied)} ({_others(mi, tied)}).")
+    change = own.get("diag_logprob_change")
+    if _value(change) is not None:
+        drop = -change["value"]
+        if drop > FLUENCY_MARGIN:
+            state = f"more than {FLUENCY_MARGIN} nats below base: the MI bound rose partly by making text unlikely"
+        elif drop > 0:
+            state = f"within {FLUENCY_MARGIN} nats of base: it stayed fluent"
+        else:
+            state = "at or above base's: it stayed fluent"
+        lines.append(
+            f"Fluency: the mean log-prob per token of the held-out teacher responses under their own "
+            f"constitution changed by {_fmt(change)} nats for {method.upper()} ({state})."
+        )
+    return lines
+
+
+def _others(mi: dict, names: list[str]) -> str:
+    return "; ".join(f"{n} {_fmt(mi[n]['overall']['mi_bound'])}" for n in names)
+
+
+def adherence_findings(adherence: dict, method: str = "sami") -> list[str]:
+    """Per principle: whose contrast interval excludes zero, and how ``method`` compares with each other model."""
+    lines = []
+    names = list(adherence)
+    principles = sorted({p for m in adherence.values() for p in m["principles"]})
+    for p in principles:
+        contrasts = {n: adherence[n]["principles"][p]["contrast"] for n in names if p in adherence[n]["principles"]}
+        shown = ", ".join(f"{n} {_fmt(c, 2)}" for n, c in contrasts.items())
+        follows = [n for n, c in contrasts.items() if excludes(c, 0.0) == "above"]
+        line = f"Adherence to `{p}` (pass rate under it minus under its antithesis): {shown}. "
+        line += f"Contrast above zero: {', '.join(follows)}." if follows else "No model's contrast is above zero."
+        if method in contrasts:
+            above = [n for n in contrasts if n != method and compare(contrasts[method], contrasts[n]) == "above"]
+            if above:
+                line += f" {method.upper()}'s is above {', '.join(above)}'s."
+            else:
+                line += f" {method.upper()}'s cannot be told apart from the others'."
+        lines.append(line)
+    degenerate = {n: m["degenerate"] for n, m in adherence.items() if _value(m.get("degenerate")) is not None}
+    bad = [n for n, e in degenerate.items() if e["value"] > 0]
+    if degenerate:
+        if bad:
+            lines.append("Degenerate answers: " + ", ".join(f"{n} {_fmt(degenerate[n], pct=True)}" for n in bad) + ".")
+        else:
+            lines.append("No model wrote a degenerate answer in the adherence study (sami.eval.fluency).")
+    return lines
+
+
+def judge_findings(pairwise: dict) -> list[str]:
+    """Per judge and pairing: a preference when the hard win rate's interval excludes 1/2."""
+    lines = []
+    for judge, by_pair in pairwise.items():
+        parts = []
+        for pair, block in by_pair.items():
+            o = block["overall"]
+            x, y = pair.split(" vs ")
+            side = excludes(o["win_rate_adjusted"], 0.5)
+            rate = _fmt(o["win_rate_adjusted"], pct=True)
+            if side == "above":
+                parts.append(f"{x} preferred over {y} ({rate})")
+            elif side == "below":
+                parts.append(f"{y} preferred over {x} ({x}'s win rate {rate})")
+            else:
+                parts.append(f"{pair}: no preference detectable ({rate})")
+        unparseable = sum(b["overall"]["unparseable"] for b in by_pair.values())
+        source = next(iter(by_pair.values()), {}).get("verdict_source", "text")
+        tail = f"; {unparseable} items unparseable" if unparseable else ""
+        lines.append(f"Judge `{judge}` ({source} verdicts): " + "; ".join(parts) + tail + ".")
+    return lines
+
+
+def math_findings(gsm8k: dict) -> list[str]:
+    """Greedy accuracy and the largest pass@k of every variant against base."""
+    if "base" not in gsm8k:
+        return []
+    base = gsm8k["base"]
+    ks = sorted({int(k) for m in gsm8k.values() for k in m.get("pass_at_k", {})})
+    lines = [f"Math: base greedy accuracy {_fmt(base['greedy_accuracy'], pct=True)}."]
+    for name, m in gsm8k.items():
+        if name == "base":
+            continue
+        where = compare(m["greedy_accuracy"], base["greedy_accuracy"])
+        verb = {"above": "above", "below": "below", "overlap": "not distinguishable from"}[where]
+        line = f"{name}: greedy {_fmt(m['greedy_accuracy'], pct=True)}, {verb} base"
+        if ks:
+            k = str(ks[-1])
+            mine, theirs = m["pass_at_k"].get(k), base.get("pass_at_k", {}).get(k)
+            if mine and theirs:
+                where_k = {"above": "above", "below": "below", "overlap": "not distinguishable from"}[
+                    compare(mine, theirs)
+                ]
+                line += f"; pass@{k} {_fmt(mine, pct=True)}, {where_k} base's {_fmt(theirs, pct=True)}"
+        lines.append(line + ".")
+    return lines
+
+
+def positive_control(summary: dict) -> str | None:
+    """The sentence that names a rewrite-teacher study for what it is."""
+    modes = summary.get("mtbench", {}).get("data", {}).get("teacher_mode")
+    if modes == "rewrite":
+        return (
+            "The MT-Bench study's training data come from the rewrite teacher: one answer per query, rewritten "
+            "deterministically to each constitution's side of verifiable principles. It is a positive control: "
+            "the data carry a known, learnable signal, and the question is which method finds it."
+        )
+    return None
+
+
+def findings(summary: dict) -> list[str]:
+    """Every sentence of "What this run shows", in report order."""
+    lines = []
+    control = positive_control(summary)
+    if control:
+        lines.append(control)
+    ev = summary.get("mtbench", {}).get("eval", {})
+    if "mi" in ev:
+        lines += mi_findings(ev["mi"])
+    if "adherence" in ev:
+        lines += adherence_findings(ev["adherence"])
+    if "mtbench" in ev:
+        lines += judge_findings(ev["mtbench"]["pairwise"])
+    gsm8k = summary.get("math", {}).get("eval", {}).get("gsm8k")
+    if gsm8k:
+        lines += math_findings(gsm8k)
+    return lines

@@ -1,0 +1,94 @@
+""" "What this run shows": sentences follow the numbers and their intervals, on hand-made summaries."""
+
+from sami.findings import adherence_findings, compare, findings, judge_findings, math_findings, mi_findings
+
+
+def est(value, low, high, n=8):
+    return {"value": value, "low": low, "high": high, "n": n, "method": "bootstrap"}
+
+
+def test_compare_reads_interval_overlap():
+    assert compare(est(0.6, 0.5, 0.7), est(0.1, 0.0, 0.4)) == "above"
+    assert compare(est(0.1, 0.0, 0.4), est(0.6, 0.5, 0.7)) == "below"
+    assert compare(est(0.45, 0.3, 0.5), est(0.6, 0.5, 0.7)) == "overlap"  # touching intervals overlap
+    assert compare({"value": None}, est(0.6, 0.5, 0.7)) == "overlap"
+
+
+def mi(value, low, high, change=None):
+    overall = {"mi_bound": est(value, low, high)}
+    if change is not None:
+        overall["diag_logprob_change"] = est(*change)
+    return {"overall": overall}
+
+
+def test_mi_findings_name_the_bound_and_the_fluency():
+    lines = mi_findings(
+        {
+            "base": mi(0.01, 0.0, 0.02),
+            "sft": mi(0.3, 0.0, 0.6),
+            "sami": mi(0.6, 0.55, 0.65, change=(-0.1, -0.2, 0.0)),
+            "dpo": mi(0.1, 0.05, 0.2, change=(-0.5, -0.6, -0.4)),
+        }
+    )
+    assert lines[0].startswith("Held-out MI bound: SAMI 0.600 [0.550, 0.650] nats is above base's 0.010")
+    assert "It is also above dpo" in lines[1] and "cannot be told apart from sft" in lines[2]
+    assert "changed by -0.100 [-0.200, 0.000] nats for SAMI" in lines[3] and "stayed fluent" in lines[3]
+    collapsed = mi_findings({"base": mi(0.0, 0.0, 0.01), "sami": mi(0.69, 0.68, 0.69, change=(-4.7, -5.0, -4.4))})
+    assert "more than 0.3 nats below base" in collapsed[-1]
+
+
+def adh(contrast, degenerate=0.0):
+    return {
+        "principles": {"lowercase": {"contrast": est(*contrast)}},
+        "degenerate": est(degenerate, 0.0, max(degenerate, 0.2)),
+    }
+
+
+def test_adherence_findings_compare_contrasts():
+    lines = adherence_findings(
+        {"base": adh((0.0, -0.2, 0.2)), "sft": adh((0.1, 0.0, 0.3)), "sami": adh((0.8, 0.6, 1.0))}
+    )
+    assert "Contrast above zero: sami." in lines[0] and "SAMI's is above base, sft's." in lines[0]
+    assert lines[1].startswith("No model wrote a degenerate answer")
+    lines = adherence_findings({"base": adh((0.0, -0.2, 0.2)), "sami": adh((0.1, -0.1, 0.4), degenerate=0.5)})
+    assert "No model's contrast is above zero." in lines[0] and "cannot be told apart" in lines[0]
+    assert lines[1] == "Degenerate answers: sami 50% [0, 50]."
+
+
+def pair(rate, unparseable=0, source="probability"):
+    return {"overall": {"win_rate_adjusted": est(*rate), "unparseable": unparseable}, "verdict_source": source}
+
+
+def test_judge_findings_call_a_preference_only_outside_one_half():
+    (line,) = judge_findings(
+        {
+            "checker": {
+                "sami vs dpo": pair((0.8, 0.6, 0.9)),
+                "sami vs sft": pair((0.3, 0.1, 0.45)),
+                "dpo vs sft": pair((0.5, 0.3, 0.7), unparseable=2),
+            }
+        }  # fmt: skip
+    )
+    assert line.startswith("Judge `checker` (probability verdicts): sami preferred over dpo (80% [60, 90])")
+    assert "sft preferred over sami (sami's win rate 30% [10, 45])" in line
+    assert "dpo vs sft: no preference detectable" in line and line.endswith("2 items unparseable.")
+
+
+def test_math_findings_compare_with_base():
+    def acc(greedy, at4):
+        return {"greedy_accuracy": est(*greedy), "pass_at_k": {"1": est(*greedy), "4": est(*at4)}}
+
+    lines = math_findings(
+        {"base": acc((0.3, 0.2, 0.4), (0.5, 0.4, 0.6)), "sft": acc((0.6, 0.5, 0.7), (0.55, 0.45, 0.7))}
+    )
+    assert lines[0] == "Math: base greedy accuracy 30% [20, 40]."
+    assert (
+        lines[1]
+        == "sft: greedy 60% [50, 70], above base; pass@4 55% [45, 70], not distinguishable from base's 50% [40, 60]."
+    )
+
+
+def test_findings_name_a_positive_control():
+    summary = {"mtbench": {"data": {"teacher_mode": "rewrite"}, "eval": {}}}
+    assert "positive control" in findings(summary)[0]
+    assert findings({"mtbench": {"data": {"teacher_mode": "constitution"}, "eval": {}}}) == []
