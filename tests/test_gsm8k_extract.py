@@ -127,3 +127,23 @@ def test_prompts_are_versioned():
     assert all(p.extract in ("strict", "flexible", "paper") for p in PROMPTS.values())
     with pytest.raises(ValueError, match="unknown GSM8K prompt"):
         build_prompt("paper", "Q?")
+
+
+def test_reasoning_gym_generator_options_reach_the_generator(tmp_path):
+    import re
+
+    from sami.pools import PoolConfig, load_pool, parse_pool_spec
+
+    easy = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
+    problems, prov = load_problems("reasoning_gym:chain_sum", limit=10, options=easy)
+    assert prov["options"] == easy
+    for p in problems:
+        assert len(re.findall(r"\d+", p.question)) == 2 and all(len(n) == 1 for n in re.findall(r"\d+", p.question))
+    src = parse_pool_spec("reasoning_gym:chain_sum,size=5,options.max_digits=1,options.max_terms=2,category=math")
+    assert src.options == {"max_digits": 1, "max_terms": 2} and src.category == "math"
+    items, _ = load_pool(PoolConfig(sources=[src]))
+    assert len(items) == 5 and all(len(re.findall(r"\d+", i.prompt)) <= 2 for i in items)
+    local = tmp_path / "gsm8k.jsonl"
+    local.write_text('{"question": "1 + 1?", "answer": "#### 2"}\n')
+    with pytest.raises(ValueError, match="generator options apply to reasoning_gym sources only"):
+        load_problems(str(local), options=easy)

@@ -24,6 +24,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from sami.data import CATEGORIES, json_lines
 
@@ -44,7 +47,8 @@ class PoolSource:
     category_field / category: where the category comes from, or one fixed category.
     where: keep only rows whose fields equal these values (e.g. ``{category: creative_writing}``).
     max: at most this many items from this source (after filtering; a seeded choice).
-    size: items a ``reasoning_gym`` generator makes. categories: ``builtin`` only these categories.
+    size: items a ``reasoning_gym`` generator makes; options: that generator's settings (e.g. ``{max_digits: 1}``).
+    categories: ``builtin`` only these categories.
     """
 
     kind: str = "builtin"
@@ -59,6 +63,7 @@ class PoolSource:
     where: dict[str, str] = field(default_factory=dict)
     max: int | None = None
     size: int = 100
+    options: dict[str, Any] = field(default_factory=dict)
     categories: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -190,7 +195,7 @@ def _reasoning_gym_items(src: PoolSource, seed: int) -> list[PoolItem]:
     import reasoning_gym
 
     try:
-        ds = reasoning_gym.create_dataset(src.name, size=src.size, seed=seed)
+        ds = reasoning_gym.create_dataset(src.name, size=src.size, seed=seed, **src.options)
     except Exception as err:
         raise PoolError(f"{src.label()}: {err}") from err
     category = src.category or ("math" if "gsm" in src.name or "arith" in src.name else "reasoning")
@@ -271,6 +276,8 @@ def parse_pool_spec(spec: str) -> PoolSource:
             values[key] = value.split("+")
         elif key.startswith("where."):
             values.setdefault("where", {})[key.removeprefix("where.")] = value
+        elif key.startswith("options."):  # a generator setting, read as YAML: max_digits=1 is a number
+            values.setdefault("options", {})[key.removeprefix("options.")] = yaml.safe_load(value)
         else:
             values[key] = value
     from sami.config import from_dict

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sami.backends import BackendConfig
 from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
@@ -82,10 +83,12 @@ class GSM8KConfig:
         100), a local JSONL file or folder in the original format, or a hub id (``openai/gsm8k``). split: test
         (standard) or train (the multi-task paper's choice). extract: strict, flexible or paper (None: the
         prompt's own mode). exclude_queries_from: training data files (docs/DATA.md); a problem whose question
-        is one of their queries is left out (the experiment passes its own training data).
+        is one of their queries is left out (the experiment passes its own training data). options: the
+        reasoning-gym generator's settings (e.g. ``{max_digits: 1}`` for ``reasoning_gym:chain_sum``).
     """
 
     source: str = "gsm_symbolic"
+    options: dict[str, Any] = field(default_factory=dict)
     exclude_queries_from: list[str] = field(default_factory=list)
     split: str = "test"
     hub_config: str = "main"

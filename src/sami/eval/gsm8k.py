@@ -120,8 +120,9 @@ def run_gsm8k(cfg: EvalConfig) -> dict:
     root = Path(cfg.output_dir) / "gsm8k"
     exclude = frozenset(r.query for path in g.exclude_queries_from for r in read_records(path))
     problems, provenance = load_problems(
-        g.source, split=g.split, limit=g.limit, seed=cfg.seed, hub_config=g.hub_config, exclude=exclude
-    )
+        g.source, split=g.split, limit=g.limit, seed=cfg.seed, hub_config=g.hub_config, exclude=exclude,
+        options=g.options,
+    )  # fmt: skip
     params = _attempt_params(cfg)
     check_settings(
         root,

@@ -174,11 +174,11 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation items of a generator are drawn apart 
 RG_PREFIX = "reasoning_gym:"
 
 
-def _read_reasoning_gym(name: str, size: int, seed: int) -> list[Problem]:
+def _read_reasoning_gym(name: str, size: int, seed: int, options: dict) -> list[Problem]:
     import reasoning_gym
 
     try:
-        dataset = reasoning_gym.create_dataset(name, size=size, seed=seed)
+        dataset = reasoning_gym.create_dataset(name, size=size, seed=seed, **options)
     except Exception as err:
         raise ValueError(f"reasoning-gym generator {name!r}: {err}") from None
     problems = []
@@ -198,22 +198,26 @@ def load_problems(
     seed: int = 0,
     hub_config: str = "main",
     exclude: frozenset[str] = frozenset(),
+    options: dict | None = None,
 ) -> tuple[list[Problem], dict]:
     """Problems and a provenance dict.
 
     ``source``: ``gsm_symbolic`` or ``reasoning_gym:NAME`` (offline, generated with ``seed +
-    EVAL_SEED_OFFSET``; ``limit`` items, default 100; the split does not apply), an existing file or folder
-    (original GSM8K JSONL), or a hub dataset id (``openai/gsm8k``; needs the network). Problems whose
-    question is in ``exclude`` are dropped (counted in the provenance); ``limit`` keeps the first N of the rest.
+    EVAL_SEED_OFFSET`` and the generator's ``options``; ``limit`` items, default 100; the split does not
+    apply), an existing file or folder (original GSM8K JSONL), or a hub dataset id (``openai/gsm8k``; needs
+    the network). Problems whose question is in ``exclude`` are dropped (counted in the provenance);
+    ``limit`` keeps the first N of the rest.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     if source == "gsm_symbolic" or source.startswith(RG_PREFIX):
         name = source.removeprefix(RG_PREFIX)
         size, rg_seed = (limit or 100) + len(exclude), seed + EVAL_SEED_OFFSET
-        problems = _read_reasoning_gym(name, size, rg_seed)
+        problems = _read_reasoning_gym(name, size, rg_seed, options or {})
         kept = [p for p in problems if p.question not in exclude]
         provenance = {"source": source, "size": size, "seed": rg_seed, "excluded": len(problems) - len(kept)}
+        if options:
+            provenance["options"] = options
         return kept[: limit or 100], provenance
     path = Path(source).expanduser()
     if path.exists():
@@ -226,6 +230,8 @@ def load_problems(
         raise FileNotFoundError(f"GSM8K source {source!r} is neither gsm_symbolic, an existing path nor a hub id")
     kept = [p for p in problems if p.question not in exclude]
     provenance["excluded"] = len(problems) - len(kept)
+    if options:
+        raise ValueError(f"{source}: generator options apply to reasoning_gym sources only")
     if not kept:
         raise ValueError(f"{source}: no problems")
     return kept[:limit] if limit else kept, provenance
