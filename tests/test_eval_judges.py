@@ -249,6 +249,10 @@ def test_checker_judge_counts_passing_checkers():
     assert checker_verdict(shown, lower_prose, lower_bullets)["verdict"] == "B"  # 1 pass against 2
     # principles without a checker are skipped; with none at all there is nothing to judge
     assert checker_verdict([library.get("caring"), *shown], lower_bullets, upper_prose)["passes"]["A"] == 2
+    # a degenerate answer passes nothing, though "- - -" lines would satisfy the list checker
+    dashes = " -\n- -\n- -\n-\n- -\n-\n-\n- -\n-\n-\n-\n-"  # a collapsed DPO answer, measured
+    assert library.get("bullet_list").checker(dashes)
+    assert checker_verdict(shown, dashes, upper_prose)["passes"] == {"A": 0, "B": 0}
     with pytest.raises(ValueError, match="mtbench.principles"):
         checker_verdict(library.for_category("math"), lower_bullets, upper_prose)
 

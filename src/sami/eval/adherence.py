@@ -6,7 +6,8 @@ antithesis. Both answers are checked with the principle's checker and the antith
 per principle: the checker's pass rate under the principle and under the antithesis, and the contrast
 (pass rate under the principle minus under the antithesis, paired by query) with its interval; a model
 that reads the constitution has a large contrast. Beside it, per checkpoint, the rate of degenerate answers
-(``sami.eval.fluency``): a collapsed model can pass a case or format checker with gibberish.
+(``sami.eval.fluency``): a collapsed model can pass a case or format checker with gibberish, so a degenerate
+answer passes no checker.
 
 Files under ``<output_dir>/adherence/``: ``answers/<model>.jsonl`` ``{principle, side, query_index,
 prompt, answer, ...}``; ``metrics.json`` (checks rerun from the stored answers).
@@ -96,6 +97,11 @@ def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[s
         backend.close()
 
 
+def passes(checker, answer: str) -> bool:
+    """A checker's verdict on an answer; a degenerate answer (``sami.eval.fluency``) passes none."""
+    return not is_degenerate(answer) and bool(checker(answer))
+
+
 def adherence_metrics(cfg: EvalConfig) -> dict:
     root = Path(cfg.output_dir) / "adherence"
     principles = _principles(cfg)
@@ -108,8 +114,9 @@ def adherence_metrics(cfg: EvalConfig) -> dict:
             ks = sorted({k for (pn, _, k) in by_key if pn == p.name})
             paired = [k for k in ks if (p.name, "principle", k) in by_key and (p.name, "antithesis", k) in by_key]
             under = {s: [by_key[(p.name, s, k)] for k in paired] for s in SIDES}
-            checker_under = {s: [p.checker(a) for a in under[s]] for s in SIDES}
-            anti_under = {s: [p.antithesis_checker(a) for a in under[s]] for s in SIDES} if p.antithesis_checker else {}
+            checker_under = {s: [passes(p.checker, a) for a in under[s]] for s in SIDES}
+            anti = p.antithesis_checker
+            anti_under = {s: [passes(anti, a) for a in under[s]] for s in SIDES} if anti else {}
             block = {
                 "checker": {"name": p.checker.name, **p.checker.params},
                 "pairs": len(paired),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 
+from sami.eval.fluency import is_degenerate
 from sami.eval.mtbench_data import REFERENCE_CATEGORIES, JudgePrompt, Question
 
 JUDGES: tuple[str, ...] = ("principle-aware", "principle-free", "single", "checker")
@@ -214,9 +215,13 @@ def checker_verdict(principles, answer_a: str, answer_b: str) -> dict:
     """The checker judge: per answer, how many of the principles' checkers pass; more passes wins.
 
     ``principles``: the shown constitution's principles; those without a checker are skipped (the positive
-    side is shown, so each principle's own ``checker`` applies). Returns ``{checked, passes: {A, B}, verdict}``.
+    side is shown, so each principle's own ``checker`` applies). A degenerate answer (``sami.eval.fluency``)
+    passes none: ``- - -`` is not a bulleted answer. Returns ``{checked, passes: {A, B}, verdict}``.
     """
     checked = checked_principles(principles)
-    passes = {side: sum(bool(p.checker(text)) for p in checked) for side, text in (("A", answer_a), ("B", answer_b))}
+    passes = {
+        side: 0 if is_degenerate(text) else sum(bool(p.checker(text)) for p in checked)
+        for side, text in (("A", answer_a), ("B", answer_b))
+    }
     verdict = "A" if passes["A"] > passes["B"] else "B" if passes["B"] > passes["A"] else "tie"
     return {"checked": [p.name for p in checked], "passes": passes, "verdict": verdict}
