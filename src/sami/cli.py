@@ -430,6 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_library_progress() -> None:
+    """One progress bar per stage: no bars for loading weights (transformers) or for saving and mapping a
+    dataset (datasets, TRL's tokenisation); training, generation and evaluation keep theirs."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
@@ -444,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         # accelerate reports every file of every checkpoint, and warns that tied embeddings are stored
         # once (they are re-tied on load); the progress bar and our own messages say what matters.
         logging.getLogger("accelerate").setLevel(logging.ERROR)
+        _quiet_library_progress()
 
     from sami.models import EmbeddedModelMissing
     from sami.train import TrainingDiverged

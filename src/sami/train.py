@@ -489,6 +489,9 @@ def provenance(cfg: TrainConfig, steps: int, num_processes: int) -> dict:
     }
 
 
+CHAIN_KEYS = ("method", "init_from", "output_dir")  # differ from the parent run in every chain
+
+
 def parent_config_differences(cfg: TrainConfig) -> dict:
     """Settings in which this run differs from the run that trained ``init_from`` (logged; empty without one).
 
@@ -496,7 +499,7 @@ def parent_config_differences(cfg: TrainConfig) -> dict:
     differ on purpose; this says which.
     """
     from sami.models import _training_config, model_folder
-    from sami.train_config import compare_configs
+    from sami.train_config import NOT_USED, compare_configs
 
     if not cfg.init_from:
         return {}
@@ -505,8 +508,13 @@ def parent_config_differences(cfg: TrainConfig) -> dict:
         return {}
     names = (f"{cfg.init_from} ({parent.get('method')})", f"this run ({cfg.method})")
     diffs = compare_configs({names[0]: parent, names[1]: to_dict(cfg)})
-    if diffs:
-        logger.info("starting from %s; settings that differ:\n%s", cfg.init_from, format_differences(diffs))
+    # A chain differs from its parent by construction in these, and in each method's own section; the log
+    # names the rest (the returned dict keeps everything).
+    shown = {k: v for k, v in diffs.items() if k not in CHAIN_KEYS and NOT_USED not in v.values()}
+    if shown:
+        logger.info("starting from %s; settings that differ:\n%s", cfg.init_from, format_differences(shown))
+    else:
+        logger.info("starting from %s; every shared setting is the same", cfg.init_from)
     return diffs
 
 
