@@ -287,7 +287,7 @@ def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateRes
         "config_hash": config_hash(cfg),
     }
     plans = {item.id: plan_record(cfg, library, item) for item in todo}
-    num_c = max(len(c) for c, _ in plans.values())
+    num_c = max(len(prompts) for _, prompts in plans.values())  # prompts per query: C, or 1 for rewrites
     chunk = _chunk_size(cfg, backend, num_c)
     bar = tqdm(total=len(todo), desc="generate", unit="query", dynamic_ncols=True)
     try:
