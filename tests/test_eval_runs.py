@@ -235,6 +235,33 @@ def test_adherence_metrics_from_stored_answers(tmp_path, tiny_model_dir):
     assert compute("adherence", cfg)["a"]["degenerate"]["value"] == pytest.approx(1 / 6)
 
 
+def test_adherence_together_shows_the_whole_constitution_and_flips_one_principle(tmp_path, tiny_model_dir):
+    from sami.eval.config import AdherenceConfig
+
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"query": f"Tell me about topic {k}."}) + "\n" for k in range(2)))
+    section = AdherenceConfig(queries=str(queries), principles=["lowercase", "bullet_list"], constitution="together")
+    cfg = _cfg(tmp_path, tiny_model_dir, adherence=section)
+    cfg.models = cfg.models[:1]
+    cfg.adherence.side, cfg.adherence.max_new_tokens = "strong", 4
+    run("adherence", cfg)
+    path = tmp_path / "eval/adherence/answers/a.jsonl"
+    rows = read_jsonl(path)
+    assert len(rows) == 2 * 3  # per query: all positive, lowercase flipped, bullet_list flipped
+    prompt = {(r["principle"], r["query_index"]): r["prompt"] for r in rows}
+    assert "lowercase letters only" in prompt[("", 0)] and "bulleted list" in prompt[("", 0)]
+    assert "capital letters only" in prompt[("lowercase", 0)] and "bulleted list" in prompt[("lowercase", 0)]
+    assert "lowercase letters only" in prompt[("bullet_list", 0)] and "plain prose" in prompt[("bullet_list", 0)]
+    answer = {"": "- one\n- two\n- three", "lowercase": "- ONE\n- TWO\n- THREE", "bullet_list": "one, two."}
+    for r in rows:
+        r["answer"] = answer[r["principle"]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    m = compute("adherence", cfg)["a"]["principles"]
+    # the all-positive answer passes both checkers; each flip fails only its own principle's checker
+    assert m["lowercase"]["contrast"]["value"] == 1.0 and m["bullet_list"]["contrast"]["value"] == 1.0
+    assert m["lowercase"]["checker_pass_under_antithesis"]["value"] == 0.0 and m["lowercase"]["pairs"] == 2
+
+
 def test_http_judge_retries_times_out_and_hits_its_cache(tmp_path, tiny_model_dir, lively_model, tokenizer):
     from sami.backends import TransformersBackend
     from tests.openai_server import serve_openai

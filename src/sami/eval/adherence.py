@@ -1,8 +1,11 @@
 """``sami eval adherence``: does a checkpoint follow the verifiable principles? Measured without a judge.
 
 For every verifiable principle (``sami/data/principles.yaml``, section ``verifiable``) and every query, an
-answer is generated under the principle (one-item constitution, weak phrasing by default) and under its
-antithesis. Both answers are checked with the principle's checker and the antithesis checker. Reported
+answer is generated under the principle and under its antithesis: with ``constitution: separate`` each
+principle alone (a one-item constitution, weak phrasing by default), with ``together`` in the constitution of
+all the chosen principles (all positive, then that principle flipped while the others stay positive; the
+all-positive answer serves every principle), as a model trained on those principles saw them. Both answers
+are checked with the principle's checker and the antithesis checker. Reported
 per principle: the checker's pass rate under the principle and under the antithesis, and the contrast
 (pass rate under the principle minus under the antithesis, paired by query) with its interval; a model
 that reads the constitution has a large contrast. Beside it, per checkpoint, the rate of degenerate answers
@@ -25,7 +28,7 @@ from sami.eval.fluency import is_degenerate
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
 from sami.metrics import bootstrap_mean, rate
-from sami.principles import load_library
+from sami.principles import Constitution, ConstitutionItem, load_library
 from sami.templates import PAPER_TEMPLATE, build_prompt
 
 SIDES = ("principle", "antithesis")
@@ -64,16 +67,35 @@ def _prompt(cfg: EvalConfig, constitution: str, query: str):
     return [{"role": "system", "content": constitution}, {"role": "user", "content": query}]
 
 
+POSITIVE = ""  # the principle field of the all-positive answer in ``together`` mode
+
+
+def answer_key(cfg: EvalConfig, principle: str, side: str, k: int) -> tuple[str, str, int]:
+    """The stored answer that serves ``principle`` on ``side`` for query ``k``."""
+    if cfg.adherence.constitution == "together" and side == "principle":
+        return (POSITIVE, "principle", k)
+    return (principle, side, k)
+
+
+def constitution_for(cfg: EvalConfig, principles, principle: str, side: str) -> str:
+    """The constitution text of one stored answer (``principle`` flipped when ``side`` is antithesis)."""
+    shown = cfg.adherence.side
+    if cfg.adherence.constitution == "separate":
+        (p,) = [p for p in principles if p.name == principle]
+        return constitution_text([p], shown if side == "principle" else "antithesis")
+    items = [ConstitutionItem(p.antithesis if p.name == principle else p.phrasing(shown), p.name) for p in principles]
+    return Constitution(tuple(items)).render()
+
+
 def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[str], root: Path) -> None:
     store = JsonlStore(root / "answers" / f"{name}.jsonl", ("principle", "side", "query_index"))
+    keys = list(dict.fromkeys(answer_key(cfg, p.name, side, k) for p in principles for side in SIDES
+                              for k in range(len(queries))))  # fmt: skip
     todo, prompts = [], []
-    for p in principles:
-        for side in SIDES:
-            text = constitution_text([p], cfg.adherence.side if side == "principle" else "antithesis")
-            for k, query in enumerate(queries):
-                if not store.done(p.name, side, k):
-                    todo.append((p.name, side, k))
-                    prompts.append(_prompt(cfg, text, query))
+    for principle, side, k in keys:
+        if not store.done(principle, side, k):
+            todo.append((principle, side, k))
+            prompts.append(_prompt(cfg, constitution_for(cfg, principles, principle, side), queries[k]))
     if not todo:
         return
     stop = ("\nHuman:",) if cfg.adherence.template == PAPER_TEMPLATE else ()
@@ -111,9 +133,9 @@ def adherence_metrics(cfg: EvalConfig) -> dict:
         by_key = {(r["principle"], r["side"], r["query_index"]): r["answer"] for r in rows}
         per = {}
         for p in principles:
-            ks = sorted({k for (pn, _, k) in by_key if pn == p.name})
-            paired = [k for k in ks if (p.name, "principle", k) in by_key and (p.name, "antithesis", k) in by_key]
-            under = {s: [by_key[(p.name, s, k)] for k in paired] for s in SIDES}
+            ks = sorted({k for (_, _, k) in by_key})
+            paired = [k for k in ks if all(answer_key(cfg, p.name, s, k) in by_key for s in SIDES)]
+            under = {s: [by_key[answer_key(cfg, p.name, s, k)] for k in paired] for s in SIDES}
             checker_under = {s: [passes(p.checker, a) for a in under[s]] for s in SIDES}
             anti = p.antithesis_checker
             anti_under = {s: [passes(anti, a) for a in under[s]] for s in SIDES} if anti else {}
@@ -157,6 +179,7 @@ def run_adherence(cfg: EvalConfig) -> dict:
     queries = load_queries(a.queries, a.limit)
     settings = {"queries": a.queries, "query_texts": queries, "principles": [p.name for p in principles]}
     settings.update(side=a.side, template=a.template, max_new_tokens=a.max_new_tokens, seed=cfg.seed)
+    settings["constitution"] = a.constitution
     settings["backend"] = {"kind": cfg.backend.kind, "dtype": cfg.backend.dtype}
     check_settings(root, settings)
     for name, model in cfg.checkpoints():

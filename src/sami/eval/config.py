@@ -138,11 +138,16 @@ class AdherenceConfig:
 
     queries: ``mtbench`` (first turns of the MT-Bench questions), or a JSONL file whose lines have a
         ``query`` field (a SAMI data file works). principles: verifiable principle names (None: all).
+    constitution: ``separate`` (each principle alone: a one-item constitution, then its antithesis) or
+        ``together`` (all ``principles`` in one constitution, as a model trained on them saw them: every one
+        on the positive side, then each one flipped alone while the others stay positive; 1 + P prompts per
+        query instead of 2P).
     """
 
     queries: str = "mtbench"
     limit: int | None = 20
     principles: list[str] | None = None
+    constitution: str = "separate"
     side: str = "weak"
     template: str = "paper-v1"
     max_new_tokens: int = 256
@@ -150,6 +155,8 @@ class AdherenceConfig:
     def __post_init__(self) -> None:
         if self.side not in ("strong", "weak"):
             raise ValueError(f"adherence.side must be strong or weak, got {self.side!r}")
+        if self.constitution not in ("separate", "together"):
+            raise ValueError(f"adherence.constitution must be separate or together, got {self.constitution!r}")
         if self.template not in TEMPLATES:
             raise ValueError(f"adherence.template must be one of {TEMPLATES}, got {self.template!r}")
 
