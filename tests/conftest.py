@@ -19,11 +19,12 @@ def tokenizer():
     return load_tokenizer("smollm2-135m")
 
 
-def tiny_llama(vocab_size: int, seed: int = 0, init_std: float | None = None):
+def tiny_llama(vocab_size: int, seed: int = 0, init_std: float | None = None, tied: bool = True):
     """A 2-layer random-weight Llama: the real architecture at a size that runs in milliseconds.
 
     With the default initialisation its greedy output repeats one token; ``init_std`` (e.g. 0.2) redraws the
-    weight matrices wider so that generations vary from token to token and from prompt to prompt.
+    weight matrices wider so that generations vary from token to token and from prompt to prompt. ``tied``:
+    input and output embeddings shared (as in the embedded model) or separate.
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -36,7 +37,7 @@ def tiny_llama(vocab_size: int, seed: int = 0, init_std: float | None = None):
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
         attn_implementation="sdpa",
     )
     model = LlamaForCausalLM(config).float()

@@ -8,6 +8,7 @@ import torch
 
 from sami.backends import BackendConfig, OpenAIBackend, TransformersBackend
 from sami.next_token import CandidateProbs, from_top_logprobs
+from tests.conftest import tiny_llama
 from tests.openai_server import serve_openai
 
 PREFIX = "My final verdict: [["
@@ -22,29 +23,13 @@ def verdict_model(tokenizer):
     component h0; the (untied) output rows give the letters +2 h0 plus a random direction, every other token
     -4 h0. The other weights are drawn wide (std 0.2) so that the context moves the letters' proportions.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=False,
-        attn_implementation="sdpa",
-    )
-    model = LlamaForCausalLM(config).float()
+    model = tiny_llama(len(tokenizer), init_std=0.2, tied=False)
     letters = [tokenizer.convert_tokens_to_ids(c) for c in LETTERS]
     with torch.no_grad():
-        for p in model.model.parameters():
-            if p.dim() > 1:
-                p.normal_(0.0, 0.2)
         model.model.embed_tokens.weight[:, 0] = 4.0
         model.lm_head.weight.zero_()
         model.lm_head.weight[:, 0] = -4.0
-        model.lm_head.weight[letters] = torch.randn(3, config.hidden_size)
+        model.lm_head.weight[letters] = torch.randn(3, model.config.hidden_size)
         model.lm_head.weight[letters, 0] = 2.0
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval()

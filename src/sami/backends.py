@@ -16,6 +16,7 @@ is applied; an endpoint receives them as a chat request).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -381,6 +382,25 @@ class ResponseCache:
         os.replace(tmp, path)
 
 
+def concurrent_iter(calls, concurrency: int, desc, progress: bool):
+    """(index, result) of each zero-argument call as it finishes, at most ``concurrency`` at a time, with a
+    progress bar; an error, or the consumer stopping early, cancels the calls not yet started."""
+    bar = _progress(len(calls), desc, progress)
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            futures = {pool.submit(call): i for i, call in enumerate(calls)}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+                    bar.update(1)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        bar.close()
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible endpoint (a vLLM or TGI server, a hosted API).
 
@@ -469,17 +489,6 @@ class OpenAIBackend:
         return _in_order(len(prompts), self.generate_iter(prompts, params, desc=desc, progress=progress))
 
     def generate_iter(self, prompts, params, *, desc=None, progress=True):
-        bar = _progress(len(prompts), desc, progress)
-        try:
-            with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
-                futures = {pool.submit(self._call, self.request(p, params)): i for i, p in enumerate(prompts)}
-                try:
-                    for future in as_completed(futures):
-                        yield futures[future], self._completions(future.result(), params)
-                        bar.update(1)
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
-        finally:
-            bar.close()
+        calls = [functools.partial(self._call, self.request(p, params)) for p in prompts]
+        for i, response in concurrent_iter(calls, self.cfg.concurrency, desc, progress):
+            yield i, self._completions(response, params)

@@ -20,14 +20,14 @@ that position. One forward pass per prompt, no generation, and never an unparsea
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import torch
 
-from sami.backends import Prompt, _chat_text, _progress
+from sami.backends import Prompt, _chat_text, _progress, concurrent_iter
 
 TOP_LOGPROBS = 20  # the most OpenAI's API and a default vLLM server return
 VLLM_CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}  # vLLM extensions, extra_body
@@ -158,18 +158,7 @@ def endpoint_next_token_probs_iter(
     backend, prompts: Sequence[Prompt], prefix: str, candidates: Sequence[str], *, desc=None, progress=True
 ) -> Iterator[tuple[int, CandidateProbs]]:
     """(prompt index, CandidateProbs) as each request of an ``OpenAIBackend`` finishes, in any order."""
-    bar = _progress(len(prompts), desc or "verdict probabilities", progress)
-    try:
-        with ThreadPoolExecutor(max_workers=backend.cfg.concurrency) as pool:
-            bodies = [endpoint_request(backend.cfg.model, p, prefix) for p in prompts]
-            futures = {pool.submit(_endpoint_top, backend, body): i for i, body in enumerate(bodies)}
-            try:
-                for future in as_completed(futures):
-                    yield futures[future], from_top_logprobs(future.result(), candidates)
-                    bar.update(1)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-    finally:
-        bar.close()
+    bodies = [endpoint_request(backend.cfg.model, p, prefix) for p in prompts]
+    calls = [functools.partial(_endpoint_top, backend, body) for body in bodies]
+    for i, top in concurrent_iter(calls, backend.cfg.concurrency, desc or "verdict probabilities", progress):
+        yield i, from_top_logprobs(top, candidates)

@@ -38,7 +38,9 @@ VERDICT_NOTES = {
     "won only when both orders agree (else a tie). Soft: the probability of preferring the first model, averaged "
     "over the two orders, ties counted half.",
     "checker": "The checker judge uses no model: the answer that passes more of the shown principles' checkers "
-    "wins, equal counts tie. Soft equals hard here.",
+    "wins, equal counts tie. Soft equals hard here. Every answer was asked for the same constitution, so a model "
+    "that always writes that way (what SFT on the positive responses teaches) passes as many checkers as one that "
+    "follows whatever constitution it is given; the adherence contrast below tells the two apart.",
     "text": "Verdicts are parsed from the judge's generated text; both orders are judged.",
 }
 
