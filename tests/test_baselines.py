@@ -127,7 +127,8 @@ def test_sft_then_dpo_starts_from_the_merged_sft_adapter(tmp_path, tiny_model_di
         dpo = train(cfg)
     # the log names the shared setting that differs, not what differs in every chain (method, each method's
     # own section); the returned differences keep those too
-    assert "settings that differ:\n  optim.weight_decay:" in caplog.text and "0.125" in caplog.text
+    logged = caplog.text.split("settings that differ:", 1)[1]
+    assert "optim.weight_decay:" in logged and "this run (dpo)=0.125" in logged
     assert "dpo.beta" not in caplog.text and "method:" not in caplog.text
 
     start, tokenizer = load_model(cfg.model, init_from=str(sft.model_dir), prepare=False)

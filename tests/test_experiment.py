@@ -109,6 +109,20 @@ def test_a_rerun_does_nothing_and_a_changed_setting_reruns_its_readers_only(fini
     assert [n for n, s in back.items() if s != "skipped"] == ["math/eval-gsm8k", "report"]
 
 
+def test_a_sami_only_setting_changes_the_sami_stage_not_sft_or_dpo(tmp_path, student):
+    """Stages are fingerprinted on their own settings (readers then follow through ``after``)."""
+
+    def fingerprints(overrides):
+        stages, _ = plan_experiment(tiny_config(tmp_path, student, overrides))
+        return {s.name: s for s in stages}
+
+    before, after = fingerprints([]), fingerprints(["mtbench.train.sami.nll_weight=0.5"])
+    changed = {name for name in before if before[name].config != after[name].config}
+    assert changed == {"mtbench/sami"}
+    shared = fingerprints(["mtbench.train.optim.lr=0.5"])  # a shared setting changes every trained model
+    assert {n for n in before if before[n].config != shared[n].config} >= {"mtbench/sft", "mtbench/sami", "mtbench/dpo"}
+
+
 @pytest.mark.parametrize("stage", ["mtbench/data", "mtbench/dpo", "mtbench/eval-mtbench", "math/eval-gsm8k"])
 def test_an_interrupted_stage_resumes_on_rerun(tmp_path, student, stage, monkeypatch):
     import sami.stages

@@ -35,7 +35,7 @@ from sami.config import from_dict, load_yaml, parse_override, save_yaml, set_pat
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.generate import GenerateConfig
 from sami.stages import Stage, StageOutcome, run_stages
-from sami.train_config import TrainConfig
+from sami.train_config import TrainConfig, method_view
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,8 @@ def _train_stage(cfg_train: TrainConfig, name: str, after: list[str]) -> Stage:
     def run(folder: Path) -> None:
         train(cfg_train, resume=True)
 
-    return Stage(name, Path(cfg_train.output_dir), to_dict(cfg_train), run, after=after)
+    # fingerprinted on what this method uses: a SAMI-only setting does not rerun SFT, nor the DPO that reads it
+    return Stage(name, Path(cfg_train.output_dir), method_view(to_dict(cfg_train)), run, after=after)
 
 
 def _eval_stage(ev: EvalConfig, suite: str, name: str, after: list[str]) -> Stage:
