@@ -119,7 +119,7 @@ def test_a_sami_only_setting_changes_the_sami_stage_not_sft_or_dpo(tmp_path, stu
     before, after = fingerprints([]), fingerprints(["mtbench.train.sami.nll_weight=0.5"])
     changed = {name for name in before if before[name].config != after[name].config}
     assert changed == {"mtbench/sami"}
-    shared = fingerprints(["mtbench.train.optim.lr=0.5"])  # a shared setting changes every trained model
+    shared = fingerprints(["mtbench.train.optim.weight_decay=0.5"])  # a shared setting changes every trained model
     assert {n for n in before if before[n].config != shared[n].config} >= {"mtbench/sft", "mtbench/sami", "mtbench/dpo"}
 
 

@@ -225,7 +225,9 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir):
         + ["-o", "optim.lr=1e-3"]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert_same_weights(one.model_dir, out / "model")
+    # Two processes sum gradients in another order (gloo all-reduce, one thread each): on this CPU that left
+    # one weight 2.2e-5 away after three AdamW steps; one step of a real difference moves weights by ~lr = 1e-3.
+    assert_same_weights(one.model_dir, out / "model", atol=1e-4)
     for m1, m2 in zip(metrics(one.output_dir), metrics(out), strict=True):
         assert m1["loss"] == pytest.approx(m2["loss"], abs=1e-5)
         assert m1["tokens"] == m2["tokens"]
