@@ -377,17 +377,28 @@ def test_queries_read_are_those_of_every_micro_batch():
     assert train_module.queries_read(cfg, 50, 1, 0, 1) != list(range(50))  # one step reads only 6 of 50
 
 
-def test_fluency_watch_warns_once_past_the_margin(caplog):
-    watch = train_module.FluencyWatch(0.5)
+def test_fluency_watch_compares_windows_and_warns_once(caplog):
+    watch = train_module.FluencyWatch(0.5, window=2)
     with caplog.at_level("WARNING", logger="sami.train"):
         assert not watch.update(1, -1.0)
-        assert not watch.update(2, -1.4)
-        assert watch.update(3, -1.6)  # 0.6 below step 1's -1.0
-        assert not watch.update(4, -3.0)  # once only
-    assert len(caplog.records) == 1 and "step 3: diag_logprob -1.600" in caplog.text
-    assert not train_module.FluencyWatch(0.0).update(1, -1.0) | train_module.FluencyWatch(None).update(2, -9.0)
-    resumed = train_module.FluencyWatch(0.5, first=-1.0)  # step 1's value read back from metrics.jsonl
-    assert resumed.update(5, -1.7)
+        assert not watch.update(2, -1.2)  # first window: mean -1.1
+        assert not watch.update(3, -2.5)  # one noisy step does not warn: fewer than two windows yet
+        assert not watch.update(4, 0.0)  # last window mean -1.25: 0.15 below
+        assert not watch.update(5, -1.5)  # -0.75
+        assert watch.update(6, -1.8)  # -1.65: 0.55 below -1.1
+        assert not watch.update(7, -9.0)  # once only
+    assert len(caplog.records) == 1 and "step 6: diag_logprob over the last 2 steps is -1.650" in caplog.text
+    assert not train_module.FluencyWatch(0.0, window=1).update(1, -1.0)
+    assert not train_module.FluencyWatch(None, [-1.0], window=1).update(2, -9.0)
+    resumed = train_module.FluencyWatch(0.5, [-1.0, -1.2, -1.4], window=2)  # read back from metrics.jsonl
+    assert resumed.update(4, -1.9)  # last two -1.4, -1.9: mean -1.65
+
+
+def test_logged_history_is_read_back_in_step_order(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 2, "diag_logprob": -2.0}\n{"step": 1, "diag_logprob": -1.0}\n{"step": 3}\n')
+    assert train_module._logged(path, "diag_logprob") == [-1.0, -2.0]
+    assert train_module._logged(tmp_path / "missing.jsonl", "diag_logprob") == []
 
 
 @pytest.mark.parametrize("key", ["nll_weight", "ref_weight", "fluency_margin"])

@@ -50,8 +50,8 @@ class SamiConfig:
     # + ref_weight * mean_i (L[i, i] - L_ref[i, i])^2 / 2 against the starting model: with LoRA the same
     # network with adapters disabled, with full fine-tuning diagonals computed once before training
     ref_weight: float = 0.0
-    # Warn once when diag_logprob (mean_i L[i, i] of a step) falls this many nats per token below step 1's;
-    # 0 or null: no warning
+    # Warn once when diag_logprob (mean_i L[i, i]), averaged over the latest 8 steps, falls this many nats per
+    # token below its average over the first 8 steps; 0 or null: no warning
     fluency_margin: float | None = 0.5
 
     def __post_init__(self) -> None:
