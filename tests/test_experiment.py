@@ -49,7 +49,8 @@ def test_every_stage_runs_and_the_report_is_complete(finished):
     assert [o.name for o in outcomes] == STAGES and {o.status for o in outcomes} == {"ran"}
     report = Path(cfg.output_dir) / "report"
     text = (report / "report.md").read_text()
-    for figure in ("mtbench_principle-aware.png", "mtbench_principle-free.png", "math_pass_at_k.png", "mi_bound.png"):
+    figures = ("mtbench_principle-aware.png", "mtbench_checker.png", "math_pass_at_k.png", "mi_bound.png")
+    for figure in (*figures, "mtbench_principle-free.png", "adherence_contrast.png"):
         assert (report / "figures" / figure).stat().st_size > 1000
         assert f"figures/{figure}" in text
     summary = json.loads((report / "summary.json").read_text())

@@ -6,6 +6,7 @@ Inputs are plain mappings of estimates, ``{"rate": r, "low": l, "high": h, "n": 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,14 +27,23 @@ def _point(e: Estimate) -> tuple[float, float, float]:
 
 
 def winrate_bars(
-    pairings: Mapping[str, Mapping[str, Estimate]], path: str | Path, *, title: str = "Adjusted win rate"
+    pairings: Mapping[str, Mapping[str, Estimate]],
+    path: str | Path,
+    *,
+    title: str = "Adjusted win rate",
+    reference: float = 0.5,
+    xlim: tuple[float, float] = (0, 1),
+    xlabel: str = "adjusted win rate (wins + ties/2) / n, 95% interval",
 ) -> Path:
     """Grouped horizontal bars: one group per category (``overall`` last), one bar per pairing, 95% whiskers,
-    and the 50% line (no preference)."""
+    and a dashed line at ``reference`` (for win rates 50%, no preference). Also used for adherence
+    contrasts: one group per principle, one bar per checkpoint, the line at 0. The values drawn are written
+    beside the PNG (``<name>.json``: group -> bar -> [value, low, high]) so that they can be checked."""
     categories = sorted({c for per in pairings.values() for c in per if c != "overall"})
     if any("overall" in per for per in pairings.values()):
         categories.append("overall")
     names = list(pairings)
+    drawn: dict[str, dict[str, list]] = {}
     height = 0.8 / max(len(names), 1)
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(categories) * max(len(names), 1) + 1.5))
     for k, name in enumerate(names):
@@ -42,23 +52,26 @@ def winrate_bars(
             if category not in pairings[name]:
                 continue
             value, lo, hi = _point(pairings[name][category])
+            drawn.setdefault(category, {})[name] = [value, value - lo, value + hi]
             ys.append(i + (k - (len(names) - 1) / 2) * height)
             values.append(value)
             errors[0].append(lo)
             errors[1].append(hi)
         ax.barh(ys, values, height=height * 0.95, xerr=errors, capsize=2, label=name)
-    ax.axvline(0.5, color="black", linewidth=0.8, linestyle="--")
+    ax.axvline(reference, color="black", linewidth=0.8, linestyle="--")
     labels = []
     for category in categories:
         counts = {int(per[category].get("n", 0)) for per in pairings.values() if category in per}
         labels.append(f"{category} (n={'/'.join(str(c) for c in sorted(counts))})")
     ax.set_yticks(range(len(categories)), labels)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("adjusted win rate (wins + ties/2) / n, 95% interval")
+    ax.set_xlim(*xlim)
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).with_suffix(".json").write_text(json.dumps(drawn, indent=1))
     return _save(fig, path)
 
 

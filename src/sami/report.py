@@ -208,7 +208,12 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
                 under = f"{_pct(b['checker_pass_under_principle'])} / {_pct(b['checker_pass_under_antithesis'])}"
                 cells.append(f"{_num(b['contrast'], 2)} ({under})")
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {_pct(m.get('degenerate'))} |")
-        lines.append("")
+        contrasts = {name: {p: m["principles"][p]["contrast"] for p in principles if p in m["principles"]}
+                     for name, m in ad.items()}  # fmt: skip
+        path = figures.winrate_bars(contrasts, fig_dir / "adherence_contrast.png", title="Principle adherence",
+                                    reference=0.0, xlim=(-1, 1), xlabel="checker pass rate under the principle "
+                                    "minus under its antithesis, 95% interval")  # fmt: skip
+        lines += ["", f"![adherence contrast](figures/{path.name})", ""]
     _training_section(s["training"], lines)
 
 
