@@ -39,3 +39,14 @@ def test_settings_must_match_to_add_to_a_directory(tmp_path):
     with pytest.raises(ValueError, match=r"prompt: stored 'paper-cot-v1', now 'qa-v1'"):
         check_settings(tmp_path, {"prompt": "qa-v1", "stop": ("\nQ:",)})
     assert json.loads((tmp_path / "settings.json").read_text())["prompt"] == "paper-cot-v1"
+
+
+def test_settings_added_later_read_as_their_old_value(tmp_path):
+    from sami.config import ConfigError
+
+    check_settings(tmp_path, {"queries": "mtbench"})  # written before "constitution" existed
+    check_settings(tmp_path, {"queries": "mtbench", "constitution": "separate"}, added={"constitution": "separate"})
+    with pytest.raises(ConfigError, match="constitution: stored 'separate', now 'together'"):
+        check_settings(tmp_path, {"queries": "mtbench", "constitution": "together"}, added={"constitution": "separate"})
+    with pytest.raises(ConfigError, match="verdict: stored None"):  # not declared as added: a difference
+        check_settings(tmp_path, {"queries": "mtbench", "verdict": "probability"})

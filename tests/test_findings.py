@@ -33,6 +33,9 @@ def test_mi_findings_name_the_bound_and_the_fluency():
     assert lines[0].startswith("Held-out MI bound: SAMI 0.600 [0.550, 0.650] nats is above base's 0.010")
     assert "It is also above dpo" in lines[1] and "cannot be told apart from sft" in lines[2]
     assert "changed by -0.100 [-0.200, 0.000] nats for SAMI" in lines[3] and "stayed fluent" in lines[3]
+    # a model above SAMI is named as such, never as "cannot be told apart"
+    below = mi_findings({"base": mi(0.1, 0.05, 0.15), "sami": mi(0.3, 0.25, 0.35), "dpo": mi(0.6, 0.55, 0.65)})
+    assert below[1] == "It is below dpo (dpo 0.600 [0.550, 0.650])." and len(below) == 2
     collapsed = mi_findings({"base": mi(0.0, 0.0, 0.01), "sami": mi(0.69, 0.68, 0.69, change=(-4.7, -5.0, -4.4))})
     assert "more than 0.3 nats below base" in collapsed[-1]
 
@@ -48,11 +51,14 @@ def test_adherence_findings_compare_contrasts():
     lines = adherence_findings(
         {"base": adh((0.0, -0.2, 0.2)), "sft": adh((0.1, 0.0, 0.3)), "sami": adh((0.8, 0.6, 1.0))}
     )
-    assert "Contrast above zero: sami." in lines[0] and "SAMI's is above base, sft's." in lines[0]
+    assert "Contrast above zero: sami." in lines[0] and lines[0].endswith("SAMI's is above base, sft's.")
     assert lines[1].startswith("No model wrote a degenerate answer")
     lines = adherence_findings({"base": adh((0.0, -0.2, 0.2)), "sami": adh((0.1, -0.1, 0.4), degenerate=0.5)})
-    assert "No model's contrast is above zero." in lines[0] and "cannot be told apart" in lines[0]
+    assert "No model's contrast is above zero." in lines[0] and "SAMI's cannot be told apart from base's." in lines[0]
     assert lines[1] == "Degenerate answers: sami 50% [0, 50]."
+    three = {"dpo": adh((0.8, 0.7, 0.9)), "base": adh((-0.1, -0.2, -0.05)), "sami": adh((0.1, 0.0, 0.2))}
+    lines = adherence_findings(three)
+    assert "SAMI's is above base's. SAMI's is below dpo's." in lines[0]
 
 
 def pair(rate, unparseable=0, source="probability"):

@@ -51,11 +51,26 @@ def test_rewritten_constitutions_differ_exactly_in_their_sides():
     answer = Completion(ANSWERS[0], "stop", 30)
     responses, applied, reason = rewrite_responses(principles, constitutions, answer)
     assert reason is None and len(responses) == 4 and len({r.text for r in responses}) == 4
-    by_sides = {tuple(step["side"] for step in steps): r.text for steps, r in zip(applied, responses, strict=True)}
+    by_sides = {}
+    for steps, response in zip(applied, responses, strict=True):
+        side = {step["principle"]: step["side"] for step in steps}
+        by_sides[(side["lowercase"], side["bullet_list"])] = response.text
     assert by_sides[("strong", "strong")] == bullets(ANSWERS[0]).lower()
     assert by_sides[("antithesis", "antithesis")] == ANSWERS[0].upper()
     assert by_sides[("strong", "antithesis")] == ANSWERS[0].lower()
     assert by_sides[("antithesis", "strong")] == bullets(ANSWERS[0]).upper()
+
+
+@pytest.mark.parametrize("pair", [("lowercase", "keyword"), ("lowercase", "json_output"), ("keyword", "lowercase")])
+def test_case_rewrites_come_last_whatever_the_principle_order(pair):
+    """Added words ("In summary, ...") and JSON keys end up in the case the constitution asks for."""
+    library = load_library()
+    principles = [library.get(name) for name in pair]
+    constitutions = sample_constitutions(principles, "all_combinations")
+    responses, applied, reason = rewrite_responses(principles, constitutions, Completion(ANSWERS[0], "stop", 30))
+    assert reason is None, reason
+    for steps in applied:
+        assert steps[-1]["rewrite"] in ("lowercase", "uppercase")
 
 
 def test_a_rewrite_that_fails_its_checker_drops_the_record():

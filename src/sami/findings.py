@@ -61,12 +61,12 @@ def mi_findings(mi: dict, method: str = "sami") -> list[str]:
         f"{_fmt(base['mi_bound'])} (95% intervals{' do not overlap' if where != 'overlap' else ' overlap'})."
     ]
     others = [n for n in mi if n not in (method, "base")]
-    beaten = [n for n in others if compare(own["mi_bound"], mi[n]["overall"]["mi_bound"]) == "above"]
-    tied = [n for n in others if n not in beaten]
-    if beaten:
-        lines.append(f"It is also above {', '.join(beaten)} ({_others(mi, beaten)}).")
-    if tied:
-        lines.append(f"It cannot be told apart from {', '.join(tied)} ({_others(mi, tied)}).")
+    where_each = {n: compare(own["mi_bound"], mi[n]["overall"]["mi_bound"]) for n in others}
+    for relation, phrase in (("above", "It is also above"), ("below", "It is below"),
+                             ("overlap", "It cannot be told apart from")):  # fmt: skip
+        names = [n for n in others if where_each[n] == relation]
+        if names:
+            lines.append(f"{phrase} {', '.join(names)} ({_others(mi, names)}).")
     change = own.get("diag_logprob_change")
     if _value(change) is not None:
         drop = -change["value"]
@@ -99,11 +99,13 @@ def adherence_findings(adherence: dict, method: str = "sami") -> list[str]:
         line = f"Adherence to `{p}` (pass rate under it minus under its antithesis): {shown}. "
         line += f"Contrast above zero: {', '.join(follows)}." if follows else "No model's contrast is above zero."
         if method in contrasts:
-            above = [n for n in contrasts if n != method and compare(contrasts[method], contrasts[n]) == "above"]
-            if above:
-                line += f" {method.upper()}'s is above {', '.join(above)}'s."
-            else:
-                line += f" {method.upper()}'s cannot be told apart from the others'."
+            others = [n for n in contrasts if n != method]
+            where_each = {n: compare(contrasts[method], contrasts[n]) for n in others}
+            for relation, phrase in (("above", "is above"), ("below", "is below"),
+                                     ("overlap", "cannot be told apart from")):  # fmt: skip
+                names = [n for n in others if where_each[n] == relation]
+                if names:
+                    line += f" {method.upper()}'s {phrase} {', '.join(names)}'s."
         lines.append(line)
     degenerate = {n: m["degenerate"] for n, m in adherence.items() if _value(m.get("degenerate")) is not None}
     bad = [n for n, e in degenerate.items() if e["value"] > 0]
@@ -153,7 +155,7 @@ def math_findings(gsm8k: dict) -> list[str]:
         line = f"{name}: greedy {_fmt(m['greedy_accuracy'], pct=True)}, {verb} base"
         if ks:
             k = str(ks[-1])
-            mine, theirs = m["pass_at_k"].get(k), base.get("pass_at_k", {}).get(k)
+            mine, theirs = m.get("pass_at_k", {}).get(k), base.get("pass_at_k", {}).get(k)
             if mine and theirs:
                 where_k = {"above": "above", "below": "below", "overlap": "not distinguishable from"}[
                     compare(mine, theirs)

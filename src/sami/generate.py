@@ -40,6 +40,7 @@ from sami.data import read_appended
 from sami.filters import FilterConfig, reject_reason
 from sami.pools import PoolConfig, PoolItem, load_pool
 from sami.principles import STRATEGIES, load_library, sample_constitutions
+from sami.rewrites import APPLIED_LAST
 from sami.templates import (
     GEN_CHAT_TEMPLATE,
     GENERATION_TEMPLATES,
@@ -224,16 +225,17 @@ def check_rewritable(cfg: GenerateConfig, library) -> None:
 
 
 def rewrite_responses(principles, constitutions, answer: Completion) -> tuple[list[Completion], list, str | None]:
-    """Each constitution's response made from the one ``answer``: per principle, in ``principles``' order,
-    the rewrite of the side that constitution gives it. Returns the completions (finish reason and token
-    count of the answer), the rewrites applied per response, and the reason to drop the record (the first
-    side whose checker the result fails) or None."""
+    """Each constitution's response made from the one ``answer``: per principle, in ``principles``' order
+    (case rewrites last, ``sami.rewrites.APPLIED_LAST``), the rewrite of the side that constitution gives it.
+    Returns the completions (finish reason and token count of the answer), the rewrites applied per response,
+    and the reason to drop the record (the first side whose checker the result fails) or None."""
     completions, applied, reason = [], [], None
     for constitution in constitutions:
         sides = {item.principle: item.side for item in constitution.items}
         text, steps = answer.text.strip(), []
-        for principle in principles:
-            spec = principle.side_rewrite(sides[principle.name])
+        specs = {p.name: p.side_rewrite(sides[p.name]) for p in principles}
+        for principle in sorted(principles, key=lambda p: specs[p.name].name in APPLIED_LAST):  # stable
+            spec = specs[principle.name]
             text = spec(text)
             steps.append({"principle": principle.name, "side": sides[principle.name], "rewrite": spec.name})
         for principle in principles:

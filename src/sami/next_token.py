@@ -2,7 +2,8 @@
 
 A judge asked for a verdict letter can be read without letting it write anything: put the start of its
 answer up to the letter (``...[[``) after the prompt and read the probabilities of ``A``, ``B`` and ``C`` at
-that position. One forward pass per prompt, no generation, and never an unparseable verdict.
+that position. One forward pass per prompt, no generation, and from a local model never an unparseable verdict
+(an endpoint can leave one unparseable, below).
 
 - Local model (``TransformersBackend.next_token_probs_iter``): the chat prompt with its generation prompt,
   then the prefix, tokenised as one text; batched prefill with left padding (position ids from the

@@ -34,9 +34,9 @@ PAPER_MATH = {
 
 VERDICT_NOTES = {
     "probability": "Verdicts are read from the judge's probabilities of the letters A, B and C after the prompt (no "
-    "generation, never unparseable); both orders are judged. Hard: the most probable letter in each order, an item "
-    "won only when both orders agree (else a tie). Soft: the probability of preferring the first model, averaged "
-    "over the two orders, ties counted half.",
+    "generation; a local judge always gives one); both orders are judged. Hard: the most probable letter in each "
+    "order, an item won only when both orders agree (else a tie). Soft: the probability of preferring the first "
+    "model, averaged over the two orders, ties counted half.",
     "checker": "The checker judge uses no model: the answer that passes more of the shown principles' checkers "
     "wins, equal counts tie. Soft equals hard here. Every answer was asked for the same constitution, so a model "
     "that always writes that way (what SFT on the positive responses teaches) passes as many checkers as one that "

@@ -21,13 +21,19 @@ from collections.abc import Callable
 from sami.checkers import NamedCall
 
 REWRITES: dict[str, Callable[..., str]] = {}
+APPLIED_LAST: set[str] = set()  # rewrites of the whole text's form (case) that must see every other rewrite's words
 
 
-def register_rewrite(name: str):
+def register_rewrite(name: str, *, last: bool = False):
+    """Register ``fn(text, **params) -> str`` under ``name``; ``last``: apply it after the rewrites that are not
+    (case changes: "in summary" added by another rewrite must end up in the case asked for)."""
+
     def wrap(fn: Callable[..., str]) -> Callable[..., str]:
         if name in REWRITES:
             raise ValueError(f"rewrite {name!r} is already registered")
         REWRITES[name] = fn
+        if last:
+            APPLIED_LAST.add(name)
         return fn
 
     return wrap
@@ -46,12 +52,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _CLAUSE = re.compile(r"(?<=[,;:])\s+(?=\S)")
 
 
-@register_rewrite("lowercase")
+@register_rewrite("lowercase", last=True)
 def lowercase(text: str) -> str:
     return text.lower()
 
 
-@register_rewrite("uppercase")
+@register_rewrite("uppercase", last=True)
 def uppercase(text: str) -> str:
     return text.upper()
 

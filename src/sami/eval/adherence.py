@@ -181,7 +181,7 @@ def run_adherence(cfg: EvalConfig) -> dict:
     settings.update(side=a.side, template=a.template, max_new_tokens=a.max_new_tokens, seed=cfg.seed)
     settings["constitution"] = a.constitution
     settings["backend"] = {"kind": cfg.backend.kind, "dtype": cfg.backend.dtype}
-    check_settings(root, settings)
+    check_settings(root, settings, added={"constitution": "separate"})  # answers before it were one-item
     for name, model in cfg.checkpoints():
         generate(cfg, name, model, principles, queries, root)
     metrics = adherence_metrics(cfg)
