@@ -141,7 +141,14 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
     assert compute("mtbench", cfg) == metrics
 
 
-def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_model_dir, monkeypatch):
+def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_model_dir, tokenizer, monkeypatch):
+    from tests.conftest import tiny_llama
+
+    other = tmp_path / "other-model"  # b answers differently from a, so the two orders see different prompts
+    model = tiny_llama(len(tokenizer), seed=1, init_std=0.2)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(other)
+    tokenizer.save_pretrained(other)
     mt = MTBenchConfig(
         categories=["math", "writing"],
         per_category=1,
@@ -150,6 +157,7 @@ def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_mod
         judges=["principle-aware", "principle-free", "checker"],
     )
     cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    cfg.models = [f"a={tiny_model_dir}", f"b={other}"]
     counter = CountingBackends(monkeypatch, stop_after=6)  # 2 + 2 answers, then 2 of 8 verdict prefills
     with pytest.raises(Interrupted):
         run("mtbench", cfg)
@@ -162,8 +170,13 @@ def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_mod
         assert len(rows) == 4 and all(abs(sum(r["probs"]) - 1) < 1e-5 and 0 < r["mass"] <= 1 for r in rows)
         block = metrics["pairwise"][judge]["a vs b"]
         assert block["verdict_source"] == "probability" and block["overall"]["unparseable"] == 0
-        # a and b are the same model: the soft score of each item is exactly 1/2 (position bias cancels)
-        assert block["overall"]["soft_win_rate"]["value"] == pytest.approx(0.5, abs=1e-6)
+        # the soft score by hand from the stored probabilities: P(a preferred) averaged over the two positions,
+        # half of each order's tie probability
+        first = {(r["question_id"], r["first"]): r["probs"] for r in rows}
+        by_hand = [(first[(q, "a")][0] + first[(q, "b")][1]) / 2 + (first[(q, "a")][2] + first[(q, "b")][2]) / 4
+                   for q in (81, 111)]  # fmt: skip
+        assert block["overall"]["soft_win_rate"]["value"] == pytest.approx(sum(by_hand) / 2, abs=1e-9)
+        assert len({tuple(first[(81, f)]) for f in "ab"}) == 2  # the orders' prompts differ: not 1/2 by symmetry
     checker = metrics["pairwise"]["checker"]["a vs b"]
     assert checker["verdict_source"] == "checker" and checker["overall"]["n"] == 2
     answers = read_jsonl(root / "answers/a.jsonl")

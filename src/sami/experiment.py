@@ -145,13 +145,13 @@ def generate_config(study, root: Path, seed: int) -> GenerateConfig:
     return gen
 
 
-def _generate_stage(study, root: Path, seed: int, heldout: int) -> Stage:
+def _generate_stage(gen: GenerateConfig, root: Path, heldout: int) -> Stage:
+    """Training records with ``gen``, then ``heldout`` further queries of the same pool into heldout.jsonl."""
     from sami.generate import generate
 
-    gen = generate_config(study, root, seed)
     held = copy.deepcopy(gen)
     held.output = str(root / "data" / "heldout.jsonl")
-    held.num_queries, held.skip_queries = heldout, study.queries
+    held.num_queries, held.skip_queries = heldout, gen.num_queries
 
     def run(folder: Path) -> None:
         result = generate(gen)
@@ -190,7 +190,8 @@ def _eval_stage(ev: EvalConfig, suite: str, name: str, after: list[str]) -> Stag
 def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     study, root = cfg.mtbench, Path(cfg.output_dir) / "mtbench"
     base = study.train.model.name_or_path
-    stages = [_generate_stage(study, root, cfg.seed, study.heldout)]
+    gen = generate_config(study, root, cfg.seed)
+    stages = [_generate_stage(gen, root, study.heldout)]
     trains = {m: train_config(study, root, m, base, cfg.seed) for m in MTBENCH_METHODS}
     stages.append(_train_stage(trains["sft"], "mtbench/sft", ["mtbench/data"]))
     stages.append(_train_stage(trains["sami"], "mtbench/sami", ["mtbench/data", "mtbench/sft"]))
@@ -211,13 +212,14 @@ def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     if study.adherence is not None:
         evals["adherence"] = eval_config(cfg, root, everyone, adherence=study.adherence)
         stages.append(_eval_stage(evals["adherence"], "adherence", "mtbench/eval-adherence", trained))
-    return stages, {"trains": trains, "evals": evals, "generate": generate_config(study, root, cfg.seed)}
+    return stages, {"trains": trains, "evals": evals, "generate": gen}
 
 
 def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     study, root = cfg.math, Path(cfg.output_dir) / "math"
     base = study.train.model.name_or_path
-    stages = [_generate_stage(study, root, cfg.seed, 0)]
+    gen = generate_config(study, root, cfg.seed)
+    stages = [_generate_stage(gen, root, 0)]
     trains = {m: train_config(study, root, m, base, cfg.seed) for m in MATH_METHODS}
     stages.append(_train_stage(trains["sft"], "math/sft", ["math/data"]))
     stages.append(_train_stage(trains["sami"], "math/sami", ["math/data"]))
@@ -230,7 +232,7 @@ def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     ]  # never a training item
     ev = eval_config(cfg, root, models, gsm8k=gsm8k)
     stages.append(_eval_stage(ev, "gsm8k", "math/eval-gsm8k", ["math/sft", "math/sami", "math/sft+sami"]))
-    return stages, {"trains": trains, "evals": {"gsm8k": ev}, "generate": generate_config(study, root, cfg.seed)}
+    return stages, {"trains": trains, "evals": {"gsm8k": ev}, "generate": gen}
 
 
 def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:

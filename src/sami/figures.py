@@ -70,9 +70,9 @@ def winrate_bars(
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).with_suffix(".json").write_text(json.dumps(drawn, indent=1))
-    return _save(fig, path)
+    path = _save(fig, path)
+    path.with_suffix(".json").write_text(json.dumps(drawn, indent=1))
+    return path
 
 
 def attempts_curves(

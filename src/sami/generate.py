@@ -44,8 +44,6 @@ from sami.rewrites import APPLIED_LAST
 from sami.templates import (
     GEN_CHAT_TEMPLATE,
     GENERATION_TEMPLATES,
-    PAPER_TEMPLATE,
-    build_prompt,
     generation_prompt,
     render_constitution,
 )
@@ -188,7 +186,7 @@ def plan_record(cfg: GenerateConfig, library, item: PoolItem):
         principles, cfg.constitutions.strategy, num=cfg.constitutions.num, side=cfg.constitutions.side, rng=rng
     )
     if cfg.teacher_mode == "rewrite":
-        return constitutions, [teacher_prompt(cfg.template, item.prompt)]
+        return constitutions, [generation_prompt(cfg.template, None, item.prompt)]
     prompts = [
         generation_prompt(
             cfg.template, render_constitution(c, seed=cfg.seed, key=f"generate:{item.id}:{j}"), item.prompt
@@ -198,29 +196,20 @@ def plan_record(cfg: GenerateConfig, library, item: PoolItem):
     return constitutions, prompts
 
 
-def teacher_prompt(template: str, query: str):
-    """The rewrite teacher's prompt: the query alone, in the generation template's form."""
-    if template == GEN_CHAT_TEMPLATE:
-        return [{"role": "user", "content": query}]
-    return build_prompt(PAPER_TEMPLATE, None, query)
-
-
 def check_rewritable(cfg: GenerateConfig, library) -> None:
     """In rewrite mode every principle a query can get must declare a rewrite and a checker for both sides."""
     if cfg.teacher_mode != "rewrite":
         return
+    known = f"(rewritable: {[p.name for p in library.verifiable if p.rewritable]})"
     if not cfg.constitutions.principles:
         raise ConfigError(
-            "teacher_mode: rewrite needs constitutions.principles: a list of principles that declare rewrites "
-            f"(rewritable: {[p.name for p in library.verifiable if p.rewritable]})"
+            f"teacher_mode: rewrite needs constitutions.principles: a list of principles that declare rewrites {known}"
         )
     for name in cfg.constitutions.principles:
-        principle = library.get(name)
-        if not principle.rewritable:
+        if not library.get(name).rewritable:
             raise ConfigError(
                 f"constitutions.principles: {name!r} does not declare rewrite, antithesis_rewrite, checker and "
-                "antithesis_checker, which teacher_mode: rewrite needs "
-                f"(rewritable: {[p.name for p in library.verifiable if p.rewritable]})"
+                f"antithesis_checker, which teacher_mode: rewrite needs {known}"
             )
 
 
@@ -289,6 +278,7 @@ def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateRes
         "config_hash": config_hash(cfg),
     }
     plans = {item.id: plan_record(cfg, library, item) for item in todo}
+    rewritten = [library.get(n) for n in cfg.constitutions.principles or ()]  # rewrite mode: the same for all
     num_c = max(len(prompts) for _, prompts in plans.values())  # prompts per query: C, or 1 for rewrites
     chunk = _chunk_size(cfg, backend, num_c)
     bar = tqdm(total=len(todo), desc="generate", unit="query", dynamic_ncols=True)
@@ -306,9 +296,8 @@ def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateRes
                     result.tokens += sum(c.num_tokens or 0 for c in got)
                     extra, reason = {}, None
                     if cfg.teacher_mode == "rewrite":
-                        principles = _principles(cfg, library, item)
                         answer = got[0]
-                        got, applied, reason = rewrite_responses(principles, constitutions, answer)
+                        got, applied, reason = rewrite_responses(rewritten, constitutions, answer)
                         extra = {"teacher_answer": answer.text.strip(), "rewrites": applied}
                     record = {
                         "id": item.id,

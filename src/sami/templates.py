@@ -79,15 +79,17 @@ GEN_PAPER_TEMPLATE = "gen-paper-v1"
 GENERATION_TEMPLATES: tuple[str, ...] = (GEN_CHAT_TEMPLATE, GEN_PAPER_TEMPLATE)
 
 
-def generation_prompt(template: str, constitution_text: str, query: str) -> str | list[dict[str, str]]:
-    """What the teacher receives for (constitution, query).
+def generation_prompt(template: str, constitution_text: str | None, query: str) -> str | list[dict[str, str]]:
+    """What the teacher receives for (constitution, query); ``None``: the query alone (the rewrite teacher).
 
     ``gen-chat-v1``: chat messages, the constitution in the system message (for instruction-tuned teachers and
     chat endpoints). ``gen-paper-v1``: the raw ``paper-v1`` text (for base-model teachers and completion endpoints).
     """
     if template == GEN_CHAT_TEMPLATE:
-        system = f"Follow these principles in every answer:\n{constitution_text}"
-        return [{"role": "system", "content": system}, {"role": "user", "content": query}]
+        user = {"role": "user", "content": query}
+        if constitution_text is None:
+            return [user]
+        return [{"role": "system", "content": f"Follow these principles in every answer:\n{constitution_text}"}, user]
     if template == GEN_PAPER_TEMPLATE:
         return build_prompt(PAPER_TEMPLATE, constitution_text, query)
     raise ValueError(f"unknown generation template {template!r}; choose one of {GENERATION_TEMPLATES}")

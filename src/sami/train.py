@@ -134,11 +134,8 @@ def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int
         by_c.setdefault(q.num_constitutions, []).append(q)
     total, matrices, refs = 0.0, [], []
     for c, group in by_c.items():
-        ref = None
-        if cfg.sami.ref_weight > 0:  # before the policy's forward: DDP expects its backward next
-            if reference is None:
-                raise ValueError("sami.ref_weight > 0 needs the reference model's diagonal log-probs")
-            ref = reference(group)  # (B, C)
+        # before the policy's forward: DDP expects its backward next; sami_loss refuses ref_weight without it
+        ref = reference(group) if reference is not None and cfg.sami.ref_weight > 0 else None  # (B, C)
         mats = batch_logprob_matrices(model, group, method=cfg.sami.logprob_method, pad_token_id=pad_id)  # (B, C, C)
         weights = None
         if cfg.sami.constitution_weights is not None:
@@ -356,7 +353,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         optimizer.zero_grad(set_to_none=True)
 
         seconds = time.perf_counter() - t0
-        record = _step_metrics(accelerator, step + 1, losses, mats, tokens, seconds, lr, grad_norm, refs, cfg.sami)
+        record = _step_metrics(accelerator, step + 1, losses, mats, tokens, seconds, lr, grad_norm, refs)
         history.append(record)
         if accelerator.is_main_process:
             fluency.update(step + 1, record["diag_logprob"])
@@ -384,20 +381,15 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     return TrainResult(cfg.method, out, model_dir, steps, history)
 
 
-def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_norm, refs=None, sami=None) -> dict:
+def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_norm, refs=None) -> dict:
     """Metrics of one optimiser step, averaged over micro-batches and processes.
 
-    Per query: ``sami_metrics`` (``diag_logprob`` among them); ``nll`` (= -diag_logprob, the anchor term
-    before its weight) when ``sami.nll_weight`` > 0; ``ref_log_ratio`` and ``ref_penalty`` when reference
-    diagonals ``refs`` (aligned with ``mats``) are given.
+    Per query: ``sami_metrics`` (``diag_logprob`` among them: the NLL anchor is ``-diag_logprob``), with
+    ``ref_log_ratio`` and ``ref_penalty`` when reference diagonals ``refs`` (aligned with ``mats``) are given.
     """
     refs = refs or [None] * len(mats)
-    per_query = []
-    for m, r in zip(mats, refs, strict=True):
-        for b in range(m.shape[0]):
-            per_query.append(sami_metrics(m[b], None if r is None else r[b]))
-            if sami is not None and sami.nll_weight > 0:
-                per_query[-1]["nll"] = -per_query[-1]["diag_logprob"]
+    per_query = [sami_metrics(m[b], None if r is None else r[b]) for m, r in zip(mats, refs, strict=True)
+                 for b in range(m.shape[0])]  # fmt: skip
     local = {k: sum(d[k] for d in per_query) / len(per_query) for k in per_query[0]}
     values = torch.tensor(
         [torch.stack(losses).mean().item()] + [local[k] for k in sorted(local)] + [float(tokens)],

@@ -24,7 +24,7 @@ from sami.backends import SamplingParams
 from sami.data import json_lines
 from sami.eval.common import LazyBackend, constitution_text, fmt
 from sami.eval.config import EvalConfig
-from sami.eval.fluency import is_degenerate
+from sami.eval.fluency import is_degenerate, passes
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
 from sami.metrics import bootstrap_mean, rate
@@ -117,11 +117,6 @@ def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[s
             )
     finally:
         backend.close()
-
-
-def passes(checker, answer: str) -> bool:
-    """A checker's verdict on an answer; a degenerate answer (``sami.eval.fluency``) passes none."""
-    return not is_degenerate(answer) and bool(checker(answer))
 
 
 def adherence_metrics(cfg: EvalConfig) -> dict:

@@ -41,3 +41,9 @@ def degenerate_reason(text: str) -> str | None:
 
 def is_degenerate(text: str) -> bool:
     return degenerate_reason(text) is not None
+
+
+def passes(checker, answer: str) -> bool:
+    """A checker's verdict on an answer, except that a degenerate answer passes none: ``- -`` lines are not a
+    bulleted answer. Adherence and the checker judge both count passes this way."""
+    return not is_degenerate(answer) and bool(checker(answer))

@@ -210,7 +210,10 @@ def load_problems(
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    if source == "gsm_symbolic" or source.startswith(RG_PREFIX):
+    generated = source == "gsm_symbolic" or source.startswith(RG_PREFIX)
+    if options and not generated:
+        raise ValueError(f"{source}: generator options apply to reasoning_gym sources only")
+    if generated:
         name = source.removeprefix(RG_PREFIX)
         size, rg_seed = (limit or 100) + len(exclude), seed + EVAL_SEED_OFFSET
         problems = _read_reasoning_gym(name, size, rg_seed, options or {})
@@ -230,8 +233,6 @@ def load_problems(
         raise FileNotFoundError(f"GSM8K source {source!r} is neither gsm_symbolic, an existing path nor a hub id")
     kept = [p for p in problems if p.question not in exclude]
     provenance["excluded"] = len(problems) - len(kept)
-    if options:
-        raise ValueError(f"{source}: generator options apply to reasoning_gym sources only")
     if not kept:
         raise ValueError(f"{source}: no problems")
     return kept[:limit] if limit else kept, provenance

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-from sami.eval.fluency import is_degenerate
+from sami.eval.fluency import passes
 from sami.eval.mtbench_data import REFERENCE_CATEGORIES, JudgePrompt, Question
 
 JUDGES: tuple[str, ...] = ("principle-aware", "principle-free", "single", "checker")
@@ -219,9 +219,6 @@ def checker_verdict(principles, answer_a: str, answer_b: str) -> dict:
     passes none: ``- - -`` is not a bulleted answer. Returns ``{checked, passes: {A, B}, verdict}``.
     """
     checked = checked_principles(principles)
-    passes = {
-        side: 0 if is_degenerate(text) else sum(bool(p.checker(text)) for p in checked)
-        for side, text in (("A", answer_a), ("B", answer_b))
-    }
-    verdict = "A" if passes["A"] > passes["B"] else "B" if passes["B"] > passes["A"] else "tie"
-    return {"checked": [p.name for p in checked], "passes": passes, "verdict": verdict}
+    count = {side: sum(passes(p.checker, text) for p in checked) for side, text in (("A", answer_a), ("B", answer_b))}
+    verdict = "A" if count["A"] > count["B"] else "B" if count["B"] > count["A"] else "tie"
+    return {"checked": [p.name for p in checked], "passes": count, "verdict": verdict}

@@ -385,7 +385,8 @@ def run_mtbench(cfg: EvalConfig) -> dict:
     if "checker" in m.judges:  # fail before answering when the checker judge has nothing to check
         for q in questions:
             checked_principles(_constitution(cfg, library, q))
-    check_settings(root, settings, added={"principles": None})  # answers before it used each category's
+    # folders written before these settings existed: each category's principles, text verdicts
+    check_settings(root, settings, added={"principles": None, "verdict": "text"})
     for name, model in cfg.checkpoints():
         generate_answers(cfg, name, model, questions, root, library)
     judge_all(cfg, questions, root, library)
