@@ -186,6 +186,18 @@ def _progress(total: int, desc: str | None, enabled: bool = True):
     )
 
 
+def left_pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (B, longest): each row's tokens at the right end, so that the next
+    token of every row is read or generated at the last position."""
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, ids in enumerate(batch):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    return input_ids, attention
+
+
 class TransformersBackend:
     """Batched local generation with a transformers model (left padding, KV cache, stop strings).
 
@@ -257,12 +269,7 @@ class TransformersBackend:
     @torch.inference_mode()
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams, seed_key: int) -> list[list[Completion]]:
         device = next(self.model.parameters()).device
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
+        input_ids, attention = left_pad(batch, self.pad_id)
         kwargs = dict(
             max_new_tokens=params.max_new_tokens,
             num_return_sequences=params.n,
@@ -278,7 +285,7 @@ class TransformersBackend:
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
-        generated = output[:, width:].tolist()
+        generated = output[:, input_ids.shape[1] :].tolist()
         results: list[list[Completion]] = []
         for row in range(len(batch)):
             completions = []
@@ -453,13 +460,22 @@ class OpenAIBackend:
             body["prompt"] = prompt
         return body
 
-    def _call(self, body: dict) -> dict:
+    def cached(self, body: dict, send) -> dict:
+        """``send(body)``'s answer, from the on-disk cache when this endpoint was asked ``body`` before; a request
+        actually sent is counted in ``requests_sent``."""
         key = self.cache.key({"base_url": self.cfg.base_url, "body": body})
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        with self._lock:
-            self.requests_sent += 1
+        value = self.cache.get(key)
+        if value is None:
+            with self._lock:
+                self.requests_sent += 1
+            value = send(body)
+            self.cache.put(key, value)
+        return value
+
+    def _call(self, body: dict) -> dict:
+        return self.cached(body, self._send)
+
+    def _send(self, body: dict) -> dict:
         if "messages" in body:
             response = self.client.chat.completions.create(**body)
             texts = [(c.message.content or "") for c in response.choices]
@@ -468,12 +484,10 @@ class OpenAIBackend:
             texts = [c.text for c in response.choices]
         choices = sorted(zip(response.choices, texts, strict=True), key=lambda ct: ct[0].index)
         usage = response.usage.completion_tokens if response.usage else None
-        value = {
+        return {
             "choices": [{"text": t, "finish_reason": c.finish_reason or "stop"} for c, t in choices],
             "completion_tokens": usage,
         }
-        self.cache.put(key, value)
-        return value
 
     def _completions(self, value: dict, params: SamplingParams) -> list[Completion]:
         per_choice = value["completion_tokens"] if len(value["choices"]) == 1 else None

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sami.backends import Prompt, _chat_text, _progress, concurrent_iter
+from sami.backends import Prompt, _chat_text, _progress, concurrent_iter, left_pad
 
 TOP_LOGPROBS = 20  # the most OpenAI's API and a default vLLM server return
 VLLM_CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}  # vLLM extensions, extra_body
@@ -91,12 +91,7 @@ def local_next_token_probs_iter(
     try:
         for b in range(0, len(order), backend.batch_size):
             batch = order[b : b + backend.batch_size]
-            width = max(len(encoded[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), backend.pad_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                input_ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-                attention[row, width - len(encoded[i]) :] = 1
+            input_ids, attention = left_pad([encoded[i] for i in batch], backend.pad_id)
             positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift the positions
             with torch.inference_mode():
                 out = model(
@@ -127,12 +122,10 @@ def endpoint_request(model: str, prompt: Prompt, prefix: str) -> dict:
 
 def _endpoint_top(backend, body: dict) -> list[list]:
     """``[[token, logprob], ...]`` of the one generated position, from the cache or the endpoint."""
-    key = backend.cache.key({"base_url": backend.cfg.base_url, "body": body})
-    cached = backend.cache.get(key)
-    if cached is not None:
-        return cached["top_logprobs"]
-    with backend._lock:
-        backend.requests_sent += 1
+    return backend.cached(body, lambda b: {"top_logprobs": _request_top(backend, b)})["top_logprobs"]
+
+
+def _request_top(backend, body: dict) -> list[list]:
     top = None
     if "messages" in body:
         standard = {k: v for k, v in body.items() if k not in VLLM_CONTINUE}
@@ -151,7 +144,6 @@ def _endpoint_top(backend, body: dict) -> list[list]:
             f"{backend.cfg.base_url} returned no top log-probs; verdict probabilities need them (a vLLM server "
             "gives them); use mtbench.verdict: text for this judge"
         )
-    backend.cache.put(key, {"top_logprobs": top})
     return top
 
 
