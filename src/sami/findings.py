@@ -13,18 +13,25 @@ says cannot be told apart at this sample size). Thresholds the sentences use:
 from __future__ import annotations
 
 FLUENCY_MARGIN = 0.3  # nats per token
+VERBS = {"above": "above", "below": "below", "overlap": "not distinguishable from"}
 
 
 def _value(e: dict | None) -> float | None:
     return None if not e else e.get("value")
 
 
-def _fmt(e: dict, digits: int = 3, pct: bool = False) -> str:
+def num(e: dict | None, digits: int = 3) -> str:
+    """An estimate as ``value [low, high]``; ``n/a`` without a value. The report's tables use it too."""
     if _value(e) is None:
         return "n/a"
-    if pct:
-        return f"{100 * e['value']:.0f}% [{100 * e['low']:.0f}, {100 * e['high']:.0f}]"
     return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+
+
+def pct(e: dict | None, digits: int = 1) -> str:
+    """A [0, 1] estimate in percent, ``value% [low, high]``; ``n/a`` without a value."""
+    if _value(e) is None:
+        return "n/a"
+    return f"{100 * e['value']:.{digits}f}% [{100 * e['low']:.{digits}f}, {100 * e['high']:.{digits}f}]"
 
 
 def compare(a: dict, b: dict) -> str:
@@ -49,6 +56,13 @@ def excludes(e: dict, point: float) -> str | None:
     return None
 
 
+def by_relation(own: dict, others: dict[str, dict]) -> list[tuple[str, list[str]]]:
+    """``others``' names grouped by where ``own`` lies against each (``compare``): above, below, overlap, in that
+    order, empty groups left out."""
+    where = {n: compare(own, e) for n, e in others.items()}
+    return [(r, [n for n in others if where[n] == r]) for r in ("above", "below", "overlap") if r in where.values()]
+
+
 def mi_findings(mi: dict, method: str = "sami") -> list[str]:
     """The held-out MI bound and the fluency beside it, for ``method`` against base (and the others)."""
     if method not in mi or "base" not in mi:
@@ -57,16 +71,13 @@ def mi_findings(mi: dict, method: str = "sami") -> list[str]:
     where = compare(own["mi_bound"], base["mi_bound"])
     verb = {"above": "is above", "below": "is below", "overlap": "cannot be told apart from"}[where]
     lines = [
-        f"Held-out MI bound: {method.upper()} {_fmt(own['mi_bound'])} nats {verb} base's "
-        f"{_fmt(base['mi_bound'])} (95% intervals{' do not overlap' if where != 'overlap' else ' overlap'})."
+        f"Held-out MI bound: {method.upper()} {num(own['mi_bound'])} nats {verb} base's "
+        f"{num(base['mi_bound'])} (95% intervals{' do not overlap' if where != 'overlap' else ' overlap'})."
     ]
     others = [n for n in mi if n not in (method, "base")]
-    where_each = {n: compare(own["mi_bound"], mi[n]["overall"]["mi_bound"]) for n in others}
-    for relation, phrase in (("above", "It is also above"), ("below", "It is below"),
-                             ("overlap", "It cannot be told apart from")):  # fmt: skip
-        names = [n for n in others if where_each[n] == relation]
-        if names:
-            lines.append(f"{phrase} {', '.join(names)} ({_others(mi, names)}).")
+    phrases = {"above": "It is also above", "below": "It is below", "overlap": "It cannot be told apart from"}
+    for relation, names in by_relation(own["mi_bound"], {n: mi[n]["overall"]["mi_bound"] for n in others}):
+        lines.append(f"{phrases[relation]} {', '.join(names)} ({_others(mi, names)}).")
     change = own.get("diag_logprob_change")
     if _value(change) is not None:
         drop = -change["value"]
@@ -78,13 +89,13 @@ def mi_findings(mi: dict, method: str = "sami") -> list[str]:
             state = "at or above base's: it stayed fluent"
         lines.append(
             f"Fluency: the mean log-prob per token of the held-out teacher responses under their own "
-            f"constitution changed by {_fmt(change)} nats for {method.upper()} ({state})."
+            f"constitution changed by {num(change)} nats for {method.upper()} ({state})."
         )
     return lines
 
 
 def _others(mi: dict, names: list[str]) -> str:
-    return "; ".join(f"{n} {_fmt(mi[n]['overall']['mi_bound'])}" for n in names)
+    return "; ".join(f"{n} {num(mi[n]['overall']['mi_bound'])}" for n in names)
 
 
 def adherence_findings(adherence: dict, method: str = "sami") -> list[str]:
@@ -94,24 +105,21 @@ def adherence_findings(adherence: dict, method: str = "sami") -> list[str]:
     principles = sorted({p for m in adherence.values() for p in m["principles"]})
     for p in principles:
         contrasts = {n: adherence[n]["principles"][p]["contrast"] for n in names if p in adherence[n]["principles"]}
-        shown = ", ".join(f"{n} {_fmt(c, 2)}" for n, c in contrasts.items())
+        shown = ", ".join(f"{n} {num(c, 2)}" for n, c in contrasts.items())
         follows = [n for n, c in contrasts.items() if excludes(c, 0.0) == "above"]
         line = f"Adherence to `{p}` (pass rate under it minus under its antithesis): {shown}. "
         line += f"Contrast above zero: {', '.join(follows)}." if follows else "No model's contrast is above zero."
         if method in contrasts:
-            others = [n for n in contrasts if n != method]
-            where_each = {n: compare(contrasts[method], contrasts[n]) for n in others}
-            for relation, phrase in (("above", "is above"), ("below", "is below"),
-                                     ("overlap", "cannot be told apart from")):  # fmt: skip
-                names = [n for n in others if where_each[n] == relation]
-                if names:
-                    line += f" {method.upper()}'s {phrase} {', '.join(names)}'s."
+            phrases = {"above": "is above", "below": "is below", "overlap": "cannot be told apart from"}
+            others = {n: c for n, c in contrasts.items() if n != method}
+            for relation, names in by_relation(contrasts[method], others):
+                line += f" {method.upper()}'s {phrases[relation]} {', '.join(names)}'s."
         lines.append(line)
     degenerate = {n: m["degenerate"] for n, m in adherence.items() if _value(m.get("degenerate")) is not None}
     bad = [n for n, e in degenerate.items() if e["value"] > 0]
     if degenerate:
         if bad:
-            lines.append("Degenerate answers: " + ", ".join(f"{n} {_fmt(degenerate[n], pct=True)}" for n in bad) + ".")
+            lines.append("Degenerate answers: " + ", ".join(f"{n} {pct(degenerate[n], 0)}" for n in bad) + ".")
         else:
             lines.append("No model wrote a degenerate answer in the adherence study (sami.eval.fluency).")
     return lines
@@ -126,7 +134,7 @@ def judge_findings(pairwise: dict) -> list[str]:
             o = block["overall"]
             x, y = pair.split(" vs ")
             side = excludes(o["win_rate_adjusted"], 0.5)
-            rate = _fmt(o["win_rate_adjusted"], pct=True)
+            rate = pct(o["win_rate_adjusted"], 0)
             if side == "above":
                 parts.append(f"{x} preferred over {y} ({rate})")
             elif side == "below":
@@ -146,21 +154,18 @@ def math_findings(gsm8k: dict) -> list[str]:
         return []
     base = gsm8k["base"]
     ks = sorted({int(k) for m in gsm8k.values() for k in m.get("pass_at_k", {})})
-    lines = [f"Math: base greedy accuracy {_fmt(base['greedy_accuracy'], pct=True)}."]
+    lines = [f"Math: base greedy accuracy {pct(base['greedy_accuracy'], 0)}."]
     for name, m in gsm8k.items():
         if name == "base":
             continue
-        where = compare(m["greedy_accuracy"], base["greedy_accuracy"])
-        verb = {"above": "above", "below": "below", "overlap": "not distinguishable from"}[where]
-        line = f"{name}: greedy {_fmt(m['greedy_accuracy'], pct=True)}, {verb} base"
+        verb = VERBS[compare(m["greedy_accuracy"], base["greedy_accuracy"])]
+        line = f"{name}: greedy {pct(m['greedy_accuracy'], 0)}, {verb} base"
         if ks:
             k = str(ks[-1])
             mine, theirs = m.get("pass_at_k", {}).get(k), base.get("pass_at_k", {}).get(k)
             if mine and theirs:
-                where_k = {"above": "above", "below": "below", "overlap": "not distinguishable from"}[
-                    compare(mine, theirs)
-                ]
-                line += f"; pass@{k} {_fmt(mine, pct=True)}, {where_k} base's {_fmt(theirs, pct=True)}"
+                where_k = VERBS[compare(mine, theirs)]
+                line += f"; pass@{k} {pct(mine, 0)}, {where_k} base's {pct(theirs, 0)}"
         lines.append(line + ".")
     return lines
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sami import figures
 from sami.config import config_hash, to_dict
-from sami.findings import findings
+from sami.findings import findings, num, pct
 
 # Numbers as the multi-task paper reports them (docs/PAPER_NOTES.md sections 3-4); shown for comparison only.
 PAPER_MTBENCH = {
@@ -43,18 +43,6 @@ VERDICT_NOTES = {
     "follows whatever constitution it is given; the adherence contrast below tells the two apart.",
     "text": "Verdicts are parsed from the judge's generated text; both orders are judged.",
 }
-
-
-def _pct(e: dict | None) -> str:
-    if not e or e.get("value") is None:
-        return "n/a"
-    return f"{100 * e['value']:.1f}% [{100 * e['low']:.1f}, {100 * e['high']:.1f}]"
-
-
-def _num(e: dict | None, digits: int = 3) -> str:
-    if not e or e.get("value") is None:
-        return "n/a"
-    return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
 
 
 def _package(name: str) -> str | None:
@@ -129,8 +117,8 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     lines += ["## Experiment 1: SAMI vs DPO vs SFT on MT-Bench", ""]
     for name, a in m["answers"].items():
         lines.append(
-            f"- {name}: {a['count']} answers, mean {_num(a['mean_words'], 1)} words, "
-            f"{a['cut_by_length']} cut by the token limit, degenerate {_pct(a.get('degenerate'))}"
+            f"- {name}: {a['count']} answers, mean {num(a['mean_words'], 1)} words, "
+            f"{a['cut_by_length']} cut by the token limit, degenerate {pct(a.get('degenerate'))}"
         )
     lines.append("")
     for judge, by_pair in m["pairwise"].items():
@@ -144,8 +132,8 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
             ref = f"{100 * paper[pair]:.1f}%" if isinstance(paper, dict) and pair in paper else "-"
             lines.append(
                 f"| {pair} | {o['n']} | {o['win']} / {o['tie']} / {o['loss']} | {o['unparseable']} | "
-                f"{_pct(o['win_rate_adjusted'])} | {_pct(o.get('soft_win_rate'))} | "
-                f"{_pct(o['length_controlled_win_rate'])} | {ref} |"
+                f"{pct(o['win_rate_adjusted'])} | {pct(o.get('soft_win_rate'))} | "
+                f"{pct(o['length_controlled_win_rate'])} | {ref} |"
             )
         lines += ["", VERDICT_NOTES.get(source, "")]
         bad = sum(b["overall"]["unparseable"] for b in by_pair.values())
@@ -163,7 +151,7 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
             cells = []
             for block in by_pair.values():
                 pc = block["per_category"].get(c)
-                cells.append(f"{_pct(pc['win_rate_adjusted'])} (n={pc['n']})" if pc else "-")
+                cells.append(f"{pct(pc['win_rate_adjusted'])} (n={pc['n']})" if pc else "-")
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         figure = {
             pair: {**{c: {**b["win_rate_adjusted"]} for c, b in block["per_category"].items()},
@@ -179,8 +167,8 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
                   "| change from base |", "|---|---|---|---|---|---|"]  # fmt: skip
         for name, block in mi.items():
             o = block["overall"]
-            lines.append(f"| {name} | {_num(o['mi_bound'])} | {_pct(o['col_accuracy'])} | {_pct(o['row_accuracy'])} "
-                         f"| {_num(o.get('diag_logprob'))} | {_num(o.get('diag_logprob_change'))} |")  # fmt: skip
+            lines.append(f"| {name} | {num(o['mi_bound'])} | {pct(o['col_accuracy'])} | {pct(o['row_accuracy'])} "
+                         f"| {num(o.get('diag_logprob'))} | {num(o.get('diag_logprob_change'))} |")  # fmt: skip
         lines += ["", "The MI bound is at most log C. The diagonal log-prob is the mean per-token log-probability of "
                   "each held-out teacher response under its own constitution: InfoNCE can raise the bound by making "
                   "every response unlikely, so a bound that rises while this falls is not alignment."]  # fmt: skip
@@ -205,9 +193,9 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
                 if b is None:
                     cells.append("-")
                     continue
-                under = f"{_pct(b['checker_pass_under_principle'])} / {_pct(b['checker_pass_under_antithesis'])}"
-                cells.append(f"{_num(b['contrast'], 2)} ({under})")
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {_pct(m.get('degenerate'))} |")
+                under = f"{pct(b['checker_pass_under_principle'])} / {pct(b['checker_pass_under_antithesis'])}"
+                cells.append(f"{num(b['contrast'], 2)} ({under})")
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {pct(m.get('degenerate'))} |")
         contrasts = {name: {p: m["principles"][p]["contrast"] for p in principles if p in m["principles"]}
                      for name, m in ad.items()}  # fmt: skip
         path = figures.winrate_bars(contrasts, fig_dir / "adherence_contrast.png", title="Principle adherence",
@@ -252,9 +240,9 @@ def _math_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     header += " | " + " | ".join(f"maj@{k}" for k in shown[-1:]) + " |"
     lines += [header, "|---|---|---|" + "---|" * (len(shown) + len(shown[-1:]))]
     for name, m in g.items():
-        cells = [_pct(m.get("pass_at_k", {}).get(str(k))) for k in shown]
-        cells += [_pct(m.get("maj_at_k", {}).get(str(k))) for k in shown[-1:]]
-        lines.append(f"| {name} | {m['problems']} | {_pct(m['greedy_accuracy'])} | " + " | ".join(cells) + " |")
+        cells = [pct(m.get("pass_at_k", {}).get(str(k))) for k in shown]
+        cells += [pct(m.get("maj_at_k", {}).get(str(k))) for k in shown[-1:]]
+        lines.append(f"| {name} | {m['problems']} | {pct(m['greedy_accuracy'])} | " + " | ".join(cells) + " |")
     if ks:
         curves = {name: {int(k): e for k, e in m["pass_at_k"].items()} for name, m in g.items() if "pass_at_k" in m}
         path = figures.attempts_curves(curves, fig_dir / "math_pass_at_k.png", title="pass@k over attempts")

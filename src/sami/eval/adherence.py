@@ -28,7 +28,7 @@ from sami.eval.fluency import is_degenerate, passes
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
 from sami.metrics import bootstrap_mean, rate
-from sami.principles import Constitution, ConstitutionItem, load_library
+from sami.principles import load_library
 from sami.templates import PAPER_TEMPLATE, build_prompt
 
 SIDES = ("principle", "antithesis")
@@ -83,8 +83,7 @@ def constitution_for(cfg: EvalConfig, principles, principle: str, side: str) -> 
     if cfg.adherence.constitution == "separate":
         (p,) = [p for p in principles if p.name == principle]
         return constitution_text([p], shown if side == "principle" else "antithesis")
-    items = [ConstitutionItem(p.antithesis if p.name == principle else p.phrasing(shown), p.name) for p in principles]
-    return Constitution(tuple(items)).render()
+    return constitution_text(principles, shown, flipped=principle if side == "antithesis" else None)
 
 
 def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[str], root: Path) -> None:

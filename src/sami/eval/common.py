@@ -40,9 +40,12 @@ class LazyBackend:
             torch.cuda.empty_cache()
 
 
-def constitution_text(principles: Sequence[Principle], side: str) -> str:
-    """The numbered constitution of ``principles`` in the given phrasing, in library order."""
-    return Constitution(tuple(ConstitutionItem(p.phrasing(side), p.name, side) for p in principles)).render()
+def constitution_text(principles: Sequence[Principle], side: str, flipped: str | None = None) -> str:
+    """The numbered constitution of ``principles`` in the given phrasing, in library order; the principle named
+    ``flipped`` as its antithesis."""
+    sides = {p.name: "antithesis" if p.name == flipped else side for p in principles}
+    return Constitution(tuple(ConstitutionItem(p.phrasing(sides[p.name]), p.name, sides[p.name])
+                              for p in principles)).render()  # fmt: skip
 
 
 def words(text: str) -> int:
