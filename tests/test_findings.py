@@ -47,6 +47,20 @@ def adh(contrast, degenerate=0.0):
     }
 
 
+def test_every_principle_names_every_model():
+    """Two principles: the second one's sentence still lists every model (a loop once reused the model list)."""
+
+    def two(a, b):
+        return {"principles": {"lowercase": {"contrast": est(*a)}, "bullet_list": {"contrast": est(*b)}}}
+
+    adherence = {"base": two((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)), "sami": two((0.9, 0.6, 1.0), (0.4, 0.1, 0.7)),
+                 "dpo": two((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))}  # fmt: skip
+    bullets, lower = adherence_findings(adherence)
+    for line in (bullets, lower):
+        assert all(f"{n} " in line for n in adherence) and "Contrast above zero: sami." in line
+        assert line.endswith("SAMI's is above base, dpo's.")
+
+
 def test_adherence_findings_compare_contrasts():
     lines = adherence_findings(
         {"base": adh((0.0, -0.2, 0.2)), "sft": adh((0.1, 0.0, 0.3)), "sami": adh((0.8, 0.6, 1.0))}

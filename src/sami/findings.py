@@ -112,8 +112,8 @@ def adherence_findings(adherence: dict, method: str = "sami") -> list[str]:
         if method in contrasts:
             phrases = {"above": "is above", "below": "is below", "overlap": "cannot be told apart from"}
             others = {n: c for n, c in contrasts.items() if n != method}
-            for relation, names in by_relation(contrasts[method], others):
-                line += f" {method.upper()}'s {phrases[relation]} {', '.join(names)}'s."
+            for relation, group in by_relation(contrasts[method], others):
+                line += f" {method.upper()}'s {phrases[relation]} {', '.join(group)}'s."
         lines.append(line)
     degenerate = {n: m["degenerate"] for n, m in adherence.items() if _value(m.get("degenerate")) is not None}
     bad = [n for n, e in degenerate.items() if e["value"] > 0]
