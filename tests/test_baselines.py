@@ -204,7 +204,8 @@ def test_baseline_output_folder_and_resume(tmp_path, tiny_model_dir):
     cfg = make_cfg(tmp_path, tiny_model_dir, "parts", save_every=1, **{**kw, "max_steps": 2})
     train(cfg)
     out = Path(cfg.output_dir)
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "dataset", "metrics.jsonl", "model"]
+    shown = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # .sami.lock: sami.locks
+    assert shown == ["checkpoints", "config.yaml", "dataset", "metrics.jsonl", "model"]
     assert {"provenance.json", "sami_config.yaml", "model.safetensors"} <= {p.name for p in (out / "model").iterdir()}
     assert json.loads((out / "model" / "provenance.json").read_text())["method"] == "dpo"
     assert load_yaml(out / "config.yaml")["dpo"]["rejected"] == "most_flipped"

@@ -16,7 +16,16 @@ from pathlib import Path
 
 import torch
 
+from sami.checkpoints import (
+    check_resume,
+    data_sha256,
+    latest_intact,
+    save_failed,
+    segment,
+    write_manifest,
+)
 from sami.config import save_yaml
+from sami.locks import is_main_rank
 from sami.data import read_records
 from sami.models import load_model, lora_config
 from sami.pairs import PromptSettings, dpo_pairs, sft_example, tokenize_pair, tokenize_sft
@@ -148,10 +157,28 @@ def _trainer_classes():
     return SFTTrainer, TokenizedDPOTrainer
 
 
+def _manifest_callback(cfg: TrainConfig, run_info: dict):
+    from transformers import TrainerCallback
+
+    class Manifests(TrainerCallback):
+        """Each checkpoint the HF Trainer writes gets our config and a manifest (``sami.checkpoints``)."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            run_info["segments"][-1]["total_steps"] = state.max_steps
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                save_yaml(cfg, folder / "config.yaml")
+                write_manifest(folder, step=state.global_step, **run_info)
+
+    return Manifests()
+
+
 def _metrics_callback(path: Path, fp16: bool = False):
     from transformers import TrainerCallback
 
-    from sami.train import TrainingDiverged
+    from sami.train import SaturationWatch, TrainingDiverged
 
     class MetricsFile(TrainerCallback):
         """One metrics.jsonl line per logged optimiser step, named as SAMI names them where they coincide.
@@ -160,6 +187,8 @@ def _metrics_callback(path: Path, fp16: bool = False):
         stops training here: the HF Trainer logs a step before it checkpoints it, so the last checkpoint on
         disk is a good one and no model is written.
         """
+
+        saturation = SaturationWatch()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs:
@@ -173,6 +202,8 @@ def _metrics_callback(path: Path, fp16: bool = False):
                 )
             if not state.is_world_process_zero:
                 return
+            if grad_norm is not None:
+                self.saturation.update(state.global_step, grad_norm, logs["loss"])
             record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate")}
             record["grad_norm"] = grad_norm
             for key, value in logs.items():
@@ -199,9 +230,24 @@ def _quiet_progress(trainer) -> None:
         trainer.add_callback(ProgressBar())
 
 
-def latest_checkpoint(out: Path) -> Path | None:
+def complete_checkpoints(out: Path) -> list[Path]:
+    """The HF Trainer's checkpoint folders that were finished (trainer_state.json written), oldest first."""
     found = [p for p in (out / CHECKPOINTS).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    complete = complete_checkpoints(out)
+    return complete[-1] if complete else None
+
+
+def _unfinished_checkpoint_failed(err: BaseException, out: Path) -> None:
+    """After a failure inside the HF Trainer: a checkpoint folder it left unfinished (no trainer_state.json)
+    is removed, and the error says why the save failed ("no space left on ..." for a full disk)."""
+    complete = set(complete_checkpoints(out))
+    for folder in sorted((out / CHECKPOINTS).glob("checkpoint-*")):
+        if folder not in complete:
+            raise save_failed(err, folder, folder.name, latest_checkpoint(out)) from err
 
 
 def make_trainer(cfg: TrainConfig, callbacks=()):
@@ -248,27 +294,38 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False):
     from sami.train import TrainResult, _truncate_metrics, provenance
 
     out = Path(cfg.output_dir)
-    latest = latest_checkpoint(out)
-    if not resume and latest is not None:
+    if not resume and latest_checkpoint(out) is not None:
         raise FileExistsError(
             f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
         )
-    checkpoint = latest if resume else None
+    # every process verifies; the main one moves damaged checkpoints aside
+    checkpoint = latest_intact(complete_checkpoints(out), move_aside=is_main_rank()) if resume else None
     if resume and checkpoint is None:
         logger.info("no checkpoint in %s: starting from step 0", out)
+    # before the model loads: a resume with other settings or data would not run what the folder records
+    segments = check_resume(cfg, checkpoint, out / "config.yaml") if checkpoint is not None else []
+    start = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else 0
+    segments.append(segment(cfg, start, cfg.max_steps or 0))
     metrics_path = out / "metrics.jsonl"
     from sami.train import _precision
 
-    trainer = make_trainer(cfg, callbacks=[_metrics_callback(metrics_path, fp16=_precision(cfg) == "fp16")])
+    callbacks = [
+        _metrics_callback(metrics_path, fp16=_precision(cfg) == "fp16"),
+        _manifest_callback(cfg, {"data_sha256": data_sha256(cfg), "segments": segments}),
+    ]
+    trainer = make_trainer(cfg, callbacks=callbacks)
     tokenizer = trainer.processing_class
     state = PartialState()
-    start = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else 0
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         _truncate_metrics(metrics_path, start)
         save_yaml(cfg, out / "config.yaml")
     state.wait_for_everyone()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except (OSError, RuntimeError) as err:
+        _unfinished_checkpoint_failed(err, out)
+        raise
 
     model_dir = out / "model"
     steps = trainer.state.global_step
@@ -276,7 +333,8 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False):
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(model_dir)
         save_yaml(cfg, model_dir / "sami_config.yaml")
-        (model_dir / "provenance.json").write_text(json.dumps(provenance(cfg, steps, state.num_processes), indent=2))
+        record = provenance(cfg, steps, state.num_processes, segments)
+        (model_dir / "provenance.json").write_text(json.dumps(record, indent=2))
     state.wait_for_everyone()
     logged = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.is_file() else []
     history = [m for m in logged if m["step"] > start]

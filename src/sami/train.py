@@ -23,8 +23,17 @@ from pathlib import Path
 
 import torch
 
-from sami.config import config_differences, config_hash, flatten, load_yaml, save_yaml, to_dict
+from sami.checkpoints import (
+    check_resume,
+    data_sha256,
+    guarded_save,
+    latest_intact,
+    segment,
+    write_manifest,
+)
+from sami.config import config_hash, flatten, save_yaml, to_dict
 from sami.data import Record, read_records
+from sami.locks import hold
 from sami.logprobs import QueryTokens, batch_logprob_matrices, encode_query
 from sami.models import load_model
 from sami.objective import sami_loss, sami_metrics
@@ -110,9 +119,14 @@ def _precision(cfg: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def _latest_checkpoint(out: Path) -> Path | None:
+def _complete_checkpoints(out: Path) -> list[Path]:
+    """Checkpoint folders that were sealed (their state file exists), oldest first."""
     found = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    complete = [p for p in found if (p / STATE_FILE).is_file()]
+    return [p for p in found if (p / STATE_FILE).is_file()]
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    complete = _complete_checkpoints(out)
     return complete[-1] if complete else None
 
 
@@ -199,6 +213,34 @@ class FluencyWatch:
         return True
 
 
+class SaturationWatch:
+    """Warns when the gradient norm has been exactly 0 for ``patience`` steps in a row: the model no longer
+    learns (e.g. SAMI's loss sits at log C after a learning rate that blew the logits up), and ``trained N
+    steps`` alone would not say so. ``saturated`` counts such steps for the run's summary."""
+
+    def __init__(self, patience: int = 3):
+        self.patience, self.run, self.saturated, self.warned = patience, 0, 0, False
+
+    def update(self, step: int, grad_norm: float, loss: float) -> bool:
+        """Record one step; True when this call warned."""
+        if grad_norm != 0.0:
+            self.run = 0
+            return False
+        self.run += 1
+        self.saturated += 1
+        if self.warned or self.run < self.patience:
+            return False
+        self.warned = True
+        logger.warning(
+            "step %d: the gradient norm has been exactly 0 for %d steps (loss %.6g): training is saturated and "
+            "nothing changes any more; lower the learning rate or check the data",
+            step,
+            self.run,
+            loss,
+        )
+        return True
+
+
 def _logged(path: Path, key: str) -> list[float]:
     """``key`` of every step in a metrics.jsonl, in step order (a resumed run's history)."""
     if not path.is_file():
@@ -214,20 +256,44 @@ def _logged(path: Path, key: str) -> list[float]:
     return [value for _, value in sorted(rows)]
 
 
+def check_paths(cfg: TrainConfig) -> None:
+    """The data file and the output folder, checked before anything is loaded."""
+    if not cfg.data:
+        raise ValueError("no data file: set `data` in the config or pass --data")
+    data = Path(cfg.data)
+    if data.is_dir():
+        raise ValueError(f"data: {data} is a folder; expected a JSONL file (docs/DATA.md)")
+    if not data.is_file():
+        raise FileNotFoundError(f"data file not found: {data}")
+    out = Path(cfg.output_dir)
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
+    if init := cfg.init_from:
+        from sami.models import model_folder
+
+        model_folder(init)
+
+
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train a student with ``cfg.method`` on ``cfg.data``; writes checkpoints, metrics and ``model/`` under
-    output_dir. SFT and DPO are TRL's (``sami.baselines``); SAMI is the loop below."""
-    if cfg.method != "sami":
-        from sami.baselines import train_baseline
+    output_dir, which no other run may write meanwhile (``sami.locks``). SFT and DPO are TRL's
+    (``sami.baselines``); SAMI is the loop below."""
+    check_paths(cfg)
+    with hold(cfg.output_dir, folder=True, what="this training run"):
+        if cfg.method != "sami":
+            from sami.baselines import train_baseline
 
-        return train_baseline(cfg, resume=resume)
+            return train_baseline(cfg, resume=resume)
+        return _train_sami(cfg, resume=resume)
+
+
+def _train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
-    if not cfg.data:
-        raise ValueError("no data file: set `data` in the config or pass --data")
     out = Path(cfg.output_dir)
     # accelerate keeps one global state per process; one process may train several models in turn
     # (iterated SAMI, SFT then SAMI) with different precision, so that state is reset here. The process
@@ -244,14 +310,17 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         project_dir=str(out),
     )
     rank, world = accelerator.process_index, accelerator.num_processes
-    latest = _latest_checkpoint(out)
-    checkpoint = latest if resume else None
-    if resume and checkpoint is None:
-        logger.info("no checkpoint in %s: starting from step 0", out)
-    if not resume and latest is not None:
+    if not resume and _latest_checkpoint(out) is not None:
         raise FileExistsError(
             f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
         )
+    # every process verifies; the main one moves damaged checkpoints aside
+    checkpoint = latest_intact(_complete_checkpoints(out), move_aside=accelerator.is_main_process) if resume else None
+    if resume and checkpoint is None:
+        logger.info("no checkpoint in %s: starting from step 0", out)
+    # before anything loads: a resume with other settings or data would not run what the folder records
+    segments = check_resume(cfg, checkpoint, out / "config.yaml") if checkpoint is not None else []
+    data_hash = data_sha256(cfg)
 
     set_seed(cfg.seed)
     records = read_records(cfg.data)
@@ -294,12 +363,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             raise ValueError(
                 f"{checkpoint} is at step {start}, past this run's {steps} steps; raise max_steps or epochs"
             )
-        changed = config_differences(load_yaml(checkpoint / "config.yaml"), to_dict(cfg))
-        if changed:
-            logger.warning(
-                "resuming with a changed config: %s", ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-            )
         logger.info("resumed from %s at step %d", checkpoint, start)
+    if start < steps or not segments:
+        segments.append(segment(cfg, start, steps))
+    run_info = {"data_sha256": data_hash, "segments": segments}
     if accelerator.is_main_process:
         _truncate_metrics(metrics_path, start)
         save_yaml(cfg, out / "config.yaml")
@@ -311,6 +378,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
 
     history: list[dict] = []
     fluency = FluencyWatch(cfg.sami.fluency_margin, _logged(metrics_path, "diag_logprob") if start else None)
+    saturation = SaturationWatch()
     bar = tqdm(total=steps, initial=start, desc="sami train", disable=not accelerator.is_local_main_process)
     model.train()
     for step in range(start, steps):
@@ -357,6 +425,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         history.append(record)
         if accelerator.is_main_process:
             fluency.update(step + 1, record["diag_logprob"])
+            saturation.update(step + 1, grad_norm, record["loss"])
         if accelerator.is_main_process:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -371,12 +440,15 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
                 tok_s=f"{record['tokens_per_s']:.0f}",
             )
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
-            _save_checkpoint(accelerator, out, step + 1, cfg)
+            _save_checkpoint(accelerator, out, step + 1, cfg, run_info)
     bar.close()
+    if saturation.saturated:
+        logger.warning("%d of this run's %d steps had a gradient norm of exactly 0 (saturated)",
+                       saturation.saturated, steps - start)  # fmt: skip
     if start < steps:  # a finished run that is resumed again has nothing to save
-        _save_checkpoint(accelerator, out, steps, cfg)
+        _save_checkpoint(accelerator, out, steps, cfg, run_info)
     model_dir = out / "model"
-    save_model(accelerator, model, tokenizer, model_dir, cfg, steps)
+    save_model(accelerator, model, tokenizer, model_dir, cfg, steps, segments)
     accelerator.end_training()
     return TrainResult(cfg.method, out, model_dir, steps, history)
 
@@ -429,19 +501,25 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig) -> None:
-    """Write step-N into a temporary folder, then rename it: a checkpoint is complete or absent."""
+def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_info: dict) -> None:
+    """Write step-N into a temporary folder with its manifest, then rename it: a checkpoint is complete or
+    absent, and a failed save (a full disk) leaves no partial folder behind (``sami.checkpoints``)."""
     target = out / CHECKPOINTS / f"step-{step}"
     partial = out / CHECKPOINTS / f".step-{step}.partial"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
+    guarded_save(lambda: accelerator.save_state(str(partial)), partial, target.name, lambda: _latest_checkpoint(out))
     accelerator.wait_for_everyone()  # every process has written its RNG state before the folder is sealed
     if accelerator.is_main_process:
-        save_yaml(cfg, partial / "config.yaml")
-        (partial / STATE_FILE).write_text(json.dumps({"step": step}))
+
+        def seal() -> None:
+            save_yaml(cfg, partial / "config.yaml")
+            (partial / STATE_FILE).write_text(json.dumps({"step": step}))
+            write_manifest(partial, step=step, **run_info)
+
+        guarded_save(seal, partial, target.name, lambda: _latest_checkpoint(out))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
         done = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -450,7 +528,9 @@ def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig) -> Non
     accelerator.wait_for_everyone()
 
 
-def save_model(accelerator, model, tokenizer, model_dir: Path, cfg: TrainConfig, steps: int) -> None:
+def save_model(
+    accelerator, model, tokenizer, model_dir: Path, cfg: TrainConfig, steps: int, segments: list[dict]
+) -> None:
     """The trained model as a loadable folder (full weights, or the LoRA adapter) with its config."""
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
@@ -460,13 +540,14 @@ def save_model(accelerator, model, tokenizer, model_dir: Path, cfg: TrainConfig,
         tokenizer.save_pretrained(model_dir)
         save_yaml(cfg, model_dir / "sami_config.yaml")
         (model_dir / "provenance.json").write_text(
-            json.dumps(provenance(cfg, steps, accelerator.num_processes), indent=2)
+            json.dumps(provenance(cfg, steps, accelerator.num_processes, segments), indent=2)
         )
     accelerator.wait_for_everyone()
 
 
-def provenance(cfg: TrainConfig, steps: int, num_processes: int) -> dict:
-    """What produced a trained model: config hash, data file hash, model source, template, versions."""
+def provenance(cfg: TrainConfig, steps: int, num_processes: int, segments: list[dict] | None = None) -> dict:
+    """What produced a trained model: config hash, data file hash, model source, template, versions, and the
+    run's segments (a start, and each resume that extended it: ``sami.checkpoints.segment``)."""
     import hashlib
     from importlib.metadata import PackageNotFoundError, version
 
@@ -484,6 +565,7 @@ def provenance(cfg: TrainConfig, steps: int, num_processes: int) -> dict:
         "template": cfg.template,
         "seed": cfg.seed,
         "steps": steps,
+        "segments": segments or [],
         "num_processes": num_processes,
         "versions": {
             p: package(p) for p in ("sami-align", "torch", "transformers", "accelerate", "peft", "trl", "datasets")

@@ -1,0 +1,181 @@
+"""Checkpoints that say what they hold, and resumes that run only what the run folder says ran.
+
+Every checkpoint folder (SAMI's ``checkpoints/step-N``, TRL's ``checkpoints/checkpoint-N``) gets a
+``manifest.json``: its files with sizes and SHA-256 hashes, the training data's hash, and the run's
+segments (one per start or resume: the step it started from and the length it was given). A resume
+
+- verifies the newest checkpoint against its manifest and falls back to the newest intact one, moving a
+  damaged one aside to ``checkpoints/damaged-<name>`` and saying which file is wrong (``latest_intact``);
+- refuses any changed setting except those that only extend the run or touch logging, and a changed data
+  file (``check_resume``), so that ``config.yaml`` and ``provenance.json`` describe what ran;
+- records an extension (a larger ``max_steps`` or ``epochs``) as a new segment.
+
+A save that fails removes what it wrote and names the cause (``save_failed``), "no space left on <path>"
+when the disk is full.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from sami.config import ConfigError, config_differences, flatten, load_yaml, to_dict
+from sami.train_config import TrainConfig, method_view
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+CONFIG = "config.yaml"
+# Settings a resume may change: they extend the run, or only decide logging and checkpoint keeping.
+RESUMABLE_CHANGES = ("max_steps", "epochs", "output_dir", "save_every", "keep_checkpoints", "log_every", "report_to")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or read back."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, *, step: int, data_sha256: str, segments: list[dict]) -> None:
+    """List every file of ``folder`` (recursively) with its size and hash, and what the run was given."""
+    files = {
+        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    record = {"step": step, "data_sha256": data_sha256, "segments": segments, "files": files}
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(folder / MANIFEST)
+
+
+def read_manifest(folder: Path) -> dict | None:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {"files": None}
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with ``folder`` against its manifest (the first damaged file), or None when it is intact.
+
+    A checkpoint written before manifests existed has none and is taken as it is."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return None
+    if not isinstance(manifest.get("files"), dict):
+        return f"{folder / MANIFEST} is unreadable"
+    for name, expected in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            return f"{path} has {size} bytes, the manifest says {expected['bytes']}"
+        if file_sha256(path) != expected["sha256"]:
+            return f"{path} does not match its hash in the manifest"
+    return None
+
+
+def latest_intact(complete: list[Path], *, move_aside: bool = True) -> Path | None:
+    """The newest of ``complete`` (complete checkpoint folders, oldest first) that matches its manifest.
+
+    Each damaged one newer than it is logged with its reason and, with ``move_aside`` (the main process),
+    renamed ``damaged-<name>`` so that neither this run's rotation nor a later resume takes it for a
+    checkpoint."""
+    for folder in reversed(complete):
+        problem = damage(folder)
+        if problem is None:
+            return folder
+        logger.warning("checkpoint %s is damaged (%s); falling back to the one before", folder, problem)
+        if move_aside:
+            aside = folder.with_name(f"damaged-{folder.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            folder.rename(aside)
+            logger.warning("moved the damaged checkpoint to %s", aside)
+    return None
+
+
+def data_sha256(cfg: TrainConfig) -> str:
+    return file_sha256(Path(cfg.data))
+
+
+def check_resume(cfg: TrainConfig, checkpoint: Path, fallback_config: Path) -> list[dict]:
+    """Refuse to resume from ``checkpoint`` with settings or data other than those it was trained with.
+
+    Only ``RESUMABLE_CHANGES`` may differ; keys the older config does not have (a newer version's additions)
+    are not differences. Returns the run's segments so far (from the manifest; empty without one)."""
+    saved = checkpoint / CONFIG if (checkpoint / CONFIG).is_file() else fallback_config
+    previous = method_view(load_yaml(saved)) if saved.is_file() else None
+    lines = []
+    if previous is not None:
+        diffs = config_differences(previous, method_view(to_dict(cfg)))
+        known = flatten(previous)
+        for key, (was, now) in diffs.items():
+            if key.split(".")[0] in RESUMABLE_CHANGES or key not in known:
+                continue
+            lines.append(f"  {key}: {was!r} -> {now!r}")
+    manifest = read_manifest(checkpoint) or {}
+    if manifest.get("data_sha256") and manifest["data_sha256"] != data_sha256(cfg):
+        lines.append(f"  data: the content of {cfg.data} changed since {checkpoint.name} was written")
+    if lines:
+        raise ConfigError(
+            f"cannot resume {cfg.output_dir} from {checkpoint.name} with changed settings (a resume may change "
+            f"only {', '.join(RESUMABLE_CHANGES[:2])}):\n" + "\n".join(lines) + "\n"
+            "resume with the settings it ran with, or train into another output_dir"
+        )
+    return list(manifest.get("segments") or [])
+
+
+def segment(cfg: TrainConfig, start: int, steps: int) -> dict:
+    """One start or resume of a run: where it started, and the length it was given."""
+    return {"from_step": start, "total_steps": steps, "max_steps": cfg.max_steps, "epochs": cfg.epochs}
+
+
+def _no_space(err: BaseException, where: Path) -> bool:
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if "No space left" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    # torch's writer reports a full disk as "file write failed", without the OS error
+    if "file write failed" in str(err):
+        probe = where
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        return shutil.disk_usage(probe).free < 64 << 20
+    return False
+
+
+def save_failed(err: BaseException, partial: Path, name: str, last: Path | None) -> CheckpointError:
+    """Remove a checkpoint folder whose save failed, and the error that says why (disk full, or ``err``)."""
+    shutil.rmtree(partial, ignore_errors=True)
+    cause = f"no space left on {partial.parent}" if _no_space(err, partial) else f"{type(err).__name__}: {err}"
+    return CheckpointError(
+        f"could not write checkpoint {name}: {cause}; removed what was written; "
+        f"last intact checkpoint: {last or 'none'}"
+    )
+
+
+def guarded_save(save: Callable[[], None], partial: Path, name: str, last: Callable[[], Path | None]) -> None:
+    """Run ``save`` (which writes ``partial``); on failure remove ``partial`` and raise ``CheckpointError``."""
+    try:
+        save()
+    except (OSError, RuntimeError) as err:
+        raise save_failed(err, partial, name, last()) from err
