@@ -408,6 +408,26 @@ def concurrent_iter(calls, concurrency: int, desc, progress: bool):
         bar.close()
 
 
+class EndpointError(RuntimeError):
+    """An endpoint that could not be reached, or refused a request, after the client's retries."""
+
+
+def _endpoint_error(err: Exception, cfg: BackendConfig) -> EndpointError:
+    import openai
+
+    where = f"endpoint {cfg.base_url} (model {cfg.model!r})"
+    if isinstance(err, openai.APITimeoutError):
+        return EndpointError(f"{where}: no answer within {cfg.timeout} s, {cfg.max_retries} retries")
+    if isinstance(err, openai.APIConnectionError):
+        cause = err.__cause__ or err.__context__
+        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+        return EndpointError(f"{where}: cannot connect after {cfg.max_retries} retries{detail}")
+    if isinstance(err, openai.APIStatusError):
+        message = str(err).splitlines()[0][:300]
+        return EndpointError(f"{where}: HTTP {err.status_code}: {message}")
+    return EndpointError(f"{where}: {type(err).__name__}: {err}")
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible endpoint (a vLLM or TGI server, a hosted API).
 
@@ -466,9 +486,14 @@ class OpenAIBackend:
         key = self.cache.key({"base_url": self.cfg.base_url, "body": body})
         value = self.cache.get(key)
         if value is None:
+            import openai
+
             with self._lock:
                 self.requests_sent += 1
-            value = send(body)
+            try:
+                value = send(body)
+            except openai.APIError as err:
+                raise _endpoint_error(err, self.cfg) from err
             self.cache.put(key, value)
         return value
 

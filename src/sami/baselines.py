@@ -20,12 +20,14 @@ from sami.checkpoints import (
     check_resume,
     data_sha256,
     latest_intact,
+    log_cuts,
     save_failed,
     segment,
     write_manifest,
 )
 from sami.config import save_yaml
 from sami.locks import is_main_rank
+from sami.logprobs import count_cuts
 from sami.data import read_records
 from sami.models import load_model, lora_config
 from sami.pairs import PromptSettings, dpo_pairs, sft_example, tokenize_pair, tokenize_sft
@@ -313,7 +315,10 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False):
         _metrics_callback(metrics_path, fp16=_precision(cfg) == "fp16"),
         _manifest_callback(cfg, {"data_sha256": data_sha256(cfg), "segments": segments}),
     ]
-    trainer = make_trainer(cfg, callbacks=callbacks)
+    with count_cuts() as cuts:
+        trainer = make_trainer(cfg, callbacks=callbacks)
+    log_cuts(cuts, cfg)
+    segments[-1] = segment(cfg, start, cfg.max_steps or 0, cuts)
     tokenizer = trainer.processing_class
     state = PartialState()
     if state.is_main_process:

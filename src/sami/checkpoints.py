@@ -141,9 +141,27 @@ def check_resume(cfg: TrainConfig, checkpoint: Path, fallback_config: Path) -> l
     return list(manifest.get("segments") or [])
 
 
-def segment(cfg: TrainConfig, start: int, steps: int) -> dict:
-    """One start or resume of a run: where it started, and the length it was given."""
-    return {"from_step": start, "total_steps": steps, "max_steps": cfg.max_steps, "epochs": cfg.epochs}
+def segment(cfg: TrainConfig, start: int, steps: int, cuts: dict | None = None) -> dict:
+    """One start or resume of a run: where it started, the length it was given, and how many prompts and
+    responses its encoding cut to their token budgets (``sami.logprobs.count_cuts``)."""
+    record = {"from_step": start, "total_steps": steps, "max_steps": cfg.max_steps, "epochs": cfg.epochs}
+    return {**record, "cut": cut_summary(cuts)} if cuts is not None else record
+
+
+def cut_summary(cuts: dict) -> dict:
+    return {k: int(cuts.get(k, 0)) for k in ("prompts", "prompts_seen", "responses", "responses_seen")}
+
+
+def log_cuts(cuts: dict, cfg: TrainConfig) -> None:
+    """Say how many prompts and responses were cut to ``max_prompt_tokens`` / ``max_response_tokens``."""
+    c = cut_summary(cuts)
+    if c["prompts"] or c["responses"]:
+        logger.warning(
+            "cut to their token budgets: %d of %d responses (max_response_tokens %s), %d of %d prompts "
+            "(max_prompt_tokens %s)",
+            c["responses"], c["responses_seen"], cfg.max_response_tokens, c["prompts"], c["prompts_seen"],
+            cfg.max_prompt_tokens,
+        )  # fmt: skip
 
 
 def _no_space(err: BaseException, where: Path) -> bool:

@@ -420,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sami", description="Align language models to written principles with SAMI.")
     parser.add_argument("--version", action="version", version=f"sami-align {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback as well")
     sub = parser.add_subparsers(dest="command", required=True)
     _generate_parsers(sub)
     _train_parser(sub)
@@ -456,40 +457,68 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("accelerate").setLevel(logging.ERROR)
         _quiet_library_progress()
 
+    try:
+        _run(args)
+    except KeyboardInterrupt:
+        print("sami: interrupted; a rerun resumes", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        code, text = describe_error(err)
+        print(f"sami: error: {text}", file=sys.stderr)
+        return code
+    return 0
+
+
+def describe_error(err: BaseException) -> tuple[int, str]:
+    """Exit code and message of an error: 2 for bad input (a config, data file, path, model or endpoint that
+    is wrong or busy; the message names it), 1 for anything else, with a pointer to ``--debug``."""
+    from sami.backends import EndpointError
+    from sami.checkpoints import CheckpointError
+    from sami.locks import OutputBusy
     from sami.models import EmbeddedModelMissing
     from sami.train import TrainingDiverged
 
-    try:
-        if args.command == "principles":
-            _print_principles(args)
-        elif args.command == "check-data":
-            _check_data(args.path)
-        elif args.command == "eval":
-            run_eval(args)
-        elif args.command == "generate":
-            from sami.generate import generate
+    bad_input = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+                 EmbeddedModelMissing, OutputBusy, EndpointError)  # fmt: skip
+    if isinstance(err, KeyError):
+        return 2, str(err.args[0]) if err.args else "missing key"
+    if isinstance(err, bad_input):
+        return 2, str(err)
+    if isinstance(err, (TrainingDiverged, CheckpointError)):
+        return 1, str(err)
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return 1, f"{type(err).__name__}: {text} (run with --debug for the traceback)"
 
-            _print_generate_summary(generate(build_generate_config(args)))
-        elif args.command == "iterate":
-            _run_iterate(args)
-        elif args.command == "experiment":
-            _run_experiment(args)
-        elif args.command == "compare-configs":
-            _compare(args.paths)
-        elif args.command == "train":
-            from accelerate import PartialState
 
-            from sami.train import train
+def _run(args: argparse.Namespace) -> None:
+    """Dispatch to the subcommand; errors propagate to ``main``, which prints them in one style."""
+    if args.command == "principles":
+        _print_principles(args)
+    elif args.command == "check-data":
+        _check_data(args.path)
+    elif args.command == "eval":
+        run_eval(args)
+    elif args.command == "generate":
+        from sami.generate import generate
 
-            cfg = build_train_config(args)
-            result = train(cfg, resume=args.resume)
-            if PartialState().is_main_process:
-                _print_summary(result)
-    except (ValueError, KeyError, EmbeddedModelMissing, FileNotFoundError, FileExistsError, TrainingDiverged) as err:
-        # ConfigError and DataError are ValueErrors; they name the file, line or key at fault.
-        print(f"sami: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        _print_generate_summary(generate(build_generate_config(args)))
+    elif args.command == "iterate":
+        _run_iterate(args)
+    elif args.command == "experiment":
+        _run_experiment(args)
+    elif args.command == "compare-configs":
+        _compare(args.paths)
+    elif args.command == "train":
+        from accelerate import PartialState
+
+        from sami.train import train
+
+        cfg = build_train_config(args)
+        result = train(cfg, resume=args.resume)
+        if PartialState().is_main_process:
+            _print_summary(result)
 
 
 if __name__ == "__main__":

@@ -90,12 +90,12 @@ def from_dict(cls: type[T], data: dict | None, source: str | None = None) -> T:
 def _from_dict(cls, data, where: str):
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where or 'top level'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
+    unknown = sorted(set(data) - set(names), key=str)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {names}")
+        raise ConfigError(f"{where + ': ' if where else ''}unknown key(s) {unknown}; allowed: {names}")
     kwargs = {name: _check(value, hints[name], f"{where}.{name}" if where else name) for name, value in data.items()}
     try:
         return cls(**kwargs)
@@ -122,16 +122,32 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``key.path=value``; the value is read as YAML (so 1e-5, true, [1, 2] and null work)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key.path=value")
-    key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    key, raw = (part.strip() for part in text.split("=", 1))
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected key.path=value, with a key before '='")
+    if not raw:
+        return key, ""
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}); quote it as a string") from None
 
 
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; expected a YAML config file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text ({err.reason})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from None
     if data is not None and not isinstance(data, dict):

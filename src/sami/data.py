@@ -103,9 +103,16 @@ def parse_record(obj, where: str) -> Record:
         if not isinstance(r, str) or not r.strip():
             raise DataError(f"{where}: field 'responses[{k}]': expected a non-empty string, got {r!r}")
     constitutions = tuple(_constitution(c, f"{where}: field 'constitutions[{k}]'") for k, c in enumerate(cons))
-    rendered = [c.render() for c in constitutions]
-    if len(set(rendered)) != len(rendered):
-        raise DataError(f"{where}: field 'constitutions': two constitutions are identical")
+    seen: dict[tuple[str, ...], int] = {}
+    for k, c in enumerate(constitutions):
+        # training shuffles principle order and the template strips whitespace: these would be the same prompt
+        key = tuple(sorted(" ".join(item.text.split()) for item in c.items))
+        if key in seen:
+            raise DataError(
+                f"{where}: field 'constitutions[{k}]': the same principles as constitutions[{seen[key]}] "
+                "(order and whitespace aside)"
+            )
+        seen[key] = k
     if not isinstance(obj["provenance"], dict):
         raise DataError(f"{where}: field 'provenance': expected an object, got {type(obj['provenance']).__name__}")
     return Record(obj["id"], obj["category"], obj["query"], constitutions, tuple(resps), obj["provenance"])
@@ -115,19 +122,48 @@ def _describe(value) -> str:
     return f"a list of {len(value)}" if isinstance(value, list) else type(value).__name__
 
 
-def json_lines(path: str | Path, what: str = "file") -> list[tuple[int, dict]]:
-    """``(line number, object)`` for every non-blank line of a JSONL file; a line that is not a JSON object
-    is an error naming ``file:line``. Every JSONL input of the project (data, pools, benchmarks) is read here."""
-    path = Path(path)
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DataError(f"key {key!r} appears twice in one object")
+        obj[key] = value
+    return obj
+
+
+def decode_line(raw: bytes, path: Path, line_no: int):
+    """One JSONL line: UTF-8 text holding one JSON value with no key twice; else a ``DataError`` naming
+    ``file:line``. ``json.JSONDecodeError`` passes through for callers that forgive a torn last line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}:{line_no}: not UTF-8 text (byte {err.start + 1} of the line: {err.reason})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except DataError as err:
+        raise DataError(f"{path}:{line_no}: {err}") from None
+
+
+def _jsonl_file(path: Path, what: str) -> Path:
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a folder; expected a JSONL file")
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
+def json_lines(path: str | Path, what: str = "file") -> list[tuple[int, dict]]:
+    """``(line number, object)`` for every non-blank line of a JSONL file; a line that is not UTF-8 text
+    holding a JSON object (with no key twice) is an error naming ``file:line``. Every JSONL input of the
+    project (data, pools, benchmarks) is read here."""
+    path = _jsonl_file(Path(path), what)
     out = []
-    with path.open(encoding="utf-8") as f:
+    with path.open("rb") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = decode_line(line, path, line_no)
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{line_no}: invalid JSON: {err.msg} (column {err.colno})") from None
             if not isinstance(obj, dict):
@@ -144,6 +180,8 @@ def read_appended(path: str | Path) -> list[dict]:
     other bad line is an error naming ``file:line``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; expected a JSONL file")
     if not path.is_file():
         return []
     data = path.read_bytes()
@@ -153,7 +191,7 @@ def read_appended(path: str | Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = decode_line(line, path, line_no)
         except json.JSONDecodeError as err:
             if line_no == len(lines):  # no newline after it: a write interrupted by a kill
                 logger.warning("%s:%d: cutting off an unfinished last line (interrupted write)", path, line_no)

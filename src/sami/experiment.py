@@ -34,6 +34,7 @@ from sami.backends import BackendConfig
 from sami.config import from_dict, load_yaml, parse_override, save_yaml, set_path, to_dict
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.generate import GenerateConfig
+from sami.locks import hold
 from sami.stages import Stage, StageOutcome, run_stages
 from sami.train_config import TrainConfig, method_view
 
@@ -258,10 +259,15 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
 
 
 def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> list[StageOutcome]:
-    save_yaml(cfg, Path(cfg.output_dir) / "config.yaml")
+    """Run the study's stages that are not finished; one experiment at a time per output folder."""
     stages, _ = plan_experiment(cfg)
     if only:
         unknown = sorted(set(only) - {s.name for s in stages})
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; stages: {[s.name for s in stages]}")
-    return run_stages(stages, only=only)
+    root = Path(cfg.output_dir)
+    if root.is_file():
+        raise ValueError(f"output_dir: {root} is a file; expected a folder")
+    with hold(root, folder=True, what="this experiment"):
+        save_yaml(cfg, root / "config.yaml")
+        return run_stages(stages, only=only)

@@ -188,6 +188,11 @@ def findings(summary: dict) -> list[str]:
     control = positive_control(summary)
     if control:
         lines.append(control)
+    for study in ("mtbench", "math"):
+        for method, m in summary.get(study, {}).get("training", {}).get("methods", {}).items():
+            if m.get("saturated_steps"):
+                lines.append(f"Training of {method} ({study} study) saturated: {m['saturated_steps']} of its "
+                             f"{m['steps']} steps had a gradient norm of exactly 0 and changed nothing.")  # fmt: skip
     ev = summary.get("mtbench", {}).get("eval", {})
     if "mi" in ev:
         lines += mi_findings(ev["mi"])

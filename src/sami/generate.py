@@ -36,8 +36,9 @@ from tqdm.auto import tqdm
 
 from sami.backends import Backend, BackendConfig, Completion, SamplingParams, make_backend
 from sami.config import ConfigError, config_differences, config_hash, load_yaml, save_yaml, to_dict
-from sami.data import read_appended
+from sami.data import DataError, parse_record, read_appended
 from sami.filters import FilterConfig, reject_reason
+from sami.locks import hold
 from sami.pools import PoolConfig, PoolItem, load_pool
 from sami.principles import STRATEGIES, load_library, sample_constitutions
 from sami.rewrites import APPLIED_LAST
@@ -236,6 +237,16 @@ def rewrite_responses(principles, constitutions, answer: Completion) -> tuple[li
     return completions, applied, reason
 
 
+def _unreadable(record: dict) -> str | None:
+    """Why the data reader would refuse ``record`` (checked with its own schema), or None: with filters
+    turned off, a record the reader refuses goes to the side file instead of breaking the output."""
+    try:
+        parse_record(record, f"record {record['id']}")
+    except DataError as err:
+        return f"invalid: {str(err).split(': ', 1)[-1]}"
+    return None
+
+
 def _chunk_size(cfg: GenerateConfig, backend: Backend, num_constitutions: int) -> int:
     if cfg.queries_per_chunk:
         return cfg.queries_per_chunk
@@ -243,8 +254,24 @@ def _chunk_size(cfg: GenerateConfig, backend: Backend, num_constitutions: int) -
     return max(1, math.ceil(per_call / num_constitutions))
 
 
+def check_output(output: Path) -> None:
+    """The output must be a file path (its folder is created); checked before the teacher loads."""
+    if output.is_dir():
+        raise ValueError(f"output: {output} is a folder; expected a JSONL file path")
+    for parent in output.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"output: {parent} is a file, so {output} cannot be created")
+
+
 def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateResult:
-    """Run (or resume) generation into ``cfg.output``. ``backend`` overrides ``cfg.teacher`` (tests, iterate)."""
+    """Run (or resume) generation into ``cfg.output``, which no other run may write meanwhile
+    (``sami.locks``). ``backend`` overrides ``cfg.teacher`` (tests, iterate)."""
+    check_output(Path(cfg.output))
+    with hold(cfg.output, folder=False, what="this generation"):
+        return _generate(cfg, backend)
+
+
+def _generate(cfg: GenerateConfig, backend: Backend | None) -> GenerateResult:
     start = time.perf_counter()
     output, rejected = Path(cfg.output), rejected_path(cfg.output)
     _check_same_config(cfg)
@@ -307,7 +334,7 @@ def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateRes
                         "responses": [c.text.strip() for c in got],
                         "provenance": {**provenance, "source": item.source, **extra},
                     }
-                    reason = reason or reject_reason(cfg.filters, constitutions, got)
+                    reason = reason or reject_reason(cfg.filters, constitutions, got) or _unreadable(record)
                     if reason is None:
                         out.write(json.dumps(record, ensure_ascii=False) + "\n")
                         result.written += 1

@@ -14,8 +14,11 @@ Prompt and response are tokenised separately and joined as ids, so no token merg
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -91,14 +94,61 @@ def encode_query(
     return QueryTokens(tuple(prompt_ids), tuple(response_ids))
 
 
+# A token is far shorter than this many characters: a text longer than budget * CHARS_PER_TOKEN is cut to that
+# many characters before it is tokenised (a 50 MB response would otherwise be tokenised whole), and the ids
+# are the same as the whole text's up to the budget (checked: the cut piece must still exceed it).
+CHARS_PER_TOKEN = 32
+_cuts: contextvars.ContextVar[Counter | None] = contextvars.ContextVar("cuts", default=None)
+
+
+@contextlib.contextmanager
+def count_cuts() -> Iterator[Counter]:
+    """Count, inside the block, the prompts and responses cut to their token budgets (``prompts``,
+    ``responses``) and how many were encoded (``prompts_seen``, ``responses_seen``)."""
+    counter: Counter = Counter()
+    token = _cuts.set(counter)
+    try:
+        yield counter
+    finally:
+        _cuts.reset(token)
+
+
+def _count(key: str, cut: bool) -> None:
+    counter = _cuts.get()
+    if counter is not None:
+        counter[f"{key}_seen"] += 1
+        counter[key] += int(cut)
+
+
+def _token_ids(tokenizer, text: str, budget: int | None, *, special: bool, from_end: bool = False) -> list[int]:
+    """The ids of ``text``, or, when it is far longer than ``budget`` tokens, of its first (``from_end``: last)
+    ``budget * CHARS_PER_TOKEN`` characters, which still hold more than ``budget`` tokens."""
+    if budget is not None and len(text) > budget * CHARS_PER_TOKEN:
+        n = budget * CHARS_PER_TOKEN
+        piece = text[-n:] if from_end else text[:n]
+        ids = tokenizer(piece, add_special_tokens=special and not from_end)["input_ids"]
+        if len(ids) > budget + 1:  # the token at the cut may differ from the whole text's: it is not kept
+            return ids
+    return tokenizer(text, add_special_tokens=special)["input_ids"]
+
+
 def encode_prompt(tokenizer, text: str, max_prompt_tokens: int | None = None) -> tuple[int, ...]:
     """One prompt's ids, as ``encode_query`` makes them (the SFT and DPO baselines share this tokenisation)."""
     bos = tokenizer.bos_token
     special = not (bos and text.startswith(bos))
+    limit = max_prompt_tokens
+    if limit is not None and len(text) > limit * CHARS_PER_TOKEN:
+        head = limit // 2
+        first = _token_ids(tokenizer, text, limit, special=special)
+        last = _token_ids(tokenizer, text, limit, special=special, from_end=True)
+        if len(first) > limit + 1 and len(last) > limit + 1:
+            _count("prompts", True)
+            return tuple(first[:head] + last[len(last) - (limit - head) :])
     ids = tokenizer(text, add_special_tokens=special)["input_ids"]
-    if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
-        head = max_prompt_tokens // 2
-        ids = ids[:head] + ids[len(ids) - (max_prompt_tokens - head) :]
+    _count("prompts", limit is not None and len(ids) > limit)
+    if limit is not None and len(ids) > limit:
+        head = limit // 2
+        ids = ids[:head] + ids[len(ids) - (limit - head) :]
     return tuple(ids)
 
 
@@ -116,12 +166,11 @@ def encode_responses(
     strip_space = any(r.startswith(" ") for r in responses) and adds_dummy_prefix(tokenizer)
     out = []
     for text in responses:
-        ids = tokenizer(text.lstrip(" ") if strip_space else text, add_special_tokens=False)["input_ids"]
-        if max_response_tokens is not None and len(ids) >= max_response_tokens:
-            ids = ids[:max_response_tokens]
-        else:
-            ids = ids + [end]
-        out.append(tuple(ids))
+        text = text.lstrip(" ") if strip_space else text
+        ids = _token_ids(tokenizer, text, max_response_tokens, special=False)
+        cut = max_response_tokens is not None and len(ids) >= max_response_tokens
+        _count("responses", cut)
+        out.append(tuple(ids[:max_response_tokens] if cut else ids + [end]))
     return out
 
 

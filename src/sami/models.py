@@ -136,6 +136,12 @@ class LoraSettings:
     dropout: float = 0.0
     target_modules: list[str] | str = "all-linear"
 
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha <= 0:
+            raise ValueError(f"lora.r must be at least 1 and lora.alpha positive, got r={self.r}, alpha={self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
 
 @dataclass
 class ModelConfig:
@@ -226,16 +232,28 @@ def load_trained(
 
     folder = _locate(ref)
     if folder is None:  # a hub id
-        model = AutoModelForCausalLM.from_pretrained(
-            str(ref), revision=revision, dtype=dtype, attn_implementation=attn_implementation
-        )
-        tokenizer = load_tokenizer(str(ref), revision)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(ref), revision=revision, dtype=dtype, attn_implementation=attn_implementation
+            )
+            tokenizer = load_tokenizer(str(ref), revision)
+        except OSError as err:  # not on the hub, no network, or a gated repository
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"model {str(ref)!r}: no such folder here, and it could not be loaded as a hub id ({first})"
+            ) from err
     else:
         model = merged_weights(folder, attn_implementation=attn_implementation, dtype=dtype)
         tokenizer = load_tokenizer(*_tokenizer_source(folder))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def check_reference(ref: str | Path) -> None:
+    """Refuse, without loading anything, a model reference that names a local path holding no model."""
+    if str(ref) not in EMBEDDED:
+        _locate(ref)
 
 
 def _locate(ref: str | Path) -> Path | None:

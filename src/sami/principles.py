@@ -131,8 +131,22 @@ class PrincipleLibrary:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PrincipleLibrary:
-        text = (Path(path) if isinstance(path, str) else path).read_text()  # a Path or a package resource
-        return cls.from_dict(yaml.safe_load(text) or {}, source=str(path))
+        source = Path(path) if isinstance(path, str) else path  # a Path or a package resource
+        if isinstance(source, Path) and not source.is_file():
+            raise FileNotFoundError(f"principle library not found: {source}")
+        raw = source.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise ValueError(f"{path}:{line}: not UTF-8 text ({err.reason})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: invalid YAML: {err}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ValueError(f"{path}: the top level must be a mapping")
+        return cls.from_dict(data or {}, source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> PrincipleLibrary:

@@ -68,6 +68,8 @@ def _training(trains: dict) -> dict:
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
             "init_from": cfg.init_from,
+            # steps whose gradient norm was exactly 0: nothing was learned (sami.train.SaturationWatch)
+            "saturated_steps": sum(1 for m in metrics if m.get("grad_norm") == 0.0),
         }
         for key in ("mi_bound", "diag_logprob"):  # SAMI's: the bound and the fluency beside it
             logged = [m[key] for m in metrics if key in m]
@@ -214,6 +216,11 @@ def _training_section(t: dict, lines: list[str]) -> None:
         diag = f"{fmt(m['first_diag_logprob'])} -> {fmt(m['last_diag_logprob'])}" if "last_diag_logprob" in m else "-"
         lines.append(f"| {method} | {m['init_from'] or 'base'} | {m['steps']} | {fmt(m['first_loss'])} | "
                      f"{fmt(m['last_loss'])} | {mi} | {diag} |")  # fmt: skip
+    for method, m in t["methods"].items():
+        if m.get("saturated_steps"):
+            lines += ["", f"**{method} saturated:** {m['saturated_steps']} of its {m['steps']} steps had a gradient "
+                      "norm of exactly 0, so those steps changed nothing (the learning rate was too high, or the "
+                      "data give no signal)."]  # fmt: skip
     from sami.train_config import NOT_USED
 
     diffs = t["config_differences"]

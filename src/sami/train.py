@@ -28,13 +28,14 @@ from sami.checkpoints import (
     data_sha256,
     guarded_save,
     latest_intact,
+    log_cuts,
     segment,
     write_manifest,
 )
 from sami.config import config_hash, flatten, save_yaml, to_dict
 from sami.data import Record, read_records
 from sami.locks import hold
-from sami.logprobs import QueryTokens, batch_logprob_matrices, encode_query
+from sami.logprobs import QueryTokens, batch_logprob_matrices, count_cuts, encode_query
 from sami.models import load_model
 from sami.objective import sami_loss, sami_metrics
 from sami.reference import Reference, lora_reference, precomputed_reference
@@ -269,10 +270,9 @@ def check_paths(cfg: TrainConfig) -> None:
     for parent in (out, *out.parents):
         if parent.exists() and not parent.is_dir():
             raise ValueError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
-    if init := cfg.init_from:
-        from sami.models import model_folder
+    from sami.models import check_reference
 
-        model_folder(init)
+    check_reference(cfg.init_from or cfg.model.name_or_path)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
@@ -326,7 +326,9 @@ def _train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
     records = read_records(cfg.data)
     model, tokenizer = load_model(cfg.model, init_from=cfg.init_from)
     parent_config_differences(cfg)
-    queries = encode_records(records, tokenizer, cfg)
+    with count_cuts() as cuts:
+        queries = encode_records(records, tokenizer, cfg)
+    log_cuts(cuts, cfg)
     pad_id = tokenizer.pad_token_id
     steps = total_steps(cfg, len(queries), world)
 
@@ -365,7 +367,7 @@ def _train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
             )
         logger.info("resumed from %s at step %d", checkpoint, start)
     if start < steps or not segments:
-        segments.append(segment(cfg, start, steps))
+        segments.append(segment(cfg, start, steps, cuts))
     run_info = {"data_sha256": data_hash, "segments": segments}
     if accelerator.is_main_process:
         _truncate_metrics(metrics_path, start)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sami.config import save_yaml
+from sami.locks import hold
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import SUITES, EvalConfig
 from sami.eval.gsm8k import gsm8k_metrics, print_gsm8k, run_gsm8k
@@ -26,8 +27,13 @@ def run(suite: str, cfg: EvalConfig) -> dict:
     """Generate and judge whatever is missing, then compute metrics from the stored files."""
     _check(suite)
     cfg.checkpoints()  # names checked before anything is loaded
-    save_yaml(cfg, Path(cfg.output_dir) / suite / "config.yaml")
-    return _RUN[suite](cfg)
+    folder = Path(cfg.output_dir) / suite
+    for parent in (folder, *folder.parents):
+        if parent.is_file():
+            raise ValueError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
+    with hold(folder, folder=True, what=f"this {suite} evaluation"):
+        save_yaml(cfg, folder / "config.yaml")
+        return _RUN[suite](cfg)
 
 
 def compute(suite: str, cfg: EvalConfig) -> dict:
