@@ -144,11 +144,30 @@ def test_http_backend_retries_after_a_timeout(backend, tmp_path):
 def test_http_backend_gives_up_after_its_retries(backend, tmp_path):
     import openai
 
+    from sami.backends import EndpointError
+
     with serve_openai(backend, faults=["500"] * 3) as server:
         remote = _http_backend(server.base_url, tmp_path, max_retries=1)
-        with pytest.raises(openai.InternalServerError):
+        with pytest.raises(EndpointError, match=rf"endpoint {server.base_url} .*HTTP 500") as caught:
             remote.generate(["Hi"], SamplingParams(8))
+    assert isinstance(caught.value.__cause__, openai.InternalServerError)
     assert len(server.requests) == 2
+
+
+def test_unreachable_endpoint_is_one_line_naming_the_url(tmp_path, capsys):
+    import socket
+
+    from sami.cli import main
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    code = main(["generate", "--backend", "openai", "--base-url", url, "--teacher", "m", "--num-queries", "1",
+                 "--out", str(tmp_path / "d.jsonl"), "-o", "teacher.max_retries=0"])  # fmt: skip
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "%|" not in line]  # no bars
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"sami: error: endpoint {url} (model 'm'): cannot connect after 0 retries")
 
 
 def test_http_cache_hit_sends_no_request_and_key_is_never_stored(backend, tmp_path, monkeypatch):

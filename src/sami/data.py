@@ -109,8 +109,8 @@ def parse_record(obj, where: str) -> Record:
         key = tuple(sorted(" ".join(item.text.split()) for item in c.items))
         if key in seen:
             raise DataError(
-                f"{where}: field 'constitutions[{k}]': the same principles as constitutions[{seen[key]}] "
-                "(order and whitespace aside)"
+                f"{where}: field 'constitutions[{k}]': identical to constitutions[{seen[key]}] "
+                "(principle order and whitespace aside)"
             )
         seen[key] = k
     if not isinstance(obj["provenance"], dict):

@@ -267,6 +267,10 @@ def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateRes
     """Run (or resume) generation into ``cfg.output``, which no other run may write meanwhile
     (``sami.locks``). ``backend`` overrides ``cfg.teacher`` (tests, iterate)."""
     check_output(Path(cfg.output))
+    if backend is None and cfg.teacher.kind != "openai":
+        from sami.models import check_reference
+
+        check_reference(cfg.teacher.model)
     with hold(cfg.output, folder=False, what="this generation"):
         return _generate(cfg, backend)
 
