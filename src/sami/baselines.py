@@ -26,9 +26,9 @@ from sami.checkpoints import (
     write_manifest,
 )
 from sami.config import save_yaml
+from sami.data import read_records
 from sami.locks import is_main_rank
 from sami.logprobs import count_cuts
-from sami.data import read_records
 from sami.models import load_model, lora_config
 from sami.pairs import PromptSettings, dpo_pairs, sft_example, tokenize_pair, tokenize_sft
 from sami.train_config import TrainConfig

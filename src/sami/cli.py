@@ -367,8 +367,10 @@ def _check_data(path: str) -> None:
     print(f"  constitutions as free text: {free_text} of {total}")
     identical = [r.id for r in records if len({t.strip() for t in r.responses}) < len(r.responses)]
     if identical:  # valid, but SAMI cannot tell such responses apart; generate's default filter drops them
-        print(f"  warning: {len(identical)} record(s) have two identical responses, which `sami generate` filters "
-              f"by default (filters.identical): {', '.join(identical[:5])}{' ...' if len(identical) > 5 else ''}")
+        print(
+            f"  warning: {len(identical)} record(s) have two identical responses, which `sami generate` filters "
+            f"by default (filters.identical): {', '.join(identical[:5])}{' ...' if len(identical) > 5 else ''}"
+        )
 
 
 def build_train_config(args: argparse.Namespace):

@@ -1,9 +1,9 @@
 """One writer per output: a lock on every run folder and output file, taken before any model loads.
 
 ``hold(target, folder=...)`` takes an exclusive lock (``filelock``) on ``<folder>/.sami.lock`` for a run
-folder, or ``<file>.lock`` beside an output file, and writes who holds it (pid, host, start time, command) next to it. A second
-run on the same target fails at once with ``OutputBusy``, naming that holder. The operating system drops the
-lock of a killed process; the next run takes it over and says whose lock it was.
+folder, or ``<file>.lock`` beside an output file, and writes who holds it (pid, host, start time, command)
+next to it. A second run on the same target fails at once with ``OutputBusy``, naming that holder. The
+operating system drops the lock of a killed process; the next run takes it over and says whose lock it was.
 
 Under ``accelerate launch`` only the global main process (``RANK`` 0) locks: the other ranks of the same
 job write to the same folder by design, and a refused job is stopped as a whole by the launcher.

@@ -62,9 +62,7 @@ class SamiConfig:
             raise ValueError(f"sami.temperature must be a positive number, got {self.temperature!r}")
         weights = (self.row_weight, self.col_weight)
         if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) == 0:
-            raise ValueError(
-                f"sami.row_weight and sami.col_weight must be non-negative and not both 0, got {weights}"
-            )
+            raise ValueError(f"sami.row_weight and sami.col_weight must be non-negative and not both 0, got {weights}")
         if self.constitution_weights is not None and any(w < 0 for w in self.constitution_weights):
             raise ValueError(f"sami.constitution_weights must be non-negative, got {self.constitution_weights}")
         for name in ("nll_weight", "ref_weight", "fluency_margin"):

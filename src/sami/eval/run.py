@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from sami.config import save_yaml
-from sami.locks import hold
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import SUITES, EvalConfig
 from sami.eval.gsm8k import gsm8k_metrics, print_gsm8k, run_gsm8k
 from sami.eval.mi import mi_metrics, print_mi, run_mi
 from sami.eval.mtbench import mtbench_metrics, print_mtbench, run_mtbench
+from sami.locks import hold
 
 _RUN = {"mtbench": run_mtbench, "gsm8k": run_gsm8k, "mi": run_mi, "adherence": run_adherence}
 _COMPUTE = {"mtbench": mtbench_metrics, "gsm8k": gsm8k_metrics, "mi": mi_metrics, "adherence": adherence_metrics}
