@@ -50,3 +50,11 @@ def test_settings_added_later_read_as_their_old_value(tmp_path):
         check_settings(tmp_path, {"queries": "mtbench", "constitution": "together"}, added={"constitution": "separate"})
     with pytest.raises(ConfigError, match="verdict: stored None"):  # not declared as added: a difference
         check_settings(tmp_path, {"queries": "mtbench", "verdict": "probability"})
+
+
+def test_a_record_its_reader_would_refuse_is_not_appended(tmp_path):
+    store = JsonlStore(tmp_path / "a.jsonl", key=("model", "question_id"))
+    store.append({"model": "m", "question_id": 1})
+    with pytest.raises(ValueError, match=r"without key field\(s\) \['question_id'\]"):
+        store.append({"model": "m"})
+    assert len(JsonlStore(tmp_path / "a.jsonl", key=("model", "question_id"))) == 1

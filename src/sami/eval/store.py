@@ -49,6 +49,10 @@ class JsonlStore:
         records = list(records)
         if not records:
             return
+        for r in records:  # what the reader (``__init__``) will require of every line
+            missing = [k for k in self.key_fields if k not in r]
+            if missing:
+                raise ValueError(f"{self.path}: refusing to append a record without key field(s) {missing}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
