@@ -141,8 +141,11 @@ def _rows_from_file(path: Path) -> list[tuple[str, dict]]:
     rows = []
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8") as f:
-            for n, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
-                rows.append((f"{path}:{n}", row))
+            try:
+                for n, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
+                    rows.append((f"{path}:{n}", row))
+            except UnicodeDecodeError as err:
+                raise PoolError(f"{path}:{len(rows) + 2}: not UTF-8 text ({err.reason})") from None
         return rows
     return [(f"{path}:{n}", row) for n, row in json_lines(path)]
 
