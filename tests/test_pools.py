@@ -146,3 +146,10 @@ def test_builtin_pool_stays_clear_of_mtbench_questions():
     # the check itself catches a paraphrase
     paraphrase = turns[0].replace("Compose", "Write")
     assert process.extractOne(paraphrase, turns, scorer=fuzz.token_set_ratio)[1] > 60
+
+
+def test_a_csv_pool_that_is_not_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_bytes(b"prompt\nfirst\nsecond \xff\nthird\n")
+    with pytest.raises(PoolError, match=r"p\.csv:3: not UTF-8 text"):
+        load_pool(PoolConfig(sources=[PoolSource(kind="file", path=str(path), text_field="prompt", category="math")]))

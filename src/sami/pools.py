@@ -144,8 +144,14 @@ def _rows_from_file(path: Path) -> list[tuple[str, dict]]:
             try:
                 for n, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
                     rows.append((f"{path}:{n}", row))
-            except UnicodeDecodeError as err:
-                raise PoolError(f"{path}:{len(rows) + 2}: not UTF-8 text ({err.reason})") from None
+            except UnicodeDecodeError:
+                raw = path.read_bytes()
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as err:  # the reader decodes ahead: find the line from the bytes
+                    line = raw[: err.start].count(b"\n") + 1
+                    raise PoolError(f"{path}:{line}: not UTF-8 text ({err.reason})") from None
+                raise
         return rows
     return [(f"{path}:{n}", row) for n, row in json_lines(path)]
 
