@@ -134,12 +134,14 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}); quote it as a string") from None
 
 
-def load_yaml(path: str | Path) -> dict:
-    path = Path(path)
+def load_yaml(path, what: str = "config file") -> dict:
+    """A YAML mapping from ``path`` (a path, or a package resource), read as UTF-8; every problem is a
+    ``ConfigError`` naming the file (and line, for text that is not UTF-8)."""
+    path = Path(path) if isinstance(path, str) else path
     if path.is_dir():
-        raise ConfigError(f"{path} is a folder; expected a YAML config file")
+        raise ConfigError(f"{path} is a folder; expected a YAML {what}")
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")

@@ -20,9 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from sami.checkers import CheckerSpec
+from sami.config import load_yaml
 from sami.rewrites import RewriteSpec
 
 Side = Literal["strong", "weak", "antithesis"]
@@ -131,22 +130,7 @@ class PrincipleLibrary:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PrincipleLibrary:
-        source = Path(path) if isinstance(path, str) else path  # a Path or a package resource
-        if isinstance(source, Path) and not source.is_file():
-            raise FileNotFoundError(f"principle library not found: {source}")
-        raw = source.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            line = raw[: err.start].count(b"\n") + 1
-            raise ValueError(f"{path}:{line}: not UTF-8 text ({err.reason})") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: invalid YAML: {err}") from None
-        if data is not None and not isinstance(data, dict):
-            raise ValueError(f"{path}: the top level must be a mapping")
-        return cls.from_dict(data or {}, source=str(path))
+        return cls.from_dict(load_yaml(path, "principle library"), source=str(path))  # a path or a package resource
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> PrincipleLibrary:
