@@ -37,7 +37,7 @@ def test_shipped_configs_validate_and_say_how_to_run(path: Path):
 def test_defaults_are_the_papers():
     cfg = TrainConfig()
     assert (cfg.sami.row_weight, cfg.sami.col_weight, cfg.sami.temperature) == (1.0, 1.0, 1.0)
-    assert cfg.sami.constitution_weights is None and cfg.sami.logprob_method == "shared"
+    assert cfg.sami.constitution_weights is None and cfg.sami.layout == "shared"
     assert cfg.sami.nll_weight == 0.0 and cfg.sami.ref_weight == 0.0  # the anchors are off: plain SAMI
     assert cfg.model.name_or_path == "smollm2-135m"
 
@@ -53,3 +53,37 @@ def test_config_differences_lists_every_changed_leaf():
         "seed": (0, 1),
     }
     assert config_differences(a, TrainConfig()) == {}
+
+
+@pytest.mark.parametrize(
+    "argv, old, new",
+    [
+        (["train", "-o", "sami.logprob_method=naive"], "sami.logprob_method", "sami.layout"),
+        (
+            ["eval", "mi", "m=tiny", "--data", "x.jsonl", "-o", "mi.logprob_method=naive"],
+            "mi.logprob_method",
+            "mi.layout",
+        ),
+    ],
+)
+def test_the_old_layout_key_is_a_one_line_error_naming_the_new_key(argv, old, new, capsys):
+    from sami.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sami: error: ") and err.endswith(f"{old} was renamed to {new}\n") and err.count("\n") == 1
+
+
+def test_the_layout_key_sets_the_layout_and_a_file_with_the_old_key_is_named(tmp_path):
+    from sami.config import ConfigError
+    from sami.eval.config import EvalConfig
+
+    assert from_dict(TrainConfig, {"sami": {"layout": "naive"}}).sami.layout == "naive"
+    assert from_dict(EvalConfig, {"mi": {"layout": "naive"}}).mi.layout == "naive"
+    path = tmp_path / "old.yaml"
+    path.write_text("sami:\n  logprob_method: naive\n")
+    with pytest.raises(ConfigError) as err:
+        from_dict(TrainConfig, load_yaml(path), source=str(path))
+    assert str(err.value) == f"{path}: sami.logprob_method was renamed to sami.layout"
+    with pytest.raises(ConfigError, match=r"sami.layout must be one of \('shared', 'naive'\)"):
+        from_dict(TrainConfig, {"sami": {"layout": "fast"}})

@@ -47,9 +47,9 @@ def test_shared_equals_naive(tokenizer, tiny_model, attn, padding_side):
     queries = _queries(tokenizer)
     assert len({len(r) for q in queries for r in q.response_ids}) > 3  # responses of different lengths
     naive = _matrix_and_grads(
-        tiny_model, queries, method="naive", pad_token_id=tokenizer.pad_token_id, padding_side=padding_side
+        tiny_model, queries, layout="naive", pad_token_id=tokenizer.pad_token_id, padding_side=padding_side
     )
-    shared = _matrix_and_grads(tiny_model, queries, method="shared", pad_token_id=tokenizer.pad_token_id)
+    shared = _matrix_and_grads(tiny_model, queries, layout="shared", pad_token_id=tokenizer.pad_token_id)
     assert naive[0].shape == (2, 3, 3)
     _assert_close(shared, naive)
 
@@ -57,7 +57,7 @@ def test_shared_equals_naive(tokenizer, tiny_model, attn, padding_side):
 def test_matrix_entry_equals_direct_computation(tokenizer, tiny_model):
     """L[i, j] computed by hand from one unpadded forward pass of prompt_i + response_j."""
     (q,) = _queries(tokenizer)[:1]
-    mats = batch_logprob_matrices(tiny_model, [q], method="shared", pad_token_id=tokenizer.pad_token_id)[0]
+    mats = batch_logprob_matrices(tiny_model, [q], layout="shared", pad_token_id=tokenizer.pad_token_id)[0]
     for i, j in [(0, 1), (2, 0), (1, 1)]:
         ids = torch.tensor([q.prompt_ids[i] + q.response_ids[j]])
         with torch.no_grad():
@@ -97,7 +97,7 @@ def test_logprob_matrix_from_text(tokenizer, tiny_model):
     mat = logprob_matrix(tiny_model, tokenizer, PROMPTS[:2], RESPONSES[:2])
     assert mat.shape == (2, 2) and mat.dtype == torch.float32 and mat.requires_grad
     assert (mat < 0).all()
-    naive = logprob_matrix(tiny_model, tokenizer, PROMPTS[:2], RESPONSES[:2], method="naive")
+    naive = logprob_matrix(tiny_model, tokenizer, PROMPTS[:2], RESPONSES[:2], layout="naive")
     torch.testing.assert_close(mat, naive, rtol=1e-4, atol=1e-5)
 
 
@@ -116,8 +116,8 @@ def test_rejects_bad_input(tiny_model):
     q3 = QueryTokens(((1,), (2,), (5,)), ((3,), (4,), (6,)))
     with pytest.raises(ValueError, match="same number of constitutions"):
         batch_logprob_matrices(tiny_model, [q2, q3])
-    with pytest.raises(ValueError, match="unknown method"):
-        batch_logprob_matrices(tiny_model, [q2], method="fast")
+    with pytest.raises(ValueError, match="unknown layout"):
+        batch_logprob_matrices(tiny_model, [q2], layout="fast")
 
 
 def test_token_logprobs_matches_log_softmax_including_gradients():
@@ -142,10 +142,10 @@ def test_token_logprobs_matches_log_softmax_including_gradients():
 def test_shared_equals_naive_with_gradient_checkpointing(tokenizer, tiny_model):
     """Checkpointed layers recompute activations in the backward; the packed layout must survive that."""
     queries = _queries(tokenizer)
-    plain = _matrix_and_grads(tiny_model, queries, method="naive", pad_token_id=tokenizer.pad_token_id)
+    plain = _matrix_and_grads(tiny_model, queries, layout="naive", pad_token_id=tokenizer.pad_token_id)
     tiny_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     tiny_model.train()
-    checkpointed = _matrix_and_grads(tiny_model, queries, method="shared", pad_token_id=tokenizer.pad_token_id)
+    checkpointed = _matrix_and_grads(tiny_model, queries, layout="shared", pad_token_id=tokenizer.pad_token_id)
     _assert_close(checkpointed, plain)
 
 
@@ -211,4 +211,4 @@ def test_sliding_window_models_refuse_the_shared_layout_past_the_window(tokenize
     q = encode_query(tokenizer, ["a b c d e f g h i j k"] * 2, [" x", " y"])
     with pytest.raises(ValueError, match="sliding window"):
         batch_logprob_matrices(tiny_model, [q], pad_token_id=tokenizer.pad_token_id)
-    batch_logprob_matrices(tiny_model, [q], method="naive", pad_token_id=tokenizer.pad_token_id)
+    batch_logprob_matrices(tiny_model, [q], layout="naive", pad_token_id=tokenizer.pad_token_id)

@@ -166,7 +166,7 @@ def test_resolved_config_is_written(tmp_path, tiny_model_dir):
     for path in (result.output_dir / "config.yaml", result.model_dir / "sami_config.yaml"):
         written = load_yaml(path)
         assert from_dict(TrainConfig, written) == cfg
-        assert written["sami"]["logprob_method"] == "shared"  # defaults are written out
+        assert written["sami"]["layout"] == "shared"  # defaults are written out
 
 
 def test_cli_reports_malformed_data_with_file_and_line(tmp_path, tiny_model_dir, capsys):

@@ -77,7 +77,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], data: dict | None, source: str | None = None) -> T:
-    """Build dataclass ``cls`` from a mapping; nested dataclasses recurse; unknown keys are errors.
+    """Build dataclass ``cls`` from a mapping; nested dataclasses recurse; unknown keys are errors (a key
+    listed in the class's ``RENAMED`` mapping, old name -> new name, says what it was renamed to).
 
     Errors read ``source: key.path: what is wrong`` (``source`` is the config file, when there is one).
     """
@@ -94,6 +95,11 @@ def _from_dict(cls, data, where: str):
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names), key=str)
+    renamed = getattr(cls, "RENAMED", {})  # old key -> new key, for keys a config section used to have
+    for key in unknown:
+        if key in renamed:
+            prefix = f"{where}." if where else ""
+            raise ConfigError(f"{prefix}{key} was renamed to {prefix}{renamed[key]}")
     if unknown:
         raise ConfigError(f"{where + ': ' if where else ''}unknown key(s) {unknown}; allowed: {names}")
     kwargs = {name: _check(value, hints[name], f"{where}.{name}" if where else name) for name, value in data.items()}

@@ -24,8 +24,8 @@ from typing import Literal
 
 import torch
 
-Method = Literal["shared", "naive"]
-METHODS: tuple[str, ...] = ("shared", "naive")
+Layout = Literal["shared", "naive"]
+LAYOUTS: tuple[str, ...] = ("shared", "naive")
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,12 @@ class QueryTokens:
     def num_constitutions(self) -> int:
         return len(self.prompt_ids)
 
-    def num_tokens(self, method: Method = "shared") -> int:
-        """Tokens the forward pass processes for this query (padding excluded)."""
+    def num_tokens(self, layout: Layout = "shared") -> int:
+        """Tokens the forward pass of ``layout`` processes for this query (padding excluded)."""
         prompts = sum(len(p) for p in self.prompt_ids)
         responses = sum(len(r) for r in self.response_ids)
         c = self.num_constitutions
-        if method == "naive":
+        if layout == "naive":
             return c * prompts + c * responses
         return prompts + c * responses
 
@@ -332,8 +332,8 @@ def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
         # window are unaffected, longer ones would be scored wrongly.
         raise ValueError(
             f"a prompt plus response reaches position {int(position_ids.max())}, past the model's sliding "
-            f"window of {window}; the shared layout does not apply sliding windows: use method='naive' "
-            "(sami.logprob_method: naive) or shorter max_prompt_tokens / max_response_tokens"
+            f"window of {window}; the shared layout does not apply sliding windows: use layout='naive' "
+            "(sami.layout: naive) or shorter max_prompt_tokens / max_response_tokens"
         )
     device = _model_device(model)
     eager = _attn_implementation(model) == "eager"
@@ -364,23 +364,26 @@ def batch_logprob_matrices(
     model,
     queries: Sequence[QueryTokens],
     *,
-    method: Method = "shared",
+    layout: Layout = "shared",
     pad_token_id: int = 0,
     padding_side: str = "right",
 ) -> torch.Tensor:
-    """(B, C, C) float32 log-prob matrices for B queries with the same C, in one forward pass."""
+    """(B, C, C) float32 log-prob matrices for B queries with the same C, in one forward pass.
+
+    ``layout`` is ``"shared"`` (one packed row per constitution) or ``"naive"`` (C*C full rows); see the
+    module docstring. Both give the same matrix."""
     if not queries:
         raise ValueError("no queries given")
     sizes = {q.num_constitutions for q in queries}
     if len(sizes) != 1:
         raise ValueError(f"queries of one batch must have the same number of constitutions, got {sorted(sizes)}")
-    if method == "shared":
+    if layout == "shared":
         return _shared(model, queries, pad_token_id)
-    if method == "naive":
+    if layout == "naive":
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         return _naive(model, queries, pad_token_id, padding_side)
-    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
 
 
 def logprob_matrix(
@@ -388,7 +391,7 @@ def logprob_matrix(
     tokenizer,
     prompts: Sequence[str],
     responses: Sequence[str],
-    method: Method = "shared",
+    layout: Layout = "shared",
 ) -> torch.Tensor:
     """Differentiable (C, C) matrix for one query: L[i, j] = mean log p(responses[j] | prompts[i]).
 
@@ -399,7 +402,7 @@ def logprob_matrix(
     return batch_logprob_matrices(
         model,
         [query],
-        method=method,
+        layout=layout,
         pad_token_id=_pad_id(tokenizer),
         padding_side=getattr(tokenizer, "padding_side", "right") or "right",
     )[0]

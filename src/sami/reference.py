@@ -24,7 +24,7 @@ def diagonals(model, cfg: TrainConfig, group: list[QueryTokens], pad_id: int) ->
     model.eval()
     try:
         with torch.no_grad():
-            mats = batch_logprob_matrices(model, group, method=cfg.sami.logprob_method, pad_token_id=pad_id)
+            mats = batch_logprob_matrices(model, group, layout=cfg.sami.layout, pad_token_id=pad_id)
     finally:
         model.train(was_training)
     return torch.diagonal(mats, dim1=1, dim2=2)

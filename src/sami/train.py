@@ -151,7 +151,7 @@ def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int
     for c, group in by_c.items():
         # before the policy's forward: DDP expects its backward next; sami_loss refuses ref_weight without it
         ref = reference(group) if reference is not None and cfg.sami.ref_weight > 0 else None  # (B, C)
-        mats = batch_logprob_matrices(model, group, method=cfg.sami.logprob_method, pad_token_id=pad_id)  # (B, C, C)
+        mats = batch_logprob_matrices(model, group, layout=cfg.sami.layout, pad_token_id=pad_id)  # (B, C, C)
         weights = None
         if cfg.sami.constitution_weights is not None:
             if len(cfg.sami.constitution_weights) != c:
@@ -389,7 +389,7 @@ def _train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
         for micro in range(cfg.gradient_accumulation):
             idx = micro_batch(cfg, len(queries), step, micro, rank, world)
             batch = [queries[i] for i in idx]
-            tokens += sum(q.num_tokens(cfg.sami.logprob_method) for q in batch)
+            tokens += sum(q.num_tokens(cfg.sami.layout) for q in batch)
             last = micro == cfg.gradient_accumulation - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(model):
                 with accelerator.autocast():

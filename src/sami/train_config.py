@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sami.config import flatten
-from sami.logprobs import METHODS as LOGPROB_METHODS
+from sami.logprobs import LAYOUTS
 from sami.models import ModelConfig
 from sami.pairs import PROMPT_CONSTITUTIONS, REJECTED_CHOICES
 from sami.templates import TEMPLATES
@@ -40,7 +40,9 @@ class OptimConfig:
 class SamiConfig:
     """SAMI objective and how its matrix is computed (docs/PAPER_INDEX.md; defaults are the paper's)."""
 
-    logprob_method: str = "shared"  # shared | naive (the original C*C layout, kept as reference)
+    RENAMED: ClassVar[dict[str, str]] = {"logprob_method": "layout"}
+
+    layout: str = "shared"  # of the log-prob matrix: shared | naive (the original C*C rows, kept as reference)
     row_weight: float = 1.0
     col_weight: float = 1.0
     temperature: float = 1.0
@@ -55,8 +57,8 @@ class SamiConfig:
     fluency_margin: float | None = 0.5
 
     def __post_init__(self) -> None:
-        if self.logprob_method not in LOGPROB_METHODS:
-            raise ValueError(f"logprob_method must be one of {LOGPROB_METHODS}, got {self.logprob_method!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"sami.layout must be one of {LAYOUTS}, got {self.layout!r}")
         # the objective checks these too (sami.objective.sami_loss), but only after the model has loaded
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"sami.temperature must be a positive number, got {self.temperature!r}")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sami.backends import BackendConfig
 from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
 from sami.eval.judges import JUDGES, VERDICT_MODES
-from sami.logprobs import METHODS as LOGPROB_METHODS
+from sami.logprobs import LAYOUTS
 from sami.templates import TEMPLATES
 
 SUITES: tuple[str, ...] = ("mtbench", "gsm8k", "mi", "adherence")
@@ -121,15 +121,17 @@ class MIConfig:
     limit: int | None = None
     template: str = "paper-v1"
     shuffle_principles: bool = True
-    logprob_method: str = "shared"
+    RENAMED: ClassVar[dict[str, str]] = {"logprob_method": "layout"}
+
+    layout: str = "shared"  # of the log-prob matrix: shared | naive
     max_prompt_tokens: int | None = 1024
     max_response_tokens: int | None = 1024
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
             raise ValueError(f"mi.template must be one of {TEMPLATES}, got {self.template!r}")
-        if self.logprob_method not in LOGPROB_METHODS:
-            raise ValueError(f"mi.logprob_method must be one of {LOGPROB_METHODS}, got {self.logprob_method!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"mi.layout must be one of {LAYOUTS}, got {self.layout!r}")
 
 
 @dataclass

@@ -54,7 +54,7 @@ def score_records(cfg: EvalConfig, name: str, model_ref: str, records, root: Pat
     queries = encode_records(todo, tokenizer, _encoding_config(cfg))
     with torch.inference_mode():
         for record, query in tqdm(list(zip(todo, queries, strict=True)), desc=f"{name} MI", unit="record"):
-            matrix = batch_logprob_matrices(model, [query], method=cfg.mi.logprob_method, pad_token_id=pad)
+            matrix = batch_logprob_matrices(model, [query], layout=cfg.mi.layout, pad_token_id=pad)
             stored = matrix[0].tolist()
             row = {
                 "id": record.id,
