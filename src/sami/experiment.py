@@ -1,6 +1,6 @@
 """``sami experiment``: a whole study, from prompt pool to report, in one run directory.
 
-Two studies, each optional, reproduce the multi-task SAMI paper's experiments (docs/PAPER_NOTES sections 3-4):
+Two studies, each optional, reproduce the multi-task SAMI paper's experiments (docs/PAPER_INDEX.md):
 
 - ``mtbench`` (experiment 1): teacher generation over the category pool -> SFT of the student on the positive
   responses -> SAMI and DPO, both from the SFT checkpoint -> MT-Bench answers and pairwise judging of SAMI vs

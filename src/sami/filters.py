@@ -1,7 +1,7 @@
 """Filters applied to a freshly generated record; each returns the reason it drops a record, or None.
 
 Generation writes dropped records to a side file with their reason, so nothing is lost without trace.
-The math filters follow the multi-task paper's GSM8K experiment (PAPER_NOTES section 4): a step-by-step
+The math filters follow the multi-task paper's GSM8K experiment (docs/PAPER_INDEX.md): a step-by-step
 response at least ``length_ratio`` times as long as the terse one, the terse one at least
 ``min_short_chars`` long, and openings that differ by an edit distance of at least ``opening_distance``
 times the terse response's length.

@@ -17,7 +17,7 @@ from sami import figures
 from sami.config import config_hash, to_dict
 from sami.findings import findings, num, pct
 
-# Numbers as the multi-task paper reports them (docs/PAPER_NOTES.md sections 3-4); shown for comparison only.
+# Numbers as the multi-task paper reports them (docs/PAPER_INDEX.md); shown for comparison only.
 PAPER_MTBENCH = {
     "principle-aware": {"sami vs dpo": 0.575, "sami vs sft": 0.5815, "dpo vs sft": 0.565},
     "principle-free": "all three models within 49-51% of each other",
