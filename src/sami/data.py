@@ -131,44 +131,44 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return obj
 
 
-def decode_line(raw: bytes, path: Path, line_no: int):
-    """One JSONL line: UTF-8 text holding one JSON value with no key twice; else a ``DataError`` naming
-    ``file:line``. ``json.JSONDecodeError`` passes through for callers that forgive a torn last line."""
+def _decode_object(raw: bytes, path: Path, line_no: int) -> dict:
+    """One JSONL line: UTF-8 text holding one JSON object with no key twice; else a ``DataError`` naming
+    ``file:line``. ``json.JSONDecodeError`` passes through for the caller that forgives a torn last line."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}:{line_no}: not UTF-8 text (byte {err.start + 1} of the line: {err.reason})") from None
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        obj = json.loads(text, object_pairs_hook=_unique_keys)
     except DataError as err:
         raise DataError(f"{path}:{line_no}: {err}") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}:{line_no}: expected a JSON object")
+    return obj
 
 
-def _jsonl_file(path: Path, what: str) -> Path:
-    if path.is_dir():
-        raise DataError(f"{what} {path} is a folder; expected a JSONL file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    return path
+def _invalid_json(path: Path, line_no: int, err: json.JSONDecodeError) -> DataError:
+    return DataError(f"{path}:{line_no}: invalid JSON: {err.msg} (column {err.colno})")
 
 
 def json_lines(path: str | Path, what: str = "file") -> list[tuple[int, dict]]:
     """``(line number, object)`` for every non-blank line of a JSONL file; a line that is not UTF-8 text
     holding a JSON object (with no key twice) is an error naming ``file:line``. Every JSONL input of the
-    project (data, pools, benchmarks) is read here."""
-    path = _jsonl_file(Path(path), what)
+    project (data, pools, benchmarks) is read here, and every file a stage appends to by ``read_appended``."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a folder; expected a JSONL file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
     out = []
     with path.open("rb") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                obj = decode_line(line, path, line_no)
+                out.append((line_no, _decode_object(line, path, line_no)))
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{line_no}: invalid JSON: {err.msg} (column {err.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object")
-            out.append((line_no, obj))
+                raise _invalid_json(path, line_no, err) from None
     return out
 
 
@@ -177,7 +177,7 @@ def read_appended(path: str | Path) -> list[dict]:
 
     A kill can leave the last line unfinished: invalid JSON there is cut off the file with a warning, and a
     complete last line that lost its newline gets it back, so the next append starts on a fresh line. Any
-    other bad line is an error naming ``file:line``.
+    other bad line is an error naming ``file:line``, as in ``json_lines``.
     """
     path = Path(path)
     if path.is_dir():
@@ -191,17 +191,14 @@ def read_appended(path: str | Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            obj = decode_line(line, path, line_no)
+            records.append(_decode_object(line, path, line_no))
         except json.JSONDecodeError as err:
             if line_no == len(lines):  # no newline after it: a write interrupted by a kill
                 logger.warning("%s:%d: cutting off an unfinished last line (interrupted write)", path, line_no)
                 with open(path, "r+b") as f:
                     f.truncate(len(data) - len(line))
                 break
-            raise DataError(f"{path}:{line_no}: invalid JSON: {err.msg} (column {err.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{line_no}: expected a JSON object")
-        records.append(obj)
+            raise _invalid_json(path, line_no, err) from None
         if line_no == len(lines):  # complete, but the kill came before its newline
             with open(path, "ab") as f:
                 f.write(b"\n")
