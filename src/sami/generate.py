@@ -287,19 +287,24 @@ def _generate(cfg: GenerateConfig, backend: Backend | None) -> GenerateResult:
     output.parent.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, config_path(output))
     result = GenerateResult(output, rejected, 0, len(items) - len(todo), Counter(), pool_dropped, 0.0, 0)
-    if not todo:
+    if todo:
+        _generate_chunks(cfg, library, todo, backend or make_backend(cfg.teacher), result, start)
+    else:
         output.touch()
-        result.seconds = time.perf_counter() - start
-        return result
-    backend = backend or make_backend(cfg.teacher)
-    params = SamplingParams(
-        max_new_tokens=cfg.sampling.max_new_tokens,
-        temperature=cfg.sampling.temperature,
-        top_p=cfg.sampling.top_p,
-        stop=tuple(cfg.sampling.stop),
-        seed=cfg.seed,
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _sampling_params(cfg: GenerateConfig) -> SamplingParams:
+    s = cfg.sampling
+    return SamplingParams(
+        max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, stop=tuple(s.stop), seed=cfg.seed
     )
-    provenance = {
+
+
+def _provenance(cfg: GenerateConfig, backend: Backend) -> dict:
+    """What every record of this run shares in its ``provenance`` (the pool source is added per record)."""
+    return {
         "teacher": backend.describe(),
         "generation_template": cfg.template,
         "teacher_mode": cfg.teacher_mode,
@@ -308,55 +313,70 @@ def _generate(cfg: GenerateConfig, backend: Backend | None) -> GenerateResult:
         "seed": cfg.seed,
         "config_hash": config_hash(cfg),
     }
+
+
+def _generate_chunks(
+    cfg: GenerateConfig, library, todo: list[PoolItem], backend: Backend, result: GenerateResult, start: float
+) -> None:
+    """Generate the records of ``todo`` one chunk of queries at a time, appending each chunk to the output and
+    the side file before the next one starts; counts go into ``result``."""
+    params, provenance = _sampling_params(cfg), _provenance(cfg, backend)
     plans = {item.id: plan_record(cfg, library, item) for item in todo}
     rewritten = [library.get(n) for n in cfg.constitutions.principles or ()]  # rewrite mode: the same for all
     num_c = max(len(prompts) for _, prompts in plans.values())  # prompts per query: C, or 1 for rewrites
     chunk = _chunk_size(cfg, backend, num_c)
     bar = tqdm(total=len(todo), desc="generate", unit="query", dynamic_ncols=True)
     try:
-        with output.open("a", encoding="utf-8") as out, rejected.open("a", encoding="utf-8") as side:
+        with result.output.open("a", encoding="utf-8") as out, result.rejected_path.open("a", encoding="utf-8") as side:
             for lo in range(0, len(todo), chunk):
                 batch = todo[lo : lo + chunk]
-                prompts = [p for item in batch for p in plans[item.id][1]]
-                completions = backend.generate(prompts, params, progress=False)
+                completions = backend.generate([p for item in batch for p in plans[item.id][1]], params, progress=False)
                 offset = 0
                 for item in batch:
                     constitutions, own = plans[item.id]
                     got = [c[0] for c in completions[offset : offset + len(own)]]
                     offset += len(own)
                     result.tokens += sum(c.num_tokens or 0 for c in got)
-                    extra, reason = {}, None
-                    if cfg.teacher_mode == "rewrite":
-                        answer = got[0]
-                        got, applied, reason = rewrite_responses(rewritten, constitutions, answer)
-                        extra = {"teacher_answer": answer.text.strip(), "rewrites": applied}
-                    record = {
-                        "id": item.id,
-                        "category": item.category,
-                        "query": item.prompt,
-                        "constitutions": [c.to_json() for c in constitutions],
-                        "responses": [c.text.strip() for c in got],
-                        "provenance": {**provenance, "source": item.source, **extra},
-                    }
-                    reason = reason or reject_reason(cfg.filters, constitutions, got) or _unreadable(record)
-                    if reason is None:
-                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                        result.written += 1
-                    else:
-                        finish = [c.finish_reason for c in got]
-                        side.write(
-                            json.dumps({"id": item.id, "reason": reason, "finish_reasons": finish, "record": record})
-                            + "\n"
-                        )
-                        result.rejected[reason] += 1
+                    record, reason, finish = _make_record(cfg, item, constitutions, got, provenance, rewritten)
+                    _append(out, side, record, reason, finish, result)
                 out.flush()
                 side.flush()
                 bar.update(len(batch))
-                elapsed = time.perf_counter() - start
-                bar.set_postfix(
-                    kept=result.written, dropped=sum(result.rejected.values()), tok_s=f"{result.tokens / elapsed:.1f}"
-                )
+                tok_s = f"{result.tokens / (time.perf_counter() - start):.1f}"
+                bar.set_postfix(kept=result.written, dropped=sum(result.rejected.values()), tok_s=tok_s)
     finally:
         bar.close()
-    result.seconds = time.perf_counter() - start
-    return result
+
+
+def _make_record(
+    cfg: GenerateConfig, item: PoolItem, constitutions, got: list[Completion], provenance: dict, rewritten: list
+) -> tuple[dict, str | None, list]:
+    """One query's record from the teacher's completions (rewritten per constitution in rewrite mode), the
+    reason it is dropped (rewrite checker, filters, or the data reader's schema) or None, and the finish
+    reasons of its responses."""
+    extra, reason = {}, None
+    if cfg.teacher_mode == "rewrite":
+        answer = got[0]
+        got, applied, reason = rewrite_responses(rewritten, constitutions, answer)
+        extra = {"teacher_answer": answer.text.strip(), "rewrites": applied}
+    record = {
+        "id": item.id,
+        "category": item.category,
+        "query": item.prompt,
+        "constitutions": [c.to_json() for c in constitutions],
+        "responses": [c.text.strip() for c in got],
+        "provenance": {**provenance, "source": item.source, **extra},
+    }
+    reason = reason or reject_reason(cfg.filters, constitutions, got) or _unreadable(record)
+    return record, reason, [c.finish_reason for c in got]
+
+
+def _append(out, side, record: dict, reason: str | None, finish_reasons: list, result: GenerateResult) -> None:
+    """A kept record to the output; a dropped one, with its reason, to the side file."""
+    if reason is None:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        result.written += 1
+    else:
+        side_record = {"id": record["id"], "reason": reason, "finish_reasons": finish_reasons, "record": record}
+        side.write(json.dumps(side_record) + "\n")
+        result.rejected[reason] += 1
