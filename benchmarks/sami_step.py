@@ -3,12 +3,13 @@
 One step is: the (1, C, C) log-prob matrix of one query (``sami.logprobs.batch_logprob_matrices``), the SAMI
 loss, the backward pass, an AdamW step and ``zero_grad``; full fine-tuning, every parameter trainable. The
 grid is models x constitutions C x (prompt tokens : response tokens), with random token ids of exactly those
-lengths (C prompts of P tokens, C responses of R tokens, one query per batch). Each (model, C, shape, method)
-cell runs in a fresh Python process, so that memory peaks and allocator state do not leak from one cell into
-the next; a cell whose process dies (out of memory, ``--timeout``) is reported as failed and the run goes on.
+lengths (C prompts of P tokens, C responses of R tokens, one query per batch). Each (model, C, shape, layout)
+cell runs in a fresh Python process (``benchmarks/cells.py``), so that memory peaks and allocator state do not
+leak from one cell into the next; a cell whose process dies (out of memory, ``--timeout``) is reported as failed
+and the run goes on.
 
 Per cell it reports the median step time over ``--repeats`` timed steps (after one warm-up step), tokens per
-second (counting the tokens the method actually processes, ``QueryTokens.num_tokens(method)``), the peak
+second (counting the tokens the layout actually processes, ``QueryTokens.num_tokens(layout)``), the peak
 memory of the step and its increase over the memory held once the model and optimiser are built, a model
 FLOP utilisation against a matmul peak measured on the same device, and on the shared row the speedup over
 naive, the speedup the token counts alone would allow, and the ratio of memory increases.
@@ -35,13 +36,14 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from cells import run_cell
+
 RESULT_MARK = "SAMI_STEP_RESULT "
-METHOD_ORDER = ("naive", "shared")
+LAYOUT_ORDER = ("naive", "shared")
 GIB = 1024**3
 
 # Random-weight Llama shapes. Every one ties the output projection to the input embedding.
@@ -181,7 +183,7 @@ def _random_query(vocab: int, c: int, prompt_len: int, response_len: int, seed: 
 
 
 def worker_step(spec: dict) -> dict:
-    """One (model, C, shape, method) cell: build, warm up, time. Runs in its own process."""
+    """One (model, C, shape, layout) cell: build, warm up, time. Runs in its own process."""
     import torch
 
     from sami.logprobs import batch_logprob_matrices
@@ -189,7 +191,7 @@ def worker_step(spec: dict) -> dict:
 
     if spec["threads"] > 0:
         torch.set_num_threads(spec["threads"])
-    device, method = spec["device"], spec["method"]
+    device, layout = spec["device"], spec["layout"]
     c, p_len, r_len = spec["constitutions"], spec["prompt_tokens"], spec["response_tokens"]
 
     model = _build_model(spec["model"], device, spec["seed"])
@@ -197,13 +199,13 @@ def worker_step(spec: dict) -> dict:
     counts = _parameter_counts(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     query = _random_query(model.config.vocab_size, c, p_len, r_len, spec["seed"])
-    tokens = query.num_tokens(method)
-    # Positions whose full-vocabulary logits the method computes: naive projects every position of its
+    tokens = query.num_tokens(layout)
+    # Positions whose full-vocabulary logits the layout computes: naive projects every position of its
     # C*C rows; shared keeps the last C*R + 1 positions of each of its C rows (logits_to_keep).
-    logit_positions = tokens if method == "naive" else c * (c * r_len + 1)
+    logit_positions = tokens if layout == "naive" else c * (c * r_len + 1)
 
     def step() -> float:
-        matrix = batch_logprob_matrices(model, [query], method=method, pad_token_id=0)
+        matrix = batch_logprob_matrices(model, [query], layout=layout, pad_token_id=0)
         loss = sami_loss(matrix)
         loss.backward()
         optimizer.step()
@@ -246,7 +248,7 @@ def worker_step(spec: dict) -> dict:
     step_s = statistics.median(times)
     model_flops = 6 * (counts["body_params"] * tokens + counts["head_params"] * logit_positions)
     return {
-        **{k: spec[k] for k in ("model", "device", "constitutions", "prompt_tokens", "response_tokens", "method")},
+        **{k: spec[k] for k in ("model", "device", "constitutions", "prompt_tokens", "response_tokens", "layout")},
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         **counts,
         "tokens": tokens,
@@ -323,29 +325,6 @@ def worker_main(payload: str) -> int:
 # --------------------------------------------------------------------------------------------- parent side
 
 
-def run_worker(spec: dict, timeout: float) -> dict:
-    """Run one spec in a fresh interpreter; always returns a dict, with "error" when the worker failed."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout:g} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK) :])
-    if proc.returncode < 0:
-        import signal
-
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        hint = ", out of memory?" if name == "SIGKILL" else ""
-        return {"error": f"killed by {name}{hint}"}
-    tail = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    return {"error": f"exit {proc.returncode}: {tail[-1][:200] if tail else 'no output'}"}
-
-
 def _csv(text: str, cast=str) -> list:
     return [cast(x.strip()) for x in text.split(",") if x.strip()]
 
@@ -384,9 +363,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "default 128:128,128:64,256:128 (16:8 with --quick)",
     )
     parser.add_argument(
-        "--methods",
+        "--layouts",
         default="naive,shared",
-        help="comma-separated methods to time, from naive, shared (default: naive,shared)",
+        help="comma-separated log-prob matrix layouts to time, from naive, shared (default: naive,shared)",
     )
     parser.add_argument(
         "--repeats",
@@ -455,7 +434,7 @@ COLUMNS = (
     "model",
     "C",
     "P:R",
-    "method",
+    "layout",
     "tokens",
     "step s",
     "tok/s",
@@ -496,20 +475,18 @@ def _markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.worker is not None:
-        return worker_main(args.worker)
-
+def _device(requested: str) -> str:
     import torch
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        print("--device cuda but torch sees no GPU", file=sys.stderr)
-        return 2
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but torch sees no GPU")
+    return requested
 
+
+def _fill_defaults(args: argparse.Namespace, device: str) -> None:
+    """The grid's defaults, which depend on --quick and on the device."""
     if args.models is None:
         args.models = "tiny" if args.quick else ("smollm2,large,llama-1b" if device == "cuda" else "smollm2,large")
     if args.constitutions is None:
@@ -519,40 +496,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.matmul_size <= 0:
         args.matmul_size = 1024 if args.quick else (8192 if device == "cuda" else 2048)
 
+
+def _grid(args: argparse.Namespace) -> tuple[list[str], list[str], list[int], list[tuple[int, int]]]:
+    """Models, layouts, numbers of constitutions and shapes from the options; a ValueError says what is wrong."""
     models = _csv(args.models)
-    for name in models:
-        if name not in MODEL_DTYPES:
-            print(f"unknown model {name!r}; choose from {', '.join(MODEL_DTYPES)}", file=sys.stderr)
-            return 2
-    methods = [m for m in METHOD_ORDER if m in _csv(args.methods)]
-    if not methods or len(methods) != len(set(_csv(args.methods))):
-        print("--methods takes naive and/or shared", file=sys.stderr)
-        return 2
+    unknown = [name for name in models if name not in MODEL_DTYPES]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_DTYPES)}")
+    asked = _csv(args.layouts)
+    layouts = [m for m in LAYOUT_ORDER if m in asked]
+    if not layouts or len(layouts) != len(set(asked)):
+        raise ValueError("--layouts takes naive and/or shared")
     try:
         constitutions = _csv(args.constitutions, int)
         shapes = [_shape(s) for s in _csv(args.shapes)]
-    except (ValueError, argparse.ArgumentTypeError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(str(exc)) from None
     if any(c < 2 for c in constitutions):
-        print("every C must be at least 2", file=sys.stderr)
-        return 2
+        raise ValueError("every C must be at least 2")
+    return models, layouts, constitutions, shapes
 
-    print("command: " + shlex.join(["python", *sys.argv]))
-    dtypes = sorted({MODEL_DTYPES[m] for m in models})
-    peak_spec = {
+
+def _measure_peak(args: argparse.Namespace, device: str, models: list[str]) -> dict:
+    """Matmul peak FLOP/s per dtype of the models, measured in a fresh process."""
+    spec = {
         "kind": "peak",
         "device": device,
         "threads": args.threads,
         "matmul_size": args.matmul_size,
-        "dtypes": dtypes,
+        "dtypes": sorted({MODEL_DTYPES[m] for m in models}),
         "repeats": 5,
     }
-    peak_info = run_worker(peak_spec, args.timeout)
-    peaks = peak_info.get("peaks", {})
+    return run_cell(__file__, spec, mark=RESULT_MARK, timeout=args.timeout)
+
+
+def _header(args: argparse.Namespace, device: str, peak_info: dict) -> dict:
+    import torch
     import transformers
 
-    header = {
+    return {
         "command": shlex.join(["python", *sys.argv]),
         "device": device,
         "device_name": peak_info.get("device_name", "?"),
@@ -562,24 +544,27 @@ def main(argv: list[str] | None = None) -> int:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "matmul_size": args.matmul_size,
-        "matmul_peak_flops": peaks,
+        "matmul_peak_flops": peak_info.get("peaks", {}),
         "repeats": args.repeats,
     }
+
+
+def _print_header(header: dict, peak_info: dict, models: list[str]) -> None:
+    """The setup and what every column means."""
+    device, size = header["device"], header["matmul_size"]
     print(f"device: {device}, {header['device_name']}; torch threads {header['torch_threads']}, {os.cpu_count()} CPUs")
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, python {platform.python_version()}")
+    print(f"torch {header['torch']}, transformers {header['transformers']}, python {header['python']}")
     if "error" in peak_info:
         print(f"matmul peak: failed ({peak_info['error']}); MFU not reported")
-    for dtype_name, flops in peaks.items():
-        print(
-            f"matmul peak ({dtype_name}, {args.matmul_size}x{args.matmul_size}, best of 5): {flops / 1e9:.1f} GFLOP/s"
-        )
+    for dtype_name, flops in header["matmul_peak_flops"].items():
+        print(f"matmul peak ({dtype_name}, {size}x{size}, best of 5): {flops / 1e9:.1f} GFLOP/s")
     for name in models:
         print(f"model {name}: {MODEL_NOTES[name]}")
     print(
         "step = log-prob matrix forward + sami_loss + backward + AdamW step + zero_grad; one query, C prompts of "
-        f"P tokens, C responses of R tokens, random ids; median of {args.repeats} steps after 1 warm-up, "
+        f"P tokens, C responses of R tokens, random ids; median of {header['repeats']} steps after 1 warm-up, "
         "each cell in a fresh process.\n"
-        "tokens = tokens the method actually processes (naive: C*C*(P+R); shared: C*P + C*C*R); "
+        "tokens = tokens the layout actually processes (naive: C*C*(P+R); shared: C*P + C*C*R); "
         "tok/s = tokens / step s.\n"
         "MFU = model FLOPs / step s / matmul peak of the model's dtype; model FLOPs = 6 * (N_body * tokens + "
         "N_head * logit positions), N_body = parameters outside the input embedding and the output projection, "
@@ -600,50 +585,79 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(_line({c: c for c in COLUMNS}), flush=True)
 
+
+def _time_cell(args: argparse.Namespace, device: str, name: str, c: int, shape: tuple[int, int], layout: str):
+    """One cell, run in a fresh process: its result row and its display values."""
+    p_len, r_len = shape
+    spec = {
+        "kind": "step",
+        "model": name,
+        "device": device,
+        "constitutions": c,
+        "prompt_tokens": p_len,
+        "response_tokens": r_len,
+        "layout": layout,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "threads": args.threads,
+    }
+    result = run_cell(__file__, spec, mark=RESULT_MARK, timeout=args.timeout)
+    row = {**{k: v for k, v in spec.items() if k not in ("kind", "seed", "threads", "repeats")}, **result}
+    tokens = c * p_len + c * c * r_len if layout == "shared" else c * c * (p_len + r_len)
+    values = {"model": name, "C": c, "P:R": f"{p_len}:{r_len}", "layout": layout, "tokens": tokens}
+    if "error" in result:
+        row["failed"] = result["error"]
+        values["failed"] = f"failed ({result['error']})"
+    return row, values
+
+
+def _compare_with_naive(row: dict, values: dict, naive: dict) -> None:
+    """A shared row's speedup, token bound and memory ratio against the naive row of the same cell."""
+    row["speedup"] = naive["step_s"] / row["step_s"]
+    row["token_bound"] = naive["tokens"] / row["tokens"]
+    row["memory_ratio"] = row["increase_bytes"] / naive["increase_bytes"] if naive["increase_bytes"] else None
+    values["speedup"] = f"{row['speedup']:.2f}x"
+    values["bound"] = f"{row['token_bound']:.2f}x"
+    values["mem ratio"] = "-" if row["memory_ratio"] is None else f"{row['memory_ratio']:.2f}"
+
+
+def run_grid(args, device, models, layouts, constitutions, shapes, peaks) -> tuple[list[dict], list[dict]]:
+    """Every cell of the grid, printed as it finishes: the result rows and their display values."""
     rows, display = [], []
     for name in models:
         for c in constitutions:
-            for p_len, r_len in shapes:
+            for shape in shapes:
                 done = {}
-                for method in methods:
-                    spec = {
-                        "kind": "step",
-                        "model": name,
-                        "device": device,
-                        "constitutions": c,
-                        "prompt_tokens": p_len,
-                        "response_tokens": r_len,
-                        "method": method,
-                        "repeats": args.repeats,
-                        "seed": args.seed,
-                        "threads": args.threads,
-                    }
-                    result = run_worker(spec, args.timeout)
-                    row = {
-                        **{k: v for k, v in spec.items() if k not in ("kind", "seed", "threads", "repeats")},
-                        **result,
-                    }
-                    tokens = c * p_len + c * c * r_len if method == "shared" else c * c * (p_len + r_len)
-                    values = {"model": name, "C": c, "P:R": f"{p_len}:{r_len}", "method": method, "tokens": tokens}
-                    if "error" in result:
-                        row["failed"] = result["error"]
-                        values["failed"] = f"failed ({result['error']})"
-                    else:
+                for layout in layouts:
+                    row, values = _time_cell(args, device, name, c, shape, layout)
+                    if "failed" not in row:
                         values.update(_fmt_cell(row, peaks))
-                        done[method] = row
-                        if method == "shared" and "naive" in done:
-                            naive = done["naive"]
-                            row["speedup"] = naive["step_s"] / row["step_s"]
-                            row["token_bound"] = naive["tokens"] / row["tokens"]
-                            row["memory_ratio"] = (
-                                row["increase_bytes"] / naive["increase_bytes"] if naive["increase_bytes"] else None
-                            )
-                            values["speedup"] = f"{row['speedup']:.2f}x"
-                            values["bound"] = f"{row['token_bound']:.2f}x"
-                            values["mem ratio"] = "-" if row["memory_ratio"] is None else f"{row['memory_ratio']:.2f}"
+                        done[layout] = row
+                        if layout == "shared" and "naive" in done:
+                            _compare_with_naive(row, values, done["naive"])
                     rows.append(row)
                     display.append(values)
                     print(_line(values), flush=True)
+    return rows, display
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker is not None:
+        return worker_main(args.worker)
+    try:
+        device = _device(args.device)
+        _fill_defaults(args, device)
+        models, layouts, constitutions, shapes = _grid(args)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    print("command: " + shlex.join(["python", *sys.argv]))
+    peak_info = _measure_peak(args, device, models)
+    header = _header(args, device, peak_info)
+    _print_header(header, peak_info, models)
+    rows, display = run_grid(args, device, models, layouts, constitutions, shapes, header["matmul_peak_flops"])
 
     if any(r.get("peak_reset") is False for r in rows):
         print("note: the RSS high-water mark could not be reset, so some CPU peaks may include model loading")

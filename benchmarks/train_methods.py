@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cells import run_cell
 
 RESULT_MARK = "TRAIN_METHODS_RESULT "
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,20 +103,6 @@ def worker(spec: dict) -> dict:
     }
 
 
-def run_cell(spec: dict, timeout: float) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK) :])
-    if proc.returncode < 0 or proc.returncode == 137:
-        return {"error": "killed (out of memory?)"}
-    return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
-
-
 def _fmt(value, digits=3) -> str:
     return "" if value is None else f"{value:.{digits}g}"
 
@@ -175,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 "queries_per_device": args.queries_per_device,
             }
             t0 = time.perf_counter()
-            result = run_cell(spec, args.timeout)
+            result = run_cell(__file__, spec, mark=RESULT_MARK, timeout=args.timeout, cwd=ROOT)
             print(f"{finetune} {method}: {result} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
             rows.append({**spec, "result": result})
     first = next((r["result"] for r in rows if "error" not in r["result"]), {})
