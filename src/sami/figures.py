@@ -1,12 +1,15 @@
 """The report's figures (matplotlib, written as PNG). Every point carries its 95% interval.
 
 Inputs are plain mappings of estimates, ``{"rate": r, "low": l, "high": h, "n": n}`` (``value`` in place of
-``rate`` for means), so a figure can be redrawn from ``summary.json`` alone.
+``rate`` for means), so a figure can be redrawn from ``summary.json`` alone. Beside each ``<name>.png`` goes
+``<name>.json``: the values the figure shows, read back from its drawn bars, lines and bands (not from the
+inputs), as ``[value, low, high]`` triples, so that what a reader sees can be checked against the estimates.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
 
 Estimate = Mapping[str, float]
 
@@ -37,13 +41,12 @@ def winrate_bars(
 ) -> Path:
     """Grouped horizontal bars: one group per category (``overall`` last), one bar per pairing, 95% whiskers,
     and a dashed line at ``reference`` (for win rates 50%, no preference). Also used for adherence
-    contrasts: one group per principle, one bar per checkpoint, the line at 0. The values drawn are written
-    beside the PNG (``<name>.json``: group -> bar -> [value, low, high]) so that they can be checked."""
+    contrasts: one group per principle, one bar per checkpoint, the line at 0. Beside the PNG:
+    ``<name>.json``, group -> bar -> [value, low, high] as drawn; a missing estimate is drawn as nothing."""
     categories = sorted({c for per in pairings.values() for c in per if c != "overall"})
     if any("overall" in per for per in pairings.values()):
         categories.append("overall")
     names = list(pairings)
-    drawn: dict[str, dict[str, list]] = {}
     height = 0.8 / max(len(names), 1)
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(categories) * max(len(names), 1) + 1.5))
     for k, name in enumerate(names):
@@ -52,7 +55,6 @@ def winrate_bars(
             if category not in pairings[name]:
                 continue
             value, lo, hi = _point(pairings[name][category])
-            drawn.setdefault(category, {})[name] = [value, value - lo, value + hi]
             ys.append(i + (k - (len(names) - 1) / 2) * height)
             values.append(value)
             errors[0].append(lo)
@@ -70,9 +72,10 @@ def winrate_bars(
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    path = _save(fig, path)
-    path.with_suffix(".json").write_text(json.dumps(drawn, indent=1))
-    return path
+    drawn: dict[str, dict] = {}
+    for name, label, triple in _drawn_bars(ax, horizontal=True):
+        drawn.setdefault(label.rsplit(" (n=", 1)[0], {})[name] = triple
+    return _save(fig, path, drawn)
 
 
 def attempts_curves(
@@ -82,7 +85,8 @@ def attempts_curves(
     title: str = "Accuracy with k attempts",
     ylabel: str = "pass@k",
 ) -> Path:
-    """One line per variant over the number of attempts k (log scale), with a shaded 95% band."""
+    """One line per variant over the number of attempts k (log scale), with a shaded 95% band. Beside the PNG:
+    ``<name>.json``, variant -> k -> [value, low, high] as drawn."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for name, by_k in variants.items():
         ks = sorted(int(k) for k in by_k)
@@ -103,11 +107,12 @@ def attempts_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, _drawn_curves(ax))
 
 
 def estimate_bars(values: Mapping[str, Estimate], path: str | Path, *, title: str, ylabel: str) -> Path:
-    """Vertical bars, one per checkpoint (or principle), with 95% whiskers."""
+    """Vertical bars, one per checkpoint (or principle), with 95% whiskers. Beside the PNG: ``<name>.json``,
+    name -> [value, low, high] as drawn (null for an estimate with no value, drawn as nothing)."""
     names = list(values)
     points = [_point(values[n]) for n in names]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.8))
@@ -118,12 +123,47 @@ def estimate_bars(values: Mapping[str, Estimate], path: str | Path, *, title: st
     ax.set_title(title)
     ax.axhline(0, color="black", linewidth=0.6)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, {label: triple for _, label, triple in _drawn_bars(ax, horizontal=False)})
 
 
-def _save(fig, path: str | Path) -> Path:
+def _drawn_bars(ax, *, horizontal: bool) -> list[tuple[str, str, list | None]]:
+    """Every bar of ``ax`` as drawn: (its series' legend label, the label of the tick it sits at, [length,
+    whisker start, whisker end]; None for a bar of no length, which draws nothing)."""
+    ticks = ax.get_yticklabels() if horizontal else ax.get_xticklabels()
+    at_tick = {round(t.get_position()[1 if horizontal else 0]): t.get_text() for t in ticks}
+    out = []
+    for container in ax.containers:
+        if not isinstance(container, BarContainer):
+            continue
+        segments = container.errorbar.lines[2][0].get_segments()  # one whisker per bar, empty where none
+        for bar, whisker in zip(container.patches, segments, strict=True):
+            axis = 0 if horizontal else 1
+            length = bar.get_width() if horizontal else bar.get_height()
+            middle = bar.get_y() + bar.get_height() / 2 if horizontal else bar.get_x() + bar.get_width() / 2
+            ends = sorted(float(point[axis]) for point in whisker)
+            triple = None if math.isnan(length) or not ends else [float(length), ends[0], ends[-1]]
+            out.append((container.get_label(), at_tick[round(middle)], triple))
+    return out
+
+
+def _drawn_curves(ax) -> dict[str, dict[str, list]]:
+    """Every line of ``ax`` with the band drawn around it (the k-th band of ``ax.collections`` belongs to the
+    k-th line): label -> x -> [y, band low, band high]."""
+    out = {}
+    for line, band in zip(ax.get_lines(), ax.collections, strict=True):
+        outline = band.get_paths()[0].vertices  # (x, y) around the band
+        points = out.setdefault(line.get_label(), {})
+        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True):
+            ys = sorted(float(v) for u, v in outline if u == x)
+            points[str(int(x))] = [float(y), ys[0], ys[-1]]
+    return out
+
+
+def _save(fig, path: str | Path, drawn: dict) -> Path:
+    """The figure as ``path`` (PNG) and the values it shows, ``drawn``, beside it as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    path.with_suffix(".json").write_text(json.dumps(drawn, indent=1))
     return path
