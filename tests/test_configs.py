@@ -87,3 +87,22 @@ def test_the_layout_key_sets_the_layout_and_a_file_with_the_old_key_is_named(tmp
     assert str(err.value) == f"{path}: sami.logprob_method was renamed to sami.layout"
     with pytest.raises(ConfigError, match=r"sami.layout must be one of \('shared', 'naive'\)"):
         from_dict(TrainConfig, {"sami": {"layout": "fast"}})
+
+
+def test_a_run_written_before_the_layout_rename_resumes_and_a_changed_layout_does_not(tmp_path):
+    """A run folder's config.yaml from before the rename holds sami.logprob_method: read under its new name, the
+    same layout is no change, and a different one still refuses the resume."""
+    import yaml
+
+    from sami.checkpoints import check_resume
+    from sami.config import ConfigError, to_dict
+
+    cfg = TrainConfig(data=str(ROOT / "examples" / "example.jsonl"), output_dir=str(tmp_path))
+    old = to_dict(cfg)
+    old["sami"]["logprob_method"] = old["sami"].pop("layout")
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    assert check_resume(cfg, tmp_path / "checkpoint", tmp_path / "config.yaml") == []
+    cfg.sami.layout = "naive"
+    with pytest.raises(ConfigError, match=r"sami.layout: 'shared' -> 'naive'"):
+        check_resume(cfg, tmp_path / "checkpoint", tmp_path / "config.yaml")

@@ -77,3 +77,28 @@ def test_eval_mi_stores_diag_logprob_and_recomputes_it_from_old_files(tmp_path, 
         del r["diag_logprob"]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert compute("mi", cfg) == metrics
+
+
+def test_mi_layout_naive_stores_the_matrices_the_shared_layout_stores(tmp_path, tiny_model_dir, monkeypatch):
+    """``mi.layout`` reaches the matrix computation, and the two layouts (C packed rows against C*C full rows)
+    store the same matrices to float32 rounding."""
+    import sami.eval.mi as mi_module
+
+    used = []
+    real = mi_module.batch_logprob_matrices
+
+    def spy(*args, **kwargs):
+        used.append(kwargs["layout"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mi_module, "batch_logprob_matrices", spy)
+    stored = {}
+    for layout in ("shared", "naive"):
+        cfg = _cfg(tmp_path / layout, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=2, layout=layout))
+        cfg.models = cfg.models[:1]
+        run("mi", cfg)
+        stored[layout] = [r["matrix"] for r in read_jsonl(tmp_path / layout / "eval/mi/a.jsonl")]
+        assert json.loads((tmp_path / layout / "eval/mi/settings.json").read_text())["layout"] == layout
+    assert used == ["shared", "shared", "naive", "naive"]
+    assert len(stored["shared"]) == 2
+    torch.testing.assert_close(torch.tensor(stored["naive"]), torch.tensor(stored["shared"]), atol=1e-5, rtol=0)

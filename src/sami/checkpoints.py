@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from sami.config import ConfigError, config_differences, flatten, load_yaml, to_dict
+from sami.config import ConfigError, config_differences, flatten, load_yaml, to_dict, with_renamed_keys
 from sami.train_config import TrainConfig, method_view
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def check_resume(cfg: TrainConfig, checkpoint: Path, fallback_config: Path) -> l
     Only ``RESUMABLE_CHANGES`` may differ; keys the older config does not have (a newer version's additions)
     are not differences. Returns the run's segments so far (from the manifest; empty without one)."""
     saved = checkpoint / CONFIG if (checkpoint / CONFIG).is_file() else fallback_config
-    previous = method_view(load_yaml(saved)) if saved.is_file() else None
+    previous = method_view(with_renamed_keys(TrainConfig, load_yaml(saved))) if saved.is_file() else None
     lines = []
     if previous is not None:
         diffs = config_differences(previous, method_view(to_dict(cfg)))

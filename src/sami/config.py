@@ -109,6 +109,23 @@ def _from_dict(cls, data, where: str):
         raise ConfigError(f"{where or 'top level'}: {err}") from None
 
 
+def with_renamed_keys(cls, data: dict) -> dict:
+    """``data`` (a config of ``cls`` as a mapping, e.g. read from a run folder written by an older version) with
+    each key that a section has renamed (its ``RENAMED``) under its new name, so it compares with current ones."""
+    hints = typing.get_type_hints(cls)
+    renamed = getattr(cls, "RENAMED", {})
+    out = {}
+    for key, value in data.items():
+        key = renamed.get(key, key)
+        section = hints.get(key)
+        out[key] = (
+            with_renamed_keys(section, value)
+            if dataclasses.is_dataclass(section) and isinstance(value, dict)
+            else value
+        )
+    return out
+
+
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
