@@ -117,12 +117,12 @@ class GSM8KConfig:
 class MIConfig:
     """The MI lower bound (log C - column loss) on held-out records (docs/DATA.md), as training computes it."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"logprob_method": "layout"}
+
     data: str = ""
     limit: int | None = None
     template: str = "paper-v1"
     shuffle_principles: bool = True
-    RENAMED: ClassVar[dict[str, str]] = {"logprob_method": "layout"}
-
     layout: str = "shared"  # of the log-prob matrix: shared | naive
     max_prompt_tokens: int | None = 1024
     max_response_tokens: int | None = 1024
