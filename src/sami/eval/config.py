@@ -17,7 +17,6 @@ from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.logprobs import METHODS as LOGPROB_METHODS
 from sami.templates import TEMPLATES
 
-SUITES: tuple[str, ...] = ("mtbench", "gsm8k", "mi", "adherence")
 PROTOCOLS: tuple[str, ...] = ("paper", "fastchat")
 
 
@@ -176,6 +175,8 @@ class EvalConfig:
     gsm8k: GSM8KConfig = field(default_factory=GSM8KConfig)
     mi: MIConfig = field(default_factory=MIConfig)
     adherence: AdherenceConfig = field(default_factory=AdherenceConfig)
+    # settings of suites a plugin adds, by suite name (``sami.eval.run.settings`` reads them)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def checkpoints(self) -> list[tuple[str, str]]:
         """``(name, model)`` pairs; names are unique and safe as file names."""
