@@ -310,9 +310,8 @@ def _print_principles(args: argparse.Namespace) -> None:
         print("[verifiable]")
         for p in library.verifiable:
             print(f"  {p.name}: {p.strong}  (checker {p.checker.name} {p.checker.params})")
-            print(
-                f"    antithesis: {p.antithesis}  (checker {p.antithesis_checker.name} {p.antithesis_checker.params})"
-            )
+            anti = p.antithesis_checker
+            print(f"    antithesis: {p.antithesis}" + (f"  (checker {anti.name} {anti.params})" if anti else ""))
 
 
 def _check_data(path: str) -> None:
