@@ -119,7 +119,8 @@ JUDGE_PLUGIN = """\
 
     def prompt(item):
         q, a, b = item.question.turns[0], item.answers_a[0], item.answers_b[0]
-        return "shorter-v1", [{"role": "user", "content": f"{q}\\nA: {a}\\nB: {b}\\nWhich answer is shorter?"}]
+        name = "shorter-v1" + ("-with-reference" if item.question.reference else "")
+        return name, [{"role": "user", "content": f"{q}\\nA: {a}\\nB: {b}\\nWhich answer is shorter?"}]
 
 
     def parse(text):
@@ -127,6 +128,7 @@ JUDGE_PLUGIN = """\
 
 
     register_judge(Judge("shorter", turns="first", prompt=prompt, parse=parse, help="the shorter answer"))
+    register_judge(Judge("shorter-ref", turns="first", reference=True, prompt=prompt, parse=parse))
 """
 
 
@@ -151,15 +153,20 @@ def test_a_plugin_judge_judges_mtbench_and_its_verdicts_reach_the_metrics(
     lively_model.save_pretrained(judge_dir)
     tokenizer.save_pretrained(judge_dir)
     out = tmp_path / "eval"
-    args = ["eval", "mtbench", f"a={tiny_model_dir}", f"b={judge_dir}", "--judges", "shorter", "--verdict", "text"]
-    args += ["--judge", str(judge_dir), "--per-category", "2", "--output-dir", str(out)]
-    args += ["-o", "mtbench.categories=[writing,roleplay]", "-o", "mtbench.max_new_tokens=4"]
+    args = ["eval", "mtbench", f"a={tiny_model_dir}", f"b={judge_dir}", "--judges", "shorter,shorter-ref"]
+    args += ["--verdict", "text", "--judge", str(judge_dir), "--per-category", "2", "--output-dir", str(out)]
+    args += ["-o", "mtbench.categories=[writing,math]", "-o", "mtbench.max_new_tokens=4"]
     args += ["-o", "mtbench.judge_max_new_tokens=9"]
     assert main(args) == 2 and "mtbench.judges" in capsys.readouterr().err  # unknown without the plugin
     assert main(["--plugin", module, *args]) == 0
     printed = capsys.readouterr().out
     rows = read_jsonl(out / "mtbench/judgments/shorter/a__b.jsonl")
-    assert len(rows) == 4 * 2 and {r["prompt_name"] for r in rows} == {"shorter-v1"}
+    assert len(rows) == 4 * 2 and {r["prompt_name"] for r in rows} == {"shorter-v1"}  # never shown a reference
+    with_reference = read_jsonl(out / "mtbench/judgments/shorter-ref/a__b.jsonl")  # math questions have one
+    assert {(r["category"], r["prompt_name"]) for r in with_reference} == {
+        ("math", "shorter-v1-with-reference"),
+        ("writing", "shorter-v1"),
+    }
     assert all(r["verdict"] == ("A" if len(r["raw"]) % 2 == 0 else "B") for r in rows)  # the plugin's parser
     metrics = json.loads((out / "mtbench/metrics.json").read_text())
     o = metrics["pairwise"]["shorter"]["a vs b"]["overall"]

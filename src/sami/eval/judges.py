@@ -83,9 +83,11 @@ class Judge:
     turns: ``first`` (the judge sees one question's constitution) or ``all`` (every answered turn).
     reference: whether it is shown the reference answers (``JudgeItem.question.reference``).
     prompt: ``JudgeItem -> (prompt name, chat messages)`` for a model judge; ``parse``: the model's text ->
-        verdict (pairwise) or rating. decide: ``JudgeItem -> {prompt_name, ..., verdict}`` for a judge
-        without a model (the fields are stored as they are). check_principles: called with each question's
-        principles before any answer is generated; raises when the judge could not judge them.
+        verdict (pairwise) or rating; with ``mtbench.verdict: probability`` a pairwise model judge is read
+        after ``VERDICT_PREFIX`` instead, so its prompt should ask for MT-Bench's ``[[A]]`` format.
+    decide: ``JudgeItem -> {prompt_name, ..., verdict}`` for a judge without a model (the fields are stored as
+        they are). check_principles: called with each question's principles before any answer is generated;
+        raises when the judge could not judge them.
     """
 
     name: str

@@ -148,9 +148,11 @@ def _load_answers(root: Path, name: str) -> dict[tuple, dict]:
     return {(r["question_id"], r["turn"]): r for r in read_jsonl(root / "answers" / f"{name}.jsonl")}
 
 
-def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers: dict, root: Path, shown):
+def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers: dict, root: Path, library,
+              judge_prompts):  # fmt: skip
     """``(store, record so far, JudgeItem)`` of every request of ``judge`` not yet stored: per pair and both
-    orders for a pairwise judge, per checkpoint for a grading one; per question and judged turn."""
+    orders for a pairwise judge, per checkpoint for a grading one; per question and judged turn.
+    ``judge_prompts``: FastChat's judge prompts by name, read when a judge first asks for them."""
 
     def up_to(name: str | None, q: Question, turn: int) -> list[str] | None:
         return None if name is None else [answers[name][(q.question_id, t)]["answer"] for t in range(1, turn + 1)]
@@ -175,22 +177,8 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
                     else:
                         record["model"] = first
                     item = JudgeItem(question, turn, up_to(first, q, turn), up_to(second, q, turn), cfg.mtbench.side,
-                                     functools.partial(shown.principles, q), shown.judge_prompts)  # fmt: skip
+                                     functools.partial(_constitution, cfg, library, q), judge_prompts)  # fmt: skip
                     yield store, record, item
-
-
-class _Shown:
-    """What judges may be shown besides the answers, read once: each question's principles, the judge prompts."""
-
-    def __init__(self, cfg: EvalConfig, library):
-        self.cfg, self.library = cfg, library
-
-    def principles(self, q: Question) -> list:
-        return _constitution(self.cfg, self.library, q)
-
-    @functools.cache  # noqa: B019 (one instance per judging run)
-    def judge_prompts(self) -> dict:
-        return load_judge_prompts(self.cfg.mtbench.judge_prompts)
 
 
 def judge_all(cfg: EvalConfig, questions: list[Question], root: Path, library) -> None:
@@ -199,11 +187,11 @@ def judge_all(cfg: EvalConfig, questions: list[Question], root: Path, library) -
     mode = verdict_mode(cfg)
     names = [n for n, _ in cfg.checkpoints()]
     answers = {n: _load_answers(root, n) for n in names}
-    shown = _Shown(cfg, library)
+    judge_prompts = functools.cache(lambda: load_judge_prompts(cfg.mtbench.judge_prompts))
     generated: list[tuple[Judge, JsonlStore, dict, list]] = []  # (judge, store, record so far, messages)
     read_probs: list[tuple[Judge, JsonlStore, dict, list]] = []  # pairwise verdicts from the letters' probabilities
     for judge in (JUDGES[name] for name in cfg.mtbench.judges):
-        for store, record, item in _requests(cfg, judge, questions, answers, root, shown):
+        for store, record, item in _requests(cfg, judge, questions, answers, root, library, judge_prompts):
             if not judge.uses_model:
                 store.append(dict(record, **judge.decide(item)))
                 continue
