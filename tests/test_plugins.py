@@ -16,7 +16,8 @@ import sami.plugins as plugins
 from sami.backends import BACKENDS, register_backend
 from sami.checkers import CHECKERS
 from sami.cli import main
-from sami.eval.judges import JUDGES, Judge, register_judge
+from sami.eval.judges import JUDGES, Judge, JudgeItem, register_judge
+from sami.eval.mtbench_data import Question
 from sami.eval.run import SUITES, Suite, register_suite
 from sami.eval.store import read_jsonl
 from sami.principles import PLUGIN_LIBRARIES
@@ -54,7 +55,7 @@ ASKING = """\
         weak: Try to end your answer with a question to the user.
         antithesis: Never ask the user a question.
         checker: {name: ends_with_question}
-        antithesis_checker: {name: asks_nothing}
+        antithesis_checker: {name: exclude_keyword, keyword: "?"}
 """
 
 CHECKER_PLUGIN = """\
@@ -67,11 +68,6 @@ CHECKER_PLUGIN = """\
     @register_checker("ends_with_question")
     def ends_with_question(text):
         return text.rstrip().endswith("?")
-
-
-    @register_checker("asks_nothing")
-    def asks_nothing(text):
-        return "?" not in text
 
 
     register_library(Path(__file__).with_name("asking.yaml"))
@@ -367,3 +363,20 @@ def test_every_suite_option_sets_a_real_config_key():
         for part in key.split("."):
             assert dataclasses.is_dataclass(node) and part in typing.get_type_hints(node), key
             node = typing.get_type_hints(node)[part]
+
+
+def test_the_documented_plugin_example_loads_and_registers(plugin_dir):
+    from sami.principles import load_library
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "EVALUATION.md").read_text()
+    (plugin_dir / "documented_plugin.py").write_text(text.split("# my_module.py\n", 1)[1].split("```", 1)[0])
+    (plugin_dir / "asking.yaml").write_text(text.split("# asking.yaml\n", 1)[1].split("```", 1)[0])
+    plugins.load_plugins(["documented_plugin"])
+    assert CHECKERS["ends_with_question"]("Really?") and not CHECKERS["ends_with_question"]("Really.")
+    assert load_library().get("asks_back").checker.name == "ends_with_question"
+    name, messages = JUDGES["shorter"].prompt(
+        JudgeItem(Question(1, "writing", ("Why?",)), 1, ["long answer"], ["short"], "weak", list, dict)
+    )
+    assert name == "shorter-v1" and "A: long answer" in messages[0]["content"]
+    assert JUDGES["shorter"].parse("so [[B]]") == "B"
