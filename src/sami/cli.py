@@ -65,7 +65,8 @@ def _generate_parsers(sub) -> None:
     )
     p.add_argument("--config", help="YAML config (see configs/); unknown keys are errors")
     p.add_argument("--teacher", help="teacher model: alias, hub id or folder (or the endpoint's model name)")
-    p.add_argument("--backend", choices=tuple(BACKENDS), help="how the teacher runs (a registered backend)")
+    kinds = "; ".join(f"{k.name}: {k.help}" if k.help else k.name for k in BACKENDS.values())
+    p.add_argument("--backend", choices=tuple(BACKENDS), help=f"how the teacher runs ({kinds})")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (with --backend openai); key from $OPENAI_API_KEY")
     p.add_argument(
         "--pool",

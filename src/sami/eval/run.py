@@ -151,7 +151,8 @@ register_suite(Suite(
     "MT-Bench answers, judged pairwise or graded 1-10 by the judges of mtbench.judges (--judges)",
     (
         Option("--protocol", "mtbench.protocol", "answer protocol (default paper)", choices=lambda: PROTOCOLS),
-        Option("--judges", None, lambda: "comma-separated, of: " + ",".join(JUDGES),
+        Option("--judges", None, lambda: "comma-separated, of: " + "; ".join(
+            f"{j.name} ({j.help})" if j.help else j.name for j in JUDGES.values()),
                apply=lambda text: [("mtbench.judges", text.split(","))]),
         Option("--verdict", "mtbench.verdict", "pairwise verdicts from the verdict letters' probabilities or from "
                "generated text (default auto)", choices=lambda: VERDICT_MODES),
