@@ -105,7 +105,7 @@ def test_a_plugin_checker_and_principle_reach_the_adherence_results(plugin_dir, 
     assert m["checker_pass_under_antithesis"]["value"] == pytest.approx(1 / 3)
     assert m["contrast"]["value"] == pytest.approx((1 + 0 + 0) / 3)  # paired: (1-0), (1-1), (0-0)
     assert m["antithesis_checker_pass_under_antithesis"]["value"] == pytest.approx(2 / 3)
-    assert main(["--plugin", module, *args, "--recompute"]) == 0
+    assert main([*args, "--recompute", "--plugin", module]) == 0
     assert "asks_back" in capsys.readouterr().out
 
 
@@ -272,7 +272,7 @@ def test_a_plugin_that_fails_to_import_is_one_error_line_naming_it(plugin_dir, c
     assert main(["--plugin", "broken_plugin", "principles"]) == 2
     err = capsys.readouterr().err
     assert err == "sami: error: plugin 'broken_plugin' failed to import (RuntimeError: boom)\n"
-    assert main(["--plugin", "no_such_plugin_module", "principles"]) == 2
+    assert main(["principles", "--plugin", "no_such_plugin_module"]) == 2  # anywhere on the line
     assert "plugin 'no_such_plugin_module' failed to import (ModuleNotFoundError" in capsys.readouterr().err
 
 

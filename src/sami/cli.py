@@ -397,8 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MODULE",
         help="import MODULE first, so that the checkers, judges, suites, backends and principles it registers "
-        "can be used (repeatable; see docs/DESIGN.md); installed sami.plugins entry points always load",
-    )
+        "can be used (repeatable, anywhere on the line; see docs/EVALUATION.md); installed sami.plugins entry "
+        "points always load",
+    )  # listed here for --help; main takes these out and loads them before this parser is built
     sub = parser.add_subparsers(dest="command", required=True)
     _generate_parsers(sub)
     _train_parser(sub)
@@ -419,25 +420,25 @@ def _quiet_library_progress() -> None:
     datasets.disable_progress_bars()
 
 
-def _preparse(argv: list[str] | None) -> argparse.Namespace:
-    """``--plugin`` and ``--debug`` before the real parser exists: the plugins add choices to it."""
+def _take_plugins(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """The ``--plugin`` modules (given anywhere on the line) and the arguments without them: the plugins load
+    before the parser is built, since they add choices to it."""
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--plugin", action="append", default=[])
-    pre.add_argument("--debug", action="store_true")
-    return pre.parse_known_args(argv)[0]
+    known, rest = pre.parse_known_args(argv)
+    return known.plugin, rest
 
 
 def main(argv: list[str] | None = None) -> int:
     from sami.plugins import load_plugins
 
-    early = _preparse(argv)
+    plugins, argv = _take_plugins(argv)
     try:
-        load_plugins(early.plugin)
+        load_plugins(plugins)
     except Exception as err:
-        if early.debug:
+        if "--debug" in argv:
             raise
-        print(f"sami: error: {describe_error(err)[1]}", file=sys.stderr)
-        return describe_error(err)[0]
+        return _print_error(err)
     args = build_parser().parse_args(argv)
     if not args.verbose:
         # transformers renamed its gradient-checkpointing methods; peft still calls the old names.
@@ -461,10 +462,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        code, text = describe_error(err)
-        print(f"sami: error: {text}", file=sys.stderr)
-        return code
+        return _print_error(err)
     return 0
+
+
+def _print_error(err: BaseException) -> int:
+    code, text = describe_error(err)
+    print(f"sami: error: {text}", file=sys.stderr)
+    return code
 
 
 def describe_error(err: BaseException) -> tuple[int, str]:
