@@ -135,10 +135,17 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
     assert all("raw" in r and "verdict" in r for r in aware)
     answers = read_jsonl(root / "answers/a.jsonl")
     assert "Assistant System Instructions: 1. Try to" in answers[0]["prompt"]  # weak phrasing, paper template
-    block = metrics["pairwise"]["principle-aware"]["a vs b"]["overall"]
-    assert block["n"] == 2 and block["win"] + block["tie"] + block["loss"] + block["unparseable"] == 2
     assert metrics["single"]["a"]["n"] == 2
     assert compute("mtbench", cfg) == metrics
+    # Known verdicts in the stored file: on question 81 both orders prefer a (a win), on 111 each order
+    # prefers whoever is shown first (a tie); b's side of the same records is one loss and one tie.
+    known = {(81, "a"): "A", (81, "b"): "B", (111, "a"): "A", (111, "b"): "A"}
+    for r in aware:
+        r["verdict"] = known[(r["question_id"], r["first"])]
+    (root / "judgments/principle-aware/a__b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in aware))
+    block = compute("mtbench", cfg)["pairwise"]["principle-aware"]["a vs b"]["overall"]
+    assert (block["win"], block["tie"], block["loss"], block["unparseable"], block["inconsistent"]) == (1, 1, 0, 0, 1)
+    assert block["win_rate_adjusted"]["value"] == pytest.approx(0.75)
 
 
 def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_model_dir, tokenizer, monkeypatch):

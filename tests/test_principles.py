@@ -79,6 +79,24 @@ def test_user_yaml_adds_and_overrides(tmp_path):
     assert "math" in lib.categories
 
 
+def test_plugin_libraries_come_after_the_builtin_one_and_before_the_users(tmp_path, monkeypatch):
+    import sami.principles as principles
+
+    monkeypatch.setattr(principles, "PLUGIN_LIBRARIES", [])
+    plugin, user = tmp_path / "plugin.yaml", tmp_path / "user.yaml"
+    plugin.write_text("principles:\n  - {name: latex, strong: Plugin LaTeX., antithesis: No.}\n"
+                      "  - {name: haiku, strong: Write a haiku., antithesis: Never a haiku.}\n")  # fmt: skip
+    user.write_text("principles:\n  - {name: latex, strong: User LaTeX., antithesis: No.}\n")
+    principles.register_library(plugin)
+    principles.register_library(plugin)  # once is enough
+    assert principles.PLUGIN_LIBRARIES == [plugin]
+    lib = load_library()
+    assert lib.get("latex").strong == "Plugin LaTeX." and lib.get("haiku").weak == "Write a haiku."
+    assert load_library([user]).get("latex").strong == "User LaTeX."
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        principles.register_library(tmp_path / "missing.yaml")
+
+
 @pytest.mark.parametrize(
     "text,match",
     [

@@ -1,6 +1,7 @@
 """Text generation backends shared by teacher generation, evaluation answers and judges.
 
-Three backends sit behind one small interface (``generate`` / ``generate_iter`` / ``describe``):
+Backends are registered by name in ``BACKENDS`` (``register_backend``; ``BackendConfig.kind`` names one).
+Three are built in, behind one small interface (``generate`` / ``generate_iter`` / ``describe``):
 
 - ``TransformersBackend``: a local model, batched with left padding and the KV cache, stop strings,
   greedy or sampled. Prompts are sorted by length so that a batch holds similar lengths.
@@ -25,18 +26,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol, Union
+from typing import Callable, Protocol
 
 import torch
-from tqdm.auto import tqdm
+
+from sami.backend_tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_text
+from sami.next_token import endpoint_next_token_probs_iter, local_next_token_probs_iter
 
 logger = logging.getLogger(__name__)
-
-Prompt = Union[str, list]  # raw text, or chat messages [{"role": ..., "content": ...}, ...]
-BACKENDS: tuple[str, ...] = ("transformers", "vllm", "openai")
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,8 @@ class Backend(Protocol):
 class BackendConfig:
     """Which backend generates, and its settings (a config section, e.g. ``teacher:`` or ``judge:``).
 
-    kind: ``transformers`` (local), ``vllm`` (local, GPU) or ``openai`` (an OpenAI-compatible endpoint).
+    kind: a registered backend (``BACKENDS``): ``transformers`` (local), ``vllm`` (local, GPU) or ``openai``
+        (an OpenAI-compatible endpoint), or one a plugin registered (``sami.plugins``).
     model: embedded alias, hub id, model folder, run folder or TRL checkpoint (a LoRA adapter is merged
         into the chain it was trained on, ``sami.models.load_trained``); for ``openai`` the model name the
         endpoint serves.
@@ -122,25 +122,58 @@ class BackendConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in BACKENDS:
-            raise ValueError(f"kind must be one of {BACKENDS}, got {self.kind!r}")
+            raise ValueError(f"kind must be one of {tuple(BACKENDS)}, got {self.kind!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("batch_size must be at least 1 (or null for the default)")
         if self.concurrency < 1 or self.timeout <= 0 or self.max_retries < 0:
             raise ValueError("concurrency must be >= 1, timeout > 0 and max_retries >= 0")
-        if self.kind == "openai" and not self.base_url:
-            raise ValueError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
+        BACKENDS[self.kind].check(self)
+
+
+def _no_check(cfg: BackendConfig) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """One way to generate, as ``BackendConfig.kind`` names it.
+
+    build: ``BackendConfig -> Backend`` (local models are loaded here). check: raises ``ValueError`` for
+    settings this kind cannot use, when the config is read. verdict_probabilities: whether a judge of this
+    kind can read verdict letters' probabilities (``next_token_probs_iter``): ``default`` (and does unless
+    told otherwise), ``possible`` (on request: an endpoint may not return log-probs) or ``no``.
+    """
+
+    name: str
+    build: Callable[[BackendConfig], Backend]
+    check: Callable[[BackendConfig], None] = _no_check
+    verdict_probabilities: str = "no"
+    help: str = ""
+
+
+BACKENDS: dict[str, BackendKind] = {}
+VERDICT_PROBABILITIES: tuple[str, ...] = ("default", "possible", "no")
+
+
+def register_backend(name: str, *, check=None, verdict_probabilities: str = "no", help: str = ""):
+    """Decorator: register ``build(cfg) -> Backend`` as the backend ``kind: name``."""
+    if verdict_probabilities not in VERDICT_PROBABILITIES:
+        raise ValueError(f"verdict_probabilities must be one of {VERDICT_PROBABILITIES}, got {verdict_probabilities!r}")
+
+    def wrap(build: Callable[[BackendConfig], Backend]):
+        if name in BACKENDS:
+            raise ValueError(f"backend {name!r} is already registered")
+        BACKENDS[name] = BackendKind(name, build, check or _no_check, verdict_probabilities, help)
+        return build
+
+    return wrap
 
 
 def make_backend(cfg: BackendConfig) -> Backend:
     """Build the backend ``cfg`` names; local models are loaded here."""
-    if cfg.kind == "openai":
-        return OpenAIBackend(cfg)
-    if cfg.kind == "vllm":
-        return VLLMBackend(cfg)
-    model, tokenizer = load_inference_model(cfg.model, revision=cfg.revision, dtype=cfg.dtype)
-    return TransformersBackend(model, tokenizer, batch_size=cfg.batch_size, name=cfg.model, revision=cfg.revision)
+    return BACKENDS[cfg.kind].build(cfg)
 
 
 def inference_dtype(dtype: str) -> torch.dtype:
@@ -166,36 +199,12 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def _chat_text(tokenizer, messages: list) -> str:
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("chat messages need a tokenizer with a chat template; pass raw text instead")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
 def _in_order(count: int, finished) -> list[list[Completion]]:
     """Completions from ``generate_iter`` (any order) placed back in prompt order."""
     out: list = [None] * count
     for index, completions in finished:
         out[index] = completions
     return out
-
-
-def _progress(total: int, desc: str | None, enabled: bool = True):
-    return tqdm(
-        total=total, desc=desc or "generating", unit="prompt", dynamic_ncols=True, disable=not enabled or total == 0
-    )
-
-
-def left_pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask), both (B, longest): each row's tokens at the right end, so that the next
-    token of every row is read or generated at the last position."""
-    width = max(len(ids) for ids in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, ids in enumerate(batch):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids)
-        attention[row, width - len(ids) :] = 1
-    return input_ids, attention
 
 
 class TransformersBackend:
@@ -234,15 +243,13 @@ class TransformersBackend:
 
     def encode(self, prompt: Prompt) -> list[int]:
         """Token ids of a prompt: chat messages through the chat template; BOS added unless already there."""
-        text = _chat_text(self.tokenizer, prompt) if isinstance(prompt, list) else prompt
+        text = prompt_text(self.tokenizer, prompt)
         bos = self.tokenizer.bos_token
         return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
 
     def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
         """(prompt index, ``CandidateProbs``) of the candidate tokens after each prompt + ``prefix``: one
         batched prefill, no generation (``sami.next_token``)."""
-        from sami.next_token import local_next_token_probs_iter
-
         return local_next_token_probs_iter(self, prompts, prefix, candidates, desc=desc, progress=progress)
 
     def generate(self, prompts, params, *, desc=None, progress=True):
@@ -251,7 +258,7 @@ class TransformersBackend:
     def generate_iter(self, prompts, params, *, desc=None, progress=True):
         encoded = [self.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        bar = _progress(len(prompts), desc, progress)
+        bar = progress_bar(len(prompts), desc, progress)
         tokens = 0
         start = time.perf_counter()
         try:
@@ -337,7 +344,7 @@ class VLLMBackend:
             stop=list(params.stop) or None,
             seed=params.seed,
         )
-        texts = [_chat_text(self.tokenizer, p) if isinstance(p, list) else p for p in prompts]
+        texts = [prompt_text(self.tokenizer, p) for p in prompts]
         outputs = self.llm.generate(texts, sampling, use_tqdm=progress)
         return [[self._completion(o) for o in out.outputs] for out in outputs]
 
@@ -387,25 +394,6 @@ class ResponseCache:
         with os.fdopen(fd, "w") as f:
             json.dump(value, f)
         os.replace(tmp, path)
-
-
-def concurrent_iter(calls, concurrency: int, desc, progress: bool):
-    """(index, result) of each zero-argument call as it finishes, at most ``concurrency`` at a time, with a
-    progress bar; an error, or the consumer stopping early, cancels the calls not yet started."""
-    bar = _progress(len(calls), desc, progress)
-    try:
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = {pool.submit(call): i for i, call in enumerate(calls)}
-            try:
-                for future in as_completed(futures):
-                    yield futures[future], future.result()
-                    bar.update(1)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-    finally:
-        bar.close()
 
 
 class EndpointError(RuntimeError):
@@ -458,8 +446,6 @@ class OpenAIBackend:
     def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
         """(prompt index, ``CandidateProbs``): one ``max_tokens`` 1 request with top log-probs per prompt,
         the prefix continued as the assistant's message (``sami.next_token``)."""
-        from sami.next_token import endpoint_next_token_probs_iter
-
         return endpoint_next_token_probs_iter(self, prompts, prefix, candidates, desc=desc, progress=progress)
 
     def request(self, prompt: Prompt, params: SamplingParams) -> dict:
@@ -531,3 +517,21 @@ class OpenAIBackend:
         calls = [functools.partial(self._call, self.request(p, params)) for p in prompts]
         for i, response in concurrent_iter(calls, self.cfg.concurrency, desc, progress):
             yield i, self._completions(response, params)
+
+
+@register_backend("transformers", verdict_probabilities="default", help="a local model (default)")
+def _transformers(cfg: BackendConfig) -> TransformersBackend:
+    model, tokenizer = load_inference_model(cfg.model, revision=cfg.revision, dtype=cfg.dtype)
+    return TransformersBackend(model, tokenizer, batch_size=cfg.batch_size, name=cfg.model, revision=cfg.revision)
+
+
+register_backend("vllm", help="vLLM's offline engine (GPU, the vllm extra)")(VLLMBackend)
+
+
+def _needs_base_url(cfg: BackendConfig) -> None:
+    if not cfg.base_url:
+        raise ValueError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
+
+
+register_backend("openai", check=_needs_base_url, verdict_probabilities="possible",
+                 help="an OpenAI-compatible endpoint (base_url)")(OpenAIBackend)  # fmt: skip

@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from sami import __version__
+import sami
 from sami.train_config import TRAIN_METHODS
 
 
@@ -54,6 +54,8 @@ def _overrides_arg(p, example: str = "-o sampling.temperature=0.4") -> None:
 
 
 def _generate_parsers(sub) -> None:
+    from sami.backends import BACKENDS
+
     p = sub.add_parser(
         "generate",
         help="have a teacher write constitution-conditioned responses for a prompt pool",
@@ -63,7 +65,8 @@ def _generate_parsers(sub) -> None:
     )
     p.add_argument("--config", help="YAML config (see configs/); unknown keys are errors")
     p.add_argument("--teacher", help="teacher model: alias, hub id or folder (or the endpoint's model name)")
-    p.add_argument("--backend", choices=("transformers", "vllm", "openai"), help="how the teacher runs")
+    kinds = "; ".join(f"{k.name}: {k.help}" if k.help else k.name for k in BACKENDS.values())
+    p.add_argument("--backend", choices=tuple(BACKENDS), help=f"how the teacher runs ({kinds})")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (with --backend openai); key from $OPENAI_API_KEY")
     p.add_argument(
         "--pool",
@@ -167,79 +170,41 @@ def _inspect_parsers(sub) -> None:
     p.add_argument("path", help="the JSONL file")
 
 
-EVAL_HELP = {
-    "mtbench": "MT-Bench answers judged pairwise (principle-aware, principle-free, checker) and/or graded 1-10",
-    "gsm8k": "GSM8K accuracy: one greedy and n sampled attempts per problem; pass@k, maj@k",
-    "mi": "the SAMI mutual-information lower bound on held-out records",
-    "adherence": "judge-free pass rates of the verifiable principles' checkers, principle vs antithesis",
-}
-
-
 def _eval_parser(sub) -> None:
+    from sami.eval.run import SUITES
+
     p = sub.add_parser(
         "eval",
-        help="evaluate checkpoints (mtbench, gsm8k, mi, adherence)",
+        help=f"evaluate checkpoints ({', '.join(SUITES)})",
         description="Evaluate one or more checkpoints. Every answer and judge verdict (raw text too) is appended to "
         "JSONL files under OUTPUT_DIR/SUITE as soon as it exists, so a rerun resumes without generating or "
         "judging again; metrics are computed from those files (--recompute does only that). Settings come "
         "from --config, then the options below, then -o/--set overrides. See docs/EVALUATION.md.",
     )
     suites = p.add_subparsers(dest="suite", required=True)
-    for suite, text in EVAL_HELP.items():
-        s = suites.add_parser(suite, help=text, description=text + ".")
+    for suite in SUITES.values():
+        s = suites.add_parser(suite.name, help=suite.help, description=suite.help + ".")
         s.add_argument("models", nargs="*", metavar="[NAME=]MODEL", help="checkpoints: alias, hub id or folder")
         s.add_argument("--config", help="YAML config (e.g. configs/eval/paper.yaml); unknown keys are errors")
         s.add_argument("--output-dir", help="where results go (default runs/eval)")
         s.add_argument("--recompute", action="store_true", help="only recompute and print metrics from stored files")
-        if suite != "mtbench":  # MT-Bench selects with --per-category
-            s.add_argument("--limit", type=int, help="evaluate only the first N problems, records or queries")
         _overrides_arg(s, "-o backend.batch_size=16 -o judge.kind=openai")
-        if suite == "mtbench":
-            s.add_argument("--protocol", choices=("paper", "fastchat"), help="answer protocol (default paper)")
-            s.add_argument("--judges", help="comma-separated: principle-aware,principle-free,single,checker")
-            verdicts = "pairwise verdicts from the verdict letters' probabilities or from generated text (default auto)"
-            s.add_argument("--verdict", choices=("auto", "probability", "text"), help=verdicts)
-            s.add_argument("--judge", help="judge model: alias, hub id, folder, or the endpoint's model name")
-            s.add_argument("--judge-url", help="OpenAI-compatible endpoint of the judge (sets judge.kind=openai)")
-            s.add_argument("--baseline", help="compare every checkpoint with this one (default: every pair)")
-            s.add_argument("--per-category", type=int, help="questions per category (default all)")
-        elif suite == "gsm8k":
-            s.add_argument(
-                "--source",
-                help="gsm_symbolic (default), reasoning_gym:NAME, a GSM8K JSONL file or folder, or openai/gsm8k",
-            )
-            s.add_argument("--split", help="test (default) or train")
-            s.add_argument("--samples", type=int, help="sampled attempts per problem besides the greedy one")
-            s.add_argument("--prompt", help="prompt version (paper-cot-v1, qa-v1, chat-cot-v1)")
-            s.add_argument("--extract", choices=("strict", "flexible", "paper"), help="answer extraction rule")
-        elif suite == "mi":
-            s.add_argument("--data", help="held-out records (docs/DATA.md)")
-        else:
-            s.add_argument("--queries", help="mtbench (default) or a JSONL file with a 'query' field per line")
+        for option in suite.options:
+            choices = option.choices() if option.choices else None
+            s.add_argument(option.flag, dest=option.dest, type=option.type, choices=choices, help=option.help_text())
 
 
 def build_eval_config(args: argparse.Namespace):
     from sami.config import from_dict, load_yaml
     from sami.eval.config import EvalConfig
+    from sami.eval.run import SUITES
 
     data = load_yaml(args.config) if args.config else {}
-    suite = args.suite
-    options = [("output_dir", args.output_dir), (f"{suite}.limit", getattr(args, "limit", None))]
-    if suite == "mtbench":
-        options[1] = ("mtbench.per_category", args.per_category)
-        judges = args.judges.split(",") if args.judges else None
-        options += [("mtbench.protocol", args.protocol), ("mtbench.judges", judges), ("judge.model", args.judge)]
-        options += [("mtbench.baseline", args.baseline), ("judge.base_url", args.judge_url)]
-        options.append(("mtbench.verdict", args.verdict))
-        if args.judge_url:
-            options.append(("judge.kind", "openai"))
-    elif suite == "gsm8k":
-        options += [("gsm8k.source", args.source), ("gsm8k.split", args.split), ("gsm8k.samples", args.samples)]
-        options += [("gsm8k.prompt", args.prompt), ("gsm8k.extract", args.extract)]
-    elif suite == "mi":
-        options.append(("mi.data", args.data))
-    else:
-        options.append(("adherence.queries", args.queries))
+    options = [("output_dir", args.output_dir)]
+    for option in SUITES[args.suite].options:
+        value = getattr(args, option.dest)
+        if value is not None:
+            options += option.settings(value)
     if args.models:
         options.append(("models", list(args.models)))
     _apply_overrides(data, options, args.overrides)
@@ -346,9 +311,8 @@ def _print_principles(args: argparse.Namespace) -> None:
         print("[verifiable]")
         for p in library.verifiable:
             print(f"  {p.name}: {p.strong}  (checker {p.checker.name} {p.checker.params})")
-            print(
-                f"    antithesis: {p.antithesis}  (checker {p.antithesis_checker.name} {p.antithesis_checker.params})"
-            )
+            anti = p.antithesis_checker
+            print(f"    antithesis: {p.antithesis}" + (f"  (checker {anti.name} {anti.params})" if anti else ""))
 
 
 def _check_data(path: str) -> None:
@@ -424,9 +388,18 @@ def _step_line(method: str, m: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sami", description="Align language models to written principles with SAMI.")
-    parser.add_argument("--version", action="version", version=f"sami-align {__version__}")
+    parser.add_argument("--version", action="version", version=f"sami-align {sami.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--debug", action="store_true", help="on an error, show the traceback as well")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, so that the checkers, judges, suites, backends and principles it registers "
+        "can be used (repeatable, anywhere on the line; see docs/EVALUATION.md); installed sami.plugins entry "
+        "points always load",
+    )  # listed here for --help; main takes these out and loads them before this parser is built
     sub = parser.add_subparsers(dest="command", required=True)
     _generate_parsers(sub)
     _train_parser(sub)
@@ -447,7 +420,25 @@ def _quiet_library_progress() -> None:
     datasets.disable_progress_bars()
 
 
+def _take_plugins(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """The ``--plugin`` modules (given anywhere on the line) and the arguments without them: the plugins load
+    before the parser is built, since they add choices to it."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, rest = pre.parse_known_args(argv)
+    return known.plugin, rest
+
+
 def main(argv: list[str] | None = None) -> int:
+    from sami.plugins import load_plugins
+
+    plugins, argv = _take_plugins(argv)
+    try:
+        load_plugins(plugins)
+    except Exception as err:
+        if "--debug" in argv:
+            raise
+        return _print_error(err)
     args = build_parser().parse_args(argv)
     if not args.verbose:
         # transformers renamed its gradient-checkpointing methods; peft still calls the old names.
@@ -471,10 +462,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        code, text = describe_error(err)
-        print(f"sami: error: {text}", file=sys.stderr)
-        return code
+        return _print_error(err)
     return 0
+
+
+def _print_error(err: BaseException) -> int:
+    code, text = describe_error(err)
+    print(f"sami: error: {text}", file=sys.stderr)
+    return code
 
 
 def describe_error(err: BaseException) -> tuple[int, str]:

@@ -35,6 +35,7 @@ from sami.config import from_dict, load_yaml, parse_override, save_yaml, set_pat
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.generate import GenerateConfig
 from sami.locks import hold
+from sami.plugins import load_plugins
 from sami.stages import Stage, StageOutcome, run_stages
 from sami.train_config import TrainConfig, method_view
 
@@ -94,6 +95,7 @@ class ExperimentConfig:
 
     name: str = "experiment"
     output_dir: str = "runs/experiment"
+    plugins: list[str] = field(default_factory=list)  # modules imported before the rest is read (sami.plugins)
     seed: int = 0
     backend: BackendConfig = field(default_factory=BackendConfig)
     judge: BackendConfig = field(default_factory=BackendConfig)
@@ -105,6 +107,7 @@ def load_experiment_config(path: str | Path, overrides: list[str] = ()) -> Exper
     data = load_yaml(path)
     for text in overrides:
         set_path(data, *parse_override(text))
+    load_plugins(data.get("plugins") or [])  # first: the config may name the judges, suites, backends they add
     source = f"{path} with -o overrides" if overrides else str(path)
     return from_dict(ExperimentConfig, data, source=source)
 

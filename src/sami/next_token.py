@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sami.backends import Prompt, _chat_text, _progress, concurrent_iter, left_pad
+from sami.backend_tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_text
 
 TOP_LOGPROBS = 20  # the most OpenAI's API and a default vLLM server return
 VLLM_CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}  # vLLM extensions, extra_body
@@ -79,7 +79,7 @@ def local_next_token_probs_iter(
 ) -> Iterator[tuple[int, CandidateProbs]]:
     """(prompt index, CandidateProbs) per batch of a ``TransformersBackend``, longest prompts first."""
     ids = _candidate_ids(backend.tokenizer, candidates)
-    texts = [(_chat_text(backend.tokenizer, p) if isinstance(p, list) else p) + prefix for p in prompts]
+    texts = [prompt_text(backend.tokenizer, p) + prefix for p in prompts]
     encoded = [backend.encode(t) for t in texts]
     if texts and backend.encode(texts[0] + candidates[0]) != encoded[0] + ids[:1]:
         # the letter must follow the prefix as its own token, or its probability is not the verdict's
@@ -87,7 +87,7 @@ def local_next_token_probs_iter(
     model = backend.model
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
-    bar = _progress(len(texts), desc or "verdict probabilities", progress)
+    bar = progress_bar(len(texts), desc or "verdict probabilities", progress)
     try:
         for b in range(0, len(order), backend.batch_size):
             batch = order[b : b + backend.batch_size]

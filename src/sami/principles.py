@@ -7,7 +7,7 @@ the constitutions of one query differ by which principles are flipped to their a
 The built-in library (``sami/data/principles.yaml``) holds the nine principles of the multi-task
 experiments, mapped to the eight MT-Bench categories, and a set of *verifiable* principles whose
 adherence a program can check (see ``sami.checkers``). Users add or override principles with their own
-YAML files in the same format.
+YAML files in the same format, given per run or added once by a plugin (``register_library``, ``sami.plugins``).
 """
 
 from __future__ import annotations
@@ -184,10 +184,23 @@ def _parse_principle(entry: dict, where: str) -> Principle:
     )
 
 
+PLUGIN_LIBRARIES: list[Path] = []  # principle files plugins added (``register_library``), read after the built-in one
+
+
+def register_library(path: str | Path) -> None:
+    """Add a principle YAML file to every library ``load_library`` builds (a plugin's principles)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"principle library not found: {path}")
+    if path not in PLUGIN_LIBRARIES:
+        PLUGIN_LIBRARIES.append(path)
+
+
 def load_library(extra: Sequence[str | Path] = ()) -> PrincipleLibrary:
-    """The built-in library, extended (and overridden by name) with the user's YAML files in order."""
+    """The built-in library, extended (and overridden by name) with the files plugins registered, then with
+    the user's YAML files in order."""
     library = PrincipleLibrary.from_yaml(resources.files("sami") / "data" / "principles.yaml")
-    for path in extra:
+    for path in [*PLUGIN_LIBRARIES, *extra]:
         library.update(PrincipleLibrary.from_yaml(path))
     library.validate()
     return library

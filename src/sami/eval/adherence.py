@@ -22,14 +22,13 @@ from pathlib import Path
 
 from sami.backends import SamplingParams
 from sami.data import json_lines
-from sami.eval.common import LazyBackend, constitution_text, fmt
+from sami.eval.common import LazyBackend, answer_prompt, answer_stop, constitution_text, fmt
 from sami.eval.config import EvalConfig
 from sami.eval.fluency import is_degenerate, passes
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
 from sami.metrics import bootstrap_mean, rate
 from sami.principles import load_library
-from sami.templates import PAPER_TEMPLATE, build_prompt
 
 SIDES = ("principle", "antithesis")
 
@@ -61,12 +60,6 @@ def _principles(cfg: EvalConfig):
     return [verifiable[n] for n in names]
 
 
-def _prompt(cfg: EvalConfig, constitution: str, query: str):
-    if cfg.adherence.template == PAPER_TEMPLATE:
-        return build_prompt(PAPER_TEMPLATE, constitution, query)
-    return [{"role": "system", "content": constitution}, {"role": "user", "content": query}]
-
-
 POSITIVE = ""  # the principle field of the all-positive answer in ``together`` mode
 
 
@@ -94,10 +87,11 @@ def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[s
     for principle, side, k in keys:
         if not store.done(principle, side, k):
             todo.append((principle, side, k))
-            prompts.append(_prompt(cfg, constitution_for(cfg, principles, principle, side), queries[k]))
+            constitution = constitution_for(cfg, principles, principle, side)
+            prompts.append(answer_prompt(cfg.adherence.template, constitution, queries[k]))
     if not todo:
         return
-    stop = ("\nHuman:",) if cfg.adherence.template == PAPER_TEMPLATE else ()
+    stop = answer_stop(cfg.adherence.template)
     params = SamplingParams(max_new_tokens=cfg.adherence.max_new_tokens, stop=stop, seed=cfg.seed)
     backend = LazyBackend(cfg.backend_for(model))
     try:

@@ -1,4 +1,5 @@
-"""Small pieces every suite shares: lazily built backends, constitution text, lengths, table printing."""
+"""Small pieces every suite shares: lazily built backends, constitution text, answer prompts, lengths, table
+printing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from sami.backends import BackendConfig, make_backend
 from sami.metrics import Estimate
 from sami.principles import Constitution, ConstitutionItem, Principle
+from sami.templates import PAPER_TEMPLATE, build_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,23 @@ def constitution_text(principles: Sequence[Principle], side: str, flipped: str |
     sides = {p.name: "antithesis" if p.name == flipped else side for p in principles}
     return Constitution(tuple(ConstitutionItem(p.phrasing(sides[p.name]), p.name, sides[p.name])
                               for p in principles)).render()  # fmt: skip
+
+
+# A raw-template answer ends where the model starts the next dialogue turn.
+PAPER_STOP: tuple[str, ...] = ("\nHuman:",)
+
+
+def answer_prompt(template: str, constitution: str, query: str):
+    """The prompt a checkpoint answers under a constitution: the raw ``paper-v1`` text, or chat messages with
+    the constitution as the system message (the backend applies the model's chat template)."""
+    if template == PAPER_TEMPLATE:
+        return build_prompt(PAPER_TEMPLATE, constitution, query)
+    return [{"role": "system", "content": constitution}, {"role": "user", "content": query}]
+
+
+def answer_stop(template: str) -> tuple[str, ...]:
+    """Stop strings of an answer under ``template``: ``PAPER_STOP`` for the raw template, none for chat."""
+    return PAPER_STOP if template == PAPER_TEMPLATE else ()
 
 
 def words(text: str) -> int:

@@ -17,7 +17,6 @@ from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.logprobs import LAYOUTS
 from sami.templates import TEMPLATES
 
-SUITES: tuple[str, ...] = ("mtbench", "gsm8k", "mi", "adherence")
 PROTOCOLS: tuple[str, ...] = ("paper", "fastchat")
 
 
@@ -33,9 +32,9 @@ class MTBenchConfig:
     side: phrasing of the constitution shown to the models and the principle-aware judge (paper: weak).
     principles: the constitution for every question, by principle name (used in the answers' prompts and
         shown to the principle-aware and checker judges); None: each question's category principles.
-    judges: any of principle-aware, principle-free, single, checker (needs principles with a checker, so
-        ``principles`` naming verifiable ones). baseline: compare every checkpoint with this one (by name);
-        None compares every pair in the order given.
+    judges: any registered judge (``sami.eval.judges.JUDGES``): principle-aware, principle-free, single,
+        checker (needs principles with a checker, so ``principles`` naming verifiable ones), or a plugin's.
+        baseline: compare every checkpoint with this one (by name); None compares every pair in the order given.
     verdict: how a model judge's pairwise verdict is read: ``probability`` (the probabilities of A, B, C
         after the prompt and ``My final verdict: [[``, one forward pass; an endpoint must return top
         log-probs), ``text`` (generate up to ``judge_max_new_tokens`` and parse), or ``auto``: probability
@@ -66,7 +65,7 @@ class MTBenchConfig:
             raise ValueError(f"mtbench.side must be strong or weak, got {self.side!r}")
         unknown = sorted(set(self.judges) - set(JUDGES))
         if unknown or not self.judges:
-            raise ValueError(f"mtbench.judges must be a non-empty list of {JUDGES}, got {self.judges}")
+            raise ValueError(f"mtbench.judges must be a non-empty list of {tuple(JUDGES)}, got {self.judges}")
         if self.per_category is not None and self.per_category < 1:
             raise ValueError("mtbench.per_category must be at least 1")
         if self.verdict not in VERDICT_MODES:
@@ -178,6 +177,8 @@ class EvalConfig:
     gsm8k: GSM8KConfig = field(default_factory=GSM8KConfig)
     mi: MIConfig = field(default_factory=MIConfig)
     adherence: AdherenceConfig = field(default_factory=AdherenceConfig)
+    # settings of suites a plugin adds, by suite name (``sami.eval.run.settings`` reads them)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def checkpoints(self) -> list[tuple[str, str]]:
         """``(name, model)`` pairs; names are unique and safe as file names."""

@@ -15,32 +15,26 @@ re-judging anything finished.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 from collections import defaultdict
 from itertools import combinations
 from pathlib import Path
 
-from sami.backends import SamplingParams
-from sami.eval.common import LazyBackend, constitution_text, fmt, words
+from sami.backends import BACKENDS, SamplingParams
+from sami.eval.common import LazyBackend, answer_prompt, answer_stop, constitution_text, fmt, words
 from sami.eval.config import EvalConfig
 from sami.eval.fluency import is_degenerate
 from sami.eval.judges import (
-    CHECKER_VERSION,
-    CONSTITUTION_JUDGES,
-    PAIRWISE,
-    PRINCIPLE_AWARE_VERSION,
+    JUDGES,
     VERDICT_LETTERS,
     VERDICT_PREFIX,
-    checked_principles,
-    checker_verdict,
+    Judge,
+    JudgeItem,
     combine,
-    fastchat_prompt,
-    fastchat_prompt_name,
     hard_verdict,
     outcome_for,
-    parse_pairwise,
-    parse_rating,
-    principle_aware_prompt,
     soft_preference,
     verdict_probs,
 )
@@ -48,11 +42,8 @@ from sami.eval.mtbench_data import FASTCHAT_TEMPERATURES, Question, load_judge_p
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
 from sami.metrics import bootstrap_mean, bounded_mean, length_controlled_win_rate, rate
 from sami.principles import load_library
-from sami.templates import PAPER_TEMPLATE, build_prompt
 
 logger = logging.getLogger(__name__)
-
-PAPER_STOP = ("\nHuman:",)  # a raw-template answer ends where the model starts the next dialogue turn
 
 
 def pairs(cfg: EvalConfig) -> list[tuple[str, str]]:
@@ -69,9 +60,8 @@ def _turns(cfg: EvalConfig) -> tuple[int, ...]:
     return (1, 2) if cfg.mtbench.protocol == "fastchat" else (1,)
 
 
-def _judged_turns(cfg: EvalConfig, judge: str) -> tuple[int, ...]:
-    # The principle-aware and checker judges see the constitution of a single question: first turn only.
-    return (1,) if judge in CONSTITUTION_JUDGES else _turns(cfg)
+def _judged_turns(cfg: EvalConfig, judge: Judge) -> tuple[int, ...]:
+    return (1,) if judge.turns == "first" else _turns(cfg)
 
 
 def _constitution(cfg: EvalConfig, library, q: Question) -> list:
@@ -81,14 +71,16 @@ def _constitution(cfg: EvalConfig, library, q: Question) -> list:
 
 
 def verdict_mode(cfg: EvalConfig) -> str:
-    """``probability`` or ``text``: ``mtbench.verdict``, with ``auto`` resolved by the judge's kind."""
-    mode, kind = cfg.mtbench.verdict, cfg.judge.kind
+    """``probability`` or ``text``: ``mtbench.verdict``, with ``auto`` resolved by the judge's backend kind
+    (``BackendKind.verdict_probabilities``)."""
+    mode, kind = cfg.mtbench.verdict, BACKENDS[cfg.judge.kind]
     if mode == "auto":
-        return "probability" if kind == "transformers" else "text"
-    if mode == "probability" and kind == "vllm":
+        return "probability" if kind.verdict_probabilities == "default" else "text"
+    if mode == "probability" and kind.verdict_probabilities == "no":
+        able = [k.name for k in BACKENDS.values() if k.verdict_probabilities != "no"]
         raise ValueError(
-            "verdict probabilities come from a transformers judge or an OpenAI-compatible endpoint with "
-            "log-probs; serve a vLLM judge (vllm serve MODEL) and use judge.kind: openai, or set mtbench.verdict: text"
+            f"verdict probabilities come from a judge of kind {able}, not {kind.name!r} (a vLLM judge: serve it "
+            "with vllm serve MODEL and use judge.kind: openai), or set mtbench.verdict: text"
         )
     return mode
 
@@ -99,11 +91,8 @@ def _pair_file(root: Path, judge: str, x: str, y: str) -> Path:
 
 
 def _answer_prompt(cfg: EvalConfig, q: Question, turn: int, constitution: str | None, earlier: list[str]):
-    m = cfg.mtbench
-    if m.protocol == "paper":
-        if m.template == PAPER_TEMPLATE:
-            return build_prompt(PAPER_TEMPLATE, constitution, q.turns[0])
-        return [{"role": "system", "content": constitution}, {"role": "user", "content": q.turns[0]}]
+    if cfg.mtbench.protocol == "paper":
+        return answer_prompt(cfg.mtbench.template, constitution, q.turns[0])
     messages = []
     for k in range(turn - 1):
         messages += [{"role": "user", "content": q.turns[k]}, {"role": "assistant", "content": earlier[k]}]
@@ -113,8 +102,7 @@ def _answer_prompt(cfg: EvalConfig, q: Question, turn: int, constitution: str | 
 def _params(cfg: EvalConfig, category: str) -> SamplingParams:
     m = cfg.mtbench
     if m.protocol == "paper":
-        stop = PAPER_STOP if m.template == PAPER_TEMPLATE else ()
-        return SamplingParams(max_new_tokens=m.max_new_tokens, stop=stop, seed=cfg.seed)
+        return SamplingParams(max_new_tokens=m.max_new_tokens, stop=answer_stop(m.template), seed=cfg.seed)
     return SamplingParams(
         max_new_tokens=m.max_new_tokens, temperature=FASTCHAT_TEMPERATURES.get(category, 0.0), seed=cfg.seed
     )
@@ -160,79 +148,77 @@ def _load_answers(root: Path, name: str) -> dict[tuple, dict]:
     return {(r["question_id"], r["turn"]): r for r in read_jsonl(root / "answers" / f"{name}.jsonl")}
 
 
+def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers: dict, root: Path, library,
+              judge_prompts):  # fmt: skip
+    """``(store, record so far, JudgeItem)`` of every request of ``judge`` not yet stored: per pair and both
+    orders for a pairwise judge, per checkpoint for a grading one; per question and judged turn.
+    ``judge_prompts``: FastChat's judge prompts by name, read when a judge first asks for them."""
+
+    def up_to(name: str | None, q: Question, turn: int) -> list[str] | None:
+        return None if name is None else [answers[name][(q.question_id, t)]["answer"] for t in range(1, turn + 1)]
+
+    units = pairs(cfg) if judge.pairwise else [(n, None) for n, _ in cfg.checkpoints()]
+    for x, y in units:
+        if judge.pairwise:
+            store = JsonlStore(_pair_file(root, judge.name, x, y), ("question_id", "turn", "first"))
+            orders = [(x, y), (y, x)]
+        else:
+            store = JsonlStore(root / "judgments" / judge.name / f"{x}.jsonl", ("question_id", "turn"))
+            orders = [(x, None)]
+        for q in questions:
+            question = q if judge.reference else dataclasses.replace(q, reference=None)
+            for turn in _judged_turns(cfg, judge)[: len(q.turns)]:
+                for first, second in orders:
+                    if store.done(q.question_id, turn, *([first] if judge.pairwise else [])):
+                        continue
+                    record = {"question_id": q.question_id, "category": q.category, "turn": turn}
+                    if judge.pairwise:
+                        record.update(first=first, second=second)
+                    else:
+                        record["model"] = first
+                    item = JudgeItem(question, turn, up_to(first, q, turn), up_to(second, q, turn), cfg.mtbench.side,
+                                     functools.partial(_constitution, cfg, library, q), judge_prompts)  # fmt: skip
+                    yield store, record, item
+
+
 def judge_all(cfg: EvalConfig, questions: list[Question], root: Path, library) -> None:
-    """Build every missing judge request (all judges, pairs, orders, turns) and judge them: checker verdicts
+    """Build every missing judge request (all judges, pairs, orders, turns) and judge them: model-free verdicts
     at once, model verdicts in one batched run per kind (generated text, verdict probabilities)."""
-    m = cfg.mtbench
     mode = verdict_mode(cfg)
-    prompts_by_name = load_judge_prompts(m.judge_prompts) if set(m.judges) & {"principle-free", "single"} else {}
     names = [n for n, _ in cfg.checkpoints()]
     answers = {n: _load_answers(root, n) for n in names}
-    generated: list[tuple[JsonlStore, dict, list]] = []  # (store, record so far, judge messages): text, ratings
-    read_probs: list[tuple[JsonlStore, dict, list]] = []  # pairwise verdicts read from the letters' probabilities
-    for judge in m.judges:
-        if judge in PAIRWISE:
-            for x, y in pairs(cfg):
-                store = JsonlStore(_pair_file(root, judge, x, y), ("question_id", "turn", "first"))
-                for q in questions:
-                    for turn in _judged_turns(cfg, judge)[: len(q.turns)]:
-                        for first, second in ((x, y), (y, x)):
-                            if store.done(q.question_id, turn, first):
-                                continue
-                            a = [answers[first][(q.question_id, t)]["answer"] for t in range(1, turn + 1)]
-                            b = [answers[second][(q.question_id, t)]["answer"] for t in range(1, turn + 1)]
-                            record = {"question_id": q.question_id, "category": q.category, "turn": turn}
-                            record.update(first=first, second=second)
-                            if judge == "checker":
-                                verdict = checker_verdict(_constitution(cfg, library, q), a[0], b[0])
-                                store.append(dict(record, prompt_name=CHECKER_VERSION, **verdict))
-                                continue
-                            if judge == "principle-aware":
-                                text = constitution_text(_constitution(cfg, library, q), m.side)
-                                messages = principle_aware_prompt(text, q.turns[0], a[0], b[0])
-                                record["prompt_name"] = PRINCIPLE_AWARE_VERSION
-                            else:
-                                record["prompt_name"] = fastchat_prompt_name("pair", q, turn)
-                                messages = fastchat_prompt(prompts_by_name[record["prompt_name"]], q, turn, a, b)
-                            (read_probs if mode == "probability" else generated).append((store, record, messages))
-        else:
-            for n in names:
-                store = JsonlStore(root / "judgments" / "single" / f"{n}.jsonl", ("question_id", "turn"))
-                for q in questions:
-                    for turn in _turns(cfg)[: len(q.turns)]:
-                        if store.done(q.question_id, turn):
-                            continue
-                        a = [answers[n][(q.question_id, t)]["answer"] for t in range(1, turn + 1)]
-                        prompt_name = fastchat_prompt_name("single", q, turn)
-                        messages = fastchat_prompt(prompts_by_name[prompt_name], q, turn, a)
-                        record = {"question_id": q.question_id, "category": q.category, "turn": turn}
-                        record.update(model=n, prompt_name=prompt_name)
-                        generated.append((store, record, messages))
+    judge_prompts = functools.cache(lambda: load_judge_prompts(cfg.mtbench.judge_prompts))
+    generated: list[tuple[Judge, JsonlStore, dict, list]] = []  # (judge, store, record so far, messages)
+    read_probs: list[tuple[Judge, JsonlStore, dict, list]] = []  # pairwise verdicts from the letters' probabilities
+    for judge in (JUDGES[name] for name in cfg.mtbench.judges):
+        for store, record, item in _requests(cfg, judge, questions, answers, root, library, judge_prompts):
+            if not judge.uses_model:
+                store.append(dict(record, **judge.decide(item)))
+                continue
+            record["prompt_name"], messages = judge.prompt(item)
+            by_probability = judge.pairwise and mode == "probability"
+            (read_probs if by_probability else generated).append((judge, store, record, messages))
     if not generated and not read_probs:
         return
-    judge = LazyBackend(cfg.judge)
+    backend = LazyBackend(cfg.judge)
     try:
         if generated:
-            params = SamplingParams(max_new_tokens=m.judge_max_new_tokens, seed=cfg.seed)
-            for i, (c,) in judge.get().generate_iter([r[2] for r in generated], params, desc="judging"):
-                store, record, _ = generated[i]
-                record = dict(record, raw=c.text, finish_reason=c.finish_reason)
-                if "first" in record:
-                    record["verdict"] = parse_pairwise(c.text)
-                else:
-                    record["rating"] = parse_rating(c.text)
-                store.append(record)
+            params = SamplingParams(max_new_tokens=cfg.mtbench.judge_max_new_tokens, seed=cfg.seed)
+            for i, (c,) in backend.get().generate_iter([r[3] for r in generated], params, desc="judging"):
+                judge, store, record, _ = generated[i]
+                field = "verdict" if judge.pairwise else "rating"
+                store.append(dict(record, raw=c.text, finish_reason=c.finish_reason, **{field: judge.parse(c.text)}))
         if read_probs:
-            stream = judge.get().next_token_probs_iter(
-                [r[2] for r in read_probs], VERDICT_PREFIX, VERDICT_LETTERS, desc="judging (verdict probabilities)"
+            stream = backend.get().next_token_probs_iter(
+                [r[3] for r in read_probs], VERDICT_PREFIX, VERDICT_LETTERS, desc="judging (verdict probabilities)"
             )
             for i, result in stream:
-                store, record, _ = read_probs[i]
+                _, store, record, _ = read_probs[i]
                 verdict = None if result.probs is None else hard_verdict(result.probs)
                 probs = None if result.probs is None else list(result.probs)
                 store.append(dict(record, prefix=VERDICT_PREFIX, probs=probs, mass=result.mass, verdict=verdict))
     finally:
-        judge.close()
+        backend.close()
 
 
 def _pair_block(items: list[dict]) -> dict:
@@ -299,7 +285,7 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
     root = Path(cfg.output_dir) / "mtbench"
     names = [n for n, _ in cfg.checkpoints()]
     answers = {n: _load_answers(root, n) for n in names}
-    out: dict = {"answers": {}, "pairwise": {}, "single": {}}
+    out: dict = {"answers": {}, "pairwise": {}}
     for n in names:
         recs = list(answers[n].values())
         out["answers"][n] = {
@@ -309,27 +295,32 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
             "cut_by_length": sum(r["finish_reason"] == "length" for r in recs),
             "degenerate": rate([is_degenerate(r["answer"]) for r in recs]).to_dict(),
         }
-    for judge in cfg.mtbench.judges:
-        if judge in PAIRWISE:
-            out["pairwise"][judge] = {}
+    for judge in (JUDGES[name] for name in cfg.mtbench.judges):
+        if judge.pairwise:
+            out["pairwise"][judge.name] = {}
             for x, y in pairs(cfg):
-                records = [r for r in read_jsonl(_pair_file(root, judge, x, y)) if {r["first"], r["second"]} == {x, y}]
-                out["pairwise"][judge][f"{x} vs {y}"] = pairwise_metrics(records, answers, x, y)
-        else:
-            for n in names:
-                records = read_jsonl(root / "judgments" / "single" / f"{n}.jsonl")
-                ratings = [r["rating"] for r in records if r["rating"] is not None]
-                per_category = {}
-                for category in sorted({r["category"] for r in records}):
-                    vals = [r["rating"] for r in records if r["category"] == category and r["rating"] is not None]
-                    per_category[category] = bootstrap_mean(vals).to_dict()
-                out["single"][n] = {
-                    "score": bootstrap_mean(ratings).to_dict(),
-                    "unparseable": sum(r["rating"] is None for r in records),
-                    "n": len(records),
-                    "per_category": per_category,
-                }
+                records = read_jsonl(_pair_file(root, judge.name, x, y))
+                records = [r for r in records if {r["first"], r["second"]} == {x, y}]
+                out["pairwise"][judge.name][f"{x} vs {y}"] = pairwise_metrics(records, answers, x, y)
+        else:  # a grading judge's numbers sit under its own name, per checkpoint
+            graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
+            out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
     return out
+
+
+def rating_metrics(records: list[dict]) -> dict:
+    """Mean rating overall and per category of one checkpoint's graded items; unparseable ratings counted."""
+    ratings = [r["rating"] for r in records if r["rating"] is not None]
+    per_category = {}
+    for category in sorted({r["category"] for r in records}):
+        vals = [r["rating"] for r in records if r["category"] == category and r["rating"] is not None]
+        per_category[category] = bootstrap_mean(vals).to_dict()
+    return {
+        "score": bootstrap_mean(ratings).to_dict(),
+        "unparseable": sum(r["rating"] is None for r in records),
+        "n": len(records),
+        "per_category": per_category,
+    }
 
 
 def print_mtbench(metrics: dict) -> None:
@@ -357,8 +348,11 @@ def print_mtbench(metrics: dict) -> None:
                     f"    {category:<11} {c['win']}/{c['tie']}/{c['loss']}/{c['unparseable']}  hard "
                     f"{fmt(c['win_rate_adjusted'])}  soft {fmt(c['soft_win_rate'])}"
                 )
-    for n, s in metrics["single"].items():
-        print(f"[single] {n}: mean rating {fmt(s['score'], False)}, unparseable {s['unparseable']} of {s['n']}")
+    for judge, by_model in metrics.items():
+        if judge in ("answers", "pairwise"):
+            continue
+        for n, s in by_model.items():
+            print(f"[{judge}] {n}: mean rating {fmt(s['score'], False)}, unparseable {s['unparseable']} of {s['n']}")
 
 
 def run_mtbench(cfg: EvalConfig) -> dict:
@@ -382,9 +376,10 @@ def run_mtbench(cfg: EvalConfig) -> dict:
         "backend": {"kind": cfg.backend.kind, "dtype": cfg.backend.dtype},
         "seed": cfg.seed,
     }
-    if "checker" in m.judges:  # fail before answering when the checker judge has nothing to check
-        for q in questions:
-            checked_principles(_constitution(cfg, library, q))
+    for judge in (JUDGES[name] for name in m.judges):  # fail before answering when a judge could not judge
+        if judge.check_principles is not None:
+            for q in questions:
+                judge.check_principles(_constitution(cfg, library, q))
     # folders written before these settings existed: each category's principles, text verdicts
     check_settings(root, settings, added={"principles": None, "verdict": "text"})
     for name, model in cfg.checkpoints():

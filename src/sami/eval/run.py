@@ -1,31 +1,120 @@
-"""One entry point per suite: ``run`` generates/judges what is missing and computes the metrics from the
-stored files; ``compute`` only computes them (nothing is generated or judged); ``show`` prints them."""
+"""Evaluation suites as data: one ``Suite`` entry per suite in ``SUITES`` (``register_suite``).
+
+An entry names what the suite does: ``run`` generates/judges what is missing and computes the metrics from
+the stored files; ``recompute`` only computes them (nothing is generated or judged); ``show`` prints them;
+``section`` is its config dataclass; ``options`` are its ``sami eval SUITE`` command-line options, each
+naming the config key it sets. ``run``, ``compute`` and ``show`` below dispatch through the entry.
+
+The four built-in suites keep their settings in ``EvalConfig``'s own sections (``mtbench:``, ``gsm8k:``, ...);
+a suite a plugin adds keeps them under ``sections.<suite>:``, read with ``settings(cfg, suite)``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sami.config import save_yaml
+from sami.config import from_dict, save_yaml
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
-from sami.eval.config import SUITES, EvalConfig
+from sami.eval.config import (
+    PROTOCOLS,
+    AdherenceConfig,
+    EvalConfig,
+    GSM8KConfig,
+    MIConfig,
+    MTBenchConfig,
+)
 from sami.eval.gsm8k import gsm8k_metrics, print_gsm8k, run_gsm8k
+from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
+from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.eval.mi import mi_metrics, print_mi, run_mi
 from sami.eval.mtbench import mtbench_metrics, print_mtbench, run_mtbench
 from sami.locks import hold
 
-_RUN = {"mtbench": run_mtbench, "gsm8k": run_gsm8k, "mi": run_mi, "adherence": run_adherence}
-_COMPUTE = {"mtbench": mtbench_metrics, "gsm8k": gsm8k_metrics, "mi": mi_metrics, "adherence": adherence_metrics}
-_SHOW = {"mtbench": print_mtbench, "gsm8k": print_gsm8k, "mi": print_mi, "adherence": print_adherence}
+
+@dataclass(frozen=True)
+class Option:
+    """One option of ``sami eval SUITE``: ``flag`` (``--source``), the dotted config ``key`` its value sets,
+    argparse's ``type`` and ``choices`` (callables, like ``help`` may be, so that what plugins register
+    later is listed), and ``apply`` when one key is not enough (value -> ``[(key, value), ...]``)."""
+
+    flag: str
+    key: str | None
+    help: str | Callable[[], str]
+    type: Callable[[str], Any] = str
+    choices: Callable[[], tuple] | None = None
+    apply: Callable[[Any], list[tuple[str, Any]]] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def help_text(self) -> str:
+        return self.help() if callable(self.help) else self.help
+
+    def settings(self, value: Any) -> list[tuple[str, Any]]:
+        return self.apply(value) if self.apply else [(self.key, value)]
 
 
-def _check(suite: str) -> None:
+@dataclass(frozen=True)
+class Suite:
+    """One evaluation suite (see the module docstring)."""
+
+    name: str
+    run: Callable[[EvalConfig], dict]
+    recompute: Callable[[EvalConfig], dict]
+    show: Callable[[dict], None]
+    section: type
+    help: str
+    options: tuple[Option, ...] = ()
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def register_suite(suite: Suite) -> Suite:
+    """Make ``suite`` available to ``sami eval`` and ``run``/``compute``/``show``."""
+    if suite.name in SUITES:
+        raise ValueError(f"evaluation suite {suite.name!r} is already registered")
+    if not dataclasses.is_dataclass(suite.section):
+        raise ValueError(f"evaluation suite {suite.name!r}: section must be a config dataclass")
+    SUITES[suite.name] = suite
+    return suite
+
+
+def _entry(suite: str) -> Suite:
     if suite not in SUITES:
-        raise ValueError(f"unknown evaluation suite {suite!r}; choose one of {SUITES}")
+        raise ValueError(f"unknown evaluation suite {suite!r}; choose one of {tuple(SUITES)}")
+    return SUITES[suite]
+
+
+def _own_section(suite: str) -> bool:
+    return suite in {f.name for f in dataclasses.fields(EvalConfig)}
+
+
+def settings(cfg: EvalConfig, suite: str):
+    """The suite's section of ``cfg``: its own field for a built-in suite, else ``sections.<suite>`` parsed
+    into the entry's dataclass (defaults when absent)."""
+    if _own_section(suite):
+        return getattr(cfg, suite)
+    return from_dict(_entry(suite).section, cfg.sections.get(suite), source=f"sections.{suite}")
+
+
+def _check_sections(cfg: EvalConfig) -> None:
+    for name in cfg.sections:
+        if name not in SUITES or _own_section(name):
+            added = [s for s in SUITES if not _own_section(s)]
+            raise ValueError(f"sections.{name}: not a suite added by a plugin; those are {added}")
+        settings(cfg, name)
 
 
 def run(suite: str, cfg: EvalConfig) -> dict:
     """Generate and judge whatever is missing, then compute metrics from the stored files."""
-    _check(suite)
+    entry = _entry(suite)
+    _check_sections(cfg)
     cfg.checkpoints()  # names checked before anything is loaded
     folder = Path(cfg.output_dir) / suite
     for parent in (folder, *folder.parents):
@@ -33,17 +122,68 @@ def run(suite: str, cfg: EvalConfig) -> dict:
             raise ValueError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
     with hold(folder, folder=True, what=f"this {suite} evaluation"):
         save_yaml(cfg, folder / "config.yaml")
-        return _RUN[suite](cfg)
+        return entry.run(cfg)
 
 
 def compute(suite: str, cfg: EvalConfig) -> dict:
     """Metrics from the stored files only."""
-    _check(suite)
+    entry = _entry(suite)
+    _check_sections(cfg)
     if not (Path(cfg.output_dir) / suite).is_dir():
         raise FileNotFoundError(f"no stored {suite} results under {cfg.output_dir}")
-    return _COMPUTE[suite](cfg)
+    return entry.recompute(cfg)
 
 
 def show(suite: str, metrics: dict) -> None:
-    _check(suite)
-    _SHOW[suite](metrics)
+    _entry(suite).show(metrics)
+
+
+def _limit(suite: str) -> Option:
+    return Option("--limit", f"{suite}.limit", "evaluate only the first N problems, records or queries", int)
+
+
+def _judge_url(url: str) -> list[tuple[str, Any]]:
+    return [("judge.base_url", url), ("judge.kind", "openai")]
+
+
+register_suite(Suite(
+    "mtbench", run_mtbench, mtbench_metrics, print_mtbench, MTBenchConfig,
+    "MT-Bench answers, judged pairwise or graded 1-10 by the judges of mtbench.judges (--judges)",
+    (
+        Option("--protocol", "mtbench.protocol", "answer protocol (default paper)", choices=lambda: PROTOCOLS),
+        Option("--judges", None, lambda: "comma-separated, of: " + "; ".join(
+            f"{j.name} ({j.help})" if j.help else j.name for j in JUDGES.values()),
+               apply=lambda text: [("mtbench.judges", text.split(","))]),
+        Option("--verdict", "mtbench.verdict", "pairwise verdicts from the verdict letters' probabilities or from "
+               "generated text (default auto)", choices=lambda: VERDICT_MODES),
+        Option("--judge", "judge.model", "judge model: alias, hub id, folder, or the endpoint's model name"),
+        Option("--judge-url", None, "OpenAI-compatible endpoint of the judge (sets judge.kind=openai)",
+               apply=_judge_url),
+        Option("--baseline", "mtbench.baseline", "compare every checkpoint with this one (default: every pair)"),
+        Option("--per-category", "mtbench.per_category", "questions per category (default all)", int),
+    ),
+))  # fmt: skip
+register_suite(Suite(
+    "gsm8k", run_gsm8k, gsm8k_metrics, print_gsm8k, GSM8KConfig,
+    "GSM8K accuracy: one greedy and n sampled attempts per problem; pass@k, maj@k",
+    (
+        _limit("gsm8k"),
+        Option("--source", "gsm8k.source",
+               "gsm_symbolic (default), reasoning_gym:NAME, a GSM8K JSONL file or folder, or openai/gsm8k"),
+        Option("--split", "gsm8k.split", "test (default) or train"),
+        Option("--samples", "gsm8k.samples", "sampled attempts per problem besides the greedy one", int),
+        Option("--prompt", "gsm8k.prompt", "prompt version", choices=lambda: tuple(PROMPTS)),
+        Option("--extract", "gsm8k.extract", "answer extraction rule", choices=lambda: EXTRACT_MODES),
+    ),
+))  # fmt: skip
+register_suite(Suite(
+    "mi", run_mi, mi_metrics, print_mi, MIConfig,
+    "the SAMI mutual-information lower bound on held-out records",
+    (_limit("mi"), Option("--data", "mi.data", "held-out records (docs/DATA.md)")),
+))  # fmt: skip
+register_suite(Suite(
+    "adherence", run_adherence, adherence_metrics, print_adherence, AdherenceConfig,
+    "judge-free pass rates of the verifiable principles' checkers, principle vs antithesis",
+    (_limit("adherence"),
+     Option("--queries", "adherence.queries", "mtbench (default) or a JSONL file with a 'query' field per line")),
+))  # fmt: skip

@@ -1,0 +1,62 @@
+"""Pieces shared by the generation backends (``sami.backends``) and next-token reading (``sami.next_token``):
+the prompt type, chat text, left padding, progress bars and bounded concurrency. Nothing here loads a model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Union
+
+import torch
+from tqdm.auto import tqdm
+
+Prompt = Union[str, list]  # raw text, or chat messages [{"role": ..., "content": ...}, ...]
+
+
+def chat_text(tokenizer, messages: list) -> str:
+    """Chat messages as the text the model reads: its chat template with the assistant turn opened."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("chat messages need a tokenizer with a chat template; pass raw text instead")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_text(tokenizer, prompt: Prompt) -> str:
+    """A raw-text prompt as given; chat messages through the chat template."""
+    return chat_text(tokenizer, prompt) if isinstance(prompt, list) else prompt
+
+
+def progress_bar(total: int, desc: str | None, enabled: bool = True):
+    return tqdm(
+        total=total, desc=desc or "generating", unit="prompt", dynamic_ncols=True, disable=not enabled or total == 0
+    )
+
+
+def left_pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (B, longest): each row's tokens at the right end, so that the next
+    token of every row is read or generated at the last position."""
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, ids in enumerate(batch):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    return input_ids, attention
+
+
+def concurrent_iter(calls, concurrency: int, desc, progress: bool):
+    """(index, result) of each zero-argument call as it finishes, at most ``concurrency`` at a time, with a
+    progress bar; an error, or the consumer stopping early, cancels the calls not yet started."""
+    bar = progress_bar(len(calls), desc, progress)
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            futures = {pool.submit(call): i for i, call in enumerate(calls)}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+                    bar.update(1)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        bar.close()
