@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import importlib.resources
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -190,14 +189,13 @@ def _category(src: PoolSource, row: dict, where: str) -> str:
 
 
 def builtin_items(categories: list[str] | None = None) -> list[PoolItem]:
-    text = importlib.resources.files("sami").joinpath("data/pool.jsonl").read_text(encoding="utf-8")
-    items = []
-    for line in text.splitlines():
-        if line.strip():
-            row = json.loads(line)
-            if categories is None or row["category"] in categories:
-                items.append(PoolItem(f"builtin-{row['id']}", row["category"], row["prompt"], "builtin"))
-    return items
+    with importlib.resources.as_file(importlib.resources.files("sami").joinpath("data/pool.jsonl")) as path:
+        rows = [row for _, row in json_lines(path, what="built-in pool")]
+    return [
+        PoolItem(f"builtin-{row['id']}", row["category"], row["prompt"], "builtin")
+        for row in rows
+        if categories is None or row["category"] in categories
+    ]
 
 
 def _reasoning_gym_items(src: PoolSource, seed: int) -> list[PoolItem]:
