@@ -105,9 +105,18 @@ def build_summary(cfg, parts: dict) -> dict:
     return summary
 
 
+LABELS = {"simpo": "SimPO"}  # how a method is named in headings; others in capitals
+
+
+def label(method: str) -> str:
+    return LABELS.get(method, method.upper())
+
+
 def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     m = s["eval"]["mtbench"]
-    lines += ["## Experiment 1: SAMI vs DPO vs SFT on MT-Bench", ""]
+    methods = list(s["training"]["methods"])
+    shown = ["sami"] + [x for x in methods if x not in ("sami", "sft")] + ["sft"]  # the anchors first and last
+    lines += [f"## Experiment 1: {' vs '.join(label(x) for x in shown if x in methods)} on MT-Bench", ""]
     for name, a in m["answers"].items():
         lines.append(
             f"- {name}: {a['count']} answers, mean {num(a['mean_words'], 1)} words, "
