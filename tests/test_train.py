@@ -408,3 +408,22 @@ def test_anchor_options_are_validated(key):
     with pytest.raises(ValueError, match=f"sami.{key} must be a non-negative number"):
         from_dict(TrainConfig, {"sami": {key: -0.1}})
     assert from_dict(TrainConfig, {"sami": {"fluency_margin": None}}).sami.fluency_margin is None
+
+
+def test_metrics_file_reader_skips_only_a_cut_last_line(tmp_path):
+    """The one reader of metrics.jsonl: a line cut by a kill is the last one and is left out (and removed on
+    resume); any other unreadable line is an error naming the file and line."""
+    from sami.runfolder import append_metrics, read_metrics, truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    for step in (1, 2, 3):
+        append_metrics(path, {"step": step, "loss": step / 2})
+    with path.open("a") as f:
+        f.write('{"step": 4, "lo')  # killed while writing step 4
+    assert [r["loss"] for r in read_metrics(path)] == [0.5, 1.0, 1.5]
+    truncate_metrics(path, 2)
+    assert path.read_text() == '{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 1.0}\n'
+    path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a metrics record"):
+        read_metrics(path)
+    assert read_metrics(tmp_path / "missing.jsonl") == []

@@ -266,17 +266,8 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
 
     out = Path(cfg.output_dir)
     accelerator = _accelerator(cfg, out)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    if not resume and _latest_checkpoint(out) is not None:
-        raise FileExistsError(
-            f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
-        )
-    # every process verifies; the main one moves damaged checkpoints aside
-    checkpoint = latest_intact(_complete_checkpoints(out), move_aside=accelerator.is_main_process) if resume else None
-    if resume and checkpoint is None:
-        logger.info("no checkpoint in %s: starting from step 0", out)
-    # before anything loads: a resume with other settings or data would not run what the folder records
-    segments = check_resume(cfg, checkpoint, out / "config.yaml") if checkpoint is not None else []
+    world = accelerator.num_processes
+    checkpoint, segments = _resume_point(cfg, out, resume, accelerator.is_main_process)
     data_hash = data_sha256(cfg)
 
     set_seed(cfg.seed)
@@ -297,15 +288,7 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         weight_decay=cfg.optim.weight_decay,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
-    reference = None
-    if cfg.sami.ref_weight > 0:
-        if cfg.model.finetune == "lora":
-            reference = lora_reference(model, accelerator.unwrap_model(model), cfg, pad_id)
-        else:  # before a checkpoint is loaded: the model is still the starting model
-            read = queries_read(cfg, len(queries), steps, rank, world)
-            with accelerator.autocast():
-                reference = precomputed_reference(model, cfg, [queries[i] for i in read], pad_id)
-            logger.info("reference: diagonal log-probs of %d queries under the starting model", len(read))
+    reference = _reference(cfg, accelerator, model, queries, steps, pad_id)
     # Not passed to prepare(): accelerate would step it once per process, and the schedule would then
     # depend on the process count. We step it once per optimiser step ourselves.
     scheduler = get_scheduler(
@@ -334,6 +317,35 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         )
     return _Run(cfg, out, accelerator, model, tokenizer, optimizer, scheduler, records, queries, reference, steps,
                 start, segments, {"data_sha256": data_hash, "segments": segments})  # fmt: skip
+
+
+def _resume_point(cfg: TrainConfig, out: Path, resume: bool, main: bool) -> tuple[Path | None, list[dict]]:
+    """The checkpoint to continue from and the run's segments so far, checked before anything loads: a
+    resume with other settings or data would not run what the folder records."""
+    if not resume and _latest_checkpoint(out) is not None:
+        raise FileExistsError(
+            f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
+        )
+    # every process verifies; the main one moves damaged checkpoints aside
+    checkpoint = latest_intact(_complete_checkpoints(out), move_aside=main) if resume else None
+    if resume and checkpoint is None:
+        logger.info("no checkpoint in %s: starting from step 0", out)
+    segments = check_resume(cfg, checkpoint, out / "config.yaml") if checkpoint is not None else []
+    return checkpoint, segments
+
+
+def _reference(cfg: TrainConfig, accelerator, model, queries: list[QueryTokens], steps: int, pad_id: int):
+    """The anchor's reference (``sami.ref_weight``), None without one; called before a checkpoint loads, while
+    the model is still the starting model."""
+    if cfg.sami.ref_weight <= 0:
+        return None
+    if cfg.model.finetune == "lora":
+        return lora_reference(model, accelerator.unwrap_model(model), cfg, pad_id)
+    read = queries_read(cfg, len(queries), steps, accelerator.process_index, accelerator.num_processes)
+    with accelerator.autocast():
+        reference = precomputed_reference(model, cfg, [queries[i] for i in read], pad_id)
+    logger.info("reference: diagonal log-probs of %d queries under the starting model", len(read))
+    return reference
 
 
 def _optimizer_step(run: _Run, step: int) -> dict:

@@ -130,7 +130,7 @@ def _check_pairs_section(name: str, section) -> None:
 @dataclass
 class KtoConfig:
     """KTO (TRL's KTOTrainer) on unpaired examples from each record: the positive response desirable, the
-    response under every other constitution undesirable (docs/DATA.md). The reference is handled as DPO's.
+    response under every other constitution undesirable (``sami.pairs``). The reference is handled as DPO's.
 
     KTO estimates its KL term from the other examples of a device batch, so ``queries_per_device`` (examples
     per device here) must be at least 2; TRL then reads examples in order, so they are shuffled once, seeded.
