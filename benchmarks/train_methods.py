@@ -138,9 +138,9 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {row['finetune']} | {row['method']} | failed ({r['error']}) |  |  |  |  |  |")
             continue
         sami = next((x["result"] for x in rows if x["finetune"] == row["finetune"] and x["method"] == "sami"), {}).get(
-            "step_s"
+            "step_s_mean"
         )
-        ratio = f"{r['step_s'] / sami:.2f}x" if sami and r["step_s"] else ""
+        ratio = f"{r['step_s_mean'] / sami:.2f}x" if sami and r["step_s_mean"] else ""
         lines.append(
             f"| {row['finetune']} | {row['method']} | {_fmt(r['step_s'], 4)} | {_fmt(r['step_s_mean'], 4)} | "
             f"{_fmt(r['step_s_min'])}-{_fmt(r['step_s_max'])} | {_fmt(r['setup_s'])} | {r['peak_gib']:.2f} | {ratio} |"
