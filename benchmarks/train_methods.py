@@ -1,4 +1,5 @@
-"""Per-step time and peak memory of SFT, DPO and SAMI, trained by ``sami train`` on the same data and model.
+"""Per-step time and peak memory of SFT, DPO, KTO, ORPO, SimPO and SAMI, trained by ``sami train`` on the
+same data and model.
 
 Each (method, fine-tuning) cell runs ``sami.train.train`` in a fresh Python process, so memory peaks do not
 leak between cells; a cell whose process dies (out of memory, ``--timeout``) is reported as failed and the
@@ -20,7 +21,12 @@ a GPU.
 What one step processes differs by method, by design: with C constitutions a SAMI query is C prompts and C*C
 scored responses (the shared layout packs them into C rows); an SFT example is one prompt and one response;
 a DPO pair is one prompt with two responses, plus the reference's forward pass when the reference is the
-network with LoRA adapters disabled (with full fine-tuning it is precomputed).
+network with LoRA adapters disabled (with full fine-tuning it is precomputed); ORPO and SimPO take the same
+pairs without a reference; a KTO example is one prompt and one response, plus a second sequence (the prompt
+with another example's response) for its KL estimate, both scored by the reference as DPO's are.
+
+The header gives a float32 2048^3 matmul rate measured just before the cells, so that runs on different or
+shared machines can be compared.
 
 Run from the repository root::
 
@@ -45,7 +51,7 @@ from cells import run_cell
 RESULT_MARK = "TRAIN_METHODS_RESULT "
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024**3
-METHODS = ("sft", "dpo", "sami")
+METHODS = ("sft", "dpo", "kto", "orpo", "simpo", "sami")
 
 
 def worker(spec: dict) -> dict:
@@ -118,9 +124,9 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {row['finetune']} | {row['method']} | failed ({r['error']}) |  |  |  |  |  |")
             continue
         sami = next((x["result"] for x in rows if x["finetune"] == row["finetune"] and x["method"] == "sami"), {}).get(
-            "step_s"
+            "step_s_mean"
         )
-        ratio = f"{r['step_s'] / sami:.2f}x" if sami and r["step_s"] else ""
+        ratio = f"{r['step_s_mean'] / sami:.2f}x" if sami and r["step_s_mean"] else ""
         lines.append(
             f"| {row['finetune']} | {row['method']} | {_fmt(r['step_s'], 4)} | {_fmt(r['step_s_mean'], 4)} | "
             f"{_fmt(r['step_s_min'])}-{_fmt(r['step_s_max'])} | {_fmt(r['setup_s'])} | {r['peak_gib']:.2f} | {ratio} |"
@@ -131,14 +137,14 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from sft,dpo,sami")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ",".join(METHODS))
     p.add_argument("--finetune", default="lora,full", help="comma-separated, from lora,full")
     p.add_argument("--model", default="smollm2-135m", help="alias, hub id or folder (default: the embedded model)")
     p.add_argument("--data", default=str(ROOT / "examples" / "example.jsonl"))
     p.add_argument("--steps", type=int, default=9, help="optimiser steps per cell; the first is the warm-up")
     p.add_argument("--max-prompt-tokens", type=int, default=128)
     p.add_argument("--max-response-tokens", type=int, default=128)
-    p.add_argument("--queries-per-device", type=int, default=2)
+    p.add_argument("--queries-per-device", type=int, default=2, help="KTO needs at least 2")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per cell")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
@@ -147,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.steps < 2:
         p.error("--steps must be at least 2 (the first step is the warm-up)")
+    from judge_verdicts import MATMUL_N, matmul_gflops  # the same measurement as the judging benchmark
+
+    gflops = matmul_gflops()
+    print(f"matmul {MATMUL_N}^3 float32: {gflops:.0f} GFLOP/s", file=sys.stderr, flush=True)
     rows = []
     for finetune in args.finetune.split(","):
         for method in args.methods.split(","):
@@ -169,11 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         f"model {args.model}, data {args.data}, {args.queries_per_device} queries per step, prompt <= "
         f"{args.max_prompt_tokens} and response <= {args.max_response_tokens} tokens, {args.steps - 1} timed "
         f"steps after one warm-up; device {first.get('device')}, {first.get('threads')} threads; memory: "
-        f"{first.get('memory_kind')}"
+        f"{first.get('memory_kind')}; matmul {MATMUL_N}^3 float32 {gflops:.0f} GFLOP/s before the cells"
     )
     print(table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps({"matmul_gflops": gflops, "rows": rows}, indent=2))
     return 0
 
 

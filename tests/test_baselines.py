@@ -12,9 +12,10 @@ from sami.baselines import build_dataset, make_trainer
 from sami.cli import main as cli_main
 from sami.config import load_yaml
 from sami.data import read_records
+from sami.encoding import encode_records
 from sami.models import load_model, merged_weights
 from sami.objective import sami_loss
-from sami.train import encode_records, train
+from sami.train import train
 from sami.train_config import NOT_USED, compare_configs
 from tests.conftest import EXAMPLE_DATA
 from tests.test_train import make_cfg, metrics, one_query_data
@@ -123,7 +124,7 @@ def test_sft_then_dpo_starts_from_the_merged_sft_adapter(tmp_path, tiny_model_di
         tmp_path, tiny_model_dir, "dpo", method="dpo", data=data, max_steps=1, init_from=str(sft.output_dir), model=lora
     )
     cfg.optim.weight_decay = 0.125  # the one shared setting that differs from the SFT run
-    with caplog.at_level(logging.INFO, logger="sami.train"):
+    with caplog.at_level(logging.INFO, logger="sami.runfolder"):
         dpo = train(cfg)
     # the log names the shared setting that differs, not what differs in every chain (method, each method's
     # own section); the returned differences keep those too
@@ -299,7 +300,7 @@ def test_non_finite_loss_stops_before_the_step_is_checkpointed(tmp_path):
     from transformers import TrainerControl, TrainerState
 
     from sami.baselines import _metrics_callback
-    from sami.train import TrainingDiverged
+    from sami.runfolder import TrainingDiverged
 
     callback = _metrics_callback(tmp_path / "metrics.jsonl")
     state = TrainerState(global_step=3)

@@ -207,10 +207,10 @@ def test_mtbench_fastchat_protocol_answers_both_turns(tmp_path, tiny_model_dir):
 def test_mi_matches_the_training_objective(tmp_path, tiny_model_dir):
     from sami.backends import load_inference_model
     from sami.data import read_records
+    from sami.encoding import encode_records
     from sami.eval.mi import _encoding_config
     from sami.logprobs import batch_logprob_matrices
     from sami.objective import sami_metrics
-    from sami.train import encode_records
 
     cfg = _cfg(tmp_path, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=3))
     metrics = run("mi", cfg)

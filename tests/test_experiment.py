@@ -170,3 +170,49 @@ def test_cli_lists_stages_and_prints_the_report_path(finished, capsys):
     assert "optim.lr: sft=0.001, sami=0.001, dpo=0.0005" in out
     assert main(["experiment", path, "--only", "nope"]) == 2
     assert "unknown stage" in capsys.readouterr().err
+
+
+def test_a_study_of_every_method_judges_each_against_sami_and_sft_and_reports_its_rows(tmp_path, student):
+    """KTO, ORPO and SimPO beside SFT, SAMI and DPO: each trained from SFT on the same data, judged against both
+    anchors (and no pair of two non-anchors), with its training row, MI and adherence rows in the report data."""
+    methods = ["sft", "sami", "dpo", "kto", "orpo", "simpo"]
+    cfg = tiny_config(tmp_path, student, ["math.enabled=false", "mtbench.mtbench.judges=[checker]",
+                                          f"mtbench.methods={json.dumps(methods)}",
+                                          'mtbench.overrides.kto={"queries_per_device": 2}'])  # fmt: skip
+    outcomes = run_experiment(cfg)
+    assert [o.name for o in outcomes][:7] == ["mtbench/data"] + [f"mtbench/{m}" for m in methods]
+    root = Path(cfg.output_dir)
+    summary = json.loads((root / "report" / "summary.json").read_text())
+    block = summary["mtbench"]
+    pairs = block["eval"]["mtbench"]["pairwise"]["checker"]
+    assert list(pairs) == ["sami vs dpo", "sami vs kto", "sami vs orpo", "sami vs simpo", "sami vs sft",
+                           "dpo vs sft", "kto vs sft", "orpo vs sft", "simpo vs sft"]  # fmt: skip
+    assert all(p["overall"]["n"] == 2 for p in pairs.values())  # math and writing, one question each
+    training = block["training"]["methods"]
+    assert list(training) == methods
+    for m in methods:
+        logged = [json.loads(line) for line in (root / "mtbench" / "models" / m / "metrics.jsonl").open()]
+        assert training[m]["steps"] == 1 and training[m]["first_loss"] == logged[0]["loss"]
+        expected_start = None if m == "sft" else str(root / "mtbench" / "models" / "sft" / "model")
+        assert training[m]["init_from"] == expected_start
+    # KTO's first step from the SFT model, which is its reference: each example's loss is 1 - s(0) = 1/2
+    assert training["kto"]["first_loss"] == pytest.approx(0.5, abs=1e-6)
+    for suite in ("mi", "adherence"):
+        assert list(block["eval"][suite]) == ["base", *methods]
+    diffs = block["training"]["config_differences"]
+    assert diffs["queries_per_device"] == {m: 2 if m == "kto" else 1 for m in methods}
+    assert diffs["simpo.gamma"] == {m: 1.0 if m == "simpo" else "(not used)" for m in methods}
+    text = (root / "report" / "report.md").read_text()
+    assert "## Experiment 1: SAMI vs DPO vs KTO vs ORPO vs SimPO vs SFT on MT-Bench" in text
+    for m in methods:
+        assert f"| {m} | " in text  # its training row
+    assert "- `queries_per_device`: sft = 1, sami = 1, dpo = 1, kto = 2, orpo = 1, simpo = 1" in text
+
+
+def test_study_methods_are_checked_when_the_config_loads(tmp_path, student):
+    from sami.config import ConfigError
+
+    for bad, message in [('["sami", "dpo"]', "anchors"), ('["sft", "sami", "ppo"]', "not training methods"),
+                         ('["sft", "sami", "sami"]', "once")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            tiny_config(tmp_path, student, [f"mtbench.methods={bad}"])

@@ -98,7 +98,7 @@ def test_tokens_are_samis(tokenizer, example_records, template):
     rec = example_records[0]
     settings = PromptSettings(template=template, seed=0)
     limits = dict(template=template, max_prompt_tokens=40, max_response_tokens=16)
-    from sami.train import encode_records
+    from sami.encoding import encode_records
     from sami.train_config import TrainConfig
 
     sami_tokens = encode_records(

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 import sami.baselines as baselines_module
-import sami.train as train_module
+import sami.loop as loop_module
 from sami.checkpoints import CheckpointError
 from sami.cli import main as cli_main
 from sami.config import ConfigError, from_dict, load_yaml, parse_override
 from sami.data import DataError, read_records
 from sami.locks import OutputBusy, hold
-from sami.train import SaturationWatch, train
+from sami.runfolder import SaturationWatch
+from sami.train import train
 from sami.train_config import TrainConfig
 from tests.conftest import EXAMPLE_DATA, ROOT
 from tests.test_train import assert_same_weights, make_cfg, metrics
@@ -30,15 +31,15 @@ from tests.test_train import assert_same_weights, make_cfg, metrics
 
 def _interrupt_at(monkeypatch, step: int):
     """SAMI training raises KeyboardInterrupt (as if killed) when it reaches ``step``."""
-    real = train_module._step_metrics
+    real = loop_module._step_metrics
 
     def crash(accelerator, at, *args):
         if at == step:
             raise KeyboardInterrupt
         return real(accelerator, at, *args)
 
-    monkeypatch.setattr(train_module, "_step_metrics", crash)
-    return lambda: monkeypatch.setattr(train_module, "_step_metrics", real)
+    monkeypatch.setattr(loop_module, "_step_metrics", crash)
+    return lambda: monkeypatch.setattr(loop_module, "_step_metrics", real)
 
 
 def test_resume_refuses_changed_settings_and_data_and_records_an_extension(tmp_path, tiny_model_dir, monkeypatch):
@@ -513,13 +514,13 @@ def test_saturated_training_warns_and_the_report_says_so(tmp_path, tiny_model_di
     from sami.findings import findings
     from sami.report import _training
 
-    real = train_module._micro_loss
+    real = loop_module._micro_loss
 
     def constant(*args):  # a loss that no longer depends on the weights: every gradient is exactly 0
         loss, mats, refs = real(*args)
         return loss * 0 + math.log(4), mats, refs
 
-    monkeypatch.setattr(train_module, "_micro_loss", constant)
+    monkeypatch.setattr(loop_module, "_micro_loss", constant)
     cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=4)
     train(cfg)
     assert "the gradient norm has been exactly 0 for 3 steps" in caplog.text

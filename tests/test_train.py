@@ -10,13 +10,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import sami.train as train_module
+import sami.loop as loop_module
 from sami.cli import build_parser, build_train_config
 from sami.cli import main as cli_main
 from sami.config import ConfigError, from_dict, load_yaml
+from sami.encoding import encode_records
 from sami.models import load_model
 from sami.reference import lora_reference, precomputed_reference
-from sami.train import TrainingDiverged, train
+from sami.runfolder import TrainingDiverged, metric_history
+from sami.train import train
 from sami.train_config import TrainConfig
 from tests.conftest import EXAMPLE_DATA, ROOT
 
@@ -109,17 +111,17 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_model_dir, monkeypatch):
     whole = train(make_cfg(tmp_path, tiny_model_dir, "whole", **kw))
 
     cfg = make_cfg(tmp_path, tiny_model_dir, "interrupted", **kw)
-    real = train_module._step_metrics
+    real = loop_module._step_metrics
 
     def crash_at_step_4(accelerator, step, *args):
         if step == 4:
             raise KeyboardInterrupt  # as if the job were killed during step 4
         return real(accelerator, step, *args)
 
-    monkeypatch.setattr(train_module, "_step_metrics", crash_at_step_4)
+    monkeypatch.setattr(loop_module, "_step_metrics", crash_at_step_4)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
-    monkeypatch.setattr(train_module, "_step_metrics", real)
+    monkeypatch.setattr(loop_module, "_step_metrics", real)
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg)
     resumed = train(cfg, resume=True)
@@ -136,7 +138,7 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_model_dir, monkeypatch):
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
     cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=4, save_every=2)
-    real = train_module._micro_loss
+    real = loop_module._micro_loss
     calls = {"n": 0}
 
     def nan_on_third_step(*args):
@@ -144,7 +146,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, tiny_model_dir, monk
         loss, mats, refs = real(*args)
         return (loss * float("nan") if calls["n"] == 3 else loss), mats, refs
 
-    monkeypatch.setattr(train_module, "_micro_loss", nan_on_third_step)
+    monkeypatch.setattr(loop_module, "_micro_loss", nan_on_third_step)
     with pytest.raises(TrainingDiverged, match="step 3"):
         train(cfg)
     out = Path(cfg.output_dir)
@@ -152,7 +154,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, tiny_model_dir, monk
     assert not (out / "model").exists()
     assert [m["step"] for m in metrics(out)] == [1, 2]
     # The good checkpoint still loads: resuming (without the NaN) finishes the run.
-    monkeypatch.setattr(train_module, "_micro_loss", real)
+    monkeypatch.setattr(loop_module, "_micro_loss", real)
     result = train(cfg, resume=True)
     assert [m["step"] for m in result.metrics] == [3, 4]
     assert all(math.isfinite(m["loss"]) for m in result.metrics)
@@ -250,7 +252,7 @@ def test_micro_batch_mixing_constitution_counts_averages_per_query(tokenizer, ti
     cfg = TrainConfig()
     two = [encode_query(tokenizer, [f"p{i} {k}" for i in range(2)], [f" r{i} {k}" for i in range(2)]) for k in range(2)]
     three = encode_query(tokenizer, [f"q{i}" for i in range(3)], [f" s{i}" for i in range(3)])
-    loss, mats, refs = train_module._micro_loss(tiny_model, cfg, [two[0], three, two[1]], tokenizer.pad_token_id)
+    loss, mats, refs = loop_module._micro_loss(tiny_model, cfg, [two[0], three, two[1]], tokenizer.pad_token_id)
     pad = tokenizer.pad_token_id
     expected = (
         2 * sami_loss(batch_logprob_matrices(tiny_model, two, pad_token_id=pad))
@@ -259,13 +261,13 @@ def test_micro_batch_mixing_constitution_counts_averages_per_query(tokenizer, ti
     assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
     assert sorted(m.shape for m in mats) == [(1, 3, 3), (2, 2, 2)] and refs == [None, None]
     with pytest.raises(ValueError, match="constitution_weights has 2 entries; records have C = 3"):
-        train_module._micro_loss(
+        loop_module._micro_loss(
             tiny_model, from_dict(TrainConfig, {"sami": {"constitution_weights": [1, 2]}}), [three], pad
         )
 
 
 def test_non_finite_gradient_stops_training(tmp_path, tiny_model_dir, monkeypatch):
-    real_load = train_module.load_model
+    real_load = loop_module.load_model
     calls = {"n": 0}
 
     def load_with_poisoned_gradient(*args, **kwargs):
@@ -278,7 +280,7 @@ def test_non_finite_gradient_stops_training(tmp_path, tiny_model_dir, monkeypatc
         model.get_input_embeddings().weight.register_hook(poison)
         return model, tokenizer
 
-    monkeypatch.setattr(train_module, "load_model", load_with_poisoned_gradient)
+    monkeypatch.setattr(loop_module, "load_model", load_with_poisoned_gradient)
     cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=3, save_every=1, optim={"max_grad_norm": 0.0})
     with pytest.raises(TrainingDiverged, match="gradient norm at step 2"):
         train(cfg)
@@ -348,7 +350,7 @@ def test_full_finetuning_reference_is_the_starting_model_even_on_resume(tmp_path
     kw = dict(max_steps=3, optim={"scheduler": "constant"}, sami={"ref_weight": 1.0})
     cfg = make_cfg(tmp_path, tiny_model_dir, "whole", **kw)
     model, _ = load_model(cfg.model)
-    queries = train_module.encode_records(read_records(cfg.data), tokenizer, cfg)
+    queries = encode_records(read_records(cfg.data), tokenizer, cfg)
     reference = precomputed_reference(model, cfg, queries, tokenizer.pad_token_id)
     for q in queries[:3]:
         with torch.no_grad():
@@ -371,15 +373,15 @@ def test_queries_read_are_those_of_every_micro_batch():
     cfg = from_dict(TrainConfig, {"queries_per_device": 2, "gradient_accumulation": 3})
     for rank in range(2):
         expected = {
-            i for step in range(4) for micro in range(3) for i in train_module.micro_batch(cfg, 7, step, micro, rank, 2)
+            i for step in range(4) for micro in range(3) for i in loop_module.micro_batch(cfg, 7, step, micro, rank, 2)
         }
-        assert train_module.queries_read(cfg, 7, 4, rank, 2) == sorted(expected)
-    assert train_module.queries_read(cfg, 50, 1, 0, 1) != list(range(50))  # one step reads only 6 of 50
+        assert loop_module.queries_read(cfg, 7, 4, rank, 2) == sorted(expected)
+    assert loop_module.queries_read(cfg, 50, 1, 0, 1) != list(range(50))  # one step reads only 6 of 50
 
 
 def test_fluency_watch_compares_windows_and_warns_once(caplog):
-    watch = train_module.FluencyWatch(0.5, window=2)
-    with caplog.at_level("WARNING", logger="sami.train"):
+    watch = loop_module.FluencyWatch(0.5, window=2)
+    with caplog.at_level("WARNING", logger="sami.loop"):
         assert not watch.update(1, -1.0)
         assert not watch.update(2, -1.2)  # first window: mean -1.1
         assert not watch.update(3, -2.5)  # one noisy step does not warn: fewer than two windows yet
@@ -388,17 +390,17 @@ def test_fluency_watch_compares_windows_and_warns_once(caplog):
         assert watch.update(6, -1.8)  # -1.65: 0.55 below -1.1
         assert not watch.update(7, -9.0)  # once only
     assert len(caplog.records) == 1 and "step 6: diag_logprob over the last 2 steps is -1.650" in caplog.text
-    assert not train_module.FluencyWatch(0.0, window=1).update(1, -1.0)
-    assert not train_module.FluencyWatch(None, [-1.0], window=1).update(2, -9.0)
-    resumed = train_module.FluencyWatch(0.5, [-1.0, -1.2, -1.4], window=2)  # read back from metrics.jsonl
+    assert not loop_module.FluencyWatch(0.0, window=1).update(1, -1.0)
+    assert not loop_module.FluencyWatch(None, [-1.0], window=1).update(2, -9.0)
+    resumed = loop_module.FluencyWatch(0.5, [-1.0, -1.2, -1.4], window=2)  # read back from metrics.jsonl
     assert resumed.update(4, -1.9)  # last two -1.4, -1.9: mean -1.65
 
 
 def test_logged_history_is_read_back_in_step_order(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 2, "diag_logprob": -2.0}\n{"step": 1, "diag_logprob": -1.0}\n{"step": 3}\n')
-    assert train_module._logged(path, "diag_logprob") == [-1.0, -2.0]
-    assert train_module._logged(tmp_path / "missing.jsonl", "diag_logprob") == []
+    assert metric_history(path, "diag_logprob") == [-1.0, -2.0]
+    assert metric_history(tmp_path / "missing.jsonl", "diag_logprob") == []
 
 
 @pytest.mark.parametrize("key", ["nll_weight", "ref_weight", "fluency_margin"])
@@ -406,3 +408,22 @@ def test_anchor_options_are_validated(key):
     with pytest.raises(ValueError, match=f"sami.{key} must be a non-negative number"):
         from_dict(TrainConfig, {"sami": {key: -0.1}})
     assert from_dict(TrainConfig, {"sami": {"fluency_margin": None}}).sami.fluency_margin is None
+
+
+def test_metrics_file_reader_skips_only_a_cut_last_line(tmp_path):
+    """The one reader of metrics.jsonl: a line cut by a kill is the last one and is left out (and removed on
+    resume); any other unreadable line is an error naming the file and line."""
+    from sami.runfolder import append_metrics, read_metrics, truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    for step in (1, 2, 3):
+        append_metrics(path, {"step": step, "loss": step / 2})
+    with path.open("a") as f:
+        f.write('{"step": 4, "lo')  # killed while writing step 4
+    assert [r["loss"] for r in read_metrics(path)] == [0.5, 1.0, 1.5]
+    truncate_metrics(path, 2)
+    assert path.read_text() == '{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 1.0}\n'
+    path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a metrics record"):
+        read_metrics(path)
+    assert read_metrics(tmp_path / "missing.jsonl") == []

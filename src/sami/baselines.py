@@ -1,9 +1,10 @@
-"""``sami train --method sft|dpo``: the baselines, trained by TRL's SFTTrainer and DPOTrainer.
+"""``sami train --method sft|dpo|kto|orpo|simpo``: the methods TRL trains, run the same way.
 
-Nothing of SFT or DPO is re-implemented here. This module turns our ``TrainConfig`` into TRL's config (so the
-shared settings cannot drift from SAMI's: ``trl_args``), feeds TRL examples already tokenised exactly as SAMI
-tokenises (``sami.pairs``), and writes the same output folder as SAMI: ``config.yaml``, ``metrics.jsonl``,
-``checkpoints/`` and ``model/`` with ``provenance.json`` and ``sami_config.yaml``.
+Nothing of these methods is re-implemented here. This module turns our ``TrainConfig`` into TRL's config (so
+the shared settings cannot drift from SAMI's: ``trl_args``), feeds TRL the rows of the method's recipe
+(``sami.trl_methods``: examples tokenised exactly as SAMI tokenises, ``sami.pairs``), and writes the same
+output folder as SAMI: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/`` and ``model/`` with
+``provenance.json`` and ``sami_config.yaml``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,20 @@ from sami.data import read_records
 from sami.locks import is_main_rank
 from sami.logprobs import count_cuts
 from sami.models import load_model, lora_config
-from sami.pairs import PromptSettings, dpo_pairs, sft_example, tokenize_pair, tokenize_sft
+from sami.runfolder import (
+    METRICS,
+    SaturationWatch,
+    TrainingDiverged,
+    TrainResult,
+    append_metrics,
+    parent_config_differences,
+    provenance,
+    read_metrics,
+    resolve_precision,
+    truncate_metrics,
+)
 from sami.train_config import TrainConfig
+from sami.trl_methods import RECIPES
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +55,14 @@ NEVER = 1_000_000_000
 
 
 def trl_args(cfg: TrainConfig, precision: str):
-    """TRL's ``SFTConfig`` or ``DPOConfig`` with every shared setting taken from ``cfg``.
+    """TRL's config for ``cfg.method`` with every shared setting taken from ``cfg``.
 
     Settings TRL has but our config does not (its own logging cadence, gradient checkpointing by default,
-    sequence truncation, bf16 by default) are set explicitly so that TRL's defaults never decide them.
+    sequence truncation, bf16 by default) are set explicitly so that TRL's defaults never decide them; the
+    method's recipe adds its own section's settings.
     """
-    from trl import DPOConfig, SFTConfig
-
+    recipe = RECIPES[cfg.method]
+    config_class = recipe.config()
     o = cfg.optim
     common = dict(
         output_dir=str(Path(cfg.output_dir) / CHECKPOINTS),
@@ -81,46 +95,21 @@ def trl_args(cfg: TrainConfig, precision: str):
     )
     # load_model already enabled checkpointing as model.gradient_checkpointing says; TRL's default (on) must
     # not override it. transformers >= 5.23 renamed the field and warns about the old name.
-    renamed = "activation_checkpointing" in {f.name for f in dataclasses.fields(SFTConfig)}
+    renamed = "activation_checkpointing" in {f.name for f in dataclasses.fields(config_class)}
     prefix = "activation_checkpointing" if renamed else "gradient_checkpointing"
     common[prefix] = cfg.model.gradient_checkpointing
     common[f"{prefix}_kwargs"] = {"use_reentrant": False}
-    if cfg.method == "sft":
-        return SFTConfig(**common, completion_only_loss=True, packing=False)
-    return DPOConfig(
-        **common,
-        beta=cfg.dpo.beta,
-        loss_type=list(cfg.dpo.loss_type),
-        precompute_ref_log_probs=cfg.dpo.precompute_ref_logps and cfg.model.finetune == "full",
-    )
-
-
-def _prompt_settings(cfg: TrainConfig) -> PromptSettings:
-    section = cfg.sft if cfg.method == "sft" else cfg.dpo
-    return PromptSettings(
-        template=cfg.template,
-        seed=cfg.seed if cfg.shuffle_principles else None,
-        prompt_constitution=section.prompt_constitution,
-    )
+    return config_class(**{**common, **recipe.settings(cfg)})
 
 
 def build_dataset(cfg: TrainConfig, records, tokenizer):
-    """The tokenised ``datasets.Dataset`` TRL trains on: one row per SFT example or DPO pair."""
+    """The tokenised ``datasets.Dataset`` TRL trains on: the rows of ``cfg.method``'s recipe, record by record
+    (shuffled once, seeded, for a trainer that reads them in order)."""
     from datasets import Dataset
 
-    settings = _prompt_settings(cfg)
-    limits = dict(
-        template=cfg.template, max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens
-    )
-    if cfg.method == "sft":
-        rows = [tokenize_sft(sft_example(r, settings, tokenizer), tokenizer, **limits) for r in records]
-    else:
-        rows = [
-            tokenize_pair(pair, tokenizer, **limits)
-            for r in records
-            for pair in dpo_pairs(r, settings, cfg.dpo.rejected, tokenizer)
-        ]
-    return Dataset.from_list(rows)
+    recipe = RECIPES[cfg.method]
+    dataset = Dataset.from_list([row for r in records for row in recipe.rows(r, cfg, tokenizer)])
+    return dataset.shuffle(seed=cfg.seed).flatten_indices() if recipe.shuffle else dataset
 
 
 def _shared_on_disk(dataset, path: Path):
@@ -143,22 +132,6 @@ def _shared_on_disk(dataset, path: Path):
     return load_from_disk(str(path))
 
 
-def _trainer_classes():
-    from trl import DPOTrainer, SFTTrainer
-
-    class TokenizedDPOTrainer(DPOTrainer):
-        """DPOTrainer fed ``prompt_ids``/``chosen_ids``/``rejected_ids`` made by ``sami.pairs``.
-
-        TRL 1.16 always re-tokenises text columns in ``_prepare_dataset`` (prompt + completion as one string,
-        EOS appended as text); its collator takes the id columns directly, so preparation is skipped.
-        """
-
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            return dataset
-
-    return SFTTrainer, TokenizedDPOTrainer
-
-
 def _manifest_callback(cfg: TrainConfig, run_info: dict):
     from transformers import TrainerCallback
 
@@ -179,8 +152,6 @@ def _manifest_callback(cfg: TrainConfig, run_info: dict):
 
 def _metrics_callback(path: Path, fp16: bool = False):
     from transformers import TrainerCallback
-
-    from sami.train import SaturationWatch, TrainingDiverged
 
     class MetricsFile(TrainerCallback):
         """One metrics.jsonl line per logged optimiser step, named as SAMI names them where they coincide.
@@ -211,8 +182,7 @@ def _metrics_callback(path: Path, fp16: bool = False):
             for key, value in logs.items():
                 if key not in ("loss", "learning_rate", "grad_norm"):
                     record[key.replace("/", "_")] = value
-            with path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_metrics(path, record)
 
     return MetricsFile()
 
@@ -253,11 +223,9 @@ def _unfinished_checkpoint_failed(err: BaseException, out: Path) -> None:
 
 
 def make_trainer(cfg: TrainConfig, callbacks=()):
-    """TRL's SFTTrainer or DPOTrainer for ``cfg``, with model, data and settings made as ``sami train`` makes them."""
+    """TRL's trainer for ``cfg.method``, with model, data and settings made as ``sami train`` makes them."""
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import set_seed
-
-    from sami.train import _precision, parent_config_differences
 
     # The HF Trainer builds its own Accelerator; one process may train several methods in turn (a chain), so
     # accelerate's global state is reset as the SAMI loop does. The process group is kept.
@@ -271,29 +239,23 @@ def make_trainer(cfg: TrainConfig, callbacks=()):
     parent_config_differences(cfg)
     kwargs = dict(
         model=model,
-        args=trl_args(cfg, _precision(cfg)),
+        args=trl_args(cfg, resolve_precision(cfg)),
         train_dataset=_shared_on_disk(build_dataset(cfg, records, tokenizer), Path(cfg.output_dir) / DATASET),
         processing_class=tokenizer,
         callbacks=list(callbacks),
         peft_config=lora_config(cfg.model) if cfg.model.finetune == "lora" else None,
     )
-    sft_cls, dpo_cls = _trainer_classes()
-    if cfg.method == "sft":
-        trainer = sft_cls(**kwargs)
-    else:
-        ref_model = None
-        if cfg.model.finetune == "full" and not cfg.dpo.precompute_ref_logps:
-            ref_model, _ = load_model(cfg.model, init_from=cfg.init_from, prepare=False)  # the starting model, frozen
-        trainer = dpo_cls(ref_model=ref_model, **kwargs)
+    recipe = RECIPES[cfg.method]
+    if recipe.frozen_reference(cfg):
+        kwargs["ref_model"], _ = load_model(cfg.model, init_from=cfg.init_from, prepare=False)  # the starting model
+    trainer = recipe.trainer()(**kwargs)
     _quiet_progress(trainer)
     return trainer
 
 
-def train_baseline(cfg: TrainConfig, *, resume: bool = False):
-    """Train SFT or DPO on ``cfg.data`` with TRL; the output folder is laid out as SAMI's."""
+def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Train ``cfg.method`` on ``cfg.data`` with TRL; the output folder is laid out as SAMI's."""
     from accelerate.state import PartialState
-
-    from sami.train import TrainResult, _truncate_metrics, provenance
 
     out = Path(cfg.output_dir)
     if not resume and latest_checkpoint(out) is not None:
@@ -308,11 +270,9 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False):
     segments = check_resume(cfg, checkpoint, out / "config.yaml") if checkpoint is not None else []
     start = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else 0
     segments.append(segment(cfg, start, cfg.max_steps or 0))
-    metrics_path = out / "metrics.jsonl"
-    from sami.train import _precision
-
+    metrics_path = out / METRICS
     callbacks = [
-        _metrics_callback(metrics_path, fp16=_precision(cfg) == "fp16"),
+        _metrics_callback(metrics_path, fp16=resolve_precision(cfg) == "fp16"),
         _manifest_callback(cfg, {"data_sha256": data_sha256(cfg), "segments": segments}),
     ]
     with count_cuts() as cuts:
@@ -323,7 +283,7 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False):
     state = PartialState()
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(metrics_path, start)
+        truncate_metrics(metrics_path, start)
         save_yaml(cfg, out / "config.yaml")
     state.wait_for_everyone()
     try:
@@ -341,6 +301,5 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False):
         record = provenance(cfg, steps, state.num_processes, segments)
         (model_dir / "provenance.json").write_text(json.dumps(record, indent=2))
     state.wait_for_everyone()
-    logged = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.is_file() else []
-    history = [m for m in logged if m["step"] > start]
+    history = [m for m in read_metrics(metrics_path) if m["step"] > start]
     return TrainResult(cfg.method, out, model_dir, steps, history)

@@ -16,9 +16,10 @@ from sami.train_config import TRAIN_METHODS
 def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a student model on a SAMI data file (SAMI, or the SFT and DPO baselines)",
-        description="Train a student on a JSONL data file (docs/DATA.md) with SAMI or, through TRL, with the SFT "
-        "and DPO baselines; all three read the same records, templates and shared settings. Settings come from "
+        help="train a student model on a SAMI data file (SAMI, or SFT, DPO, KTO, ORPO, SimPO through TRL)",
+        description="Train a student on a JSONL data file (docs/DATA.md) with SAMI or, through TRL, with SFT, DPO "
+        "(and its loss variants, dpo.loss_type), KTO, ORPO or SimPO; all read the same records, templates and shared "
+        "settings. Settings come from "
         "--config, then from the options below, then from -o/--set overrides; the resolved config is written to "
         "OUTPUT_DIR/config.yaml.",
     )
@@ -26,7 +27,8 @@ def _train_parser(sub) -> None:
     p.add_argument(
         "--method",
         choices=TRAIN_METHODS,
-        help="training method (default: sami); its section of the config (sami:, sft:, dpo:) holds what only it has",
+        help="training method (default: sami); its section of the config (sami:, sft:, dpo:, kto:, ...) holds what "
+        "only it has",
     )
     p.add_argument("--data", help="training data, one JSON record per query")
     p.add_argument("--model", help="model alias (smollm2-135m), hub id, or local folder")
@@ -252,7 +254,7 @@ def _run_experiment(args: argparse.Namespace) -> None:
         took = f" ({o.seconds / 60:.1f} min)" if o.status != "skipped" else ""
         print(f"{o.name:<24} {o.status}{took}")
     from sami.config import to_dict
-    from sami.train import format_differences
+    from sami.runfolder import format_differences
     from sami.train_config import compare_configs
 
     for study, part in plan_experiment(cfg)[1].items():
@@ -287,7 +289,7 @@ def _run_config(path: str) -> dict:
 
 
 def _compare(paths: list[str]) -> None:
-    from sami.train import format_differences
+    from sami.runfolder import format_differences
     from sami.train_config import compare_configs
 
     diffs = compare_configs({p: _run_config(p) for p in paths})
@@ -358,10 +360,9 @@ def build_train_config(args: argparse.Namespace):
 
 
 def _print_summary(result) -> None:
-    import json
+    from sami.runfolder import METRICS, read_metrics
 
-    path = result.output_dir / "metrics.jsonl"
-    metrics = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    metrics = read_metrics(result.output_dir / METRICS)
     if metrics:
         for m in (metrics[0], metrics[-1]):
             print(f"step {m['step']:>5}: {_step_line(result.method, m)} (on that step's training examples)")
@@ -371,19 +372,10 @@ def _print_summary(result) -> None:
 
 
 def _step_line(method: str, m: dict) -> str:
-    """The headline numbers of one step, per method (metrics.jsonl keys, docs/DATA.md)."""
-    if method == "sami":
-        return (
-            f"SAMI loss {m['loss']:.4f}, MI bound {m['mi_bound']:.4f} nats, "
-            f"row/col accuracy {m['row_accuracy']:.2f}/{m['col_accuracy']:.2f}, "
-            f"diagonal log-prob {m.get('diag_logprob', float('nan')):.3f} per token"
-        )
-    if method == "dpo":
-        return (
-            f"DPO loss {m['loss']:.4f}, reward accuracy {m.get('rewards_accuracies', float('nan')):.2f}, "
-            f"reward margin {m.get('rewards_margins', float('nan')):.4f}"
-        )
-    return f"SFT loss {m['loss']:.4f}, token accuracy {m.get('mean_token_accuracy', float('nan')):.2f}"
+    """The headline numbers of one step, as the method's entry words them (metrics.jsonl keys, docs/DATA.md)."""
+    from sami.methods import method_entry
+
+    return method_entry(method).step_line(m)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -479,7 +471,7 @@ def describe_error(err: BaseException) -> tuple[int, str]:
     from sami.checkpoints import CheckpointError
     from sami.locks import OutputBusy
     from sami.models import EmbeddedModelMissing
-    from sami.train import TrainingDiverged
+    from sami.runfolder import TrainingDiverged
 
     bad_input = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                  EmbeddedModelMissing, OutputBusy, EndpointError)  # fmt: skip

@@ -3,9 +3,11 @@
 Two studies, each optional, reproduce the multi-task SAMI paper's experiments (docs/PAPER_INDEX.md):
 
 - ``mtbench`` (experiment 1): teacher generation over the category pool -> SFT of the student on the positive
-  responses -> SAMI and DPO, both from the SFT checkpoint -> MT-Bench answers and pairwise judging of SAMI vs
-  DPO, SAMI vs SFT and DPO vs SFT (principle-aware and principle-free) -> MI bound on held-out records and
-  judge-free principle adherence for base, SFT, SAMI and DPO.
+  responses -> each other method of ``mtbench.methods`` (SAMI and DPO by default; KTO, ORPO, SimPO on
+  request), all from the SFT checkpoint and on the same data -> MT-Bench answers and pairwise judging of every
+  method against SAMI and against SFT (with the default methods: SAMI vs DPO, SAMI vs SFT and DPO vs SFT;
+  principle-aware and principle-free) -> MI bound on held-out records and judge-free principle adherence for
+  base and every method.
 - ``math`` (experiment 2): generation under the step-by-step and LaTeX principles with the math filters ->
   SFT, SAMI (from the base) and SFT+SAMI -> GSM8K accuracy with one greedy attempt and n sampled attempts for
   base, SFT, SAMI and SFT+SAMI.
@@ -37,21 +39,25 @@ from sami.generate import GenerateConfig
 from sami.locks import hold
 from sami.plugins import load_plugins
 from sami.stages import Stage, StageOutcome, run_stages
-from sami.train_config import TrainConfig, method_view
+from sami.train_config import TRAIN_METHODS, TrainConfig, method_view
 
 logger = logging.getLogger(__name__)
 
-MTBENCH_METHODS = ("sft", "sami", "dpo")
+MTBENCH_METHODS = ("sft", "sami", "dpo")  # the default; the anchors sft and sami are always trained
+MTBENCH_ANCHORS = ("sami", "sft")  # every method is judged against these
 MATH_METHODS = ("sft", "sami", "sft+sami")
 
 
 @dataclass
 class MTBenchStudy:
-    """Experiment 1. ``train`` is shared by SFT, SAMI and DPO (the experiment sets method, data, output and
-    starting point); ``overrides`` changes a setting for one method only, e.g. ``{dpo: {optim.lr: 5e-6}}``;
-    every difference between the methods' resolved configs is printed in the report."""
+    """Experiment 1. ``methods`` are trained on the same data, SFT from the base and every other from the SFT
+    model; they must include the anchors ``sft`` and ``sami``. ``train`` is shared by all of them (the experiment
+    sets method, data, output and starting point); ``overrides`` changes a setting for one method only, e.g.
+    ``{dpo: {optim.lr: 5e-6}}``; every difference between the methods' resolved configs is printed in the
+    report."""
 
     enabled: bool = True
+    methods: list[str] = field(default_factory=lambda: list(MTBENCH_METHODS))
     queries: int = 16  # training queries asked of the teacher (before filtering)
     heldout: int = 8  # further queries, generated the same way, kept out of training for the MI bound
     generate: GenerateConfig = field(default_factory=GenerateConfig)
@@ -64,9 +70,14 @@ class MTBenchStudy:
     def __post_init__(self) -> None:
         if self.queries < 1 or self.heldout < 0:
             raise ValueError("queries must be at least 1 and heldout non-negative")
-        unknown = sorted(set(self.overrides) - set(MTBENCH_METHODS))
+        unknown = [m for m in self.methods if m not in TRAIN_METHODS]
         if unknown:
-            raise ValueError(f"overrides name methods {unknown}; the study trains {MTBENCH_METHODS}")
+            raise ValueError(f"methods: {unknown} are not training methods; known: {TRAIN_METHODS}")
+        if len(set(self.methods)) != len(self.methods) or not set(MTBENCH_ANCHORS) <= set(self.methods):
+            raise ValueError(f"methods must name each method once and include the anchors {MTBENCH_ANCHORS}")
+        unknown = sorted(set(self.overrides) - set(self.methods))
+        if unknown:
+            raise ValueError(f"overrides name methods {unknown}; the study trains {self.methods}")
 
 
 @dataclass
@@ -121,14 +132,14 @@ def _with_overrides(cfg: TrainConfig, overrides: dict[str, Any], where: str) -> 
 
 def train_config(study, root: Path, method: str, base_model: str, seed: int) -> TrainConfig:
     """The resolved config of one trained model of a study: shared settings, the method's overrides, and
-    the chain (SAMI and DPO of experiment 1, and SFT+SAMI, start from the study's SFT model)."""
+    the chain (every method of experiment 1 but SFT, and SFT+SAMI, start from the study's SFT model)."""
     cfg = copy.deepcopy(study.train)
     cfg.method = "sami" if method == "sft+sami" else method
     cfg.data = str(root / "data" / "train.jsonl")
     cfg.output_dir = str(root / "models" / method)
     cfg.seed = seed
     cfg.model.name_or_path = base_model
-    from_sft = method == "sft+sami" or (isinstance(study, MTBenchStudy) and method in ("sami", "dpo"))
+    from_sft = method == "sft+sami" or (isinstance(study, MTBenchStudy) and method != "sft")
     cfg.init_from = str(root / "models" / "sft" / "model") if from_sft else None
     return _with_overrides(cfg, study.overrides.get(method, {}), f"{method} overrides")
 
@@ -196,16 +207,23 @@ def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     base = study.train.model.name_or_path
     gen = generate_config(study, root, cfg.seed)
     stages = [_generate_stage(gen, root, study.heldout)]
-    trains = {m: train_config(study, root, m, base, cfg.seed) for m in MTBENCH_METHODS}
-    stages.append(_train_stage(trains["sft"], "mtbench/sft", ["mtbench/data"]))
-    stages.append(_train_stage(trains["sami"], "mtbench/sami", ["mtbench/data", "mtbench/sft"]))
-    stages.append(_train_stage(trains["dpo"], "mtbench/dpo", ["mtbench/data", "mtbench/sft"]))
-    model = {m: f"{m}={trains[m].output_dir}/model" for m in MTBENCH_METHODS}
-    trained = ["mtbench/sft", "mtbench/sami", "mtbench/dpo"]
-    # pairs in the order SAMI vs DPO, SAMI vs SFT, DPO vs SFT (the paper's figure)
-    ev = eval_config(cfg, root, [model["sami"], model["dpo"], model["sft"]], mtbench=study.mtbench)
+    order = ["sft"] + [m for m in study.methods if m != "sft"]  # SFT first: the others start from it
+    trains = {m: train_config(study, root, m, base, cfg.seed) for m in order}
+    for m in order:
+        stages.append(
+            _train_stage(trains[m], f"mtbench/{m}", ["mtbench/data"] + ([] if m == "sft" else ["mtbench/sft"]))
+        )
+    model = {m: f"{m}={trains[m].output_dir}/model" for m in order}
+    trained = [f"mtbench/{m}" for m in order]
+    # every method against SAMI and against SFT, in the order SAMI vs each, each vs SFT: with the default
+    # methods SAMI vs DPO, SAMI vs SFT, DPO vs SFT (the paper's figure)
+    judged = ["sami"] + [m for m in study.methods if m not in MTBENCH_ANCHORS] + ["sft"]
+    mtbench = copy.deepcopy(study.mtbench)
+    if mtbench.baseline is None:
+        mtbench.anchors = list(MTBENCH_ANCHORS)
+    ev = eval_config(cfg, root, [model[m] for m in judged], mtbench=mtbench)
     stages.append(_eval_stage(ev, "mtbench", "mtbench/eval-mtbench", trained))
-    everyone = [f"base={base}", model["sft"], model["sami"], model["dpo"]]
+    everyone = [f"base={base}"] + [model[m] for m in study.methods]
     evals = {"mtbench": ev}
     if study.mi and study.heldout:
         mi_cfg = MIConfig(data=str(root / "data" / "heldout.jsonl"), template=study.train.template,

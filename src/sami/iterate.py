@@ -25,7 +25,8 @@ from pathlib import Path
 from sami.backends import BackendConfig
 from sami.config import save_yaml
 from sami.generate import GenerateConfig, GenerateResult, generate
-from sami.train import TrainResult, train
+from sami.runfolder import TrainResult
+from sami.train import train
 from sami.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)

@@ -285,7 +285,7 @@ def model_folder(path: str | Path) -> Path:
     raise ValueError(f"{path} holds no model (no config.json or adapter_config.json, and no model/ folder)")
 
 
-def _training_config(folder: Path) -> dict | None:
+def training_config(folder: Path) -> dict | None:
     """The training config saved with a model folder or with the run a TRL checkpoint folder belongs to."""
     import yaml
 
@@ -300,7 +300,7 @@ def _training_config(folder: Path) -> dict | None:
 def _parent(folder: Path) -> tuple[str, str | None] | None:
     """(reference, revision) of the model ``folder`` was trained from: its run's ``init_from``, else that
     run's ``model.name_or_path``, else an adapter's own ``base_model_name_or_path``; None when unknown."""
-    trained = _training_config(folder)
+    trained = training_config(folder)
     if trained is not None:
         if trained.get("init_from"):
             return trained["init_from"], None

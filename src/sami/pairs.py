@@ -1,4 +1,4 @@
-"""What the SFT and DPO baselines train on, made from the same records, templates and tokenisation as SAMI.
+"""What the TRL methods train on, made from the same records, templates and tokenisation as SAMI.
 
 A record's constitution 0 is the positive one (it flips no principle; see docs/DATA.md). From a record:
 
@@ -6,7 +6,9 @@ A record's constitution 0 is the positive one (it flips no principle; see docs/D
   completion = the positive response.
 - DPO takes pairs: the same prompt; chosen = the positive response; rejected = the response written under
   the constitution that flips the most principles (``most_flipped``, one pair per record), or under each
-  other constitution in turn (``each_other``, C - 1 pairs per record).
+  other constitution in turn (``each_other``, C - 1 pairs per record). ORPO and SimPO take the same pairs.
+- KTO takes C unpaired examples after the same prompt: the positive response desirable, the response
+  under each other constitution undesirable.
 
 The text mappings are pure functions of the record and a few settings. Tokenisation then reuses SAMI's own
 (``encode_prompt``, ``encode_responses``): prompt and response are tokenised separately and joined as ids,
@@ -90,6 +92,16 @@ def dpo_pairs(record: Record, settings: PromptSettings, rejected: str = "most_fl
     ]
 
 
+def kto_examples(record: Record, settings: PromptSettings, tokenizer=None) -> list[dict]:
+    """``[{"prompt", "completion", "label"}]``: the positive response desirable (``label`` True), the response
+    under each other constitution (each flips at least one principle) undesirable, all after the same prompt."""
+    prompt = training_prompt(record, settings, tokenizer)
+    return [
+        {"prompt": prompt, "completion": response_text(settings.template, r), "label": k == POSITIVE}
+        for k, r in enumerate(record.responses)
+    ]
+
+
 def tokenize_sft(
     example: dict[str, str], tokenizer, *, template: str, max_prompt_tokens: int | None, max_response_tokens: int | None
 ) -> dict[str, list[int]]:
@@ -112,4 +124,18 @@ def tokenize_pair(
         "prompt_ids": list(encode_prompt(tokenizer, pair["prompt"], max_prompt_tokens)),
         "chosen_ids": list(chosen),
         "rejected_ids": list(rejected),
+    }
+
+
+def tokenize_unpaired(
+    example: dict, tokenizer, *, template: str, max_prompt_tokens: int | None, max_response_tokens: int | None
+) -> dict:
+    """``{"prompt_ids", "completion_ids", "label"}``, the already-tokenised form TRL's KTO collator takes."""
+    (completion,) = encode_responses(
+        tokenizer, [example["completion"]], max_response_tokens, response_end_token(template, tokenizer)
+    )
+    return {
+        "prompt_ids": list(encode_prompt(tokenizer, example["prompt"], max_prompt_tokens)),
+        "completion_ids": list(completion),
+        "label": bool(example["label"]),
     }

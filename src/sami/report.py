@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import platform
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sami import figures
 from sami.config import config_hash, to_dict
 from sami.findings import findings, num, pct
+from sami.runfolder import METRICS, package_versions, read_metrics
+from sami.train_config import NOT_USED, compare_configs
 
 # Numbers as the multi-task paper reports them (docs/PAPER_INDEX.md); shown for comparison only.
 PAPER_MTBENCH = {
@@ -45,23 +46,13 @@ VERDICT_NOTES = {
 }
 
 
-def _package(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
 def _training(trains: dict) -> dict:
     """Per method: steps done and the first and last logged loss, from metrics.jsonl."""
-    from sami.train_config import compare_configs
-
     out = {"methods": {}, "config_differences": {}}
     resolved = {}
     for method, cfg in trains.items():
         folder = Path(cfg.output_dir)
-        lines = (folder / "metrics.jsonl").read_text().splitlines() if (folder / "metrics.jsonl").is_file() else []
-        metrics = [json.loads(line) for line in lines if line.strip()]
+        metrics = read_metrics(folder / METRICS)
         losses = [m["loss"] for m in metrics if "loss" in m]
         out["methods"][method] = {
             "steps": metrics[-1]["step"] if metrics else 0,
@@ -102,7 +93,7 @@ def build_summary(cfg, parts: dict) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config_hash": config_hash(cfg),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "versions": {p: _package(p) for p in ("sami-align", "torch", "transformers", "trl", "peft", "accelerate")},
+        "versions": package_versions(("sami-align", "torch", "transformers", "trl", "peft", "accelerate")),
         "judge": to_dict(cfg.judge),
         "paper": {"mtbench": PAPER_MTBENCH, "math": PAPER_MATH},
     }
@@ -114,9 +105,18 @@ def build_summary(cfg, parts: dict) -> dict:
     return summary
 
 
+LABELS = {"simpo": "SimPO"}  # how a method is named in headings; others in capitals
+
+
+def label(method: str) -> str:
+    return LABELS.get(method, method.upper())
+
+
 def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     m = s["eval"]["mtbench"]
-    lines += ["## Experiment 1: SAMI vs DPO vs SFT on MT-Bench", ""]
+    methods = list(s["training"]["methods"])
+    shown = ["sami"] + [x for x in methods if x not in ("sami", "sft")] + ["sft"]  # the anchors first and last
+    lines += [f"## Experiment 1: {' vs '.join(label(x) for x in shown if x in methods)} on MT-Bench", ""]
     for name, a in m["answers"].items():
         lines.append(
             f"- {name}: {a['count']} answers, mean {num(a['mean_words'], 1)} words, "
@@ -221,8 +221,6 @@ def _training_section(t: dict, lines: list[str]) -> None:
             lines += ["", f"**{method} saturated:** {m['saturated_steps']} of its {m['steps']} steps had a gradient "
                       "norm of exactly 0, so those steps changed nothing (the learning rate was too high, or the "
                       "data give no signal)."]  # fmt: skip
-    from sami.train_config import NOT_USED
-
     diffs = t["config_differences"]
     lines += ["", "Every setting that differs between the methods' resolved training configs:", ""]
     shared = {k: v for k, v in diffs.items() if NOT_USED not in v.values()}

@@ -12,7 +12,14 @@ from sami.models import ModelConfig
 from sami.pairs import PROMPT_CONSTITUTIONS, REJECTED_CHOICES
 from sami.templates import TEMPLATES
 
-TRAIN_METHODS: tuple[str, ...] = ("sami", "sft", "dpo")
+# Every method's name is the name of its section below; how it trains is its entry in sami.methods.
+TRAIN_METHODS: tuple[str, ...] = ("sami", "sft", "dpo", "kto", "orpo", "simpo")
+# TRL 1.16's DPOConfig.loss_type names this config can run (several are summed). Not exo_pair: it needs label
+# smoothing, which this config does not set.
+DPO_LOSS_TYPES: tuple[str, ...] = (
+    "sigmoid", "hinge", "ipo", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero",
+    "apo_down", "discopop", "sft", "sigmoid_norm",
+)  # fmt: skip
 SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "linear", "cosine")
 PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
 
@@ -106,6 +113,75 @@ class DpoConfig:
             raise ValueError(f"rejected must be one of {REJECTED_CHOICES}, got {self.rejected!r}")
         if self.beta <= 0 or not self.loss_type:
             raise ValueError("beta must be positive and loss_type a non-empty list")
+        unknown = [t for t in self.loss_type if t not in DPO_LOSS_TYPES]
+        if unknown:
+            raise ValueError(f"dpo.loss_type: {unknown} not among TRL's DPO losses {DPO_LOSS_TYPES}")
+
+
+def _check_pairs_section(name: str, section) -> None:
+    if section.prompt_constitution not in PROMPT_CONSTITUTIONS:
+        raise ValueError(
+            f"{name}.prompt_constitution: one of {PROMPT_CONSTITUTIONS}, not {section.prompt_constitution!r}"
+        )
+    if section.rejected not in REJECTED_CHOICES:
+        raise ValueError(f"{name}.rejected must be one of {REJECTED_CHOICES}, got {section.rejected!r}")
+    if not (math.isfinite(section.beta) and section.beta > 0):
+        raise ValueError(f"{name}.beta must be a positive number, got {section.beta!r}")
+
+
+@dataclass
+class KtoConfig:
+    """KTO (TRL's KTOTrainer) on unpaired examples from each record: the positive response desirable, the
+    response under every other constitution undesirable (``sami.pairs``). The reference is handled as DPO's.
+
+    KTO estimates its KL term from the other examples of a device batch, so ``queries_per_device`` (examples
+    per device here) must be at least 2; TRL then reads examples in order, so they are shuffled once, seeded.
+    """
+
+    beta: float = 0.1
+    desirable_weight: float = 1.0  # loss weight of desirable examples (lambda_D in the KTO paper)
+    undesirable_weight: float = 1.0  # lambda_U; with C constitutions there are C - 1 undesirable per desirable
+    prompt_constitution: str = "positive"  # positive | none
+    precompute_ref_logps: bool = True  # full fine-tuning only; LoRA never needs a second model
+
+    def __post_init__(self) -> None:
+        if self.prompt_constitution not in PROMPT_CONSTITUTIONS:
+            raise ValueError(
+                f"kto.prompt_constitution: one of {PROMPT_CONSTITUTIONS}, not {self.prompt_constitution!r}"
+            )
+        for name in ("beta", "desirable_weight", "undesirable_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"kto.{name} must be a positive number, got {value!r}")
+
+
+@dataclass
+class OrpoConfig:
+    """ORPO (TRL's experimental ORPOTrainer) on DPO's pairs: NLL of the chosen sequence minus ``beta`` times
+    the log-sigmoid of the log odds ratio of chosen over rejected; no reference model."""
+
+    beta: float = 0.1  # lambda in the ORPO paper
+    prompt_constitution: str = "positive"  # positive | none
+    rejected: str = "most_flipped"  # most_flipped | each_other, as dpo.rejected
+
+    def __post_init__(self) -> None:
+        _check_pairs_section("orpo", self)
+
+
+@dataclass
+class SimpoConfig:
+    """SimPO (TRL's experimental CPOTrainer with ``loss_type: simpo`` and no NLL term) on DPO's pairs:
+    -log sigmoid(beta * (mean log-prob per token of chosen - of rejected) - gamma); no reference model."""
+
+    beta: float = 2.0  # the SimPO paper's setting
+    gamma: float = 1.0  # target reward margin (TRL's simpo_gamma), within the range the SimPO paper tunes over
+    prompt_constitution: str = "positive"  # positive | none
+    rejected: str = "most_flipped"  # most_flipped | each_other, as dpo.rejected
+
+    def __post_init__(self) -> None:
+        _check_pairs_section("simpo", self)
+        if not (math.isfinite(self.gamma) and self.gamma >= 0):
+            raise ValueError(f"simpo.gamma must be a non-negative number, got {self.gamma!r}")
 
 
 @dataclass
@@ -115,7 +191,8 @@ class TrainConfig:
     Shared fields (optimiser, schedule, batch, epochs, precision, seed, model, template) mean the same for
     every method; the section named after the method holds what only that method has. One optimiser step
     consumes ``queries_per_device * gradient_accumulation * num_processes`` training examples: a query (its
-    whole C x C block) for SAMI and SFT, a pair for DPO (one per query with ``dpo.rejected: most_flipped``).
+    whole C x C block) for SAMI and SFT, a pair for DPO, ORPO and SimPO (one per query with ``rejected:
+    most_flipped``), one response (C per query) for KTO.
     """
 
     method: str = "sami"
@@ -141,6 +218,9 @@ class TrainConfig:
     sami: SamiConfig = field(default_factory=SamiConfig)
     sft: SftConfig = field(default_factory=SftConfig)
     dpo: DpoConfig = field(default_factory=DpoConfig)
+    kto: KtoConfig = field(default_factory=KtoConfig)
+    orpo: OrpoConfig = field(default_factory=OrpoConfig)
+    simpo: SimpoConfig = field(default_factory=SimpoConfig)
 
     def __post_init__(self) -> None:
         if self.method not in TRAIN_METHODS:
@@ -160,6 +240,11 @@ class TrainConfig:
         for name in ("max_prompt_tokens", "max_response_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 2:
                 raise ValueError(f"{name} must be at least 2 (or null for no limit)")
+        if self.method == "kto" and self.queries_per_device < 2:
+            raise ValueError(
+                "kto needs queries_per_device of at least 2: KTO estimates its KL term by pairing each example's "
+                f"prompt with another example's response in the same device batch (got {self.queries_per_device})"
+            )
         if self.precision == "fp16" and self.model.dtype == "float16":
             raise ValueError("precision fp16 needs float32 master weights: set model.dtype to auto or float32")
 

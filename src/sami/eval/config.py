@@ -35,6 +35,8 @@ class MTBenchConfig:
     judges: any registered judge (``sami.eval.judges.JUDGES``): principle-aware, principle-free, single,
         checker (needs principles with a checker, so ``principles`` naming verifiable ones), or a plugin's.
         baseline: compare every checkpoint with this one (by name); None compares every pair in the order given.
+        anchors: with no baseline, only the pairs (in that order) that include one of these checkpoints (by
+        name): every model against each anchor.
     verdict: how a model judge's pairwise verdict is read: ``probability`` (the probabilities of A, B, C
         after the prompt and ``My final verdict: [[``, one forward pass; an endpoint must return top
         log-probs), ``text`` (generate up to ``judge_max_new_tokens`` and parse), or ``auto``: probability
@@ -55,8 +57,11 @@ class MTBenchConfig:
     verdict: str = "auto"
     judge_max_new_tokens: int = 512
     baseline: str | None = None
+    anchors: list[str] | None = None
 
     def __post_init__(self) -> None:
+        if self.baseline is not None and self.anchors is not None:
+            raise ValueError("mtbench.baseline and mtbench.anchors: set one of them")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"mtbench.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.template not in TEMPLATES:

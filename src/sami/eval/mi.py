@@ -22,13 +22,13 @@ from tqdm.auto import tqdm
 
 from sami.backends import load_inference_model
 from sami.data import read_records
+from sami.encoding import encode_records
 from sami.eval.common import fmt
 from sami.eval.config import EvalConfig
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
 from sami.logprobs import batch_logprob_matrices
 from sami.metrics import bootstrap_mean, bounded_mean
 from sami.objective import sami_metrics
-from sami.train import encode_records
 from sami.train_config import TrainConfig
 
 

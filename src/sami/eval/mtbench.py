@@ -53,6 +53,12 @@ def pairs(cfg: EvalConfig) -> list[tuple[str, str]]:
         if base not in names:
             raise ValueError(f"mtbench.baseline {base!r} is not one of the checkpoints {names}")
         return [(n, base) for n in names if n != base]
+    anchors = cfg.mtbench.anchors
+    if anchors is not None:
+        missing = sorted(set(anchors) - set(names))
+        if missing:
+            raise ValueError(f"mtbench.anchors {missing} are not among the checkpoints {names}")
+        return [(x, y) for x, y in combinations(names, 2) if x in anchors or y in anchors]
     return list(combinations(names, 2))
 
 

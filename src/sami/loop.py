@@ -1,0 +1,488 @@
+"""``sami train --method sami``: the SAMI training loop on accelerate.
+
+The loop is explicit so that the order of queries is a pure function of (seed, step): step s, micro-step
+k, process r always read the same queries, whatever the process count or the point of resumption. That is
+what makes "micro-batch 1 x accumulation 4 equals 4 x 1", "two processes equal one" and "resume equals
+uninterrupted" hold exactly, and it is why queries are never split across processes: each process scores
+whole C x C blocks and DDP averages the gradients.
+
+``train_sami`` sets a run up (``_start``), then repeats three separate things: one optimiser step
+(``_optimizer_step``), its record in metrics.jsonl, the trackers and the progress bar (``_log_step``), and a
+checkpoint when one is due (``_save_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sami.checkpoints import (
+    check_resume,
+    data_sha256,
+    guarded_save,
+    latest_intact,
+    log_cuts,
+    segment,
+    write_manifest,
+)
+from sami.config import flatten, save_yaml, to_dict
+from sami.data import Record, read_records
+from sami.encoding import encode_records
+from sami.logprobs import QueryTokens, batch_logprob_matrices, count_cuts
+from sami.models import load_model
+from sami.objective import sami_loss, sami_metrics
+from sami.reference import Reference, lora_reference, precomputed_reference
+from sami.runfolder import (
+    METRICS,
+    SaturationWatch,
+    TrainingDiverged,
+    TrainResult,
+    append_metrics,
+    metric_history,
+    parent_config_differences,
+    provenance,
+    resolve_precision,
+    truncate_metrics,
+)
+from sami.train_config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+
+
+def query_stream(num_queries: int, seed: int, start: int, count: int) -> list[int]:
+    """Items ``start .. start + count`` of the endless sequence of seeded per-epoch permutations."""
+    out = []
+    epoch, offset = divmod(start, num_queries)
+    while len(out) < count:
+        order = list(range(num_queries))
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+        out.extend(order[offset:])
+        epoch, offset = epoch + 1, 0
+    return out[:count]
+
+
+def total_steps(cfg: TrainConfig, num_queries: int, num_processes: int) -> int:
+    if cfg.max_steps:
+        return cfg.max_steps
+    per_step = cfg.queries_per_device * cfg.gradient_accumulation * num_processes
+    return max(1, math.ceil(cfg.epochs * num_queries / per_step))
+
+
+def micro_batch(cfg: TrainConfig, num_queries: int, step: int, micro: int, rank: int, world: int) -> list[int]:
+    b = cfg.queries_per_device
+    g = step * cfg.gradient_accumulation + micro  # global micro-batch index
+    return query_stream(num_queries, cfg.seed, (g * world + rank) * b, b)
+
+
+def _complete_checkpoints(out: Path) -> list[Path]:
+    """Checkpoint folders that were sealed (their state file exists), oldest first."""
+    found = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    return [p for p in found if (p / STATE_FILE).is_file()]
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    complete = _complete_checkpoints(out)
+    return complete[-1] if complete else None
+
+
+def queries_read(cfg: TrainConfig, num_queries: int, steps: int, rank: int, world: int) -> list[int]:
+    """Indices of the queries process ``rank`` reads in steps 0 .. steps - 1 (``micro_batch``), sorted."""
+    b, micro_batches = cfg.queries_per_device, steps * cfg.gradient_accumulation
+    stream = query_stream(num_queries, cfg.seed, 0, micro_batches * world * b)
+    return sorted({stream[(g * world + rank) * b + k] for g in range(micro_batches) for k in range(b)})
+
+
+def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int, reference: Reference | None = None):
+    """Mean SAMI loss of one micro-batch (queries grouped by C), the matrices and reference diagonals.
+
+    Returns ``(loss, matrices, refs)``: per group, a (B, C, C) matrix and its (B, C) reference diagonal
+    (None without ``sami.ref_weight``), both detached, for the step's metrics.
+    """
+    by_c: dict[int, list[QueryTokens]] = {}
+    for q in queries:
+        by_c.setdefault(q.num_constitutions, []).append(q)
+    total, matrices, refs = 0.0, [], []
+    for c, group in by_c.items():
+        # before the policy's forward: DDP expects its backward next; sami_loss refuses ref_weight without it
+        ref = reference(group) if reference is not None and cfg.sami.ref_weight > 0 else None  # (B, C)
+        mats = batch_logprob_matrices(model, group, layout=cfg.sami.layout, pad_token_id=pad_id)  # (B, C, C)
+        weights = None
+        if cfg.sami.constitution_weights is not None:
+            if len(cfg.sami.constitution_weights) != c:
+                raise ValueError(
+                    f"sami.constitution_weights has {len(cfg.sami.constitution_weights)} entries; records have C = {c}"
+                )
+            weights = torch.tensor(cfg.sami.constitution_weights)
+        loss = sami_loss(
+            mats,
+            row_weight=cfg.sami.row_weight,
+            col_weight=cfg.sami.col_weight,
+            temperature=cfg.sami.temperature,
+            constitution_weights=weights,
+            nll_weight=cfg.sami.nll_weight,
+            ref_weight=cfg.sami.ref_weight,
+            ref_logprobs=ref,
+        )
+        total = total + loss * len(group) / len(queries)
+        matrices.append(mats.detach())
+        refs.append(None if ref is None else ref.detach())
+    return total, matrices, refs
+
+
+class FluencyWatch:
+    """Warns once when ``diag_logprob`` falls more than ``margin`` nats below where training started.
+
+    InfoNCE rises as well when every likelihood falls; a falling diagonal is the sign of that collapse
+    (answers turning into gibberish) while the MI bound still looks good. One step's value depends on which
+    queries it drew (on the quickstart's data it ranges over 2 nats between steps), so the watch compares
+    means over ``window`` steps: the first ``window`` steps against the latest ``window``. ``margin`` 0 or
+    None: never.
+    """
+
+    def __init__(self, margin: float | None, history: list[float] | None = None, window: int = 8):
+        self.margin, self.window, self.warned = margin, window, False
+        self.values = list(history or [])
+
+    def update(self, step: int, diag_logprob: float) -> bool:
+        """Record one step's value; True when this call warned."""
+        self.values.append(diag_logprob)
+        if not self.margin or self.warned or len(self.values) < 2 * self.window:
+            return False
+        start = sum(self.values[: self.window]) / self.window
+        recent = sum(self.values[-self.window :]) / self.window
+        if not recent < start - self.margin:
+            return False
+        self.warned = True
+        logger.warning(
+            "step %d: diag_logprob over the last %d steps is %.3f, %.3f nats per token below the first %d steps' "
+            "%.3f (sami.fluency_margin %.3g): the responses are losing likelihood under their own constitutions, "
+            "the collapse InfoNCE does not prevent; consider sami.nll_weight or sami.ref_weight, or a lower lr",
+            step,
+            self.window,
+            recent,
+            start - recent,
+            self.window,
+            start,
+            self.margin,
+        )
+        return True
+
+
+@dataclass
+class _Run:
+    """One SAMI run's moving parts, made by ``_start``."""
+
+    cfg: TrainConfig
+    out: Path
+    accelerator: object
+    model: object
+    tokenizer: object
+    optimizer: object
+    scheduler: object
+    records: list[Record]
+    queries: list[QueryTokens]
+    reference: Reference | None
+    steps: int
+    start: int
+    segments: list[dict]
+    run_info: dict = field(default_factory=dict)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / METRICS
+
+
+def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
+    """Train ``cfg.model`` with SAMI on ``cfg.data``; the output folder is checked and locked by the caller
+    (``sami.train.train``)."""
+    from tqdm.auto import tqdm
+
+    run = _start(cfg, resume)
+    accelerator = run.accelerator
+    history: list[dict] = []
+    history_so_far = metric_history(run.metrics_path, "diag_logprob") if run.start else None
+    fluency = FluencyWatch(cfg.sami.fluency_margin, history_so_far)
+    saturation = SaturationWatch()
+    bar = tqdm(total=run.steps, initial=run.start, desc="sami train", disable=not accelerator.is_local_main_process)
+    run.model.train()
+    for step in range(run.start, run.steps):
+        record = _optimizer_step(run, step)
+        history.append(record)
+        if accelerator.is_main_process:
+            fluency.update(step + 1, record["diag_logprob"])
+            saturation.update(step + 1, record["grad_norm"], record["loss"])
+        _log_step(run, record, bar)
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < run.steps:
+            _save_checkpoint(accelerator, run.out, step + 1, cfg, run.run_info)
+    bar.close()
+    if saturation.saturated:
+        logger.warning("%d of this run's %d steps had a gradient norm of exactly 0 (saturated)",
+                       saturation.saturated, run.steps - run.start)  # fmt: skip
+    if run.start < run.steps:  # a finished run that is resumed again has nothing to save
+        _save_checkpoint(accelerator, run.out, run.steps, cfg, run.run_info)
+    model_dir = run.out / "model"
+    save_model(accelerator, run.model, run.tokenizer, model_dir, cfg, run.steps, run.segments)
+    accelerator.end_training()
+    return TrainResult(cfg.method, run.out, model_dir, run.steps, history)
+
+
+def _accelerator(cfg: TrainConfig, out: Path):
+    from accelerate import Accelerator
+
+    # accelerate keeps one global state per process; one process may train several models in turn
+    # (iterated SAMI, SFT then SAMI) with different precision, so that state is reset here. The process
+    # group (PartialState) is kept.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(
+        # Without a GPU, processes started by `accelerate launch --multi_gpu` or torchrun still form a
+        # gloo group; accelerate needs to be told to use the CPU for that.
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=resolve_precision(cfg),
+        log_with=cfg.report_to or None,
+        project_dir=str(out),
+    )
+
+
+def _start(cfg: TrainConfig, resume: bool) -> _Run:
+    """Checkpoint to resume from (checked before anything loads), model, data, optimiser, schedule, reference,
+    and the loaded checkpoint's state."""
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    out = Path(cfg.output_dir)
+    accelerator = _accelerator(cfg, out)
+    world = accelerator.num_processes
+    checkpoint, segments = _resume_point(cfg, out, resume, accelerator.is_main_process)
+    data_hash = data_sha256(cfg)
+
+    set_seed(cfg.seed)
+    records = read_records(cfg.data)
+    model, tokenizer = load_model(cfg.model, init_from=cfg.init_from)
+    parent_config_differences(cfg)
+    with count_cuts() as cuts:
+        queries = encode_records(records, tokenizer, cfg)
+    log_cuts(cuts, cfg)
+    pad_id = tokenizer.pad_token_id
+    steps = total_steps(cfg, len(queries), world)
+
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.optim.lr,
+        betas=tuple(cfg.optim.betas),
+        eps=cfg.optim.eps,
+        weight_decay=cfg.optim.weight_decay,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    reference = _reference(cfg, accelerator, model, queries, steps, pad_id)
+    # Not passed to prepare(): accelerate would step it once per process, and the schedule would then
+    # depend on the process count. We step it once per optimiser step ourselves.
+    scheduler = get_scheduler(
+        cfg.optim.scheduler, optimizer, num_warmup_steps=cfg.optim.warmup_steps, num_training_steps=steps
+    )
+    accelerator.register_for_checkpointing(scheduler)
+
+    start = 0
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        start = json.loads((checkpoint / STATE_FILE).read_text())["step"]
+        if start > steps:
+            raise ValueError(
+                f"{checkpoint} is at step {start}, past this run's {steps} steps; raise max_steps or epochs"
+            )
+        logger.info("resumed from %s at step %d", checkpoint, start)
+    if start < steps or not segments:
+        segments.append(segment(cfg, start, steps, cuts))
+    if accelerator.is_main_process:
+        truncate_metrics(out / METRICS, start)
+        save_yaml(cfg, out / "config.yaml")
+    if cfg.report_to:
+        flat = flatten(to_dict(cfg))  # trackers take scalars only
+        accelerator.init_trackers(
+            "sami", config={k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+        )
+    return _Run(cfg, out, accelerator, model, tokenizer, optimizer, scheduler, records, queries, reference, steps,
+                start, segments, {"data_sha256": data_hash, "segments": segments})  # fmt: skip
+
+
+def _resume_point(cfg: TrainConfig, out: Path, resume: bool, main: bool) -> tuple[Path | None, list[dict]]:
+    """The checkpoint to continue from and the run's segments so far, checked before anything loads: a
+    resume with other settings or data would not run what the folder records."""
+    if not resume and _latest_checkpoint(out) is not None:
+        raise FileExistsError(
+            f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
+        )
+    # every process verifies; the main one moves damaged checkpoints aside
+    checkpoint = latest_intact(_complete_checkpoints(out), move_aside=main) if resume else None
+    if resume and checkpoint is None:
+        logger.info("no checkpoint in %s: starting from step 0", out)
+    segments = check_resume(cfg, checkpoint, out / "config.yaml") if checkpoint is not None else []
+    return checkpoint, segments
+
+
+def _reference(cfg: TrainConfig, accelerator, model, queries: list[QueryTokens], steps: int, pad_id: int):
+    """The anchor's reference (``sami.ref_weight``), None without one; called before a checkpoint loads, while
+    the model is still the starting model."""
+    if cfg.sami.ref_weight <= 0:
+        return None
+    if cfg.model.finetune == "lora":
+        return lora_reference(model, accelerator.unwrap_model(model), cfg, pad_id)
+    read = queries_read(cfg, len(queries), steps, accelerator.process_index, accelerator.num_processes)
+    with accelerator.autocast():
+        reference = precomputed_reference(model, cfg, [queries[i] for i in read], pad_id)
+    logger.info("reference: diagonal log-probs of %d queries under the starting model", len(read))
+    return reference
+
+
+def _optimizer_step(run: _Run, step: int) -> dict:
+    """One optimiser step (0-based ``step``) over its micro-batches; returns the step's metrics record.
+
+    A non-finite loss or gradient norm raises ``TrainingDiverged`` before anything of the step is applied.
+    """
+    cfg, accelerator, model = run.cfg, run.accelerator, run.model
+    rank, world = accelerator.process_index, accelerator.num_processes
+    pad_id = run.tokenizer.pad_token_id
+    t0 = time.perf_counter()
+    losses, mats, refs, tokens = [], [], [], 0
+    for micro in range(cfg.gradient_accumulation):
+        idx = micro_batch(cfg, len(run.queries), step, micro, rank, world)
+        batch = [run.queries[i] for i in idx]
+        tokens += sum(q.num_tokens(cfg.sami.layout) for q in batch)
+        last = micro == cfg.gradient_accumulation - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            with accelerator.autocast():
+                loss, batch_mats, batch_refs = _micro_loss(model, cfg, batch, pad_id, run.reference)
+            # Every process must agree to stop, or the others would wait forever in the next all-reduce.
+            bad = accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
+            if bad.item() > 0:
+                raise TrainingDiverged(
+                    f"non-finite SAMI loss at step {step + 1} "
+                    f"(this process's queries: {[run.records[i].id for i in idx]}); "
+                    f"nothing of this step was applied; last checkpoint: {_latest_checkpoint(run.out)}"
+                )
+            accelerator.backward(loss / cfg.gradient_accumulation)
+        losses.append(loss.detach())
+        mats.extend(batch_mats)
+        refs.extend(batch_refs)
+    # The prepared model's parameters: under FSDP they are not the objects the optimiser was built on.
+    # An infinite limit measures the norm without clipping.
+    norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm or math.inf)
+    grad_norm = float("nan") if norm is None else float(norm)  # DeepSpeed clips internally: None
+    if norm is not None and not math.isfinite(grad_norm) and accelerator.mixed_precision != "fp16":
+        raise TrainingDiverged(
+            f"non-finite gradient norm at step {step + 1}; nothing of this step was applied; "
+            f"last checkpoint: {_latest_checkpoint(run.out)}"
+        )
+    lr = run.scheduler.get_last_lr()[0]
+    run.optimizer.step()  # under fp16 the grad scaler skips a step whose gradients overflowed
+    if accelerator.optimizer_step_was_skipped:
+        logger.warning("step %d skipped: fp16 gradients overflowed; the loss scale is lowered", step + 1)
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - t0
+    return _step_metrics(accelerator, step + 1, losses, mats, tokens, seconds, lr, grad_norm, refs)
+
+
+def _log_step(run: _Run, record: dict, bar) -> None:
+    """The step's line in metrics.jsonl (main process), the trackers, and the progress bar."""
+    if run.accelerator.is_main_process:
+        append_metrics(run.metrics_path, record)
+    if run.cfg.report_to:
+        run.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+    bar.update(1)
+    if record["step"] % run.cfg.log_every == 0:
+        bar.set_postfix(
+            loss=f"{record['loss']:.4f}",
+            mi=f"{record['mi_bound']:.3f}",
+            diag=f"{record['diag_logprob']:.3f}",
+            tok_s=f"{record['tokens_per_s']:.0f}",
+        )
+
+
+def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_norm, refs=None) -> dict:
+    """Metrics of one optimiser step, averaged over micro-batches and processes.
+
+    Per query: ``sami_metrics`` (``diag_logprob`` among them: the NLL anchor is ``-diag_logprob``), with
+    ``ref_log_ratio`` and ``ref_penalty`` when reference diagonals ``refs`` (aligned with ``mats``) are given.
+    """
+    refs = refs or [None] * len(mats)
+    per_query = [sami_metrics(m[b], None if r is None else r[b]) for m, r in zip(mats, refs, strict=True)
+                 for b in range(m.shape[0])]  # fmt: skip
+    local = {k: sum(d[k] for d in per_query) / len(per_query) for k in per_query[0]}
+    values = torch.tensor(
+        [torch.stack(losses).mean().item()] + [local[k] for k in sorted(local)] + [float(tokens)],
+        device=accelerator.device,
+        dtype=torch.float64,
+    )
+    values = accelerator.reduce(values, reduction="sum")
+    world = accelerator.num_processes
+    names = ["loss"] + sorted(local)
+    record = {"step": step}
+    record.update({n: values[k].item() / world for k, n in enumerate(names)})
+    record.update(
+        {
+            "tokens": int(values[-1].item()),
+            "tokens_per_s": values[-1].item() / seconds,
+            "lr": lr,
+            "grad_norm": grad_norm,
+        }
+    )
+    return record
+
+
+def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_info: dict) -> None:
+    """Write step-N into a temporary folder with its manifest, then rename it: a checkpoint is complete or
+    absent, and a failed save (a full disk) leaves no partial folder behind (``sami.checkpoints``)."""
+    target = out / CHECKPOINTS / f"step-{step}"
+    partial = out / CHECKPOINTS / f".step-{step}.partial"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    guarded_save(lambda: accelerator.save_state(str(partial)), partial, target.name, lambda: _latest_checkpoint(out))
+    accelerator.wait_for_everyone()  # every process has written its RNG state before the folder is sealed
+    if accelerator.is_main_process:
+
+        def seal() -> None:
+            save_yaml(cfg, partial / "config.yaml")
+            (partial / STATE_FILE).write_text(json.dumps({"step": step}))
+            write_manifest(partial, step=step, **run_info)
+
+        guarded_save(seal, partial, target.name, lambda: _latest_checkpoint(out))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+        done = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+        for old in done[: max(0, len(done) - cfg.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def save_model(
+    accelerator, model, tokenizer, model_dir: Path, cfg: TrainConfig, steps: int, segments: list[dict]
+) -> None:
+    """The trained model as a loadable folder (full weights, or the LoRA adapter) with its config."""
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    state = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(model_dir, state_dict=state)
+        tokenizer.save_pretrained(model_dir)
+        save_yaml(cfg, model_dir / "sami_config.yaml")
+        (model_dir / "provenance.json").write_text(
+            json.dumps(provenance(cfg, steps, accelerator.num_processes, segments), indent=2)
+        )
+    accelerator.wait_for_everyone()

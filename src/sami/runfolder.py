@@ -1,0 +1,189 @@
+"""What every ``sami train`` output folder holds, whichever method wrote it.
+
+The result a training run returns, the error that stops a diverged one, the precision it computes in, its
+``metrics.jsonl`` (the one reader and writer of that file), the provenance written beside the final model,
+and the settings in which a chained run differs from the run it starts from. SAMI's loop, the TRL methods,
+the CLI, ``iterate`` and the report all read and write run folders through this module, so none of them
+imports a trainer for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+from sami.config import config_hash, to_dict
+from sami.models import model_folder, training_config
+from sami.train_config import NOT_USED, TrainConfig, compare_configs
+
+logger = logging.getLogger(__name__)
+
+METRICS = "metrics.jsonl"
+PACKAGES = ("sami-align", "torch", "transformers", "accelerate", "peft", "trl", "datasets")
+CHAIN_KEYS = ("method", "init_from", "output_dir")  # differ from the parent run in every chain
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient norm became NaN or infinite; nothing of that step was applied or saved."""
+
+
+@dataclass
+class TrainResult:
+    method: str
+    output_dir: Path
+    model_dir: Path
+    steps: int
+    metrics: list[dict]
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """``cfg.precision`` with ``auto`` resolved: bf16 on a GPU that has it, else full precision (``no``)."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+# ------------------------------------------------------------------------------------------ metrics.jsonl
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Every step record of a ``metrics.jsonl``, in file order; ``[]`` when the file does not exist.
+
+    A last line cut short (a run killed while writing it) is left out: ``truncate_metrics`` removes it on
+    resume. Any other line that is not a JSON object with a ``step`` is an error naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or "step" not in record:
+                raise ValueError("no step")
+        except ValueError as err:
+            if number == len(lines):  # the line a killed run was writing
+                continue
+            raise ValueError(f"{path}:{number}: not a metrics record ({err})") from None
+        records.append(record)
+    return records
+
+
+def append_metrics(path: Path, record: dict) -> None:
+    """One step's record as one line; a crash loses at most this line."""
+    with Path(path).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the records of steps up to ``step``: later ones are recomputed on resume and would appear twice."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = [r for r in read_metrics(path) if r["step"] <= step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+
+def metric_history(path: Path, key: str) -> list[float]:
+    """``key`` of every step that logged it, in step order (a resumed run's history)."""
+    rows = sorted((r["step"], r[key]) for r in read_metrics(path) if key in r)
+    return [value for _, value in rows]
+
+
+class SaturationWatch:
+    """Warns when the gradient norm has been exactly 0 for ``patience`` steps in a row: the model no longer
+    learns (e.g. SAMI's loss sits at log C after a learning rate that blew the logits up), and ``trained N
+    steps`` alone would not say so. ``saturated`` counts such steps for the run's summary."""
+
+    def __init__(self, patience: int = 3):
+        self.patience, self.run, self.saturated, self.warned = patience, 0, 0, False
+
+    def update(self, step: int, grad_norm: float, loss: float) -> bool:
+        """Record one step; True when this call warned."""
+        if grad_norm != 0.0:
+            self.run = 0
+            return False
+        self.run += 1
+        self.saturated += 1
+        if self.warned or self.run < self.patience:
+            return False
+        self.warned = True
+        logger.warning(
+            "step %d: the gradient norm has been exactly 0 for %d steps (loss %.6g): training is saturated and "
+            "nothing changes any more; lower the learning rate or check the data",
+            step,
+            self.run,
+            loss,
+        )
+        return True
+
+
+# ------------------------------------------------------------------------------------------ provenance
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed version of each package, None for one that is not installed."""
+
+    def one(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {name: one(name) for name in names}
+
+
+def provenance(cfg: TrainConfig, steps: int, num_processes: int, segments: list[dict] | None = None) -> dict:
+    """What produced a trained model: config hash, data file hash, model source, template, versions, and the
+    run's segments (a start, and each resume that extended it: ``sami.checkpoints.segment``)."""
+    return {
+        "method": cfg.method,
+        "config_hash": config_hash(cfg),
+        "data": {"path": cfg.data, "sha256": hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest()},
+        "model": {"name_or_path": cfg.model.name_or_path, "revision": cfg.model.revision, "init_from": cfg.init_from},
+        "template": cfg.template,
+        "seed": cfg.seed,
+        "steps": steps,
+        "segments": segments or [],
+        "num_processes": num_processes,
+        "versions": package_versions(),
+    }
+
+
+def parent_config_differences(cfg: TrainConfig) -> dict:
+    """Settings in which this run differs from the run that trained ``init_from`` (logged; empty without one).
+
+    A chain (SFT then DPO, SFT then SAMI) is only a fair comparison when the shared settings agree or
+    differ on purpose; this says which.
+    """
+    if not cfg.init_from:
+        return {}
+    parent = training_config(model_folder(cfg.init_from))
+    if parent is None:
+        return {}
+    names = (f"{cfg.init_from} ({parent.get('method')})", f"this run ({cfg.method})")
+    diffs = compare_configs({names[0]: parent, names[1]: to_dict(cfg)})
+    # A chain differs from its parent by construction in these, and in each method's own section; the log
+    # names the rest (the returned dict keeps everything).
+    shown = {k: v for k, v in diffs.items() if k not in CHAIN_KEYS and NOT_USED not in v.values()}
+    if shown:
+        logger.info("starting from %s; settings that differ:\n%s", cfg.init_from, format_differences(shown))
+    else:
+        logger.info("starting from %s; every shared setting is the same", cfg.init_from)
+    return diffs
+
+
+def format_differences(diffs: dict[str, dict]) -> str:
+    """One line per setting: ``key: name=value, name=value``."""
+    return "\n".join(
+        f"  {key}: " + ", ".join(f"{name}={value!r}" for name, value in values.items()) for key, values in diffs.items()
+    )
