@@ -181,7 +181,7 @@ def test_every_override_the_readme_shows_is_a_setting_of_some_config():
     overrides = [
         text
         for span in inline_spans()
-        for text in re.findall(r"-o\s+(\S+=\S+)", span)
+        for text in (shlex.split(t)[0] for t in re.findall(r"-o\s+(\S+=\S+)", span))
         if not PLACEHOLDER.fullmatch(text)
     ]
     assert len(overrides) >= 8, overrides
