@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from datasets import load_from_disk
 
-import sami.baselines as baselines_module
 from sami.baselines import DATASET, make_trainer, trl_args
 from sami.cli import main as cli_main
 from sami.config import ConfigError, from_dict
@@ -22,7 +21,7 @@ from sami.train import train
 from sami.train_config import DPO_LOSS_TYPES, TRAIN_METHODS, TrainConfig
 from sami.trl_methods import RECIPES
 from tests.conftest import EXAMPLE_DATA
-from tests.test_train import assert_same_weights, make_cfg, metrics, one_query_data
+from tests.test_train import make_cfg, metrics, one_query_data
 
 NEW = ("kto", "orpo", "simpo")
 
@@ -243,36 +242,3 @@ def test_cli_trains_the_new_methods(tmp_path, tiny_model_dir, capsys, method):
     assert code == 0
     out = capsys.readouterr().out
     assert f"step     1: {METHODS[method].step_line(metrics(tmp_path / 'o')[0])}" in out
-
-
-@pytest.mark.parametrize("method", NEW)
-def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_dir, monkeypatch, method):
-    kw = dict(method=method, max_steps=4, save_every=2, queries_per_device=2)
-    whole = train(make_cfg(tmp_path, tiny_model_dir, "whole", **kw))
-    real = baselines_module._metrics_callback
-
-    def crashing(path, fp16=False):
-        callback = real(path, fp16)
-        on_log = callback.on_log
-
-        def crash_at_3(args, state, control, logs=None, **kwargs):
-            if state.global_step == 3:
-                raise KeyboardInterrupt  # killed during step 3, after checkpoint-2
-            return on_log(args, state, control, logs=logs, **kwargs)
-
-        callback.on_log = crash_at_3
-        return callback
-
-    cfg = make_cfg(tmp_path, tiny_model_dir, "parts", **kw)
-    monkeypatch.setattr(baselines_module, "_metrics_callback", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(baselines_module, "_metrics_callback", real)
-    with pytest.raises(FileExistsError, match="--resume"):
-        train(cfg)
-    resumed = train(cfg, resume=True)
-    assert [m["step"] for m in resumed.metrics] == [3, 4]
-    assert_same_weights(whole.model_dir, resumed.model_dir)
-    assert [m["step"] for m in metrics(resumed.output_dir)] == [1, 2, 3, 4]
-    for a, b in zip(metrics(whole.output_dir), metrics(resumed.output_dir), strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)

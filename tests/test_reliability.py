@@ -91,7 +91,7 @@ def test_baseline_resume_refuses_a_changed_setting(tmp_path, tiny_model_dir, met
         train(changed, resume=True)
 
 
-@pytest.mark.parametrize("method", ["sft", "dpo"])
+@pytest.mark.parametrize("method", ["sft", "dpo", "kto", "orpo", "simpo"])
 def test_baseline_killed_and_resumed_equals_uninterrupted(tmp_path, tiny_model_dir, monkeypatch, method):
     kw = dict(method=method, max_steps=4, save_every=2, queries_per_device=2)
     whole = train(make_cfg(tmp_path, tiny_model_dir, "whole", **kw))
@@ -115,9 +115,14 @@ def test_baseline_killed_and_resumed_equals_uninterrupted(tmp_path, tiny_model_d
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     monkeypatch.setattr(baselines_module, "_metrics_callback", real)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg)
     resumed = train(cfg, resume=True)
+    assert [m["step"] for m in resumed.metrics] == [3, 4]
     assert_same_weights(whole.model_dir, resumed.model_dir)
     assert [m["step"] for m in metrics(resumed.output_dir)] == [1, 2, 3, 4]
+    for a, b in zip(metrics(whole.output_dir), metrics(resumed.output_dir), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
     for a, b in zip(metrics(whole.output_dir), metrics(resumed.output_dir), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
 
