@@ -104,6 +104,12 @@ def test_each_method_changes_every_trainable_parameter(tmp_path, tiny_model_dir,
         model={"finetune": finetune, "lora": {"r": 4, "alpha": 8}},
         optim={"lr": 1e-2, "scheduler": "constant"},
     )
+    assert_every_trainable_parameter_changes(cfg, finetune)
+
+
+def assert_every_trainable_parameter_changes(cfg, finetune: str) -> None:
+    """Train ``cfg`` through its TRL trainer; every trainable tensor (all weights, or only the adapters with
+    LoRA) must differ afterwards."""
     trainer = make_trainer(cfg)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert before and (finetune == "full") == all("lora_" not in n for n in before)

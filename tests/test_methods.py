@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from datasets import load_from_disk
 
-from sami.baselines import DATASET, make_trainer, trl_args
+from sami.baselines import DATASET, trl_args
 from sami.cli import main as cli_main
 from sami.config import ConfigError, from_dict
 from sami.data import read_records
@@ -21,6 +21,7 @@ from sami.train import train
 from sami.train_config import DPO_LOSS_TYPES, TRAIN_METHODS, TrainConfig
 from sami.trl_methods import RECIPES
 from tests.conftest import EXAMPLE_DATA
+from tests.test_baselines import assert_every_trainable_parameter_changes
 from tests.test_train import make_cfg, metrics, one_query_data
 
 NEW = ("kto", "orpo", "simpo")
@@ -223,13 +224,7 @@ def test_each_new_method_changes_every_trainable_parameter(tmp_path, tiny_model_
     cfg = make_cfg(tmp_path, tiny_model_dir, method=method, max_steps=3, queries_per_device=2,
                    model={"finetune": finetune, "lora": {"r": 4, "alpha": 8}},
                    optim={"lr": 1e-2, "scheduler": "constant"})  # fmt: skip
-    trainer = make_trainer(cfg)
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-    assert before and (finetune == "full") == all("lora_" not in n for n in before)
-    trainer.train()
-    after = dict(trainer.model.named_parameters())
-    unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
-    assert not unchanged, f"parameters that did not change: {unchanged}"
+    assert_every_trainable_parameter_changes(cfg, finetune)
 
 
 @pytest.mark.parametrize("method", NEW)

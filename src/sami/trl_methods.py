@@ -147,30 +147,20 @@ def _paired_row(feature: dict) -> dict:
     return row
 
 
-@functools.cache
-def _orpo_trainer() -> type:
-    from trl.experimental.orpo import ORPOTrainer
+def _paired_trainer(module: str, name: str) -> Callable[[], type]:
+    """A TRL pair trainer (ORPO, CPO) fed the DPO pairs' ids: ``tokenize_row`` is what its constructor maps
+    over the data. The subclass is made once, on first use (``trl.experimental`` imports only then)."""
 
-    class TokenizedORPOTrainer(ORPOTrainer):
-        """ORPOTrainer fed the DPO pairs' ids (``tokenize_row`` is what its constructor maps over the data)."""
-
-        def tokenize_row(self, feature, model=None):
-            return _paired_row(feature)
-
-    return TokenizedORPOTrainer
-
-
-@functools.cache
-def _cpo_trainer() -> type:
-    from trl.experimental.cpo import CPOTrainer
-
-    class TokenizedCPOTrainer(CPOTrainer):
-        """CPOTrainer fed the DPO pairs' ids (``tokenize_row`` is what its constructor maps over the data)."""
+    @functools.cache
+    def load() -> type:
+        base = _trl_class(module, name)()
 
         def tokenize_row(self, feature, model=None):
             return _paired_row(feature)
 
-    return TokenizedCPOTrainer
+        return type(f"Tokenized{name}", (base,), {"tokenize_row": tokenize_row})
+
+    return load
 
 
 def _trl_class(module: str, name: str) -> Callable[[], type]:
@@ -218,13 +208,13 @@ RECIPES: dict[str, TrlRecipe] = {
     ),
     "orpo": TrlRecipe(
         config=_trl_class("trl.experimental.orpo", "ORPOConfig"),
-        trainer=_orpo_trainer,
+        trainer=_paired_trainer("trl.experimental.orpo", "ORPOTrainer"),
         settings=lambda cfg: dict(beta=cfg.orpo.beta, max_length=_sequence_length(cfg)),
         rows=_pair_rows,
     ),
     "simpo": TrlRecipe(
         config=_trl_class("trl.experimental.cpo", "CPOConfig"),
-        trainer=_cpo_trainer,
+        trainer=_paired_trainer("trl.experimental.cpo", "CPOTrainer"),
         settings=lambda cfg: dict(
             loss_type="simpo",
             cpo_alpha=0.0,  # SimPO has no NLL term; TRL's CPO default (1.0) would add one
