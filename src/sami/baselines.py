@@ -32,6 +32,7 @@ from sami.locks import is_main_rank
 from sami.logprobs import count_cuts
 from sami.models import load_model, lora_config
 from sami.runfolder import (
+    CHECKPOINTS,
     METRICS,
     SaturationWatch,
     TrainingDiverged,
@@ -48,7 +49,7 @@ from sami.trl_methods import RECIPES
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
+HF_STATE = "trainer_state.json"  # the HF Trainer writes it last into a finished checkpoint
 DATASET = "dataset"  # the tokenised examples (and TRL's cache of reference log-probs)
 # Optimiser steps between checkpoints when save_every is 0: never, except the one HF's Trainer writes at the end.
 NEVER = 1_000_000_000
@@ -204,7 +205,7 @@ def _quiet_progress(trainer) -> None:
 
 def complete_checkpoints(out: Path) -> list[Path]:
     """The HF Trainer's checkpoint folders that were finished (trainer_state.json written), oldest first."""
-    found = [p for p in (out / CHECKPOINTS).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    found = [p for p in (out / CHECKPOINTS).glob("checkpoint-*") if (p / HF_STATE).is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -268,7 +269,7 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         logger.info("no checkpoint in %s: starting from step 0", out)
     # before the model loads: a resume with other settings or data would not run what the folder records
     segments = check_resume(cfg, checkpoint, out / "config.yaml") if checkpoint is not None else []
-    start = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else 0
+    start = json.loads((checkpoint / HF_STATE).read_text())["global_step"] if checkpoint else 0
     segments.append(segment(cfg, start, cfg.max_steps or 0))
     metrics_path = out / METRICS
     callbacks = [

@@ -43,6 +43,7 @@ from sami.models import load_model
 from sami.objective import sami_loss, sami_metrics
 from sami.reference import Reference, lora_reference, precomputed_reference
 from sami.runfolder import (
+    CHECKPOINTS,
     METRICS,
     SaturationWatch,
     TrainingDiverged,
@@ -58,7 +59,6 @@ from sami.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
 
 

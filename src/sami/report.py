@@ -59,7 +59,7 @@ def _training(trains: dict) -> dict:
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
             "init_from": cfg.init_from,
-            # steps whose gradient norm was exactly 0: nothing was learned (sami.train.SaturationWatch)
+            # steps whose gradient norm was exactly 0: nothing was learned (sami.runfolder.SaturationWatch)
             "saturated_steps": sum(1 for m in metrics if m.get("grad_norm") == 0.0),
         }
         for key in ("mi_bound", "diag_logprob"):  # SAMI's: the bound and the fluency beside it

@@ -9,7 +9,6 @@ imports a trainer for it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -18,12 +17,14 @@ from pathlib import Path
 
 import torch
 
+from sami.checkpoints import data_sha256
 from sami.config import config_hash, to_dict
 from sami.models import model_folder, training_config
 from sami.train_config import NOT_USED, TrainConfig, compare_configs
 
 logger = logging.getLogger(__name__)
 
+CHECKPOINTS = "checkpoints"  # every method's checkpoint folders, under the output folder
 METRICS = "metrics.jsonl"
 PACKAGES = ("sami-align", "torch", "transformers", "accelerate", "peft", "trl", "datasets")
 CHAIN_KEYS = ("method", "init_from", "output_dir")  # differ from the parent run in every chain
@@ -148,7 +149,7 @@ def provenance(cfg: TrainConfig, steps: int, num_processes: int, segments: list[
     return {
         "method": cfg.method,
         "config_hash": config_hash(cfg),
-        "data": {"path": cfg.data, "sha256": hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest()},
+        "data": {"path": cfg.data, "sha256": data_sha256(cfg)},
         "model": {"name_or_path": cfg.model.name_or_path, "revision": cfg.model.revision, "init_from": cfg.init_from},
         "template": cfg.template,
         "seed": cfg.seed,
