@@ -533,3 +533,55 @@ def test_saturated_training_warns_and_the_report_says_so(tmp_path, tiny_model_di
     assert training["methods"]["sami"]["saturated_steps"] == 4
     summary = {"mtbench": {"training": training, "eval": {}}}
     assert "Training of sami (mtbench study) saturated: 4 of its 4 steps" in " ".join(findings(summary))
+
+
+# ------------------------------------------------------------------------------- a folder holds one thing
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_resuming_a_finished_trl_run_trains_nothing(tmp_path, tiny_model_dir, method):
+    from tests.test_train import weights
+
+    cfg = make_cfg(tmp_path, tiny_model_dir, method=method, max_steps=4, save_every=2, optim={"scheduler": "constant"})
+    first = train(cfg)
+    before = weights(first.model_dir)
+    again = train(cfg, resume=True)
+    assert again.steps == 4 and again.metrics == []
+    out = Path(cfg.output_dir)
+    assert [m["step"] for m in metrics(out)] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    for name, tensor in weights(again.model_dir).items():
+        assert tensor.equal(before[name]), name
+    assert json.loads((again.model_dir / "provenance.json").read_text())["steps"] == 4
+
+
+def test_a_trl_run_killed_after_its_last_checkpoint_writes_its_model_on_rerun(tmp_path, tiny_model_dir):
+    from tests.test_train import weights
+
+    cfg = make_cfg(tmp_path, tiny_model_dir, method="sft", max_steps=2, save_every=1)
+    first = train(cfg)
+    before = weights(first.model_dir)
+    shutil.rmtree(first.model_dir)  # killed after checkpoint-2, before model/ was written
+    again = train(cfg, resume=True)
+    assert again.steps == 2 and [m["step"] for m in metrics(Path(cfg.output_dir))] == [1, 2]
+    for name, tensor in weights(again.model_dir).items():
+        assert tensor.equal(before[name]), name
+    assert json.loads((again.model_dir / "provenance.json").read_text())["steps"] == 2
+    assert (again.model_dir / "tokenizer_config.json").is_file()
+
+
+@pytest.mark.parametrize("first, second, resume", [("sami", "sft", True), ("sami", "sft", False),
+                                                   ("sft", "sami", True), ("dpo", "sft", False)])  # fmt: skip
+def test_a_method_does_not_write_into_another_method_s_folder(tmp_path, tiny_model_dir, capsys, first, second,
+                                                              resume):  # fmt: skip
+    out = tmp_path / "run"
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(out),
+            "--max-steps", "2", "-o", "save_every=1", "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24"]  # fmt: skip
+    assert cli_main([*args, "--method", first]) == 0
+    capsys.readouterr()
+    listing = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert cli_main([*args, "--method", second, *(["--resume"] if resume else [])]) == 2
+    line = _one_error_line(capsys)
+    assert f"{out} holds a {first} run" in line and f"--method {second}" in line
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == listing  # nothing written
+    assert cli_main([*args, "--method", first, "--resume"]) == 0

@@ -18,15 +18,15 @@ from pathlib import Path
 import torch
 
 from sami.checkpoints import (
-    check_resume,
+    MANIFEST,
     data_sha256,
-    latest_intact,
     log_cuts,
+    resume_point,
     save_failed,
     segment,
     write_manifest,
 )
-from sami.config import save_yaml
+from sami.config import load_yaml, save_yaml
 from sami.data import read_records
 from sami.locks import is_main_rank
 from sami.logprobs import count_cuts
@@ -34,10 +34,12 @@ from sami.models import load_model, lora_config
 from sami.runfolder import (
     CHECKPOINTS,
     METRICS,
+    TRL_CHECKPOINT,
     SaturationWatch,
     TrainingDiverged,
     TrainResult,
     append_metrics,
+    numbered_checkpoints,
     parent_config_differences,
     provenance,
     read_metrics,
@@ -205,8 +207,7 @@ def _quiet_progress(trainer) -> None:
 
 def complete_checkpoints(out: Path) -> list[Path]:
     """The HF Trainer's checkpoint folders that were finished (trainer_state.json written), oldest first."""
-    found = [p for p in (out / CHECKPOINTS).glob("checkpoint-*") if (p / HF_STATE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+    return [p for p in numbered_checkpoints(out, TRL_CHECKPOINT) if (p / HF_STATE).is_file()]
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -218,7 +219,7 @@ def _unfinished_checkpoint_failed(err: BaseException, out: Path) -> None:
     """After a failure inside the HF Trainer: a checkpoint folder it left unfinished (no trainer_state.json)
     is removed, and the error says why the save failed ("no space left on ..." for a full disk)."""
     complete = set(complete_checkpoints(out))
-    for folder in sorted((out / CHECKPOINTS).glob("checkpoint-*")):
+    for folder in numbered_checkpoints(out, TRL_CHECKPOINT):
         if folder not in complete:
             raise save_failed(err, folder, folder.name, latest_checkpoint(out)) from err
 
@@ -254,22 +255,68 @@ def make_trainer(cfg: TrainConfig, callbacks=()):
     return trainer
 
 
+def _finished(cfg: TrainConfig, checkpoint: Path, start: int) -> bool:
+    """Whether ``checkpoint`` already is the end of the run ``cfg`` asks for.
+
+    The HF Trainer resumed from its final checkpoint trains one step more than asked, so a finished run
+    must not be handed to it. With ``epochs`` (no ``max_steps``) the length is the one the checkpoint's run
+    was given, when this run asks for the same."""
+    if cfg.max_steps:
+        if start > cfg.max_steps:
+            raise ValueError(f"{checkpoint} is at step {start}, past this run's {cfg.max_steps} steps; raise max_steps")
+        return start == cfg.max_steps
+    saved = load_yaml(checkpoint / "config.yaml") if (checkpoint / "config.yaml").is_file() else {}
+    same_length = saved.get("max_steps") is None and saved.get("epochs") == cfg.epochs
+    total = json.loads((checkpoint / HF_STATE).read_text()).get("max_steps")
+    return same_length and isinstance(total, int) and start >= total
+
+
+# What a checkpoint holds beside the model and tokenizer files that ``trainer.save_model`` wrote into it.
+TRAINER_STATE_FILES = (HF_STATE, "optimizer.pt", "scheduler.pt", "training_args.bin", "config.yaml", MANIFEST)
+
+
+def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list[dict]) -> TrainResult:
+    """A resumed run that has nothing left to train: its ``model/`` as it is, or, for a run killed after its
+    final checkpoint, written from that checkpoint's model files (the HF Trainer saved them there with the
+    same ``save_model``), without loading a model."""
+    import shutil
+
+    from accelerate.state import PartialState
+
+    out = Path(cfg.output_dir)
+    model_dir = out / "model"
+    logger.info("%s is at step %d, the end of this run: nothing to train", checkpoint, steps)
+    state = PartialState()
+    recorded = model_dir / "provenance.json"
+    done = recorded.is_file() and json.loads(recorded.read_text()).get("steps") == steps
+    if state.is_main_process and not done:
+        partial = out / ".model.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(
+            checkpoint,
+            partial,
+            ignore=lambda _, names: [n for n in names if n in TRAINER_STATE_FILES or n.startswith("rng_state")],
+        )
+        save_yaml(cfg, partial / "sami_config.yaml")
+        (partial / "provenance.json").write_text(
+            json.dumps(provenance(cfg, steps, state.num_processes, segments), indent=2)
+        )
+        shutil.rmtree(model_dir, ignore_errors=True)
+        partial.rename(model_dir)
+    state.wait_for_everyone()
+    return TrainResult(cfg.method, out, model_dir, steps, [])
+
+
 def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.data`` with TRL; the output folder is laid out as SAMI's."""
     from accelerate.state import PartialState
 
     out = Path(cfg.output_dir)
-    if not resume and latest_checkpoint(out) is not None:
-        raise FileExistsError(
-            f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
-        )
-    # every process verifies; the main one moves damaged checkpoints aside
-    checkpoint = latest_intact(complete_checkpoints(out), move_aside=is_main_rank()) if resume else None
-    if resume and checkpoint is None:
-        logger.info("no checkpoint in %s: starting from step 0", out)
     # before the model loads: a resume with other settings or data would not run what the folder records
-    segments = check_resume(cfg, checkpoint, out / "config.yaml") if checkpoint is not None else []
+    checkpoint, segments = resume_point(cfg, complete_checkpoints(out) if resume else None, is_main_rank())
     start = json.loads((checkpoint / HF_STATE).read_text())["global_step"] if checkpoint else 0
+    if checkpoint is not None and _finished(cfg, checkpoint, start):
+        return _finished_run(cfg, checkpoint, start, segments)
     segments.append(segment(cfg, start, cfg.max_steps or 0))
     metrics_path = out / METRICS
     callbacks = [

@@ -110,6 +110,26 @@ def latest_intact(complete: list[Path], *, move_aside: bool = True) -> Path | No
     return None
 
 
+def resume_point(cfg: TrainConfig, complete: list[Path] | None, main: bool) -> tuple[Path | None, list[dict]]:
+    """The checkpoint a run continues from (the newest intact of ``complete``, oldest first; None without
+    ``--resume``) and the run's segments so far, checked before anything loads (``check_resume``).
+
+    Every process verifies; the main one moves damaged checkpoints aside. When every checkpoint is damaged
+    the run does not silently start again from step 0: that is an error naming them."""
+    if not complete:
+        if complete is not None:
+            logger.warning("no checkpoint in %s: starting from step 0", cfg.output_dir)
+        return None, []
+    checkpoint = latest_intact(complete, move_aside=main)
+    if checkpoint is None:
+        names = ", ".join(p.name for p in complete)
+        raise CheckpointError(
+            f"every checkpoint in {Path(cfg.output_dir) / complete[0].parent.name} is damaged ({names}; moved to "
+            "damaged-<name>); nothing to resume from: train into another output_dir"
+        )
+    return checkpoint, check_resume(cfg, checkpoint, Path(cfg.output_dir) / CONFIG)
+
+
 def data_sha256(cfg: TrainConfig) -> str:
     return file_sha256(Path(cfg.data))
 

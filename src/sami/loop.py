@@ -27,11 +27,10 @@ from pathlib import Path
 import torch
 
 from sami.checkpoints import (
-    check_resume,
     data_sha256,
     guarded_save,
-    latest_intact,
     log_cuts,
+    resume_point,
     segment,
     write_manifest,
 )
@@ -45,11 +44,13 @@ from sami.reference import Reference, lora_reference, precomputed_reference
 from sami.runfolder import (
     CHECKPOINTS,
     METRICS,
+    SAMI_CHECKPOINT,
     SaturationWatch,
     TrainingDiverged,
     TrainResult,
     append_metrics,
     metric_history,
+    numbered_checkpoints,
     parent_config_differences,
     provenance,
     resolve_precision,
@@ -89,8 +90,7 @@ def micro_batch(cfg: TrainConfig, num_queries: int, step: int, micro: int, rank:
 
 def _complete_checkpoints(out: Path) -> list[Path]:
     """Checkpoint folders that were sealed (their state file exists), oldest first."""
-    found = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    return [p for p in found if (p / STATE_FILE).is_file()]
+    return [p for p in numbered_checkpoints(out, SAMI_CHECKPOINT) if (p / STATE_FILE).is_file()]
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
@@ -322,16 +322,7 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
 def _resume_point(cfg: TrainConfig, out: Path, resume: bool, main: bool) -> tuple[Path | None, list[dict]]:
     """The checkpoint to continue from and the run's segments so far, checked before anything loads: a
     resume with other settings or data would not run what the folder records."""
-    if not resume and _latest_checkpoint(out) is not None:
-        raise FileExistsError(
-            f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir"
-        )
-    # every process verifies; the main one moves damaged checkpoints aside
-    checkpoint = latest_intact(_complete_checkpoints(out), move_aside=main) if resume else None
-    if resume and checkpoint is None:
-        logger.info("no checkpoint in %s: starting from step 0", out)
-    segments = check_resume(cfg, checkpoint, out / "config.yaml") if checkpoint is not None else []
-    return checkpoint, segments
+    return resume_point(cfg, _complete_checkpoints(out) if resume else None, main)
 
 
 def _reference(cfg: TrainConfig, accelerator, model, queries: list[QueryTokens], steps: int, pad_id: int):
@@ -465,7 +456,7 @@ def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_in
         guarded_save(seal, partial, target.name, lambda: _latest_checkpoint(out))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
-        done = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+        done = numbered_checkpoints(out, SAMI_CHECKPOINT)
         for old in done[: max(0, len(done) - cfg.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -25,6 +25,8 @@ from sami.train_config import NOT_USED, TrainConfig, compare_configs
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"  # every method's checkpoint folders, under the output folder
+# A checkpoint folder is named <prefix>-<step>: SAMI's loop writes step-N, the HF Trainer checkpoint-N.
+SAMI_CHECKPOINT, TRL_CHECKPOINT = "step", "checkpoint"
 METRICS = "metrics.jsonl"
 PACKAGES = ("sami-align", "torch", "transformers", "accelerate", "peft", "trl", "datasets")
 CHAIN_KEYS = ("method", "init_from", "output_dir")  # differ from the parent run in every chain
@@ -48,6 +50,59 @@ def resolve_precision(cfg: TrainConfig) -> str:
     if cfg.precision != "auto":
         return cfg.precision
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+# ------------------------------------------------------------------------------------------ the folder
+
+
+def checkpoint_step(folder: Path, prefix: str) -> int | None:
+    """N of a folder named ``<prefix>-N``; None for any other name (a copied ``step-6.bak``, ``damaged-step-4``)."""
+    head, _, tail = folder.name.partition("-")
+    return int(tail) if head == prefix and tail.isascii() and tail.isdigit() else None
+
+
+def numbered_checkpoints(out: Path, prefix: str) -> list[Path]:
+    """The folders ``out/checkpoints/<prefix>-N``, by step; finished or not."""
+    found = [(checkpoint_step(p, prefix), p) for p in (Path(out) / CHECKPOINTS).glob(f"{prefix}-*") if p.is_dir()]
+    return [p for step, p in sorted((s, p) for s, p in found if s is not None)]
+
+
+def recorded_method(out: Path) -> tuple[str, Path] | None:
+    """The method a run folder holds and the file that says so (its ``config.yaml``, else the model's); None
+    for a folder no run has written into yet. A folder with checkpoints but neither file is named by them."""
+    from sami.config import load_yaml
+
+    out = Path(out)
+    for path in (out / "config.yaml", out / "model" / "sami_config.yaml"):
+        if path.is_file():
+            method = load_yaml(path).get("method")
+            if isinstance(method, str):
+                return method, path
+    if numbered_checkpoints(out, SAMI_CHECKPOINT):
+        return "sami", out / CHECKPOINTS
+    if numbered_checkpoints(out, TRL_CHECKPOINT):
+        return "a TRL method's", out / CHECKPOINTS
+    return None
+
+
+def check_run_folder(cfg: TrainConfig, resume: bool) -> None:
+    """A run folder holds one run: refuse a method other than the one that wrote it (with or without
+    ``--resume``: two methods' models, metrics and checkpoints would mix), and a new run where checkpoints
+    of any method exist. Checked before any model loads."""
+    out = Path(cfg.output_dir)
+    found = recorded_method(out)
+    if found is not None and found[0] != cfg.method:
+        method, source = found
+        raise ValueError(
+            f"output_dir: {out} holds a {method} run ({source}); --method {cfg.method} would mix two runs in one "
+            "folder; choose another output_dir"
+        )
+    held = numbered_checkpoints(out, SAMI_CHECKPOINT) + numbered_checkpoints(out, TRL_CHECKPOINT)
+    if not resume and held:
+        raise FileExistsError(
+            f"{out} already holds checkpoints ({held[-1].name}); pass --resume to continue, or choose another "
+            "output_dir"
+        )
 
 
 # ------------------------------------------------------------------------------------------ metrics.jsonl

@@ -12,7 +12,7 @@ from pathlib import Path
 from sami.locks import hold
 from sami.methods import method_entry
 from sami.models import check_reference
-from sami.runfolder import TrainResult
+from sami.runfolder import TrainResult, check_run_folder
 from sami.train_config import TrainConfig
 
 
@@ -38,4 +38,5 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     entry = method_entry(cfg.method)
     check_paths(cfg)
     with hold(cfg.output_dir, folder=True, what="this training run"):
+        check_run_folder(cfg, resume)
         return entry.train(cfg, resume=resume)
