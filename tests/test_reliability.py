@@ -585,3 +585,47 @@ def test_a_method_does_not_write_into_another_method_s_folder(tmp_path, tiny_mod
     assert f"{out} holds a {first} run" in line and f"--method {second}" in line
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == listing  # nothing written
     assert cli_main([*args, "--method", first, "--resume"]) == 0
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(tmp_path_factory, tokenizer):
+    """A second tiny model, other weights than ``tiny_model_dir``'s."""
+    from tests.conftest import tiny_llama
+
+    path = tmp_path_factory.mktemp("other-llama")
+    model = tiny_llama(len(tokenizer), seed=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_an_eval_name_stays_bound_to_its_model(tmp_path, tiny_model_dir, other_model_dir, capsys):
+    out = tmp_path / "eval"
+    args = ["eval", "mi", "--data", str(EXAMPLE_DATA), "--limit", "2", "--output-dir", str(out)]
+    assert cli_main([*args, f"a={tiny_model_dir}"]) == 0
+    capsys.readouterr()
+    config = (out / "mi" / "config.yaml").read_text()
+    assert cli_main([*args, f"a={other_model_dir}"]) == 2
+    line = _one_error_line(capsys)
+    assert f"'a' was {tiny_model_dir}" in line and f"now {other_model_dir}" in line
+    assert (out / "mi" / "config.yaml").read_text() == config  # nothing recorded that did not run
+    shutil.copytree(tiny_model_dir, tmp_path / "retrained")
+    os.utime(tmp_path / "retrained" / "model.safetensors", ns=(1, 1))  # retrained in place: other files
+    assert cli_main([*args, f"r={tmp_path / 'retrained'}"]) == 0
+    os.utime(tmp_path / "retrained" / "model.safetensors")
+    assert cli_main([*args, f"r={tmp_path / 'retrained'}"]) == 2
+    assert cli_main([*args, f"b={other_model_dir}"]) == 0  # another name is its own place
+
+
+def test_eval_mi_refuses_held_out_data_edited_in_place(tmp_path, tiny_model_dir, capsys):
+    data = tmp_path / "held-out.jsonl"
+    shutil.copy(EXAMPLE_DATA, data)
+    args = ["eval", "mi", f"a={tiny_model_dir}", "--data", str(data), "--limit", "2", "--output-dir", str(tmp_path / "e")]
+    assert cli_main(args) == 0
+    capsys.readouterr()
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[0]["responses"] = rows[0]["responses"][::-1]  # same ids, responses swapped
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli_main(args) == 2
+    assert "records_sha256" in _one_error_line(capsys)

@@ -384,6 +384,12 @@ def _content_key(folder: Path | None, ref: str, revision: str | None) -> str:
     return digest.hexdigest()
 
 
+def content_key(ref: str | Path, revision: str | None = None) -> str:
+    """sha256 naming the weights ``ref`` means (``_content_key``): another model, or one retrained in place,
+    has another key. A local path that holds no model is an error naming it."""
+    return _content_key(_locate(ref), str(ref), revision)
+
+
 def materialize(ref: str | Path, *, revision: str | None = None, dtype: torch.dtype = torch.float32) -> str:
     """A folder (or hub id) holding ``ref``'s weights as trained, for loaders that read them from disk (vLLM).
 

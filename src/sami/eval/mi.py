@@ -14,6 +14,8 @@ when one is evaluated, else the first one listed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -142,8 +144,13 @@ def run_mi(cfg: EvalConfig) -> dict:
         records = records[: cfg.mi.limit]
     root = Path(cfg.output_dir) / "mi"
     settings = {"data": str(Path(cfg.mi.data).resolve()), "records": [r.id for r in records]}
+    # the records' content, not only their ids: data edited in place (responses swapped) is other data
+    settings["records_sha256"] = hashlib.sha256(
+        json.dumps([r.to_json() for r in records], sort_keys=True).encode()
+    ).hexdigest()
     settings.update({k: v for k, v in vars(cfg.mi).items() if k not in ("data", "limit")}, seed=cfg.seed)
-    check_settings(root, settings)
+    # a folder written before the hash was stored is taken as holding these records
+    check_settings(root, settings, added={"records_sha256": settings["records_sha256"]})
     for name, model in cfg.checkpoints():
         score_records(cfg, name, model, records, root)
     metrics = mi_metrics(cfg)

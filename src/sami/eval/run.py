@@ -32,7 +32,9 @@ from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
 from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.eval.mi import mi_metrics, print_mi, run_mi
 from sami.eval.mtbench import mtbench_metrics, print_mtbench, run_mtbench
+from sami.eval.store import check_bindings
 from sami.locks import hold
+from sami.models import content_key
 
 
 @dataclass(frozen=True)
@@ -115,12 +117,14 @@ def run(suite: str, cfg: EvalConfig) -> dict:
     """Generate and judge whatever is missing, then compute metrics from the stored files."""
     entry = _entry(suite)
     _check_sections(cfg)
-    cfg.checkpoints()  # names checked before anything is loaded
+    checkpoints = cfg.checkpoints()  # names checked before anything is loaded
     folder = Path(cfg.output_dir) / suite
     for parent in (folder, *folder.parents):
         if parent.is_file():
             raise ValueError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
+    bindings = {name: {"model": model, "key": content_key(model, cfg.backend.revision)} for name, model in checkpoints}
     with hold(folder, folder=True, what=f"this {suite} evaluation"):
+        check_bindings(folder, bindings)
         save_yaml(cfg, folder / "config.yaml")
         return entry.run(cfg)
 

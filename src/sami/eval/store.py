@@ -92,6 +92,30 @@ def check_settings(directory: str | Path, settings: dict, added: dict | None = N
     path.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
 
 
+def check_bindings(directory: str | Path, bindings: dict[str, dict]) -> None:
+    """Each checkpoint name in an evaluation folder stays bound to the model it was first evaluated as.
+
+    ``bindings``: name -> ``{"model": reference, "key": content key}`` (``sami.models.content_key``). A name
+    whose key changed (another model, or one retrained in place) is refused, naming both, before anything
+    is loaded or written: its stored rows would otherwise be reported as the new model's. New names are
+    recorded in ``models.json``."""
+    path = Path(directory) / "models.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    clashes = [
+        f"'{name}' was {stored[name]['model']} (content {stored[name]['key'][:12]}), now {now['model']} "
+        f"(content {now['key'][:12]})"
+        for name, now in bindings.items()
+        if name in stored and stored[name]["key"] != now["key"]
+    ]
+    if clashes:
+        raise ConfigError(
+            f"{directory} holds results of other models under these names: {'; '.join(clashes)}; evaluate them "
+            "under other names (name=model) or into another output_dir"
+        )
+    if any(name not in stored for name in bindings):
+        write_json(path, {**stored, **bindings})
+
+
 def write_json(path: str | Path, obj) -> None:
     """Write atomically (temporary file, then rename) so a reader never sees half a metrics file."""
     path = Path(path)
