@@ -538,21 +538,18 @@ def test_saturated_training_warns_and_the_report_says_so(tmp_path, tiny_model_di
 # ------------------------------------------------------------------------------- a folder holds one thing
 
 
-@pytest.mark.parametrize("method", ["sft", "dpo"])
-def test_resuming_a_finished_trl_run_trains_nothing(tmp_path, tiny_model_dir, method):
-    from tests.test_train import weights
-
+@pytest.mark.parametrize("method, prefix", [("sft", "checkpoint"), ("dpo", "checkpoint"), ("sami", "step")])
+def test_resuming_a_finished_run_trains_and_writes_nothing(tmp_path, tiny_model_dir, method, prefix):
     cfg = make_cfg(tmp_path, tiny_model_dir, method=method, max_steps=4, save_every=2, optim={"scheduler": "constant"})
     first = train(cfg)
-    before = weights(first.model_dir)
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.model_dir.iterdir()}
     again = train(cfg, resume=True)
     assert again.steps == 4 and again.metrics == []
     out = Path(cfg.output_dir)
     assert [m["step"] for m in metrics(out)] == [1, 2, 3, 4]
-    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
-    for name, tensor in weights(again.model_dir).items():
-        assert tensor.equal(before[name]), name
-    assert json.loads((again.model_dir / "provenance.json").read_text())["steps"] == 4
+    assert sorted(p.name for p in (out / "checkpoints").glob(f"{prefix}-*")) == [f"{prefix}-2", f"{prefix}-4"]
+    # model/ is left as it was: an evaluation bound to it (models.json) stays valid
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in again.model_dir.iterdir()} == files
 
 
 def test_a_trl_run_killed_after_its_last_checkpoint_writes_its_model_on_rerun(tmp_path, tiny_model_dir):

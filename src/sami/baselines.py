@@ -39,6 +39,7 @@ from sami.runfolder import (
     TrainingDiverged,
     TrainResult,
     append_metrics,
+    model_written,
     numbered_checkpoints,
     parent_config_differences,
     provenance,
@@ -287,9 +288,7 @@ def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list
     model_dir = out / "model"
     logger.info("%s is at step %d, the end of this run: nothing to train", checkpoint, steps)
     state = PartialState()
-    recorded = model_dir / "provenance.json"
-    done = recorded.is_file() and json.loads(recorded.read_text()).get("steps") == steps
-    if state.is_main_process and not done:
+    if state.is_main_process and not model_written(model_dir, steps):
         partial = out / ".model.partial"
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(

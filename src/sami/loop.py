@@ -50,6 +50,7 @@ from sami.runfolder import (
     TrainResult,
     append_metrics,
     metric_history,
+    model_written,
     numbered_checkpoints,
     parent_config_differences,
     provenance,
@@ -234,7 +235,8 @@ def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
     if run.start < run.steps:  # a finished run that is resumed again has nothing to save
         _save_checkpoint(accelerator, run.out, run.steps, cfg, run.run_info)
     model_dir = run.out / "model"
-    save_model(accelerator, run.model, run.tokenizer, model_dir, cfg, run.steps, run.segments)
+    if run.start < run.steps or not model_written(model_dir, run.steps):
+        save_model(accelerator, run.model, run.tokenizer, model_dir, cfg, run.steps, run.segments)
     accelerator.end_training()
     return TrainResult(cfg.method, run.out, model_dir, run.steps, history)
 

@@ -215,6 +215,13 @@ def provenance(cfg: TrainConfig, steps: int, num_processes: int, segments: list[
     }
 
 
+def model_written(model_dir: Path, steps: int) -> bool:
+    """Whether ``model_dir`` holds the model of a run at ``steps`` (its provenance, written last, says so):
+    a resumed run with nothing left to train keeps it as it is, so what was evaluated stays bound to it."""
+    path = Path(model_dir) / "provenance.json"
+    return path.is_file() and json.loads(path.read_text()).get("steps") == steps
+
+
 def parent_config_differences(cfg: TrainConfig) -> dict:
     """Settings in which this run differs from the run that trained ``init_from`` (logged; empty without one).
 
