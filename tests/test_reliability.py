@@ -626,3 +626,31 @@ def test_eval_mi_refuses_held_out_data_edited_in_place(tmp_path, tiny_model_dir,
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert cli_main(args) == 2
     assert "records_sha256" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "override, setting",
+    [
+        ("optim.lr=.nan", "optim.lr"),
+        ("optim.lr=.inf", "optim.lr"),
+        ("optim.max_grad_norm=.nan", "optim.max_grad_norm"),
+        ("optim.betas=[2,3]", "optim.betas"),
+        ("optim.eps=-1", "optim.eps"),
+        ("optim.weight_decay=-5", "optim.weight_decay"),
+        ("dpo.beta=.nan", "dpo.beta"),
+        ("dpo.beta=.inf", "dpo.beta"),
+        ("sami.constitution_weights=[.nan,1]", "sami.constitution_weights[0]"),
+        ("epochs=.nan", "epochs"),
+        ("epochs=.inf", "epochs"),
+    ],
+)
+def test_non_finite_and_out_of_range_settings_are_named_before_any_model_loads(tmp_path, tiny_model_dir, capsys,
+                                                                              monkeypatch, override, setting):  # fmt: skip
+    import sami.models
+
+    monkeypatch.setattr(sami.models, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    out = tmp_path / "run"
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(out)]
+    assert cli_main([*args, "--method", "dpo", "-o", override]) == 2
+    assert setting in _one_error_line(capsys)
+    assert not out.exists()

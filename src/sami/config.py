@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -60,6 +61,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if math.isnan(value):  # no setting means anything by NaN; it would surface only as a NaN loss
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -106,7 +109,10 @@ def _from_dict(cls, data, where: str):
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"{where or 'top level'}: {err}") from None
+        text = str(err)  # a message that names the setting by its dotted path needs no prefix
+        raise ConfigError(
+            text if where and text.startswith(f"{where}.") else f"{where or 'top level'}: {text}"
+        ) from None
 
 
 def with_renamed_keys(cls, data: dict) -> dict:

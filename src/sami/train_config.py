@@ -24,6 +24,11 @@ SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "linear", "co
 PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
 
 
+def in_range(value: float, low: float, strict: bool) -> bool:
+    """``value`` is finite and above ``low`` (``strict``) or at least ``low``."""
+    return math.isfinite(value) and (value > low if strict else value >= low)
+
+
 @dataclass
 class OptimConfig:
     """AdamW and its schedule, shared by every method."""
@@ -39,8 +44,15 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
-        if self.lr <= 0 or self.max_grad_norm < 0 or self.warmup_steps < 0 or len(self.betas) != 2:
-            raise ValueError("lr must be positive, max_grad_norm and warmup_steps non-negative, betas two numbers")
+        for name, low, strict in (("lr", 0, True), ("eps", 0, True), ("weight_decay", 0, False),
+                                  ("max_grad_norm", 0, False)):  # fmt: skip
+            if not in_range(getattr(self, name), low, strict):
+                kind = "positive" if strict else "non-negative"
+                raise ValueError(f"optim.{name} must be a {kind} finite number, got {getattr(self, name)!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be non-negative, got {self.warmup_steps!r}")
 
 
 @dataclass
@@ -72,8 +84,10 @@ class SamiConfig:
         weights = (self.row_weight, self.col_weight)
         if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) == 0:
             raise ValueError(f"sami.row_weight and sami.col_weight must be non-negative and not both 0, got {weights}")
-        if self.constitution_weights is not None and any(w < 0 for w in self.constitution_weights):
-            raise ValueError(f"sami.constitution_weights must be non-negative, got {self.constitution_weights}")
+        if self.constitution_weights is not None and not all(in_range(w, 0, False) for w in self.constitution_weights):
+            raise ValueError(
+                f"sami.constitution_weights must be non-negative finite numbers, got {self.constitution_weights}"
+            )
         for name in ("nll_weight", "ref_weight", "fluency_margin"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -111,8 +125,10 @@ class DpoConfig:
             raise ValueError(f"prompt_constitution: one of {PROMPT_CONSTITUTIONS}, not {self.prompt_constitution!r}")
         if self.rejected not in REJECTED_CHOICES:
             raise ValueError(f"rejected must be one of {REJECTED_CHOICES}, got {self.rejected!r}")
-        if self.beta <= 0 or not self.loss_type:
-            raise ValueError("beta must be positive and loss_type a non-empty list")
+        if not in_range(self.beta, 0, True):
+            raise ValueError(f"dpo.beta must be a positive finite number, got {self.beta!r}")
+        if not self.loss_type:
+            raise ValueError("dpo.loss_type must be a non-empty list")
         unknown = [t for t in self.loss_type if t not in DPO_LOSS_TYPES]
         if unknown:
             raise ValueError(f"dpo.loss_type: {unknown} not among TRL's DPO losses {DPO_LOSS_TYPES}")
@@ -231,8 +247,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.queries_per_device < 1 or self.gradient_accumulation < 1 or self.log_every < 1:
             raise ValueError("queries_per_device, gradient_accumulation and log_every must be at least 1")
-        if self.epochs <= 0 and not self.max_steps:
-            raise ValueError("epochs must be positive (or set max_steps)")
+        if not math.isfinite(self.epochs) or (self.epochs <= 0 and not self.max_steps):
+            raise ValueError(f"epochs must be a positive finite number (or set max_steps), got {self.epochs!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         if self.keep_checkpoints < 1 or self.save_every < 0:
