@@ -654,3 +654,42 @@ def test_non_finite_and_out_of_range_settings_are_named_before_any_model_loads(t
     assert cli_main([*args, "--method", "dpo", "-o", override]) == 2
     assert setting in _one_error_line(capsys)
     assert not out.exists()
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda step: (step / "manifest.json").write_text("[]"),
+        lambda step: ((step / "manifest.json").unlink(), _truncate(step / "model.safetensors")),
+    ],
+    ids=["manifest-a-list", "manifest-lost-weights-truncated"],
+)
+def test_damage_the_manifest_does_not_describe_falls_back(tmp_path, tiny_model_dir, caplog, damage):
+    cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=4, save_every=2)
+    out = Path(train(cfg).output_dir)
+    damage(out / "checkpoints" / "step-4")
+    shutil.rmtree(out / "model")
+    resumed = train(cfg, resume=True)
+    assert [m["step"] for m in resumed.metrics] == [3, 4]  # from step-2
+    assert (out / "checkpoints" / "damaged-step-4").is_dir()
+
+
+def test_copied_checkpoint_folders_are_not_checkpoints_and_all_damaged_is_an_error(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(out),
+            "--max-steps", "2", "-o", "save_every=1", "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24"]  # fmt: skip
+    assert cli_main(args) == 0
+    shutil.copytree(out / "checkpoints" / "step-2", out / "checkpoints" / "step-6.bak")
+    shutil.copytree(out / "checkpoints" / "step-2", out / "checkpoints" / "checkpoint-6.bak")
+    assert cli_main([*args, "--resume"]) == 0
+    capsys.readouterr()
+    for step in ("step-1", "step-2"):
+        _truncate(out / "checkpoints" / step / "model.safetensors")
+    assert cli_main([*args, "--resume"]) == 1
+    line = _one_error_line(capsys)
+    assert "every checkpoint in" in line and "is damaged (step-1, step-2" in line
+    assert not (out / "checkpoints" / "step-1").exists()  # moved aside, not trained over

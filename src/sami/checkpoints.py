@@ -65,18 +65,20 @@ def read_manifest(folder: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except ValueError:
         return {"files": None}
+    return manifest if isinstance(manifest, dict) else {"files": None}
 
 
 def damage(folder: Path) -> str | None:
     """What is wrong with ``folder`` against its manifest (the first damaged file), or None when it is intact.
 
-    A checkpoint written before manifests existed has none and is taken as it is."""
+    A checkpoint without a manifest (written before manifests existed, or the manifest lost) is checked as far
+    as its weights say: each ``.safetensors`` file must be as long as its header says."""
     manifest = read_manifest(folder)
     if manifest is None:
-        return None
+        return next(filter(None, map(safetensors_damage, sorted(folder.rglob("*.safetensors")))), None)
     if not isinstance(manifest.get("files"), dict):
         return f"{folder / MANIFEST} is unreadable"
     for name, expected in manifest["files"].items():
@@ -88,6 +90,24 @@ def damage(folder: Path) -> str | None:
             return f"{path} has {size} bytes, the manifest says {expected['bytes']}"
         if file_sha256(path) != expected["sha256"]:
             return f"{path} does not match its hash in the manifest"
+    return None
+
+
+def safetensors_damage(path: Path) -> str | None:
+    """What is wrong with a ``.safetensors`` file by its own header (8-byte length, JSON header, tensors whose
+    offsets end where the file ends), or None when it is whole."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if length > size - 8:
+                raise ValueError("its header runs past the end")
+            header = json.loads(f.read(length))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        return f"{path} is not a whole safetensors file ({err})"
+    if 8 + length + end != size:
+        return f"{path} has {size} bytes, its header says {8 + length + end}"
     return None
 
 
