@@ -693,3 +693,82 @@ def test_copied_checkpoint_folders_are_not_checkpoints_and_all_damaged_is_an_err
     line = _one_error_line(capsys)
     assert "every checkpoint in" in line and "is damaged (step-1, step-2" in line
     assert not (out / "checkpoints" / "step-1").exists()  # moved aside, not trained over
+
+
+def _safetensors_full_disk(*args, **kwargs):
+    from safetensors import SafetensorError
+
+    raise SafetensorError(
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+    )
+
+
+def test_a_full_disk_reported_by_safetensors_removes_the_partial_sami_checkpoint(tmp_path, tiny_model_dir,
+                                                                                monkeypatch):  # fmt: skip
+    """A hand-made fault: the LoRA save raising safetensors' own error, as it does on a full tmpfs."""
+    from accelerate import Accelerator
+
+    def half_written(self, output_dir=None, **kwargs):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "adapter_model.safetensors").write_bytes(b"partial")
+        _safetensors_full_disk()
+
+    monkeypatch.setattr(Accelerator, "save_state", half_written)
+    cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=2, save_every=1, model={"finetune": "lora"})
+    with pytest.raises(CheckpointError, match="could not write checkpoint step-1: no space left on .*checkpoints"):
+        train(cfg)
+    assert list((Path(cfg.output_dir) / "checkpoints").iterdir()) == []
+
+
+def test_a_full_disk_reported_by_safetensors_removes_the_partial_trl_checkpoint(tmp_path, tiny_model_dir,
+                                                                               monkeypatch):  # fmt: skip
+    from transformers import Trainer
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", _safetensors_full_disk)
+    cfg = make_cfg(tmp_path, tiny_model_dir, method="sft", max_steps=2, save_every=1)
+    with pytest.raises(CheckpointError, match="could not write checkpoint checkpoint-1: no space left on"):
+        train(cfg)
+    assert list((Path(cfg.output_dir) / "checkpoints").glob("checkpoint-*")) == []
+
+
+def test_torch_s_unexpected_pos_on_a_full_disk_is_named(tmp_path, tiny_model_dir, monkeypatch):
+    from collections import namedtuple
+
+    from accelerate import Accelerator
+
+    def torch_error(self, output_dir=None, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing file "
+                           "data/3: unexpected pos 1664 vs 1558")  # fmt: skip
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(Accelerator, "save_state", torch_error)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
+    with pytest.raises(CheckpointError, match="no space left on"):
+        train(make_cfg(tmp_path, tiny_model_dir, max_steps=2, save_every=1))
+
+
+def test_a_full_disk_when_taking_the_lock_names_the_path_and_leaves_no_holder_file(tmp_path, monkeypatch, capsys):
+    """A hand-made fault: the holder file's write fails with ENOSPC (as on a full tmpfs)."""
+    import sami.locks
+
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name.endswith(".holder"):
+            self.touch()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError) as caught, hold(tmp_path / "out", folder=True):
+        pass
+    assert caught.value.filename == str(tmp_path / "out" / ".sami.lock.holder")
+    assert not (tmp_path / "out" / ".sami.lock.holder").exists()
+    assert sami.cli.describe_error(caught.value) == (1, f"no space left on {caught.value.filename}")
+
+
+def test_a_read_only_output_folder_is_bad_input(tmp_path):
+    import sami.cli
+
+    err = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "ro" / "config.yaml"))
+    assert sami.cli.describe_error(err) == (2, f"{tmp_path / 'ro' / 'config.yaml'}: Permission denied")

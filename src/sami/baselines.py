@@ -335,7 +335,7 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     state.wait_for_everyone()
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except (OSError, RuntimeError) as err:
+    except Exception as err:  # a full disk reaches here as OSError, torch's RuntimeError or a SafetensorError
         _unfinished_checkpoint_failed(err, out)
         raise
 

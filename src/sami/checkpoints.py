@@ -35,6 +35,9 @@ CONFIG = "config.yaml"
 RESUMABLE_CHANGES = ("max_steps", "epochs", "output_dir", "save_every", "keep_checkpoints", "log_every", "report_to")
 
 
+TORCH_WRITE_FAILURES = ("file write failed", "unexpected pos")
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written or read back."""
 
@@ -212,8 +215,8 @@ def _no_space(err: BaseException, where: Path) -> bool:
         if "No space left" in str(seen):
             return True
         seen = seen.__cause__ or seen.__context__
-    # torch's writer reports a full disk as "file write failed", without the OS error
-    if "file write failed" in str(err):
+    # torch's writer reports a full disk as "file write failed" or "unexpected pos", without the OS error
+    if any(text in str(err) for text in TORCH_WRITE_FAILURES):
         probe = where
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
@@ -235,5 +238,5 @@ def guarded_save(save: Callable[[], None], partial: Path, name: str, last: Calla
     """Run ``save`` (which writes ``partial``); on failure remove ``partial`` and raise ``CheckpointError``."""
     try:
         save()
-    except (OSError, RuntimeError) as err:
+    except Exception as err:  # OSError, torch's RuntimeError, safetensors' own SafetensorError, ...
         raise save_failed(err, partial, name, last()) from err

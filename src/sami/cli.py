@@ -4,6 +4,7 @@ dataclass and calls the same function a Python user would."""
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import warnings
@@ -475,6 +476,10 @@ def describe_error(err: BaseException) -> tuple[int, str]:
 
     bad_input = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                  EmbeddedModelMissing, OutputBusy, EndpointError)  # fmt: skip
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return 1, f"no space left on {err.filename or 'the device'}"
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return 2, f"{err.filename or 'output'}: {err.strerror}"
     if isinstance(err, KeyError):
         return 2, str(err.args[0]) if err.args else "missing key"
     if isinstance(err, bad_input):

@@ -86,7 +86,13 @@ def hold(target: str | Path, *, folder: bool, what: str = "this output") -> Iter
         "started": time.time(),
         "command": " ".join(["sami", *sys.argv[1:]]) if sys.argv else "?",
     }
-    _holder_path(lock).write_text(json.dumps(holder))
+    try:
+        _holder_path(lock).write_text(json.dumps(holder))
+    except OSError as err:  # a full disk: no empty holder file is left to confuse the next run
+        with contextlib.suppress(OSError):
+            _holder_path(lock).unlink()
+        flock.release()
+        raise OSError(err.errno, err.strerror, str(_holder_path(lock))) from err
     try:
         yield
     finally:
