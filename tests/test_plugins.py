@@ -380,3 +380,9 @@ def test_the_documented_plugin_example_loads_and_registers(plugin_dir):
     )
     assert name == "shorter-v1" and "A: long answer" in messages[0]["content"]
     assert JUDGES["shorter"].parse("so [[B]]") == "B"
+
+
+def test_a_plugin_that_calls_sys_exit_is_one_error_line_naming_it(plugin_dir, capsys):
+    write_plugin(plugin_dir, "exiting_plugin", "import sys\nsys.exit(3)\n")
+    assert main(["--plugin", "exiting_plugin", "principles"]) == 2
+    assert capsys.readouterr().err == "sami: error: plugin 'exiting_plugin' called sys.exit(3) while importing\n"

@@ -567,13 +567,18 @@ def test_a_trl_run_killed_after_its_last_checkpoint_writes_its_model_on_rerun(tm
     assert (again.model_dir / "tokenizer_config.json").is_file()
 
 
+def _train_args(model_dir: Path, out: Path) -> list[str]:
+    """``sami train`` of 2 steps with a checkpoint at each, on the tiny model."""
+    return ["train", "--model", str(model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(out), "--max-steps",
+            "2", "-o", "save_every=1", "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24"]  # fmt: skip
+
+
 @pytest.mark.parametrize("first, second, resume", [("sami", "sft", True), ("sami", "sft", False),
                                                    ("sft", "sami", True), ("dpo", "sft", False)])  # fmt: skip
 def test_a_method_does_not_write_into_another_method_s_folder(tmp_path, tiny_model_dir, capsys, first, second,
                                                               resume):  # fmt: skip
     out = tmp_path / "run"
-    args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(out),
-            "--max-steps", "2", "-o", "save_every=1", "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24"]  # fmt: skip
+    args = _train_args(tiny_model_dir, out)
     assert cli_main([*args, "--method", first]) == 0
     capsys.readouterr()
     listing = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
@@ -618,7 +623,17 @@ def test_an_eval_name_stays_bound_to_its_model(tmp_path, tiny_model_dir, other_m
 def test_eval_mi_refuses_held_out_data_edited_in_place(tmp_path, tiny_model_dir, capsys):
     data = tmp_path / "held-out.jsonl"
     shutil.copy(EXAMPLE_DATA, data)
-    args = ["eval", "mi", f"a={tiny_model_dir}", "--data", str(data), "--limit", "2", "--output-dir", str(tmp_path / "e")]
+    args = [
+        "eval",
+        "mi",
+        f"a={tiny_model_dir}",
+        "--data",
+        str(data),
+        "--limit",
+        "2",
+        "--output-dir",
+        str(tmp_path / "e"),
+    ]
     assert cli_main(args) == 0
     capsys.readouterr()
     rows = [json.loads(line) for line in data.read_text().splitlines()]
@@ -644,8 +659,9 @@ def test_eval_mi_refuses_held_out_data_edited_in_place(tmp_path, tiny_model_dir,
         ("epochs=.inf", "epochs"),
     ],
 )
-def test_non_finite_and_out_of_range_settings_are_named_before_any_model_loads(tmp_path, tiny_model_dir, capsys,
-                                                                              monkeypatch, override, setting):  # fmt: skip
+def test_non_finite_and_out_of_range_settings_are_named_before_any_model_loads(
+    tmp_path, tiny_model_dir, capsys, monkeypatch, override, setting
+):
     import sami.models
 
     monkeypatch.setattr(sami.models, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
@@ -680,8 +696,7 @@ def test_damage_the_manifest_does_not_describe_falls_back(tmp_path, tiny_model_d
 
 def test_copied_checkpoint_folders_are_not_checkpoints_and_all_damaged_is_an_error(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "run"
-    args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(out),
-            "--max-steps", "2", "-o", "save_every=1", "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24"]  # fmt: skip
+    args = _train_args(tiny_model_dir, out)
     assert cli_main(args) == 0
     shutil.copytree(out / "checkpoints" / "step-2", out / "checkpoints" / "step-6.bak")
     shutil.copytree(out / "checkpoints" / "step-2", out / "checkpoints" / "checkpoint-6.bak")
@@ -772,3 +787,38 @@ def test_a_read_only_output_folder_is_bad_input(tmp_path):
 
     err = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "ro" / "config.yaml"))
     assert sami.cli.describe_error(err) == (2, f"{tmp_path / 'ro' / 'config.yaml'}: Permission denied")
+
+
+def test_a_key_in_an_endpoint_url_is_neither_shown_nor_written(tmp_path, capsys):
+    import socket
+
+    from sami.config import redact_url
+    from sami.generate import GenerateConfig, _check_same_config, config_path
+
+    assert redact_url("at http://u:K@h/v1 and https://h/v1") == "at http://u:***@h/v1 and https://h/v1"
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url, out = f"http://user:SECRET@127.0.0.1:{port}/v1", tmp_path / "d.jsonl"
+    args = ["generate", "--backend", "openai", "--base-url", url, "--teacher", "m", "--num-queries", "1",
+            "--out", str(out), "-o", "teacher.max_retries=0"]  # fmt: skip
+    assert cli_main(args) == 2
+    line = _one_error_line(capsys)
+    assert "SECRET" not in line and f"user:***@127.0.0.1:{port}" in line
+    assert "SECRET" not in config_path(out).read_text()
+    cfg = from_dict(GenerateConfig, {"output": str(out), **load_yaml(config_path(out))} | {"teacher": {
+        **load_yaml(config_path(out))["teacher"], "base_url": url}})  # fmt: skip
+    _check_same_config(cfg)  # a rerun with the same URL is the same configuration
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("seed: 1\noptim: {lr: [1, 2}\n")
+    assert cli_main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    assert re.search(r"c\.yaml:2: invalid YAML \(", _one_error_line(capsys))
+
+
+def test_init_from_a_file_says_it_is_a_file(tmp_path, tiny_model_dir, capsys):
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(tmp_path / "r")]
+    assert cli_main([*args, "--init-from", str(tmp_path / "weights.bin")]) == 2
+    assert f"{tmp_path / 'weights.bin'} is a file; expected a model folder" in _one_error_line(capsys)

@@ -33,6 +33,7 @@ from typing import Callable, Protocol
 import torch
 
 from sami.backend_tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_text
+from sami.config import redact_url
 from sami.next_token import endpoint_next_token_probs_iter, local_next_token_probs_iter
 
 logger = logging.getLogger(__name__)
@@ -405,15 +406,17 @@ def _endpoint_error(err: Exception, cfg: BackendConfig) -> EndpointError:
 
     where = f"endpoint {cfg.base_url} (model {cfg.model!r})"
     if isinstance(err, openai.APITimeoutError):
-        return EndpointError(f"{where}: no answer within {cfg.timeout} s, {cfg.max_retries} retries")
-    if isinstance(err, openai.APIConnectionError):
+        text = f"{where}: no answer within {cfg.timeout} s, {cfg.max_retries} retries"
+    elif isinstance(err, openai.APIConnectionError):
         cause = err.__cause__ or err.__context__
         detail = f" ({type(cause).__name__}: {cause})" if cause else ""
-        return EndpointError(f"{where}: cannot connect after {cfg.max_retries} retries{detail}")
-    if isinstance(err, openai.APIStatusError):
+        text = f"{where}: cannot connect after {cfg.max_retries} retries{detail}"
+    elif isinstance(err, openai.APIStatusError):
         message = str(err).splitlines()[0][:300]
-        return EndpointError(f"{where}: HTTP {err.status_code}: {message}")
-    return EndpointError(f"{where}: {type(err).__name__}: {err}")
+        text = f"{where}: HTTP {err.status_code}: {message}"
+    else:
+        text = f"{where}: {type(err).__name__}: {err}"
+    return EndpointError(redact_url(text))  # a key in the URL's user part is not shown
 
 
 class OpenAIBackend:
@@ -441,7 +444,7 @@ class OpenAIBackend:
         self._lock = threading.Lock()
 
     def describe(self) -> dict:
-        return {"kind": "openai", "model": self.cfg.model, "base_url": self.cfg.base_url}
+        return {"kind": "openai", "model": self.cfg.model, "base_url": redact_url(self.cfg.base_url)}
 
     def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
         """(prompt index, ``CandidateProbs``): one ``max_tokens`` 1 request with top log-probs per prompt,

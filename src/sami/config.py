@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -180,16 +181,38 @@ def load_yaml(path, what: str = "config file") -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML ({problem})") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return data or {}
 
 
+# the password (an API key) of a URL's user part: http://user:KEY@host/v1
+_URL_SECRET = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@/\s]+@", re.IGNORECASE)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of every URL's user part replaced by ``***``."""
+    return _URL_SECRET.sub(r"\1***@", text)
+
+
+def redacted(data: Any) -> Any:
+    """``data`` (a config as a mapping) with ``redact_url`` applied to every string in it."""
+    if isinstance(data, dict):
+        return {k: redacted(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redacted(v) for v in data]
+    return redact_url(data) if isinstance(data, str) else data
+
+
 def save_yaml(cfg, path: str | Path) -> None:
+    """The resolved config beside what it produced; a key in a URL's user part is not written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    path.write_text(yaml.safe_dump(redacted(to_dict(cfg)), sort_keys=False))
 
 
 def config_hash(cfg) -> str:

@@ -35,7 +35,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from sami.backends import Backend, BackendConfig, Completion, SamplingParams, make_backend
-from sami.config import ConfigError, config_differences, config_hash, load_yaml, save_yaml, to_dict
+from sami.config import ConfigError, config_differences, config_hash, load_yaml, redacted, save_yaml, to_dict
 from sami.data import DataError, parse_record, read_appended
 from sami.filters import FilterConfig, reject_reason
 from sami.locks import hold
@@ -152,7 +152,9 @@ def _check_same_config(cfg: GenerateConfig) -> None:
         return
     previous = load_yaml(path)
     diffs = {
-        k: v for k, v in config_differences(previous, to_dict(cfg)).items() if k.split(".")[0] not in RESUMABLE_CHANGES
+        k: v
+        for k, v in config_differences(previous, redacted(to_dict(cfg))).items()
+        if k.split(".")[0] not in RESUMABLE_CHANGES
     }
     if diffs:
         lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in diffs.items())

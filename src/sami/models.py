@@ -271,6 +271,8 @@ def _locate(ref: str | Path) -> Path | None:
 def model_folder(path: str | Path) -> Path:
     """The loadable model folder a user means: the folder itself, or the ``model/`` of a run folder."""
     path = Path(path)
+    if path.is_file():
+        raise ValueError(f"{path} is a file; expected a model folder or a run folder")
     if not path.is_dir():
         raise FileNotFoundError(f"no such folder: {path}")
     if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():

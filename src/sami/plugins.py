@@ -46,6 +46,8 @@ def load_plugin(module: str) -> None:
         return
     try:
         importlib.import_module(module)
+    except SystemExit as err:  # it would end the command without a word
+        raise PluginError(f"plugin {module!r} called sys.exit({err.code!r}) while importing") from None
     except Exception as err:
         raise PluginError(f"plugin {module!r} failed to import ({_first_line(err)})") from err
     _loaded.add(module)
@@ -65,7 +67,7 @@ def load_entry_point_plugins() -> None:
             loaded = point.load()
             if point.attr is not None and callable(loaded):
                 loaded()
-        except Exception as err:
+        except (Exception, SystemExit) as err:
             raise PluginError(
                 f"plugin {point.value!r} (entry point {point.name!r} in {ENTRY_POINT_GROUP}) failed to load "
                 f"({_first_line(err)})"
