@@ -294,3 +294,21 @@ def test_embedded_teacher_writes_records_from_the_builtin_pool(tmp_path):
         assert record.id.startswith("builtin-") and len(record.responses) == 2
         assert all(len(r.split()) >= 3 for r in record.responses)  # real text, not fragments
         assert record.provenance["teacher"]["model"] == "smollm2-135m"
+
+
+def test_a_full_disk_while_writing_records_names_the_output(tmp_path, pool_file, lively_model, tokenizer, monkeypatch):
+    """A hand-made fault: the record's write fails with ENOSPC, as on a full tmpfs (the error names no file)."""
+    import errno
+
+    import sami.generate
+    from sami.cli import describe_error
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sami.generate, "_append", full)
+    cfg = gen_cfg(tmp_path, pool_file)
+    with pytest.raises(OSError) as caught:
+        generate(cfg, TransformersBackend(lively_model, tokenizer, batch_size=4))
+    code, text = describe_error(caught.value)
+    assert code == 1 and text.startswith(f"no space left on {cfg.output}")

@@ -346,6 +346,10 @@ def _generate_chunks(
                 bar.update(len(batch))
                 tok_s = f"{result.tokens / (time.perf_counter() - start):.1f}"
                 bar.set_postfix(kept=result.written, dropped=sum(result.rejected.values()), tok_s=tok_s)
+    except OSError as err:  # a full disk: say where (a write's error names no file); a rerun cuts the torn line
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror, f"{result.output} (or {result.rejected_path.name})") from err
     finally:
         bar.close()
 
