@@ -233,7 +233,7 @@ def test_checker_judge_counts_passing_checkers():
     from sami.principles import load_library
 
     library = load_library()
-    shown = [library.get("lowercase"), library.get("bullet_list")]
+    shown = [(library.get("lowercase"), "strong"), (library.get("bullet_list"), "weak")]
     lower_bullets = "- apples\n- pears\n- plums"
     upper_prose = "APPLES, PEARS AND PLUMS."
     upper_bullets = "- APPLES\n- PEARS\n- PLUMS"
@@ -248,13 +248,13 @@ def test_checker_judge_counts_passing_checkers():
     assert checker_verdict(shown, upper_bullets, lower_prose)["verdict"] == "tie"
     assert checker_verdict(shown, lower_prose, lower_bullets)["verdict"] == "B"  # 1 pass against 2
     # principles without a checker are skipped; with none at all there is nothing to judge
-    assert checker_verdict([library.get("caring"), *shown], lower_bullets, upper_prose)["passes"]["A"] == 2
+    assert checker_verdict([(library.get("caring"), "weak"), *shown], lower_bullets, upper_prose)["passes"]["A"] == 2
     # a degenerate answer passes nothing, though "- - -" lines would satisfy the list checker
     dashes = " -\n- -\n- -\n-\n- -\n-\n-\n- -\n-\n-\n-\n-"  # a collapsed DPO answer, measured
     assert library.get("bullet_list").checker(dashes)
     assert checker_verdict(shown, dashes, upper_prose)["passes"] == {"A": 0, "B": 0}
     with pytest.raises(ValueError, match="mtbench.principles"):
-        checker_verdict(library.for_category("math"), lower_bullets, upper_prose)
+        checker_verdict([(p, "weak") for p in library.for_category("math")], lower_bullets, upper_prose)
 
 
 def test_verdict_setting_is_validated():
@@ -263,3 +263,72 @@ def test_verdict_setting_is_validated():
     assert MTBenchConfig().verdict == "auto" and "checker" in MTBenchConfig(judges=["checker"]).judges
     with pytest.raises(ValueError, match="mtbench.verdict"):
         MTBenchConfig(verdict="logits")
+
+
+def test_checker_judge_uses_the_checker_of_the_side_shown():
+    """Under "capital letters" (lowercase flipped) and "a bulleted list", capitals in bullets pass both checkers
+    shown (all_uppercase, bullet_list), lowercase bullets only one: the capitals win 2 to 1."""
+    from sami.eval.judges import checked_principles, checker_verdict
+    from sami.principles import load_library
+
+    library = load_library()
+    shown = [(library.get("lowercase"), "antithesis"), (library.get("bullet_list"), "strong")]
+    upper_bullets, lower_bullets = "- APPLES\n- PEARS\n- PLUMS", "- apples\n- pears\n- plums"
+    assert checker_verdict(shown, upper_bullets, lower_bullets)["passes"] == {"A": 2, "B": 1}
+    assert checker_verdict(shown, lower_bullets, upper_bullets)["verdict"] == "B"
+    both_flipped = [(library.get("lowercase"), "antithesis"), (library.get("bullet_list"), "antithesis")]
+    assert checker_verdict(both_flipped, "APPLES AND PEARS.", lower_bullets)["passes"] == {"A": 2, "B": 0}
+    # a principle whose flipped side has no checker is skipped; none at all is an error naming the sides
+    caring = library.get("caring")
+    assert [p.name for p, _ in checked_principles([(caring, "antithesis"), *shown])] == ["lowercase", "bullet_list"]
+    with pytest.raises(ValueError, match=r"caring \(antithesis\)"):
+        checked_principles([(caring, "antithesis")])
+
+
+def test_sampled_constitutions_are_drawn_per_question_and_shared_by_every_model():
+    from sami.eval.config import EvalConfig, MTBenchConfig
+    from sami.eval.mtbench import question_constitution
+    from sami.eval.mtbench_data import load_questions
+    from sami.principles import load_library
+
+    library = load_library()
+    questions, _ = load_questions("package")
+
+    def draw(seed=0, models=("a=x", "b=y"), constitutions="sampled"):
+        mt = MTBenchConfig(principles=["lowercase", "bullet_list"], side="strong", constitutions=constitutions)
+        cfg = EvalConfig(models=list(models), seed=seed, mtbench=mt)
+        return [[(p.name, side) for p, side in question_constitution(cfg, library, q)] for q in questions]
+
+    sampled = draw()
+    assert sampled == draw(models=("c=z",))  # the draw does not depend on the models compared
+    assert sampled != draw(seed=1)
+    assert all([n for n, _ in c] == ["lowercase", "bullet_list"] for c in sampled)
+    assert all(side in ("strong", "antithesis") for c in sampled for _, side in c)
+    # a fair coin per principle and question: over 80 questions each side turns up 40 +- 15 times (3.4 sd)
+    for k in range(2):
+        flips = sum(c[k][1] == "antithesis" for c in sampled)
+        assert 25 <= flips <= 55, flips
+    assert {sum(side == "antithesis" for _, side in c) for c in sampled} == {0, 1, 2}
+    assert all(side == "strong" for c in draw(constitutions="positive") for _, side in c)
+    with pytest.raises(ValueError, match="sampled needs mtbench.protocol: paper"):
+        MTBenchConfig(protocol="fastchat", constitutions="sampled")
+
+
+def test_win_rates_split_by_how_many_principles_were_flipped():
+    """Three questions: none flipped (x wins), one flipped (tie), two flipped (x wins); the third question's
+    records carry no constitution (an old folder), so it is counted overall but in no split."""
+    flip = lambda *sides: {"principles": [{"name": n, "side": s, "text": n} for n, s in zip("pq", sides, strict=True)]}  # noqa: E731
+    cons = {0: flip("strong", "strong"), 1: flip("antithesis", "strong"), 2: flip("antithesis", "antithesis")}
+    verdicts = {0: ("A", "B"), 1: ("A", "A"), 2: ("A", "B"), 3: ("B", "A")}
+    records = []
+    for q, (x_first, y_first) in verdicts.items():
+        for first, second, v in (("x", "y", x_first), ("y", "x", y_first)):
+            r = {"question_id": q, "turn": 1, "category": "writing", "first": first, "second": second, "verdict": v}
+            records.append({**r, "constitution": cons[q]} if q in cons else r)
+    answers = {m: {(q, 1): {"answer": "a b"} for q in verdicts} for m in ("x", "y")}
+    m = pairwise_metrics(records, answers, "x", "y")
+    assert {k: (b["win"], b["tie"], b["loss"], b["n"]) for k, b in m["per_flipped"].items()} == {
+        "0": (1, 0, 0, 1), "1": (0, 1, 0, 1), "2": (1, 0, 0, 1)
+    }  # fmt: skip
+    assert (m["overall"]["win"], m["overall"]["loss"], m["overall"]["n"]) == (2, 1, 4)
+    assert m["per_flipped"]["1"]["win_rate_adjusted"]["value"] == 0.5

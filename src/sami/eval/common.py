@@ -46,8 +46,17 @@ def constitution_text(principles: Sequence[Principle], side: str, flipped: str |
     """The numbered constitution of ``principles`` in the given phrasing, in library order; the principle named
     ``flipped`` as its antithesis."""
     sides = {p.name: "antithesis" if p.name == flipped else side for p in principles}
-    return Constitution(tuple(ConstitutionItem(p.phrasing(sides[p.name]), p.name, sides[p.name])
-                              for p in principles)).render()  # fmt: skip
+    return shown_text([(p, sides[p.name]) for p in principles])
+
+
+def shown_constitution(shown: Sequence[tuple[Principle, str]]) -> Constitution:
+    """The constitution of ``(principle, side)`` pairs, in the given order."""
+    return Constitution(tuple(ConstitutionItem(p.phrasing(side), p.name, side) for p, side in shown))
+
+
+def shown_text(shown: Sequence[tuple[Principle, str]]) -> str:
+    """The numbered constitution text of ``(principle, side)`` pairs, as the answering models see it."""
+    return shown_constitution(shown).render()
 
 
 # A raw-template answer ends where the model starts the next dialogue turn.

@@ -18,6 +18,7 @@ from sami.logprobs import LAYOUTS
 from sami.templates import TEMPLATES
 
 PROTOCOLS: tuple[str, ...] = ("paper", "fastchat")
+CONSTITUTIONS: tuple[str, ...] = ("positive", "sampled")
 
 
 @dataclass
@@ -30,6 +31,11 @@ class MTBenchConfig:
     protocol: ``paper`` (first turn, the category's constitution in the prompt, template ``template``,
         greedy) or ``fastchat`` (both turns, chat template, FastChat's per-category temperatures).
     side: phrasing of the constitution shown to the models and the principle-aware judge (paper: weak).
+    constitutions: ``positive`` (every question under its principles, on ``side``: the paper's protocol) or
+        ``sampled`` (each question under a constitution of its own: each principle on ``side`` or flipped to its
+        antithesis by a coin drawn from the seed and the question id, the same for every model; the answers,
+        the principle-aware judges and the checker judge all see it, and the win rates are also split by how
+        many principles were flipped). ``paper`` protocol only.
     principles: the constitution for every question, by principle name (used in the answers' prompts and
         shown to the principle-aware and checker judges); None: each question's category principles.
     judges: any registered judge (``sami.eval.judges.JUDGES``): principle-aware, principle-free, single,
@@ -49,6 +55,7 @@ class MTBenchConfig:
     protocol: str = "paper"
     template: str = "paper-v1"
     side: str = "weak"
+    constitutions: str = "positive"
     categories: list[str] | None = None
     per_category: int | None = None
     max_new_tokens: int = 512
@@ -68,6 +75,10 @@ class MTBenchConfig:
             raise ValueError(f"mtbench.template must be one of {TEMPLATES}, got {self.template!r}")
         if self.side not in ("strong", "weak"):
             raise ValueError(f"mtbench.side must be strong or weak, got {self.side!r}")
+        if self.constitutions not in CONSTITUTIONS:
+            raise ValueError(f"mtbench.constitutions must be one of {CONSTITUTIONS}, got {self.constitutions!r}")
+        if self.constitutions == "sampled" and self.protocol != "paper":
+            raise ValueError("mtbench.constitutions: sampled needs mtbench.protocol: paper (fastchat shows none)")
         unknown = sorted(set(self.judges) - set(JUDGES))
         if unknown or not self.judges:
             raise ValueError(f"mtbench.judges must be a non-empty list of {tuple(JUDGES)}, got {self.judges}")

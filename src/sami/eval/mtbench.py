@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
+import random
 from collections import defaultdict
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
 from sami.backends import BACKENDS, SamplingParams
-from sami.eval.common import LazyBackend, answer_prompt, answer_stop, constitution_text, fmt, words
+from sami.eval.common import LazyBackend, answer_prompt, answer_stop, fmt, shown_constitution, shown_text, words
 from sami.eval.config import EvalConfig
 from sami.eval.fluency import is_degenerate
 from sami.eval.judges import (
@@ -32,6 +35,7 @@ from sami.eval.judges import (
     VERDICT_PREFIX,
     Judge,
     JudgeItem,
+    Shown,
     combine,
     hard_verdict,
     outcome_for,
@@ -41,7 +45,7 @@ from sami.eval.judges import (
 from sami.eval.mtbench_data import FASTCHAT_TEMPERATURES, Question, load_judge_prompts, load_questions, select
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
 from sami.metrics import bootstrap_mean, bounded_mean, length_controlled_win_rate, rate
-from sami.principles import load_library
+from sami.principles import SIDES, Constitution, ConstitutionItem, load_library
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +74,38 @@ def _judged_turns(cfg: EvalConfig, judge: Judge) -> tuple[int, ...]:
     return (1,) if judge.turns == "first" else _turns(cfg)
 
 
-def _constitution(cfg: EvalConfig, library, q: Question) -> list:
-    """The principles shown for a question: ``mtbench.principles`` when set, else its category's."""
+def question_constitution(cfg: EvalConfig, library, q: Question) -> list[Shown]:
+    """The constitution a question is answered and judged under, as ``(Principle, side)`` pairs.
+
+    Its principles are ``mtbench.principles`` when set, else the question's category's. With
+    ``mtbench.constitutions: positive`` every principle is shown on ``mtbench.side``; with ``sampled`` each one
+    is on ``mtbench.side`` or flipped to its antithesis by a fair coin drawn from the seed and the question id
+    alone, so every model answers a question under the same constitution.
+    """
     names = cfg.mtbench.principles
-    return [library.get(n) for n in names] if names else library.for_category(q.category)
+    principles = [library.get(n) for n in names] if names else library.for_category(q.category)
+    if cfg.mtbench.constitutions == "positive":
+        return [(p, cfg.mtbench.side) for p in principles]
+    rng = random.Random(f"mtbench-constitution:{cfg.seed}:{q.question_id}")  # a str seed hashes the same everywhere
+    return [(p, "antithesis" if rng.random() < 0.5 else cfg.mtbench.side) for p in principles]
+
+
+def read_shown(stored: str | dict, library) -> list[Shown] | str:
+    """A constitution stored with an answer (``Constitution.to_json``) as ``(Principle, side)`` pairs; its text
+    when it is free text or names a principle the library does not hold."""
+    if isinstance(stored, str):
+        return stored
+    items = stored["principles"]
+    if all(i.get("name") in library.principles and i.get("side") in SIDES for i in items):
+        return [(library.get(i["name"]), i["side"]) for i in items]
+    return Constitution(tuple(ConstitutionItem(i["text"], i.get("name"), i.get("side")) for i in items)).render()
+
+
+def flipped(stored: str | dict | None) -> int | None:
+    """How many principles of a stored constitution are on their antithesis side (None when unknown)."""
+    if not isinstance(stored, dict):
+        return None
+    return sum(i.get("side") == "antithesis" for i in stored["principles"])
 
 
 def verdict_mode(cfg: EvalConfig) -> str:
@@ -125,10 +157,13 @@ def generate_answers(cfg: EvalConfig, name: str, model: str, questions: list[Que
                 groups[_params(cfg, q.category)].append(q)
             for params, group in groups.items():
                 prompts = []
+                shown = {}  # question id -> the stored constitution (paper protocol)
                 for q in group:
                     constitution = None
                     if cfg.mtbench.protocol == "paper":
-                        constitution = constitution_text(_constitution(cfg, library, q), cfg.mtbench.side)
+                        pairs_shown = question_constitution(cfg, library, q)
+                        constitution = shown_text(pairs_shown)
+                        shown[q.question_id] = shown_constitution(pairs_shown).to_json()
                     earlier = [store.get(q.question_id, k)["answer"] for k in range(1, turn)]
                     prompts.append(_answer_prompt(cfg, q, turn, constitution, earlier))
                 desc = f"{name} answers, turn {turn} (T={params.temperature})"
@@ -144,6 +179,7 @@ def generate_answers(cfg: EvalConfig, name: str, model: str, questions: list[Que
                             "num_tokens": c.num_tokens,
                             "finish_reason": c.finish_reason,
                             "temperature": params.temperature,
+                            **({"constitution": shown[q.question_id]} if q.question_id in shown else {}),
                         }
                     )
     finally:
@@ -162,6 +198,21 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
 
     def up_to(name: str | None, q: Question, turn: int) -> list[str] | None:
         return None if name is None else [answers[name][(q.question_id, t)]["answer"] for t in range(1, turn + 1)]
+
+    def stored(first: str, second: str | None, q: Question):
+        """The constitution stored with the first turn's answers (both must agree), or None."""
+        found = {n: answers[n][(q.question_id, 1)].get("constitution") for n in (first, second) if n is not None}
+        if len({json.dumps(c, sort_keys=True) for c in found.values()}) > 1:
+            raise ValueError(f"question {q.question_id}: the answers of {sorted(found)} were written under different "
+                             f"constitutions ({found}); a pair is judged under one")  # fmt: skip
+        return next(iter(found.values()))
+
+    def constitution_of(first: str, second: str | None, q: Question) -> Callable[[], list[Shown] | str]:
+        def read():
+            kept = stored(first, second, q)
+            return question_constitution(cfg, library, q) if kept is None else read_shown(kept, library)
+
+        return read
 
     units = pairs(cfg) if judge.pairwise else [(n, None) for n, _ in cfg.checkpoints()]
     for x, y in units:
@@ -182,8 +233,11 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
                         record.update(first=first, second=second)
                     else:
                         record["model"] = first
-                    item = JudgeItem(question, turn, up_to(first, q, turn), up_to(second, q, turn), cfg.mtbench.side,
-                                     functools.partial(_constitution, cfg, library, q), judge_prompts)  # fmt: skip
+                    kept = stored(first, second, q)
+                    if kept is not None:  # the verdict keeps the constitution the answers were written under
+                        record["constitution"] = kept
+                    item = JudgeItem(question, turn, up_to(first, q, turn), up_to(second, q, turn),
+                                     constitution_of(first, second, q), judge_prompts)  # fmt: skip
                     yield store, record, item
 
 
@@ -277,12 +331,16 @@ def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: s
                 "inconsistent": outcome != "unparseable" and outcome_for(v_x, True) != outcome_for(v_y, False),
                 "words_x": words(answers[x][(qid, turn)]["answer"]),
                 "words_y": words(answers[y][(qid, turn)]["answer"]),
+                "flipped": flipped(orders[x].get("constitution")),
             }
         )
     out = {"overall": _pair_block(items), "pending": pending, "per_category": {}}
     out["verdict_source"] = _verdict_source(records)
     for category in sorted({i["category"] for i in items}):
         out["per_category"][category] = _pair_block([i for i in items if i["category"] == category])
+    counts = sorted({i["flipped"] for i in items if i["flipped"] is not None})
+    if counts:  # by how many principles of the question's constitution were on their antithesis side
+        out["per_flipped"] = {str(k): _pair_block([i for i in items if i["flipped"] == k]) for k in counts}
     return out
 
 
@@ -354,6 +412,11 @@ def print_mtbench(metrics: dict) -> None:
                     f"    {category:<11} {c['win']}/{c['tie']}/{c['loss']}/{c['unparseable']}  hard "
                     f"{fmt(c['win_rate_adjusted'])}  soft {fmt(c['soft_win_rate'])}"
                 )
+            for k, c in block.get("per_flipped", {}).items():
+                print(
+                    f"    {k} flipped   {c['win']}/{c['tie']}/{c['loss']}/{c['unparseable']}  hard "
+                    f"{fmt(c['win_rate_adjusted'])}  soft {fmt(c['soft_win_rate'])}"
+                )
     for judge, by_model in metrics.items():
         if judge in ("answers", "pairwise"):
             continue
@@ -374,6 +437,7 @@ def run_mtbench(cfg: EvalConfig) -> dict:
         "template": m.template,
         "side": m.side,
         "principles": m.principles,
+        "constitutions": m.constitutions,
         "verdict": verdict_mode(cfg),
         "max_new_tokens": m.max_new_tokens,
         "judge_max_new_tokens": m.judge_max_new_tokens,
@@ -385,9 +449,9 @@ def run_mtbench(cfg: EvalConfig) -> dict:
     for judge in (JUDGES[name] for name in m.judges):  # fail before answering when a judge could not judge
         if judge.check_principles is not None:
             for q in questions:
-                judge.check_principles(_constitution(cfg, library, q))
-    # folders written before these settings existed: each category's principles, text verdicts
-    check_settings(root, settings, added={"principles": None, "verdict": "text"})
+                judge.check_principles(question_constitution(cfg, library, q))
+    # folders written before these settings existed: each category's principles, text verdicts, one constitution
+    check_settings(root, settings, added={"principles": None, "verdict": "text", "constitutions": "positive"})
     for name, model in cfg.checkpoints():
         generate_answers(cfg, name, model, questions, root, library)
     judge_all(cfg, questions, root, library)
