@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import pytest
 
@@ -332,3 +333,53 @@ def test_win_rates_split_by_how_many_principles_were_flipped():
     }  # fmt: skip
     assert (m["overall"]["win"], m["overall"]["loss"], m["overall"]["n"]) == (2, 1, 4)
     assert m["per_flipped"]["1"]["win_rate_adjusted"]["value"] == 0.5
+
+
+def _stored_pair(root, judge, x, y, verdicts, answers=None):
+    """Write both orders of every question for the pair (x, y): ``verdicts[q] = (x shown first, y shown first)``."""
+    rows = []
+    for q, (x_first, y_first) in verdicts.items():
+        for first, second, v in ((x, y, x_first), (y, x, y_first)):
+            rows.append({"question_id": q, "category": "writing", "turn": 1, "first": first, "second": second,
+                         "prompt_name": "test", "verdict": v})  # fmt: skip
+    a, b = sorted((x, y))
+    path = root / "judgments" / judge / f"{a}__{b}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_ranking_and_judge_diagnostics_from_stored_verdicts(tmp_path):
+    """x beats y on all 6 questions, y beats z on all 6, x and z tie on 3 and x wins 3: the Bradley-Terry ranking
+    is x, y, z. The judge's orders agree except on the x-z ties, where it picked whoever was shown first."""
+    from sami.eval.config import EvalConfig, MTBenchConfig
+    from sami.eval.mtbench import mtbench_metrics
+
+    root = tmp_path / "eval/mtbench"
+    for m in "xyz":
+        path = root / "answers" / f"{m}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"question_id": q, "category": "writing", "turn": 1, "prompt": "p",
+                                            "answer": "an answer", "num_tokens": 2, "finish_reason": "stop"}) + "\n"
+                                for q in range(6)))  # fmt: skip
+    _stored_pair(root, "checker", "x", "y", {q: ("A", "B") for q in range(6)})
+    _stored_pair(root, "checker", "y", "z", {q: ("A", "B") for q in range(6)})
+    _stored_pair(root, "checker", "x", "z", {q: ("A", "B") if q < 3 else ("A", "A") for q in range(6)})
+    cfg = EvalConfig(output_dir=str(tmp_path / "eval"), models=["x=m", "y=m", "z=m"],
+                     mtbench=MTBenchConfig(judges=["checker"], principles=["lowercase"]))  # fmt: skip
+    m = mtbench_metrics(cfg)
+    fit = m["ranking"]["checker"]
+    assert fit["anchor"] == "x" and [n for n in sorted(fit["models"], key=lambda n: fit["models"][n]["rank"])] == [
+        "x", "y", "z"
+    ]  # fmt: skip
+    y, z = fit["models"]["y"]["strength"], fit["models"]["z"]["strength"]
+    assert y["high"] < 0 and z["value"] < y["value"]
+    d = m["judge_diagnostics"]["checker"]
+    assert (d["order_agreement"]["value"], d["order_agreement"]["n"]) == (15 / 18, 18)
+    # 36 verdicts, none a tie: the first shown wins in 18 + 3 of them
+    assert (d["first_position"]["value"], d["first_position"]["n"]) == (21 / 36, 36)
+    assert d["ties"]["value"] == 0 and d["verdicts"] == 36
+    block = m["pairwise"]["checker"]["x vs z"]["overall"]
+    assert (block["win"], block["tie"]) == (3, 3)
+    # equal answers: style control changes nothing beyond the ridge's pull, and sits beside length control
+    assert block["style_controlled_win_rate"]["value"] == pytest.approx(block["length_controlled_win_rate"]["value"])

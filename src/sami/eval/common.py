@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 from collections.abc import Sequence
 
 import torch
@@ -79,6 +80,19 @@ def answer_stop(template: str) -> tuple[str, ...]:
 def words(text: str) -> int:
     """Length in whitespace-separated words: tokenizer-free, so lengths compare across models."""
     return len(text.split())
+
+
+MARKDOWN = {  # what style control counts in an answer, per line (bold: per span)
+    "list_items": re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+\S", re.MULTILINE),
+    "headers": re.compile(r"^\s*#{1,6}\s+\S", re.MULTILINE),
+    "bold": re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__"),
+}
+
+
+def style(text: str) -> dict[str, float]:
+    """An answer's length in words and its markdown density: list items, headers and bold spans per word."""
+    n = words(text)
+    return {"words": n, **{k: len(pattern.findall(text)) / max(n, 1) for k, pattern in MARKDOWN.items()}}
 
 
 def fmt(est: dict | Estimate, percent: bool = True) -> str:

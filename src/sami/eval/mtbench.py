@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,11 +27,22 @@ from itertools import combinations
 from pathlib import Path
 
 from sami.backends import BACKENDS, SamplingParams
-from sami.eval.common import LazyBackend, answer_prompt, answer_stop, fmt, shown_constitution, shown_text, words
+from sami.eval.common import (
+    MARKDOWN,
+    LazyBackend,
+    answer_prompt,
+    answer_stop,
+    fmt,
+    shown_constitution,
+    shown_text,
+    style,
+    words,
+)
 from sami.eval.config import EvalConfig
 from sami.eval.fluency import is_degenerate
 from sami.eval.judges import (
     JUDGES,
+    RESERVED,
     VERDICT_LETTERS,
     VERDICT_PREFIX,
     Judge,
@@ -44,7 +56,14 @@ from sami.eval.judges import (
 )
 from sami.eval.mtbench_data import FASTCHAT_TEMPERATURES, Question, load_judge_prompts, load_questions, select
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
-from sami.metrics import bootstrap_mean, bounded_mean, length_controlled_win_rate, rate
+from sami.metrics import (
+    bootstrap_mean,
+    bounded_mean,
+    bradley_terry,
+    controlled_win_rate,
+    length_controlled_win_rate,
+    rate,
+)
 from sami.principles import SIDES, Constitution, ConstitutionItem, load_library
 
 logger = logging.getLogger(__name__)
@@ -296,9 +315,17 @@ def _pair_block(items: list[dict]) -> dict:
         "length_controlled_win_rate": length_controlled_win_rate(
             scores, [i["words_x"] for i in scored], [i["words_y"] for i in scored]
         ).to_dict(),
+        "style_controlled_win_rate": controlled_win_rate(scores, [style_difference(i) for i in scored]).to_dict(),
         "mean_words_x": bootstrap_mean([i["words_x"] for i in items]).to_dict(),
         "mean_words_y": bootstrap_mean([i["words_y"] for i in items]).to_dict(),
     }
+
+
+def style_difference(item: dict) -> list[float]:
+    """Style covariates of a judged pair (0 where the answers are alike): the log length ratio and the
+    differences in list items, headers and bold spans per word (``sami.eval.common.style``)."""
+    x, y = item["style_x"], item["style_y"]
+    return [math.log(max(x["words"], 1) / max(y["words"], 1))] + [x[k] - y[k] for k in MARKDOWN]
 
 
 def _verdict_source(records: list[dict]) -> str:
@@ -308,8 +335,9 @@ def _verdict_source(records: list[dict]) -> str:
     return "checker" if any("passes" in r for r in records) else "text"
 
 
-def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: str) -> dict:
-    """Win/tie/loss (hard) and the soft score of x against y from stored verdicts (both orders per item)."""
+def judged_items(records: list[dict], answers: dict[str, dict], x: str, y: str) -> tuple[list[dict], int]:
+    """Every item of the pair judged in both orders, as seen from x (outcome, soft score, lengths, style, how many
+    principles were flipped), and how many items still miss an order."""
     by_item: dict[tuple, dict] = defaultdict(dict)
     for r in records:
         by_item[(r["question_id"], r["turn"])][r["first"]] = r
@@ -322,18 +350,28 @@ def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: s
         v_x, v_y = orders[x]["verdict"], orders[y]["verdict"]
         outcome = combine(v_x, v_y)
         masses = [orders[f]["mass"] for f in (x, y) if orders[f].get("mass") is not None]
+        answer_x, answer_y = answers[x][(qid, turn)]["answer"], answers[y][(qid, turn)]["answer"]
         items.append(
             {
+                "key": (qid, turn),
                 "category": orders[x]["category"],
                 "outcome": outcome,
                 "soft": soft_preference(verdict_probs(orders[x]), verdict_probs(orders[y])),
                 "mass": sum(masses) / 2 if len(masses) == 2 else None,
                 "inconsistent": outcome != "unparseable" and outcome_for(v_x, True) != outcome_for(v_y, False),
-                "words_x": words(answers[x][(qid, turn)]["answer"]),
-                "words_y": words(answers[y][(qid, turn)]["answer"]),
+                "words_x": words(answer_x),
+                "words_y": words(answer_y),
+                "style_x": style(answer_x),
+                "style_y": style(answer_y),
                 "flipped": flipped(orders[x].get("constitution")),
             }
         )
+    return items, pending
+
+
+def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: str) -> dict:
+    """Win/tie/loss (hard) and the soft score of x against y from stored verdicts (both orders per item)."""
+    items, pending = judged_items(records, answers, x, y)
     out = {"overall": _pair_block(items), "pending": pending, "per_category": {}}
     out["verdict_source"] = _verdict_source(records)
     for category in sorted({i["category"] for i in items}):
@@ -349,7 +387,7 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
     root = Path(cfg.output_dir) / "mtbench"
     names = [n for n, _ in cfg.checkpoints()]
     answers = {n: _load_answers(root, n) for n in names}
-    out: dict = {"answers": {}, "pairwise": {}}
+    out: dict = {"answers": {}, "pairwise": {}, "constitutions": cfg.mtbench.constitutions}
     for n in names:
         recs = list(answers[n].values())
         out["answers"][n] = {
@@ -362,14 +400,50 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
     for judge in (JUDGES[name] for name in cfg.mtbench.judges):
         if judge.pairwise:
             out["pairwise"][judge.name] = {}
+            battles, stored = [], []
             for x, y in pairs(cfg):
                 records = read_jsonl(_pair_file(root, judge.name, x, y))
                 records = [r for r in records if {r["first"], r["second"]} == {x, y}]
                 out["pairwise"][judge.name][f"{x} vs {y}"] = pairwise_metrics(records, answers, x, y)
+                stored += records
+                battles += [(x, y, i) for i in judged_items(records, answers, x, y)[0]]
+            out.setdefault("judge_diagnostics", {})[judge.name] = judge_diagnostics(stored)
+            if len({m for x, y, _ in battles for m in (x, y)}) >= 3:
+                out.setdefault("ranking", {})[judge.name] = ranking(battles, anchor=pairs(cfg)[0][0])
         else:  # a grading judge's numbers sit under its own name, per checkpoint
             graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
             out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
     return out
+
+
+def judge_diagnostics(records: list[dict]) -> dict:
+    """How a pairwise judge behaves over all its stored verdicts: how often the two orders of an item agree
+    (``combine``), and how often, of the verdicts that pick an answer, it picks the one shown first (1/2 for a
+    judge without a position preference); with Wilson intervals."""
+    by_item: dict[tuple, list] = defaultdict(list)
+    for r in records:
+        by_item[(r["question_id"], r["turn"], *sorted((r["first"], r["second"])))].append(r)
+    agree = []
+    for orders in by_item.values():
+        if len(orders) == 2 and None not in (orders[0]["verdict"], orders[1]["verdict"]):
+            agree.append(outcome_for(orders[0]["verdict"], True) == outcome_for(orders[1]["verdict"], False))
+    picks = [r["verdict"] == "A" for r in records if r["verdict"] in ("A", "B")]
+    parsed = [r for r in records if r["verdict"] is not None]
+    return {
+        "order_agreement": rate(agree).to_dict(),
+        "first_position": rate(picks).to_dict(),
+        "ties": rate([r["verdict"] == "tie" for r in parsed]).to_dict(),
+        "verdicts": len(records),
+    }
+
+
+def ranking(battles: list[tuple[str, str, dict]], anchor: str) -> dict:
+    """A Bradley-Terry fit over every judged item of every pair (``sami.metrics.bradley_terry``), items that a
+    verdict could not be read for left out; strengths relative to ``anchor``."""
+    score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+    kept = [(x, y, i) for x, y, i in battles if i["outcome"] in score]
+    fit = bradley_terry([(x, y, score[i["outcome"]]) for x, y, i in kept], [i["key"] for _, _, i in kept], anchor)
+    return {"anchor": anchor, "models": fit}
 
 
 def rating_metrics(records: list[dict]) -> dict:
@@ -403,7 +477,8 @@ def print_mtbench(metrics: dict) -> None:
             )
             print(
                 f"    hard win rate {fmt(o['win_rate_adjusted'])}; soft {fmt(o['soft_win_rate'])}; "
-                f"length-controlled {fmt(o['length_controlled_win_rate'])}"
+                f"length-controlled {fmt(o['length_controlled_win_rate'])}; "
+                f"style-controlled {fmt(o['style_controlled_win_rate'])}"
             )
             if o["verdict_mass"]["n"]:
                 print(f"    probability on the verdict letters before renormalising {fmt(o['verdict_mass'], False)}")
@@ -417,8 +492,16 @@ def print_mtbench(metrics: dict) -> None:
                     f"    {k} flipped   {c['win']}/{c['tie']}/{c['loss']}/{c['unparseable']}  hard "
                     f"{fmt(c['win_rate_adjusted'])}  soft {fmt(c['soft_win_rate'])}"
                 )
+    for judge, d in metrics.get("judge_diagnostics", {}).items():
+        print(f"[{judge}] the two orders agree {fmt(d['order_agreement'])}; of the verdicts that pick an answer, "
+              f"the one shown first {fmt(d['first_position'])}; ties {fmt(d['ties'])}")  # fmt: skip
+    for judge, fit in metrics.get("ranking", {}).items():
+        print(f"[{judge}] Bradley-Terry ranking (strength in logits over {fit['anchor']}; expected win rate against "
+              "it):")  # fmt: skip
+        for m, r in sorted(fit["models"].items(), key=lambda kv: kv[1]["rank"]):
+            print(f"    {r['rank']}. {m:<12} {fmt(r['strength'], False)}  {fmt(r['win_rate_vs_anchor'])}")
     for judge, by_model in metrics.items():
-        if judge in ("answers", "pairwise"):
+        if judge in RESERVED:
             continue
         for n, s in by_model.items():
             print(f"[{judge}] {n}: mean rating {fmt(s['score'], False)}, unparseable {s['unparseable']} of {s['n']}")
