@@ -232,6 +232,7 @@ def _pair_block(items: list[dict]) -> dict:
     counts = {k: sum(i["outcome"] == k for i in items) for k in ("win", "tie", "loss", "unparseable")}
     scored = [i for i in items if i["outcome"] != "unparseable"]
     scores = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[i["outcome"]] for i in scored]
+    sized = [(s, i) for s, i in zip(scores, scored, strict=True) if None not in (i["words_x"], i["words_y"])]
     return {
         **counts,
         "n": len(items),
@@ -240,10 +241,10 @@ def _pair_block(items: list[dict]) -> dict:
         "soft_win_rate": bootstrap_mean([i["soft"] for i in scored]).to_dict(),
         "verdict_mass": bootstrap_mean([i["mass"] for i in items if i["mass"] is not None]).to_dict(),
         "length_controlled_win_rate": length_controlled_win_rate(
-            scores, [i["words_x"] for i in scored], [i["words_y"] for i in scored]
+            [s for s, _ in sized], [i["words_x"] for _, i in sized], [i["words_y"] for _, i in sized]
         ).to_dict(),
-        "mean_words_x": bootstrap_mean([i["words_x"] for i in items]).to_dict(),
-        "mean_words_y": bootstrap_mean([i["words_y"] for i in items]).to_dict(),
+        "mean_words_x": bootstrap_mean([i["words_x"] for i in items if i["words_x"] is not None]).to_dict(),
+        "mean_words_y": bootstrap_mean([i["words_y"] for i in items if i["words_y"] is not None]).to_dict(),
     }
 
 
@@ -252,6 +253,13 @@ def _verdict_source(records: list[dict]) -> str:
     if any("probs" in r for r in records):
         return "probability"
     return "checker" if any("passes" in r for r in records) else "text"
+
+
+def _answer_words(answers: dict, qid, turn: int, imported: int | None) -> int | None:
+    """An answer's length in words: counted from the stored answer, else the length an imported verdict
+    carries (``sami eval import`` of a table with lengths but no answers), else None (unknown)."""
+    answer = answers.get((qid, turn))
+    return words(answer["answer"]) if answer is not None else imported
 
 
 def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: str) -> dict:
@@ -275,8 +283,8 @@ def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: s
                 "soft": soft_preference(verdict_probs(orders[x]), verdict_probs(orders[y])),
                 "mass": sum(masses) / 2 if len(masses) == 2 else None,
                 "inconsistent": outcome != "unparseable" and outcome_for(v_x, True) != outcome_for(v_y, False),
-                "words_x": words(answers[x][(qid, turn)]["answer"]),
-                "words_y": words(answers[y][(qid, turn)]["answer"]),
+                "words_x": _answer_words(answers[x], qid, turn, orders[x].get("words_first")),
+                "words_y": _answer_words(answers[y], qid, turn, orders[x].get("words_second")),
             }
         )
     out = {"overall": _pair_block(items), "pending": pending, "per_category": {}}
@@ -311,6 +319,26 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
         else:  # a grading judge's numbers sit under its own name, per checkpoint
             graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
             out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
+    for judge in cfg.mtbench.imported_judges:
+        out["pairwise"][judge] = imported_pairwise(root, judge, answers, pairs(cfg))
+    return out
+
+
+def imported_pairwise(root: Path, judge: str, answers: dict, pair_list: list[tuple[str, str]]) -> dict:
+    """Pairwise metrics of a judge whose verdicts ``sami eval import`` read from another tool's files, for each
+    pair that has a judgment file. A verdict judged in one order only is stored with its mirror
+    (``mirrored: true``) and counts as one judgement; ``verdict_source`` and ``mirrored`` (items) say so."""
+    out = {}
+    for x, y in pair_list:
+        path = _pair_file(root, judge, x, y)
+        if not path.is_file():
+            continue
+        records = [r for r in read_jsonl(path) if {r["first"], r["second"]} == {x, y}]
+        block = pairwise_metrics(records, answers, x, y)
+        mirrored = block["mirrored"] = sum(bool(r.get("mirrored")) for r in records)
+        kind = "one-order " if 2 * mirrored == len(records) else "partly one-order " if mirrored else ""
+        block["verdict_source"] = f"imported {kind}".strip()
+        out[f"{x} vs {y}"] = block
     return out
 
 
