@@ -39,7 +39,7 @@ class MTBenchConfig:
         name): every model against each anchor.
     imported_judges: judges whose verdicts ``sami eval import`` read from other tools' files (not registered
         judges: nothing is judged for them); their pairwise numbers are computed for every pair with a file.
-        ``judges`` may be empty when these are set.
+        With ``judges: []`` nothing is judged (imported answers alone, or only imported verdicts).
     verdict: how a model judge's pairwise verdict is read: ``probability`` (the probabilities of A, B, C
         after the prompt and ``My final verdict: [[``, one forward pass; an endpoint must return top
         log-probs), ``text`` (generate up to ``judge_max_new_tokens`` and parse), or ``auto``: probability
@@ -73,8 +73,8 @@ class MTBenchConfig:
         if self.side not in ("strong", "weak"):
             raise ValueError(f"mtbench.side must be strong or weak, got {self.side!r}")
         unknown = sorted(set(self.judges) - set(JUDGES))
-        if unknown or not (self.judges or self.imported_judges):
-            raise ValueError(f"mtbench.judges must be a non-empty list of {tuple(JUDGES)}, got {self.judges}")
+        if unknown:
+            raise ValueError(f"mtbench.judges must be a list of {tuple(JUDGES)}, got {self.judges}")
         clash = sorted(set(self.imported_judges) & (set(JUDGES) | {"answers", "pairwise"}))
         if clash:
             raise ValueError(f"mtbench.imported_judges {clash} have the names of built-in judges or result keys")

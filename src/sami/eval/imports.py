@@ -156,7 +156,7 @@ def read_table(path: Path):
             frame = pd.DataFrame(whole)  # column dicts keyed by row
             keys = [str(k) for k in frame.index]
             return frame.iloc[sorted(range(len(keys)), key=lambda i: (not keys[i].isdigit(), _row_key(keys[i])))]
-        return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+        return pd.read_json(path, lines=True, dtype=False)
     except ValueError as err:
         raise ValueError(f"{path}: not JSON Lines, a JSON table or CSV ({str(err).splitlines()[0]})") from None
 
