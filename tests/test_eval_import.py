@@ -246,3 +246,20 @@ def test_a_bad_row_is_named_by_file_row_and_field(tmp_path, capsys):
     bad.write_text(json.dumps(line) + "\n" + json.dumps({**line, "g2_winner": "A"}) + "\n")
     code, _, err = sami(capsys, "eval", "import", bad, "--output-dir", tmp_path / "out2")
     assert code == 2 and f"{bad}: row 2: field 'g2_winner'" in err
+
+
+def test_a_table_that_judged_both_orders_keeps_both(tmp_path, capsys):
+    """Question 1 judged with x first (x wins) and with y first (y wins): the orders disagree, a tie. Question 2
+    judged with x first only (x wins): mirrored, a win. A mirror never replaces a verdict given in its order."""
+    rows = [{"question_id": 1, "model_a": "x", "model_b": "y", "outcome": "a"},
+            {"question_id": 1, "model_a": "y", "model_b": "x", "outcome": "a"},
+            {"question_id": 2, "model_a": "x", "model_b": "y", "outcome": "a"}]  # fmt: skip
+    path = tmp_path / "verdicts.jsonl"
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    code, out, err = sami(capsys, "eval", "import", path, "--output-dir", tmp_path / "out")
+    assert code == 0, err
+    block = metrics(tmp_path / "out")["pairwise"]["verdicts"]["x vs y"]
+    o = block["overall"]
+    assert (o["win"], o["tie"], o["loss"], o["inconsistent"]) == (1, 1, 0, 1)
+    assert block["mirrored"] == 1 and block["verdict_source"] == "imported partly one-order"
+    assert "(imported partly one-order verdicts)" in out

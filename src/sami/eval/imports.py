@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 from collections import defaultdict
@@ -44,6 +45,8 @@ from sami.eval.mtbench import mtbench_metrics
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, write_json
 from sami.locks import hold
+
+logger = logging.getLogger(__name__)
 
 UNKNOWN_CATEGORY = "unknown"  # a verdict's category when no file says which question it is
 FIELDS: tuple[str, ...] = ("question_id", "question", "category", "constitution", "response", "model", "turn",
@@ -242,7 +245,19 @@ class Collected:
         for model in (first, second):
             self.judged_in.setdefault(model, where.split(": row ")[0])
         record = {"question_id": qid, "turn": turn, "first": first, "second": second, "verdict": verdict, **extra}
-        self.verdicts[judge][(qid, turn, first, second)] = record
+        key = (qid, turn, first, second)
+        known = self.verdicts[judge].get(key)
+        if known is not None and not known.get("mirrored"):
+            if record.get("mirrored"):
+                return  # a verdict given in this order outranks the mirror of the other order's
+            if known["verdict"] != record["verdict"]:
+                raise ValueError(f"{where}: {judge} judged question {qid} turn {turn} with {first} first before, "
+                                 f"with another verdict ({known['verdict']!r}, now {verdict!r})")  # fmt: skip
+        self.verdicts[judge][key] = record
+
+    def question_ids(self) -> set:
+        ids = set(self.turns) | {qid for answers in self.answers.values() for qid, _ in answers}
+        return ids | {qid for verdicts in self.verdicts.values() for qid, *_ in verdicts}
 
     def one_order(self, judge: str, qid, turn: int, first: str, second: str, verdict, where: str, probs=None,
                   lengths=(None, None), **extra) -> None:  # fmt: skip
@@ -291,9 +306,10 @@ def read_fastchat_questions(rows: Rows, got: Collected) -> None:
         turns = rows.get(number, row, "turns")
         if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
             raise rows.error(number, "turns", "expected a list of texts")
+        qid = _question_id(rows.get(number, row, "question_id"))
         category = rows.text(number, row, "category", required=False)
         for k, text in enumerate(turns, 1):
-            got.question(_question_id(row["question_id"]), k, text, category, f"{rows.path}: row {number}")
+            got.question(qid, k, text, category, f"{rows.path}: row {number}")
 
 
 def read_fastchat_answers(rows: Rows, got: Collected) -> None:
@@ -472,9 +488,13 @@ def import_files(cfg: ImportConfig) -> tuple[EvalConfig, dict]:
         FORMATS[formats[name]](rows, got)
     if cfg.questions is not None:
         for q in load_questions(cfg.questions)[0]:
-            if q.question_id in got.turns or any(q.question_id == k[0] for a in got.answers.values() for k in a):
+            if q.question_id in got.question_ids():
                 for turn, text in enumerate(q.turns, 1):
                     got.question(q.question_id, turn, text, q.category, cfg.questions)
+    unknown = sorted((q for q in got.question_ids() if not got.turns.get(q)), key=str)
+    if unknown:
+        logger.warning("%d question(s) have no text, so no judge can be run on them (%s); import FastChat's "
+                       "question.jsonl too, or pass --questions package", len(unknown), unknown[:5])  # fmt: skip
     root = Path(cfg.output_dir) / "mtbench"
     eval_cfg = _eval_config(cfg, got, root)
     settings = {
