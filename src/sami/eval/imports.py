@@ -243,7 +243,7 @@ class Collected:
         if first == second:
             raise ValueError(f"{where}: a model compared with itself ({first})")
         for model in (first, second):
-            self.judged_in.setdefault(model, where.split(": row ")[0])
+            self.judged_in.setdefault(model, where.partition(": row ")[0])  # where: "FILE: row N"
         record = {"question_id": qid, "turn": turn, "first": first, "second": second, "verdict": verdict, **extra}
         key = (qid, turn, first, second)
         known = self.verdicts[judge].get(key)
@@ -279,15 +279,14 @@ class Collected:
         for records in self.verdicts.values():
             for _, _, first, second in records:
                 names += [n for n in (first, second) if n not in names]
-        return list(dict.fromkeys(names))
+        return names
 
 
 def _judge_name(cfg: ImportConfig, given, path: Path, where: str) -> str:
-    if cfg.judge is not None:
-        return _name(cfg.judge, "judge", "judge")
+    """``--judge``, else the name the file gives its judge, else the file's name without suffix."""
     if isinstance(given, (list, tuple)) and given:
         given = given[0]  # FastChat: (judge model, prompt name)
-    name = _name(given if given else path.stem, "judge", where)
+    name = _name(cfg.judge or given or path.stem, "judge", where)
     if name in JUDGES or name in ("answers", "pairwise", "single"):
         raise ValueError(f"{where}: imported judge {name!r} has the name of a built-in judge; name it with --judge")
     return name
