@@ -193,9 +193,9 @@ def controlled_win_rate(
     model rankings, reduced to one pair of models.
     """
     y = np.asarray(scores, dtype=np.float64)
-    z = np.asarray(covariates, dtype=np.float64).reshape(y.size, -1)
     if y.size == 0:
         return _empty("bootstrap")
+    z = np.asarray(covariates, dtype=np.float64).reshape(y.size, -1)
     # each covariate divided by its root mean square (not centred: 0 must stay "alike"), so that the ridge pulls
     # on a density difference of 0.05 as on a length ratio of 2; the intercept does not depend on the scale
     rms = np.sqrt(np.mean(z**2, axis=0))

@@ -43,6 +43,9 @@ class MTBenchConfig:
         baseline: compare every checkpoint with this one (by name); None compares every pair in the order given.
         anchors: with no baseline, only the pairs (in that order) that include one of these checkpoints (by
         name): every model against each anchor.
+    imported_judges: judges whose verdicts ``sami eval import`` read from other tools' files (not registered
+        judges: nothing is judged for them); their pairwise numbers are computed for every pair with a file.
+        With ``judges: []`` nothing is judged (imported answers alone, or only imported verdicts).
     verdict: how a model judge's pairwise verdict is read: ``probability`` (the probabilities of A, B, C
         after the prompt and ``My final verdict: [[``, one forward pass; an endpoint must return top
         log-probs), ``text`` (generate up to ``judge_max_new_tokens`` and parse), or ``auto``: probability
@@ -65,6 +68,7 @@ class MTBenchConfig:
     judge_max_new_tokens: int = 512
     baseline: str | None = None
     anchors: list[str] | None = None
+    imported_judges: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.baseline is not None and self.anchors is not None:
@@ -80,8 +84,11 @@ class MTBenchConfig:
         if self.constitutions == "sampled" and self.protocol != "paper":
             raise ValueError("mtbench.constitutions: sampled needs mtbench.protocol: paper (fastchat shows none)")
         unknown = sorted(set(self.judges) - set(JUDGES))
-        if unknown or not self.judges:
-            raise ValueError(f"mtbench.judges must be a non-empty list of {tuple(JUDGES)}, got {self.judges}")
+        if unknown:
+            raise ValueError(f"mtbench.judges must be a list of {tuple(JUDGES)}, got {self.judges}")
+        clash = sorted(set(self.imported_judges) & (set(JUDGES) | {"answers", "pairwise"}))
+        if clash:
+            raise ValueError(f"mtbench.imported_judges {clash} have the names of built-in judges or result keys")
         if self.per_category is not None and self.per_category < 1:
             raise ValueError("mtbench.per_category must be at least 1")
         if self.verdict not in VERDICT_MODES:

@@ -305,6 +305,8 @@ def _pair_block(items: list[dict]) -> dict:
     counts = {k: sum(i["outcome"] == k for i in items) for k in ("win", "tie", "loss", "unparseable")}
     scored = [i for i in items if i["outcome"] != "unparseable"]
     scores = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[i["outcome"]] for i in scored]
+    sized = [(s, i) for s, i in zip(scores, scored, strict=True) if None not in (i["words_x"], i["words_y"])]
+    styled = [(s, i) for s, i in sized if None not in (i["style_x"], i["style_y"])]
     return {
         **counts,
         "n": len(items),
@@ -313,11 +315,13 @@ def _pair_block(items: list[dict]) -> dict:
         "soft_win_rate": bootstrap_mean([i["soft"] for i in scored]).to_dict(),
         "verdict_mass": bootstrap_mean([i["mass"] for i in items if i["mass"] is not None]).to_dict(),
         "length_controlled_win_rate": length_controlled_win_rate(
-            scores, [i["words_x"] for i in scored], [i["words_y"] for i in scored]
+            [s for s, _ in sized], [i["words_x"] for _, i in sized], [i["words_y"] for _, i in sized]
         ).to_dict(),
-        "style_controlled_win_rate": controlled_win_rate(scores, [style_difference(i) for i in scored]).to_dict(),
-        "mean_words_x": bootstrap_mean([i["words_x"] for i in items]).to_dict(),
-        "mean_words_y": bootstrap_mean([i["words_y"] for i in items]).to_dict(),
+        "style_controlled_win_rate": controlled_win_rate(
+            [s for s, i in styled], [style_difference(i) for _, i in styled]
+        ).to_dict(),
+        "mean_words_x": bootstrap_mean([i["words_x"] for i in items if i["words_x"] is not None]).to_dict(),
+        "mean_words_y": bootstrap_mean([i["words_y"] for i in items if i["words_y"] is not None]).to_dict(),
     }
 
 
@@ -335,6 +339,18 @@ def _verdict_source(records: list[dict]) -> str:
     return "checker" if any("passes" in r for r in records) else "text"
 
 
+def _answer_words(answers: dict, qid, turn: int, imported: int | None) -> int | None:
+    """An answer's length in words: counted from the stored answer, else the length an imported verdict
+    carries (``sami eval import`` of a table with lengths but no answers), else None (unknown)."""
+    answer = answers.get((qid, turn))
+    return words(answer["answer"]) if answer is not None else imported
+
+
+def _answer_style(answers: dict, qid, turn: int) -> dict | None:
+    answer = answers.get((qid, turn))
+    return None if answer is None else style(answer["answer"])
+
+
 def judged_items(records: list[dict], answers: dict[str, dict], x: str, y: str) -> tuple[list[dict], int]:
     """Every item of the pair judged in both orders, as seen from x (outcome, soft score, lengths, style, how many
     principles were flipped), and how many items still miss an order."""
@@ -350,7 +366,6 @@ def judged_items(records: list[dict], answers: dict[str, dict], x: str, y: str) 
         v_x, v_y = orders[x]["verdict"], orders[y]["verdict"]
         outcome = combine(v_x, v_y)
         masses = [orders[f]["mass"] for f in (x, y) if orders[f].get("mass") is not None]
-        answer_x, answer_y = answers[x][(qid, turn)]["answer"], answers[y][(qid, turn)]["answer"]
         items.append(
             {
                 "key": (qid, turn),
@@ -359,10 +374,10 @@ def judged_items(records: list[dict], answers: dict[str, dict], x: str, y: str) 
                 "soft": soft_preference(verdict_probs(orders[x]), verdict_probs(orders[y])),
                 "mass": sum(masses) / 2 if len(masses) == 2 else None,
                 "inconsistent": outcome != "unparseable" and outcome_for(v_x, True) != outcome_for(v_y, False),
-                "words_x": words(answer_x),
-                "words_y": words(answer_y),
-                "style_x": style(answer_x),
-                "style_y": style(answer_y),
+                "words_x": _answer_words(answers[x], qid, turn, orders[x].get("words_first")),
+                "words_y": _answer_words(answers[y], qid, turn, orders[x].get("words_second")),
+                "style_x": _answer_style(answers[x], qid, turn),
+                "style_y": _answer_style(answers[y], qid, turn),
                 "flipped": flipped(orders[x].get("constitution")),
             }
         )
@@ -397,29 +412,48 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
             "cut_by_length": sum(r["finish_reason"] == "length" for r in recs),
             "degenerate": rate([is_degenerate(r["answer"]) for r in recs]).to_dict(),
         }
-    for judge in (JUDGES[name] for name in cfg.mtbench.judges):
-        if judge.pairwise:
-            out["pairwise"][judge.name] = {}
-            battles, stored = [], []
-            for x, y in pairs(cfg):
-                records = read_jsonl(_pair_file(root, judge.name, x, y))
-                records = [r for r in records if {r["first"], r["second"]} == {x, y}]
-                out["pairwise"][judge.name][f"{x} vs {y}"] = pairwise_metrics(records, answers, x, y)
-                stored += records
-                battles += [(x, y, i) for i in judged_items(records, answers, x, y)[0]]
-            out.setdefault("judge_diagnostics", {})[judge.name] = judge_diagnostics(stored)
-            if len({m for x, y, _ in battles for m in (x, y)}) >= 3:
-                out.setdefault("ranking", {})[judge.name] = ranking(battles, anchor=pairs(cfg)[0][0])
-        else:  # a grading judge's numbers sit under its own name, per checkpoint
-            graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
-            out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
+    pairwise = [(j.name, False) for j in map(JUDGES.get, cfg.mtbench.judges) if j.pairwise]
+    for name, imported in pairwise + [(name, True) for name in cfg.mtbench.imported_judges]:
+        pairwise_judge(out, root, name, answers, pairs(cfg), imported=imported)
+    for judge in (JUDGES[name] for name in cfg.mtbench.judges if not JUDGES[name].pairwise):
+        # a grading judge's numbers sit under its own name, per checkpoint
+        graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
+        out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
     return out
+
+
+def pairwise_judge(out: dict, root: Path, judge: str, answers: dict, pair_list: list[tuple[str, str]], *,
+                   imported: bool) -> None:  # fmt: skip
+    """One pairwise judge's numbers into ``out``: every pair's block under ``pairwise``, the judge's
+    ``judge_diagnostics`` and, where three or more models met, its ``ranking``.
+
+    ``imported``: the verdicts were read from another tool's files by ``sami eval import``; only pairs with a
+    judgment file count, and a verdict judged in one order only is stored with its mirror (``mirrored: true``)
+    and counts as one judgement (``verdict_source`` and the block's ``mirrored`` say so)."""
+    blocks, stored, battles = {}, [], []
+    for x, y in pair_list:
+        path = _pair_file(root, judge, x, y)
+        if imported and not path.is_file():
+            continue
+        records = [r for r in read_jsonl(path) if {r["first"], r["second"]} == {x, y}]
+        block = blocks[f"{x} vs {y}"] = pairwise_metrics(records, answers, x, y)
+        if imported:
+            mirrored = block["mirrored"] = sum(bool(r.get("mirrored")) for r in records)
+            kind = "one-order " if 2 * mirrored == len(records) else "partly one-order " if mirrored else ""
+            block["verdict_source"] = f"imported {kind}".strip()
+        stored += records
+        battles += [(x, y, i) for i in judged_items(records, answers, x, y)[0]]
+    out["pairwise"][judge] = blocks
+    out.setdefault("judge_diagnostics", {})[judge] = judge_diagnostics(stored)
+    if len({m for x, y, _ in battles for m in (x, y)}) >= 3:
+        out.setdefault("ranking", {})[judge] = ranking(battles, anchor=pair_list[0][0])
 
 
 def judge_diagnostics(records: list[dict]) -> dict:
     """How a pairwise judge behaves over all its stored verdicts: how often the two orders of an item agree
     (``combine``), and how often, of the verdicts that pick an answer, it picks the one shown first (1/2 for a
     judge without a position preference); with Wilson intervals."""
+    records = [r for r in records if not r.get("mirrored")]  # an imported one-order verdict has no second order
     by_item: dict[tuple, list] = defaultdict(list)
     for r in records:
         by_item[(r["question_id"], r["turn"], *sorted((r["first"], r["second"])))].append(r)
