@@ -386,7 +386,11 @@ def judged_items(records: list[dict], answers: dict[str, dict], x: str, y: str) 
 
 def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: str) -> dict:
     """Win/tie/loss (hard) and the soft score of x against y from stored verdicts (both orders per item)."""
-    items, pending = judged_items(records, answers, x, y)
+    return pair_blocks(records, *judged_items(records, answers, x, y))
+
+
+def pair_blocks(records: list[dict], items: list[dict], pending: int) -> dict:
+    """A pair's numbers from its ``judged_items``: overall, per category and by principles flipped."""
     out = {"overall": _pair_block(items), "pending": pending, "per_category": {}}
     out["verdict_source"] = _verdict_source(records)
     for category in sorted({i["category"] for i in items}):
@@ -436,13 +440,14 @@ def pairwise_judge(out: dict, root: Path, judge: str, answers: dict, pair_list: 
         if imported and not path.is_file():
             continue
         records = [r for r in read_jsonl(path) if {r["first"], r["second"]} == {x, y}]
-        block = blocks[f"{x} vs {y}"] = pairwise_metrics(records, answers, x, y)
+        items, pending = judged_items(records, answers, x, y)
+        block = blocks[f"{x} vs {y}"] = pair_blocks(records, items, pending)
         if imported:
             mirrored = block["mirrored"] = sum(bool(r.get("mirrored")) for r in records)
             kind = "one-order " if 2 * mirrored == len(records) else "partly one-order " if mirrored else ""
             block["verdict_source"] = f"imported {kind}".strip()
         stored += records
-        battles += [(x, y, i) for i in judged_items(records, answers, x, y)[0]]
+        battles += [(x, y, i) for i in items]
     out["pairwise"][judge] = blocks
     out.setdefault("judge_diagnostics", {})[judge] = judge_diagnostics(stored)
     if len({m for x, y, _ in battles for m in (x, y)}) >= 3:
