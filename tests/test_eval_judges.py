@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import pytest
 
@@ -233,7 +234,7 @@ def test_checker_judge_counts_passing_checkers():
     from sami.principles import load_library
 
     library = load_library()
-    shown = [library.get("lowercase"), library.get("bullet_list")]
+    shown = [(library.get("lowercase"), "strong"), (library.get("bullet_list"), "weak")]
     lower_bullets = "- apples\n- pears\n- plums"
     upper_prose = "APPLES, PEARS AND PLUMS."
     upper_bullets = "- APPLES\n- PEARS\n- PLUMS"
@@ -248,13 +249,13 @@ def test_checker_judge_counts_passing_checkers():
     assert checker_verdict(shown, upper_bullets, lower_prose)["verdict"] == "tie"
     assert checker_verdict(shown, lower_prose, lower_bullets)["verdict"] == "B"  # 1 pass against 2
     # principles without a checker are skipped; with none at all there is nothing to judge
-    assert checker_verdict([library.get("caring"), *shown], lower_bullets, upper_prose)["passes"]["A"] == 2
+    assert checker_verdict([(library.get("caring"), "weak"), *shown], lower_bullets, upper_prose)["passes"]["A"] == 2
     # a degenerate answer passes nothing, though "- - -" lines would satisfy the list checker
     dashes = " -\n- -\n- -\n-\n- -\n-\n-\n- -\n-\n-\n-\n-"  # a collapsed DPO answer, measured
     assert library.get("bullet_list").checker(dashes)
     assert checker_verdict(shown, dashes, upper_prose)["passes"] == {"A": 0, "B": 0}
     with pytest.raises(ValueError, match="mtbench.principles"):
-        checker_verdict(library.for_category("math"), lower_bullets, upper_prose)
+        checker_verdict([(p, "weak") for p in library.for_category("math")], lower_bullets, upper_prose)
 
 
 def test_verdict_setting_is_validated():
@@ -263,3 +264,122 @@ def test_verdict_setting_is_validated():
     assert MTBenchConfig().verdict == "auto" and "checker" in MTBenchConfig(judges=["checker"]).judges
     with pytest.raises(ValueError, match="mtbench.verdict"):
         MTBenchConfig(verdict="logits")
+
+
+def test_checker_judge_uses_the_checker_of_the_side_shown():
+    """Under "capital letters" (lowercase flipped) and "a bulleted list", capitals in bullets pass both checkers
+    shown (all_uppercase, bullet_list), lowercase bullets only one: the capitals win 2 to 1."""
+    from sami.eval.judges import checked_principles, checker_verdict
+    from sami.principles import load_library
+
+    library = load_library()
+    shown = [(library.get("lowercase"), "antithesis"), (library.get("bullet_list"), "strong")]
+    upper_bullets, lower_bullets = "- APPLES\n- PEARS\n- PLUMS", "- apples\n- pears\n- plums"
+    assert checker_verdict(shown, upper_bullets, lower_bullets)["passes"] == {"A": 2, "B": 1}
+    assert checker_verdict(shown, lower_bullets, upper_bullets)["verdict"] == "B"
+    both_flipped = [(library.get("lowercase"), "antithesis"), (library.get("bullet_list"), "antithesis")]
+    assert checker_verdict(both_flipped, "APPLES AND PEARS.", lower_bullets)["passes"] == {"A": 2, "B": 0}
+    # a principle whose flipped side has no checker is skipped; none at all is an error naming the sides
+    caring = library.get("caring")
+    assert [p.name for p, _ in checked_principles([(caring, "antithesis"), *shown])] == ["lowercase", "bullet_list"]
+    with pytest.raises(ValueError, match=r"caring \(antithesis\)"):
+        checked_principles([(caring, "antithesis")])
+
+
+def test_sampled_constitutions_are_drawn_per_question_and_shared_by_every_model():
+    from sami.eval.config import EvalConfig, MTBenchConfig
+    from sami.eval.mtbench import question_constitution
+    from sami.eval.mtbench_data import load_questions
+    from sami.principles import load_library
+
+    library = load_library()
+    questions, _ = load_questions("package")
+
+    def draw(seed=0, models=("a=x", "b=y"), constitutions="sampled"):
+        mt = MTBenchConfig(principles=["lowercase", "bullet_list"], side="strong", constitutions=constitutions)
+        cfg = EvalConfig(models=list(models), seed=seed, mtbench=mt)
+        return [[(p.name, side) for p, side in question_constitution(cfg, library, q)] for q in questions]
+
+    sampled = draw()
+    assert sampled == draw(models=("c=z",))  # the draw does not depend on the models compared
+    assert sampled != draw(seed=1)
+    assert all([n for n, _ in c] == ["lowercase", "bullet_list"] for c in sampled)
+    assert all(side in ("strong", "antithesis") for c in sampled for _, side in c)
+    # a fair coin per principle and question: over 80 questions each side turns up 40 +- 15 times (3.4 sd)
+    for k in range(2):
+        flips = sum(c[k][1] == "antithesis" for c in sampled)
+        assert 25 <= flips <= 55, flips
+    assert {sum(side == "antithesis" for _, side in c) for c in sampled} == {0, 1, 2}
+    assert all(side == "strong" for c in draw(constitutions="positive") for _, side in c)
+    with pytest.raises(ValueError, match="sampled needs mtbench.protocol: paper"):
+        MTBenchConfig(protocol="fastchat", constitutions="sampled")
+
+
+def test_win_rates_split_by_how_many_principles_were_flipped():
+    """Three questions: none flipped (x wins), one flipped (tie), two flipped (x wins); the third question's
+    records carry no constitution (an old folder), so it is counted overall but in no split."""
+    flip = lambda *sides: {"principles": [{"name": n, "side": s, "text": n} for n, s in zip("pq", sides, strict=True)]}  # noqa: E731
+    cons = {0: flip("strong", "strong"), 1: flip("antithesis", "strong"), 2: flip("antithesis", "antithesis")}
+    verdicts = {0: ("A", "B"), 1: ("A", "A"), 2: ("A", "B"), 3: ("B", "A")}
+    records = []
+    for q, (x_first, y_first) in verdicts.items():
+        for first, second, v in (("x", "y", x_first), ("y", "x", y_first)):
+            r = {"question_id": q, "turn": 1, "category": "writing", "first": first, "second": second, "verdict": v}
+            records.append({**r, "constitution": cons[q]} if q in cons else r)
+    answers = {m: {(q, 1): {"answer": "a b"} for q in verdicts} for m in ("x", "y")}
+    m = pairwise_metrics(records, answers, "x", "y")
+    assert {k: (b["win"], b["tie"], b["loss"], b["n"]) for k, b in m["per_flipped"].items()} == {
+        "0": (1, 0, 0, 1), "1": (0, 1, 0, 1), "2": (1, 0, 0, 1)
+    }  # fmt: skip
+    assert (m["overall"]["win"], m["overall"]["loss"], m["overall"]["n"]) == (2, 1, 4)
+    assert m["per_flipped"]["1"]["win_rate_adjusted"]["value"] == 0.5
+
+
+def _stored_pair(root, judge, x, y, verdicts, answers=None):
+    """Write both orders of every question for the pair (x, y): ``verdicts[q] = (x shown first, y shown first)``."""
+    rows = []
+    for q, (x_first, y_first) in verdicts.items():
+        for first, second, v in ((x, y, x_first), (y, x, y_first)):
+            rows.append({"question_id": q, "category": "writing", "turn": 1, "first": first, "second": second,
+                         "prompt_name": "test", "verdict": v})  # fmt: skip
+    a, b = sorted((x, y))
+    path = root / "judgments" / judge / f"{a}__{b}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_ranking_and_judge_diagnostics_from_stored_verdicts(tmp_path):
+    """x beats y on all 6 questions, y beats z on all 6, x and z tie on 3 and x wins 3: the Bradley-Terry ranking
+    is x, y, z. The judge's orders agree except on the x-z ties, where it picked whoever was shown first."""
+    from sami.eval.config import EvalConfig, MTBenchConfig
+    from sami.eval.mtbench import mtbench_metrics
+
+    root = tmp_path / "eval/mtbench"
+    for m in "xyz":
+        path = root / "answers" / f"{m}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"question_id": q, "category": "writing", "turn": 1, "prompt": "p",
+                                            "answer": "an answer", "num_tokens": 2, "finish_reason": "stop"}) + "\n"
+                                for q in range(6)))  # fmt: skip
+    _stored_pair(root, "checker", "x", "y", {q: ("A", "B") for q in range(6)})
+    _stored_pair(root, "checker", "y", "z", {q: ("A", "B") for q in range(6)})
+    _stored_pair(root, "checker", "x", "z", {q: ("A", "B") if q < 3 else ("A", "A") for q in range(6)})
+    cfg = EvalConfig(output_dir=str(tmp_path / "eval"), models=["x=m", "y=m", "z=m"],
+                     mtbench=MTBenchConfig(judges=["checker"], principles=["lowercase"]))  # fmt: skip
+    m = mtbench_metrics(cfg)
+    fit = m["ranking"]["checker"]
+    assert fit["anchor"] == "x" and [n for n in sorted(fit["models"], key=lambda n: fit["models"][n]["rank"])] == [
+        "x", "y", "z"
+    ]  # fmt: skip
+    y, z = fit["models"]["y"]["strength"], fit["models"]["z"]["strength"]
+    assert y["high"] < 0 and z["value"] < y["value"]
+    d = m["judge_diagnostics"]["checker"]
+    assert (d["order_agreement"]["value"], d["order_agreement"]["n"]) == (15 / 18, 18)
+    # 36 verdicts, none a tie: the first shown wins in 18 + 3 of them
+    assert (d["first_position"]["value"], d["first_position"]["n"]) == (21 / 36, 36)
+    assert d["ties"]["value"] == 0 and d["verdicts"] == 36
+    block = m["pairwise"]["checker"]["x vs z"]["overall"]
+    assert (block["win"], block["tie"]) == (3, 3)
+    # equal answers: style control changes nothing beyond the ridge's pull, and sits beside length control
+    assert block["style_controlled_win_rate"]["value"] == pytest.approx(block["length_controlled_win_rate"]["value"])

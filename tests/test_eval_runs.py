@@ -342,3 +342,60 @@ def test_cli_errors_name_the_missing_setting(tmp_path, capsys):
     assert "mi.data" in capsys.readouterr().err
     assert main(["eval", "gsm8k", "--recompute", "x=y", "--output-dir", str(tmp_path / "none")]) == 2
     assert "no stored gsm8k results" in capsys.readouterr().err
+
+
+def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_path, tiny_model_dir, monkeypatch):
+    """Every model answers a question under the same drawn constitution; the checker judge checks each principle
+    with the checker of the side shown, the principle-aware judge is shown the flipped text, and both keep the
+    constitution with each verdict."""
+    from sami.eval.mtbench import question_constitution
+    from sami.eval.mtbench_data import load_questions, select
+    from sami.principles import load_library
+
+    mt = MTBenchConfig(per_category=2, max_new_tokens=4, principles=["lowercase", "bullet_list"], side="strong",
+                       constitutions="sampled", judges=["checker", "principle-aware"])  # fmt: skip
+    cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    judged = []
+    real = common.make_backend
+
+    def spy(bcfg):
+        backend = real(bcfg)
+        inner = backend.next_token_probs_iter
+
+        def probs(prompts, prefix, candidates, *, desc=None):
+            judged.extend(prompts)
+            return inner(prompts, prefix, candidates, desc=desc)
+
+        backend.next_token_probs_iter = probs
+        return backend
+
+    monkeypatch.setattr(common, "make_backend", spy)
+    metrics = run("mtbench", cfg)
+    root = tmp_path / "eval/mtbench"
+    library = load_library()
+    questions = {q.question_id: q for q in select(load_questions("package")[0], None, 2)}
+    a, b = (read_jsonl(root / f"answers/{n}.jsonl") for n in "ab")
+    assert len(a) == len(b) == 16
+    flips = []
+    by_id = lambda rows: sorted(rows, key=lambda r: r["question_id"])  # noqa: E731
+    for ra, rb in zip(by_id(a), by_id(b), strict=True):
+        drawn = question_constitution(cfg, library, questions[ra["question_id"]])
+        expected = [{"name": p.name, "side": s, "text": p.phrasing(s)} for p, s in drawn]
+        assert ra["constitution"] == rb["constitution"] == {"principles": expected}
+        assert all(item["text"] in ra["prompt"] for item in expected)
+        flips.append(sum(s == "antithesis" for _, s in drawn))
+    assert "capital letters" in " ".join(r["prompt"] for r in a)  # some question had lowercase flipped
+    checker = read_jsonl(root / "judgments/checker/a__b.jsonl")
+    assert all(r["constitution"] == next(x for x in a if x["question_id"] == r["question_id"])["constitution"]
+               for r in checker)  # fmt: skip
+    # the principle-aware judge saw each question's own constitution text
+    flipped_q = next(r for r in a if r["constitution"]["principles"][0]["side"] == "antithesis")
+    anti_text = flipped_q["constitution"]["principles"][0]["text"]
+    query = flipped_q["prompt"].split("Human: ")[1].split("\n")[0]
+    shown = [m[1]["content"] for m in judged if query in m[1]["content"]]
+    assert shown and all(anti_text in text for text in shown)
+    block = metrics["pairwise"]["checker"]["a vs b"]
+    counts = {k: flips.count(int(k)) for k in block["per_flipped"]}
+    assert {k: b["n"] for k, b in block["per_flipped"].items()} == counts and sum(counts.values()) == 16
+    assert block["overall"]["tie"] == 16  # a and b are the same model: every pair of answers is equal
+    assert compute("mtbench", cfg) == metrics

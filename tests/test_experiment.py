@@ -64,6 +64,19 @@ def test_every_stage_runs_and_the_report_is_complete(finished):
     assert list(summary["mtbench"]["eval"]["mtbench"]["pairwise"]) == ["principle-aware", "principle-free", "checker"]
     for judge, by_pair in summary["mtbench"]["eval"]["mtbench"]["pairwise"].items():
         assert all(b["overall"]["unparseable"] == 0 for b in by_pair.values()), judge  # no verdict is lost
+    # the headline comparison under per-question constitutions opens the findings, per judge; every judge of
+    # three models gets a ranking and diagnostics, and the report shows them
+    mt = summary["mtbench"]["eval"]["mtbench"]
+    shows = text.split("## What this run shows")[1].split("\n## ")[0]
+    judge_lines = [line for line in shows.splitlines() if line.startswith("- Judge `")]
+    assert [line.split("`")[1] for line in judge_lines] == ["principle-aware", "principle-free", "checker"]
+    assert all("constitution of its own" in line and "sami" in line and "dpo" in line for line in judge_lines)
+    assert shows.index("- Judge `") < shows.index("Held-out MI bound")  # before the MI and adherence findings
+    assert sorted(mt["ranking"]) == sorted(mt["judge_diagnostics"]) == ["checker", "principle-aware", "principle-free"]
+    assert sorted(mt["ranking"]["checker"]["models"]) == ["dpo", "sami", "sft"]
+    assert text.count("Bradley-Terry ranking over every judged item") == 3 and "style-controlled" in text
+    answers = [json.loads(line) for line in (Path(cfg.output_dir) / "mtbench/eval/mtbench/answers/sami.jsonl").open()]
+    assert all(len(a["constitution"]["principles"]) == 2 for a in answers)
     sami_metrics = [json.loads(line) for line in (Path(cfg.output_dir) / "mtbench/models/sami/metrics.jsonl").open()]
     # anchored: step 1's loss exceeds its plain SAMI part (the mean of row and column losses) by 0.2 x the NLL
     m = sami_metrics[0]

@@ -82,16 +82,58 @@ def pair(rate, unparseable=0, source="probability"):
 def test_judge_findings_call_a_preference_only_outside_one_half():
     (line,) = judge_findings(
         {
-            "checker": {
-                "sami vs dpo": pair((0.8, 0.6, 0.9)),
-                "sami vs sft": pair((0.3, 0.1, 0.45)),
-                "dpo vs sft": pair((0.5, 0.3, 0.7), unparseable=2),
-            }
+            "pairwise": {
+                "checker": {
+                    "sami vs dpo": pair((0.8, 0.6, 0.9)),
+                    "sami vs sft": pair((0.3, 0.1, 0.45)),
+                    "dpo vs sft": pair((0.5, 0.3, 0.7), unparseable=2),
+                }
+            },
+            "constitutions": "positive",
         }  # fmt: skip
     )
-    assert line.startswith("Judge `checker` (probability verdicts): sami preferred over dpo (80% [60, 90])")
+    assert line.startswith(
+        "Judge `checker` (probability verdicts), every question under the same positive constitution: sami "
+        "preferred over dpo (80% [60, 90])"
+    )
     assert "sft preferred over sami (sami's win rate 30% [10, 45])" in line
     assert "dpo vs sft: no preference detectable" in line and line.endswith("2 items unparseable.")
+
+
+def test_judge_findings_split_by_flips_name_a_position_preference_and_rank():
+    by_flips = {"0": {"win_rate_adjusted": est(0.5, 0.3, 0.7), "n": 8}, "1": {"win_rate_adjusted": est(0.9, 0.7, 1.0),
+                "n": 16}}  # fmt: skip
+    mtbench = {
+        "pairwise": {
+            "aware": {
+                "sami vs dpo": {**pair((0.75, 0.6, 0.86)), "per_flipped": by_flips},
+                "dpo vs sft": {**pair((0.5, 0.3, 0.7)), "per_flipped": by_flips},
+            }
+        },  # fmt: skip
+        "constitutions": "sampled",
+        "judge_diagnostics": {"aware": {"first_position": est(0.8, 0.7, 0.9)}},
+        "ranking": {
+            "aware": {
+                "anchor": "sami",
+                "models": {
+                    "sami": {"rank": 1, "win_rate_vs_anchor": est(0.5, 0.5, 0.5)},
+                    "sft": {"rank": 3, "win_rate_vs_anchor": est(0.2, 0.1, 0.3)},
+                    "dpo": {"rank": 2, "win_rate_vs_anchor": est(0.3, 0.2, 0.4)},
+                },
+            }
+        },  # fmt: skip
+    }
+    wins, position, ranking = judge_findings(mtbench)
+    assert "each question under a constitution of its own" in wins
+    assert (
+        "sami preferred over dpo (75% [60, 86]); by principles flipped: 0: 50% [30, 70] (n=8), 1: 90% [70, 100]" in wins
+    )
+    assert "dpo vs sft: no preference detectable (50% [30, 70])." in wins  # the split is given for SAMI's pairs only
+    assert position.startswith("Judge `aware` prefers the answer shown first: 80% [70, 90]")
+    assert (
+        ranking == "Bradley-Terry ranking by `aware`: sami, dpo, sft (expected win rate against sami: dpo 30% [20, "
+        "40]; sft 20% [10, 30])."
+    )
 
 
 def test_math_findings_compare_with_base():

@@ -5,7 +5,10 @@ import pytest
 from sami.metrics import (
     bootstrap_mean,
     bounded_mean,
+    bradley_terry,
+    controlled_win_rate,
     length_controlled_win_rate,
+    logistic_fit,
     maj_at_k,
     majority,
     pass_at_k,
@@ -109,3 +112,63 @@ def test_bounded_mean_is_wilson_and_wider_than_the_bootstrap_for_ties():
     assert bounded_mean([]).value is None
     with pytest.raises(ValueError):
         bounded_mean([1.5])
+
+
+def test_logistic_fit_equals_statsmodels_binomial_glm():
+    """Without separation and with the ridge near 0, the Newton fit is the maximum-likelihood logistic
+    regression; statsmodels' binomial GLM (fractional outcomes allowed) is the reference. Counts as weights
+    equal repeating the rows."""
+    import numpy as np
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(3)
+    X = np.column_stack([np.ones(60), rng.normal(size=60), rng.normal(size=60)])
+    y = (rng.random(60) < 1 / (1 + np.exp(-(0.3 + X[:, 1] - 0.5 * X[:, 2])))).astype(float)
+    y[:6] = 0.5  # ties
+    reference = sm.GLM(y, X, family=sm.families.Binomial()).fit().params
+    assert logistic_fit(X, y, ridge=1e-10) == pytest.approx(reference, abs=1e-6)
+    counts = rng.integers(0, 3, size=60)
+    repeated = sm.GLM(np.repeat(y, counts), np.repeat(X, counts, axis=0), family=sm.families.Binomial()).fit()
+    assert logistic_fit(X, y, counts, ridge=1e-10) == pytest.approx(repeated.params, abs=1e-6)
+    batched = logistic_fit(X, y, np.stack([counts, np.ones(60)]), ridge=1e-10)
+    assert batched[0] == pytest.approx(repeated.params, abs=1e-6) and batched[1] == pytest.approx(reference, abs=1e-6)
+
+
+def test_style_controlled_win_rate_removes_a_pure_markdown_effect():
+    """A wins the 30 items where it has more list items per word and is otherwise alike; on the 10 items where the
+    two answers are alike it wins 5 and loses 5. Raw: 35/40 = 0.875; at equal style about 1/2."""
+    covariates = [[0.0, 0.3]] * 30 + [[0.0, 0.0]] * 10  # (log length ratio, list-item density difference)
+    scores = [1.0] * 30 + [1.0, 0.0] * 5
+    controlled = controlled_win_rate(scores, covariates)
+    assert sum(scores) / 40 == 0.875
+    assert abs(controlled.value - 0.5) < 0.1 and controlled.low < 0.5 < controlled.high
+    # the same data without the covariate is the plain win rate, up to the ridge's pull toward 1/2
+    assert controlled_win_rate(scores, [[0.0]] * 40).value == pytest.approx(0.875, abs=0.01)
+
+
+def test_bradley_terry_strengths_by_hand():
+    """Two models, b wins 12 of 16 against the anchor a: the likelihood is maximised at sigmoid(s_b) = 12/16, so
+    s_b = log(12 / 4) = log 3. Three models: statsmodels' GLM without intercept on the same design is the
+    reference. Battles of one group are resampled together: in a single group every resample is the data."""
+    import math
+
+    import numpy as np
+    import statsmodels.api as sm
+
+    battles = [("a", "b", 0.0)] * 12 + [("a", "b", 1.0)] * 4
+    fit = bradley_terry(battles, list(range(16)), "a", ridge=1e-10)
+    assert fit["b"]["strength"]["value"] == pytest.approx(math.log(3), abs=1e-6)
+    assert fit["b"]["win_rate_vs_anchor"]["value"] == pytest.approx(0.75, abs=1e-6)
+    assert (fit["b"]["rank"], fit["a"]["rank"]) == (1, 2) and fit["a"]["strength"]["value"] == 0
+    low, high = fit["b"]["strength"]["low"], fit["b"]["strength"]["high"]
+    assert low < math.log(3) < high
+    one_group = bradley_terry(battles, [0] * 16, "a", ridge=1e-10)["b"]["strength"]
+    assert one_group["low"] == pytest.approx(math.log(3), abs=1e-6) == pytest.approx(one_group["high"], abs=1e-6)
+
+    three = [("a", "b", 1.0)] * 5 + [("a", "b", 0.0)] * 3 + [("b", "c", 1.0)] * 6 + [("b", "c", 0.5)] * 2
+    three += [("b", "c", 0.0)] * 2 + [("a", "c", 1.0)] * 4 + [("a", "c", 0.0)] * 2 + [("c", "a", 1.0)]
+    design = np.array([[(a == "b") - (b == "b"), (a == "c") - (b == "c")] for a, b, _ in three], dtype=float)
+    reference = sm.GLM(np.array([s for *_, s in three]), design, family=sm.families.Binomial()).fit().params
+    fit = bradley_terry(three, list(range(len(three))), "a", ridge=1e-10)
+    assert [fit[m]["strength"]["value"] for m in "bc"] == pytest.approx(list(reference), abs=1e-6)
+    assert [m for m in sorted(fit, key=lambda m: fit[m]["rank"])] == ["a", "b", "c"]

@@ -376,7 +376,7 @@ def test_the_documented_plugin_example_loads_and_registers(plugin_dir):
     assert CHECKERS["ends_with_question"]("Really?") and not CHECKERS["ends_with_question"]("Really.")
     assert load_library().get("asks_back").checker.name == "ends_with_question"
     name, messages = JUDGES["shorter"].prompt(
-        JudgeItem(Question(1, "writing", ("Why?",)), 1, ["long answer"], ["short"], "weak", list, dict)
+        JudgeItem(Question(1, "writing", ("Why?",)), 1, ["long answer"], ["short"], list, dict)
     )
     assert name == "shorter-v1" and "A: long answer" in messages[0]["content"]
     assert JUDGES["shorter"].parse("so [[B]]") == "B"

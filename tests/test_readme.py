@@ -78,7 +78,7 @@ def build_config(args):
     if args.command == "generate":
         return cli.build_generate_config(args)
     if args.command == "eval":
-        return cli.build_eval_config(args)
+        return cli.build_import_config(args) if args.suite == "import" else cli.build_eval_config(args)
     if args.command == "experiment":
         from sami.experiment import load_experiment_config
 

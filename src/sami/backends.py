@@ -155,6 +155,7 @@ class BackendKind:
 
 
 BACKENDS: dict[str, BackendKind] = {}
+IMPORTED = "imported:"  # the model of an evaluated checkpoint whose answers ``sami eval import`` read from a file
 VERDICT_PROBABILITIES: tuple[str, ...] = ("default", "possible", "no")
 
 
@@ -174,6 +175,11 @@ def register_backend(name: str, *, check=None, verdict_probabilities: str = "no"
 
 def make_backend(cfg: BackendConfig) -> Backend:
     """Build the backend ``cfg`` names; local models are loaded here."""
+    if cfg.model.startswith(IMPORTED):
+        raise ValueError(
+            f"{cfg.model}: this checkpoint's answers were read from a file by sami eval import, so missing ones "
+            "cannot be generated; import them too, or evaluate only the questions it answered"
+        )
     return BACKENDS[cfg.kind].build(cfg)
 
 

@@ -195,6 +195,70 @@ def _eval_parser(sub) -> None:
         for option in suite.options:
             choices = option.choices() if option.choices else None
             s.add_argument(option.flag, dest=option.dest, type=option.type, choices=choices, help=option.help_text())
+    _import_parser(suites)
+
+
+# ``sami eval import`` options naming a table's column for a field (``sami.eval.imports.FIELDS``)
+IMPORT_COLUMNS = {"--question-col": "question", "--response-col": "response", "--model-col": "model",
+                  "--id-col": "question_id", "--category-col": "category", "--constitution-col": "constitution",
+                  "--turn-col": "turn"}  # fmt: skip
+
+
+def _import_parser(suites) -> None:
+    from sami.eval.imports import FIELDS, FORMATS
+
+    s = suites.add_parser(
+        "import",
+        help="read answers and judgments made by other tools (FastChat, AlpacaEval, tables) into an eval folder",
+        description="Read answers and pairwise judgments made elsewhere into OUTPUT_DIR/mtbench, as sami eval mtbench "
+        "writes its own, and print the MT-Bench tables; --recompute, the report and the model-free judges then work "
+        "on them. Each file's format is recognised from its columns. See docs/EVALUATION.md.",
+    )
+    s.add_argument("files", nargs="+", metavar="FILE", help="question, answer and judgment files (JSONL, JSON, CSV)")
+    s.add_argument("--output-dir", help="the eval folder (default runs/eval)")
+    s.add_argument("--format", choices=tuple(FORMATS), help="read every file in this format instead of recognising it")
+    for flag, name in IMPORT_COLUMNS.items():
+        s.add_argument(flag, metavar="COLUMN", help=f"a table's column holding the {name.replace('_', ' ')}")
+    s.add_argument("--col", action="append", default=[], metavar="FIELD=COLUMN",
+                   help=f"a table's column for any field, of: {', '.join(FIELDS)} (repeatable)")  # fmt: skip
+    s.add_argument("--model", help="the model of an answers table without a model column (default: the file name)")
+    s.add_argument("--judge", help="the name of the imported judge (default: the file's own, else the file name)")
+    s.add_argument("--questions", help="texts and categories of questions the files lack: package, a file, hub:ID")
+    _overrides_arg(s, "-o 'mtbench.principles=[lowercase,bullet_list]' (settings of the eval config written)")
+
+
+def build_import_config(args: argparse.Namespace):
+    from sami.config import from_dict
+    from sami.eval.imports import ImportConfig
+
+    columns = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in IMPORT_COLUMNS.items()}
+    columns = {k: v for k, v in columns.items() if v is not None}
+    for text in args.col:
+        name, sep, column = text.partition("=")
+        if not sep or not column:
+            raise ValueError(f"--col {text!r}: expected FIELD=COLUMN")
+        columns[name.strip()] = column.strip()
+    data = {"files": list(args.files), "columns": columns, "format": args.format, "model": args.model,
+            "judge": args.judge, "questions": args.questions, "overrides": list(args.overrides)}  # fmt: skip
+    if args.output_dir is not None:
+        data["output_dir"] = args.output_dir
+    return from_dict(ImportConfig, data, source="sami eval import")
+
+
+def _run_import(args: argparse.Namespace) -> dict:
+    from sami.eval.imports import import_files, mirrored_note
+    from sami.eval.mtbench import print_mtbench
+
+    eval_cfg, metrics = import_files(build_import_config(args))
+    root = Path(eval_cfg.output_dir) / "mtbench"
+    answers = sum(a["count"] for a in metrics["answers"].values())
+    print(f"imported {answers} answers of {len(metrics['answers'])} models and the verdicts of "
+          f"{len(eval_cfg.mtbench.imported_judges)} judge(s) into {root}")  # fmt: skip
+    print_mtbench(metrics)
+    for line in mirrored_note(metrics):
+        print(line)
+    print(f"recompute: sami eval mtbench --config {root / 'config.yaml'} --recompute")
+    return metrics
 
 
 def build_eval_config(args: argparse.Namespace):
@@ -217,6 +281,8 @@ def build_eval_config(args: argparse.Namespace):
 def run_eval(args: argparse.Namespace) -> dict:
     from sami.eval.run import compute, run, show
 
+    if args.suite == "import":
+        return _run_import(args)
     cfg = build_eval_config(args)
     metrics = compute(args.suite, cfg) if args.recompute else run(args.suite, cfg)
     show(args.suite, metrics)

@@ -125,26 +125,56 @@ def adherence_findings(adherence: dict, method: str = "sami") -> list[str]:
     return lines
 
 
-def judge_findings(pairwise: dict) -> list[str]:
-    """Per judge and pairing: a preference when the hard win rate's interval excludes 1/2."""
+CONSTITUTION_NOTES = {
+    "sampled": "each question under a constitution of its own (each principle on its side or flipped to its "
+    "antithesis by a coin drawn per question, the same for every model, and shown to the judge)",
+    "positive": "every question under the same positive constitution",
+}
+
+
+def _preference(pair: str, estimate: dict) -> str:
+    x, y = pair.split(" vs ")
+    side, rate = excludes(estimate, 0.5), pct(estimate, 0)
+    if side == "above":
+        return f"{x} preferred over {y} ({rate})"
+    if side == "below":
+        return f"{y} preferred over {x} ({x}'s win rate {rate})"
+    return f"{pair}: no preference detectable ({rate})"
+
+
+def judge_findings(mtbench: dict) -> list[str]:
+    """Per judge and pairing: a preference when the hard win rate's interval excludes 1/2, split by how many
+    principles were flipped where the questions had constitutions of their own; a judge's preference for the
+    answer shown first when its interval excludes 1/2; the Bradley-Terry order where three or more models met."""
+    pairwise = mtbench["pairwise"]
     lines = []
+    note = CONSTITUTION_NOTES.get(mtbench.get("constitutions", "positive"), "")
     for judge, by_pair in pairwise.items():
         parts = []
         for pair, block in by_pair.items():
-            o = block["overall"]
-            x, y = pair.split(" vs ")
-            side = excludes(o["win_rate_adjusted"], 0.5)
-            rate = pct(o["win_rate_adjusted"], 0)
-            if side == "above":
-                parts.append(f"{x} preferred over {y} ({rate})")
-            elif side == "below":
-                parts.append(f"{y} preferred over {x} ({x}'s win rate {rate})")
-            else:
-                parts.append(f"{pair}: no preference detectable ({rate})")
+            part = _preference(pair, block["overall"]["win_rate_adjusted"])
+            flips = block.get("per_flipped", {})
+            if len(flips) > 1 and pair.startswith("sami vs"):
+                part += "; by principles flipped: " + ", ".join(
+                    f"{k}: {pct(b['win_rate_adjusted'], 0)} (n={b['n']})" for k, b in flips.items()
+                )
+            parts.append(part)
         unparseable = sum(b["overall"]["unparseable"] for b in by_pair.values())
         source = next(iter(by_pair.values()), {}).get("verdict_source", "text")
         tail = f"; {unparseable} items unparseable" if unparseable else ""
-        lines.append(f"Judge `{judge}` ({source} verdicts): " + "; ".join(parts) + tail + ".")
+        lines.append(f"Judge `{judge}` ({source} verdicts), {note}: " + "; ".join(parts) + tail + ".")
+        first = mtbench.get("judge_diagnostics", {}).get(judge, {}).get("first_position")
+        if first and excludes(first, 0.5):
+            lines.append(f"Judge `{judge}` prefers the answer shown {'first' if first['value'] > 0.5 else 'second'}: "
+                         f"{pct(first, 0)} of its decisive verdicts pick the first (both orders are judged, so "
+                         "this cancels in the win rates, but the orders then disagree).")  # fmt: skip
+        fit = mtbench.get("ranking", {}).get(judge)
+        if fit:
+            order = sorted(fit["models"], key=lambda n: fit["models"][n]["rank"])
+            models = fit["models"]
+            rates = "; ".join(f"{n} {pct(models[n]['win_rate_vs_anchor'], 0)}" for n in order if n != fit["anchor"])
+            lines.append(f"Bradley-Terry ranking by `{judge}`: {', '.join(order)} (expected win rate against "
+                         f"{fit['anchor']}: {rates}).")  # fmt: skip
     return lines
 
 
@@ -194,12 +224,12 @@ def findings(summary: dict) -> list[str]:
                 lines.append(f"Training of {method} ({study} study) saturated: {m['saturated_steps']} of its "
                              f"{m['steps']} steps had a gradient norm of exactly 0 and changed nothing.")  # fmt: skip
     ev = summary.get("mtbench", {}).get("eval", {})
+    if "mtbench" in ev:  # the paper's headline comparison first
+        lines += judge_findings(ev["mtbench"])
     if "mi" in ev:
         lines += mi_findings(ev["mi"])
     if "adherence" in ev:
         lines += adherence_findings(ev["adherence"])
-    if "mtbench" in ev:
-        lines += judge_findings(ev["mtbench"]["pairwise"])
     gsm8k = summary.get("math", {}).get("eval", {}).get("gsm8k")
     if gsm8k:
         lines += math_findings(gsm8k)

@@ -1,4 +1,5 @@
-"""Evaluation statistics as pure functions: pass@k, maj@k, intervals, length-controlled win rate.
+"""Evaluation statistics as pure functions: pass@k, maj@k, intervals, length- and style-controlled win rates,
+a Bradley-Terry ranking.
 
 Every number the evaluation suite prints is an :class:`Estimate`: the value, the count it rests on and a
 95% interval. Which interval fits which number (docs/EVALUATION.md):
@@ -142,23 +143,69 @@ def bootstrap_mean(
     return Estimate(mean, int(x.size), float(low), float(high), "bootstrap")
 
 
-def _logistic_intercept(outcome: np.ndarray, x: np.ndarray, ridge: float) -> float:
-    """Intercept of a logistic fit ``logit p = a + b x`` to fractional outcomes in [0, 1] (Newton/IRLS).
+def logistic_fit(design: np.ndarray, outcome: np.ndarray, weights: np.ndarray | None = None, *,
+                 ridge: float) -> np.ndarray:  # fmt: skip
+    """Coefficients of ``logit p = design @ beta`` fitted to outcomes in [0, 1] (ties as 1/2), by Newton's method.
 
-    A Gaussian penalty ``ridge/2 * (a^2 + b^2)`` keeps the fit finite when every outcome is a win or a
-    loss (complete separation), which happens at MT-Bench category sizes.
+    design: (n, k); outcome: (n,); weights: (n,) or (R, n) item counts, one fit per row (a bootstrap resample
+    is a row of counts), None for one fit with every item once. Returns (k,) or (R, k). The maximised
+    objective is ``sum_i w_i [y_i log p_i + (1 - y_i) log(1 - p_i)] - ridge/2 |beta|^2``: a Gaussian prior that
+    keeps the fit finite under complete separation (every item a win), which happens at the sizes MT-Bench
+    categories have. With ``ridge`` near 0 it is the maximum-likelihood logistic regression (checked against
+    statsmodels' binomial GLM in the tests); written out here because the bootstrap needs thousands of these
+    small fits, which one batched Newton iteration does at once.
     """
-    design = np.stack([np.ones_like(x), x], axis=1)  # (n, 2)
-    beta = np.zeros(2)
+    X = np.asarray(design, dtype=np.float64)
+    y = np.asarray(outcome, dtype=np.float64)
+    w = np.ones((1, y.size)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    beta = np.zeros((w.shape[0], X.shape[1]))  # (R, k)
+    eye = ridge * np.eye(X.shape[1])
     for _ in range(100):
-        p = 1 / (1 + np.exp(-(design @ beta)))
-        grad = design.T @ (outcome - p) - ridge * beta
-        hess = (design * (p * (1 - p))[:, None]).T @ design + ridge * np.eye(2)
-        step = np.linalg.solve(hess, grad)
+        p = 1 / (1 + np.exp(-(beta @ X.T)))  # (R, n)
+        grad = (w * (y - p)) @ X - ridge * beta  # (R, k)
+        hess = np.einsum("rn,nk,nl->rkl", w * p * (1 - p), X, X) + eye  # (R, k, k)
+        step = np.linalg.solve(hess, grad[..., None])[..., 0]
         beta = beta + step
         if np.max(np.abs(step)) < 1e-10:
             break
-    return float(beta[0])
+    return beta[0] if weights is None or np.ndim(weights) == 1 else beta
+
+
+def _resample_counts(n: int, seed: int, resamples: int) -> np.ndarray:
+    """(resamples, n) counts of each item in bootstrap resamples of n items drawn with replacement."""
+    idx = _rng(seed).integers(0, n, size=(resamples, n))
+    return np.stack([np.bincount(row, minlength=n) for row in idx])
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def controlled_win_rate(
+    scores: Sequence[float], covariates, *, ridge: float = 0.1, seed: int = 0, resamples: int = 2_000
+) -> Estimate:
+    """Win rate of A over B had the two answers been equal in every covariate, with a bootstrap interval.
+
+    ``scores`` are per-item outcomes for A (1 win, 0.5 tie, 0 loss); ``covariates`` (n, k) are per-item
+    differences between A and B that are 0 when the two are alike (a log length ratio, a difference in
+    markdown density). A logistic regression of the outcome on them (``logistic_fit``) is read where they are
+    all 0: ``sigmoid(intercept)``. The idea of AlpacaEval's length control and of style control in pairwise
+    model rankings, reduced to one pair of models.
+    """
+    y = np.asarray(scores, dtype=np.float64)
+    if y.size == 0:
+        return _empty("bootstrap")
+    z = np.asarray(covariates, dtype=np.float64).reshape(y.size, -1)
+    # each covariate divided by its root mean square (not centred: 0 must stay "alike"), so that the ridge pulls
+    # on a density difference of 0.05 as on a length ratio of 2; the intercept does not depend on the scale
+    rms = np.sqrt(np.mean(z**2, axis=0))
+    design = np.concatenate([np.ones((y.size, 1)), z / np.where(rms > 0, rms, 1.0)], axis=1)
+    value = float(_sigmoid(logistic_fit(design, y, ridge=ridge)[0]))
+    if y.size == 1:
+        return Estimate(value, 1, value, value, "bootstrap")
+    fits = _sigmoid(logistic_fit(design, y, _resample_counts(y.size, seed, resamples), ridge=ridge)[:, 0])
+    low, high = np.quantile(fits, [0.025, 0.975])
+    return Estimate(value, int(y.size), float(low), float(high), "bootstrap")
 
 
 def length_controlled_win_rate(
@@ -172,26 +219,56 @@ def length_controlled_win_rate(
 ) -> Estimate:
     """Win rate of A over B had both answers been equally long, with a bootstrap interval.
 
-    ``scores`` are per-item outcomes for A (1 win, 0.5 tie, 0 loss). A logistic regression of the outcome
-    on the log length ratio ``log(len_a / len_b)`` is fitted and evaluated at ratio 1 (log ratio 0):
-    ``sigmoid(intercept)``. The log ratio is scale-free and symmetric in A and B, so the number does not
-    depend on the length unit or on which side is called A. Lengths are in words (a length of 0 counts as 1).
+    ``controlled_win_rate`` with one covariate, the log length ratio ``log(len_a / len_b)``: scale-free and
+    symmetric in A and B, so the number does not depend on the length unit or on which side is called A.
+    Lengths are in words (a length of 0 counts as 1).
     """
-    y = np.asarray(scores, dtype=np.float64)
     la, lb = (np.maximum(np.asarray(v, dtype=np.float64), 1.0) for v in (lengths_a, lengths_b))
-    if not (y.size == la.size == lb.size):
+    if not (len(scores) == la.size == lb.size):
         raise ValueError("scores and both length lists must have the same size")
-    if y.size == 0:
-        return _empty("bootstrap")
-    x = np.log(la / lb)
+    return controlled_win_rate(scores, np.log(la / lb), ridge=ridge, seed=seed, resamples=resamples)
 
-    def fit(idx: np.ndarray) -> float:
-        return 1 / (1 + math.exp(-_logistic_intercept(y[idx], x[idx], ridge)))
 
-    value = fit(np.arange(y.size))
-    if y.size == 1:
-        return Estimate(value, 1, value, value, "bootstrap")
-    idx = _rng(seed).integers(0, y.size, size=(resamples, y.size))
-    fits = np.array([fit(row) for row in idx])
-    low, high = np.quantile(fits, [0.025, 0.975])
-    return Estimate(value, int(y.size), float(low), float(high), "bootstrap")
+def bradley_terry(
+    battles: Sequence[tuple[str, str, float]],
+    groups: Sequence[Hashable],
+    anchor: str,
+    *,
+    ridge: float = 0.01,
+    seed: int = 0,
+    resamples: int = 1_000,
+) -> dict[str, dict]:
+    """A Bradley-Terry ranking of every model in ``battles`` with percentile bootstrap intervals.
+
+    battles: ``(a, b, score of a)`` with score 1 (a won), 0.5 (tie) or 0; groups: one key per battle (the
+    question and turn), resampled together, so the battles of one question stay together as Arena-Hard-Auto
+    resamples them. ``P(a beats b) = sigmoid(s_a - s_b)`` with the anchor's strength fixed at 0, fitted by
+    ``logistic_fit`` (``ridge`` keeps an unbeaten model finite). Per model: ``strength`` (logits above the
+    anchor), ``win_rate_vs_anchor`` (``sigmoid(strength)``, what the fit expects of it against the anchor on
+    an average question) and ``rank`` (1 = strongest, by the point estimate).
+    """
+    models = list(dict.fromkeys([anchor] + [m for a, b, _ in battles for m in (a, b)]))
+    if len(battles) == 0:
+        return {}
+    column = {m: k - 1 for k, m in enumerate(models)}  # the anchor has no column: its strength is 0
+    design = np.zeros((len(battles), len(models) - 1))
+    for row, (a, b, _) in enumerate(battles):
+        if a != anchor:
+            design[row, column[a]] += 1
+        if b != anchor:
+            design[row, column[b]] -= 1
+    y = np.array([s for _, _, s in battles], dtype=np.float64)
+    point = np.concatenate([[0.0], logistic_fit(design, y, ridge=ridge)])
+    keys = list(dict.fromkeys(groups))
+    of_group = np.array([keys.index(g) for g in groups])
+    counts = _resample_counts(len(keys), seed, resamples)[:, of_group]  # (R, battles): a group's count each
+    boot = np.concatenate([np.zeros((resamples, 1)), logistic_fit(design, y, counts, ridge=ridge)], axis=1)
+    low, high = np.quantile(boot, [0.025, 0.975], axis=0)
+    order = sorted(range(len(models)), key=lambda k: -point[k])
+    out = {}
+    for k, m in enumerate(models):
+        strength = Estimate(float(point[k]), len(keys), float(low[k]), float(high[k]), "bootstrap")
+        versus = Estimate(float(_sigmoid(point[k])), len(keys), float(_sigmoid(low[k])), float(_sigmoid(high[k])),
+                          "bootstrap")  # fmt: skip
+        out[m] = {"strength": strength.to_dict(), "win_rate_vs_anchor": versus.to_dict(), "rank": order.index(k) + 1}
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sami import figures
 from sami.config import config_hash, to_dict
-from sami.findings import findings, num, pct
+from sami.findings import CONSTITUTION_NOTES, findings, num, pct
 from sami.runfolder import METRICS, package_versions, read_metrics
 from sami.train_config import NOT_USED, compare_configs
 
@@ -44,6 +44,14 @@ VERDICT_NOTES = {
     "follows whatever constitution it is given; the adherence contrast below tells the two apart.",
     "text": "Verdicts are parsed from the judge's generated text; both orders are judged.",
 }
+
+
+STYLE_NOTE = (
+    "Length-controlled: a logistic fit of the outcome on the log length ratio of the two answers, read at equal "
+    "length. Style-controlled: the same with the differences in list items, headers and bold spans per word added, "
+    "read at equal length and equal markdown density. A principle about format (a bulleted list) is itself style, "
+    "so style control removes what such a principle asks for: read it as what remains beyond format."
+)
 
 
 def _training(trains: dict) -> dict:
@@ -126,8 +134,9 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     for judge, by_pair in m["pairwise"].items():
         source = next(iter(by_pair.values()), {}).get("verdict_source", "text")
         lines += [f"### Judge: {judge} ({source} verdicts)", ""]
+        lines += [f"Each question: {CONSTITUTION_NOTES.get(m.get('constitutions', 'positive'), '')}.", ""]
         header = "| pairing | n | win / tie / loss | unparseable | hard win rate (95%) | soft win rate (95%) |"
-        lines += [header + " length-controlled (95%) | paper |", "|---|---|---|---|---|---|---|---|"]
+        lines += [header + " length-controlled (95%) | style-controlled (95%) | paper |", "|---" * 9 + "|"]
         for pair, block in by_pair.items():
             o = block["overall"]
             paper = PAPER_MTBENCH.get(judge, {})
@@ -135,9 +144,11 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
             lines.append(
                 f"| {pair} | {o['n']} | {o['win']} / {o['tie']} / {o['loss']} | {o['unparseable']} | "
                 f"{pct(o['win_rate_adjusted'])} | {pct(o.get('soft_win_rate'))} | "
-                f"{pct(o['length_controlled_win_rate'])} | {ref} |"
+                f"{pct(o['length_controlled_win_rate'])} | {pct(o.get('style_controlled_win_rate'))} | {ref} |"
             )
-        lines += ["", VERDICT_NOTES.get(source, "")]
+        lines += ["", VERDICT_NOTES.get(source, ""), "", STYLE_NOTE]
+        _flips_table(by_pair, lines)
+        _judge_table(m, judge, lines)
         bad = sum(b["overall"]["unparseable"] for b in by_pair.values())
         total = sum(b["overall"]["n"] for b in by_pair.values())
         if bad:
@@ -205,6 +216,39 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
                                     "minus under its antithesis, 95% interval")  # fmt: skip
         lines += ["", f"![adherence contrast](figures/{path.name})", ""]
     _training_section(s["training"], lines)
+
+
+def _flips_table(by_pair: dict, lines: list[str]) -> None:
+    """Hard win rates by how many principles of the question's constitution were flipped."""
+    counts = sorted({k for b in by_pair.values() for k in b.get("per_flipped", {})}, key=int)
+    if not counts:
+        return
+    lines += ["", "Hard win rate by how many principles of the question's constitution were flipped to their "
+              "antithesis:", "", "| principles flipped | " + " | ".join(by_pair) + " |",
+              "|---|" + "---|" * len(by_pair)]  # fmt: skip
+    for k in counts:
+        cells = []
+        for block in by_pair.values():
+            b = block.get("per_flipped", {}).get(k)
+            cells.append(f"{pct(b['win_rate_adjusted'])} (n={b['n']})" if b else "-")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+
+
+def _judge_table(m: dict, judge: str, lines: list[str]) -> None:
+    """The judge's order agreement and position preference, and the Bradley-Terry ranking when there is one."""
+    d = m.get("judge_diagnostics", {}).get(judge)
+    if d:
+        lines += ["", f"The judge's two orders of an item agree in {pct(d['order_agreement'])} of items; of its "
+                  f"verdicts that pick an answer, {pct(d['first_position'])} pick the one shown first (50% is no "
+                  f"position preference); {pct(d['ties'])} of its verdicts are ties."]  # fmt: skip
+    fit = m.get("ranking", {}).get(judge)
+    if fit:
+        lines += ["", f"Bradley-Terry ranking over every judged item of every pairing (bootstrap over questions; "
+                  f"strength in logits over {fit['anchor']}):", "",
+                  f"| rank | model | strength (95%) | expected win rate against {fit['anchor']} (95%) |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for name, r in sorted(fit["models"].items(), key=lambda kv: kv[1]["rank"]):
+            lines.append(f"| {r['rank']} | {name} | {num(r['strength'], 2)} | {pct(r['win_rate_vs_anchor'])} |")
 
 
 def _training_section(t: dict, lines: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 from collections.abc import Sequence
 
 import torch
@@ -46,8 +47,17 @@ def constitution_text(principles: Sequence[Principle], side: str, flipped: str |
     """The numbered constitution of ``principles`` in the given phrasing, in library order; the principle named
     ``flipped`` as its antithesis."""
     sides = {p.name: "antithesis" if p.name == flipped else side for p in principles}
-    return Constitution(tuple(ConstitutionItem(p.phrasing(sides[p.name]), p.name, sides[p.name])
-                              for p in principles)).render()  # fmt: skip
+    return shown_text([(p, sides[p.name]) for p in principles])
+
+
+def shown_constitution(shown: Sequence[tuple[Principle, str]]) -> Constitution:
+    """The constitution of ``(principle, side)`` pairs, in the given order."""
+    return Constitution(tuple(ConstitutionItem(p.phrasing(side), p.name, side) for p, side in shown))
+
+
+def shown_text(shown: Sequence[tuple[Principle, str]]) -> str:
+    """The numbered constitution text of ``(principle, side)`` pairs, as the answering models see it."""
+    return shown_constitution(shown).render()
 
 
 # A raw-template answer ends where the model starts the next dialogue turn.
@@ -70,6 +80,19 @@ def answer_stop(template: str) -> tuple[str, ...]:
 def words(text: str) -> int:
     """Length in whitespace-separated words: tokenizer-free, so lengths compare across models."""
     return len(text.split())
+
+
+MARKDOWN = {  # what style control counts in an answer, per line (bold: per span)
+    "list_items": re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+\S", re.MULTILINE),
+    "headers": re.compile(r"^\s*#{1,6}\s+\S", re.MULTILINE),
+    "bold": re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__"),
+}
+
+
+def style(text: str) -> dict[str, float]:
+    """An answer's length in words and its markdown density: list items, headers and bold spans per word."""
+    n = words(text)
+    return {"words": n, **{k: len(pattern.findall(text)) / max(n, 1) for k, pattern in MARKDOWN.items()}}
 
 
 def fmt(est: dict | Estimate, percent: bool = True) -> str:

@@ -18,6 +18,7 @@ from sami.logprobs import LAYOUTS
 from sami.templates import TEMPLATES
 
 PROTOCOLS: tuple[str, ...] = ("paper", "fastchat")
+CONSTITUTIONS: tuple[str, ...] = ("positive", "sampled")
 
 
 @dataclass
@@ -30,6 +31,11 @@ class MTBenchConfig:
     protocol: ``paper`` (first turn, the category's constitution in the prompt, template ``template``,
         greedy) or ``fastchat`` (both turns, chat template, FastChat's per-category temperatures).
     side: phrasing of the constitution shown to the models and the principle-aware judge (paper: weak).
+    constitutions: ``positive`` (every question under its principles, on ``side``: the paper's protocol) or
+        ``sampled`` (each question under a constitution of its own: each principle on ``side`` or flipped to its
+        antithesis by a coin drawn from the seed and the question id, the same for every model; the answers,
+        the principle-aware judges and the checker judge all see it, and the win rates are also split by how
+        many principles were flipped). ``paper`` protocol only.
     principles: the constitution for every question, by principle name (used in the answers' prompts and
         shown to the principle-aware and checker judges); None: each question's category principles.
     judges: any registered judge (``sami.eval.judges.JUDGES``): principle-aware, principle-free, single,
@@ -37,6 +43,9 @@ class MTBenchConfig:
         baseline: compare every checkpoint with this one (by name); None compares every pair in the order given.
         anchors: with no baseline, only the pairs (in that order) that include one of these checkpoints (by
         name): every model against each anchor.
+    imported_judges: judges whose verdicts ``sami eval import`` read from other tools' files (not registered
+        judges: nothing is judged for them); their pairwise numbers are computed for every pair with a file.
+        With ``judges: []`` nothing is judged (imported answers alone, or only imported verdicts).
     verdict: how a model judge's pairwise verdict is read: ``probability`` (the probabilities of A, B, C
         after the prompt and ``My final verdict: [[``, one forward pass; an endpoint must return top
         log-probs), ``text`` (generate up to ``judge_max_new_tokens`` and parse), or ``auto``: probability
@@ -49,6 +58,7 @@ class MTBenchConfig:
     protocol: str = "paper"
     template: str = "paper-v1"
     side: str = "weak"
+    constitutions: str = "positive"
     categories: list[str] | None = None
     per_category: int | None = None
     max_new_tokens: int = 512
@@ -58,6 +68,7 @@ class MTBenchConfig:
     judge_max_new_tokens: int = 512
     baseline: str | None = None
     anchors: list[str] | None = None
+    imported_judges: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.baseline is not None and self.anchors is not None:
@@ -68,9 +79,16 @@ class MTBenchConfig:
             raise ValueError(f"mtbench.template must be one of {TEMPLATES}, got {self.template!r}")
         if self.side not in ("strong", "weak"):
             raise ValueError(f"mtbench.side must be strong or weak, got {self.side!r}")
+        if self.constitutions not in CONSTITUTIONS:
+            raise ValueError(f"mtbench.constitutions must be one of {CONSTITUTIONS}, got {self.constitutions!r}")
+        if self.constitutions == "sampled" and self.protocol != "paper":
+            raise ValueError("mtbench.constitutions: sampled needs mtbench.protocol: paper (fastchat shows none)")
         unknown = sorted(set(self.judges) - set(JUDGES))
-        if unknown or not self.judges:
-            raise ValueError(f"mtbench.judges must be a non-empty list of {tuple(JUDGES)}, got {self.judges}")
+        if unknown:
+            raise ValueError(f"mtbench.judges must be a list of {tuple(JUDGES)}, got {self.judges}")
+        clash = sorted(set(self.imported_judges) & (set(JUDGES) | {"answers", "pairwise"}))
+        if clash:
+            raise ValueError(f"mtbench.imported_judges {clash} have the names of built-in judges or result keys")
         if self.per_category is not None and self.per_category < 1:
             raise ValueError("mtbench.per_category must be at least 1")
         if self.verdict not in VERDICT_MODES:

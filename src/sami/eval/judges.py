@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sami.eval.common import constitution_text
+from sami.eval.common import shown_text
 from sami.eval.fluency import passes
 from sami.eval.mtbench_data import REFERENCE_CATEGORIES, JudgePrompt, Question
 
@@ -45,30 +45,45 @@ VERDICT_LETTERS: tuple[str, ...] = ("A", "B", "C")  # C is a tie, as in MT-Bench
 # The judge's answer up to the verdict letter in probability mode: both pairwise prompts ask for "[[A]]".
 VERDICT_PREFIX = "My final verdict: [["
 TURNS: tuple[str, ...] = ("first", "all")
+# keys of the MT-Bench metrics beside the grading judges' own (``sami.eval.mtbench.mtbench_metrics``)
+RESERVED: tuple[str, ...] = ("answers", "pairwise", "judge_diagnostics", "ranking", "constitutions")
+
+
+Shown = tuple  # (sami.principles.Principle, side): one principle of a constitution, on the side it was shown
 
 
 @dataclass
 class JudgeItem:
     """What a judge is shown for one request: the question (its ``reference`` None unless the judge takes
     references), the turn, the answers of turns 1..turn (``answers_b`` None for a grading judge), and on
-    demand the principles shown with the question and FastChat's judge prompts (each read on first use)."""
+    demand the constitution the answers were asked to follow and FastChat's judge prompts (each read on first
+    use). ``read_constitution`` returns ``[(Principle, side), ...]`` (side ``strong``, ``weak`` or
+    ``antithesis``), or a free text for a constitution imported without principle names."""
 
     question: Question
     turn: int
     answers_a: list[str]
     answers_b: list[str] | None
-    side: str
-    read_principles: Callable[[], list]
+    read_constitution: Callable[[], list[Shown] | str]
     read_judge_prompts: Callable[[], dict[str, JudgePrompt]]
 
     @functools.cached_property
-    def principles(self) -> list:
-        """The ``sami.principles.Principle`` list the answers were asked to follow."""
-        return self.read_principles()
+    def shown(self) -> list[Shown] | str:
+        return self.read_constitution()
+
+    @property
+    def principles(self) -> list[Shown]:
+        """``[(Principle, side), ...]`` of the constitution; an error for a free-text constitution."""
+        if isinstance(self.shown, str):
+            raise ValueError(
+                f"question {self.question.question_id}: its constitution is free text, not named principles, so "
+                "this judge cannot read it; use a judge that reads text (principle-aware)"
+            )
+        return self.shown
 
     def constitution(self) -> str:
-        """The principles as the numbered constitution the answering models saw (phrasing ``side``)."""
-        return constitution_text(self.principles, self.side)
+        """The constitution as the numbered text the answering models saw."""
+        return self.shown if isinstance(self.shown, str) else shown_text(self.shown)
 
     def judge_prompt(self, name: str) -> JudgePrompt:
         return self.read_judge_prompts()[name]
@@ -101,8 +116,9 @@ class Judge:
     help: str = ""
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", self.name) or self.name in ("answers", "pairwise"):
-            raise ValueError(f"judge name {self.name!r}: lowercase letters, digits, '-', '_' (not answers, pairwise)")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", self.name) or self.name in RESERVED:
+            reserved = ", ".join(RESERVED)
+            raise ValueError(f"judge name {self.name!r}: lowercase letters, digits, '-', '_' (not {reserved})")
         if self.turns not in TURNS:
             raise ValueError(f"judge {self.name!r}: turns must be one of {TURNS}, got {self.turns!r}")
         if (self.decide is None) == (self.prompt is None) or (self.prompt is not None and self.parse is None):
@@ -285,29 +301,32 @@ def soft_preference(x_first: tuple[float, ...] | None, y_first: tuple[float, ...
     return (x_first[0] + y_first[1]) / 2 + (x_first[2] + y_first[2]) / 4
 
 
-def checked_principles(principles) -> list:
-    """The principles (``sami.principles.Principle``) that have a checker; an error when none has one."""
-    checked = [p for p in principles if p.checker is not None]
+def checked_principles(shown: list[Shown]) -> list[Shown]:
+    """The shown ``(Principle, side)`` pairs whose side has a checker (``Principle.side_checker``); an error
+    when none has one."""
+    checked = [(p, side) for p, side in shown if p.side_checker(side) is not None]
     if not checked:
-        names = [p.name for p in principles]
+        names = [f"{p.name} ({side})" for p, side in shown]
         raise ValueError(
-            f"the checker judge needs principles with a checker; none of {names} has one. Set mtbench.principles "
-            "to verifiable principles (e.g. [lowercase, bullet_list]; see verifiable: in sami/data/principles.yaml)"
+            f"the checker judge needs principles with a checker for the side shown; none of {names} has one. Set "
+            "mtbench.principles to verifiable principles (e.g. [lowercase, bullet_list]; see verifiable: in "
+            "sami/data/principles.yaml)"
         )
     return checked
 
 
-def checker_verdict(principles, answer_a: str, answer_b: str) -> dict:
-    """The checker judge: per answer, how many of the principles' checkers pass; more passes wins.
+def checker_verdict(shown: list[Shown], answer_a: str, answer_b: str) -> dict:
+    """The checker judge: per answer, how many of the shown principles' checkers pass; more passes wins.
 
-    ``principles``: the shown constitution's principles; those without a checker are skipped (the positive
-    side is shown, so each principle's own ``checker`` applies). A degenerate answer (``sami.eval.fluency``)
-    passes none: ``- - -`` is not a bulleted answer. Returns ``{checked, passes: {A, B}, verdict}``.
+    ``shown``: the constitution's ``(Principle, side)`` pairs; each is checked with the checker of the side it
+    was shown on (a flipped principle with its antithesis checker), those without one are skipped. A
+    degenerate answer (``sami.eval.fluency``) passes none: ``- - -`` is not a bulleted answer. Returns
+    ``{checked, passes: {A, B}, verdict}``.
     """
-    checked = checked_principles(principles)
-    count = {side: sum(passes(p.checker, text) for p in checked) for side, text in (("A", answer_a), ("B", answer_b))}
+    checkers = [p.side_checker(side) for p, side in checked_principles(shown)]
+    count = {pos: sum(passes(c, text) for c in checkers) for pos, text in (("A", answer_a), ("B", answer_b))}
     verdict = "A" if count["A"] > count["B"] else "B" if count["B"] > count["A"] else "tie"
-    return {"checked": [p.name for p in checked], "passes": count, "verdict": verdict}
+    return {"checked": [p.name for p, _ in checked_principles(shown)], "passes": count, "verdict": verdict}
 
 
 def _principle_aware(item: JudgeItem) -> tuple[str, list[dict]]:

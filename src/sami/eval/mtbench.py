@@ -17,21 +17,37 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
+import math
+import random
 from collections import defaultdict
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
 from sami.backends import BACKENDS, SamplingParams
-from sami.eval.common import LazyBackend, answer_prompt, answer_stop, constitution_text, fmt, words
+from sami.eval.common import (
+    MARKDOWN,
+    LazyBackend,
+    answer_prompt,
+    answer_stop,
+    fmt,
+    shown_constitution,
+    shown_text,
+    style,
+    words,
+)
 from sami.eval.config import EvalConfig
 from sami.eval.fluency import is_degenerate
 from sami.eval.judges import (
     JUDGES,
+    RESERVED,
     VERDICT_LETTERS,
     VERDICT_PREFIX,
     Judge,
     JudgeItem,
+    Shown,
     combine,
     hard_verdict,
     outcome_for,
@@ -40,8 +56,15 @@ from sami.eval.judges import (
 )
 from sami.eval.mtbench_data import FASTCHAT_TEMPERATURES, Question, load_judge_prompts, load_questions, select
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
-from sami.metrics import bootstrap_mean, bounded_mean, length_controlled_win_rate, rate
-from sami.principles import load_library
+from sami.metrics import (
+    bootstrap_mean,
+    bounded_mean,
+    bradley_terry,
+    controlled_win_rate,
+    length_controlled_win_rate,
+    rate,
+)
+from sami.principles import SIDES, Constitution, ConstitutionItem, load_library
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +93,38 @@ def _judged_turns(cfg: EvalConfig, judge: Judge) -> tuple[int, ...]:
     return (1,) if judge.turns == "first" else _turns(cfg)
 
 
-def _constitution(cfg: EvalConfig, library, q: Question) -> list:
-    """The principles shown for a question: ``mtbench.principles`` when set, else its category's."""
+def question_constitution(cfg: EvalConfig, library, q: Question) -> list[Shown]:
+    """The constitution a question is answered and judged under, as ``(Principle, side)`` pairs.
+
+    Its principles are ``mtbench.principles`` when set, else the question's category's. With
+    ``mtbench.constitutions: positive`` every principle is shown on ``mtbench.side``; with ``sampled`` each one
+    is on ``mtbench.side`` or flipped to its antithesis by a fair coin drawn from the seed and the question id
+    alone, so every model answers a question under the same constitution.
+    """
     names = cfg.mtbench.principles
-    return [library.get(n) for n in names] if names else library.for_category(q.category)
+    principles = [library.get(n) for n in names] if names else library.for_category(q.category)
+    if cfg.mtbench.constitutions == "positive":
+        return [(p, cfg.mtbench.side) for p in principles]
+    rng = random.Random(f"mtbench-constitution:{cfg.seed}:{q.question_id}")  # a str seed hashes the same everywhere
+    return [(p, "antithesis" if rng.random() < 0.5 else cfg.mtbench.side) for p in principles]
+
+
+def read_shown(stored: str | dict, library) -> list[Shown] | str:
+    """A constitution stored with an answer (``Constitution.to_json``) as ``(Principle, side)`` pairs; its text
+    when it is free text or names a principle the library does not hold."""
+    if isinstance(stored, str):
+        return stored
+    items = stored["principles"]
+    if all(i.get("name") in library.principles and i.get("side") in SIDES for i in items):
+        return [(library.get(i["name"]), i["side"]) for i in items]
+    return Constitution(tuple(ConstitutionItem(i["text"], i.get("name"), i.get("side")) for i in items)).render()
+
+
+def flipped(stored: str | dict | None) -> int | None:
+    """How many principles of a stored constitution are on their antithesis side (None when unknown)."""
+    if not isinstance(stored, dict):
+        return None
+    return sum(i.get("side") == "antithesis" for i in stored["principles"])
 
 
 def verdict_mode(cfg: EvalConfig) -> str:
@@ -125,10 +176,13 @@ def generate_answers(cfg: EvalConfig, name: str, model: str, questions: list[Que
                 groups[_params(cfg, q.category)].append(q)
             for params, group in groups.items():
                 prompts = []
+                shown = {}  # question id -> the stored constitution (paper protocol)
                 for q in group:
                     constitution = None
                     if cfg.mtbench.protocol == "paper":
-                        constitution = constitution_text(_constitution(cfg, library, q), cfg.mtbench.side)
+                        pairs_shown = question_constitution(cfg, library, q)
+                        constitution = shown_text(pairs_shown)
+                        shown[q.question_id] = shown_constitution(pairs_shown).to_json()
                     earlier = [store.get(q.question_id, k)["answer"] for k in range(1, turn)]
                     prompts.append(_answer_prompt(cfg, q, turn, constitution, earlier))
                 desc = f"{name} answers, turn {turn} (T={params.temperature})"
@@ -144,6 +198,7 @@ def generate_answers(cfg: EvalConfig, name: str, model: str, questions: list[Que
                             "num_tokens": c.num_tokens,
                             "finish_reason": c.finish_reason,
                             "temperature": params.temperature,
+                            **({"constitution": shown[q.question_id]} if q.question_id in shown else {}),
                         }
                     )
     finally:
@@ -162,6 +217,21 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
 
     def up_to(name: str | None, q: Question, turn: int) -> list[str] | None:
         return None if name is None else [answers[name][(q.question_id, t)]["answer"] for t in range(1, turn + 1)]
+
+    def stored(first: str, second: str | None, q: Question):
+        """The constitution stored with the first turn's answers (both must agree), or None."""
+        found = {n: answers[n][(q.question_id, 1)].get("constitution") for n in (first, second) if n is not None}
+        if len({json.dumps(c, sort_keys=True) for c in found.values()}) > 1:
+            raise ValueError(f"question {q.question_id}: the answers of {sorted(found)} were written under different "
+                             f"constitutions ({found}); a pair is judged under one")  # fmt: skip
+        return next(iter(found.values()))
+
+    def constitution_of(first: str, second: str | None, q: Question) -> Callable[[], list[Shown] | str]:
+        def read():
+            kept = stored(first, second, q)
+            return question_constitution(cfg, library, q) if kept is None else read_shown(kept, library)
+
+        return read
 
     units = pairs(cfg) if judge.pairwise else [(n, None) for n, _ in cfg.checkpoints()]
     for x, y in units:
@@ -182,8 +252,11 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
                         record.update(first=first, second=second)
                     else:
                         record["model"] = first
-                    item = JudgeItem(question, turn, up_to(first, q, turn), up_to(second, q, turn), cfg.mtbench.side,
-                                     functools.partial(_constitution, cfg, library, q), judge_prompts)  # fmt: skip
+                    kept = stored(first, second, q)
+                    if kept is not None:  # the verdict keeps the constitution the answers were written under
+                        record["constitution"] = kept
+                    item = JudgeItem(question, turn, up_to(first, q, turn), up_to(second, q, turn),
+                                     constitution_of(first, second, q), judge_prompts)  # fmt: skip
                     yield store, record, item
 
 
@@ -232,6 +305,8 @@ def _pair_block(items: list[dict]) -> dict:
     counts = {k: sum(i["outcome"] == k for i in items) for k in ("win", "tie", "loss", "unparseable")}
     scored = [i for i in items if i["outcome"] != "unparseable"]
     scores = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[i["outcome"]] for i in scored]
+    sized = [(s, i) for s, i in zip(scores, scored, strict=True) if None not in (i["words_x"], i["words_y"])]
+    styled = [(s, i) for s, i in sized if None not in (i["style_x"], i["style_y"])]
     return {
         **counts,
         "n": len(items),
@@ -240,11 +315,21 @@ def _pair_block(items: list[dict]) -> dict:
         "soft_win_rate": bootstrap_mean([i["soft"] for i in scored]).to_dict(),
         "verdict_mass": bootstrap_mean([i["mass"] for i in items if i["mass"] is not None]).to_dict(),
         "length_controlled_win_rate": length_controlled_win_rate(
-            scores, [i["words_x"] for i in scored], [i["words_y"] for i in scored]
+            [s for s, _ in sized], [i["words_x"] for _, i in sized], [i["words_y"] for _, i in sized]
         ).to_dict(),
-        "mean_words_x": bootstrap_mean([i["words_x"] for i in items]).to_dict(),
-        "mean_words_y": bootstrap_mean([i["words_y"] for i in items]).to_dict(),
+        "style_controlled_win_rate": controlled_win_rate(
+            [s for s, i in styled], [style_difference(i) for _, i in styled]
+        ).to_dict(),
+        "mean_words_x": bootstrap_mean([i["words_x"] for i in items if i["words_x"] is not None]).to_dict(),
+        "mean_words_y": bootstrap_mean([i["words_y"] for i in items if i["words_y"] is not None]).to_dict(),
     }
+
+
+def style_difference(item: dict) -> list[float]:
+    """Style covariates of a judged pair (0 where the answers are alike): the log length ratio and the
+    differences in list items, headers and bold spans per word (``sami.eval.common.style``)."""
+    x, y = item["style_x"], item["style_y"]
+    return [math.log(max(x["words"], 1) / max(y["words"], 1))] + [x[k] - y[k] for k in MARKDOWN]
 
 
 def _verdict_source(records: list[dict]) -> str:
@@ -254,8 +339,21 @@ def _verdict_source(records: list[dict]) -> str:
     return "checker" if any("passes" in r for r in records) else "text"
 
 
-def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: str) -> dict:
-    """Win/tie/loss (hard) and the soft score of x against y from stored verdicts (both orders per item)."""
+def _answer_words(answers: dict, qid, turn: int, imported: int | None) -> int | None:
+    """An answer's length in words: counted from the stored answer, else the length an imported verdict
+    carries (``sami eval import`` of a table with lengths but no answers), else None (unknown)."""
+    answer = answers.get((qid, turn))
+    return words(answer["answer"]) if answer is not None else imported
+
+
+def _answer_style(answers: dict, qid, turn: int) -> dict | None:
+    answer = answers.get((qid, turn))
+    return None if answer is None else style(answer["answer"])
+
+
+def judged_items(records: list[dict], answers: dict[str, dict], x: str, y: str) -> tuple[list[dict], int]:
+    """Every item of the pair judged in both orders, as seen from x (outcome, soft score, lengths, style, how many
+    principles were flipped), and how many items still miss an order."""
     by_item: dict[tuple, dict] = defaultdict(dict)
     for r in records:
         by_item[(r["question_id"], r["turn"])][r["first"]] = r
@@ -270,19 +368,36 @@ def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: s
         masses = [orders[f]["mass"] for f in (x, y) if orders[f].get("mass") is not None]
         items.append(
             {
+                "key": (qid, turn),
                 "category": orders[x]["category"],
                 "outcome": outcome,
                 "soft": soft_preference(verdict_probs(orders[x]), verdict_probs(orders[y])),
                 "mass": sum(masses) / 2 if len(masses) == 2 else None,
                 "inconsistent": outcome != "unparseable" and outcome_for(v_x, True) != outcome_for(v_y, False),
-                "words_x": words(answers[x][(qid, turn)]["answer"]),
-                "words_y": words(answers[y][(qid, turn)]["answer"]),
+                "words_x": _answer_words(answers[x], qid, turn, orders[x].get("words_first")),
+                "words_y": _answer_words(answers[y], qid, turn, orders[x].get("words_second")),
+                "style_x": _answer_style(answers[x], qid, turn),
+                "style_y": _answer_style(answers[y], qid, turn),
+                "flipped": flipped(orders[x].get("constitution")),
             }
         )
+    return items, pending
+
+
+def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: str) -> dict:
+    """Win/tie/loss (hard) and the soft score of x against y from stored verdicts (both orders per item)."""
+    return pair_blocks(records, *judged_items(records, answers, x, y))
+
+
+def pair_blocks(records: list[dict], items: list[dict], pending: int) -> dict:
+    """A pair's numbers from its ``judged_items``: overall, per category and by principles flipped."""
     out = {"overall": _pair_block(items), "pending": pending, "per_category": {}}
     out["verdict_source"] = _verdict_source(records)
     for category in sorted({i["category"] for i in items}):
         out["per_category"][category] = _pair_block([i for i in items if i["category"] == category])
+    counts = sorted({i["flipped"] for i in items if i["flipped"] is not None})
+    if counts:  # by how many principles of the question's constitution were on their antithesis side
+        out["per_flipped"] = {str(k): _pair_block([i for i in items if i["flipped"] == k]) for k in counts}
     return out
 
 
@@ -291,7 +406,7 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
     root = Path(cfg.output_dir) / "mtbench"
     names = [n for n, _ in cfg.checkpoints()]
     answers = {n: _load_answers(root, n) for n in names}
-    out: dict = {"answers": {}, "pairwise": {}}
+    out: dict = {"answers": {}, "pairwise": {}, "constitutions": cfg.mtbench.constitutions}
     for n in names:
         recs = list(answers[n].values())
         out["answers"][n] = {
@@ -301,17 +416,73 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
             "cut_by_length": sum(r["finish_reason"] == "length" for r in recs),
             "degenerate": rate([is_degenerate(r["answer"]) for r in recs]).to_dict(),
         }
-    for judge in (JUDGES[name] for name in cfg.mtbench.judges):
-        if judge.pairwise:
-            out["pairwise"][judge.name] = {}
-            for x, y in pairs(cfg):
-                records = read_jsonl(_pair_file(root, judge.name, x, y))
-                records = [r for r in records if {r["first"], r["second"]} == {x, y}]
-                out["pairwise"][judge.name][f"{x} vs {y}"] = pairwise_metrics(records, answers, x, y)
-        else:  # a grading judge's numbers sit under its own name, per checkpoint
-            graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
-            out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
+    pairwise = [(j.name, False) for j in map(JUDGES.get, cfg.mtbench.judges) if j.pairwise]
+    for name, imported in pairwise + [(name, True) for name in cfg.mtbench.imported_judges]:
+        pairwise_judge(out, root, name, answers, pairs(cfg), imported=imported)
+    for judge in (JUDGES[name] for name in cfg.mtbench.judges if not JUDGES[name].pairwise):
+        # a grading judge's numbers sit under its own name, per checkpoint
+        graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
+        out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
     return out
+
+
+def pairwise_judge(out: dict, root: Path, judge: str, answers: dict, pair_list: list[tuple[str, str]], *,
+                   imported: bool) -> None:  # fmt: skip
+    """One pairwise judge's numbers into ``out``: every pair's block under ``pairwise``, the judge's
+    ``judge_diagnostics`` and, where three or more models met, its ``ranking``.
+
+    ``imported``: the verdicts were read from another tool's files by ``sami eval import``; only pairs with a
+    judgment file count, and a verdict judged in one order only is stored with its mirror (``mirrored: true``)
+    and counts as one judgement (``verdict_source`` and the block's ``mirrored`` say so)."""
+    blocks, stored, battles = {}, [], []
+    for x, y in pair_list:
+        path = _pair_file(root, judge, x, y)
+        if imported and not path.is_file():
+            continue
+        records = [r for r in read_jsonl(path) if {r["first"], r["second"]} == {x, y}]
+        items, pending = judged_items(records, answers, x, y)
+        block = blocks[f"{x} vs {y}"] = pair_blocks(records, items, pending)
+        if imported:
+            mirrored = block["mirrored"] = sum(bool(r.get("mirrored")) for r in records)
+            kind = "one-order " if 2 * mirrored == len(records) else "partly one-order " if mirrored else ""
+            block["verdict_source"] = f"imported {kind}".strip()
+        stored += records
+        battles += [(x, y, i) for i in items]
+    out["pairwise"][judge] = blocks
+    out.setdefault("judge_diagnostics", {})[judge] = judge_diagnostics(stored)
+    if len({m for x, y, _ in battles for m in (x, y)}) >= 3:
+        out.setdefault("ranking", {})[judge] = ranking(battles, anchor=pair_list[0][0])
+
+
+def judge_diagnostics(records: list[dict]) -> dict:
+    """How a pairwise judge behaves over all its stored verdicts: how often the two orders of an item agree
+    (``combine``), and how often, of the verdicts that pick an answer, it picks the one shown first (1/2 for a
+    judge without a position preference); with Wilson intervals."""
+    records = [r for r in records if not r.get("mirrored")]  # an imported one-order verdict has no second order
+    by_item: dict[tuple, list] = defaultdict(list)
+    for r in records:
+        by_item[(r["question_id"], r["turn"], *sorted((r["first"], r["second"])))].append(r)
+    agree = []
+    for orders in by_item.values():
+        if len(orders) == 2 and None not in (orders[0]["verdict"], orders[1]["verdict"]):
+            agree.append(outcome_for(orders[0]["verdict"], True) == outcome_for(orders[1]["verdict"], False))
+    picks = [r["verdict"] == "A" for r in records if r["verdict"] in ("A", "B")]
+    parsed = [r for r in records if r["verdict"] is not None]
+    return {
+        "order_agreement": rate(agree).to_dict(),
+        "first_position": rate(picks).to_dict(),
+        "ties": rate([r["verdict"] == "tie" for r in parsed]).to_dict(),
+        "verdicts": len(records),
+    }
+
+
+def ranking(battles: list[tuple[str, str, dict]], anchor: str) -> dict:
+    """A Bradley-Terry fit over every judged item of every pair (``sami.metrics.bradley_terry``), items that a
+    verdict could not be read for left out; strengths relative to ``anchor``."""
+    score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+    kept = [(x, y, i) for x, y, i in battles if i["outcome"] in score]
+    fit = bradley_terry([(x, y, score[i["outcome"]]) for x, y, i in kept], [i["key"] for _, _, i in kept], anchor)
+    return {"anchor": anchor, "models": fit}
 
 
 def rating_metrics(records: list[dict]) -> dict:
@@ -345,7 +516,8 @@ def print_mtbench(metrics: dict) -> None:
             )
             print(
                 f"    hard win rate {fmt(o['win_rate_adjusted'])}; soft {fmt(o['soft_win_rate'])}; "
-                f"length-controlled {fmt(o['length_controlled_win_rate'])}"
+                f"length-controlled {fmt(o['length_controlled_win_rate'])}; "
+                f"style-controlled {fmt(o['style_controlled_win_rate'])}"
             )
             if o["verdict_mass"]["n"]:
                 print(f"    probability on the verdict letters before renormalising {fmt(o['verdict_mass'], False)}")
@@ -354,8 +526,21 @@ def print_mtbench(metrics: dict) -> None:
                     f"    {category:<11} {c['win']}/{c['tie']}/{c['loss']}/{c['unparseable']}  hard "
                     f"{fmt(c['win_rate_adjusted'])}  soft {fmt(c['soft_win_rate'])}"
                 )
+            for k, c in block.get("per_flipped", {}).items():
+                print(
+                    f"    {k} flipped   {c['win']}/{c['tie']}/{c['loss']}/{c['unparseable']}  hard "
+                    f"{fmt(c['win_rate_adjusted'])}  soft {fmt(c['soft_win_rate'])}"
+                )
+    for judge, d in metrics.get("judge_diagnostics", {}).items():
+        print(f"[{judge}] the two orders agree {fmt(d['order_agreement'])}; of the verdicts that pick an answer, "
+              f"the one shown first {fmt(d['first_position'])}; ties {fmt(d['ties'])}")  # fmt: skip
+    for judge, fit in metrics.get("ranking", {}).items():
+        print(f"[{judge}] Bradley-Terry ranking (strength in logits over {fit['anchor']}; expected win rate against "
+              "it):")  # fmt: skip
+        for m, r in sorted(fit["models"].items(), key=lambda kv: kv[1]["rank"]):
+            print(f"    {r['rank']}. {m:<12} {fmt(r['strength'], False)}  {fmt(r['win_rate_vs_anchor'])}")
     for judge, by_model in metrics.items():
-        if judge in ("answers", "pairwise"):
+        if judge in RESERVED:
             continue
         for n, s in by_model.items():
             print(f"[{judge}] {n}: mean rating {fmt(s['score'], False)}, unparseable {s['unparseable']} of {s['n']}")
@@ -374,6 +559,7 @@ def run_mtbench(cfg: EvalConfig) -> dict:
         "template": m.template,
         "side": m.side,
         "principles": m.principles,
+        "constitutions": m.constitutions,
         "verdict": verdict_mode(cfg),
         "max_new_tokens": m.max_new_tokens,
         "judge_max_new_tokens": m.judge_max_new_tokens,
@@ -385,9 +571,9 @@ def run_mtbench(cfg: EvalConfig) -> dict:
     for judge in (JUDGES[name] for name in m.judges):  # fail before answering when a judge could not judge
         if judge.check_principles is not None:
             for q in questions:
-                judge.check_principles(_constitution(cfg, library, q))
-    # folders written before these settings existed: each category's principles, text verdicts
-    check_settings(root, settings, added={"principles": None, "verdict": "text"})
+                judge.check_principles(question_constitution(cfg, library, q))
+    # folders written before these settings existed: each category's principles, text verdicts, one constitution
+    check_settings(root, settings, added={"principles": None, "verdict": "text", "constitutions": "positive"})
     for name, model in cfg.checkpoints():
         generate_answers(cfg, name, model, questions, root, library)
     judge_all(cfg, questions, root, library)
