@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sami.backends import IMPORTED
 from sami.config import from_dict, save_yaml
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import (
@@ -113,6 +114,12 @@ def _check_sections(cfg: EvalConfig) -> None:
         settings(cfg, name)
 
 
+def _binding_key(model: str, cfg: EvalConfig) -> str:
+    """What an eval name is bound to: its model's content key; for answers ``sami eval import`` read, no model
+    exists, so the file they were read from, as named."""
+    return model if model.startswith(IMPORTED) else content_key(model, cfg.backend.revision)
+
+
 def run(suite: str, cfg: EvalConfig) -> dict:
     """Generate and judge whatever is missing, then compute metrics from the stored files."""
     entry = _entry(suite)
@@ -122,7 +129,7 @@ def run(suite: str, cfg: EvalConfig) -> dict:
     for parent in (folder, *folder.parents):
         if parent.is_file():
             raise ValueError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
-    bindings = {name: {"model": model, "key": content_key(model, cfg.backend.revision)} for name, model in checkpoints}
+    bindings = {name: {"model": model, "key": _binding_key(model, cfg)} for name, model in checkpoints}
     with hold(folder, folder=True, what=f"this {suite} evaluation"):
         check_bindings(folder, bindings)
         save_yaml(cfg, folder / "config.yaml")
