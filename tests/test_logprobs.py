@@ -143,7 +143,9 @@ def test_shared_equals_naive_with_gradient_checkpointing(tokenizer, tiny_model):
     """Checkpointed layers recompute activations in the backward; the packed layout must survive that."""
     queries = _queries(tokenizer)
     plain = _matrix_and_grads(tiny_model, queries, layout="naive", pad_token_id=tokenizer.pad_token_id)
-    tiny_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    from sami.models import enable_activation_checkpointing
+
+    enable_activation_checkpointing(tiny_model)
     tiny_model.train()
     checkpointed = _matrix_and_grads(tiny_model, queries, layout="shared", pad_token_id=tokenizer.pad_token_id)
     _assert_close(checkpointed, plain)

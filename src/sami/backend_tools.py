@@ -25,6 +25,15 @@ def prompt_text(tokenizer, prompt: Prompt) -> str:
     return chat_text(tokenizer, prompt) if isinstance(prompt, list) else prompt
 
 
+def prompt_ids(tokenizer, prompt: Prompt) -> list[int]:
+    """Token ids of a prompt: chat messages through the chat template; BOS added unless already there (a
+    chat template that writes BOS itself would otherwise get a second one). Every local engine encodes this
+    way, so the transformers and vLLM backends read the same tokens."""
+    text = prompt_text(tokenizer, prompt)
+    bos = tokenizer.bos_token
+    return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+
 def progress_bar(total: int, desc: str | None, enabled: bool = True):
     return tqdm(
         total=total, desc=desc or "generating", unit="prompt", dynamic_ncols=True, disable=not enabled or total == 0

