@@ -134,6 +134,11 @@ def test_judge_findings_split_by_flips_name_a_position_preference_and_rank():
         ranking == "Bradley-Terry ranking by `aware`: sami, dpo, sft (expected win rate against sami: dpo 30% [20, "
         "40]; sft 20% [10, 30])."
     )
+    for model in ("dpo", "sft"):  # intervals that hold 1/2 give no order
+        mtbench["ranking"]["aware"]["models"][model]["win_rate_vs_anchor"] = est(0.45, 0.4, 0.55)
+    assert judge_findings(mtbench)[2].startswith(
+        "Bradley-Terry ranking by `aware`: no model can be told apart from sami"
+    )
 
 
 def test_math_findings_compare_with_base():

@@ -39,9 +39,10 @@ VERDICT_NOTES = {
     "order, an item won only when both orders agree (else a tie). Soft: the probability of preferring the first "
     "model, averaged over the two orders, ties counted half.",
     "checker": "The checker judge uses no model: the answer that passes more of the shown principles' checkers "
-    "wins, equal counts tie. Soft equals hard here. Every answer was asked for the same constitution, so a model "
-    "that always writes that way (what SFT on the positive responses teaches) passes as many checkers as one that "
-    "follows whatever constitution it is given; the adherence contrast below tells the two apart.",
+    "wins (each principle checked on the side it was shown), equal counts tie. Soft equals hard here. Where every "
+    "question is asked under the same positive constitution, a model that always writes that way (what SFT on the "
+    "positive responses teaches) passes as many checkers as one that follows whatever constitution it is given; "
+    "constitutions of their own per question, and the adherence contrast below, tell the two apart.",
     "text": "Verdicts are parsed from the judge's generated text; both orders are judged.",
 }
 
@@ -134,7 +135,7 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     for judge, by_pair in m["pairwise"].items():
         source = next(iter(by_pair.values()), {}).get("verdict_source", "text")
         lines += [f"### Judge: {judge} ({source} verdicts)", ""]
-        lines += [f"Each question: {CONSTITUTION_NOTES.get(m.get('constitutions', 'positive'), '')}.", ""]
+        lines += [f"Answers and verdicts: {CONSTITUTION_NOTES.get(m.get('constitutions', 'positive'), '')}.", ""]
         header = "| pairing | n | win / tie / loss | unparseable | hard win rate (95%) | soft win rate (95%) |"
         lines += [header + " length-controlled (95%) | style-controlled (95%) | paper |", "|---" * 9 + "|"]
         for pair, block in by_pair.items():
