@@ -222,7 +222,7 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
 def _flips_table(by_pair: dict, lines: list[str]) -> None:
     """Hard win rates by how many principles of the question's constitution were flipped."""
     counts = sorted({k for b in by_pair.values() for k in b.get("per_flipped", {})}, key=int)
-    if not counts:
+    if len(counts) < 2:  # one constitution for every question: nothing to split
         return
     lines += ["", "Hard win rate by how many principles of the question's constitution were flipped to their "
               "antithesis:", "", "| principles flipped | " + " | ".join(by_pair) + " |",
