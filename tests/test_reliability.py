@@ -822,3 +822,40 @@ def test_init_from_a_file_says_it_is_a_file(tmp_path, tiny_model_dir, capsys):
     args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(tmp_path / "r")]
     assert cli_main([*args, "--init-from", str(tmp_path / "weights.bin")]) == 2
     assert f"{tmp_path / 'weights.bin'} is a file; expected a model folder" in _one_error_line(capsys)
+
+
+def test_a_full_disk_while_an_eval_store_appends_names_the_file_and_keeps_it_whole(tmp_path, monkeypatch):
+    """A hand-made fault: fsync of the appended lines fails with ENOSPC; the store's file is cut back to the
+    records it held, and the error names it."""
+    import sami.cli
+    from sami.eval.store import JsonlStore
+
+    store = JsonlStore(tmp_path / "answers" / "a.jsonl", ("question_id",))
+    store.append({"question_id": 1, "answer": "kept"})
+    before = store.path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as caught:
+        store.append({"question_id": 2, "answer": "x" * 1000})
+    assert store.path.read_bytes() == before and not store.done(2)
+    assert sami.cli.describe_error(caught.value) == (1, f"no space left on {store.path}")
+
+
+def test_a_checkpoint_name_too_long_for_a_file_name_is_refused(tmp_path, capsys):
+    name = "n" * 300
+    assert cli_main(["eval", "mi", f"{name}=smollm2-135m", "--data", str(EXAMPLE_DATA), "--output-dir",
+                     str(tmp_path / "ev")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "at most 100 characters" in err and err.count("\n") == 1 and not (tmp_path / "ev").exists()
+
+
+def test_an_experiment_whose_study_folder_is_a_file_says_so(tmp_path, capsys):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "mtbench").write_text("not a folder")
+    args = ["experiment", str(ROOT / "tests" / "data" / "experiment-tiny.yaml"), "-o", f"output_dir={tmp_path / 'exp'}"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'exp' / 'mtbench'} is a file" in err and err.count("\n") == 1

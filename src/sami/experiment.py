@@ -287,8 +287,10 @@ def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> l
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; stages: {[s.name for s in stages]}")
     root = Path(cfg.output_dir)
-    if root.is_file():
-        raise ValueError(f"output_dir: {root} is a file; expected a folder")
+    for stage in stages:  # a file where a stage's folder (or one above it) goes: say so before anything runs
+        for folder in (stage.folder, *stage.folder.parents):
+            if folder.is_file():
+                raise ValueError(f"output_dir: {folder} is a file; stage {stage.name} needs a folder there")
     with hold(root, folder=True, what="this experiment"):
         save_yaml(cfg, root / "config.yaml")
         return run_stages(stages, only=only)

@@ -18,6 +18,7 @@ from sami.logprobs import LAYOUTS
 from sami.templates import TEMPLATES
 
 PROTOCOLS: tuple[str, ...] = ("paper", "fastchat")
+MAX_NAME = 100  # characters of a checkpoint name
 CONSTITUTIONS: tuple[str, ...] = ("positive", "sampled")
 
 
@@ -215,6 +216,8 @@ class EvalConfig:
                 raise ValueError(f"checkpoint {spec!r}: expected [name=]model")
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
                 raise ValueError(f"checkpoint name {name!r}: use letters, digits, '.', '_', '+', '-' (name=model)")
+            if len(name) > MAX_NAME:  # it names files, whose names the file system limits
+                raise ValueError(f"checkpoint name {name[:20]}...: at most {MAX_NAME} characters (name=model)")
             out.append((name, model))
         names = [n for n, _ in out]
         if len(set(names)) != len(names):

@@ -8,6 +8,7 @@ names the file and line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -54,10 +55,16 @@ class JsonlStore:
             if missing:
                 raise ValueError(f"{self.path}: refusing to append a record without key field(s) {missing}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:  # a full disk: nothing half-written stays, and the error names the file
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, size)
+            raise OSError(err.errno, err.strerror, str(self.path)) from err
         for r in records:
             self.records[self.key(r)] = r
 
