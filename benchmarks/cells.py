@@ -6,6 +6,7 @@ The parent runs ``python SCRIPT --worker SPEC_JSON``; the worker prints one line
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import subprocess
@@ -34,3 +35,23 @@ def run_cell(script: str | Path, spec: dict, *, mark: str, timeout: float, cwd: 
         return {"error": f"killed by {name}{', out of memory?' if name == 'SIGKILL' else ''}"}
     tail = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     return {"error": f"exit {proc.returncode}: {tail[-1][:200] if tail else 'no output'}"}
+
+
+def add_cell_options(parser, *, steps: int, timeout: float) -> None:
+    """The options every cell-running benchmark takes: the hidden ``--worker``, steps per cell, a timeout per
+    cell and a JSON copy of the results."""
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # a cell's JSON spec, in the child process
+    parser.add_argument("--steps", type=int, default=steps, help="optimiser steps per cell; the first is the warm-up")
+    parser.add_argument("--timeout", type=float, default=timeout, help="seconds per cell")
+    parser.add_argument("--json", help="also write the results here")
+
+
+def answered_as_worker(args, worker, mark: str) -> bool:
+    """In a worker process (``--worker``): run the cell, print its marked result, and say so. The parent checks
+    ``--steps`` (the first step is a warm-up, so at least 2)."""
+    if args.worker:
+        print(mark + json.dumps(worker(json.loads(args.worker))), flush=True)
+        return True
+    if args.steps < 2:
+        raise SystemExit("--steps must be at least 2 (the first step is the warm-up)")
+    return False

@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cells import run_cell
+from cells import add_cell_options, answered_as_worker, run_cell
 
 RESULT_MARK = "GPU_CHECK_RESULT "
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,18 +206,12 @@ def table(rows: list[dict], fsdp: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--tiny", action="store_true", help="a 2-layer model and short sequences: seconds, CPU or GPU")
     p.add_argument("--data", default=str(ROOT / "examples" / "example.jsonl"))
-    p.add_argument("--steps", type=int, default=4, help="optimiser steps per cell; the first is the warm-up")
-    p.add_argument("--timeout", type=float, default=240, help="seconds per cell")
-    p.add_argument("--json", help="also write the results here")
+    add_cell_options(p, steps=4, timeout=240)
     args = p.parse_args(argv)
-    if args.worker:
-        print(RESULT_MARK + json.dumps(worker(json.loads(args.worker))), flush=True)
+    if answered_as_worker(args, worker, RESULT_MARK):
         return 0
-    if args.steps < 2:
-        p.error("--steps must be at least 2 (the first step is the warm-up)")
     import torch
 
     size, tokens, vocab = ("tiny", 48, 1024) if args.tiny else ("1b", 512, 8192)

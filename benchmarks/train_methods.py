@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cells import run_cell
+from cells import add_cell_options, answered_as_worker, run_cell
 
 RESULT_MARK = "TRAIN_METHODS_RESULT "
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,23 +136,17 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ",".join(METHODS))
     p.add_argument("--finetune", default="lora,full", help="comma-separated, from lora,full")
     p.add_argument("--model", default="smollm2-135m", help="alias, hub id or folder (default: the embedded model)")
     p.add_argument("--data", default=str(ROOT / "examples" / "example.jsonl"))
-    p.add_argument("--steps", type=int, default=9, help="optimiser steps per cell; the first is the warm-up")
     p.add_argument("--max-prompt-tokens", type=int, default=128)
     p.add_argument("--max-response-tokens", type=int, default=128)
     p.add_argument("--queries-per-device", type=int, default=2, help="KTO needs at least 2")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per cell")
-    p.add_argument("--json", help="also write the results here")
+    add_cell_options(p, steps=9, timeout=1800)
     args = p.parse_args(argv)
-    if args.worker:
-        print(RESULT_MARK + json.dumps(worker(json.loads(args.worker))), flush=True)
+    if answered_as_worker(args, worker, RESULT_MARK):
         return 0
-    if args.steps < 2:
-        p.error("--steps must be at least 2 (the first step is the warm-up)")
     from judge_verdicts import MATMUL_N, matmul_gflops  # the same measurement as the judging benchmark
 
     gflops = matmul_gflops()

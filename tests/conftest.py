@@ -62,15 +62,20 @@ def tiny_model(tokenizer):
     return tiny_llama(len(tokenizer))
 
 
+def save_tiny_model(folder: Path, tokenizer, **kwargs) -> Path:
+    """A tiny random model (``tiny_llama``'s options) saved with the embedded tokenizer into ``folder``: a model
+    folder usable wherever a model path is."""
+    model = tiny_llama(len(tokenizer), **kwargs)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer):
     """A saved tiny model folder with the embedded tokenizer, usable wherever a model path is."""
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model = tiny_llama(len(tokenizer))
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer)
 
 
 @pytest.fixture

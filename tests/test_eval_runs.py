@@ -149,13 +149,10 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
 
 
 def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_model_dir, tokenizer, monkeypatch):
-    from tests.conftest import tiny_llama
+    from tests.conftest import save_tiny_model
 
-    other = tmp_path / "other-model"  # b answers differently from a, so the two orders see different prompts
-    model = tiny_llama(len(tokenizer), seed=1, init_std=0.2)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(other)
-    tokenizer.save_pretrained(other)
+    # b answers differently from a, so the two orders see different prompts
+    other = save_tiny_model(tmp_path / "other-model", tokenizer, seed=1, init_std=0.2)
     mt = MTBenchConfig(
         categories=["math", "writing"],
         per_category=1,

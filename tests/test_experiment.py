@@ -8,19 +8,14 @@ import pytest
 
 from sami.experiment import load_experiment_config, plan_experiment, run_experiment
 from sami.stages import read_marker
-from tests.conftest import tiny_llama
+from tests.conftest import save_tiny_model
 
 TINY = Path(__file__).parent / "data" / "experiment-tiny.yaml"
 
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory, tokenizer):
-    folder = tmp_path_factory.mktemp("student")
-    model = tiny_llama(len(tokenizer), init_std=0.2)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("student"), tokenizer, init_std=0.2)
 
 
 def tiny_config(tmp_path, student, overrides=()):

@@ -11,7 +11,7 @@ from sami.filters import FilterConfig, MathFilter, opening_distance, reject_reas
 from sami.generate import GenerateConfig, generate, rejected_path
 from sami.iterate import IterateConfig, iterate
 from sami.principles import Constitution, ConstitutionItem
-from tests.conftest import tiny_llama, write_jsonl
+from tests.conftest import save_tiny_model, write_jsonl
 
 QUERIES = [
     ("math", "A train travels 60 km in 45 minutes. What is its speed in km/h?"),
@@ -236,11 +236,7 @@ def test_cli_generate(tmp_path, pool_file, lively_model, tokenizer, capsys):
 
 
 def test_two_round_iterate_trains_from_the_previous_round(tmp_path, pool_file, tokenizer):
-    student = tmp_path / "student"
-    model = tiny_llama(len(tokenizer), init_std=0.2)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(student)
-    tokenizer.save_pretrained(student)
+    student = save_tiny_model(tmp_path / "student", tokenizer, init_std=0.2)
     data = {
         "output_dir": str(tmp_path / "it"),
         "rounds": 2,

@@ -226,12 +226,9 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
                              f"constitutions ({found}); a pair is judged under one")  # fmt: skip
         return next(iter(found.values()))
 
-    def constitution_of(first: str, second: str | None, q: Question) -> Callable[[], list[Shown] | str]:
-        def read():
-            kept = stored(first, second, q)
-            return question_constitution(cfg, library, q) if kept is None else read_shown(kept, library)
-
-        return read
+    def constitution_of(kept, q: Question) -> Callable[[], list[Shown] | str]:
+        """What the judge is shown: the stored constitution, or for answers stored without one, the question's."""
+        return lambda: question_constitution(cfg, library, q) if kept is None else read_shown(kept, library)
 
     units = pairs(cfg) if judge.pairwise else [(n, None) for n, _ in cfg.checkpoints()]
     for x, y in units:
@@ -256,7 +253,7 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
                     if kept is not None:  # the verdict keeps the constitution the answers were written under
                         record["constitution"] = kept
                     item = JudgeItem(question, turn, up_to(first, q, turn), up_to(second, q, turn),
-                                     constitution_of(first, second, q), judge_prompts)  # fmt: skip
+                                     constitution_of(kept, q), judge_prompts)  # fmt: skip
                     yield store, record, item
 
 
