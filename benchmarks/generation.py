@@ -25,10 +25,10 @@ import time
 
 import torch
 
-from sami.backends import SamplingParams, TransformersBackend, load_inference_model
-from sami.pools import builtin_items
-from sami.principles import load_library, sample_constitutions
-from sami.templates import GEN_CHAT_TEMPLATE, generation_prompt
+from sami.backends.base import SamplingParams, TransformersBackend, load_inference_model
+from sami.data.pools import builtin_items
+from sami.data.principles import load_library, sample_constitutions
+from sami.data.templates import GEN_CHAT_TEMPLATE, generation_prompt
 
 
 def prompts(n: int, seed: int = 0) -> list:
@@ -53,7 +53,7 @@ def main() -> None:
     if args.quick:
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        from sami.models import load_tokenizer
+        from sami.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer("smollm2-135m")
         cfg = LlamaConfig(

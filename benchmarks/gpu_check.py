@@ -5,7 +5,7 @@ installed from wheels, no internet and no model weights: the model is a Llama bu
 weights, and its tokenizer a byte-level BPE trained here on the data file's own text. Everything is written
 to a temporary folder; nothing is downloaded.
 
-Cells, each ``sami.train.train`` in a fresh process (``cells.run_cell``), on the same records and model:
+Cells, each ``sami.train.run.train`` in a fresh process (``cells.run_cell``), on the same records and model:
 
 - SAMI with the shared and the naive layout of the log-prob matrix, LoRA and full fine-tuning;
 - TRL's DPO (``method: dpo``) on the same records, LoRA and full fine-tuning;
@@ -132,9 +132,9 @@ def worker(spec: dict) -> dict:
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
     _import_sami()
-    from sami.config import from_dict
-    from sami.train import train
-    from sami.train_config import TrainConfig
+    from sami.core.config import from_dict
+    from sami.train.config import TrainConfig
+    from sami.train.run import train
 
     stamps: list[float] = []
     register_optimizer_step_post_hook(lambda *args: stamps.append(time.perf_counter()))

@@ -33,11 +33,11 @@ import time
 
 import torch
 
-from sami.backends import BackendConfig, SamplingParams, make_backend
+from sami.backends.base import BackendConfig, SamplingParams, make_backend
+from sami.data.principles import load_library
 from sami.eval.common import constitution_text
 from sami.eval.judges import VERDICT_LETTERS, VERDICT_PREFIX, hard_verdict, parse_pairwise, principle_aware_prompt
 from sami.eval.mtbench_data import load_questions
-from sami.principles import load_library
 
 MATMUL_N = 2048
 

@@ -1,6 +1,6 @@
 """Time one SAMI optimiser step with the "naive" and the "shared" log-prob layouts.
 
-One step is: the (1, C, C) log-prob matrix of one query (``sami.logprobs.batch_logprob_matrices``), the SAMI
+One step is: the (1, C, C) log-prob matrix of one query (``sami.core.logprobs.batch_logprob_matrices``), the SAMI
 loss, the backward pass, an AdamW step and ``zero_grad``; full fine-tuning, every parameter trainable. The
 grid is models x constitutions C x (prompt tokens : response tokens), with random token ids of exactly those
 lengths (C prompts of P tokens, C responses of R tokens, one query per batch). Each (model, C, shape, layout)
@@ -79,7 +79,7 @@ LLAMA_SHAPES = {
 }
 MODEL_DTYPES = {"smollm2": "float32", "large": "float32", "llama-1b": "bfloat16", "tiny": "float32"}
 MODEL_NOTES = {
-    "smollm2": "embedded SmolLM2-135M (sami.models.load_model), float32",
+    "smollm2": "embedded SmolLM2-135M (sami.models.loading.load_model), float32",
     "large": "random-weight Llama, hidden 1024, inter 2816, 12 layers, 16/4 heads, vocab 49152, tied, float32",
     "llama-1b": (
         "random-weight Llama-3.2-1B shape, hidden 2048, inter 8192, 16 layers, 32/8 heads, vocab 128256, tied, bf16"
@@ -145,7 +145,7 @@ def _build_model(name: str, device: str, seed: int):
 
     torch.manual_seed(seed)
     if name == "smollm2":
-        from sami.models import ModelConfig, load_model
+        from sami.models.loading import ModelConfig, load_model
 
         model, _ = load_model(ModelConfig(dtype="float32", attn_implementation="sdpa"))
         return model.to(device)
@@ -173,7 +173,7 @@ def _parameter_counts(model) -> dict[str, int]:
 def _random_query(vocab: int, c: int, prompt_len: int, response_len: int, seed: int):
     import torch
 
-    from sami.logprobs import QueryTokens
+    from sami.core.logprobs import QueryTokens
 
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab, (2 * c, max(prompt_len, response_len)), generator=gen).tolist()
@@ -186,8 +186,8 @@ def worker_step(spec: dict) -> dict:
     """One (model, C, shape, layout) cell: build, warm up, time. Runs in its own process."""
     import torch
 
-    from sami.logprobs import batch_logprob_matrices
-    from sami.objective import sami_loss
+    from sami.core.logprobs import batch_logprob_matrices
+    from sami.core.objective import sami_loss
 
     if spec["threads"] > 0:
         torch.set_num_threads(spec["threads"])

@@ -1,7 +1,7 @@
 """Per-step time and peak memory of SFT, DPO, KTO, ORPO, SimPO and SAMI, trained by ``sami train`` on the
 same data and model.
 
-Each (method, fine-tuning) cell runs ``sami.train.train`` in a fresh Python process, so memory peaks do not
+Each (method, fine-tuning) cell runs ``sami.train.run.train`` in a fresh Python process, so memory peaks do not
 leak between cells; a cell whose process dies (out of memory, ``--timeout``) is reported as failed and the
 run goes on. Everything but the method is the same in every cell: model, data file, template, token limits,
 queries per step, optimiser.
@@ -64,9 +64,9 @@ def worker(spec: dict) -> dict:
         import sami  # noqa: F401
     except ImportError:
         sys.path.insert(0, str(ROOT / "src"))
-    from sami.config import from_dict
-    from sami.train import train
-    from sami.train_config import TrainConfig
+    from sami.core.config import from_dict
+    from sami.train.config import TrainConfig
+    from sami.train.run import train
 
     stamps: list[float] = []
     register_optimizer_step_post_hook(lambda *args: stamps.append(time.perf_counter()))

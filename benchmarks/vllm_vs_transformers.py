@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generation import prompts as generation_prompts  # noqa: E402
 from judge_verdicts import judge_prompts, matmul_gflops  # noqa: E402
 
-from sami.backends import BackendConfig, SamplingParams, make_backend  # noqa: E402
+from sami.backends.base import BackendConfig, SamplingParams, make_backend  # noqa: E402
 from sami.eval.judges import VERDICT_LETTERS, VERDICT_PREFIX  # noqa: E402
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default takes a large share of memory

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from sami.data import Record, write_records
-from sami.principles import load_library, sample_constitutions
+from sami.data.principles import load_library, sample_constitutions
+from sami.data.records import Record, write_records
 
 HERE = Path(__file__).parent
 

@@ -14,7 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tokenizer():
     """The embedded model's real tokenizer (converts the GGUF into the cache once per machine)."""
-    from sami.models import load_tokenizer
+    from sami.models.loading import load_tokenizer
 
     return load_tokenizer("smollm2-135m")
 
@@ -80,7 +80,7 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
 
 @pytest.fixture
 def example_records():
-    from sami.data import read_records
+    from sami.data.records import read_records
 
     return read_records(EXAMPLE_DATA)
 

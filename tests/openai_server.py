@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
 
-from sami.backends import SamplingParams
+from sami.backends.base import SamplingParams
 
 
 @dataclass

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from sami.backends import (
+from sami.backends.base import (
     BackendConfig,
     OpenAIBackend,
     ResponseCache,
@@ -144,7 +144,7 @@ def test_http_backend_retries_after_a_timeout(backend, tmp_path):
 def test_http_backend_gives_up_after_its_retries(backend, tmp_path):
     import openai
 
-    from sami.backends import EndpointError
+    from sami.backends.base import EndpointError
 
     with serve_openai(backend, faults=["500"] * 3) as server:
         remote = _http_backend(server.base_url, tmp_path, max_retries=1)

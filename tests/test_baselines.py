@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from sami.baselines import build_dataset, make_trainer
 from sami.cli import main as cli_main
-from sami.config import load_yaml
-from sami.data import read_records
-from sami.encoding import encode_records
-from sami.models import load_model, merged_weights
-from sami.objective import sami_loss
-from sami.train import train
-from sami.train_config import NOT_USED, compare_configs
+from sami.core.config import load_yaml
+from sami.core.objective import sami_loss
+from sami.data.records import read_records
+from sami.models.loading import load_model, merged_weights
+from sami.train.config import NOT_USED, compare_configs
+from sami.train.encoding import encode_records
+from sami.train.run import train
+from sami.train.trl_runner import build_dataset, make_trainer
 from tests.conftest import EXAMPLE_DATA
 from tests.test_train import make_cfg, metrics, one_query_data
 
@@ -130,7 +130,7 @@ def test_sft_then_dpo_starts_from_the_merged_sft_adapter(tmp_path, tiny_model_di
         tmp_path, tiny_model_dir, "dpo", method="dpo", data=data, max_steps=1, init_from=str(sft.output_dir), model=lora
     )
     cfg.optim.weight_decay = 0.125  # the one shared setting that differs from the SFT run
-    with caplog.at_level(logging.INFO, logger="sami.runfolder"):
+    with caplog.at_level(logging.INFO, logger="sami.train.runfolder"):
         dpo = train(cfg)
     # the log names the shared setting that differs, not what differs in every chain (method, each method's
     # own section); the returned differences keep those too
@@ -163,7 +163,7 @@ def test_sft_then_sami_starts_from_the_sft_model(tmp_path, tiny_model_dir):
 
     def loss_of(model, tokenizer):
         (query,) = encode_records(read_records(data), tokenizer, cfg)
-        from sami.logprobs import batch_logprob_matrices
+        from sami.core.logprobs import batch_logprob_matrices
 
         with torch.no_grad():
             return sami_loss(batch_logprob_matrices(model, [query], pad_token_id=tokenizer.pad_token_id)).item()
@@ -186,7 +186,7 @@ def test_init_from_refuses_what_is_not_a_model(tmp_path, tiny_model_dir):
 def test_config_differences_between_methods_are_reported(tmp_path, tiny_model_dir, capsys):
     sft = make_cfg(tmp_path, tiny_model_dir, "sft", method="sft", optim={"lr": 2e-3})
     dpo = make_cfg(tmp_path, tiny_model_dir, "dpo", method="dpo", dpo={"beta": 0.2})
-    from sami.config import to_dict
+    from sami.core.config import to_dict
 
     diffs = compare_configs({"sft": to_dict(sft), "dpo": to_dict(dpo)})
     assert diffs["optim.lr"] == {"sft": 2e-3, "dpo": 1e-3}
@@ -211,7 +211,7 @@ def test_baseline_output_folder_and_resume(tmp_path, tiny_model_dir):
     cfg = make_cfg(tmp_path, tiny_model_dir, "parts", save_every=1, **{**kw, "max_steps": 2})
     train(cfg)
     out = Path(cfg.output_dir)
-    shown = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # .sami.lock: sami.locks
+    shown = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # .sami.lock: sami.core.locks
     assert shown == ["checkpoints", "config.yaml", "dataset", "metrics.jsonl", "model"]
     assert {"provenance.json", "sami_config.yaml", "model.safetensors"} <= {p.name for p in (out / "model").iterdir()}
     assert json.loads((out / "model" / "provenance.json").read_text())["method"] == "dpo"
@@ -268,8 +268,8 @@ def test_two_steps_of_each_method_on_the_embedded_model_with_lora(tmp_path):
         "model": {"finetune": "lora", "lora": {"r": 8, "alpha": 16}},
         "optim": {"lr": 1e-4},
     }
-    from sami.config import from_dict
-    from sami.train_config import TrainConfig
+    from sami.core.config import from_dict
+    from sami.train.config import TrainConfig
 
     for method in ("sft", "dpo", "sami"):
         cfg = from_dict(TrainConfig, {**data, "method": method, "output_dir": str(tmp_path / method)})
@@ -285,7 +285,7 @@ def test_a_plain_peft_adapter_is_merged_into_the_base_it_names(tmp_path, tiny_mo
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from sami.models import ModelConfig, lora_config
+    from sami.models.loading import ModelConfig, lora_config
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     peft = get_peft_model(base, lora_config(ModelConfig(finetune="lora")))
@@ -305,8 +305,8 @@ def test_a_plain_peft_adapter_is_merged_into_the_base_it_names(tmp_path, tiny_mo
 def test_non_finite_loss_stops_before_the_step_is_checkpointed(tmp_path):
     from transformers import TrainerControl, TrainerState
 
-    from sami.baselines import _metrics_callback
-    from sami.runfolder import TrainingDiverged
+    from sami.train.runfolder import TrainingDiverged
+    from sami.train.trl_runner import _metrics_callback
 
     callback = _metrics_callback(tmp_path / "metrics.jsonl")
     state = TrainerState(global_step=3)

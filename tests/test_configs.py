@@ -3,17 +3,17 @@ from pathlib import Path
 
 import pytest
 
-from sami.config import from_dict, load_yaml
-from sami.train_config import TrainConfig
+from sami.core.config import from_dict, load_yaml
+from sami.train.config import TrainConfig
 from tests.conftest import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def config_class(command: str):
-    from sami.experiment import ExperimentConfig
-    from sami.generate import GenerateConfig
-    from sami.iterate import IterateConfig
+    from sami.generate.run import GenerateConfig
+    from sami.study.experiment import ExperimentConfig
+    from sami.study.iterate import IterateConfig
 
     classes = {"train": TrainConfig, "generate": GenerateConfig, "iterate": IterateConfig}
     return {**classes, "experiment": ExperimentConfig}[command]
@@ -28,7 +28,7 @@ def test_shipped_configs_validate_and_say_how_to_run(path: Path):
     if isinstance(cfg, TrainConfig):
         assert (ROOT / cfg.data).is_file()
     if match.group(1) == "experiment":  # resolved into stages, nothing run
-        from sami.experiment import plan_experiment
+        from sami.study.experiment import plan_experiment
 
         stages, _ = plan_experiment(cfg)
         assert stages[-1].name == "report" and len({s.name for s in stages}) == len(stages)
@@ -43,7 +43,7 @@ def test_defaults_are_the_papers():
 
 
 def test_config_differences_lists_every_changed_leaf():
-    from sami.config import config_differences
+    from sami.core.config import config_differences
 
     a = TrainConfig()
     b = from_dict(TrainConfig, {"optim": {"lr": 3e-5}, "model": {"finetune": "lora"}, "seed": 1})
@@ -75,7 +75,7 @@ def test_the_old_layout_key_is_a_one_line_error_naming_the_new_key(argv, old, ne
 
 
 def test_the_layout_key_sets_the_layout_and_a_file_with_the_old_key_is_named(tmp_path):
-    from sami.config import ConfigError
+    from sami.core.config import ConfigError
     from sami.eval.config import EvalConfig
 
     assert from_dict(TrainConfig, {"sami": {"layout": "naive"}}).sami.layout == "naive"
@@ -94,8 +94,8 @@ def test_a_run_written_before_the_layout_rename_resumes_and_a_changed_layout_doe
     same layout is no change, and a different one still refuses the resume."""
     import yaml
 
-    from sami.checkpoints import check_resume
-    from sami.config import ConfigError, to_dict
+    from sami.core.config import ConfigError, to_dict
+    from sami.train.checkpoints import check_resume
 
     cfg = TrainConfig(data=str(ROOT / "examples" / "example.jsonl"), output_dir=str(tmp_path))
     old = to_dict(cfg)

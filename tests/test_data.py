@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sami.data import DataError, read_records, write_records
+from sami.data.records import DataError, read_records, write_records
 from tests.conftest import EXAMPLE_DATA, write_jsonl
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from sami.cli import main
+from sami.core.stats import bootstrap_mean, length_controlled_win_rate, wilson
 from sami.eval.imports import ImportConfig, Rows, recognise
-from sami.metrics import bootstrap_mean, length_controlled_win_rate, wilson
 from tests.conftest import ROOT
 
 SHIPPED = ROOT / "tests" / "data" / "import"
@@ -78,7 +78,7 @@ def test_recompute_prints_and_computes_what_the_import_did(fastchat, capsys):
     code, again, err = sami(capsys, "eval", "mtbench", "--config", folder / "mtbench" / "config.yaml", "--recompute")
     assert code == 0, err
     assert again.strip() in out
-    from sami.config import from_dict, load_yaml
+    from sami.core.config import from_dict, load_yaml
     from sami.eval.config import EvalConfig
     from sami.eval.run import compute
 
@@ -93,7 +93,7 @@ def test_the_checker_judges_imported_answers_without_loading_a_model(fastchat, c
     def no_model(cfg):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr("sami.backends.make_backend", no_model)
+    monkeypatch.setattr("sami.backends.base.make_backend", no_model)
     monkeypatch.setattr("sami.eval.common.make_backend", no_model)
     folder, _ = fastchat
     code, out, err = sami(capsys, "eval", "mtbench", "--config", folder / "mtbench" / "config.yaml", "--judges",

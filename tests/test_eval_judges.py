@@ -145,7 +145,7 @@ def test_local_question_file_errors(tmp_path):
 
 
 def test_shipped_eval_configs_validate():
-    from sami.config import from_dict, load_yaml
+    from sami.core.config import from_dict, load_yaml
     from sami.eval.config import EvalConfig
     from tests.conftest import ROOT
 
@@ -230,8 +230,8 @@ def test_soft_and_hard_win_rates_from_stored_probabilities():
 
 
 def test_checker_judge_counts_passing_checkers():
+    from sami.data.principles import load_library
     from sami.eval.judges import checker_verdict
-    from sami.principles import load_library
 
     library = load_library()
     shown = [(library.get("lowercase"), "strong"), (library.get("bullet_list"), "weak")]
@@ -269,8 +269,8 @@ def test_verdict_setting_is_validated():
 def test_checker_judge_uses_the_checker_of_the_side_shown():
     """Under "capital letters" (lowercase flipped) and "a bulleted list", capitals in bullets pass both checkers
     shown (all_uppercase, bullet_list), lowercase bullets only one: the capitals win 2 to 1."""
+    from sami.data.principles import load_library
     from sami.eval.judges import checked_principles, checker_verdict
-    from sami.principles import load_library
 
     library = load_library()
     shown = [(library.get("lowercase"), "antithesis"), (library.get("bullet_list"), "strong")]
@@ -287,10 +287,10 @@ def test_checker_judge_uses_the_checker_of_the_side_shown():
 
 
 def test_sampled_constitutions_are_drawn_per_question_and_shared_by_every_model():
+    from sami.data.principles import load_library
     from sami.eval.config import EvalConfig, MTBenchConfig
     from sami.eval.mtbench import question_constitution
     from sami.eval.mtbench_data import load_questions
-    from sami.principles import load_library
 
     library = load_library()
     questions, _ = load_questions("package")

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
+from sami.core.objective import sami_metrics
 from sami.eval.config import EvalConfig, MIConfig
 from sami.eval.mi import mi_metrics, print_mi, reference_checkpoint
 from sami.eval.run import compute, run
 from sami.eval.store import read_jsonl
-from sami.objective import sami_metrics
 from tests.conftest import EXAMPLE_DATA, write_jsonl
 from tests.test_eval_runs import _cfg
 

@@ -6,7 +6,7 @@ import math
 import pytest
 
 import sami.eval.common as common
-from sami.backends import BackendConfig
+from sami.backends.base import BackendConfig
 from sami.eval.config import EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.eval.gsm8k_data import EVAL_SEED_OFFSET
 from sami.eval.run import compute, run
@@ -202,12 +202,12 @@ def test_mtbench_fastchat_protocol_answers_both_turns(tmp_path, tiny_model_dir):
 
 
 def test_mi_matches_the_training_objective(tmp_path, tiny_model_dir):
-    from sami.backends import load_inference_model
-    from sami.data import read_records
-    from sami.encoding import encode_records
+    from sami.backends.base import load_inference_model
+    from sami.core.logprobs import batch_logprob_matrices
+    from sami.core.objective import sami_metrics
+    from sami.data.records import read_records
     from sami.eval.mi import _encoding_config
-    from sami.logprobs import batch_logprob_matrices
-    from sami.objective import sami_metrics
+    from sami.train.encoding import encode_records
 
     cfg = _cfg(tmp_path, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=3))
     metrics = run("mi", cfg)
@@ -280,7 +280,7 @@ def test_adherence_together_shows_the_whole_constitution_and_flips_one_principle
 
 
 def test_http_judge_retries_times_out_and_hits_its_cache(tmp_path, tiny_model_dir, lively_model, tokenizer):
-    from sami.backends import TransformersBackend
+    from sami.backends.base import TransformersBackend
     from tests.openai_server import serve_openai
 
     mt = MTBenchConfig(categories=["writing"], per_category=1, max_new_tokens=4, judge_max_new_tokens=6)
@@ -345,9 +345,9 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     """Every model answers a question under the same drawn constitution; the checker judge checks each principle
     with the checker of the side shown, the principle-aware judge is shown the flipped text, and both keep the
     constitution with each verdict."""
+    from sami.data.principles import load_library
     from sami.eval.mtbench import question_constitution
     from sami.eval.mtbench_data import load_questions, select
-    from sami.principles import load_library
 
     mt = MTBenchConfig(per_category=2, max_new_tokens=4, principles=["lowercase", "bullet_list"], side="strong",
                        constitutions="sampled", judges=["checker", "principle-aware"])  # fmt: skip

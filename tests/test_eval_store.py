@@ -42,7 +42,7 @@ def test_settings_must_match_to_add_to_a_directory(tmp_path):
 
 
 def test_settings_added_later_read_as_their_old_value(tmp_path):
-    from sami.config import ConfigError
+    from sami.core.config import ConfigError
 
     check_settings(tmp_path, {"queries": "mtbench"})  # written before "constitution" existed
     check_settings(tmp_path, {"queries": "mtbench", "constitution": "separate"}, added={"constitution": "separate"})

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sami.experiment import load_experiment_config, plan_experiment, run_experiment
-from sami.stages import read_marker
+from sami.study.experiment import load_experiment_config, plan_experiment, run_experiment
+from sami.study.stages import read_marker
 from tests.conftest import save_tiny_model
 
 TINY = Path(__file__).parent / "data" / "experiment-tiny.yaml"
@@ -136,7 +136,7 @@ def test_a_sami_only_setting_changes_the_sami_stage_not_sft_or_dpo(tmp_path, stu
 
 @pytest.mark.parametrize("stage", ["mtbench/data", "mtbench/dpo", "mtbench/eval-mtbench", "math/eval-gsm8k"])
 def test_an_interrupted_stage_resumes_on_rerun(tmp_path, student, stage, monkeypatch):
-    import sami.stages
+    import sami.study.stages
 
     cfg = tiny_config(tmp_path, student, ["mtbench.adherence=null"])
 
@@ -155,10 +155,10 @@ def test_an_interrupted_stage_resumes_on_rerun(tmp_path, student, stage, monkeyp
 
     target.run = interrupted_run
     with pytest.raises(Interrupt):
-        sami.stages.run_stages(stages)
+        sami.study.stages.run_stages(stages)
     finished_before = [s.name for s in stages if read_marker(s.folder)]
     assert stage not in finished_before
-    outcomes = {o.name: o.status for o in sami.stages.run_stages(stages)}
+    outcomes = {o.name: o.status for o in sami.study.stages.run_stages(stages)}
     assert all(outcomes[name] == "skipped" for name in finished_before)
     assert outcomes[stage] == "ran" and read_marker(target.folder)
 
@@ -218,7 +218,7 @@ def test_a_study_of_every_method_judges_each_against_sami_and_sft_and_reports_it
 
 
 def test_study_methods_are_checked_when_the_config_loads(tmp_path, student):
-    from sami.config import ConfigError
+    from sami.core.config import ConfigError
 
     for bad, message in [('["sami", "dpo"]', "anchors"), ('["sft", "sami", "ppo"]', "not training methods"),
                          ('["sft", "sami", "sami"]', "once")]:  # fmt: skip

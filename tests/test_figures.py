@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sami.figures import attempts_curves, estimate_bars, winrate_bars
+from sami.study.figures import attempts_curves, estimate_bars, winrate_bars
 
 
 def drawn(path):

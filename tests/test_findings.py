@@ -1,6 +1,6 @@
 """ "What this run shows": sentences follow the numbers and their intervals, on hand-made summaries."""
 
-from sami.findings import adherence_findings, compare, findings, judge_findings, math_findings, mi_findings
+from sami.study.findings import adherence_findings, compare, findings, judge_findings, math_findings, mi_findings
 
 
 def est(value, low, high, n=8):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sami.eval.fluency import degenerate_reason
+from sami.eval.degenerate import degenerate_reason
 
 FLUENT = [
     "The capital of France is Paris. It has been the capital since the tenth century.",

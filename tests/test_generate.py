@@ -3,14 +3,14 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from sami.backends import Completion, SamplingParams, TransformersBackend
+from sami.backends.base import Completion, SamplingParams, TransformersBackend
 from sami.cli import main as cli_main
-from sami.config import ConfigError, from_dict, to_dict
-from sami.data import read_records
-from sami.filters import FilterConfig, MathFilter, opening_distance, reject_reason
-from sami.generate import GenerateConfig, generate, rejected_path
-from sami.iterate import IterateConfig, iterate
-from sami.principles import Constitution, ConstitutionItem
+from sami.core.config import ConfigError, from_dict, to_dict
+from sami.data.principles import Constitution, ConstitutionItem
+from sami.data.records import read_records
+from sami.generate.filters import FilterConfig, MathFilter, opening_distance, reject_reason
+from sami.generate.run import GenerateConfig, generate, rejected_path
+from sami.study.iterate import IterateConfig, iterate
 from tests.conftest import save_tiny_model, write_jsonl
 
 QUERIES = [
@@ -128,9 +128,9 @@ def test_generate_writes_valid_records_with_provenance(tmp_path, pool_file, live
     assert prov["teacher"]["kind"] == "transformers" and prov["generation_template"] == "gen-paper-v1"
     assert prov["sampling"]["max_new_tokens"] == 6 and prov["source"] == f"file:{pool_file}"
     # the teacher's answer is what the backend gives for the rendered generation prompt
-    from sami.generate import plan_record
-    from sami.pools import PoolItem
-    from sami.principles import load_library
+    from sami.data.pools import PoolItem
+    from sami.data.principles import load_library
+    from sami.generate.run import plan_record
 
     item = PoolItem(math.id, "math", math.query, "")
     _, prompts = plan_record(cfg, load_library(), item)
@@ -139,10 +139,10 @@ def test_generate_writes_valid_records_with_provenance(tmp_path, pool_file, live
 
 
 def test_generation_and_training_shuffle_principles_independently(tmp_path, pool_file, lively_model, tokenizer):
-    from sami.generate import plan_record
-    from sami.pools import PoolItem
-    from sami.principles import load_library
-    from sami.templates import render_constitution
+    from sami.data.pools import PoolItem
+    from sami.data.principles import load_library
+    from sami.data.templates import render_constitution
+    from sami.generate.run import plan_record
 
     cfg = gen_cfg(tmp_path, pool_file)
     library = load_library()
@@ -296,13 +296,13 @@ def test_a_full_disk_while_writing_records_names_the_output(tmp_path, pool_file,
     """A hand-made fault: the record's write fails with ENOSPC, as on a full tmpfs (the error names no file)."""
     import errno
 
-    import sami.generate
+    import sami.generate.run
     from sami.cli import describe_error
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(sami.generate, "_append", full)
+    monkeypatch.setattr(sami.generate.run, "_append", full)
     cfg = gen_cfg(tmp_path, pool_file)
     with pytest.raises(OSError) as caught:
         generate(cfg, TransformersBackend(lively_model, tokenizer, batch_size=4))

@@ -106,7 +106,7 @@ def test_gsm_symbolic_is_offline_and_seeded():
 
 
 def test_reasoning_gym_problems_avoid_the_training_pool_and_excluded_queries():
-    from sami.pools import PoolConfig, PoolSource, load_pool
+    from sami.data.pools import PoolConfig, PoolSource, load_pool
 
     pool, _ = load_pool(PoolConfig(sources=[PoolSource(kind="reasoning_gym", name="basic_arithmetic", size=50)]))
     problems, prov = load_problems("reasoning_gym:basic_arithmetic", limit=20, seed=0)
@@ -132,7 +132,7 @@ def test_prompts_are_versioned():
 def test_reasoning_gym_generator_options_reach_the_generator(tmp_path):
     import re
 
-    from sami.pools import PoolConfig, load_pool, parse_pool_spec
+    from sami.data.pools import PoolConfig, load_pool, parse_pool_spec
 
     easy = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
     problems, prov = load_problems("reasoning_gym:chain_sum", limit=10, options=easy)

@@ -92,3 +92,38 @@ def test_no_module_imports_another_modules_private_names():
         if what.startswith("_") and not what.startswith("__")
     ]
     assert private == []
+
+
+# The packages in pipeline order: a module may import its own package and those before it, never one after.
+LAYERS = ("core", "data", "models", "backends", "generate", "train", "eval", "study", "cli")
+# Top-level modules outside the stage packages, and the layer each belongs to.
+TOP_LEVEL = {"sami": "core", "sami.plugins": "core", "sami.cli": "cli"}
+
+
+def _layer(module: str) -> int:
+    if module in TOP_LEVEL:
+        return LAYERS.index(TOP_LEVEL[module])
+    return LAYERS.index(module.split(".")[1])
+
+
+def _layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{name} ({LAYERS[_layer(name)]}) imports {target} ({LAYERS[_layer(target)]})"
+        for name, targets in graph.items()
+        for target in targets
+        if _layer(target) > _layer(name)
+    )
+
+
+def test_every_module_belongs_to_a_layer():
+    unplaced = [m for m in _modules() if m not in TOP_LEVEL and (m.count(".") < 1 or m.split(".")[1] not in LAYERS)]
+    assert unplaced == []
+
+
+def test_layer_check_sees_an_import_against_the_pipeline():
+    graph = {"sami.data.records": {"sami.train.config"}, "sami.train.config": {"sami.data.records"}}
+    assert _layer_violations(graph) == ["sami.data.records (data) imports sami.train.config (train)"]
+
+
+def test_packages_import_only_earlier_stages():
+    assert _layer_violations(_graph()) == []

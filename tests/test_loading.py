@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import sami.models as models
-from sami.backends import load_inference_model
+import sami.models.loading as models
+from sami.backends.base import load_inference_model
 from sami.cli import main as cli_main
 from sami.eval.store import read_jsonl
-from sami.models import load_trained, materialize
-from sami.train import train
+from sami.models.loading import load_trained, materialize
+from sami.train.run import train
 from tests.conftest import EXAMPLE_DATA
 from tests.test_train import make_cfg
 

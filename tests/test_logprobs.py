@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sami import batch_logprob_matrices, encode_query, logprob_matrix
-from sami.logprobs import QueryTokens
+from sami.core.logprobs import QueryTokens
 
 PROMPTS = [
     "Assistant System Instructions: 1. Be brief.\n\nHuman: How do plants drink?\n\nAssistant:",
@@ -121,7 +121,7 @@ def test_rejects_bad_input(tiny_model):
 
 
 def test_token_logprobs_matches_log_softmax_including_gradients():
-    from sami.logprobs import token_logprobs
+    from sami.core.logprobs import token_logprobs
 
     torch.manual_seed(0)
     logits = torch.randn(3, 5, 11, dtype=torch.float64, requires_grad=True)
@@ -143,7 +143,7 @@ def test_shared_equals_naive_with_gradient_checkpointing(tokenizer, tiny_model):
     """Checkpointed layers recompute activations in the backward; the packed layout must survive that."""
     queries = _queries(tokenizer)
     plain = _matrix_and_grads(tiny_model, queries, layout="naive", pad_token_id=tokenizer.pad_token_id)
-    from sami.models import enable_activation_checkpointing
+    from sami.models.loading import enable_activation_checkpointing
 
     enable_activation_checkpointing(tiny_model)
     tiny_model.train()
@@ -152,7 +152,7 @@ def test_shared_equals_naive_with_gradient_checkpointing(tokenizer, tiny_model):
 
 
 def test_chat_template_prompt_and_end_of_turn_on_the_embedded_tokenizer(tokenizer):
-    from sami.templates import CHAT_TEMPLATE, build_prompt, response_end_token
+    from sami.data.templates import CHAT_TEMPLATE, build_prompt, response_end_token
 
     prompt = build_prompt(CHAT_TEMPLATE, "1. Be brief.", "Hi?", tokenizer)
     assert prompt.startswith("<|im_start|>system\n1. Be brief.<|im_end|>") and prompt.endswith(
@@ -180,7 +180,7 @@ class _ToyChatTokenizer:
 
 
 def test_bos_is_not_doubled_and_the_turn_closes_with_its_own_token():
-    from sami.templates import CHAT_TEMPLATE, response_end_token
+    from sami.data.templates import CHAT_TEMPLATE, response_end_token
 
     tok = _ToyChatTokenizer()
     end = response_end_token(CHAT_TEMPLATE, tok)

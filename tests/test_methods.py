@@ -10,16 +10,16 @@ import torch
 import torch.nn.functional as F
 from datasets import load_from_disk
 
-from sami.baselines import DATASET, trl_args
 from sami.cli import main as cli_main
-from sami.config import ConfigError, from_dict
-from sami.data import read_records
-from sami.encoding import encode_records
-from sami.methods import METHODS, method_entry
-from sami.models import load_model
-from sami.train import train
-from sami.train_config import DPO_LOSS_TYPES, TRAIN_METHODS, TrainConfig
-from sami.trl_methods import RECIPES
+from sami.core.config import ConfigError, from_dict
+from sami.data.records import read_records
+from sami.models.loading import load_model
+from sami.train.config import DPO_LOSS_TYPES, TRAIN_METHODS, TrainConfig
+from sami.train.encoding import encode_records
+from sami.train.methods import METHODS, method_entry
+from sami.train.run import train
+from sami.train.trl_recipes import RECIPES
+from sami.train.trl_runner import DATASET, trl_args
 from tests.conftest import EXAMPLE_DATA
 from tests.test_baselines import assert_every_trainable_parameter_changes
 from tests.test_train import make_cfg, metrics, one_query_data
@@ -76,7 +76,7 @@ def test_step_lines_come_from_the_table():
 
 
 def test_kto_rows_are_the_positive_response_desirable_and_every_other_undesirable(tmp_path, tokenizer):
-    """Prompt and responses carry exactly the ids SAMI scores for constitution 0 (sami.encoding)."""
+    """Prompt and responses carry exactly the ids SAMI scores for constitution 0 (sami.train.encoding)."""
     cfg = make_cfg(tmp_path, "unused", method="kto", queries_per_device=2)
     record = read_records(EXAMPLE_DATA)[0]
     rows = METHODS["kto"].examples(record, cfg, tokenizer)

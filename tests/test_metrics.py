@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from sami.metrics import (
+from sami.core.stats import (
     bootstrap_mean,
     bounded_mean,
     bradley_terry,

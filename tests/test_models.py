@@ -5,8 +5,8 @@ import sys
 import pytest
 import torch
 
-from sami import models
-from sami.models import EmbeddedModelMissing, ModelConfig
+from sami.models import loading as models
+from sami.models.loading import EmbeddedModelMissing, ModelConfig
 from tests.conftest import EXAMPLE_DATA
 
 
@@ -43,7 +43,7 @@ def test_lora_wraps_only_adapters_as_trainable(tiny_model):
 @pytest.mark.slow
 def test_concurrent_conversion_is_safe(tmp_path):
     """Two processes converting into an empty cache at once both get a complete, identical folder."""
-    code = "from sami.models import embedded_model_path; print(embedded_model_path())"
+    code = "from sami.models.loading import embedded_model_path; print(embedded_model_path())"
     env = dict(os.environ, SAMI_CACHE=str(tmp_path), OMP_NUM_THREADS="1")
     procs = [
         subprocess.Popen(
@@ -77,9 +77,9 @@ def test_converted_folder_matches_the_gguf_weights():
 
 @pytest.mark.slow
 def test_embedded_model_two_sami_steps(tmp_path):
-    from sami.config import from_dict
-    from sami.train import train
-    from sami.train_config import TrainConfig
+    from sami.core.config import from_dict
+    from sami.train.config import TrainConfig
+    from sami.train.run import train
 
     cfg = from_dict(
         TrainConfig,

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from sami.backends import BackendConfig, OpenAIBackend, TransformersBackend
-from sami.next_token import CandidateProbs, from_top_logprobs
+from sami.backends.base import BackendConfig, OpenAIBackend, TransformersBackend
+from sami.backends.next_token import CandidateProbs, from_top_logprobs
 from tests.conftest import tiny_llama
 from tests.openai_server import serve_openai
 

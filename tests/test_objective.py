@@ -111,7 +111,7 @@ def test_diagonal_nll_and_reference_penalty_by_hand():
     """L = ASYM, diagonal (-1, -1.2): diagonal NLL = (1 + 1.2) / 2 = 1.1.
     Reference diagonal (-0.8, -1.6): log-ratios r = (-0.2, 0.4), penalty = mean(r^2) / 2 = (0.04 + 0.16) / 4 = 0.05.
     nll_weight 0.5, ref_weight 2: loss = 0.327084 + 0.5 * 1.1 + 2 * 0.05 = 0.977084."""
-    from sami.objective import diagonal_nll, reference_penalty
+    from sami.core.objective import diagonal_nll, reference_penalty
 
     L, ref = torch.tensor(ASYM), torch.tensor([-0.8, -1.6])
     assert diagonal_nll(L).item() == pytest.approx(1.1, abs=1e-6)
@@ -159,7 +159,7 @@ def test_zero_anchor_weights_are_plain_sami_bit_for_bit():
 def test_infonce_ignores_a_uniform_fall_and_the_nll_does_not():
     """Adding a constant to every entry leaves every softmax, hence the SAMI loss, unchanged: InfoNCE
     cannot see likelihoods collapsing together. The diagonal NLL rises by exactly that constant."""
-    from sami.objective import diagonal_nll
+    from sami.core.objective import diagonal_nll
 
     torch.manual_seed(4)
     L = torch.randn(2, 3, 3) - 1.0
@@ -171,7 +171,7 @@ def test_infonce_ignores_a_uniform_fall_and_the_nll_does_not():
 def test_batched_reference_and_bad_anchor_arguments():
     """Two queries: the penalty is the mean over all B * C diagonal entries. Query 0 matches its reference
     (r = 0, 0), query 1 is off by r = (1, -1): penalty = (0 + 0 + 1 + 1) / 4 / 2 = 0.25."""
-    from sami.objective import reference_penalty
+    from sami.core.objective import reference_penalty
 
     L = torch.stack([torch.tensor(ASYM), torch.tensor(ASYM)])
     ref = torch.tensor([[-1.0, -1.2], [-2.0, -0.2]])

@@ -1,9 +1,9 @@
 import pytest
 
-from sami.data import parse_record
-from sami.logprobs import encode_query
-from sami.pairs import PromptSettings, dpo_pairs, most_flipped, sft_example, tokenize_pair, tokenize_sft
-from sami.templates import build_prompt, render_constitution, response_end_token
+from sami.core.logprobs import encode_query
+from sami.data.records import parse_record
+from sami.data.templates import build_prompt, render_constitution, response_end_token
+from sami.train.pairs import PromptSettings, dpo_pairs, most_flipped, sft_example, tokenize_pair, tokenize_sft
 
 PRINCIPLES = {"a": ("Be brief.", "Ramble on."), "b": ("Use lists.", "Never use lists."), "c": ("Be kind.", "Be rude.")}
 
@@ -35,7 +35,7 @@ SETTINGS = PromptSettings(template="paper-v1", seed=0, prompt_constitution="posi
 
 
 def positive_prompt(rec) -> str:
-    """The prompt SAMI builds for constitution 0 (sami.train.encode_records)."""
+    """The prompt SAMI builds for constitution 0 (sami.train.run.encode_records)."""
     return build_prompt("paper-v1", render_constitution(rec.constitutions[0], seed=0, key=f"{rec.id}:0"), rec.query)
 
 
@@ -98,8 +98,8 @@ def test_tokens_are_samis(tokenizer, example_records, template):
     rec = example_records[0]
     settings = PromptSettings(template=template, seed=0)
     limits = dict(template=template, max_prompt_tokens=40, max_response_tokens=16)
-    from sami.encoding import encode_records
-    from sami.train_config import TrainConfig
+    from sami.train.config import TrainConfig
+    from sami.train.encoding import encode_records
 
     sami_tokens = encode_records(
         [rec], tokenizer, TrainConfig(template=template, max_prompt_tokens=40, max_response_tokens=16)

@@ -13,14 +13,14 @@ import pytest
 
 import sami
 import sami.plugins as plugins
-from sami.backends import BACKENDS, register_backend
-from sami.checkers import CHECKERS
+from sami.backends.base import BACKENDS, register_backend
 from sami.cli import main
+from sami.data.checkers import CHECKERS
+from sami.data.principles import PLUGIN_LIBRARIES
 from sami.eval.judges import JUDGES, Judge, JudgeItem, register_judge
 from sami.eval.mtbench_data import Question
 from sami.eval.run import SUITES, Suite, register_suite
 from sami.eval.store import read_jsonl
-from sami.principles import PLUGIN_LIBRARIES
 
 
 @pytest.fixture
@@ -61,8 +61,8 @@ ASKING = """\
 CHECKER_PLUGIN = """\
     from pathlib import Path
 
-    from sami.checkers import register_checker
-    from sami.principles import register_library
+    from sami.data.checkers import register_checker
+    from sami.data.principles import register_library
 
 
     @register_checker("ends_with_question")
@@ -172,7 +172,7 @@ def test_a_plugin_judge_judges_mtbench_and_its_verdicts_reach_the_metrics(
 
 
 BACKEND_PLUGIN = """\
-    from sami.backends import Completion, register_backend
+    from sami.backends.base import Completion, register_backend
 
 
     class Canned:
@@ -277,7 +277,7 @@ def test_a_plugin_that_fails_to_import_is_one_error_line_naming_it(plugin_dir, c
 
 
 def test_experiment_config_loads_its_plugins_before_the_rest(plugin_dir, tmp_path):
-    from sami.experiment import load_experiment_config
+    from sami.study.experiment import load_experiment_config
 
     module = write_plugin(plugin_dir, "shorter_judge_2", JUDGE_PLUGIN)
     path = tmp_path / "experiment.yaml"
@@ -295,8 +295,8 @@ ENTRY_POINT_PLUGIN = """\
 
 
     def setup():
-        from sami.checkers import register_checker
-        from sami.principles import register_library
+        from sami.data.checkers import register_checker
+        from sami.data.principles import register_library
 
         register_checker("shouting")(lambda text: text.isupper())
         register_library(Path(__file__).with_name("shout.yaml"))
@@ -366,7 +366,7 @@ def test_every_suite_option_sets_a_real_config_key():
 
 
 def test_the_documented_plugin_example_loads_and_registers(plugin_dir):
-    from sami.principles import load_library
+    from sami.data.principles import load_library
     from tests.conftest import ROOT
 
     text = (ROOT / "docs" / "EVALUATION.md").read_text()

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from sami.data import CATEGORIES, DataError
-from sami.pools import PoolConfig, PoolError, PoolSource, builtin_items, load_pool, parse_pool_spec
+from sami.data.pools import PoolConfig, PoolError, PoolSource, builtin_items, load_pool, parse_pool_spec
+from sami.data.records import CATEGORIES, DataError
 from tests.conftest import write_jsonl
 
 
@@ -120,7 +120,7 @@ def test_pool_spec_parsing_and_errors():
 
 
 def test_multi_task_mapping_names_one_source_per_category():
-    from sami.pools import MULTI_TASK_V1
+    from sami.data.pools import MULTI_TASK_V1
 
     assert sorted(s.category for s in MULTI_TASK_V1) == sorted(CATEGORIES)
     assert all(s.kind == "hf" and s.max == 3000 for s in MULTI_TASK_V1)

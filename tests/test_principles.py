@@ -2,9 +2,9 @@ import random
 
 import pytest
 
-from sami.checkers import CHECKERS, CheckerSpec
-from sami.data import CATEGORIES
-from sami.principles import PrincipleLibrary, load_library, sample_constitutions
+from sami.data.checkers import CHECKERS, CheckerSpec
+from sami.data.principles import PrincipleLibrary, load_library, sample_constitutions
+from sami.data.records import CATEGORIES
 
 
 def test_builtin_library_covers_the_eight_categories():
@@ -80,7 +80,7 @@ def test_user_yaml_adds_and_overrides(tmp_path):
 
 
 def test_plugin_libraries_come_after_the_builtin_one_and_before_the_users(tmp_path, monkeypatch):
-    import sami.principles as principles
+    import sami.data.principles as principles
 
     monkeypatch.setattr(principles, "PLUGIN_LIBRARIES", [])
     plugin, user = tmp_path / "plugin.yaml", tmp_path / "user.yaml"

@@ -71,7 +71,7 @@ def parse(arguments: list[str]):
 def build_config(args):
     """The config the command would run with, built as the CLI builds it (None for commands without one)."""
     from sami import cli
-    from sami.config import from_dict, load_yaml
+    from sami.core.config import from_dict, load_yaml
 
     if args.command == "train":
         return cli.build_train_config(args)
@@ -80,11 +80,11 @@ def build_config(args):
     if args.command == "eval":
         return cli.build_import_config(args) if args.suite == "import" else cli.build_eval_config(args)
     if args.command == "experiment":
-        from sami.experiment import load_experiment_config
+        from sami.study.experiment import load_experiment_config
 
         return load_experiment_config(args.config, args.overrides)
     if args.command == "iterate":
-        from sami.iterate import IterateConfig
+        from sami.study.iterate import IterateConfig
 
         return from_dict(IterateConfig, load_yaml(args.config) if args.config else {})
     return None
@@ -166,11 +166,11 @@ def test_every_option_in_the_readme_synopses_exists_with_the_choices_shown():
 def test_every_override_the_readme_shows_is_a_setting_of_some_config():
     """Inline ``-o key=value`` examples set a field of the train, generate, eval or quickstart experiment
     config (an old or misspelled key is refused by all of them)."""
-    from sami.config import ConfigError, from_dict, load_yaml, parse_override, set_path, to_dict
+    from sami.core.config import ConfigError, from_dict, load_yaml, parse_override, set_path, to_dict
     from sami.eval.config import EvalConfig
-    from sami.experiment import ExperimentConfig
-    from sami.generate import GenerateConfig
-    from sami.train_config import TrainConfig
+    from sami.generate.run import GenerateConfig
+    from sami.study.experiment import ExperimentConfig
+    from sami.train.config import TrainConfig
 
     bases = [
         (TrainConfig, load_yaml(ROOT / "configs" / "train.yaml")),
@@ -206,7 +206,7 @@ def named_paths() -> set[str]:
 
 def test_every_file_the_readme_names_exists():
     paths = named_paths()
-    assert {"configs/quickstart.yaml", "docs/DATA.md", "src/sami/train_config.py"} <= paths
+    assert {"configs/quickstart.yaml", "docs/DATA.md", "src/sami/train/config.py"} <= paths
     missing = sorted(p for p in paths if not (ROOT / p).exists())
     assert not missing, f"the README names files that do not exist: {missing}"
 

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-import sami.baselines as baselines_module
-import sami.loop as loop_module
-from sami.checkpoints import CheckpointError
+import sami.train.sami_loop as loop_module
+import sami.train.trl_runner as baselines_module
 from sami.cli import main as cli_main
-from sami.config import ConfigError, from_dict, load_yaml, parse_override
-from sami.data import DataError, read_records
-from sami.locks import OutputBusy, hold
-from sami.runfolder import SaturationWatch
-from sami.train import train
-from sami.train_config import TrainConfig
+from sami.core.config import ConfigError, from_dict, load_yaml, parse_override
+from sami.core.locks import OutputBusy, hold
+from sami.data.records import DataError, read_records
+from sami.train.checkpoints import CheckpointError
+from sami.train.config import TrainConfig
+from sami.train.run import train
+from sami.train.runfolder import SaturationWatch
 from tests.conftest import EXAMPLE_DATA, ROOT
 from tests.test_train import assert_same_weights, make_cfg, metrics
 
@@ -218,7 +218,7 @@ def test_a_full_disk_during_a_trl_checkpoint_removes_it_and_says_so(tmp_path, ti
 
 HOLDER = """
 import sys, time
-from sami.locks import hold
+from sami.core.locks import hold
 with hold(sys.argv[1], folder=sys.argv[2] == "folder"):
     print("held", flush=True)
     time.sleep(300)
@@ -246,12 +246,12 @@ def holder():
 
 def _refuses(args, pid, capsys, monkeypatch) -> None:
     """The command exits 2 at once, naming the process that holds its output, before loading any model."""
-    import sami.models
+    import sami.models.loading
 
     def no_loading(*a, **k):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(sami.models, "load_trained", no_loading)
+    monkeypatch.setattr(sami.models.loading, "load_trained", no_loading)
     assert cli_main(args) == 2
     err = capsys.readouterr().err
     assert "is in use by pid " + str(pid) in err and "started" in err, err
@@ -376,7 +376,7 @@ def test_missing_and_empty_model_folders_are_one_line(tmp_path, capsys):
 def test_a_hub_id_that_cannot_load_is_one_line(monkeypatch):
     import transformers
 
-    from sami.models import load_trained
+    from sami.models.loading import load_trained
 
     def offline(*args, **kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
@@ -388,9 +388,9 @@ def test_a_hub_id_that_cannot_load_is_one_line(monkeypatch):
 
 
 def test_bad_output_paths_fail_before_the_teacher_loads(tmp_path, tiny_model_dir, capsys, monkeypatch):
-    import sami.models
+    import sami.models.loading
 
-    monkeypatch.setattr(sami.models, "load_trained", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(sami.models.loading, "load_trained", lambda *a, **k: pytest.fail("a model was loaded"))
     (tmp_path / "dir").mkdir()
     (tmp_path / "file").write_text("x")
     assert cli_main(["generate", "--teacher", str(tiny_model_dir), "--out", str(tmp_path / "dir")]) == 2
@@ -419,8 +419,8 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path,
 
 
 def test_generate_with_filters_off_writes_only_records_its_reader_accepts(tmp_path, tokenizer, tiny_model):
-    from sami.backends import Completion
-    from sami.generate import GenerateConfig, generate
+    from sami.backends.base import Completion
+    from sami.generate.run import GenerateConfig, generate
 
     class Scripted:
         """Answers "" to the first constitution of every second query, "same" to all of another."""
@@ -473,7 +473,7 @@ def test_check_data_warns_of_identical_responses(tmp_path, capsys):
 
 
 def test_a_huge_response_is_cut_before_it_is_tokenised_with_the_same_ids(tokenizer):
-    from sami.logprobs import CHARS_PER_TOKEN, count_cuts, encode_prompt, encode_responses
+    from sami.core.logprobs import CHARS_PER_TOKEN, count_cuts, encode_prompt, encode_responses
 
     text = "The answer is 42, as computed below.\n" * 100_000  # 3.7 MB
     lengths = []
@@ -520,8 +520,8 @@ def test_saturation_warns_once_after_three_zero_gradient_steps(caplog):
 def test_saturated_training_warns_and_the_report_says_so(tmp_path, tiny_model_dir, monkeypatch, caplog):
     import math
 
-    from sami.findings import findings
-    from sami.report import _training
+    from sami.study.findings import findings
+    from sami.study.report import _training
 
     real = loop_module._micro_loss
 
@@ -661,9 +661,9 @@ def test_eval_mi_refuses_held_out_data_edited_in_place(tmp_path, tiny_model_dir,
 def test_non_finite_and_out_of_range_settings_are_named_before_any_model_loads(
     tmp_path, tiny_model_dir, capsys, monkeypatch, override, setting
 ):
-    import sami.models
+    import sami.models.loading
 
-    monkeypatch.setattr(sami.models, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(sami.models.loading, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     out = tmp_path / "run"
     args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(out)]
     assert cli_main([*args, "--method", "dpo", "-o", override]) == 2
@@ -747,7 +747,7 @@ def test_a_full_disk_reported_by_safetensors_removes_the_partial_trl_checkpoint(
 
 def test_a_full_disk_when_taking_the_lock_names_the_path_and_leaves_no_holder_file(tmp_path, monkeypatch, capsys):
     """A hand-made fault: the holder file's write fails with ENOSPC (as on a full tmpfs)."""
-    import sami.locks
+    import sami.core.locks
 
     real = Path.write_text
 
@@ -775,8 +775,8 @@ def test_a_read_only_output_folder_is_bad_input(tmp_path):
 def test_a_key_in_an_endpoint_url_is_neither_shown_nor_written(tmp_path, capsys):
     import socket
 
-    from sami.config import redact_url
-    from sami.generate import GenerateConfig, _check_same_config, config_path
+    from sami.core.config import redact_url
+    from sami.generate.run import GenerateConfig, _check_same_config, config_path
 
     assert redact_url("at http://u:K@h/v1 and https://h/v1") == "at http://u:***@h/v1 and https://h/v1"
     with socket.socket() as s:  # a port nobody listens on

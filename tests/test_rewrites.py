@@ -2,12 +2,12 @@
 
 import pytest
 
-from sami.backends import Completion
-from sami.config import ConfigError
-from sami.data import read_records
-from sami.generate import generate, rewrite_responses
-from sami.principles import load_library, sample_constitutions
-from sami.rewrites import bullets, prose
+from sami.backends.base import Completion
+from sami.core.config import ConfigError
+from sami.data.principles import load_library, sample_constitutions
+from sami.data.records import read_records
+from sami.data.rewrites import bullets, prose
+from sami.generate.run import generate, rewrite_responses
 from tests.test_generate import QUERIES, gen_cfg, pool_file  # noqa: F401 (fixture)
 
 ANSWERS = [
@@ -82,7 +82,7 @@ def test_a_rewrite_that_fails_its_checker_drops_the_record():
 
 
 def test_rewrite_teacher_generates_one_answer_per_query(tmp_path, pool_file, lively_model, tokenizer):  # noqa: F811
-    from sami.backends import SamplingParams, TransformersBackend
+    from sami.backends.base import SamplingParams, TransformersBackend
 
     cfg = gen_cfg(
         tmp_path,

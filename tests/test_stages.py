@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sami.stages import Stage, read_marker, run_stages
+from sami.study.stages import Stage, read_marker, run_stages
 
 
 class Interrupt(RuntimeError):

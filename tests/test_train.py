@@ -10,16 +10,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import sami.loop as loop_module
+import sami.train.sami_loop as loop_module
 from sami.cli import build_parser, build_train_config
 from sami.cli import main as cli_main
-from sami.config import ConfigError, from_dict, load_yaml
-from sami.encoding import encode_records
-from sami.models import load_model
-from sami.reference import lora_reference, precomputed_reference
-from sami.runfolder import TrainingDiverged, metric_history
-from sami.train import train
-from sami.train_config import TrainConfig
+from sami.core.config import ConfigError, from_dict, load_yaml
+from sami.models.loading import load_model
+from sami.train.config import TrainConfig
+from sami.train.encoding import encode_records
+from sami.train.reference import lora_reference, precomputed_reference
+from sami.train.run import train
+from sami.train.runfolder import TrainingDiverged, metric_history
 from tests.conftest import EXAMPLE_DATA, ROOT
 
 
@@ -247,7 +247,7 @@ def test_bf16_autocast_and_gradient_checkpointing_train(tmp_path, tiny_model_dir
 
 def test_micro_batch_mixing_constitution_counts_averages_per_query(tokenizer, tiny_model):
     from sami import encode_query, sami_loss
-    from sami.logprobs import batch_logprob_matrices
+    from sami.core.logprobs import batch_logprob_matrices
 
     cfg = TrainConfig()
     two = [encode_query(tokenizer, [f"p{i} {k}" for i in range(2)], [f" r{i} {k}" for i in range(2)]) for k in range(2)]
@@ -306,8 +306,8 @@ def test_lora_reference_is_the_network_with_adapters_disabled(tokenizer, tiny_mo
     from peft import get_peft_model
 
     from sami import encode_query
-    from sami.logprobs import batch_logprob_matrices
-    from sami.models import lora_config
+    from sami.core.logprobs import batch_logprob_matrices
+    from sami.models.loading import lora_config
 
     cfg = from_dict(TrainConfig, {"model": {"finetune": "lora", "lora": {"r": 4, "alpha": 8}}})
     group = [
@@ -344,8 +344,8 @@ def test_lora_ref_anchor_is_zero_at_step_1_then_grows(tmp_path, tiny_model_dir):
 
 
 def test_full_finetuning_reference_is_the_starting_model_even_on_resume(tmp_path, tiny_model_dir, tokenizer):
-    from sami.data import read_records
-    from sami.logprobs import batch_logprob_matrices
+    from sami.core.logprobs import batch_logprob_matrices
+    from sami.data.records import read_records
 
     kw = dict(max_steps=3, optim={"scheduler": "constant"}, sami={"ref_weight": 1.0})
     cfg = make_cfg(tmp_path, tiny_model_dir, "whole", **kw)
@@ -381,7 +381,7 @@ def test_queries_read_are_those_of_every_micro_batch():
 
 def test_fluency_watch_compares_windows_and_warns_once(caplog):
     watch = loop_module.FluencyWatch(0.5, window=2)
-    with caplog.at_level("WARNING", logger="sami.loop"):
+    with caplog.at_level("WARNING", logger="sami.train.sami_loop"):
         assert not watch.update(1, -1.0)
         assert not watch.update(2, -1.2)  # first window: mean -1.1
         assert not watch.update(3, -2.5)  # one noisy step does not warn: fewer than two windows yet
@@ -413,7 +413,7 @@ def test_anchor_options_are_validated(key):
 def test_metrics_file_reader_skips_only_a_cut_last_line(tmp_path):
     """The one reader of metrics.jsonl: a line cut by a kill is the last one and is left out (and removed on
     resume); any other unreadable line is an error naming the file and line."""
-    from sami.runfolder import append_metrics, read_metrics, truncate_metrics
+    from sami.train.runfolder import append_metrics, read_metrics, truncate_metrics
 
     path = tmp_path / "metrics.jsonl"
     for step in (1, 2, 3):

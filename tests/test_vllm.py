@@ -26,20 +26,20 @@ import yaml
 
 pytest.importorskip("vllm", reason="the vLLM tier runs in make test-vllm's environment")
 
-from sami.backend_tools import prompt_ids  # noqa: E402
-from sami.backends import BackendConfig, OpenAIBackend, SamplingParams, TransformersBackend, VLLMBackend  # noqa: E402
+from sami.backends.base import BackendConfig, OpenAIBackend, SamplingParams, TransformersBackend, VLLMBackend  # noqa: E402
+from sami.backends.tools import prompt_ids  # noqa: E402
 from sami.cli import main as cli_main  # noqa: E402
-from sami.config import from_dict  # noqa: E402
-from sami.data import read_records  # noqa: E402
-from sami.encoding import encode_records  # noqa: E402
+from sami.core.config import from_dict  # noqa: E402
+from sami.core.logprobs import batch_logprob_matrices  # noqa: E402
+from sami.data.records import read_records  # noqa: E402
 from sami.eval.config import EvalConfig  # noqa: E402
 from sami.eval.judges import VERDICT_LETTERS, VERDICT_PREFIX, principle_aware_prompt  # noqa: E402
 from sami.eval.mi import engine_logprob_matrix, run_mi  # noqa: E402
-from sami.generate import GenerateConfig, generate  # noqa: E402
-from sami.logprobs import batch_logprob_matrices  # noqa: E402
-from sami.models import embedded_model_path, load_trained  # noqa: E402
-from sami.train import train  # noqa: E402
-from sami.train_config import TrainConfig  # noqa: E402
+from sami.generate.run import GenerateConfig, generate  # noqa: E402
+from sami.models.loading import embedded_model_path, load_trained  # noqa: E402
+from sami.train.config import TrainConfig  # noqa: E402
+from sami.train.encoding import encode_records  # noqa: E402
+from sami.train.run import train  # noqa: E402
 from tests.conftest import EXAMPLE_DATA, write_jsonl  # noqa: E402
 from tests.test_generate import QUERIES  # noqa: E402
 from tests.test_train import make_cfg  # noqa: E402

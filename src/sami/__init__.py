@@ -1,7 +1,7 @@
 """sami-align: align language models to written principles with SAMI."""
 
-from sami.logprobs import QueryTokens, batch_logprob_matrices, encode_query, logprob_matrix
-from sami.objective import sami_loss, sami_metrics
+from sami.core.logprobs import QueryTokens, batch_logprob_matrices, encode_query, logprob_matrix
+from sami.core.objective import sami_loss, sami_metrics
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import sami
-from sami.train_config import TRAIN_METHODS
+from sami.train.config import TRAIN_METHODS
 
 
 def _train_parser(sub) -> None:
@@ -57,7 +57,7 @@ def _overrides_arg(p, example: str = "-o sampling.temperature=0.4") -> None:
 
 
 def _generate_parsers(sub) -> None:
-    from sami.backends import BACKENDS
+    from sami.backends.base import BACKENDS
 
     p = sub.add_parser(
         "generate",
@@ -96,7 +96,7 @@ def _generate_parsers(sub) -> None:
 
 
 def _apply_overrides(data: dict, pairs, overrides) -> dict:
-    from sami.config import parse_override, set_path
+    from sami.core.config import parse_override, set_path
 
     for key, value in pairs:
         if value is not None:
@@ -107,9 +107,9 @@ def _apply_overrides(data: dict, pairs, overrides) -> dict:
 
 
 def build_generate_config(args: argparse.Namespace):
-    from sami.config import from_dict, load_yaml, to_dict
-    from sami.generate import GenerateConfig
-    from sami.pools import parse_pool_spec
+    from sami.core.config import from_dict, load_yaml, to_dict
+    from sami.data.pools import parse_pool_spec
+    from sami.generate.run import GenerateConfig
 
     data = load_yaml(args.config) if args.config else {}
     if args.pool:
@@ -140,8 +140,8 @@ def _print_generate_summary(result) -> None:
 
 
 def _run_iterate(args: argparse.Namespace) -> None:
-    from sami.config import from_dict, load_yaml
-    from sami.iterate import IterateConfig, iterate
+    from sami.core.config import from_dict, load_yaml
+    from sami.study.iterate import IterateConfig, iterate
 
     data = load_yaml(args.config) if args.config else {}
     _apply_overrides(data, [("rounds", args.rounds), ("output_dir", args.output_dir)], args.overrides)
@@ -228,7 +228,7 @@ def _import_parser(suites) -> None:
 
 
 def build_import_config(args: argparse.Namespace):
-    from sami.config import from_dict
+    from sami.core.config import from_dict
     from sami.eval.imports import ImportConfig
 
     columns = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in IMPORT_COLUMNS.items()}
@@ -262,7 +262,7 @@ def _run_import(args: argparse.Namespace) -> dict:
 
 
 def build_eval_config(args: argparse.Namespace):
-    from sami.config import from_dict, load_yaml
+    from sami.core.config import from_dict, load_yaml
     from sami.eval.config import EvalConfig
     from sami.eval.run import SUITES
 
@@ -306,8 +306,8 @@ def _experiment_parser(sub) -> None:
 
 
 def _run_experiment(args: argparse.Namespace) -> None:
-    from sami.experiment import load_experiment_config, plan_experiment, run_experiment
-    from sami.stages import plan, read_marker
+    from sami.study.experiment import load_experiment_config, plan_experiment, run_experiment
+    from sami.study.stages import plan, read_marker
 
     cfg = load_experiment_config(args.config, args.overrides)
     if args.list:
@@ -320,9 +320,9 @@ def _run_experiment(args: argparse.Namespace) -> None:
     for o in outcomes:
         took = f" ({o.seconds / 60:.1f} min)" if o.status != "skipped" else ""
         print(f"{o.name:<24} {o.status}{took}")
-    from sami.config import to_dict
-    from sami.runfolder import format_differences
-    from sami.train_config import compare_configs
+    from sami.core.config import to_dict
+    from sami.train.config import compare_configs
+    from sami.train.runfolder import format_differences
 
     for study, part in plan_experiment(cfg)[1].items():
         diffs = compare_configs({m: to_dict(c) for m, c in part["trains"].items()})
@@ -346,7 +346,7 @@ def _compare_parser(sub) -> None:
 def _run_config(path: str) -> dict:
     from pathlib import Path
 
-    from sami.config import load_yaml
+    from sami.core.config import load_yaml
 
     p = Path(path)
     for candidate in (p, p / "config.yaml", p / "sami_config.yaml", p / "model" / "sami_config.yaml"):
@@ -356,8 +356,8 @@ def _run_config(path: str) -> dict:
 
 
 def _compare(paths: list[str]) -> None:
-    from sami.runfolder import format_differences
-    from sami.train_config import compare_configs
+    from sami.train.config import compare_configs
+    from sami.train.runfolder import format_differences
 
     diffs = compare_configs({p: _run_config(p) for p in paths})
     if not diffs:
@@ -368,7 +368,7 @@ def _compare(paths: list[str]) -> None:
 
 
 def _print_principles(args: argparse.Namespace) -> None:
-    from sami.principles import load_library
+    from sami.data.principles import load_library
 
     library = load_library(args.library)
     categories = [args.category] if args.category else sorted(library.categories)
@@ -387,7 +387,7 @@ def _print_principles(args: argparse.Namespace) -> None:
 def _check_data(path: str) -> None:
     from collections import Counter
 
-    from sami.data import read_records
+    from sami.data.records import read_records
 
     records = read_records(path)
     sizes = Counter(len(r.constitutions) for r in records)
@@ -407,8 +407,8 @@ def _check_data(path: str) -> None:
 
 
 def build_train_config(args: argparse.Namespace):
-    from sami.config import from_dict, load_yaml
-    from sami.train_config import TrainConfig
+    from sami.core.config import from_dict, load_yaml
+    from sami.train.config import TrainConfig
 
     data = load_yaml(args.config) if args.config else {}
     options = [
@@ -427,7 +427,7 @@ def build_train_config(args: argparse.Namespace):
 
 
 def _print_summary(result) -> None:
-    from sami.runfolder import METRICS, read_metrics
+    from sami.train.runfolder import METRICS, read_metrics
 
     metrics = read_metrics(result.output_dir / METRICS)
     if metrics:
@@ -440,7 +440,7 @@ def _print_summary(result) -> None:
 
 def _step_line(method: str, m: dict) -> str:
     """The headline numbers of one step, as the method's entry words them (metrics.jsonl keys, docs/DATA.md)."""
-    from sami.methods import method_entry
+    from sami.train.methods import method_entry
 
     return method_entry(method).step_line(m)
 
@@ -534,11 +534,11 @@ def _print_error(err: BaseException) -> int:
 def describe_error(err: BaseException) -> tuple[int, str]:
     """Exit code and message of an error: 2 for bad input (a config, data file, path, model or endpoint that
     is wrong or busy; the message names it), 1 for anything else, with a pointer to ``--debug``."""
-    from sami.backends import EndpointError
-    from sami.checkpoints import CheckpointError
-    from sami.locks import OutputBusy
-    from sami.models import EmbeddedModelMissing
-    from sami.runfolder import TrainingDiverged
+    from sami.backends.base import EndpointError
+    from sami.core.locks import OutputBusy
+    from sami.models.loading import EmbeddedModelMissing
+    from sami.train.checkpoints import CheckpointError
+    from sami.train.runfolder import TrainingDiverged
 
     bad_input = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                  EmbeddedModelMissing, OutputBusy, EndpointError)  # fmt: skip
@@ -565,7 +565,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "eval":
         run_eval(args)
     elif args.command == "generate":
-        from sami.generate import generate
+        from sami.generate.run import generate
 
         _print_generate_summary(generate(build_generate_config(args)))
     elif args.command == "iterate":
@@ -577,7 +577,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "train":
         from accelerate import PartialState
 
-        from sami.train import train
+        from sami.train.run import train
 
         cfg = build_train_config(args)
         result = train(cfg, resume=args.resume)

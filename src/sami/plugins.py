@@ -1,9 +1,9 @@
 """Plugins: a user's module that adds checkers, judges, evaluation suites, generation backends or principles.
 
 A plugin is any importable module; importing it is what adds things, through the registries the package
-already uses: ``sami.checkers.register_checker``, ``sami.eval.judges.register_judge``,
-``sami.eval.run.register_suite``, ``sami.backends.register_backend`` and
-``sami.principles.register_library`` (a YAML file of principles, read after the built-in one). Plugins load:
+already uses: ``sami.data.checkers.register_checker``, ``sami.eval.judges.register_judge``,
+``sami.eval.run.register_suite``, ``sami.backends.base.register_backend`` and
+``sami.data.principles.register_library`` (a YAML file of principles, read after the built-in one). Plugins load:
 
 - from the command line: ``sami --plugin my_module ...`` (repeatable), before the arguments are parsed, so
   that the choices of ``--judges``, ``--backend`` and ``sami eval SUITE`` include what they add;

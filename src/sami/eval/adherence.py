@@ -9,7 +9,7 @@ are checked with the principle's checker and the antithesis checker. Reported
 per principle: the checker's pass rate under the principle and under the antithesis, and the contrast
 (pass rate under the principle minus under the antithesis, paired by query) with its interval; a model
 that reads the constitution has a large contrast. Beside it, per checkpoint, the rate of degenerate answers
-(``sami.eval.fluency``): a collapsed model can pass a case or format checker with gibberish, so a degenerate
+(``sami.eval.degenerate``): a collapsed model can pass a case or format checker with gibberish, so a degenerate
 answer passes no checker.
 
 Files under ``<output_dir>/adherence/``: ``answers/<model>.jsonl`` ``{principle, side, query_index,
@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sami.backends import SamplingParams
-from sami.data import json_lines
+from sami.backends.base import SamplingParams
+from sami.core.stats import bootstrap_mean, rate
+from sami.data.principles import load_library
+from sami.data.records import json_lines
 from sami.eval.common import LazyBackend, answer_prompt, answer_stop, constitution_text, fmt
 from sami.eval.config import EvalConfig
-from sami.eval.fluency import is_degenerate, passes
+from sami.eval.degenerate import is_degenerate, passes
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
-from sami.metrics import bootstrap_mean, rate
-from sami.principles import load_library
 
 SIDES = ("principle", "antithesis")
 
@@ -157,7 +157,7 @@ def print_adherence(metrics: dict) -> None:
         for principle, b in m["principles"].items():
             print(f"    {principle:<14} {fmt(b['checker_pass_under_principle'])}  /  "
                   f"{fmt(b['checker_pass_under_antithesis'])};  contrast {fmt(b['contrast'], False)}")  # fmt: skip
-        print(f"    degenerate answers (sami.eval.fluency) {fmt(m['degenerate'])}")
+        print(f"    degenerate answers (sami.eval.degenerate) {fmt(m['degenerate'])}")
 
 
 def run_adherence(cfg: EvalConfig) -> dict:

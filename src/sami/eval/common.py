@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import torch
 
-from sami.backends import BackendConfig, make_backend
-from sami.metrics import Estimate
-from sami.principles import Constitution, ConstitutionItem, Principle
-from sami.templates import PAPER_TEMPLATE, build_prompt
+from sami.backends.base import BackendConfig, make_backend
+from sami.core.stats import Estimate
+from sami.data.principles import Constitution, ConstitutionItem, Principle
+from sami.data.templates import PAPER_TEMPLATE, build_prompt
 
 logger = logging.getLogger(__name__)
 

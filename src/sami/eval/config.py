@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sami.backends import BackendConfig
+from sami.backends.base import BackendConfig
+from sami.core.logprobs import LAYOUTS
+from sami.data.templates import TEMPLATES
 from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
 from sami.eval.judges import JUDGES, VERDICT_MODES
-from sami.logprobs import LAYOUTS
-from sami.templates import TEMPLATES
 
 PROTOCOLS: tuple[str, ...] = ("paper", "fastchat")
 MAX_NAME = 100  # characters of a checkpoint name

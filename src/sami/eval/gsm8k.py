@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sami.backends import SamplingParams
-from sami.data import read_records
+from sami.backends.base import SamplingParams
+from sami.core.stats import bounded_mean, maj_at_k, pass_at_k, rate
+from sami.data.records import read_records
 from sami.eval.common import LazyBackend, fmt
 from sami.eval.config import EvalConfig
 from sami.eval.gsm8k_data import PROMPTS, build_prompt, extract_answer, load_problems
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
-from sami.metrics import bounded_mean, maj_at_k, pass_at_k, rate
 
 __all__ = ["extract_answer", "gsm8k_metrics", "run_gsm8k"]
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sami.data import json_lines
+from sami.data.records import json_lines
 
 Number = int | float
 EXTRACT_MODES: tuple[str, ...] = ("strict", "flexible", "paper")

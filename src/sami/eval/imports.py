@@ -37,14 +37,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sami.backends import IMPORTED
-from sami.config import from_dict, parse_override, save_yaml, set_path
+from sami.backends.base import IMPORTED
+from sami.core.config import from_dict, parse_override, save_yaml, set_path
+from sami.core.locks import hold
 from sami.eval.config import EvalConfig
 from sami.eval.judges import JUDGES, hard_verdict
 from sami.eval.mtbench import mtbench_metrics
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, write_json
-from sami.locks import hold
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ runs whatever the entries say; it never branches on a judge's name. Four are bui
   data files at run time.
 - ``single``: 1-10 grading with ``single-v1`` / ``single-math-v1`` (and multi-turn variants).
 - ``checker``: pairwise, principle-aware, no model: the answer that passes more of the shown principles'
-  programmatic checkers (``sami.checkers``) wins; equal counts are a tie (``checker_verdict``).
+  programmatic checkers (``sami.data.checkers``) wins; equal counts are a tie (``checker_verdict``).
 
 A model judge's pairwise verdict is read in one of two ways (``mtbench.verdict``): ``text``, the judge writes
 and its ``parse`` finds the verdict; ``probability``, the probabilities of the letters A, B, C right
-after ``VERDICT_PREFIX`` (``sami.next_token``), renormalised over the three, with the letter of highest
+after ``VERDICT_PREFIX`` (``sami.backends.next_token``), renormalised over the three, with the letter of highest
 probability as the hard verdict.
 
 Pairwise judging always runs in both orders. Following FastChat, a pair's hard outcome counts only when the
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sami.eval.common import shown_text
-from sami.eval.fluency import passes
+from sami.eval.degenerate import passes
 from sami.eval.mtbench_data import REFERENCE_CATEGORIES, JudgePrompt, Question
 
 PRINCIPLE_AWARE_VERSION = "principle-aware-v1"
@@ -49,7 +49,7 @@ TURNS: tuple[str, ...] = ("first", "all")
 RESERVED: tuple[str, ...] = ("answers", "pairwise", "judge_diagnostics", "ranking", "constitutions")
 
 
-Shown = tuple  # (sami.principles.Principle, side): one principle of a constitution, on the side it was shown
+Shown = tuple  # (sami.data.principles.Principle, side): one principle of a constitution, on the side it was shown
 
 
 @dataclass
@@ -320,7 +320,7 @@ def checker_verdict(shown: list[Shown], answer_a: str, answer_b: str) -> dict:
 
     ``shown``: the constitution's ``(Principle, side)`` pairs; each is checked with the checker of the side it
     was shown on (a flipped principle with its antithesis checker), those without one are skipped. A
-    degenerate answer (``sami.eval.fluency``) passes none: ``- - -`` is not a bulleted answer. Returns
+    degenerate answer (``sami.eval.degenerate``) passes none: ``- - -`` is not a bulleted answer. Returns
     ``{checked, passes: {A, B}, verdict}``.
     """
     checkers = [p.side_checker(side) for p, side in checked_principles(shown)]

@@ -2,7 +2,7 @@
 
 Each record (docs/DATA.md) is encoded exactly as training encodes it (template, principle shuffling,
 token limits) and its C x C log-prob matrix is scored; ``mi_bound = log C - column loss`` in nats
-(``sami.objective.sami_metrics``). Per-record values go to ``mi/<model>.jsonl``; the mean and its
+(``sami.core.objective.sami_metrics``). Per-record values go to ``mi/<model>.jsonl``; the mean and its
 bootstrap interval, overall and per category, are computed from those files.
 
 Fluency is measured beside it: a record's ``diag_logprob`` is mean_i L[i, i], the mean per-token log-prob of
@@ -22,17 +22,17 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from sami.backends import load_inference_model, make_backend
-from sami.data import read_records
-from sami.encoding import encode_records
+from sami.backends.base import load_inference_model, make_backend
+from sami.core.logprobs import QueryTokens, batch_logprob_matrices
+from sami.core.objective import sami_metrics
+from sami.core.stats import bootstrap_mean, bounded_mean
+from sami.data.records import read_records
 from sami.eval.common import fmt
 from sami.eval.config import EvalConfig
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
-from sami.logprobs import QueryTokens, batch_logprob_matrices
-from sami.metrics import bootstrap_mean, bounded_mean
-from sami.models import load_tokenizer
-from sami.objective import sami_metrics
-from sami.train_config import TrainConfig
+from sami.models.loading import load_tokenizer
+from sami.train.config import TrainConfig
+from sami.train.encoding import encode_records
 
 
 def _encoding_config(cfg: EvalConfig) -> TrainConfig:

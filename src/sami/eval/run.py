@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sami.backends import IMPORTED
-from sami.config import from_dict, save_yaml
+from sami.backends.base import IMPORTED
+from sami.core.config import from_dict, save_yaml
+from sami.core.locks import hold
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import (
     PROTOCOLS,
@@ -34,8 +35,7 @@ from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.eval.mi import mi_metrics, print_mi, run_mi
 from sami.eval.mtbench import mtbench_metrics, print_mtbench, run_mtbench
 from sami.eval.store import check_bindings
-from sami.locks import hold
-from sami.models import content_key
+from sami.models.loading import content_key
 
 
 @dataclass(frozen=True)

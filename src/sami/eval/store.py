@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from sami.config import ConfigError, config_differences
-from sami.data import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
+from sami.core.config import ConfigError, config_differences
+from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def check_settings(directory: str | Path, settings: dict, added: dict | None = N
 def check_bindings(directory: str | Path, bindings: dict[str, dict]) -> None:
     """Each checkpoint name in an evaluation folder stays bound to the model it was first evaluated as.
 
-    ``bindings``: name -> ``{"model": reference, "key": content key}`` (``sami.models.content_key``). A name
+    ``bindings``: name -> ``{"model": reference, "key": content key}`` (``sami.models.loading.content_key``). A name
     whose key changed (another model, or one retrained in place) is refused, naming both, before anything
     is loaded or written: its stored rows would otherwise be reported as the new model's. New names are
     recorded in ``models.json``."""

@@ -10,7 +10,7 @@ Two teacher modes (``teacher_mode``):
 - ``constitution`` (the papers'): the teacher answers each (constitution, query) prompt.
 - ``rewrite``: the teacher answers the query once, with no constitution, and each constitution's response is
   that answer put through the deterministic rewrite each principle declares for its side
-  (``sami.rewrites``), in the order the principles are listed; every response must then pass its sides'
+  (``sami.data.rewrites``), in the order the principles are listed; every response must then pass its sides'
   checkers (else the record is dropped, reason ``rewrite: <principle> <side> fails its checker``). The C
   responses say the same thing and differ exactly where the constitutions differ: a positive control for
   models too small to follow the constitution themselves. The provenance records the mode, the teacher's
@@ -34,20 +34,20 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from sami.backends import Backend, BackendConfig, Completion, SamplingParams, make_backend
-from sami.config import ConfigError, config_differences, config_hash, load_yaml, redacted, save_yaml, to_dict
-from sami.data import DataError, parse_record, read_appended
-from sami.filters import FilterConfig, reject_reason
-from sami.locks import hold
-from sami.pools import PoolConfig, PoolItem, load_pool
-from sami.principles import STRATEGIES, load_library, sample_constitutions
-from sami.rewrites import APPLIED_LAST
-from sami.templates import (
+from sami.backends.base import Backend, BackendConfig, Completion, SamplingParams, make_backend
+from sami.core.config import ConfigError, config_differences, config_hash, load_yaml, redacted, save_yaml, to_dict
+from sami.core.locks import hold
+from sami.data.pools import PoolConfig, PoolItem, load_pool
+from sami.data.principles import STRATEGIES, load_library, sample_constitutions
+from sami.data.records import DataError, parse_record, read_appended
+from sami.data.rewrites import APPLIED_LAST
+from sami.data.templates import (
     GEN_CHAT_TEMPLATE,
     GENERATION_TEMPLATES,
     generation_prompt,
     render_constitution,
 )
+from sami.generate.filters import FilterConfig, reject_reason
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ TEACHER_MODES: tuple[str, ...] = ("constitution", "rewrite")
 
 @dataclass
 class ConstitutionSettings:
-    """How each query's constitutions are drawn (``sami.principles.sample_constitutions``).
+    """How each query's constitutions are drawn (``sami.data.principles.sample_constitutions``).
 
     principles: names of the principles to use for every query; None uses each query's category principles.
     library: extra principle YAML files (they add to or override the built-in library).
@@ -218,7 +218,7 @@ def check_rewritable(cfg: GenerateConfig, library) -> None:
 
 def rewrite_responses(principles, constitutions, answer: Completion) -> tuple[list[Completion], list, str | None]:
     """Each constitution's response made from the one ``answer``: per principle, in ``principles``' order
-    (case rewrites last, ``sami.rewrites.APPLIED_LAST``), the rewrite of the side that constitution gives it.
+    (case rewrites last, ``sami.data.rewrites.APPLIED_LAST``), the rewrite of the side that constitution gives it.
     Returns the completions (finish reason and token count of the answer), the rewrites applied per response,
     and the reason to drop the record (the first side whose checker the result fails) or None."""
     completions, applied, reason = [], [], None
@@ -267,10 +267,10 @@ def check_output(output: Path) -> None:
 
 def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateResult:
     """Run (or resume) generation into ``cfg.output``, which no other run may write meanwhile
-    (``sami.locks``). ``backend`` overrides ``cfg.teacher`` (tests, iterate)."""
+    (``sami.core.locks``). ``backend`` overrides ``cfg.teacher`` (tests, iterate)."""
     check_output(Path(cfg.output))
     if backend is None and cfg.teacher.kind != "openai":
-        from sami.models import check_reference
+        from sami.models.loading import check_reference
 
         check_reference(cfg.teacher.model)
     with hold(cfg.output, folder=False, what="this generation"):

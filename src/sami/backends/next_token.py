@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sami.backend_tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_ids, prompt_text
+from sami.backends.tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_ids, prompt_text
 
 TOP_LOGPROBS = 20  # the most OpenAI's API and a default vLLM server return
 VLLM_CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}  # vLLM extensions, extra_body

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from sami.checkpoints import data_sha256
-from sami.config import config_hash, to_dict
-from sami.models import model_folder, training_config
-from sami.train_config import NOT_USED, TrainConfig, compare_configs
+from sami.core.config import config_hash, to_dict
+from sami.models.loading import model_folder, training_config
+from sami.train.checkpoints import data_sha256
+from sami.train.config import NOT_USED, TrainConfig, compare_configs
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def numbered_checkpoints(out: Path, prefix: str) -> list[Path]:
 def recorded_method(out: Path) -> tuple[str, Path] | None:
     """The method a run folder holds and the file that says so (its ``config.yaml``, else the model's); None
     for a folder no run has written into yet. A folder with checkpoints but neither file is named by them."""
-    from sami.config import load_yaml
+    from sami.core.config import load_yaml
 
     out = Path(out)
     for path in (out / "config.yaml", out / "model" / "sami_config.yaml"):
@@ -200,7 +200,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
 
 def provenance(cfg: TrainConfig, steps: int, num_processes: int, segments: list[dict] | None = None) -> dict:
     """What produced a trained model: config hash, data file hash, model source, template, versions, and the
-    run's segments (a start, and each resume that extended it: ``sami.checkpoints.segment``)."""
+    run's segments (a start, and each resume that extended it: ``sami.train.checkpoints.segment``)."""
     return {
         "method": cfg.method,
         "config_hash": config_hash(cfg),

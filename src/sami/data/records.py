@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sami.principles import SIDES, Constitution, ConstitutionItem
+from sami.data.principles import SIDES, Constitution, ConstitutionItem
 
 CATEGORIES: tuple[str, ...] = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
 FIELDS: tuple[str, ...] = ("id", "category", "query", "constitutions", "responses", "provenance")

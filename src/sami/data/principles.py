@@ -6,7 +6,7 @@ the constitutions of one query differ by which principles are flipped to their a
 
 The built-in library (``sami/data/principles.yaml``) holds the nine principles of the multi-task
 experiments, mapped to the eight MT-Bench categories, and a set of *verifiable* principles whose
-adherence a program can check (see ``sami.checkers``). Users add or override principles with their own
+adherence a program can check (see ``sami.data.checkers``). Users add or override principles with their own
 YAML files in the same format, given per run or added once by a plugin (``register_library``, ``sami.plugins``).
 """
 
@@ -20,9 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from sami.checkers import CheckerSpec
-from sami.config import load_yaml
-from sami.rewrites import RewriteSpec
+from sami.core.config import load_yaml
+from sami.data.checkers import CheckerSpec
+from sami.data.rewrites import RewriteSpec
 
 Side = Literal["strong", "weak", "antithesis"]
 SIDES: tuple[str, ...] = ("strong", "weak", "antithesis")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sami.backends import Completion
-from sami.principles import Constitution
+from sami.backends.base import Completion
+from sami.data.principles import Constitution
 
 
 @dataclass

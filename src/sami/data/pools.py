@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from sami.data import CATEGORIES, json_lines
+from sami.data.records import CATEGORIES, json_lines
 
 POOL_KINDS: tuple[str, ...] = ("builtin", "file", "hf", "reasoning_gym", "multi-task-v1")
 
@@ -287,6 +287,6 @@ def parse_pool_spec(spec: str) -> PoolSource:
             values.setdefault("options", {})[key.removeprefix("options.")] = yaml.safe_load(value)
         else:
             values[key] = value
-    from sami.config import from_dict
+    from sami.core.config import from_dict
 
     return from_dict(PoolSource, values, source=f"pool spec {spec!r}")

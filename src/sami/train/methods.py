@@ -1,8 +1,8 @@
 """The training methods, one entry each: what a method takes from a record, what trains it, and the line
 ``sami train`` prints for one of its steps.
 
-A method's settings are its section of ``TrainConfig`` (the field named after it, ``sami.train_config``); a
-method TRL trains has its recipe in ``sami.trl_methods``, from which its entry here is made. ``sami.train``
+A method's settings are its section of ``TrainConfig`` (the field named after it, ``sami.train.config``); a
+method TRL trains has its recipe in ``sami.train.trl_recipes``, from which its entry here is made. ``sami.train.run``
 dispatches over this table, the CLI's summary lines come from it, and ``sami experiment`` trains whichever
 of its methods a study lists.
 """
@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sami.baselines import train_baseline
-from sami.data import Record
-from sami.encoding import encode_records
-from sami.loop import train_sami
-from sami.runfolder import TrainResult
-from sami.train_config import TrainConfig
-from sami.trl_methods import RECIPES
+from sami.data.records import Record
+from sami.train.config import TrainConfig
+from sami.train.encoding import encode_records
+from sami.train.runfolder import TrainResult
+from sami.train.sami_loop import train_sami
+from sami.train.trl_recipes import RECIPES
+from sami.train.trl_runner import train_baseline
 
 NAN = float("nan")
 

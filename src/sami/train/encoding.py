@@ -2,17 +2,17 @@
 
 Shared by SAMI's training loop and ``sami eval mi`` (the bound is computed on exactly the tokens SAMI trains
 on), so evaluation does not import a trainer. The baselines' examples are tokenised by the same functions
-(``sami.logprobs.encode_prompt`` / ``encode_responses``) in ``sami.pairs``.
+(``sami.core.logprobs.encode_prompt`` / ``encode_responses``) in ``sami.train.pairs``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sami.data import Record
-from sami.logprobs import QueryTokens, encode_query
-from sami.templates import build_prompt, render_constitution, response_end_token, response_text
-from sami.train_config import TrainConfig
+from sami.core.logprobs import QueryTokens, encode_query
+from sami.data.records import Record
+from sami.data.templates import build_prompt, render_constitution, response_end_token, response_text
+from sami.train.config import TrainConfig
 
 
 def encode_records(records: Sequence[Record], tokenizer, cfg: TrainConfig) -> list[QueryTokens]:

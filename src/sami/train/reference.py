@@ -1,7 +1,7 @@
 """The reference of anchored SAMI: the starting model's diagonal log-probs L_ref[i, i].
 
 ``sami.ref_weight`` penalises each diagonal response's drift from the model training started from
-(``sami.objective.reference_penalty``). As with DPO's reference, LoRA needs no second model (the same
+(``sami.core.objective.reference_penalty``). As with DPO's reference, LoRA needs no second model (the same
 network with its adapters disabled) and full fine-tuning computes the reference once before training and
 keeps C numbers per query. See docs/DESIGN.md, "Anchored SAMI and the reference".
 """
@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from sami.logprobs import QueryTokens, batch_logprob_matrices
-from sami.train_config import TrainConfig
+from sami.core.logprobs import QueryTokens, batch_logprob_matrices
+from sami.train.config import TrainConfig
 
 Reference = Callable[[list[QueryTokens]], torch.Tensor]  # B queries of one C -> (B, C) diagonal log-probs
 

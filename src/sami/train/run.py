@@ -1,7 +1,7 @@
 """``sami train``: check the paths, take the output folder's lock, and hand the run to its method.
 
 Which function trains a method, how its examples come from a record and what its console line shows is
-the method's entry in ``sami.methods``; this module only does what every method needs first, before any
+the method's entry in ``sami.train.methods``; this module only does what every method needs first, before any
 model loads.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sami.locks import hold
-from sami.methods import method_entry
-from sami.models import check_reference
-from sami.runfolder import TrainResult, check_run_folder
-from sami.train_config import TrainConfig
+from sami.core.locks import hold
+from sami.models.loading import check_reference
+from sami.train.config import TrainConfig
+from sami.train.methods import method_entry
+from sami.train.runfolder import TrainResult, check_run_folder
 
 
 def check_paths(cfg: TrainConfig) -> None:
@@ -34,7 +34,7 @@ def check_paths(cfg: TrainConfig) -> None:
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train a student with ``cfg.method`` on ``cfg.data``; writes checkpoints, metrics and ``model/`` under
-    output_dir, which no other run may write meanwhile (``sami.locks``)."""
+    output_dir, which no other run may write meanwhile (``sami.core.locks``)."""
     entry = method_entry(cfg.method)
     check_paths(cfg)
     with hold(cfg.output_dir, folder=True, what="this training run"):

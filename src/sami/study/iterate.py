@@ -22,12 +22,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sami.backends import BackendConfig
-from sami.config import save_yaml
-from sami.generate import GenerateConfig, GenerateResult, generate
-from sami.runfolder import TrainResult
-from sami.train import train
-from sami.train_config import TrainConfig
+from sami.backends.base import BackendConfig
+from sami.core.config import save_yaml
+from sami.generate.run import GenerateConfig, GenerateResult, generate
+from sami.train.config import TrainConfig
+from sami.train.run import train
+from sami.train.runfolder import TrainResult
 
 logger = logging.getLogger(__name__)
 

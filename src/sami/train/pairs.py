@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sami.data import Record
-from sami.logprobs import encode_prompt, encode_responses
-from sami.templates import build_prompt, render_constitution, response_end_token, response_text
+from sami.core.logprobs import encode_prompt, encode_responses
+from sami.data.records import Record
+from sami.data.templates import build_prompt, render_constitution, response_end_token, response_text
 
 POSITIVE = 0  # index of the positive constitution in every record
 PROMPT_CONSTITUTIONS: tuple[str, ...] = ("positive", "none")

@@ -3,7 +3,7 @@ token-id rows it takes from a record.
 
 SFT, DPO and KTO are TRL's stable trainers; ORPO and SimPO live in ``trl.experimental`` in TRL 1.16 (SimPO is
 the CPO trainer with ``loss_type="simpo"`` and its NLL term off). Every trainer here receives token ids made
-by ``sami.pairs`` (SAMI's own tokenisation), never text: each is a small subclass that skips TRL's own
+by ``sami.train.pairs`` (SAMI's own tokenisation), never text: each is a small subclass that skips TRL's own
 tokenisation, which would tokenise prompt + completion as one string and append EOS as text. For DPO and
 KTO that means overriding the private ``_prepare_dataset``; for ORPO and CPO the public ``tokenize_row``.
 Both are why TRL is pinned to 1.16.x; the tests check the tokens and the step-1 losses.
@@ -15,8 +15,9 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sami.data import Record
-from sami.pairs import (
+from sami.data.records import Record
+from sami.train.config import TrainConfig
+from sami.train.pairs import (
     PromptSettings,
     dpo_pairs,
     kto_examples,
@@ -25,7 +26,6 @@ from sami.pairs import (
     tokenize_sft,
     tokenize_unpaired,
 )
-from sami.train_config import TrainConfig
 
 
 @dataclass(frozen=True)

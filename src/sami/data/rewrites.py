@@ -8,7 +8,7 @@ exactly in what the constitutions ask for: a positive control, in which the cons
 determines the response and a method is given a learnable signal that it must find.
 
 Rewrites are pure functions ``(text, **params) -> str``, registered by name like the checkers
-(``sami.checkers``); a principle's rewrite must make the answer pass that side's checker, which generation
+(``sami.data.checkers``); a principle's rewrite must make the answer pass that side's checker, which generation
 verifies for every response it writes.
 """
 
@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Callable
 
-from sami.checkers import NamedCall
+from sami.data.checkers import NamedCall
 
 REWRITES: dict[str, Callable[..., str]] = {}
 APPLIED_LAST: set[str] = set()  # rewrites of the whole text's form (case) that must see every other rewrite's words

@@ -26,7 +26,12 @@ from pathlib import Path
 
 import torch
 
-from sami.checkpoints import (
+from sami.core.config import flatten, save_yaml, to_dict
+from sami.core.logprobs import QueryTokens, batch_logprob_matrices, count_cuts
+from sami.core.objective import sami_loss, sami_metrics
+from sami.data.records import Record, read_records
+from sami.models.loading import load_model
+from sami.train.checkpoints import (
     data_sha256,
     guarded_save,
     log_cuts,
@@ -34,14 +39,10 @@ from sami.checkpoints import (
     segment,
     write_manifest,
 )
-from sami.config import flatten, save_yaml, to_dict
-from sami.data import Record, read_records
-from sami.encoding import encode_records
-from sami.logprobs import QueryTokens, batch_logprob_matrices, count_cuts
-from sami.models import load_model
-from sami.objective import sami_loss, sami_metrics
-from sami.reference import Reference, lora_reference, precomputed_reference
-from sami.runfolder import (
+from sami.train.config import TrainConfig
+from sami.train.encoding import encode_records
+from sami.train.reference import Reference, lora_reference, precomputed_reference
+from sami.train.runfolder import (
     CHECKPOINTS,
     METRICS,
     SAMI_CHECKPOINT,
@@ -57,7 +58,6 @@ from sami.runfolder import (
     resolve_precision,
     truncate_metrics,
 )
-from sami.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class _Run:
 
 def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
     """Train ``cfg.model`` with SAMI on ``cfg.data``; the output folder is checked and locked by the caller
-    (``sami.train.train``)."""
+    (``sami.train.run.train``)."""
     from tqdm.auto import tqdm
 
     run = _start(cfg, resume)
@@ -439,7 +439,7 @@ def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_nor
 
 def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_info: dict) -> None:
     """Write step-N into a temporary folder with its manifest, then rename it: a checkpoint is complete or
-    absent, and a failed save (a full disk) leaves no partial folder behind (``sami.checkpoints``)."""
+    absent, and a failed save (a full disk) leaves no partial folder behind (``sami.train.checkpoints``)."""
     target = out / CHECKPOINTS / f"step-{step}"
     partial = out / CHECKPOINTS / f".step-{step}.partial"
     accelerator.wait_for_everyone()

@@ -1,0 +1,1 @@
+"""``sami generate``: a teacher writes constitution-conditioned responses, which are filtered."""
