@@ -25,7 +25,8 @@ import time
 
 import torch
 
-from sami.backends.base import SamplingParams, TransformersBackend, load_inference_model
+from sami.backends.base import SamplingParams
+from sami.backends.transformers_backend import TransformersBackend, load_inference_model
 from sami.data.pools import builtin_items
 from sami.data.principles import load_library, sample_constitutions
 from sami.data.templates import GEN_CHAT_TEMPLATE, generation_prompt

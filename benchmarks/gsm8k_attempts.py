@@ -26,7 +26,8 @@ import time
 
 import torch
 
-from sami.backends.base import SamplingParams, TransformersBackend, load_inference_model
+from sami.backends.base import SamplingParams
+from sami.backends.transformers_backend import TransformersBackend, load_inference_model
 from sami.eval.gsm8k_data import build_prompt, load_problems
 
 

@@ -3,15 +3,9 @@ import json
 import pytest
 import torch
 
-from sami.backends.base import (
-    BackendConfig,
-    OpenAIBackend,
-    ResponseCache,
-    SamplingParams,
-    TransformersBackend,
-    load_inference_model,
-    make_backend,
-)
+from sami.backends.base import BackendConfig, SamplingParams, make_backend
+from sami.backends.openai_backend import OpenAIBackend, ResponseCache
+from sami.backends.transformers_backend import TransformersBackend, load_inference_model
 from tests.openai_server import serve_openai
 
 PROMPTS = [
@@ -110,6 +104,40 @@ def test_make_backend_loads_a_model_folder(tiny_model_dir):
     assert out[0].num_tokens == 3
 
 
+BUILD_EVERY_KIND = """
+import json, sys
+from sami.backends.base import BACKENDS, BackendConfig, make_backend
+
+built = {"kinds": sorted(BACKENDS)}
+local = make_backend(BackendConfig(model=sys.argv[1], batch_size=2))
+built["transformers"] = [type(local).__name__, local.describe()["batch_size"]]
+url = "http://127.0.0.1:9/v1"
+endpoint = make_backend(BackendConfig(kind="openai", model="m", base_url=url, cache_dir=sys.argv[2]))
+built["openai"] = [type(endpoint).__name__, endpoint.describe()["base_url"]]
+try:
+    built["vllm"] = type(make_backend(BackendConfig(kind="vllm", model=sys.argv[1]))).__name__
+except ImportError as err:  # registered, but vLLM is not installed in this environment
+    built["vllm"] = str(err)
+print(json.dumps(built))
+"""
+
+
+def test_base_alone_builds_every_built_in_kind(tiny_model_dir, tmp_path):
+    """A fresh interpreter that imports only ``sami.backends.base`` finds all three built-in kinds registered
+    (the package's ``__init__`` imports their modules) and builds them."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", BUILD_EVERY_KIND, str(tiny_model_dir), str(tmp_path)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    built = json.loads(done.stdout.splitlines()[-1])
+    assert built["kinds"] == ["openai", "transformers", "vllm"]
+    assert built["transformers"] == ["TransformersBackend", 2]
+    assert built["openai"] == ["OpenAIBackend", "http://127.0.0.1:9/v1"]
+    assert built["vllm"] == "VLLMBackend" or "the vllm backend needs vLLM" in built["vllm"]
+
+
 def _http_backend(base_url, tmp_path, **kw):
     cfg = BackendConfig(kind="openai", model="tiny", base_url=base_url, cache_dir=str(tmp_path / "cache"), **kw)
     return OpenAIBackend(cfg)
@@ -144,7 +172,7 @@ def test_http_backend_retries_after_a_timeout(backend, tmp_path):
 def test_http_backend_gives_up_after_its_retries(backend, tmp_path):
     import openai
 
-    from sami.backends.base import EndpointError
+    from sami.backends.openai_backend import EndpointError
 
     with serve_openai(backend, faults=["500"] * 3) as server:
         remote = _http_backend(server.base_url, tmp_path, max_retries=1)

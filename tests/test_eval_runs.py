@@ -202,7 +202,7 @@ def test_mtbench_fastchat_protocol_answers_both_turns(tmp_path, tiny_model_dir):
 
 
 def test_mi_matches_the_training_objective(tmp_path, tiny_model_dir):
-    from sami.backends.base import load_inference_model
+    from sami.backends.transformers_backend import load_inference_model
     from sami.core.logprobs import batch_logprob_matrices
     from sami.core.objective import sami_metrics
     from sami.data.records import read_records
@@ -280,7 +280,7 @@ def test_adherence_together_shows_the_whole_constitution_and_flips_one_principle
 
 
 def test_http_judge_retries_times_out_and_hits_its_cache(tmp_path, tiny_model_dir, lively_model, tokenizer):
-    from sami.backends.base import TransformersBackend
+    from sami.backends.transformers_backend import TransformersBackend
     from tests.openai_server import serve_openai
 
     mt = MTBenchConfig(categories=["writing"], per_category=1, max_new_tokens=4, judge_max_new_tokens=6)

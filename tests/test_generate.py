@@ -3,7 +3,8 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from sami.backends.base import Completion, SamplingParams, TransformersBackend
+from sami.backends.base import Completion, SamplingParams
+from sami.backends.transformers_backend import TransformersBackend
 from sami.cli import main as cli_main
 from sami.core.config import ConfigError, from_dict, to_dict
 from sami.data.principles import Constitution, ConstitutionItem

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import sami.models.loading as models
-from sami.backends.base import load_inference_model
+from sami.backends.transformers_backend import load_inference_model
 from sami.cli import main as cli_main
 from sami.eval.store import read_jsonl
 from sami.models.loading import load_trained, materialize

@@ -6,8 +6,10 @@ import math
 import pytest
 import torch
 
-from sami.backends.base import BackendConfig, OpenAIBackend, TransformersBackend
+from sami.backends.base import BackendConfig
 from sami.backends.next_token import CandidateProbs, from_top_logprobs
+from sami.backends.openai_backend import OpenAIBackend
+from sami.backends.transformers_backend import TransformersBackend
 from tests.conftest import tiny_llama
 from tests.openai_server import serve_openai
 

@@ -82,7 +82,8 @@ def test_a_rewrite_that_fails_its_checker_drops_the_record():
 
 
 def test_rewrite_teacher_generates_one_answer_per_query(tmp_path, pool_file, lively_model, tokenizer):  # noqa: F811
-    from sami.backends.base import SamplingParams, TransformersBackend
+    from sami.backends.base import SamplingParams
+    from sami.backends.transformers_backend import TransformersBackend
 
     cfg = gen_cfg(
         tmp_path,

@@ -26,8 +26,11 @@ import yaml
 
 pytest.importorskip("vllm", reason="the vLLM tier runs in make test-vllm's environment")
 
-from sami.backends.base import BackendConfig, OpenAIBackend, SamplingParams, TransformersBackend, VLLMBackend  # noqa: E402
+from sami.backends.base import BackendConfig, SamplingParams  # noqa: E402
+from sami.backends.openai_backend import OpenAIBackend  # noqa: E402
 from sami.backends.tools import prompt_ids  # noqa: E402
+from sami.backends.transformers_backend import TransformersBackend  # noqa: E402
+from sami.backends.vllm_backend import VLLMBackend  # noqa: E402
 from sami.cli import main as cli_main  # noqa: E402
 from sami.core.config import from_dict  # noqa: E402
 from sami.core.logprobs import batch_logprob_matrices  # noqa: E402

@@ -534,7 +534,7 @@ def _print_error(err: BaseException) -> int:
 def describe_error(err: BaseException) -> tuple[int, str]:
     """Exit code and message of an error: 2 for bad input (a config, data file, path, model or endpoint that
     is wrong or busy; the message names it), 1 for anything else, with a pointer to ``--debug``."""
-    from sami.backends.base import EndpointError
+    from sami.backends.openai_backend import EndpointError
     from sami.core.locks import OutputBusy
     from sami.models.loading import EmbeddedModelMissing
     from sami.train.checkpoints import CheckpointError

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from sami.backends.base import load_inference_model, make_backend
+from sami.backends.base import make_backend
+from sami.backends.transformers_backend import load_inference_model
 from sami.core.logprobs import QueryTokens, batch_logprob_matrices
 from sami.core.objective import sami_metrics
 from sami.core.stats import bootstrap_mean, bounded_mean
