@@ -178,7 +178,7 @@ def test_init_from_refuses_what_is_not_a_model(tmp_path, tiny_model_dir):
     cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=1, save_every=1)
     result = train(cfg)
     with pytest.raises(ValueError, match="training-state checkpoint"):
-        load_model(cfg.model, init_from=str(result.output_dir / "checkpoints" / "step-1"))
+        load_model(cfg.model, init_from=str(result.output_dir / "checkpoints" / "checkpoint-1"))
     with pytest.raises(FileNotFoundError, match="no such folder"):
         load_model(cfg.model, init_from=str(tmp_path / "missing"))
 

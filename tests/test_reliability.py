@@ -61,7 +61,7 @@ def test_resume_refuses_changed_settings_and_data_and_records_an_extension(tmp_p
     with pytest.raises(ConfigError, match=r"  data: .* -> "):
         train(other_file, resume=True)
     data.write_text("".join(EXAMPLE_DATA.read_text().splitlines(keepends=True)[:-1]))  # same path, other content
-    with pytest.raises(ConfigError, match="the content of .*data.jsonl changed since step-2"):
+    with pytest.raises(ConfigError, match="the content of .*data.jsonl changed since checkpoint-2"):
         train(cfg, resume=True)
     shutil.copy(EXAMPLE_DATA, data)
 
@@ -136,12 +136,12 @@ def test_a_damaged_sami_checkpoint_falls_back_to_the_intact_one(tmp_path, tiny_m
     cfg = make_cfg(tmp_path, tiny_model_dir, "damaged", **kw)
     train(cfg)
     out = Path(cfg.output_dir)
-    weights = out / "checkpoints" / "step-4" / "model.safetensors"
+    weights = out / "checkpoints" / "checkpoint-4" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # truncated
     shutil.rmtree(out / "model")
     resumed = train(cfg, resume=True)
     assert f"{weights} has 100 bytes" in caplog.text
-    assert (out / "checkpoints" / "damaged-step-4").is_dir()
+    assert (out / "checkpoints" / "damaged-checkpoint-4").is_dir()
     assert [m["step"] for m in resumed.metrics] == [3, 4]  # from step-2
     assert_same_weights(whole.model_dir, resumed.model_dir)
 
@@ -177,9 +177,9 @@ def test_a_full_disk_during_a_sami_checkpoint_removes_it_and_says_so(tmp_path, t
         _no_space()
 
     monkeypatch.setattr(Accelerator, "save_state", half_written)
-    with pytest.raises(CheckpointError, match="could not write checkpoint step-2: no space left on .*checkpoints"):
+    with pytest.raises(CheckpointError, match="write checkpoint checkpoint-2: no space left on .*checkpoints"):
         train(cfg)
-    assert list((Path(cfg.output_dir) / "checkpoints").iterdir()) == []  # no .step-2.partial holding the space
+    assert list((Path(cfg.output_dir) / "checkpoints").iterdir()) == []  # no .checkpoint-2.partial holding the space
     monkeypatch.setattr(Accelerator, "save_state", real)
     assert train(cfg, resume=True).steps == 4
 
@@ -542,8 +542,8 @@ def test_saturated_training_warns_and_the_report_says_so(tmp_path, tiny_model_di
 # ------------------------------------------------------------------------------- a folder holds one thing
 
 
-@pytest.mark.parametrize("method, prefix", [("sft", "checkpoint"), ("dpo", "checkpoint"), ("sami", "step")])
-def test_resuming_a_finished_run_trains_and_writes_nothing(tmp_path, tiny_model_dir, method, prefix):
+@pytest.mark.parametrize("method", ["sft", "dpo", "sami"])
+def test_resuming_a_finished_run_trains_and_writes_nothing(tmp_path, tiny_model_dir, method):
     cfg = make_cfg(tmp_path, tiny_model_dir, method=method, max_steps=4, save_every=2, optim={"scheduler": "constant"})
     first = train(cfg)
     files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.model_dir.iterdir()}
@@ -551,7 +551,7 @@ def test_resuming_a_finished_run_trains_and_writes_nothing(tmp_path, tiny_model_
     assert again.steps == 4 and again.metrics == []
     out = Path(cfg.output_dir)
     assert [m["step"] for m in metrics(out)] == [1, 2, 3, 4]
-    assert sorted(p.name for p in (out / "checkpoints").glob(f"{prefix}-*")) == [f"{prefix}-2", f"{prefix}-4"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.is_dir()) == ["checkpoint-2", "checkpoint-4"]
     # model/ is left as it was: an evaluation bound to it (models.json) stays valid
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in again.model_dir.iterdir()} == files
 
@@ -591,6 +591,23 @@ def test_a_method_does_not_write_into_another_method_s_folder(tmp_path, tiny_mod
     assert f"{out} holds a {first} run" in line and f"--method {second}" in line
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == listing  # nothing written
     assert cli_main([*args, "--method", first, "--resume"]) == 0
+
+
+def test_a_run_folder_without_its_config_is_named_by_its_checkpoints(tmp_path):
+    from sami.train.runfolder import recorded_method
+
+    out = tmp_path / "run"
+    assert recorded_method(out) is None
+    sami_state, hf_state = {"step": 2}, {"global_step": 2, "max_steps": 4}
+    for name, state, method in [("checkpoint-2", sami_state, "sami"), ("checkpoint-2", hf_state, "a TRL method's"),
+                                ("checkpoint-2", None, "a TRL method's"), ("step-2", None, "sami")]:  # fmt: skip
+        shutil.rmtree(out, ignore_errors=True)
+        (out / "checkpoints" / name).mkdir(parents=True)
+        if state is not None:
+            (out / "checkpoints" / name / "trainer_state.json").write_text(json.dumps(state))
+        assert recorded_method(out) == (method, out / "checkpoints"), (name, state)
+    (out / "config.yaml").write_text("method: dpo\n")  # the run's own config says it first
+    assert recorded_method(out) == ("dpo", out / "config.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -686,27 +703,27 @@ def _truncate(path: Path) -> None:
 def test_damage_the_manifest_does_not_describe_falls_back(tmp_path, tiny_model_dir, caplog, damage):
     cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=4, save_every=2)
     out = Path(train(cfg).output_dir)
-    damage(out / "checkpoints" / "step-4")
+    damage(out / "checkpoints" / "checkpoint-4")
     shutil.rmtree(out / "model")
     resumed = train(cfg, resume=True)
     assert [m["step"] for m in resumed.metrics] == [3, 4]  # from step-2
-    assert (out / "checkpoints" / "damaged-step-4").is_dir()
+    assert (out / "checkpoints" / "damaged-checkpoint-4").is_dir()
 
 
 def test_copied_checkpoint_folders_are_not_checkpoints_and_all_damaged_is_an_error(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "run"
     args = _train_args(tiny_model_dir, out)
     assert cli_main(args) == 0
-    shutil.copytree(out / "checkpoints" / "step-2", out / "checkpoints" / "step-6.bak")
-    shutil.copytree(out / "checkpoints" / "step-2", out / "checkpoints" / "checkpoint-6.bak")
+    shutil.copytree(out / "checkpoints" / "checkpoint-2", out / "checkpoints" / "checkpoint-6.bak")
+    shutil.copytree(out / "checkpoints" / "checkpoint-2", out / "checkpoints" / "step-6.bak")
     assert cli_main([*args, "--resume"]) == 0
     capsys.readouterr()
-    for step in ("step-1", "step-2"):
+    for step in ("checkpoint-1", "checkpoint-2"):
         _truncate(out / "checkpoints" / step / "model.safetensors")
     assert cli_main([*args, "--resume"]) == 1
     line = _one_error_line(capsys)
-    assert "every checkpoint in" in line and "is damaged (step-1, step-2" in line
-    assert not (out / "checkpoints" / "step-1").exists()  # moved aside, not trained over
+    assert "every checkpoint in" in line and "is damaged (checkpoint-1, checkpoint-2" in line
+    assert not (out / "checkpoints" / "checkpoint-1").exists()  # moved aside, not trained over
 
 
 def _safetensors_full_disk(*args, **kwargs):
@@ -729,7 +746,7 @@ def test_a_full_disk_reported_by_safetensors_removes_the_partial_sami_checkpoint
 
     monkeypatch.setattr(Accelerator, "save_state", half_written)
     cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=2, save_every=1, model={"finetune": "lora"})
-    with pytest.raises(CheckpointError, match="could not write checkpoint step-1: no space left on .*checkpoints"):
+    with pytest.raises(CheckpointError, match="write checkpoint checkpoint-1: no space left on .*checkpoints"):
         train(cfg)
     assert list((Path(cfg.output_dir) / "checkpoints").iterdir()) == []
 

@@ -133,7 +133,47 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_model_dir, monkeypatch):
         assert mw["lr"] == pytest.approx(mr["lr"])
     assert [m["step"] for m in metrics(resumed.output_dir)] == [1, 2, 3, 4, 5]  # step 3 once, not twice
     steps = sorted(p.name for p in (resumed.output_dir / "checkpoints").iterdir())
-    assert steps == ["step-4", "step-5"]  # keep_checkpoints = 2
+    assert steps == ["checkpoint-4", "checkpoint-5"]  # keep_checkpoints = 2
+
+
+def test_a_run_folder_with_old_step_n_checkpoints_resumes(tmp_path, tiny_model_dir, monkeypatch):
+    """SAMI named its checkpoints step-N before it wrote checkpoint-N as the TRL methods do: a folder of such
+    checkpoints still refuses a fresh run, resumes from its newest one, rotates them away, and is still no
+    model to start from."""
+    kw = dict(max_steps=5, save_every=2, queries_per_device=2)
+    whole = train(make_cfg(tmp_path, tiny_model_dir, "whole", **kw))
+
+    cfg = make_cfg(tmp_path, tiny_model_dir, "old", **kw)
+    real = loop_module._step_metrics
+
+    def crash_at_step_5(accelerator, step, *args):
+        if step == 5:
+            raise KeyboardInterrupt
+        return real(accelerator, step, *args)
+
+    monkeypatch.setattr(loop_module, "_step_metrics", crash_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(loop_module, "_step_metrics", real)
+    checkpoints = Path(cfg.output_dir) / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    for step in (2, 4):  # as an earlier version left them: a manifest lists files by path inside the folder
+        manifest = json.loads((checkpoints / f"checkpoint-{step}" / "manifest.json").read_text())
+        assert manifest["step"] == step and not any("checkpoint-" in name for name in manifest["files"])
+        (checkpoints / f"checkpoint-{step}").rename(checkpoints / f"step-{step}")
+
+    with pytest.raises(FileExistsError, match=r"\(step-4\); pass --resume"):
+        train(cfg)
+    with pytest.raises(ValueError, match="training-state checkpoint"):
+        load_model(cfg.model, init_from=str(checkpoints / "step-4"))
+    resumed = train(cfg, resume=True)
+
+    assert [m["step"] for m in resumed.metrics] == [5]  # from step-4, the newest
+    assert_same_weights(whole.model_dir, resumed.model_dir)
+    assert resumed.metrics[0]["loss"] == pytest.approx(whole.metrics[4]["loss"], abs=1e-6)
+    assert resumed.metrics[0]["lr"] == pytest.approx(whole.metrics[4]["lr"])
+    assert [m["step"] for m in metrics(resumed.output_dir)] == [1, 2, 3, 4, 5]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-5", "step-4"]  # keep_checkpoints = 2
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
@@ -150,7 +190,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, tiny_model_dir, monk
     with pytest.raises(TrainingDiverged, match="step 3"):
         train(cfg)
     out = Path(cfg.output_dir)
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-2"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2"]
     assert not (out / "model").exists()
     assert [m["step"] for m in metrics(out)] == [1, 2]
     # The good checkpoint still loads: resuming (without the NaN) finishes the run.
@@ -284,7 +324,7 @@ def test_non_finite_gradient_stops_training(tmp_path, tiny_model_dir, monkeypatc
     cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=3, save_every=1, optim={"max_grad_norm": 0.0})
     with pytest.raises(TrainingDiverged, match="gradient norm at step 2"):
         train(cfg)
-    assert sorted(p.name for p in (Path(cfg.output_dir) / "checkpoints").iterdir()) == ["step-1"]
+    assert sorted(p.name for p in (Path(cfg.output_dir) / "checkpoints").iterdir()) == ["checkpoint-1"]
 
 
 def test_anchored_sami_trains_and_logs_fluency(tmp_path, tiny_model_dir):

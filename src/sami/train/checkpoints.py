@@ -1,8 +1,11 @@
 """Checkpoints that say what they hold, and resumes that run only what the run folder says ran.
 
-Every checkpoint folder (SAMI's ``checkpoints/step-N``, TRL's ``checkpoints/checkpoint-N``) gets a
-``manifest.json``: its files with sizes and SHA-256 hashes, the training data's hash, and the run's
-segments (one per start or resume: the step it started from and the length it was given). A resume
+Every method writes its checkpoints as ``checkpoints/checkpoint-N`` (the HF Trainer's name; SAMI's loop wrote
+``step-N`` before, and such folders are still listed, resumed and rotated: ``numbered_checkpoints``). A
+checkpoint is finished once its ``trainer_state.json`` is written (last, by SAMI's loop and the HF Trainer
+alike). Every checkpoint folder gets a ``manifest.json``: its files with sizes and SHA-256 hashes, the
+training data's hash, and the run's segments (one per start or resume: the step it started from and the
+length it was given). A resume (``resume_point``, the one used by every method)
 
 - verifies the newest checkpoint against its manifest and falls back to the newest intact one, moving a
   damaged one aside to ``checkpoints/damaged-<name>`` and saying which file is wrong (``latest_intact``);
@@ -31,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
+CHECKPOINTS = "checkpoints"  # every method's checkpoint folders, under the output folder
+CHECKPOINT_PREFIX = "checkpoint"  # a checkpoint folder is named checkpoint-<step>, whichever method wrote it
+OLD_SAMI_PREFIX = "step"  # SAMI's loop named its checkpoints step-<step> before; still read
+STATE_FILE = "trainer_state.json"  # written last into a finished checkpoint
 # Settings a resume may change: they extend the run, or only decide logging and checkpoint keeping.
 RESUMABLE_CHANGES = ("max_steps", "epochs", "output_dir", "save_every", "keep_checkpoints", "log_every", "report_to")
 
@@ -133,24 +140,70 @@ def latest_intact(complete: list[Path], *, move_aside: bool = True) -> Path | No
     return None
 
 
-def resume_point(cfg: TrainConfig, complete: list[Path] | None, main: bool) -> tuple[Path | None, list[dict]]:
-    """The checkpoint a run continues from (the newest intact of ``complete``, oldest first; None without
-    ``--resume``) and the run's segments so far, checked before anything loads (``check_resume``).
+# ------------------------------------------------------------------------------------------ the folders
 
-    Every process verifies; the main one moves damaged checkpoints aside. When every checkpoint is damaged
-    the run does not silently start again from step 0: that is an error naming them."""
+
+def checkpoint_name(step: int) -> str:
+    """The folder name of the checkpoint at ``step``, whichever method writes it."""
+    return f"{CHECKPOINT_PREFIX}-{step}"
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """N of a folder named ``checkpoint-N`` (or ``step-N``, SAMI's former name); None for any other name (a
+    copied ``checkpoint-6.bak``, ``damaged-checkpoint-4``)."""
+    head, _, tail = folder.name.partition("-")
+    named = head in (CHECKPOINT_PREFIX, OLD_SAMI_PREFIX)
+    return int(tail) if named and tail.isascii() and tail.isdigit() else None
+
+
+def numbered_checkpoints(out: Path) -> list[Path]:
+    """The checkpoint folders under ``out/checkpoints``, by step; finished or not."""
+    found = [(checkpoint_step(p), p) for p in (Path(out) / CHECKPOINTS).glob("*-*") if p.is_dir()]
+    return [p for step, p in sorted((s, p) for s, p in found if s is not None)]
+
+
+def complete_checkpoints(out: Path) -> list[Path]:
+    """The checkpoint folders that were finished (their state file written), oldest first."""
+    return [p for p in numbered_checkpoints(out) if (p / STATE_FILE).is_file()]
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    complete = complete_checkpoints(out)
+    return complete[-1] if complete else None
+
+
+def saved_step(checkpoint: Path) -> int:
+    """The optimiser steps done when ``checkpoint`` was written, from its state file (the HF Trainer's
+    ``global_step``, SAMI's ``step``)."""
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    return state["global_step"] if "global_step" in state else state["step"]
+
+
+# ------------------------------------------------------------------------------------------ resuming
+
+
+def resume_point(cfg: TrainConfig, resume: bool, main: bool) -> tuple[Path | None, int, list[dict]]:
+    """Where a run in ``cfg.output_dir`` continues from, checked before anything loads: the checkpoint (the
+    newest intact finished one; None without ``resume`` or without checkpoints), its step (0 without one) and
+    the run's segments so far (``check_resume``, which refuses changed settings or data).
+
+    Every process verifies; the main one (``main``) moves damaged checkpoints aside. When every checkpoint is
+    damaged the run does not silently start again from step 0: that is an error naming them."""
+    if not resume:
+        return None, 0, []
+    complete = complete_checkpoints(Path(cfg.output_dir))
     if not complete:
-        if complete is not None:
-            logger.warning("no checkpoint in %s: starting from step 0", cfg.output_dir)
-        return None, []
+        logger.warning("no checkpoint in %s: starting from step 0", cfg.output_dir)
+        return None, 0, []
     checkpoint = latest_intact(complete, move_aside=main)
     if checkpoint is None:
         names = ", ".join(p.name for p in complete)
         raise CheckpointError(
-            f"every checkpoint in {Path(cfg.output_dir) / complete[0].parent.name} is damaged ({names}; moved to "
+            f"every checkpoint in {Path(cfg.output_dir) / CHECKPOINTS} is damaged ({names}; moved to "
             "damaged-<name>); nothing to resume from: train into another output_dir"
         )
-    return checkpoint, check_resume(cfg, checkpoint, Path(cfg.output_dir) / CONFIG)
+    segments = check_resume(cfg, checkpoint, Path(cfg.output_dir) / CONFIG)
+    return checkpoint, saved_step(checkpoint), segments
 
 
 def data_sha256(cfg: TrainConfig) -> str:

@@ -1,10 +1,11 @@
 """What every ``sami train`` output folder holds, whichever method wrote it.
 
-The result a training run returns, the error that stops a diverged one, the precision it computes in, its
-``metrics.jsonl`` (the one reader and writer of that file), the provenance written beside the final model,
-and the settings in which a chained run differs from the run it starts from. SAMI's loop, the TRL methods,
-the CLI, ``iterate`` and the report all read and write run folders through this module, so none of them
-imports a trainer for it.
+The result a training run returns, the error that stops a diverged one, the precision it computes in and
+the fresh accelerate state it starts with, its ``metrics.jsonl`` (the one reader and writer of that file),
+the final model's record (``sami_config.yaml`` and ``provenance.json``, ``record_model``), and the settings
+in which a chained run differs from the run it starts from. SAMI's loop, the TRL methods, the CLI,
+``iterate`` and the report all read and write run folders through this module (checkpoints through
+``sami.train.checkpoints``), so none of them imports a trainer for it.
 """
 
 from __future__ import annotations
@@ -17,16 +18,13 @@ from pathlib import Path
 
 import torch
 
-from sami.core.config import config_hash, to_dict
+from sami.core.config import config_hash, save_yaml, to_dict
 from sami.models.loading import model_folder, training_config
-from sami.train.checkpoints import data_sha256
+from sami.train.checkpoints import CHECKPOINTS, OLD_SAMI_PREFIX, STATE_FILE, data_sha256, numbered_checkpoints
 from sami.train.config import NOT_USED, TrainConfig, compare_configs
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"  # every method's checkpoint folders, under the output folder
-# A checkpoint folder is named <prefix>-<step>: SAMI's loop writes step-N, the HF Trainer checkpoint-N.
-SAMI_CHECKPOINT, TRL_CHECKPOINT = "step", "checkpoint"
 METRICS = "metrics.jsonl"
 PACKAGES = ("sami-align", "torch", "transformers", "accelerate", "peft", "trl", "datasets")
 CHAIN_KEYS = ("method", "init_from", "output_dir")  # differ from the parent run in every chain
@@ -52,19 +50,16 @@ def resolve_precision(cfg: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
+def reset_accelerate_state() -> None:
+    """Forget accelerate's global state before a run builds its Accelerator (SAMI's loop) or has the HF Trainer
+    build one: one process may train several models in turn (iterated SAMI, SFT then SAMI, a chain) with
+    different precision. The process group (``PartialState``) is kept."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+
+
 # ------------------------------------------------------------------------------------------ the folder
-
-
-def checkpoint_step(folder: Path, prefix: str) -> int | None:
-    """N of a folder named ``<prefix>-N``; None for any other name (a copied ``step-6.bak``, ``damaged-step-4``)."""
-    head, _, tail = folder.name.partition("-")
-    return int(tail) if head == prefix and tail.isascii() and tail.isdigit() else None
-
-
-def numbered_checkpoints(out: Path, prefix: str) -> list[Path]:
-    """The folders ``out/checkpoints/<prefix>-N``, by step; finished or not."""
-    found = [(checkpoint_step(p, prefix), p) for p in (Path(out) / CHECKPOINTS).glob(f"{prefix}-*") if p.is_dir()]
-    return [p for step, p in sorted((s, p) for s, p in found if s is not None)]
 
 
 def recorded_method(out: Path) -> tuple[str, Path] | None:
@@ -78,11 +73,23 @@ def recorded_method(out: Path) -> tuple[str, Path] | None:
             method = load_yaml(path).get("method")
             if isinstance(method, str):
                 return method, path
-    if numbered_checkpoints(out, SAMI_CHECKPOINT):
+    held = numbered_checkpoints(out)
+    if any(_sami_checkpoint(p) for p in held):
         return "sami", out / CHECKPOINTS
-    if numbered_checkpoints(out, TRL_CHECKPOINT):
+    if held:
         return "a TRL method's", out / CHECKPOINTS
     return None
+
+
+def _sami_checkpoint(folder: Path) -> bool:
+    """Whether SAMI's loop wrote a checkpoint folder: its former name ``step-N``, or its state file (SAMI's
+    holds ``step``, the HF Trainer's ``global_step``)."""
+    if folder.name.startswith(f"{OLD_SAMI_PREFIX}-"):
+        return True
+    try:
+        return "global_step" not in json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError, TypeError):  # no state file (an unfinished HF checkpoint) or an unreadable one
+        return False
 
 
 def check_run_folder(cfg: TrainConfig, resume: bool) -> None:
@@ -97,7 +104,7 @@ def check_run_folder(cfg: TrainConfig, resume: bool) -> None:
             f"output_dir: {out} holds a {method} run ({source}); --method {cfg.method} would mix two runs in one "
             "folder; choose another output_dir"
         )
-    held = numbered_checkpoints(out, SAMI_CHECKPOINT) + numbered_checkpoints(out, TRL_CHECKPOINT)
+    held = numbered_checkpoints(out)
     if not resume and held:
         raise FileExistsError(
             f"{out} already holds checkpoints ({held[-1].name}); pass --resume to continue, or choose another "
@@ -213,6 +220,18 @@ def provenance(cfg: TrainConfig, steps: int, num_processes: int, segments: list[
         "num_processes": num_processes,
         "versions": package_versions(),
     }
+
+
+def record_model(
+    model_dir: Path, cfg: TrainConfig, steps: int, num_processes: int, segments: list[dict], tokenizer=None
+) -> None:
+    """Beside a trained model's weights in ``model_dir``: its tokenizer (when given), the run's config as
+    ``sami_config.yaml`` and, last (``model_written`` reads it), ``provenance.json``. The main process only."""
+    if tokenizer is not None:
+        tokenizer.save_pretrained(model_dir)
+    save_yaml(cfg, Path(model_dir) / "sami_config.yaml")
+    record = provenance(cfg, steps, num_processes, segments)
+    (Path(model_dir) / "provenance.json").write_text(json.dumps(record, indent=2))
 
 
 def model_written(model_dir: Path, steps: int) -> bool:

@@ -32,9 +32,15 @@ from sami.core.objective import sami_loss, sami_metrics
 from sami.data.records import Record, read_records
 from sami.models.loading import load_model
 from sami.train.checkpoints import (
+    CHECKPOINTS,
+    OLD_SAMI_PREFIX,
+    STATE_FILE,
+    checkpoint_name,
     data_sha256,
     guarded_save,
+    latest_checkpoint,
     log_cuts,
+    numbered_checkpoints,
     resume_point,
     segment,
     write_manifest,
@@ -43,25 +49,21 @@ from sami.train.config import TrainConfig
 from sami.train.encoding import encode_records
 from sami.train.reference import Reference, lora_reference, precomputed_reference
 from sami.train.runfolder import (
-    CHECKPOINTS,
     METRICS,
-    SAMI_CHECKPOINT,
     SaturationWatch,
     TrainingDiverged,
     TrainResult,
     append_metrics,
     metric_history,
     model_written,
-    numbered_checkpoints,
     parent_config_differences,
-    provenance,
+    record_model,
+    reset_accelerate_state,
     resolve_precision,
     truncate_metrics,
 )
 
 logger = logging.getLogger(__name__)
-
-STATE_FILE = "trainer_state.json"
 
 
 def query_stream(num_queries: int, seed: int, start: int, count: int) -> list[int]:
@@ -87,16 +89,6 @@ def micro_batch(cfg: TrainConfig, num_queries: int, step: int, micro: int, rank:
     b = cfg.queries_per_device
     g = step * cfg.gradient_accumulation + micro  # global micro-batch index
     return query_stream(num_queries, cfg.seed, (g * world + rank) * b, b)
-
-
-def _complete_checkpoints(out: Path) -> list[Path]:
-    """Checkpoint folders that were sealed (their state file exists), oldest first."""
-    return [p for p in numbered_checkpoints(out, SAMI_CHECKPOINT) if (p / STATE_FILE).is_file()]
-
-
-def _latest_checkpoint(out: Path) -> Path | None:
-    complete = _complete_checkpoints(out)
-    return complete[-1] if complete else None
 
 
 def queries_read(cfg: TrainConfig, num_queries: int, steps: int, rank: int, world: int) -> list[int]:
@@ -244,12 +236,7 @@ def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
 def _accelerator(cfg: TrainConfig, out: Path):
     from accelerate import Accelerator
 
-    # accelerate keeps one global state per process; one process may train several models in turn
-    # (iterated SAMI, SFT then SAMI) with different precision, so that state is reset here. The process
-    # group (PartialState) is kept.
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
+    reset_accelerate_state()
     return Accelerator(
         # Without a GPU, processes started by `accelerate launch --multi_gpu` or torchrun still form a
         # gloo group; accelerate needs to be told to use the CPU for that.
@@ -269,7 +256,8 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
     out = Path(cfg.output_dir)
     accelerator = _accelerator(cfg, out)
     world = accelerator.num_processes
-    checkpoint, segments = _resume_point(cfg, out, resume, accelerator.is_main_process)
+    # before anything loads: a resume with other settings or data would not run what the folder records
+    checkpoint, start, segments = resume_point(cfg, resume, accelerator.is_main_process)
     data_hash = data_sha256(cfg)
 
     set_seed(cfg.seed)
@@ -298,10 +286,8 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
     )
     accelerator.register_for_checkpointing(scheduler)
 
-    start = 0
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
-        start = json.loads((checkpoint / STATE_FILE).read_text())["step"]
         if start > steps:
             raise ValueError(
                 f"{checkpoint} is at step {start}, past this run's {steps} steps; raise max_steps or epochs"
@@ -319,12 +305,6 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         )
     return _Run(cfg, out, accelerator, model, tokenizer, optimizer, scheduler, records, queries, reference, steps,
                 start, segments, {"data_sha256": data_hash, "segments": segments})  # fmt: skip
-
-
-def _resume_point(cfg: TrainConfig, out: Path, resume: bool, main: bool) -> tuple[Path | None, list[dict]]:
-    """The checkpoint to continue from and the run's segments so far, checked before anything loads: a
-    resume with other settings or data would not run what the folder records."""
-    return resume_point(cfg, _complete_checkpoints(out) if resume else None, main)
 
 
 def _reference(cfg: TrainConfig, accelerator, model, queries: list[QueryTokens], steps: int, pad_id: int):
@@ -365,7 +345,7 @@ def _optimizer_step(run: _Run, step: int) -> dict:
                 raise TrainingDiverged(
                     f"non-finite SAMI loss at step {step + 1} "
                     f"(this process's queries: {[run.records[i].id for i in idx]}); "
-                    f"nothing of this step was applied; last checkpoint: {_latest_checkpoint(run.out)}"
+                    f"nothing of this step was applied; last checkpoint: {latest_checkpoint(run.out)}"
                 )
             accelerator.backward(loss / cfg.gradient_accumulation)
         losses.append(loss.detach())
@@ -378,7 +358,7 @@ def _optimizer_step(run: _Run, step: int) -> dict:
     if norm is not None and not math.isfinite(grad_norm) and accelerator.mixed_precision != "fp16":
         raise TrainingDiverged(
             f"non-finite gradient norm at step {step + 1}; nothing of this step was applied; "
-            f"last checkpoint: {_latest_checkpoint(run.out)}"
+            f"last checkpoint: {latest_checkpoint(run.out)}"
         )
     lr = run.scheduler.get_last_lr()[0]
     run.optimizer.step()  # under fp16 the grad scaler skips a step whose gradients overflowed
@@ -438,15 +418,15 @@ def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_nor
 
 
 def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_info: dict) -> None:
-    """Write step-N into a temporary folder with its manifest, then rename it: a checkpoint is complete or
-    absent, and a failed save (a full disk) leaves no partial folder behind (``sami.train.checkpoints``)."""
-    target = out / CHECKPOINTS / f"step-{step}"
-    partial = out / CHECKPOINTS / f".step-{step}.partial"
+    """Write checkpoint-N into a temporary folder with its manifest, then rename it: a checkpoint is complete
+    or absent, and a failed save (a full disk) leaves no partial folder behind (``sami.train.checkpoints``)."""
+    target = out / CHECKPOINTS / checkpoint_name(step)
+    partial = out / CHECKPOINTS / f".{target.name}.partial"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
-    guarded_save(lambda: accelerator.save_state(str(partial)), partial, target.name, lambda: _latest_checkpoint(out))
+    guarded_save(lambda: accelerator.save_state(str(partial)), partial, target.name, lambda: latest_checkpoint(out))
     accelerator.wait_for_everyone()  # every process has written its RNG state before the folder is sealed
     if accelerator.is_main_process:
 
@@ -455,10 +435,11 @@ def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_in
             (partial / STATE_FILE).write_text(json.dumps({"step": step}))
             write_manifest(partial, step=step, **run_info)
 
-        guarded_save(seal, partial, target.name, lambda: _latest_checkpoint(out))
+        guarded_save(seal, partial, target.name, lambda: latest_checkpoint(out))
         shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(out / CHECKPOINTS / f"{OLD_SAMI_PREFIX}-{step}", ignore_errors=True)  # its former name
         os.replace(partial, target)
-        done = numbered_checkpoints(out, SAMI_CHECKPOINT)
+        done = numbered_checkpoints(out)
         for old in done[: max(0, len(done) - cfg.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -473,9 +454,5 @@ def save_model(
     state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         unwrapped.save_pretrained(model_dir, state_dict=state)
-        tokenizer.save_pretrained(model_dir)
-        save_yaml(cfg, model_dir / "sami_config.yaml")
-        (model_dir / "provenance.json").write_text(
-            json.dumps(provenance(cfg, steps, accelerator.num_processes, segments), indent=2)
-        )
+        record_model(model_dir, cfg, steps, accelerator.num_processes, segments, tokenizer)
     accelerator.wait_for_everyone()

@@ -23,9 +23,15 @@ from sami.core.logprobs import count_cuts
 from sami.data.records import read_records
 from sami.models.loading import load_model, lora_config
 from sami.train.checkpoints import (
+    CHECKPOINTS,
     MANIFEST,
+    STATE_FILE,
+    checkpoint_name,
+    complete_checkpoints,
     data_sha256,
+    latest_checkpoint,
     log_cuts,
+    numbered_checkpoints,
     resume_point,
     save_failed,
     segment,
@@ -33,18 +39,16 @@ from sami.train.checkpoints import (
 )
 from sami.train.config import TrainConfig
 from sami.train.runfolder import (
-    CHECKPOINTS,
     METRICS,
-    TRL_CHECKPOINT,
     SaturationWatch,
     TrainingDiverged,
     TrainResult,
     append_metrics,
     model_written,
-    numbered_checkpoints,
     parent_config_differences,
-    provenance,
     read_metrics,
+    record_model,
+    reset_accelerate_state,
     resolve_precision,
     truncate_metrics,
 )
@@ -52,7 +56,6 @@ from sami.train.trl_recipes import RECIPES
 
 logger = logging.getLogger(__name__)
 
-HF_STATE = "trainer_state.json"  # the HF Trainer writes it last into a finished checkpoint
 DATASET = "dataset"  # the tokenised examples (and TRL's cache of reference log-probs)
 # Optimiser steps between checkpoints when save_every is 0: never, except the one HF's Trainer writes at the end.
 NEVER = 1_000_000_000
@@ -147,7 +150,7 @@ def _manifest_callback(cfg: TrainConfig, run_info: dict):
 
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                folder = Path(args.output_dir) / checkpoint_name(state.global_step)
                 save_yaml(cfg, folder / "config.yaml")
                 write_manifest(folder, step=state.global_step, **run_info)
 
@@ -206,33 +209,21 @@ def _quiet_progress(trainer) -> None:
         trainer.add_callback(ProgressBar())
 
 
-def complete_checkpoints(out: Path) -> list[Path]:
-    """The HF Trainer's checkpoint folders that were finished (trainer_state.json written), oldest first."""
-    return [p for p in numbered_checkpoints(out, TRL_CHECKPOINT) if (p / HF_STATE).is_file()]
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    complete = complete_checkpoints(out)
-    return complete[-1] if complete else None
-
-
 def _unfinished_checkpoint_failed(err: BaseException, out: Path) -> None:
     """After a failure inside the HF Trainer: a checkpoint folder it left unfinished (no trainer_state.json)
     is removed, and the error says why the save failed ("no space left on ..." for a full disk)."""
     complete = set(complete_checkpoints(out))
-    for folder in numbered_checkpoints(out, TRL_CHECKPOINT):
+    for folder in numbered_checkpoints(out):
         if folder not in complete:
             raise save_failed(err, folder, folder.name, latest_checkpoint(out)) from err
 
 
 def make_trainer(cfg: TrainConfig, callbacks=()):
     """TRL's trainer for ``cfg.method``, with model, data and settings made as ``sami train`` makes them."""
-    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.state import PartialState
     from accelerate.utils import set_seed
 
-    # The HF Trainer builds its own Accelerator; one process may train several methods in turn (a chain), so
-    # accelerate's global state is reset as the SAMI loop does. The process group is kept.
-    AcceleratorState._reset_state(reset_partial_state=False)
+    reset_accelerate_state()  # the HF Trainer builds its own Accelerator
     PartialState(cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
     records = read_records(cfg.data)
@@ -268,12 +259,12 @@ def _finished(cfg: TrainConfig, checkpoint: Path, start: int) -> bool:
         return start == cfg.max_steps
     saved = load_yaml(checkpoint / "config.yaml") if (checkpoint / "config.yaml").is_file() else {}
     same_length = saved.get("max_steps") is None and saved.get("epochs") == cfg.epochs
-    total = json.loads((checkpoint / HF_STATE).read_text()).get("max_steps")
+    total = json.loads((checkpoint / STATE_FILE).read_text()).get("max_steps")
     return same_length and isinstance(total, int) and start >= total
 
 
 # What a checkpoint holds beside the model and tokenizer files that ``trainer.save_model`` wrote into it.
-TRAINER_STATE_FILES = (HF_STATE, "optimizer.pt", "scheduler.pt", "training_args.bin", "config.yaml", MANIFEST)
+TRAINER_STATE_FILES = (STATE_FILE, "optimizer.pt", "scheduler.pt", "training_args.bin", "config.yaml", MANIFEST)
 
 
 def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list[dict]) -> TrainResult:
@@ -296,10 +287,7 @@ def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list
             partial,
             ignore=lambda _, names: [n for n in names if n in TRAINER_STATE_FILES or n.startswith("rng_state")],
         )
-        save_yaml(cfg, partial / "sami_config.yaml")
-        (partial / "provenance.json").write_text(
-            json.dumps(provenance(cfg, steps, state.num_processes, segments), indent=2)
-        )
+        record_model(partial, cfg, steps, state.num_processes, segments)
         shutil.rmtree(model_dir, ignore_errors=True)
         partial.rename(model_dir)
     state.wait_for_everyone()
@@ -312,8 +300,7 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
 
     out = Path(cfg.output_dir)
     # before the model loads: a resume with other settings or data would not run what the folder records
-    checkpoint, segments = resume_point(cfg, complete_checkpoints(out) if resume else None, is_main_rank())
-    start = json.loads((checkpoint / HF_STATE).read_text())["global_step"] if checkpoint else 0
+    checkpoint, start, segments = resume_point(cfg, resume, is_main_rank())
     if checkpoint is not None and _finished(cfg, checkpoint, start):
         return _finished_run(cfg, checkpoint, start, segments)
     segments.append(segment(cfg, start, cfg.max_steps or 0))
@@ -343,10 +330,7 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     steps = trainer.state.global_step
     trainer.save_model(str(model_dir))
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(model_dir)
-        save_yaml(cfg, model_dir / "sami_config.yaml")
-        record = provenance(cfg, steps, state.num_processes, segments)
-        (model_dir / "provenance.json").write_text(json.dumps(record, indent=2))
+        record_model(model_dir, cfg, steps, state.num_processes, segments, tokenizer)
     state.wait_for_everyone()
     history = [m for m in read_metrics(metrics_path) if m["step"] > start]
     return TrainResult(cfg.method, out, model_dir, steps, history)
