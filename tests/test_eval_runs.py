@@ -136,7 +136,7 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
     answers = read_jsonl(root / "answers/a.jsonl")
     assert "Assistant System Instructions: 1. Try to" in answers[0]["prompt"]  # weak phrasing, paper template
     assert metrics["single"]["a"]["n"] == 2
-    assert compute("mtbench", cfg) == metrics
+    assert compute("mtbench", cfg) == metrics == json.loads((root / "metrics.json").read_text())
     # Known verdicts in the stored file: on question 81 both orders prefer a (a win), on 111 each order
     # prefers whoever is shown first (a tie); b's side of the same records is one loss and one tie.
     known = {(81, "a"): "A", (81, "b"): "B", (111, "a"): "A", (111, "b"): "A"}
@@ -220,7 +220,7 @@ def test_mi_matches_the_training_objective(tmp_path, tiny_model_dir):
     assert rows[0]["mi_bound"] == pytest.approx(expected["mi_bound"], abs=1e-5)
     assert all(r["mi_bound"] <= math.log(r["constitutions"]) + 1e-6 for r in rows)
     assert metrics["a"]["overall"]["mi_bound"]["n"] == 3
-    assert compute("mi", cfg) == metrics
+    assert compute("mi", cfg) == metrics == json.loads((tmp_path / "eval/mi/metrics.json").read_text())
 
 
 def test_adherence_metrics_from_stored_answers(tmp_path, tiny_model_dir):
@@ -231,7 +231,8 @@ def test_adherence_metrics_from_stored_answers(tmp_path, tiny_model_dir):
     cfg = _cfg(tmp_path, tiny_model_dir, adherence=AdherenceConfig(queries=str(queries), principles=["lowercase"]))
     cfg.models = cfg.models[:1]
     cfg.adherence.max_new_tokens = 4
-    run("adherence", cfg)
+    written = run("adherence", cfg)
+    assert written == json.loads((tmp_path / "eval/adherence/metrics.json").read_text()) == compute("adherence", cfg)
     path = tmp_path / "eval/adherence/answers/a.jsonl"
     rows = read_jsonl(path)
     assert len(rows) == 6 and {r["side"] for r in rows} == {"principle", "antithesis"}

@@ -28,7 +28,7 @@ from sami.eval.common import LazyBackend, answer_prompt, answer_stop, constituti
 from sami.eval.config import EvalConfig
 from sami.eval.degenerate import is_degenerate, passes
 from sami.eval.mtbench_data import load_questions
-from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
+from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
 
 SIDES = ("principle", "antithesis")
 
@@ -172,6 +172,4 @@ def run_adherence(cfg: EvalConfig) -> dict:
     check_settings(root, settings, added={"constitution": "separate"})  # answers before it were one-item
     for name, model in cfg.checkpoints():
         generate(cfg, name, model, principles, queries, root)
-    metrics = adherence_metrics(cfg)
-    write_json(root / "metrics.json", metrics)
-    return metrics
+    return finish_suite(cfg, "adherence", adherence_metrics)

@@ -21,7 +21,7 @@ from sami.data.records import read_records
 from sami.eval.common import LazyBackend, fmt
 from sami.eval.config import EvalConfig
 from sami.eval.gsm8k_data import PROMPTS, build_prompt, extract_answer, load_problems
-from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
+from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
 
 __all__ = ["extract_answer", "gsm8k_metrics", "run_gsm8k"]
 
@@ -139,6 +139,4 @@ def run_gsm8k(cfg: EvalConfig) -> dict:
     )
     for name, model in cfg.checkpoints():
         generate_attempts(cfg, name, model, problems, root)
-    metrics = gsm8k_metrics(cfg)
-    write_json(root / "metrics.json", metrics)
-    return metrics
+    return finish_suite(cfg, "gsm8k", gsm8k_metrics)

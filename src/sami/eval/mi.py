@@ -30,7 +30,7 @@ from sami.core.stats import bootstrap_mean, bounded_mean
 from sami.data.records import read_records
 from sami.eval.common import fmt
 from sami.eval.config import EvalConfig
-from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
+from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
 from sami.models.loading import load_tokenizer
 from sami.train.config import TrainConfig
 from sami.train.encoding import encode_records
@@ -182,6 +182,4 @@ def run_mi(cfg: EvalConfig) -> dict:
     check_settings(root, settings, added={"records_sha256": settings["records_sha256"]})
     for name, model in cfg.checkpoints():
         score_records(cfg, name, model, records, root)
-    metrics = mi_metrics(cfg)
-    write_json(root / "metrics.json", metrics)
-    return metrics
+    return finish_suite(cfg, "mi", mi_metrics)

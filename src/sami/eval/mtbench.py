@@ -64,7 +64,7 @@ from sami.eval.judges import (
     verdict_probs,
 )
 from sami.eval.mtbench_data import FASTCHAT_TEMPERATURES, Question, load_judge_prompts, load_questions, select
-from sami.eval.store import JsonlStore, check_settings, read_jsonl, write_json
+from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -574,6 +574,4 @@ def run_mtbench(cfg: EvalConfig) -> dict:
     for name, model in cfg.checkpoints():
         generate_answers(cfg, name, model, questions, root, library)
     judge_all(cfg, questions, root, library)
-    metrics = mtbench_metrics(cfg)
-    write_json(root / "metrics.json", metrics)
-    return metrics
+    return finish_suite(cfg, "mtbench", mtbench_metrics)

@@ -3,7 +3,8 @@
 A record is appended (and flushed) as soon as it is finished, so an interrupted run loses at most the
 records in flight. On restart the finished keys are read back and only the rest is generated or judged.
 A last line cut off mid-write by a crash is removed with a warning; any other bad line is an error that
-names the file and line.
+names the file and line. Every suite ends the same way (``finish_suite``): its metrics computed from those
+files only, written to ``metrics.json`` beside them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sami.core.config import ConfigError, config_differences
 from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
 
+if TYPE_CHECKING:
+    from sami.eval.config import EvalConfig
+
 logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"  # a suite's metrics, in its folder <output_dir>/<suite>
 
 
 class JsonlStore:
@@ -130,3 +137,11 @@ def write_json(path: str | Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+def finish_suite(cfg: EvalConfig, suite: str, metrics_of: Callable[[EvalConfig], dict]) -> dict:
+    """The end of every suite's run: ``metrics_of(cfg)`` (its metrics from the stored files only, what
+    ``sami eval SUITE --recompute`` runs alone) written to ``<output_dir>/<suite>/metrics.json`` and returned."""
+    metrics = metrics_of(cfg)
+    write_json(Path(cfg.output_dir) / suite / METRICS_FILE, metrics)
+    return metrics
