@@ -198,7 +198,7 @@ BACKEND_PLUGIN = """\
 
 def test_a_plugin_backend_answers_gsm8k_and_is_a_cli_choice(plugin_dir, tmp_path, capsys):
     from sami.cli import build_parser
-    from sami.eval.gsm8k_data import build_prompt, load_problems
+    from sami.eval.gsm8k_data import gsm8k_prompt, load_problems
 
     module = write_plugin(plugin_dir, "canned_backend", BACKEND_PLUGIN)
     out = tmp_path / "eval"
@@ -208,7 +208,7 @@ def test_a_plugin_backend_answers_gsm8k_and_is_a_cli_choice(plugin_dir, tmp_path
     assert main(["--plugin", module, *args]) == 0
     rows = read_jsonl(out / "gsm8k/attempts/m.jsonl")
     problems, _ = load_problems("gsm_symbolic", split="test", limit=4, seed=0)
-    prompt = {p.id: build_prompt("paper-cot-v1", p.question) for p in problems}
+    prompt = {p.id: gsm8k_prompt("paper-cot-v1", p.question) for p in problems}
     assert {r["id"]: r["texts"] for r in rows} == {i: [f"#### {len(p) % 10}"] for i, p in prompt.items()}
     accuracy = json.loads((out / "gsm8k/metrics.json").read_text())["m"]["greedy_accuracy"]["value"]
     assert accuracy == pytest.approx(sum(len(prompt[r["id"]]) % 10 == r["gold"] for r in rows) / 4)
