@@ -369,7 +369,7 @@ def test_ranking_and_judge_diagnostics_from_stored_verdicts(tmp_path):
                      mtbench=MTBenchConfig(judges=["checker"], principles=["lowercase"]))  # fmt: skip
     m = mtbench_metrics(cfg)
     fit = m["ranking"]["checker"]
-    assert fit["anchor"] == "x" and [n for n in sorted(fit["models"], key=lambda n: fit["models"][n]["rank"])] == [
+    assert fit["origin"] == "x" and [n for n in sorted(fit["models"], key=lambda n: fit["models"][n]["rank"])] == [
         "x", "y", "z"
     ]  # fmt: skip
     y, z = fit["models"]["y"]["strength"], fit["models"]["z"]["strength"]

@@ -448,7 +448,7 @@ def pairwise_judge(out: dict, root: Path, judge: str, answers: dict, pair_list: 
     out["pairwise"][judge] = blocks
     out.setdefault("judge_diagnostics", {})[judge] = judge_diagnostics(stored)
     if len({m for x, y, _ in battles for m in (x, y)}) >= 3:
-        out.setdefault("ranking", {})[judge] = ranking(battles, anchor=pair_list[0][0])
+        out.setdefault("ranking", {})[judge] = ranking(battles, origin=pair_list[0][0])
 
 
 def judge_diagnostics(records: list[dict]) -> dict:
@@ -473,13 +473,13 @@ def judge_diagnostics(records: list[dict]) -> dict:
     }
 
 
-def ranking(battles: list[tuple[str, str, dict]], anchor: str) -> dict:
+def ranking(battles: list[tuple[str, str, dict]], origin: str) -> dict:
     """A Bradley-Terry fit over every judged item of every pair (``sami.core.stats.bradley_terry``), items that a
-    verdict could not be read for left out; strengths relative to ``anchor``."""
+    verdict could not be read for left out; strengths relative to ``origin`` (strength 0)."""
     score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
     kept = [(x, y, i) for x, y, i in battles if i["outcome"] in score]
-    fit = bradley_terry([(x, y, score[i["outcome"]]) for x, y, i in kept], [i["key"] for _, _, i in kept], anchor)
-    return {"anchor": anchor, "models": fit}
+    fit = bradley_terry([(x, y, score[i["outcome"]]) for x, y, i in kept], [i["key"] for _, _, i in kept], origin)
+    return {"origin": origin, "models": fit}
 
 
 def rating_metrics(records: list[dict]) -> dict:
@@ -532,10 +532,10 @@ def print_mtbench(metrics: dict) -> None:
         print(f"[{judge}] the two orders agree {fmt(d['order_agreement'])}; of the verdicts that pick an answer, "
               f"the one shown first {fmt(d['first_position'])}; ties {fmt(d['ties'])}")  # fmt: skip
     for judge, fit in metrics.get("ranking", {}).items():
-        print(f"[{judge}] Bradley-Terry ranking (strength in logits over {fit['anchor']}; expected win rate against "
+        print(f"[{judge}] Bradley-Terry ranking (strength in logits over {fit['origin']}; expected win rate against "
               "it):")  # fmt: skip
         for m, r in sorted(fit["models"].items(), key=lambda kv: kv[1]["rank"]):
-            print(f"    {r['rank']}. {m:<12} {fmt(r['strength'], False)}  {fmt(r['win_rate_vs_anchor'])}")
+            print(f"    {r['rank']}. {m:<12} {fmt(r['strength'], False)}  {fmt(r['win_rate_vs_origin'])}")
     for judge, by_model in metrics.items():
         if judge in RESERVED:
             continue
