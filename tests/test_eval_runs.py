@@ -332,6 +332,26 @@ def test_cli_prints_the_same_tables_when_recomputing(tmp_path, tiny_model_dir, c
     assert "extraction strict" in capsys.readouterr().out
 
 
+def test_mtbench_pairs_against_one_versus_some_or_every_pair():
+    """Four checkpoints a, b, c, d: ``against`` pairs each other one with it, named second; ``versus`` keeps the
+    pairs of all six (in the order given) that include one of its names; neither keeps all six."""
+    from sami.eval.mtbench import pairs
+
+    def chosen(**mtbench):
+        return pairs(EvalConfig(models=["a=x", "b=x", "c=x", "d=x"], mtbench=MTBenchConfig(**mtbench)))
+
+    assert chosen(against="b") == [("a", "b"), ("c", "b"), ("d", "b")]
+    assert chosen(versus=["b"]) == [("a", "b"), ("b", "c"), ("b", "d")]
+    assert chosen(versus=["d", "a"]) == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "d"), ("c", "d")]
+    assert chosen() == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"), ("b", "d"), ("c", "d")]
+    with pytest.raises(ValueError, match=r"mtbench.against 'e' is not one of the checkpoints"):
+        chosen(against="e")
+    with pytest.raises(ValueError, match=r"mtbench.versus \['e'\] are not among the checkpoints"):
+        chosen(versus=["a", "e"])
+    with pytest.raises(ValueError, match="mtbench.against and mtbench.versus: set one of them"):
+        MTBenchConfig(against="a", versus=["b"])
+
+
 def test_cli_errors_name_the_missing_setting(tmp_path, capsys):
     from sami.cli import main
 

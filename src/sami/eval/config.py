@@ -41,9 +41,9 @@ class MTBenchConfig:
         shown to the principle-aware and checker judges); None: each question's category principles.
     judges: any registered judge (``sami.eval.judges.JUDGES``): principle-aware, principle-free, single,
         checker (needs principles with a checker, so ``principles`` naming verifiable ones), or a plugin's.
-        baseline: compare every checkpoint with this one (by name); None compares every pair in the order given.
-        anchors: with no baseline, only the pairs (in that order) that include one of these checkpoints (by
-        name): every model against each anchor.
+    against: every other checkpoint is paired with this one (by name), named second (``x vs AGAINST``).
+    versus: with no ``against``, only the pairs that include one of these checkpoints (by name): every model
+        versus each of them, each pair in the order the checkpoints are given. Neither: every pair, in that order.
     imported_judges: judges whose verdicts ``sami eval import`` read from other tools' files (not registered
         judges: nothing is judged for them); their pairwise numbers are computed for every pair with a file.
         With ``judges: []`` nothing is judged (imported answers alone, or only imported verdicts).
@@ -52,6 +52,8 @@ class MTBenchConfig:
         log-probs), ``text`` (generate up to ``judge_max_new_tokens`` and parse), or ``auto``: probability
         for a local (transformers) judge, text for an endpoint or vLLM. Single ratings are always text.
     """
+
+    RENAMED: ClassVar[dict[str, str]] = {"baseline": "against", "anchors": "versus"}
 
     questions: str = "package"
     references: str | None = None
@@ -67,13 +69,13 @@ class MTBenchConfig:
     judges: list[str] = field(default_factory=lambda: ["principle-aware", "principle-free"])
     verdict: str = "auto"
     judge_max_new_tokens: int = 512
-    baseline: str | None = None
-    anchors: list[str] | None = None
+    against: str | None = None
+    versus: list[str] | None = None
     imported_judges: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.baseline is not None and self.anchors is not None:
-            raise ValueError("mtbench.baseline and mtbench.anchors: set one of them")
+        if self.against is not None and self.versus is not None:
+            raise ValueError("mtbench.against and mtbench.versus: set one of them")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"mtbench.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.template not in TEMPLATES:

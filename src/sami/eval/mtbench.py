@@ -71,17 +71,17 @@ logger = logging.getLogger(__name__)
 
 def pairs(cfg: EvalConfig) -> list[tuple[str, str]]:
     names = [n for n, _ in cfg.checkpoints()]
-    base = cfg.mtbench.baseline
-    if base is not None:
-        if base not in names:
-            raise ValueError(f"mtbench.baseline {base!r} is not one of the checkpoints {names}")
-        return [(n, base) for n in names if n != base]
-    anchors = cfg.mtbench.anchors
-    if anchors is not None:
-        missing = sorted(set(anchors) - set(names))
+    against = cfg.mtbench.against
+    if against is not None:
+        if against not in names:
+            raise ValueError(f"mtbench.against {against!r} is not one of the checkpoints {names}")
+        return [(n, against) for n in names if n != against]
+    versus = cfg.mtbench.versus
+    if versus is not None:
+        missing = sorted(set(versus) - set(names))
         if missing:
-            raise ValueError(f"mtbench.anchors {missing} are not among the checkpoints {names}")
-        return [(x, y) for x, y in combinations(names, 2) if x in anchors or y in anchors]
+            raise ValueError(f"mtbench.versus {missing} are not among the checkpoints {names}")
+        return [(x, y) for x, y in combinations(names, 2) if x in versus or y in versus]
     return list(combinations(names, 2))
 
 

@@ -11,6 +11,7 @@ a suite a plugin adds keeps them under ``sections.<suite>:``, read with ``settin
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sami.backends.base import IMPORTED
-from sami.core.config import from_dict, save_yaml
+from sami.core.config import ConfigError, from_dict, save_yaml
 from sami.core.locks import hold
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import (
@@ -149,6 +150,15 @@ def show(suite: str, metrics: dict) -> None:
     _entry(suite).show(metrics)
 
 
+def _renamed(old: str, new: str) -> Option:
+    """A flag renamed since: left out of --help, and a one-line error naming the new flag."""
+
+    def refuse(value: Any) -> list[tuple[str, Any]]:
+        raise ConfigError(f"{old} was renamed to {new}")
+
+    return Option(old, None, argparse.SUPPRESS, apply=refuse)
+
+
 def _limit(suite: str) -> Option:
     return Option("--limit", f"{suite}.limit", "evaluate only the first N problems, records or queries", int)
 
@@ -170,7 +180,8 @@ register_suite(Suite(
         Option("--judge", "judge.model", "judge model: alias, hub id, folder, or the endpoint's model name"),
         Option("--judge-url", None, "OpenAI-compatible endpoint of the judge (sets judge.kind=openai)",
                apply=_judge_url),
-        Option("--baseline", "mtbench.baseline", "compare every checkpoint with this one (default: every pair)"),
+        Option("--against", "mtbench.against", "pair every other checkpoint with this one (default: every pair)"),
+        _renamed("--baseline", "--against"),
         Option("--per-category", "mtbench.per_category", "questions per category (default all)", int),
     ),
 ))  # fmt: skip

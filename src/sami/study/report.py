@@ -124,7 +124,7 @@ def label(method: str) -> str:
 def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     m = s["eval"]["mtbench"]
     methods = list(s["training"]["methods"])
-    shown = ["sami"] + [x for x in methods if x not in ("sami", "sft")] + ["sft"]  # the anchors first and last
+    shown = ["sami"] + [x for x in methods if x not in ("sami", "sft")] + ["sft"]  # as judged: SAMI first, SFT last
     lines += [f"## Experiment 1: {' vs '.join(label(x) for x in shown if x in methods)} on MT-Bench", ""]
     for name, a in m["answers"].items():
         lines.append(
