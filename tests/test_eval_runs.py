@@ -260,7 +260,7 @@ def test_adherence_together_shows_the_whole_constitution_and_flips_one_principle
     section = AdherenceConfig(queries=str(queries), principles=["lowercase", "bullet_list"], constitution="together")
     cfg = _cfg(tmp_path, tiny_model_dir, adherence=section)
     cfg.models = cfg.models[:1]
-    cfg.adherence.side, cfg.adherence.max_new_tokens = "strong", 4
+    cfg.adherence.phrasing, cfg.adherence.max_new_tokens = "strong", 4
     run("adherence", cfg)
     path = tmp_path / "eval/adherence/answers/a.jsonl"
     rows = read_jsonl(path)
@@ -369,8 +369,8 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     from sami.eval.mtbench import question_constitution
     from sami.eval.mtbench_data import load_questions, select
 
-    mt = MTBenchConfig(per_category=2, max_new_tokens=4, principles=["lowercase", "bullet_list"], side="strong",
-                       constitutions="sampled", judges=["checker", "principle-aware"])  # fmt: skip
+    mt = MTBenchConfig(per_category=2, max_new_tokens=4, principles=["lowercase", "bullet_list"],
+                       phrasing="strong", constitutions="sampled", judges=["checker", "principle-aware"])  # fmt: skip
     cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
     judged = []
     real = common.make_backend
@@ -397,10 +397,12 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     by_id = lambda rows: sorted(rows, key=lambda r: r["question_id"])  # noqa: E731
     for ra, rb in zip(by_id(a), by_id(b), strict=True):
         drawn = question_constitution(cfg, library, questions[ra["question_id"]])
-        expected = [{"name": p.name, "side": s, "text": p.phrasing(s)} for p, s in drawn]
+        # stored as data files store constitutions: side strong (the phrasing shown) or antithesis
+        expected = [{"name": p.name, "side": "strong" if side == "principle" else side, "text": p.text(side, phrasing)}
+                    for p, side, phrasing in drawn]  # fmt: skip
         assert ra["constitution"] == rb["constitution"] == {"principles": expected}
         assert all(item["text"] in ra["prompt"] for item in expected)
-        flips.append(sum(s == "antithesis" for _, s in drawn))
+        flips.append(sum(s.side == "antithesis" for s in drawn))
     assert "capital letters" in " ".join(r["prompt"] for r in a)  # some question had lowercase flipped
     checker = read_jsonl(root / "judgments/checker/a__b.jsonl")
     assert all(r["constitution"] == next(x for x in a if x["question_id"] == r["question_id"])["constitution"]

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from sami.study.stages import RENAMED_SINCE, Stage, fingerprint, read_marker, run_stages
+from sami.core.config import OLD_NAMES
+from sami.study.stages import Stage, fingerprint, read_marker, run_stages
 
 
 class Interrupt(RuntimeError):
@@ -95,8 +96,8 @@ def test_a_stage_finished_before_a_key_was_renamed_is_still_finished(tmp_path):
     """A marker written when the keys had their old names (its fingerprint over the old names) is this stage's,
     finished; a changed value under the new name still reruns it."""
     calls = []
-    new = {new: ["x"] for new in RENAMED_SINCE}
-    old = {RENAMED_SINCE[k]: v for k, v in new.items()}
+    new = {new: ["x"] for new in OLD_NAMES}
+    old = {OLD_NAMES[k]: v for k, v in new.items()}
     assert set(old).isdisjoint(new)
     stage = Stage("eval", tmp_path / "eval", {"section": new}, lambda folder: calls.append("eval"))
     stage.folder.mkdir()

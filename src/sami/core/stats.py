@@ -220,7 +220,7 @@ def length_controlled_win_rate(
     """Win rate of A over B had both answers been equally long, with a bootstrap interval.
 
     ``controlled_win_rate`` with one covariate, the log length ratio ``log(len_a / len_b)``: scale-free and
-    symmetric in A and B, so the number does not depend on the length unit or on which side is called A.
+    symmetric in A and B, so the number does not depend on the length unit or on which answer is called A.
     Lengths are in words (a length of 0 counts as 1).
     """
     la, lb = (np.maximum(np.asarray(v, dtype=np.float64), 1.0) for v in (lengths_a, lengths_b))

@@ -43,7 +43,8 @@ from sami.models.loading import content_key
 class Option:
     """One option of ``sami eval SUITE``: ``flag`` (``--source``), the dotted config ``key`` its value sets,
     argparse's ``type`` and ``choices`` (callables, like ``help`` may be, so that what plugins register
-    later is listed), and ``apply`` when one key is not enough (value -> ``[(key, value), ...]``)."""
+    later is listed), and ``apply`` when one key is not enough (value -> ``[(key, value), ...]``). An option
+    ``renamed_to`` another flag is left out of ``--help``, and using it is a one-line error naming the new flag."""
 
     flag: str
     key: str | None
@@ -51,15 +52,20 @@ class Option:
     type: Callable[[str], Any] = str
     choices: Callable[[], tuple] | None = None
     apply: Callable[[Any], list[tuple[str, Any]]] | None = None
+    renamed_to: str | None = None
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
 
     def help_text(self) -> str:
+        if self.renamed_to:
+            return argparse.SUPPRESS
         return self.help() if callable(self.help) else self.help
 
     def settings(self, value: Any) -> list[tuple[str, Any]]:
+        if self.renamed_to:
+            raise ConfigError(f"{self.flag} was renamed to {self.renamed_to}")
         return self.apply(value) if self.apply else [(self.key, value)]
 
 
@@ -150,15 +156,6 @@ def show(suite: str, metrics: dict) -> None:
     _entry(suite).show(metrics)
 
 
-def _renamed(old: str, new: str) -> Option:
-    """A flag renamed since: left out of --help, and a one-line error naming the new flag."""
-
-    def refuse(value: Any) -> list[tuple[str, Any]]:
-        raise ConfigError(f"{old} was renamed to {new}")
-
-    return Option(old, None, argparse.SUPPRESS, apply=refuse)
-
-
 def _limit(suite: str) -> Option:
     return Option("--limit", f"{suite}.limit", "evaluate only the first N problems, records or queries", int)
 
@@ -181,7 +178,7 @@ register_suite(Suite(
         Option("--judge-url", None, "OpenAI-compatible endpoint of the judge (sets judge.kind=openai)",
                apply=_judge_url),
         Option("--against", "mtbench.against", "pair every other checkpoint with this one (default: every pair)"),
-        _renamed("--baseline", "--against"),
+        Option("--baseline", None, "", renamed_to="--against"),
         Option("--per-category", "mtbench.per_category", "questions per category (default all)", int),
     ),
 ))  # fmt: skip

@@ -134,10 +134,10 @@ CONSTITUTION_NOTES = {
 
 def _preference(pair: str, estimate: dict) -> str:
     x, y = pair.split(" vs ")
-    side, rate = excludes(estimate, 0.5), pct(estimate, 0)
-    if side == "above":
+    where, rate = excludes(estimate, 0.5), pct(estimate, 0)
+    if where == "above":
         return f"{x} preferred over {y} ({rate})"
-    if side == "below":
+    if where == "below":
         return f"{y} preferred over {x} ({x}'s win rate {rate})"
     return f"{pair}: no preference detectable ({rate})"
 

@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sami.core.config import with_old_names
+
 logger = logging.getLogger(__name__)
 MARKER = "stage.json"
 
@@ -59,22 +61,9 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-# Config keys renamed since stages were first fingerprinted, new name -> old name. A fingerprint hashes a stage's
-# config under the old names, so a stage finished before a rename is still finished after it (the rename changed
-# no setting).
-RENAMED_SINCE: dict[str, str] = {"against": "baseline", "versus": "anchors"}
-
-
-def _old_names(value):
-    if isinstance(value, dict):
-        return {RENAMED_SINCE.get(k, k): _old_names(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_old_names(v) for v in value]
-    return value
-
-
 def fingerprint(config: dict, upstream: Sequence[str]) -> str:
-    blob = json.dumps({"config": _old_names(config), "upstream": list(upstream)}, sort_keys=True, default=str)
+    """A hash of ``config`` (keys renamed since under their old names, ``with_old_names``) and ``upstream``."""
+    blob = json.dumps({"config": with_old_names(config), "upstream": list(upstream)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
