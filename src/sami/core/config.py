@@ -217,7 +217,8 @@ def save_yaml(cfg, path: str | Path) -> None:
 
 # Keys renamed since hashes of configs were first stored (stage fingerprints, ``config_hash``), new name -> old
 # name. A renamed key is hashed under its old name: the rename changed no setting, so it changes no hash, and a
-# stage finished before it is still finished after it.
+# stage finished before it is still finished after it. (``layout``, renamed earlier, is hashed as ``layout``: the
+# folders written since hold that.)
 OLD_NAMES: dict[str, str] = {"against": "baseline", "versus": "anchors", "phrasing": "side"}
 
 
