@@ -28,7 +28,7 @@ import torch
 
 from sami.backends.base import SamplingParams
 from sami.backends.transformers_backend import TransformersBackend, load_inference_model
-from sami.eval.gsm8k_data import build_prompt, load_problems
+from sami.eval.gsm8k_data import gsm8k_prompt, load_problems
 
 
 def timed(backend: TransformersBackend, prompts, params: SamplingParams) -> tuple[float, int, int]:
@@ -53,7 +53,7 @@ def main() -> None:
 
     model, tokenizer = load_inference_model(args.model)
     problems, _ = load_problems("gsm_symbolic", limit=args.problems, seed=0)
-    prompts = [build_prompt(args.prompt, p.question) for p in problems]
+    prompts = [gsm8k_prompt(args.prompt, p.question) for p in problems]
     n, b = args.samples, args.batch_size
     # No stop string: every sequence runs to the token limit unless it emits EOS, so modes do equal work.
     expanded = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=1.0, n=n, seed=0)

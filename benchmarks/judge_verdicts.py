@@ -65,14 +65,14 @@ def answers(question: str) -> tuple[str, str]:
     return plain, bullets
 
 
-def judge_prompts(n: int, side: str = "weak") -> list[list[dict]]:
+def judge_prompts(n: int, phrasing: str = "weak") -> list[list[dict]]:
     """``n`` principle-aware judge prompts: questions in file order, each pair of answers in both orders."""
     questions, _ = load_questions("package")
     library = load_library()
     prompts = []
     for k in range(n):
         q = questions[(k // 2) % len(questions)]
-        constitution = constitution_text(library.for_category(q.category), side)
+        constitution = constitution_text(library.for_category(q.category), phrasing)
         plain, bullets = answers(q.turns[0])
         a, b = (plain, bullets) if k % 2 == 0 else (bullets, plain)
         prompts.append(principle_aware_prompt(constitution, q.turns[0], a, b))

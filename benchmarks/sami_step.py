@@ -108,7 +108,7 @@ def _current_rss_kib() -> int:
 
 
 def _release_free_heap() -> None:
-    """Hand freed heap pages back to the OS so the baseline RSS is what is really held."""
+    """Hand freed heap pages back to the OS so the RSS measured before the steps is what is really held."""
     import gc
 
     gc.collect()

@@ -64,9 +64,20 @@ def test_config_differences_lists_every_changed_leaf():
             "mi.logprob_method",
             "mi.layout",
         ),
+        (["eval", "mtbench", "a=tiny", "b=tiny", "--baseline", "a"], "--baseline", "--against"),
+        (["eval", "mtbench", "a=tiny", "b=tiny", "-o", "mtbench.baseline=a"], "mtbench.baseline", "mtbench.against"),
+        (["eval", "mtbench", "a=tiny", "b=tiny", "-o", "mtbench.anchors=[a]"], "mtbench.anchors", "mtbench.versus"),
+        (["eval", "mtbench", "a=tiny", "-o", "mtbench.side=weak"], "mtbench.side", "mtbench.phrasing"),
+        (["eval", "adherence", "a=tiny", "-o", "adherence.side=weak"], "adherence.side", "adherence.phrasing"),
+        (["generate", "-o", "constitutions.side=weak"], "constitutions.side", "constitutions.phrasing"),
+        (
+            ["experiment", str(ROOT / "configs" / "quickstart.yaml"), "-o", "mtbench.mtbench.anchors=[sami]"],
+            "mtbench.mtbench.anchors",
+            "mtbench.mtbench.versus",
+        ),
     ],
 )
-def test_the_old_layout_key_is_a_one_line_error_naming_the_new_key(argv, old, new, capsys):
+def test_an_old_key_is_a_one_line_error_naming_the_new_key(argv, old, new, capsys):
     from sami.cli import main
 
     assert main(argv) == 2

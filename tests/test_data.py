@@ -31,6 +31,26 @@ def test_example_file_is_valid_and_round_trips(tmp_path):
     ]
 
 
+def test_a_stored_side_is_a_side_and_a_phrasing_and_is_written_back_as_read(tmp_path):
+    """Files name a line's words in ``side``: strong or weak (the principle side, in that phrasing) or antithesis."""
+    from sami.data.principles import ConstitutionItem
+
+    obj = good()
+    obj["constitutions"] = [
+        {"principles": [{"name": "a", "side": s, "text": s} for s in ("strong", "weak", "antithesis")]},
+        "free text",
+    ]
+    (record,) = read_records(write_jsonl(tmp_path / "in.jsonl", [obj]))
+    lines = record.constitutions[0].items + record.constitutions[1].items
+    assert [(i.side, i.phrasing) for i in lines] == [("principle", "strong"), ("principle", "weak"),
+                                                     ("antithesis", None), (None, None)]  # fmt: skip
+    write_records(tmp_path / "out.jsonl", [record])
+    assert json.loads((tmp_path / "out.jsonl").read_text()) == obj
+    for side, phrasing in [("principle", None), ("antithesis", "weak"), ("strong", None), (None, "strong")]:
+        with pytest.raises(ValueError, match="side|phrasing"):
+            ConstitutionItem("t", "a", side, phrasing)
+
+
 def _break(**changes):
     obj = good()
     for key, value in changes.items():

@@ -231,10 +231,14 @@ def test_soft_and_hard_win_rates_from_stored_probabilities():
 
 def test_checker_judge_counts_passing_checkers():
     from sami.data.principles import load_library
+    from sami.eval.common import Shown
     from sami.eval.judges import checker_verdict
 
     library = load_library()
-    shown = [(library.get("lowercase"), "strong"), (library.get("bullet_list"), "weak")]
+    shown = [
+        Shown(library.get("lowercase"), "principle", "strong"),
+        Shown(library.get("bullet_list"), "principle", "weak"),
+    ]
     lower_bullets = "- apples\n- pears\n- plums"
     upper_prose = "APPLES, PEARS AND PLUMS."
     upper_bullets = "- APPLES\n- PEARS\n- PLUMS"
@@ -249,13 +253,16 @@ def test_checker_judge_counts_passing_checkers():
     assert checker_verdict(shown, upper_bullets, lower_prose)["verdict"] == "tie"
     assert checker_verdict(shown, lower_prose, lower_bullets)["verdict"] == "B"  # 1 pass against 2
     # principles without a checker are skipped; with none at all there is nothing to judge
-    assert checker_verdict([(library.get("caring"), "weak"), *shown], lower_bullets, upper_prose)["passes"]["A"] == 2
+    caring = Shown(library.get("caring"), "principle", "weak")
+    assert checker_verdict([caring, *shown], lower_bullets, upper_prose)["passes"]["A"] == 2
     # a degenerate answer passes nothing, though "- - -" lines would satisfy the list checker
     dashes = " -\n- -\n- -\n-\n- -\n-\n-\n- -\n-\n-\n-\n-"  # a collapsed DPO answer, measured
     assert library.get("bullet_list").checker(dashes)
     assert checker_verdict(shown, dashes, upper_prose)["passes"] == {"A": 0, "B": 0}
     with pytest.raises(ValueError, match="mtbench.principles"):
-        checker_verdict([(p, "weak") for p in library.for_category("math")], lower_bullets, upper_prose)
+        checker_verdict(
+            [Shown(p, "principle", "weak") for p in library.for_category("math")], lower_bullets, upper_prose
+        )
 
 
 def test_verdict_setting_is_validated():
@@ -270,20 +277,22 @@ def test_checker_judge_uses_the_checker_of_the_side_shown():
     """Under "capital letters" (lowercase flipped) and "a bulleted list", capitals in bullets pass both checkers
     shown (all_uppercase, bullet_list), lowercase bullets only one: the capitals win 2 to 1."""
     from sami.data.principles import load_library
+    from sami.eval.common import Shown
     from sami.eval.judges import checked_principles, checker_verdict
 
     library = load_library()
-    shown = [(library.get("lowercase"), "antithesis"), (library.get("bullet_list"), "strong")]
+    shown = [Shown(library.get("lowercase"), "antithesis"), Shown(library.get("bullet_list"), "principle", "strong")]
     upper_bullets, lower_bullets = "- APPLES\n- PEARS\n- PLUMS", "- apples\n- pears\n- plums"
     assert checker_verdict(shown, upper_bullets, lower_bullets)["passes"] == {"A": 2, "B": 1}
     assert checker_verdict(shown, lower_bullets, upper_bullets)["verdict"] == "B"
-    both_flipped = [(library.get("lowercase"), "antithesis"), (library.get("bullet_list"), "antithesis")]
+    both_flipped = [Shown(library.get("lowercase"), "antithesis"), Shown(library.get("bullet_list"), "antithesis")]
     assert checker_verdict(both_flipped, "APPLES AND PEARS.", lower_bullets)["passes"] == {"A": 2, "B": 0}
     # a principle whose flipped side has no checker is skipped; none at all is an error naming the sides
     caring = library.get("caring")
-    assert [p.name for p, _ in checked_principles([(caring, "antithesis"), *shown])] == ["lowercase", "bullet_list"]
+    checked = checked_principles([Shown(caring, "antithesis"), *shown])
+    assert [s.principle.name for s in checked] == ["lowercase", "bullet_list"]
     with pytest.raises(ValueError, match=r"caring \(antithesis\)"):
-        checked_principles([(caring, "antithesis")])
+        checked_principles([Shown(caring, "antithesis")])
 
 
 def test_sampled_constitutions_are_drawn_per_question_and_shared_by_every_model():
@@ -296,21 +305,26 @@ def test_sampled_constitutions_are_drawn_per_question_and_shared_by_every_model(
     questions, _ = load_questions("package")
 
     def draw(seed=0, models=("a=x", "b=y"), constitutions="sampled"):
-        mt = MTBenchConfig(principles=["lowercase", "bullet_list"], side="strong", constitutions=constitutions)
+        mt = MTBenchConfig(principles=["lowercase", "bullet_list"], phrasing="strong", constitutions=constitutions)
         cfg = EvalConfig(models=list(models), seed=seed, mtbench=mt)
-        return [[(p.name, side) for p, side in question_constitution(cfg, library, q)] for q in questions]
+        return [
+            [(s.principle.name, s.side, s.phrasing) for s in question_constitution(cfg, library, q)] for q in questions
+        ]
 
     sampled = draw()
     assert sampled == draw(models=("c=z",))  # the draw does not depend on the models compared
     assert sampled != draw(seed=1)
-    assert all([n for n, _ in c] == ["lowercase", "bullet_list"] for c in sampled)
-    assert all(side in ("strong", "antithesis") for c in sampled for _, side in c)
+    assert all([n for n, *_ in c] == ["lowercase", "bullet_list"] for c in sampled)
+    assert all(
+        (side, phrasing) in {("principle", "strong"), ("antithesis", None)} for c in sampled for _, side, phrasing in c
+    )
     # a fair coin per principle and question: over 80 questions each side turns up 40 +- 15 times (3.4 sd)
     for k in range(2):
         flips = sum(c[k][1] == "antithesis" for c in sampled)
         assert 25 <= flips <= 55, flips
-    assert {sum(side == "antithesis" for _, side in c) for c in sampled} == {0, 1, 2}
-    assert all(side == "strong" for c in draw(constitutions="positive") for _, side in c)
+    assert {sum(side == "antithesis" for _, side, _ in c) for c in sampled} == {0, 1, 2}
+    positive = draw(constitutions="positive")
+    assert all((side, phrasing) == ("principle", "strong") for c in positive for _, side, phrasing in c)
     with pytest.raises(ValueError, match="sampled needs mtbench.protocol: paper"):
         MTBenchConfig(protocol="fastchat", constitutions="sampled")
 
@@ -369,7 +383,7 @@ def test_ranking_and_judge_diagnostics_from_stored_verdicts(tmp_path):
                      mtbench=MTBenchConfig(judges=["checker"], principles=["lowercase"]))  # fmt: skip
     m = mtbench_metrics(cfg)
     fit = m["ranking"]["checker"]
-    assert fit["anchor"] == "x" and [n for n in sorted(fit["models"], key=lambda n: fit["models"][n]["rank"])] == [
+    assert fit["origin"] == "x" and [n for n in sorted(fit["models"], key=lambda n: fit["models"][n]["rank"])] == [
         "x", "y", "z"
     ]  # fmt: skip
     y, z = fit["models"]["y"]["strength"], fit["models"]["z"]["strength"]

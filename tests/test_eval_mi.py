@@ -1,4 +1,4 @@
-"""Fluency in ``sami eval mi``: each record's diagonal log-prob and the paired change from a reference."""
+"""Fluency in ``sami eval mi``: each record's diagonal log-prob and the paired change from the origin checkpoint."""
 
 import json
 
@@ -7,7 +7,7 @@ import torch
 
 from sami.core.objective import sami_metrics
 from sami.eval.config import EvalConfig, MIConfig
-from sami.eval.mi import mi_metrics, print_mi, reference_checkpoint
+from sami.eval.mi import mi_metrics, origin_checkpoint, print_mi
 from sami.eval.run import compute, run
 from sami.eval.store import read_jsonl
 from tests.conftest import EXAMPLE_DATA, write_jsonl
@@ -24,7 +24,7 @@ def _row(record_id: str, category: str, matrix: list[list[float]], *, stored_dia
 
 def test_diag_logprob_and_its_paired_change_from_base_by_hand(tmp_path, capsys):
     """base's diagonals: r1 (-1, -1) -> -1, r2 (-2, -3) -> -2.5; sami's: r1 (-1, -2) -> -1.5, r2 (-3, -4)
-    -> -3.5. Paired changes -0.5 and -1.0, mean -0.75; base is listed second and is still the reference.
+    -> -3.5. Paired changes -0.5 and -1.0, mean -0.75; base is listed second and is still the origin.
     sami's r2 row lacks diag_logprob and is recomputed from its stored matrix."""
     root = tmp_path / "eval" / "mi"
     root.mkdir(parents=True)
@@ -38,9 +38,9 @@ def test_diag_logprob_and_its_paired_change_from_base_by_hand(tmp_path, capsys):
     cfg = EvalConfig(output_dir=str(tmp_path / "eval"), models=["sami=x", "base=y"])
     m = mi_metrics(cfg)
     assert m["base"]["overall"]["diag_logprob"]["value"] == pytest.approx(-1.75)
-    assert "diag_logprob_change" not in m["base"]["overall"] and "diag_logprob_reference" not in m["base"]
+    assert "diag_logprob_change" not in m["base"]["overall"] and "diag_logprob_origin" not in m["base"]
     sami = m["sami"]
-    assert sami["diag_logprob_reference"] == "base"
+    assert sami["diag_logprob_origin"] == "base"
     assert sami["overall"]["diag_logprob"]["value"] == pytest.approx(-2.5)
     change = sami["overall"]["diag_logprob_change"]
     assert change["value"] == pytest.approx(-0.75) and change["n"] == 2
@@ -51,9 +51,9 @@ def test_diag_logprob_and_its_paired_change_from_base_by_hand(tmp_path, capsys):
     assert "diagonal log-prob per token -2.500" in out and "change from base -0.750" in out
 
 
-def test_reference_is_base_else_the_first_checkpoint():
-    assert reference_checkpoint(["sft", "base", "sami"]) == "base"
-    assert reference_checkpoint(["sft", "sami"]) == "sft"
+def test_origin_is_base_else_the_first_checkpoint():
+    assert origin_checkpoint(["sft", "base", "sami"]) == "base"
+    assert origin_checkpoint(["sft", "sami"]) == "sft"
 
 
 def test_eval_mi_stores_diag_logprob_and_recomputes_it_from_old_files(tmp_path, tiny_model_dir):
@@ -64,7 +64,7 @@ def test_eval_mi_stores_diag_logprob_and_recomputes_it_from_old_files(tmp_path, 
     rows = read_jsonl(path)
     for r in rows:
         assert r["diag_logprob"] == sum(r["matrix"][i][i] for i in range(r["constitutions"])) / r["constitutions"]
-    assert metrics["b"]["diag_logprob_reference"] == "a"
+    assert metrics["b"]["diag_logprob_origin"] == "a"
     assert metrics["b"]["overall"]["diag_logprob_change"] == {
         "value": 0.0,
         "n": 3,

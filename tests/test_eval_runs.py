@@ -261,7 +261,7 @@ def test_adherence_together_shows_the_whole_constitution_and_flips_one_principle
     section = AdherenceConfig(queries=str(queries), principles=["lowercase", "bullet_list"], constitution="together")
     cfg = _cfg(tmp_path, tiny_model_dir, adherence=section)
     cfg.models = cfg.models[:1]
-    cfg.adherence.side, cfg.adherence.max_new_tokens = "strong", 4
+    cfg.adherence.phrasing, cfg.adherence.max_new_tokens = "strong", 4
     run("adherence", cfg)
     path = tmp_path / "eval/adherence/answers/a.jsonl"
     rows = read_jsonl(path)
@@ -333,6 +333,26 @@ def test_cli_prints_the_same_tables_when_recomputing(tmp_path, tiny_model_dir, c
     assert "extraction strict" in capsys.readouterr().out
 
 
+def test_mtbench_pairs_against_one_versus_some_or_every_pair():
+    """Four checkpoints a, b, c, d: ``against`` pairs each other one with it, named second; ``versus`` keeps the
+    pairs of all six (in the order given) that include one of its names; neither keeps all six."""
+    from sami.eval.mtbench import pairs
+
+    def chosen(**mtbench):
+        return pairs(EvalConfig(models=["a=x", "b=x", "c=x", "d=x"], mtbench=MTBenchConfig(**mtbench)))
+
+    assert chosen(against="b") == [("a", "b"), ("c", "b"), ("d", "b")]
+    assert chosen(versus=["b"]) == [("a", "b"), ("b", "c"), ("b", "d")]
+    assert chosen(versus=["d", "a"]) == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "d"), ("c", "d")]
+    assert chosen() == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"), ("b", "d"), ("c", "d")]
+    with pytest.raises(ValueError, match=r"mtbench.against 'e' is not one of the checkpoints"):
+        chosen(against="e")
+    with pytest.raises(ValueError, match=r"mtbench.versus \['e'\] are not among the checkpoints"):
+        chosen(versus=["a", "e"])
+    with pytest.raises(ValueError, match="mtbench.against and mtbench.versus: set one of them"):
+        MTBenchConfig(against="a", versus=["b"])
+
+
 def test_cli_errors_name_the_missing_setting(tmp_path, capsys):
     from sami.cli import main
 
@@ -350,8 +370,8 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     from sami.eval.mtbench import question_constitution
     from sami.eval.mtbench_data import load_questions, select
 
-    mt = MTBenchConfig(per_category=2, max_new_tokens=4, principles=["lowercase", "bullet_list"], side="strong",
-                       constitutions="sampled", judges=["checker", "principle-aware"])  # fmt: skip
+    mt = MTBenchConfig(per_category=2, max_new_tokens=4, principles=["lowercase", "bullet_list"],
+                       phrasing="strong", constitutions="sampled", judges=["checker", "principle-aware"])  # fmt: skip
     cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
     judged = []
     real = common.make_backend
@@ -378,10 +398,12 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     by_id = lambda rows: sorted(rows, key=lambda r: r["question_id"])  # noqa: E731
     for ra, rb in zip(by_id(a), by_id(b), strict=True):
         drawn = question_constitution(cfg, library, questions[ra["question_id"]])
-        expected = [{"name": p.name, "side": s, "text": p.phrasing(s)} for p, s in drawn]
+        # stored as data files store constitutions: side strong (the phrasing shown) or antithesis
+        expected = [{"name": p.name, "side": "strong" if side == "principle" else side, "text": p.text(side, phrasing)}
+                    for p, side, phrasing in drawn]  # fmt: skip
         assert ra["constitution"] == rb["constitution"] == {"principles": expected}
         assert all(item["text"] in ra["prompt"] for item in expected)
-        flips.append(sum(s == "antithesis" for _, s in drawn))
+        flips.append(sum(s.side == "antithesis" for s in drawn))
     assert "capital letters" in " ".join(r["prompt"] for r in a)  # some question had lowercase flipped
     checker = read_jsonl(root / "judgments/checker/a__b.jsonl")
     assert all(r["constitution"] == next(x for x in a if x["question_id"] == r["question_id"])["constitution"]

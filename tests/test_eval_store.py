@@ -52,6 +52,21 @@ def test_settings_added_later_read_as_their_old_value(tmp_path):
         check_settings(tmp_path, {"queries": "mtbench", "verdict": "probability"})
 
 
+def test_a_setting_stored_under_its_old_name_reads_under_the_new_one(tmp_path):
+    """A folder written when the phrasing was stored as ``side`` resumes with the same phrasing; another is
+    refused under the new name."""
+    from sami.core.config import ConfigError
+
+    (tmp_path / "settings.json").write_text(json.dumps({"queries": "mtbench", "side": "weak"}))
+    check_settings(tmp_path, {"queries": "mtbench", "phrasing": "weak"}, renamed={"side": "phrasing"})
+    with pytest.raises(
+        ConfigError, match=r"holds results made with other settings \(phrasing: stored 'weak', now 'strong'\)"
+    ):
+        check_settings(tmp_path, {"queries": "mtbench", "phrasing": "strong"}, renamed={"side": "phrasing"})
+    with pytest.raises(ConfigError, match="phrasing: stored None"):  # not declared as renamed: a difference
+        check_settings(tmp_path, {"queries": "mtbench", "phrasing": "weak"})
+
+
 def test_a_record_its_reader_would_refuse_is_not_appended(tmp_path):
     store = JsonlStore(tmp_path / "a.jsonl", key=("model", "question_id"))
     store.append({"model": "m", "question_id": 1})

@@ -114,11 +114,11 @@ def test_judge_findings_split_by_flips_name_a_position_preference_and_rank():
         "judge_diagnostics": {"aware": {"first_position": est(0.8, 0.7, 0.9)}},
         "ranking": {
             "aware": {
-                "anchor": "sami",
+                "origin": "sami",
                 "models": {
-                    "sami": {"rank": 1, "win_rate_vs_anchor": est(0.5, 0.5, 0.5)},
-                    "sft": {"rank": 3, "win_rate_vs_anchor": est(0.2, 0.1, 0.3)},
-                    "dpo": {"rank": 2, "win_rate_vs_anchor": est(0.3, 0.2, 0.4)},
+                    "sami": {"rank": 1, "win_rate_vs_origin": est(0.5, 0.5, 0.5)},
+                    "sft": {"rank": 3, "win_rate_vs_origin": est(0.2, 0.1, 0.3)},
+                    "dpo": {"rank": 2, "win_rate_vs_origin": est(0.3, 0.2, 0.4)},
                 },
             }
         },  # fmt: skip
@@ -135,7 +135,7 @@ def test_judge_findings_split_by_flips_name_a_position_preference_and_rank():
         "40]; sft 20% [10, 30])."
     )
     for model in ("dpo", "sft"):  # intervals that hold 1/2 give no order
-        mtbench["ranking"]["aware"]["models"][model]["win_rate_vs_anchor"] = est(0.45, 0.4, 0.55)
+        mtbench["ranking"]["aware"]["models"][model]["win_rate_vs_origin"] = est(0.45, 0.4, 0.55)
     assert judge_findings(mtbench)[2].startswith(
         "Bradley-Terry ranking by `aware`: no model can be told apart from sami"
     )

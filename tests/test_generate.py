@@ -29,9 +29,13 @@ def done(text, reason="stop"):
     return Completion(text, reason, len(text.split()))
 
 
-def constitution(side_step):
+def constitution(step_by_step):
+    """step_by_step as data files store a line (strong, weak or antithesis), latex in the strong phrasing."""
     return Constitution(
-        (ConstitutionItem("reason", "step_by_step", side_step), ConstitutionItem("latex", "latex", "strong"))
+        (
+            ConstitutionItem.from_stored("reason", "step_by_step", step_by_step),
+            ConstitutionItem("latex", "latex", "principle", "strong"),
+        )
     )
 
 
@@ -156,14 +160,14 @@ def test_generation_and_training_shuffle_principles_independently(tmp_path, pool
     assert orders == {True, False}
 
 
-def test_filtered_records_go_to_the_side_file(tmp_path, pool_file, lively_model, tokenizer):
+def test_filtered_records_go_to_the_filtered_file(tmp_path, pool_file, lively_model, tokenizer):
     cfg = gen_cfg(tmp_path, pool_file, filters={"unterminated": True})
     result = generate(cfg, TransformersBackend(lively_model, tokenizer))
     assert result.written == 0 and result.rejected == {"unterminated": len(QUERIES)}
-    side = [json.loads(line) for line in rejected_path(cfg.output).read_text().splitlines()]
-    assert len(side) == len(QUERIES)
-    assert all(s["reason"] == "unterminated" and "length" in s["finish_reasons"] for s in side)
-    assert all(len(s["record"]["responses"]) == 2 for s in side)
+    dropped = [json.loads(line) for line in rejected_path(cfg.output).read_text().splitlines()]
+    assert len(dropped) == len(QUERIES)
+    assert all(s["reason"] == "unterminated" and "length" in s["finish_reasons"] for s in dropped)
+    assert all(len(s["record"]["responses"]) == 2 for s in dropped)
 
 
 class Interrupt(RuntimeError):
@@ -211,6 +215,23 @@ def test_a_changed_config_is_refused_but_more_queries_resume(tmp_path, pool_file
     assert generate(gen_cfg(tmp_path, pool_file, num_queries=5), backend).written == 2
     with pytest.raises(ConfigError, match="sampling.max_new_tokens: 6 -> 9"):
         generate(gen_cfg(tmp_path, pool_file, sampling={"max_new_tokens": 9}), backend)
+
+
+def test_an_output_written_before_a_key_was_renamed_resumes(tmp_path, pool_file, lively_model, tokenizer):
+    """Its .generate.yaml holds constitutions.side, the phrasing's old name: the same phrasing resumes, another
+    is refused under the new name."""
+    from sami.generate.run import config_path
+
+    backend = TransformersBackend(lively_model, tokenizer)
+    cfg = gen_cfg(tmp_path, pool_file, num_queries=3)
+    generate(cfg, backend)
+    saved = config_path(cfg.output)
+    text = saved.read_text()
+    assert "  phrasing: strong\n" in text
+    saved.write_text(text.replace("  phrasing: strong\n", "  side: strong\n"))
+    assert generate(gen_cfg(tmp_path, pool_file, num_queries=5), backend).written == 2
+    with pytest.raises(ConfigError, match="constitutions.phrasing: 'strong' -> 'weak'"):
+        generate(gen_cfg(tmp_path, pool_file, num_queries=5, constitutions={"phrasing": "weak"}), backend)
 
 
 def test_cli_generate(tmp_path, pool_file, lively_model, tokenizer, capsys):

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from sami.eval.gsm8k import extract_answer
-from sami.eval.gsm8k_data import EVAL_SEED_OFFSET, PROMPTS, build_prompt, load_problems, parse_gold
+from sami.eval.gsm8k_data import EVAL_SEED_OFFSET, PROMPTS, gsm8k_prompt, load_problems, parse_gold
 
 GSM8K_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
 
@@ -121,12 +121,12 @@ def test_reasoning_gym_problems_avoid_the_training_pool_and_excluded_queries():
 
 
 def test_prompts_are_versioned():
-    assert build_prompt("paper-cot-v1", "Q?") == "Q: Q?\nA: Let's think step by step. First,"
-    chat = build_prompt("chat-cot-v1", "Q?")
+    assert gsm8k_prompt("paper-cot-v1", "Q?") == "Q: Q?\nA: Let's think step by step. First,"
+    chat = gsm8k_prompt("chat-cot-v1", "Q?")
     assert chat[0]["role"] == "user" and chat[0]["content"].startswith("Q?")
     assert all(p.extract in ("strict", "flexible", "paper") for p in PROMPTS.values())
     with pytest.raises(ValueError, match="unknown GSM8K prompt"):
-        build_prompt("paper", "Q?")
+        gsm8k_prompt("paper", "Q?")
 
 
 def test_reasoning_gym_generator_options_reach_the_generator(tmp_path):

@@ -147,7 +147,7 @@ def test_style_controlled_win_rate_removes_a_pure_markdown_effect():
 
 
 def test_bradley_terry_strengths_by_hand():
-    """Two models, b wins 12 of 16 against the anchor a: the likelihood is maximised at sigmoid(s_b) = 12/16, so
+    """Two models, b wins 12 of 16 against the origin a: the likelihood is maximised at sigmoid(s_b) = 12/16, so
     s_b = log(12 / 4) = log 3. Three models: statsmodels' GLM without intercept on the same design is the
     reference. Battles of one group are resampled together: in a single group every resample is the data."""
     import math
@@ -158,7 +158,7 @@ def test_bradley_terry_strengths_by_hand():
     battles = [("a", "b", 0.0)] * 12 + [("a", "b", 1.0)] * 4
     fit = bradley_terry(battles, list(range(16)), "a", ridge=1e-10)
     assert fit["b"]["strength"]["value"] == pytest.approx(math.log(3), abs=1e-6)
-    assert fit["b"]["win_rate_vs_anchor"]["value"] == pytest.approx(0.75, abs=1e-6)
+    assert fit["b"]["win_rate_vs_origin"]["value"] == pytest.approx(0.75, abs=1e-6)
     assert (fit["b"]["rank"], fit["a"]["rank"]) == (1, 2) and fit["a"]["strength"]["value"] == 0
     low, high = fit["b"]["strength"]["low"], fit["b"]["strength"]["high"]
     assert low < math.log(3) < high

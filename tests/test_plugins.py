@@ -198,7 +198,7 @@ BACKEND_PLUGIN = """\
 
 def test_a_plugin_backend_answers_gsm8k_and_is_a_cli_choice(plugin_dir, tmp_path, capsys):
     from sami.cli import build_parser
-    from sami.eval.gsm8k_data import build_prompt, load_problems
+    from sami.eval.gsm8k_data import gsm8k_prompt, load_problems
 
     module = write_plugin(plugin_dir, "canned_backend", BACKEND_PLUGIN)
     out = tmp_path / "eval"
@@ -208,7 +208,7 @@ def test_a_plugin_backend_answers_gsm8k_and_is_a_cli_choice(plugin_dir, tmp_path
     assert main(["--plugin", module, *args]) == 0
     rows = read_jsonl(out / "gsm8k/attempts/m.jsonl")
     problems, _ = load_problems("gsm_symbolic", split="test", limit=4, seed=0)
-    prompt = {p.id: build_prompt("paper-cot-v1", p.question) for p in problems}
+    prompt = {p.id: gsm8k_prompt("paper-cot-v1", p.question) for p in problems}
     assert {r["id"]: r["texts"] for r in rows} == {i: [f"#### {len(p) % 10}"] for i, p in prompt.items()}
     accuracy = json.loads((out / "gsm8k/metrics.json").read_text())["m"]["greedy_accuracy"]["value"]
     assert accuracy == pytest.approx(sum(len(prompt[r["id"]]) % 10 == r["gold"] for r in rows) / 4)
@@ -350,13 +350,16 @@ def test_registries_refuse_malformed_and_repeated_entries(plugin_dir):
 
 
 def test_every_suite_option_sets_a_real_config_key():
-    """A built-in suite's options point at fields that exist (a misspelt key would be refused at run time)."""
+    """A built-in suite's options point at fields that exist (a misspelt key would be refused at run time); a
+    renamed one only names its new flag."""
     import dataclasses
     import typing
 
     from sami.eval.config import EvalConfig
 
-    keys = [key for suite in SUITES.values() for option in suite.options for key, _ in option.settings("x")]
+    options = [option for suite in SUITES.values() for option in suite.options]
+    keys = [key for option in options if not option.renamed_to for key, _ in option.settings("x")]
+    assert [o.renamed_to for o in options if o.renamed_to] == ["--against"]
     assert "mtbench.per_category" in keys and "judge.kind" in keys and "gsm8k.limit" in keys
     for key in keys:
         node = EvalConfig

@@ -58,10 +58,17 @@ def test_sampler_num_keeps_positive_and_is_seeded():
         sample_constitutions(principles, "flip_some")
 
 
-def test_weak_side_uses_weak_phrasing():
+def test_the_weak_phrasing_shows_the_weak_words_and_antitheses_have_none():
     lib = load_library()
-    (c, _) = sample_constitutions([lib.get("latex")], side="weak")
-    assert c.items[0].text == lib.get("latex").weak
+    (c, flipped) = sample_constitutions([lib.get("latex")], phrasing="weak")
+    assert (c.items[0].text, c.items[0].side, c.items[0].phrasing) == (lib.get("latex").weak, "principle", "weak")
+    assert (flipped.items[0].text, flipped.items[0].side, flipped.items[0].phrasing) == (
+        lib.get("latex").antithesis,
+        "antithesis",
+        None,
+    )
+    with pytest.raises(ValueError, match="phrasing"):
+        sample_constitutions([lib.get("latex")], phrasing="antithesis")
 
 
 def test_user_yaml_adds_and_overrides(tmp_path):

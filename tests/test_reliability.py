@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import sami.train.sami_loop as loop_module
-import sami.train.trl_runner as baselines_module
+import sami.train.trl_runner as trl_runner
 from sami.cli import main as cli_main
 from sami.core.config import ConfigError, from_dict, load_yaml, parse_override
 from sami.core.locks import OutputBusy, hold
@@ -96,7 +96,7 @@ def test_baseline_killed_and_resumed_equals_uninterrupted(tmp_path, tiny_model_d
     kw = dict(method=method, max_steps=4, save_every=2, queries_per_device=2)
     whole = train(make_cfg(tmp_path, tiny_model_dir, "whole", **kw))
 
-    real = baselines_module._metrics_callback
+    real = trl_runner._metrics_callback
 
     def crashing(path, fp16=False):
         callback = real(path, fp16)
@@ -111,10 +111,10 @@ def test_baseline_killed_and_resumed_equals_uninterrupted(tmp_path, tiny_model_d
         return callback
 
     cfg = make_cfg(tmp_path, tiny_model_dir, "parts", **kw)
-    monkeypatch.setattr(baselines_module, "_metrics_callback", crashing)
+    monkeypatch.setattr(trl_runner, "_metrics_callback", crashing)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
-    monkeypatch.setattr(baselines_module, "_metrics_callback", real)
+    monkeypatch.setattr(trl_runner, "_metrics_callback", real)
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg)
     resumed = train(cfg, resume=True)

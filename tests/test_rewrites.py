@@ -29,10 +29,10 @@ def test_the_library_declares_rewrites_for_its_format_principles():
 @pytest.mark.parametrize("principle", REWRITABLE, ids=lambda p: p.name)
 @pytest.mark.parametrize("answer", ANSWERS)
 def test_every_declared_rewrite_passes_its_own_sides_checker(principle, answer):
-    for side in ("strong", "antithesis"):
+    for side in ("principle", "antithesis"):
         text = principle.side_rewrite(side)(answer)
         assert principle.side_checker(side)(text), (principle.name, side, text)
-        other = "antithesis" if side == "strong" else "strong"
+        other = "antithesis" if side == "principle" else "principle"
         assert not principle.side_checker(other)(text), (principle.name, side, text)
 
 
@@ -53,7 +53,7 @@ def test_rewritten_constitutions_differ_exactly_in_their_sides():
     assert reason is None and len(responses) == 4 and len({r.text for r in responses}) == 4
     by_sides = {}
     for steps, response in zip(applied, responses, strict=True):
-        side = {step["principle"]: step["side"] for step in steps}
+        side = {step["principle"]: step["side"] for step in steps}  # as data files store it: strong or antithesis
         by_sides[(side["lowercase"], side["bullet_list"])] = response.text
     assert by_sides[("strong", "strong")] == bullets(ANSWERS[0]).lower()
     assert by_sides[("antithesis", "antithesis")] == ANSWERS[0].upper()
@@ -78,7 +78,7 @@ def test_a_rewrite_that_fails_its_checker_drops_the_record():
     principles = [library.get("lowercase")]
     constitutions = sample_constitutions(principles, "flip_all")
     _, _, reason = rewrite_responses(principles, constitutions, Completion("123 456", "stop", 2))
-    assert reason == "rewrite: lowercase strong fails its checker"  # no letters: neither case checker passes
+    assert reason == "rewrite: lowercase (principle side) fails its checker"  # no letters: neither case checker passes
 
 
 def test_rewrite_teacher_generates_one_answer_per_query(tmp_path, pool_file, lively_model, tokenizer):  # noqa: F811

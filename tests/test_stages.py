@@ -1,8 +1,10 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from sami.study.stages import Stage, read_marker, run_stages
+from sami.core.config import OLD_NAMES
+from sami.study.stages import Stage, fingerprint, read_marker, run_stages
 
 
 class Interrupt(RuntimeError):
@@ -88,3 +90,18 @@ def test_plan_errors():
         run_stages([Stage("b", Path("/nonexistent"), {}, noop, after=["a"])])
     with pytest.raises(ValueError, match="two stages are named"):
         run_stages([Stage("a", Path("/x"), {}, noop), Stage("a", Path("/y"), {}, noop)])
+
+
+def test_a_stage_finished_before_a_key_was_renamed_is_still_finished(tmp_path):
+    """A marker written when the keys had their old names (its fingerprint over the old names) is this stage's,
+    finished; a changed value under the new name still reruns it."""
+    calls = []
+    new = {new: ["x"] for new in OLD_NAMES}
+    old = {OLD_NAMES[k]: v for k, v in new.items()}
+    assert set(old).isdisjoint(new)
+    stage = Stage("eval", tmp_path / "eval", {"section": new}, lambda folder: calls.append("eval"))
+    stage.folder.mkdir()
+    (stage.folder / "stage.json").write_text(json.dumps({"fingerprint": fingerprint({"section": old}, [])}))
+    assert [o.status for o in run_stages([stage])] == ["skipped"] and calls == []
+    changed = Stage("eval", tmp_path / "eval", {"section": {**new, "versus": ["y"]}}, stage.run)
+    assert [o.status for o in run_stages([changed])] == ["reran"] and calls == ["eval"]

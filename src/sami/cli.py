@@ -159,8 +159,8 @@ def _inspect_parsers(sub) -> None:
     p = sub.add_parser(
         "principles",
         help="list the principle library",
-        description="Print the built-in principles (and those of your YAML files) with their three phrasings, "
-        "by category, and the verifiable principles with their checkers.",
+        description="Print the built-in principles (and those of your YAML files) in their strong and weak "
+        "phrasings with their antitheses, by category, and the verifiable principles with their checkers.",
     )
     p.add_argument("--category", help="only this category's principles")
     p.add_argument("--library", action="append", default=[], metavar="FILE.yaml", help="your principles (repeatable)")

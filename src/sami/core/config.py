@@ -215,8 +215,24 @@ def save_yaml(cfg, path: str | Path) -> None:
     path.write_text(yaml.safe_dump(redacted(to_dict(cfg)), sort_keys=False))
 
 
+# Keys renamed since hashes of configs were first stored (stage fingerprints, ``config_hash``), new name -> old
+# name. A renamed key is hashed under its old name: the rename changed no setting, so it changes no hash, and a
+# stage finished before it is still finished after it. (``layout``, renamed earlier, is hashed as ``layout``: the
+# folders written since hold that.)
+OLD_NAMES: dict[str, str] = {"against": "baseline", "versus": "anchors", "phrasing": "side"}
+
+
+def with_old_names(value: Any) -> Any:
+    """``value`` (a config as a mapping) with every key of ``OLD_NAMES`` under its old name, at any depth."""
+    if isinstance(value, dict):
+        return {OLD_NAMES.get(k, k): with_old_names(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_old_names(v) for v in value]
+    return value
+
+
 def config_hash(cfg) -> str:
-    blob = json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()
+    blob = json.dumps(with_old_names(to_dict(cfg)), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

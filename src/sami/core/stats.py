@@ -220,7 +220,7 @@ def length_controlled_win_rate(
     """Win rate of A over B had both answers been equally long, with a bootstrap interval.
 
     ``controlled_win_rate`` with one covariate, the log length ratio ``log(len_a / len_b)``: scale-free and
-    symmetric in A and B, so the number does not depend on the length unit or on which side is called A.
+    symmetric in A and B, so the number does not depend on the length unit or on which answer is called A.
     Lengths are in words (a length of 0 counts as 1).
     """
     la, lb = (np.maximum(np.asarray(v, dtype=np.float64), 1.0) for v in (lengths_a, lengths_b))
@@ -232,7 +232,7 @@ def length_controlled_win_rate(
 def bradley_terry(
     battles: Sequence[tuple[str, str, float]],
     groups: Sequence[Hashable],
-    anchor: str,
+    origin: str,
     *,
     ridge: float = 0.01,
     seed: int = 0,
@@ -242,20 +242,20 @@ def bradley_terry(
 
     battles: ``(a, b, score of a)`` with score 1 (a won), 0.5 (tie) or 0; groups: one key per battle (the
     question and turn), resampled together, so the battles of one question stay together as Arena-Hard-Auto
-    resamples them. ``P(a beats b) = sigmoid(s_a - s_b)`` with the anchor's strength fixed at 0, fitted by
+    resamples them. ``P(a beats b) = sigmoid(s_a - s_b)`` with the strength of ``origin`` fixed at 0, fitted by
     ``logistic_fit`` (``ridge`` keeps an unbeaten model finite). Per model: ``strength`` (logits above the
-    anchor), ``win_rate_vs_anchor`` (``sigmoid(strength)``, what the fit expects of it against the anchor on
+    origin), ``win_rate_vs_origin`` (``sigmoid(strength)``, what the fit expects of it against the origin on
     an average question) and ``rank`` (1 = strongest, by the point estimate).
     """
-    models = list(dict.fromkeys([anchor] + [m for a, b, _ in battles for m in (a, b)]))
+    models = list(dict.fromkeys([origin] + [m for a, b, _ in battles for m in (a, b)]))
     if len(battles) == 0:
         return {}
-    column = {m: k - 1 for k, m in enumerate(models)}  # the anchor has no column: its strength is 0
+    column = {m: k - 1 for k, m in enumerate(models)}  # the origin has no column: its strength is 0
     design = np.zeros((len(battles), len(models) - 1))
     for row, (a, b, _) in enumerate(battles):
-        if a != anchor:
+        if a != origin:
             design[row, column[a]] += 1
-        if b != anchor:
+        if b != origin:
             design[row, column[b]] -= 1
     y = np.array([s for _, _, s in battles], dtype=np.float64)
     point = np.concatenate([[0.0], logistic_fit(design, y, ridge=ridge)])
@@ -270,5 +270,5 @@ def bradley_terry(
         strength = Estimate(float(point[k]), len(keys), float(low[k]), float(high[k]), "bootstrap")
         versus = Estimate(float(_sigmoid(point[k])), len(keys), float(_sigmoid(low[k])), float(_sigmoid(high[k])),
                           "bootstrap")  # fmt: skip
-        out[m] = {"strength": strength.to_dict(), "win_rate_vs_anchor": versus.to_dict(), "rank": order.index(k) + 1}
+        out[m] = {"strength": strength.to_dict(), "win_rate_vs_origin": versus.to_dict(), "rank": order.index(k) + 1}
     return out

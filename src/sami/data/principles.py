@@ -1,8 +1,9 @@
 """Principles, constitutions and the sampler that builds C distinct constitutions per query.
 
-A principle has a strong phrasing (used to generate and train), a weak phrasing (used at evaluation
-time) and an antithesis (its opposite). A constitution is a short numbered list of principle phrasings;
-the constitutions of one query differ by which principles are flipped to their antithesis.
+A principle has two sides: the principle itself, in a strong phrasing (used to generate and train) or a weak one
+(used at evaluation time), and its antithesis (its opposite). A constitution is a short numbered list of
+principles, each on one side; the constitutions of one query differ by which principles are flipped to their
+antithesis.
 
 The built-in library (``sami/data/principles.yaml``) holds the nine principles of the multi-task
 experiments, mapped to the eight MT-Bench categories, and a set of *verifiable* principles whose
@@ -24,8 +25,14 @@ from sami.core.config import load_yaml
 from sami.data.checkers import CheckerSpec
 from sami.data.rewrites import RewriteSpec
 
-Side = Literal["strong", "weak", "antithesis"]
-SIDES: tuple[str, ...] = ("strong", "weak", "antithesis")
+Side = Literal["principle", "antithesis"]
+SIDES: tuple[str, ...] = ("principle", "antithesis")
+Phrasing = Literal["strong", "weak"]
+PHRASINGS: tuple[str, ...] = ("strong", "weak")  # the words of a principle on its principle side
+# A constitution line in a file (docs/DATA.md) names its words in one field, ``side``: the phrasing of a principle on
+# its principle side, or ``antithesis``. Files keep the field and values they had before side and phrasing were
+# told apart, so files written by any version read alike.
+STORED_SIDES: tuple[str, ...] = (*PHRASINGS, "antithesis")
 STRATEGIES: tuple[str, ...] = ("flip_one", "flip_all", "all_combinations")
 
 
@@ -35,15 +42,19 @@ class Principle:
     strong: str
     weak: str
     antithesis: str
-    checker: CheckerSpec | None = None  # passes when a response follows the positive side
+    checker: CheckerSpec | None = None  # passes when a response follows the principle side
     antithesis_checker: CheckerSpec | None = None  # passes when it follows the antithesis
     rewrite: RewriteSpec | None = None  # turns an answer into one that follows the principle (rewrite teacher)
     antithesis_rewrite: RewriteSpec | None = None  # ... into one that follows the antithesis
 
-    def phrasing(self, side: Side) -> str:
-        if side not in SIDES:
-            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-        return getattr(self, side)
+    def text(self, side: Side, phrasing: Phrasing | None) -> str:
+        """The principle's words on ``side``: its antithesis, or the principle in ``phrasing``."""
+        if side == "antithesis":
+            return self.antithesis
+        _check_side(side)
+        if phrasing not in PHRASINGS:
+            raise ValueError(f"phrasing must be one of {PHRASINGS}, got {phrasing!r}")
+        return self.strong if phrasing == "strong" else self.weak
 
     @property
     def verifiable(self) -> bool:
@@ -54,24 +65,54 @@ class Principle:
         """Both sides declare a rewrite and a checker, so the rewrite teacher can make and verify either."""
         return None not in (self.rewrite, self.antithesis_rewrite, self.checker, self.antithesis_checker)
 
-    def side_rewrite(self, side: str) -> RewriteSpec:
+    def side_rewrite(self, side: Side) -> RewriteSpec:
+        _check_side(side)
         spec = self.antithesis_rewrite if side == "antithesis" else self.rewrite
         if spec is None:
             raise ValueError(f"principle {self.name!r} declares no rewrite for its {side} side")
         return spec
 
-    def side_checker(self, side: str) -> CheckerSpec | None:
-        """The checker that passes when a response follows ``side`` (strong and weak are the principle)."""
+    def side_checker(self, side: Side) -> CheckerSpec | None:
+        """The checker that passes when a response follows ``side``."""
+        _check_side(side)
         return self.antithesis_checker if side == "antithesis" else self.checker
+
+
+def _check_side(side: str) -> None:
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
 
 
 @dataclass(frozen=True)
 class ConstitutionItem:
-    """One line of a constitution; ``principle`` and ``side`` are None for free text a user wrote."""
+    """One line of a constitution: the words of principle ``principle`` (its name) on ``side``, in ``phrasing`` on
+    the principle side (None on the antithesis side). All three are None for free text a user wrote."""
 
     text: str
     principle: str | None = None
-    side: str | None = None
+    side: Side | None = None
+    phrasing: Phrasing | None = None
+
+    def __post_init__(self) -> None:
+        if self.side is not None:
+            _check_side(self.side)
+        if not (self.phrasing in PHRASINGS if self.side == "principle" else self.phrasing is None):
+            raise ValueError(
+                f"a line on the principle side has a phrasing {PHRASINGS}, others none; got side {self.side!r}, "
+                f"phrasing {self.phrasing!r}"
+            )
+
+    @classmethod
+    def from_stored(cls, text: str, principle: str | None, stored_side: str | None) -> ConstitutionItem:
+        """A line as files store it: ``stored_side`` one of ``STORED_SIDES`` or None."""
+        if stored_side in PHRASINGS:
+            return cls(text, principle, "principle", stored_side)
+        return cls(text, principle, stored_side)
+
+    @property
+    def stored_side(self) -> str | None:
+        """The ``side`` field a file stores for this line (``STORED_SIDES``): the phrasing on the principle side."""
+        return self.phrasing if self.side == "principle" else self.side
 
 
 @dataclass(frozen=True)
@@ -101,7 +142,7 @@ class Constitution:
     def to_json(self) -> str | dict:
         if len(self.items) == 1 and self.items[0].principle is None:
             return self.items[0].text
-        return {"principles": [{"name": i.principle, "side": i.side, "text": i.text} for i in self.items]}
+        return {"principles": [{"name": i.principle, "side": i.stored_side, "text": i.text} for i in self.items]}
 
 
 @dataclass
@@ -211,10 +252,11 @@ def sample_constitutions(
     strategy: str = "flip_all",
     *,
     num: int | None = None,
-    side: Side = "strong",
+    phrasing: Phrasing = "strong",
     rng: random.Random | None = None,
 ) -> list[Constitution]:
-    """Distinct constitutions over ``principles``; the first one flips nothing (the positive one).
+    """Distinct constitutions over ``principles``; the first one flips nothing (the positive one). Principles
+    not flipped are in ``phrasing``.
 
     Strategies: ``flip_all`` gives the positive and the all-antithesis constitution (C = 2); ``flip_one``
     gives the positive one plus one constitution per principle with only that principle flipped
@@ -227,8 +269,8 @@ def sample_constitutions(
     names = [p.name for p in principles]
     if len(set(names)) != len(names):
         raise ValueError(f"principles repeat: {names}")
-    if side == "antithesis":
-        raise ValueError("side is the phrasing of unflipped principles: 'strong' or 'weak'")
+    if phrasing not in PHRASINGS:
+        raise ValueError(f"phrasing (of the principles not flipped) must be one of {PHRASINGS}, got {phrasing!r}")
     rng = rng or random.Random(0)
     p = len(principles)
     if strategy == "flip_all":
@@ -249,9 +291,9 @@ def sample_constitutions(
     constitutions = []
     for flipped in flips:
         items = [
-            ConstitutionItem(
-                pr.antithesis if k in flipped else pr.phrasing(side), pr.name, "antithesis" if k in flipped else side
-            )
+            ConstitutionItem(pr.antithesis, pr.name, "antithesis")
+            if k in flipped
+            else ConstitutionItem(pr.text("principle", phrasing), pr.name, "principle", phrasing)
             for k, pr in enumerate(principles)
         ]
         rng.shuffle(items)

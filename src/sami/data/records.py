@@ -6,6 +6,7 @@ Schema (docs/DATA.md)::
      "category": "math",                    # free string; the eight MT-Bench categories are built in
      "query": "What is ...?",
      "constitutions": [c_1, ..., c_C],      # C >= 2; each a string, or {"principles": [{name, side, text}]}
+                                            # (side: strong | weak | antithesis, ``STORED_SIDES``)
      "responses": [y_1, ..., y_C],          # y_j was generated under c_j
      "provenance": {...}}                   # who/what produced the record (models, templates, seeds)
 
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sami.data.principles import SIDES, Constitution, ConstitutionItem
+from sami.data.principles import STORED_SIDES, Constitution, ConstitutionItem
 
 CATEGORIES: tuple[str, ...] = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
 FIELDS: tuple[str, ...] = ("id", "category", "query", "constitutions", "responses", "provenance")
@@ -70,9 +71,9 @@ def _constitution(value, where: str) -> Constitution:
         if extra:
             raise DataError(f"{here}: unknown fields {sorted(extra)}")
         side = item.get("side")
-        if side is not None and side not in SIDES:
-            raise DataError(f"{here}.side: expected one of {SIDES}, got {side!r}")
-        items.append(ConstitutionItem(item["text"], item.get("name"), side))
+        if side is not None and side not in STORED_SIDES:
+            raise DataError(f"{here}.side: expected one of {STORED_SIDES}, got {side!r}")
+        items.append(ConstitutionItem.from_stored(item["text"], item.get("name"), side))
     if not items:
         raise DataError(f"{where}.principles: empty list")
     return Constitution(tuple(items))

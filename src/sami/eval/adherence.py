@@ -22,15 +22,13 @@ from pathlib import Path
 
 from sami.backends.base import SamplingParams
 from sami.core.stats import bootstrap_mean, rate
-from sami.data.principles import load_library
+from sami.data.principles import SIDES, load_library
 from sami.data.records import json_lines
 from sami.eval.common import LazyBackend, answer_prompt, answer_stop, constitution_text, fmt
 from sami.eval.config import EvalConfig
 from sami.eval.degenerate import is_degenerate, passes
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
-
-SIDES = ("principle", "antithesis")
 
 
 def load_queries(source: str, limit: int | None) -> list[str]:
@@ -72,11 +70,10 @@ def answer_key(cfg: EvalConfig, principle: str, side: str, k: int) -> tuple[str,
 
 def constitution_for(cfg: EvalConfig, principles, principle: str, side: str) -> str:
     """The constitution text of one stored answer (``principle`` flipped when ``side`` is antithesis)."""
-    shown = cfg.adherence.side
     if cfg.adherence.constitution == "separate":
         (p,) = [p for p in principles if p.name == principle]
-        return constitution_text([p], shown if side == "principle" else "antithesis")
-    return constitution_text(principles, shown, flipped=principle if side == "antithesis" else None)
+        principles = [p]
+    return constitution_text(principles, cfg.adherence.phrasing, flipped=principle if side == "antithesis" else None)
 
 
 def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[str], root: Path) -> None:
@@ -166,10 +163,11 @@ def run_adherence(cfg: EvalConfig) -> dict:
     principles = _principles(cfg)
     queries = load_queries(a.queries, a.limit)
     settings = {"queries": a.queries, "query_texts": queries, "principles": [p.name for p in principles]}
-    settings.update(side=a.side, template=a.template, max_new_tokens=a.max_new_tokens, seed=cfg.seed)
+    settings.update(phrasing=a.phrasing, template=a.template, max_new_tokens=a.max_new_tokens, seed=cfg.seed)
     settings["constitution"] = a.constitution
     settings["backend"] = {"kind": cfg.backend.kind, "dtype": cfg.backend.dtype}
-    check_settings(root, settings, added={"constitution": "separate"})  # answers before it were one-item
+    # answers from before the constitution setting were one-item; the phrasing was stored as side before its name
+    check_settings(root, settings, added={"constitution": "separate"}, renamed={"side": "phrasing"})
     for name, model in cfg.checkpoints():
         generate(cfg, name, model, principles, queries, root)
     return finish_suite(cfg, "adherence", adherence_metrics)

@@ -7,12 +7,13 @@ import gc
 import logging
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
 from sami.backends.base import BackendConfig, make_backend
 from sami.core.stats import Estimate
-from sami.data.principles import Constitution, ConstitutionItem, Principle
+from sami.data.principles import Constitution, ConstitutionItem, Phrasing, Principle, Side
 from sami.data.templates import PAPER_TEMPLATE, build_prompt
 
 logger = logging.getLogger(__name__)
@@ -43,20 +44,34 @@ class LazyBackend:
             torch.cuda.empty_cache()
 
 
-def constitution_text(principles: Sequence[Principle], side: str, flipped: str | None = None) -> str:
-    """The numbered constitution of ``principles`` in the given phrasing, in library order; the principle named
-    ``flipped`` as its antithesis."""
-    sides = {p.name: "antithesis" if p.name == flipped else side for p in principles}
-    return shown_text([(p, sides[p.name]) for p in principles])
+class Shown(NamedTuple):
+    """One principle of a constitution as the models were shown it: on ``side``, in ``phrasing`` on the principle
+    side (None on the antithesis side)."""
+
+    principle: Principle
+    side: Side
+    phrasing: Phrasing | None = None
 
 
-def shown_constitution(shown: Sequence[tuple[Principle, str]]) -> Constitution:
-    """The constitution of ``(principle, side)`` pairs, in the given order."""
-    return Constitution(tuple(ConstitutionItem(p.phrasing(side), p.name, side) for p, side in shown))
+def constitution_text(principles: Sequence[Principle], phrasing: Phrasing, flipped: str | None = None) -> str:
+    """The numbered constitution of ``principles`` in ``phrasing``, in library order; the principle named
+    ``flipped`` on its antithesis side."""
+    return shown_text(
+        [Shown(p, "antithesis") if p.name == flipped else Shown(p, "principle", phrasing) for p in principles]
+    )
 
 
-def shown_text(shown: Sequence[tuple[Principle, str]]) -> str:
-    """The numbered constitution text of ``(principle, side)`` pairs, as the answering models see it."""
+def shown_constitution(shown: Sequence[Shown]) -> Constitution:
+    """The constitution of ``shown``, in the given order."""
+    return Constitution(
+        tuple(
+            ConstitutionItem(s.principle.text(s.side, s.phrasing), s.principle.name, s.side, s.phrasing) for s in shown
+        )
+    )
+
+
+def shown_text(shown: Sequence[Shown]) -> str:
+    """The numbered constitution text of ``shown``, as the answering models see it."""
     return shown_constitution(shown).render()
 
 

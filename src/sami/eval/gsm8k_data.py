@@ -67,7 +67,9 @@ PROMPTS: dict[str, GsmPrompt] = {
 }
 
 
-def build_prompt(version: str, question: str) -> str | list[dict[str, str]]:
+def gsm8k_prompt(version: str, question: str) -> str | list[dict[str, str]]:
+    """A GSM8K question under prompt ``version`` (``PROMPTS``): the text, or one user message for a chat prompt.
+    (The training prompt under a constitution is ``sami.data.templates.build_prompt``.)"""
     try:
         prompt = PROMPTS[version]
     except KeyError:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sami.eval.common import shown_text
+from sami.eval.common import Shown, shown_text
 from sami.eval.degenerate import passes
 from sami.eval.mtbench_data import REFERENCE_CATEGORIES, JudgePrompt, Question
 
@@ -49,16 +49,13 @@ TURNS: tuple[str, ...] = ("first", "all")
 RESERVED: tuple[str, ...] = ("answers", "pairwise", "judge_diagnostics", "ranking", "constitutions")
 
 
-Shown = tuple  # (sami.data.principles.Principle, side): one principle of a constitution, on the side it was shown
-
-
 @dataclass
 class JudgeItem:
     """What a judge is shown for one request: the question (its ``reference`` None unless the judge takes
     references), the turn, the answers of turns 1..turn (``answers_b`` None for a grading judge), and on
     demand the constitution the answers were asked to follow and FastChat's judge prompts (each read on first
-    use). ``read_constitution`` returns ``[(Principle, side), ...]`` (side ``strong``, ``weak`` or
-    ``antithesis``), or a free text for a constitution imported without principle names."""
+    use). ``read_constitution`` returns ``[Shown(principle, side, phrasing), ...]`` (``sami.eval.common.Shown``),
+    or a free text for a constitution imported without principle names."""
 
     question: Question
     turn: int
@@ -73,7 +70,7 @@ class JudgeItem:
 
     @property
     def principles(self) -> list[Shown]:
-        """``[(Principle, side), ...]`` of the constitution; an error for a free-text constitution."""
+        """``[Shown(principle, side, phrasing), ...]`` of the constitution; an error for a free-text one."""
         if isinstance(self.shown, str):
             raise ValueError(
                 f"question {self.question.question_id}: its constitution is free text, not named principles, so "
@@ -302,11 +299,10 @@ def soft_preference(x_first: tuple[float, ...] | None, y_first: tuple[float, ...
 
 
 def checked_principles(shown: list[Shown]) -> list[Shown]:
-    """The shown ``(Principle, side)`` pairs whose side has a checker (``Principle.side_checker``); an error
-    when none has one."""
-    checked = [(p, side) for p, side in shown if p.side_checker(side) is not None]
+    """The shown principles whose side has a checker (``Principle.side_checker``); an error when none has one."""
+    checked = [s for s in shown if s.principle.side_checker(s.side) is not None]
     if not checked:
-        names = [f"{p.name} ({side})" for p, side in shown]
+        names = [f"{s.principle.name} ({s.side})" for s in shown]
         raise ValueError(
             f"the checker judge needs principles with a checker for the side shown; none of {names} has one. Set "
             "mtbench.principles to verifiable principles (e.g. [lowercase, bullet_list]; see verifiable: in "
@@ -318,15 +314,15 @@ def checked_principles(shown: list[Shown]) -> list[Shown]:
 def checker_verdict(shown: list[Shown], answer_a: str, answer_b: str) -> dict:
     """The checker judge: per answer, how many of the shown principles' checkers pass; more passes wins.
 
-    ``shown``: the constitution's ``(Principle, side)`` pairs; each is checked with the checker of the side it
+    ``shown``: the constitution's principles (``Shown``); each is checked with the checker of the side it
     was shown on (a flipped principle with its antithesis checker), those without one are skipped. A
     degenerate answer (``sami.eval.degenerate``) passes none: ``- - -`` is not a bulleted answer. Returns
     ``{checked, passes: {A, B}, verdict}``.
     """
-    checkers = [p.side_checker(side) for p, side in checked_principles(shown)]
+    checkers = [s.principle.side_checker(s.side) for s in checked_principles(shown)]
     count = {pos: sum(passes(c, text) for c in checkers) for pos, text in (("A", answer_a), ("B", answer_b))}
     verdict = "A" if count["A"] > count["B"] else "B" if count["B"] > count["A"] else "tie"
-    return {"checked": [p.name for p, _ in checked_principles(shown)], "passes": count, "verdict": verdict}
+    return {"checked": [s.principle.name for s in checked_principles(shown)], "passes": count, "verdict": verdict}
 
 
 def _principle_aware(item: JudgeItem) -> tuple[str, list[dict]]:

@@ -8,7 +8,7 @@ bootstrap interval, overall and per category, are computed from those files.
 Fluency is measured beside it: a record's ``diag_logprob`` is mean_i L[i, i], the mean per-token log-prob of
 each response under its own constitution. The MI bound can rise while every likelihood falls (the collapse
 that ``sami.nll_weight`` / ``sami.ref_weight`` guard against in training), so each checkpoint also reports
-its change in ``diag_logprob`` from a reference checkpoint, paired by record: the checkpoint named ``base``
+its change in ``diag_logprob`` from an origin checkpoint, paired by record: the checkpoint named ``base``
 when one is evaluated, else the first one listed.
 """
 
@@ -108,13 +108,13 @@ def diag_logprob(row: dict) -> float:
     return row["diag_logprob"] if "diag_logprob" in row else _diagonal_mean(row["matrix"])
 
 
-def reference_checkpoint(names: list[str]) -> str:
+def origin_checkpoint(names: list[str]) -> str:
     """The checkpoint the others' change in ``diag_logprob`` is measured from: ``base``, else the first."""
     return "base" if "base" in names else names[0]
 
 
-def _block(rows: list[dict], reference: dict[str, float] | None) -> dict:
-    """Estimates over ``rows``; with ``reference`` (id -> its diag_logprob), the paired change from it."""
+def _block(rows: list[dict], origin: dict[str, float] | None) -> dict:
+    """Estimates over ``rows``; with ``origin`` (id -> its diag_logprob), the paired change from it."""
     sizes = sorted({r["constitutions"] for r in rows})
     out = {
         "mi_bound": bootstrap_mean([r["mi_bound"] for r in rows]).to_dict(),
@@ -124,30 +124,30 @@ def _block(rows: list[dict], reference: dict[str, float] | None) -> dict:
         "constitutions": sizes,
         "upper_limit": [math.log(c) for c in sizes],  # the bound cannot exceed log C
     }
-    if reference is not None:  # records scored under both; a partial file pairs what it has
-        change = [diag_logprob(r) - reference[r["id"]] for r in rows if r["id"] in reference]
+    if origin is not None:  # records scored under both; a partial file pairs what it has
+        change = [diag_logprob(r) - origin[r["id"]] for r in rows if r["id"] in origin]
         out["diag_logprob_change"] = bootstrap_mean(change).to_dict()
     return out
 
 
 def mi_metrics(cfg: EvalConfig) -> dict:
     """Per checkpoint, overall and per category: the MI bound, accuracies and ``diag_logprob``; for every
-    checkpoint but the reference (``reference_checkpoint``, named in ``diag_logprob_reference``), the paired
+    checkpoint but the origin (``origin_checkpoint``, named in ``diag_logprob_origin``), the paired
     change in ``diag_logprob`` from it (negative: its responses lost likelihood)."""
     root = Path(cfg.output_dir) / "mi"
     names = [name for name, _ in cfg.checkpoints()]
     rows_of = {name: read_jsonl(root / f"{name}.jsonl") for name in names}
-    ref_name = reference_checkpoint(names)
-    ref = {r["id"]: diag_logprob(r) for r in rows_of[ref_name]}
+    origin_name = origin_checkpoint(names)
+    origin = {r["id"]: diag_logprob(r) for r in rows_of[origin_name]}
     out = {}
     for name in names:
-        rows, paired = rows_of[name], (None if name == ref_name else ref)
+        rows, paired = rows_of[name], (None if name == origin_name else origin)
         per_category = {
             c: _block([r for r in rows if r["category"] == c], paired) for c in sorted({r["category"] for r in rows})
         }
         out[name] = {"overall": _block(rows, paired), "per_category": per_category}
         if paired is not None:
-            out[name]["diag_logprob_reference"] = ref_name
+            out[name]["diag_logprob_origin"] = origin_name
     return out
 
 
@@ -159,7 +159,7 @@ def print_mi(metrics: dict) -> None:
         print(f"    column accuracy {fmt(o['col_accuracy'])}; row accuracy {fmt(o['row_accuracy'])}")
         fluency = f"    diagonal log-prob per token {fmt(o['diag_logprob'], False)}"
         if "diag_logprob_change" in o:
-            fluency += f"; change from {m['diag_logprob_reference']} {fmt(o['diag_logprob_change'], False)}"
+            fluency += f"; change from {m['diag_logprob_origin']} {fmt(o['diag_logprob_change'], False)}"
         print(fluency)
         for category, c in m["per_category"].items():
             print(f"    {category:<11} {fmt(c['mi_bound'], False)}")

@@ -35,10 +35,11 @@ from sami.core.stats import (
     length_controlled_win_rate,
     rate,
 )
-from sami.data.principles import SIDES, Constitution, ConstitutionItem, load_library
+from sami.data.principles import STORED_SIDES, Constitution, ConstitutionItem, load_library
 from sami.eval.common import (
     MARKDOWN,
     LazyBackend,
+    Shown,
     answer_prompt,
     answer_stop,
     fmt,
@@ -56,7 +57,6 @@ from sami.eval.judges import (
     VERDICT_PREFIX,
     Judge,
     JudgeItem,
-    Shown,
     combine,
     hard_verdict,
     outcome_for,
@@ -71,17 +71,17 @@ logger = logging.getLogger(__name__)
 
 def pairs(cfg: EvalConfig) -> list[tuple[str, str]]:
     names = [n for n, _ in cfg.checkpoints()]
-    base = cfg.mtbench.baseline
-    if base is not None:
-        if base not in names:
-            raise ValueError(f"mtbench.baseline {base!r} is not one of the checkpoints {names}")
-        return [(n, base) for n in names if n != base]
-    anchors = cfg.mtbench.anchors
-    if anchors is not None:
-        missing = sorted(set(anchors) - set(names))
+    against = cfg.mtbench.against
+    if against is not None:
+        if against not in names:
+            raise ValueError(f"mtbench.against {against!r} is not one of the checkpoints {names}")
+        return [(n, against) for n in names if n != against]
+    versus = cfg.mtbench.versus
+    if versus is not None:
+        missing = sorted(set(versus) - set(names))
         if missing:
-            raise ValueError(f"mtbench.anchors {missing} are not among the checkpoints {names}")
-        return [(x, y) for x, y in combinations(names, 2) if x in anchors or y in anchors]
+            raise ValueError(f"mtbench.versus {missing} are not among the checkpoints {names}")
+        return [(x, y) for x, y in combinations(names, 2) if x in versus or y in versus]
     return list(combinations(names, 2))
 
 
@@ -94,30 +94,32 @@ def _judged_turns(cfg: EvalConfig, judge: Judge) -> tuple[int, ...]:
 
 
 def question_constitution(cfg: EvalConfig, library, q: Question) -> list[Shown]:
-    """The constitution a question is answered and judged under, as ``(Principle, side)`` pairs.
+    """The constitution a question is answered and judged under.
 
     Its principles are ``mtbench.principles`` when set, else the question's category's. With
-    ``mtbench.constitutions: positive`` every principle is shown on ``mtbench.side``; with ``sampled`` each one
-    is on ``mtbench.side`` or flipped to its antithesis by a fair coin drawn from the seed and the question id
-    alone, so every model answers a question under the same constitution.
+    ``mtbench.constitutions: positive`` every principle is shown on its principle side in ``mtbench.phrasing``;
+    with ``sampled`` each one is shown so or flipped to its antithesis by a fair coin drawn from the seed and the
+    question id alone, so every model answers a question under the same constitution.
     """
     names = cfg.mtbench.principles
     principles = [library.get(n) for n in names] if names else library.for_category(q.category)
     if cfg.mtbench.constitutions == "positive":
-        return [(p, cfg.mtbench.side) for p in principles]
+        return [Shown(p, "principle", cfg.mtbench.phrasing) for p in principles]
     rng = random.Random(f"mtbench-constitution:{cfg.seed}:{q.question_id}")  # a str seed hashes the same everywhere
-    return [(p, "antithesis" if rng.random() < 0.5 else cfg.mtbench.side) for p in principles]
+    return [Shown(p, "antithesis") if rng.random() < 0.5 else Shown(p, "principle", cfg.mtbench.phrasing)
+            for p in principles]  # fmt: skip
 
 
 def read_shown(stored: str | dict, library) -> list[Shown] | str:
-    """A constitution stored with an answer (``Constitution.to_json``) as ``(Principle, side)`` pairs; its text
-    when it is free text or names a principle the library does not hold."""
+    """A constitution stored with an answer (``Constitution.to_json``) as the principles shown; its text when it
+    is free text or names a principle the library does not hold."""
     if isinstance(stored, str):
         return stored
     items = stored["principles"]
-    if all(i.get("name") in library.principles and i.get("side") in SIDES for i in items):
-        return [(library.get(i["name"]), i["side"]) for i in items]
-    return Constitution(tuple(ConstitutionItem(i["text"], i.get("name"), i.get("side")) for i in items)).render()
+    if all(i.get("name") in library.principles and i.get("side") in STORED_SIDES for i in items):
+        lines = [ConstitutionItem.from_stored(i["text"], i["name"], i["side"]) for i in items]
+        return [Shown(library.get(line.principle), line.side, line.phrasing) for line in lines]
+    return Constitution(tuple(ConstitutionItem(i["text"], i.get("name")) for i in items)).render()
 
 
 def flipped(stored: str | dict | None) -> int | None:
@@ -180,9 +182,9 @@ def generate_answers(cfg: EvalConfig, name: str, model: str, questions: list[Que
                 for q in group:
                     constitution = None
                     if cfg.mtbench.protocol == "paper":
-                        pairs_shown = question_constitution(cfg, library, q)
-                        constitution = shown_text(pairs_shown)
-                        shown[q.question_id] = shown_constitution(pairs_shown).to_json()
+                        principles_shown = question_constitution(cfg, library, q)
+                        constitution = shown_text(principles_shown)
+                        shown[q.question_id] = shown_constitution(principles_shown).to_json()
                     earlier = [store.get(q.question_id, k)["answer"] for k in range(1, turn)]
                     prompts.append(_answer_prompt(cfg, q, turn, constitution, earlier))
                 desc = f"{name} answers, turn {turn} (T={params.temperature})"
@@ -448,7 +450,7 @@ def pairwise_judge(out: dict, root: Path, judge: str, answers: dict, pair_list: 
     out["pairwise"][judge] = blocks
     out.setdefault("judge_diagnostics", {})[judge] = judge_diagnostics(stored)
     if len({m for x, y, _ in battles for m in (x, y)}) >= 3:
-        out.setdefault("ranking", {})[judge] = ranking(battles, anchor=pair_list[0][0])
+        out.setdefault("ranking", {})[judge] = ranking(battles, origin=pair_list[0][0])
 
 
 def judge_diagnostics(records: list[dict]) -> dict:
@@ -473,13 +475,13 @@ def judge_diagnostics(records: list[dict]) -> dict:
     }
 
 
-def ranking(battles: list[tuple[str, str, dict]], anchor: str) -> dict:
+def ranking(battles: list[tuple[str, str, dict]], origin: str) -> dict:
     """A Bradley-Terry fit over every judged item of every pair (``sami.core.stats.bradley_terry``), items that a
-    verdict could not be read for left out; strengths relative to ``anchor``."""
+    verdict could not be read for left out; strengths relative to ``origin`` (strength 0)."""
     score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
     kept = [(x, y, i) for x, y, i in battles if i["outcome"] in score]
-    fit = bradley_terry([(x, y, score[i["outcome"]]) for x, y, i in kept], [i["key"] for _, _, i in kept], anchor)
-    return {"anchor": anchor, "models": fit}
+    fit = bradley_terry([(x, y, score[i["outcome"]]) for x, y, i in kept], [i["key"] for _, _, i in kept], origin)
+    return {"origin": origin, "models": fit}
 
 
 def rating_metrics(records: list[dict]) -> dict:
@@ -532,10 +534,10 @@ def print_mtbench(metrics: dict) -> None:
         print(f"[{judge}] the two orders agree {fmt(d['order_agreement'])}; of the verdicts that pick an answer, "
               f"the one shown first {fmt(d['first_position'])}; ties {fmt(d['ties'])}")  # fmt: skip
     for judge, fit in metrics.get("ranking", {}).items():
-        print(f"[{judge}] Bradley-Terry ranking (strength in logits over {fit['anchor']}; expected win rate against "
+        print(f"[{judge}] Bradley-Terry ranking (strength in logits over {fit['origin']}; expected win rate against "
               "it):")  # fmt: skip
         for m, r in sorted(fit["models"].items(), key=lambda kv: kv[1]["rank"]):
-            print(f"    {r['rank']}. {m:<12} {fmt(r['strength'], False)}  {fmt(r['win_rate_vs_anchor'])}")
+            print(f"    {r['rank']}. {m:<12} {fmt(r['strength'], False)}  {fmt(r['win_rate_vs_origin'])}")
     for judge, by_model in metrics.items():
         if judge in RESERVED:
             continue
@@ -554,7 +556,7 @@ def run_mtbench(cfg: EvalConfig) -> dict:
         "question_ids": [q.question_id for q in questions],
         "protocol": m.protocol,
         "template": m.template,
-        "side": m.side,
+        "phrasing": m.phrasing,
         "principles": m.principles,
         "constitutions": m.constitutions,
         "verdict": verdict_mode(cfg),
@@ -569,8 +571,10 @@ def run_mtbench(cfg: EvalConfig) -> dict:
         if judge.check_principles is not None:
             for q in questions:
                 judge.check_principles(question_constitution(cfg, library, q))
-    # folders written before these settings existed: each category's principles, text verdicts, one constitution
-    check_settings(root, settings, added={"principles": None, "verdict": "text", "constitutions": "positive"})
+    # folders written before these settings existed: each category's principles, text verdicts, one constitution;
+    # before the phrasing had its name, it was stored as side
+    check_settings(root, settings, added={"principles": None, "verdict": "text", "constitutions": "positive"},
+                   renamed={"side": "phrasing"})  # fmt: skip
     for name, model in cfg.checkpoints():
         generate_answers(cfg, name, model, questions, root, library)
     judge_all(cfg, questions, root, library)

@@ -11,6 +11,7 @@ a suite a plugin adds keeps them under ``sections.<suite>:``, read with ``settin
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sami.backends.base import IMPORTED
-from sami.core.config import from_dict, save_yaml
+from sami.core.config import ConfigError, from_dict, save_yaml
 from sami.core.locks import hold
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import (
@@ -42,7 +43,8 @@ from sami.models.loading import content_key
 class Option:
     """One option of ``sami eval SUITE``: ``flag`` (``--source``), the dotted config ``key`` its value sets,
     argparse's ``type`` and ``choices`` (callables, like ``help`` may be, so that what plugins register
-    later is listed), and ``apply`` when one key is not enough (value -> ``[(key, value), ...]``)."""
+    later is listed), and ``apply`` when one key is not enough (value -> ``[(key, value), ...]``). An option
+    ``renamed_to`` another flag is left out of ``--help``, and using it is a one-line error naming the new flag."""
 
     flag: str
     key: str | None
@@ -50,15 +52,20 @@ class Option:
     type: Callable[[str], Any] = str
     choices: Callable[[], tuple] | None = None
     apply: Callable[[Any], list[tuple[str, Any]]] | None = None
+    renamed_to: str | None = None
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
 
     def help_text(self) -> str:
+        if self.renamed_to:
+            return argparse.SUPPRESS
         return self.help() if callable(self.help) else self.help
 
     def settings(self, value: Any) -> list[tuple[str, Any]]:
+        if self.renamed_to:
+            raise ConfigError(f"{self.flag} was renamed to {self.renamed_to}")
         return self.apply(value) if self.apply else [(self.key, value)]
 
 
@@ -170,7 +177,8 @@ register_suite(Suite(
         Option("--judge", "judge.model", "judge model: alias, hub id, folder, or the endpoint's model name"),
         Option("--judge-url", None, "OpenAI-compatible endpoint of the judge (sets judge.kind=openai)",
                apply=_judge_url),
-        Option("--baseline", "mtbench.baseline", "compare every checkpoint with this one (default: every pair)"),
+        Option("--against", "mtbench.against", "pair every other checkpoint with this one (default: every pair)"),
+        Option("--baseline", None, "", renamed_to="--against"),
         Option("--per-category", "mtbench.per_category", "questions per category (default all)", int),
     ),
 ))  # fmt: skip

@@ -82,18 +82,22 @@ class JsonlStore:
         return list(self.records.values())
 
 
-def check_settings(directory: str | Path, settings: dict, added: dict | None = None) -> None:
+def check_settings(
+    directory: str | Path, settings: dict, added: dict | None = None, renamed: dict[str, str] | None = None
+) -> None:
     """Refuse to add to a directory whose stored records were produced under different settings.
 
     ``settings`` are the values that change what is generated or judged (prompts, sampling, data);
     the first run writes them to ``settings.json``; later runs must match (checkpoints may be added).
     ``added``: settings introduced after files were already written, with the value that reproduces what
-    those files hold; a stored file without such a key reads as that value.
+    those files hold; a stored file without such a key reads as that value. ``renamed``: settings that files
+    written earlier store under another name, old name -> new name; they read under the new name.
     """
     path = Path(directory) / "settings.json"
     settings = json.loads(json.dumps(settings))  # tuples become lists, as they read back
     if path.is_file():
-        stored = {**json.loads(json.dumps(added or {})), **json.loads(path.read_text())}
+        stored = {(renamed or {}).get(k, k): v for k, v in json.loads(path.read_text()).items()}
+        stored = {**json.loads(json.dumps(added or {})), **stored}
         diff = config_differences(stored, settings)
         if diff:
             lines = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in diff.items()))

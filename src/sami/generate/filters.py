@@ -1,6 +1,6 @@
 """Filters applied to a freshly generated record; each returns the reason it drops a record, or None.
 
-Generation writes dropped records to a side file with their reason, so nothing is lost without trace.
+Generation writes dropped records to the filtered file with their reason, so nothing is lost without trace.
 The math filters follow the multi-task paper's GSM8K experiment (docs/PAPER_INDEX.md): a step-by-step
 response at least ``length_ratio`` times as long as the terse one, the terse one at least
 ``min_short_chars`` long, and openings that differ by an edit distance of at least ``opening_distance``
@@ -46,7 +46,7 @@ def math_reason(cfg: MathFilter, constitutions: Sequence[Constitution], response
     for constitution in constitutions:
         side = next((i.side for i in constitution.items if i.principle == cfg.principle), None)
         sides.append(side)
-    long = [r for s, r in zip(sides, responses, strict=True) if s in ("strong", "weak")]
+    long = [r for s, r in zip(sides, responses, strict=True) if s == "principle"]
     short = [r for s, r in zip(sides, responses, strict=True) if s == "antithesis"]
     if not long or not short:
         return f"math: no {cfg.principle} contrast"

@@ -3,7 +3,7 @@
 For each pool item the constitutions are drawn from its category's principles (or a fixed list), each is
 rendered in a principle order shuffled for generation (training shuffles again, independently), the teacher
 answers every (constitution, query) prompt, the filters decide, and the record is appended to the output
-(or, with its reason, to the side file ``<output stem>.filtered.jsonl``).
+(or, with its reason, to the filtered file ``<output stem>.filtered.jsonl``).
 
 Two teacher modes (``teacher_mode``):
 
@@ -11,13 +11,13 @@ Two teacher modes (``teacher_mode``):
 - ``rewrite``: the teacher answers the query once, with no constitution, and each constitution's response is
   that answer put through the deterministic rewrite each principle declares for its side
   (``sami.data.rewrites``), in the order the principles are listed; every response must then pass its sides'
-  checkers (else the record is dropped, reason ``rewrite: <principle> <side> fails its checker``). The C
+  checkers (else the record is dropped, reason ``rewrite: <principle> (<side> side) fails its checker``). The C
   responses say the same thing and differ exactly where the constitutions differ: a positive control for
   models too small to follow the constitution themselves. The provenance records the mode, the teacher's
   answer and the rewrites applied.
 
 Resumable: records are appended chunk by chunk (one backend batch of queries); a rerun reads the ids
-already in the output and the side file and generates only the rest, so it never writes a duplicate and a
+already in the output and the filtered file and generates only the rest, so it never writes a duplicate and a
 killed run loses at most the chunk in flight. A trailing partial line left by a kill is cut off first.
 """
 
@@ -31,14 +31,24 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tqdm.auto import tqdm
 
 from sami.backends.base import Backend, BackendConfig, Completion, SamplingParams, make_backend
-from sami.core.config import ConfigError, config_differences, config_hash, load_yaml, redacted, save_yaml, to_dict
+from sami.core.config import (
+    ConfigError,
+    config_differences,
+    config_hash,
+    load_yaml,
+    redacted,
+    save_yaml,
+    to_dict,
+    with_renamed_keys,
+)
 from sami.core.locks import hold
 from sami.data.pools import PoolConfig, PoolItem, load_pool
-from sami.data.principles import STRATEGIES, load_library, sample_constitutions
+from sami.data.principles import PHRASINGS, STRATEGIES, load_library, sample_constitutions
 from sami.data.records import DataError, parse_record, read_appended
 from sami.data.rewrites import APPLIED_LAST
 from sami.data.templates import (
@@ -64,17 +74,19 @@ class ConstitutionSettings:
     library: extra principle YAML files (they add to or override the built-in library).
     """
 
+    RENAMED: ClassVar[dict[str, str]] = {"side": "phrasing"}
+
     strategy: str = "flip_all"
     num: int | None = None
-    side: str = "strong"
+    phrasing: str = "strong"  # of the principles not flipped
     principles: list[str] | None = None
     library: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.side not in ("strong", "weak"):
-            raise ValueError(f"side must be 'strong' or 'weak', got {self.side!r}")
+        if self.phrasing not in PHRASINGS:
+            raise ValueError(f"phrasing must be 'strong' or 'weak', got {self.phrasing!r}")
 
 
 @dataclass
@@ -119,7 +131,7 @@ class GenerateResult:
     output: Path
     rejected_path: Path
     written: int  # records written by this run
-    already_done: int  # queries found finished in the output or side file
+    already_done: int  # queries found finished in the output or filtered file
     rejected: Counter  # by reason, this run
     pool_dropped: Counter  # items the pool left out, by reason
     seconds: float
@@ -137,7 +149,7 @@ def config_path(output: str | Path) -> Path:
 
 
 def _finished_ids(path: Path) -> set[str]:
-    """Ids of the records already in an output or side file (an unfinished last line is cut off)."""
+    """Ids of the records already in an output or filtered file (an unfinished last line is cut off)."""
     ids = set()
     for n, obj in enumerate(read_appended(path), 1):
         if not isinstance(obj.get("id"), str):
@@ -150,7 +162,7 @@ def _check_same_config(cfg: GenerateConfig) -> None:
     path = config_path(cfg.output)
     if not path.is_file():
         return
-    previous = load_yaml(path)
+    previous = with_renamed_keys(GenerateConfig, load_yaml(path))  # written before a key was renamed: its new name
     diffs = {
         k: v
         for k, v in config_differences(previous, redacted(to_dict(cfg))).items()
@@ -186,7 +198,7 @@ def plan_record(cfg: GenerateConfig, library, item: PoolItem):
     principles = _principles(cfg, library, item)
     rng = random.Random(f"{cfg.seed}:{item.id}")
     constitutions = sample_constitutions(
-        principles, cfg.constitutions.strategy, num=cfg.constitutions.num, side=cfg.constitutions.side, rng=rng
+        principles, cfg.constitutions.strategy, num=cfg.constitutions.num, phrasing=cfg.constitutions.phrasing, rng=rng
     )
     if cfg.teacher_mode == "rewrite":
         return constitutions, [generation_prompt(cfg.template, None, item.prompt)]
@@ -223,17 +235,18 @@ def rewrite_responses(principles, constitutions, answer: Completion) -> tuple[li
     and the reason to drop the record (the first side whose checker the result fails) or None."""
     completions, applied, reason = [], [], None
     for constitution in constitutions:
-        sides = {item.principle: item.side for item in constitution.items}
+        lines = {item.principle: item for item in constitution.items}
         text, steps = answer.text.strip(), []
-        specs = {p.name: p.side_rewrite(sides[p.name]) for p in principles}
+        specs = {p.name: p.side_rewrite(lines[p.name].side) for p in principles}
         for principle in sorted(principles, key=lambda p: specs[p.name].name in APPLIED_LAST):  # stable
             spec = specs[principle.name]
             text = spec(text)
-            steps.append({"principle": principle.name, "side": sides[principle.name], "rewrite": spec.name})
+            # the line's side as data files store it (docs/DATA.md)
+            steps.append({"principle": principle.name, "side": lines[principle.name].stored_side, "rewrite": spec.name})
         for principle in principles:
-            side = sides[principle.name]
+            side = lines[principle.name].side
             if reason is None and not principle.side_checker(side)(text):
-                reason = f"rewrite: {principle.name} {side} fails its checker"
+                reason = f"rewrite: {principle.name} ({side} side) fails its checker"
         completions.append(Completion(text, answer.finish_reason, answer.num_tokens))
         applied.append(steps)
     return completions, applied, reason
@@ -241,7 +254,7 @@ def rewrite_responses(principles, constitutions, answer: Completion) -> tuple[li
 
 def _unreadable(record: dict) -> str | None:
     """Why the data reader would refuse ``record`` (checked with its own schema), or None: with filters
-    turned off, a record the reader refuses goes to the side file instead of breaking the output."""
+    turned off, a record the reader refuses goes to the filtered file instead of breaking the output."""
     try:
         parse_record(record, f"record {record['id']}")
     except DataError as err:
@@ -321,7 +334,7 @@ def _generate_chunks(
     cfg: GenerateConfig, library, todo: list[PoolItem], backend: Backend, result: GenerateResult, start: float
 ) -> None:
     """Generate the records of ``todo`` one chunk of queries at a time, appending each chunk to the output and
-    the side file before the next one starts; counts go into ``result``."""
+    the filtered file before the next one starts; counts go into ``result``."""
     params, provenance = _sampling_params(cfg), _provenance(cfg, backend)
     plans = {item.id: plan_record(cfg, library, item) for item in todo}
     rewritten = [library.get(n) for n in cfg.constitutions.principles or ()]  # rewrite mode: the same for all
@@ -329,7 +342,10 @@ def _generate_chunks(
     chunk = _chunk_size(cfg, backend, num_c)
     bar = tqdm(total=len(todo), desc="generate", unit="query", dynamic_ncols=True)
     try:
-        with result.output.open("a", encoding="utf-8") as out, result.rejected_path.open("a", encoding="utf-8") as side:
+        with (
+            result.output.open("a", encoding="utf-8") as out,
+            result.rejected_path.open("a", encoding="utf-8") as dropped,
+        ):
             for lo in range(0, len(todo), chunk):
                 batch = todo[lo : lo + chunk]
                 completions = backend.generate([p for item in batch for p in plans[item.id][1]], params, progress=False)
@@ -340,9 +356,9 @@ def _generate_chunks(
                     offset += len(own)
                     result.tokens += sum(c.num_tokens or 0 for c in got)
                     record, reason, finish = _make_record(cfg, item, constitutions, got, provenance, rewritten)
-                    _append(out, side, record, reason, finish, result)
+                    _append(out, dropped, record, reason, finish, result)
                 out.flush()
-                side.flush()
+                dropped.flush()
                 bar.update(len(batch))
                 tok_s = f"{result.tokens / (time.perf_counter() - start):.1f}"
                 bar.set_postfix(kept=result.written, dropped=sum(result.rejected.values()), tok_s=tok_s)
@@ -377,12 +393,12 @@ def _make_record(
     return record, reason, [c.finish_reason for c in got]
 
 
-def _append(out, side, record: dict, reason: str | None, finish_reasons: list, result: GenerateResult) -> None:
-    """A kept record to the output; a dropped one, with its reason, to the side file."""
+def _append(out, dropped, record: dict, reason: str | None, finish_reasons: list, result: GenerateResult) -> None:
+    """A kept record to the output; a dropped one, with its reason, to the filtered file."""
     if reason is None:
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         result.written += 1
     else:
-        side_record = {"id": record["id"], "reason": reason, "finish_reasons": finish_reasons, "record": record}
-        side.write(json.dumps(side_record) + "\n")
+        line = {"id": record["id"], "reason": reason, "finish_reasons": finish_reasons, "record": record}
+        dropped.write(json.dumps(line) + "\n")
         result.rejected[reason] += 1

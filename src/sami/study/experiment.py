@@ -43,18 +43,18 @@ from sami.train.config import TRAIN_METHODS, TrainConfig, method_view
 
 logger = logging.getLogger(__name__)
 
-MTBENCH_METHODS = ("sft", "sami", "dpo")  # the default; the anchors sft and sami are always trained
-MTBENCH_ANCHORS = ("sami", "sft")  # every method is judged against these
+MTBENCH_METHODS = ("sft", "sami", "dpo")  # the default; sft and sami are always trained
+MTBENCH_VERSUS = ("sami", "sft")  # every method is judged against these (mtbench.versus)
 MATH_METHODS = ("sft", "sami", "sft+sami")
 
 
 @dataclass
 class MTBenchStudy:
     """Experiment 1. ``methods`` are trained on the same data, SFT from the base and every other from the SFT
-    model; they must include the anchors ``sft`` and ``sami``. ``train`` is shared by all of them (the experiment
-    sets method, data, output and starting point); ``overrides`` changes a setting for one method only, e.g.
-    ``{dpo: {optim.lr: 5e-6}}``; every difference between the methods' resolved configs is printed in the
-    report."""
+    model; they must include ``sft`` and ``sami``, which every method is judged against. ``train`` is shared by
+    all of them (the experiment sets method, data, output and starting point); ``overrides`` changes a setting
+    for one method only, e.g. ``{dpo: {optim.lr: 5e-6}}``; every difference between the methods' resolved
+    configs is printed in the report."""
 
     enabled: bool = True
     methods: list[str] = field(default_factory=lambda: list(MTBENCH_METHODS))
@@ -73,8 +73,10 @@ class MTBenchStudy:
         unknown = [m for m in self.methods if m not in TRAIN_METHODS]
         if unknown:
             raise ValueError(f"methods: {unknown} are not training methods; known: {TRAIN_METHODS}")
-        if len(set(self.methods)) != len(self.methods) or not set(MTBENCH_ANCHORS) <= set(self.methods):
-            raise ValueError(f"methods must name each method once and include the anchors {MTBENCH_ANCHORS}")
+        if len(set(self.methods)) != len(self.methods) or not set(MTBENCH_VERSUS) <= set(self.methods):
+            raise ValueError(
+                f"methods must name each method once and include {MTBENCH_VERSUS}, which every method is judged against"
+            )
         unknown = sorted(set(self.overrides) - set(self.methods))
         if unknown:
             raise ValueError(f"overrides name methods {unknown}; the study trains {self.methods}")
@@ -217,10 +219,10 @@ def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     trained = [f"mtbench/{m}" for m in order]
     # every method against SAMI and against SFT, in the order SAMI vs each, each vs SFT: with the default
     # methods SAMI vs DPO, SAMI vs SFT, DPO vs SFT (the paper's figure)
-    judged = ["sami"] + [m for m in study.methods if m not in MTBENCH_ANCHORS] + ["sft"]
+    judged = ["sami"] + [m for m in study.methods if m not in MTBENCH_VERSUS] + ["sft"]
     mtbench = copy.deepcopy(study.mtbench)
-    if mtbench.baseline is None:
-        mtbench.anchors = list(MTBENCH_ANCHORS)
+    if mtbench.against is None:
+        mtbench.versus = list(MTBENCH_VERSUS)
     ev = eval_config(cfg, root, [model[m] for m in judged], mtbench=mtbench)
     stages.append(_eval_stage(ev, "mtbench", "mtbench/eval-mtbench", trained))
     everyone = [f"base={base}"] + [model[m] for m in study.methods]

@@ -134,10 +134,10 @@ CONSTITUTION_NOTES = {
 
 def _preference(pair: str, estimate: dict) -> str:
     x, y = pair.split(" vs ")
-    side, rate = excludes(estimate, 0.5), pct(estimate, 0)
-    if side == "above":
+    where, rate = excludes(estimate, 0.5), pct(estimate, 0)
+    if where == "above":
         return f"{x} preferred over {y} ({rate})"
-    if side == "below":
+    if where == "below":
         return f"{y} preferred over {x} ({x}'s win rate {rate})"
     return f"{pair}: no preference detectable ({rate})"
 
@@ -170,15 +170,15 @@ def judge_findings(mtbench: dict) -> list[str]:
                          "this cancels in the win rates, but the orders then disagree).")  # fmt: skip
         fit = mtbench.get("ranking", {}).get(judge)
         if fit:
-            models, anchor = fit["models"], fit["anchor"]
+            models, origin = fit["models"], fit["origin"]
             order = sorted(models, key=lambda n: models[n]["rank"])
-            rates = "; ".join(f"{n} {pct(models[n]['win_rate_vs_anchor'], 0)}" for n in order if n != anchor)
-            if all(excludes(models[n]["win_rate_vs_anchor"], 0.5) is None for n in order if n != anchor):
-                lines.append(f"Bradley-Terry ranking by `{judge}`: no model can be told apart from {anchor} (expected "
+            rates = "; ".join(f"{n} {pct(models[n]['win_rate_vs_origin'], 0)}" for n in order if n != origin)
+            if all(excludes(models[n]["win_rate_vs_origin"], 0.5) is None for n in order if n != origin):
+                lines.append(f"Bradley-Terry ranking by `{judge}`: no model can be told apart from {origin} (expected "
                              f"win rate against it: {rates}).")  # fmt: skip
             else:
                 lines.append(f"Bradley-Terry ranking by `{judge}`: {', '.join(order)} (expected win rate against "
-                             f"{anchor}: {rates}).")  # fmt: skip
+                             f"{origin}: {rates}).")  # fmt: skip
     return lines
 
 

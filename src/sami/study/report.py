@@ -124,7 +124,7 @@ def label(method: str) -> str:
 def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     m = s["eval"]["mtbench"]
     methods = list(s["training"]["methods"])
-    shown = ["sami"] + [x for x in methods if x not in ("sami", "sft")] + ["sft"]  # the anchors first and last
+    shown = ["sami"] + [x for x in methods if x not in ("sami", "sft")] + ["sft"]  # as judged: SAMI first, SFT last
     lines += [f"## Experiment 1: {' vs '.join(label(x) for x in shown if x in methods)} on MT-Bench", ""]
     for name, a in m["answers"].items():
         lines.append(
@@ -245,11 +245,11 @@ def _judge_table(m: dict, judge: str, lines: list[str]) -> None:
     fit = m.get("ranking", {}).get(judge)
     if fit:
         lines += ["", f"Bradley-Terry ranking over every judged item of every pairing (bootstrap over questions; "
-                  f"strength in logits over {fit['anchor']}):", "",
-                  f"| rank | model | strength (95%) | expected win rate against {fit['anchor']} (95%) |",
+                  f"strength in logits over {fit['origin']}):", "",
+                  f"| rank | model | strength (95%) | expected win rate against {fit['origin']} (95%) |",
                   "|---|---|---|---|"]  # fmt: skip
         for name, r in sorted(fit["models"].items(), key=lambda kv: kv[1]["rank"]):
-            lines.append(f"| {r['rank']} | {name} | {num(r['strength'], 2)} | {pct(r['win_rate_vs_anchor'])} |")
+            lines.append(f"| {r['rank']} | {name} | {num(r['strength'], 2)} | {pct(r['win_rate_vs_origin'])} |")
 
 
 def _training_section(t: dict, lines: list[str]) -> None:

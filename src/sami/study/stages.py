@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sami.core.config import with_old_names
+
 logger = logging.getLogger(__name__)
 MARKER = "stage.json"
 
@@ -60,7 +62,8 @@ def _world_size() -> int:
 
 
 def fingerprint(config: dict, upstream: Sequence[str]) -> str:
-    blob = json.dumps({"config": config, "upstream": list(upstream)}, sort_keys=True, default=str)
+    """A hash of ``config`` (keys renamed since under their old names, ``with_old_names``) and ``upstream``."""
+    blob = json.dumps({"config": with_old_names(config), "upstream": list(upstream)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

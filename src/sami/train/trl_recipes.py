@@ -139,11 +139,11 @@ def _paired_row(feature: dict) -> dict:
     """ORPO's and CPO's tokenised pair: prompt, prompt + chosen, prompt + rejected, labels -100 on the prompt."""
     prompt = list(feature["prompt_ids"])
     row = {"prompt_input_ids": prompt, "prompt_attention_mask": [1] * len(prompt)}
-    for side in ("chosen", "rejected"):
-        response = list(feature[f"{side}_ids"])
-        row[f"{side}_input_ids"] = prompt + response
-        row[f"{side}_attention_mask"] = [1] * (len(prompt) + len(response))
-        row[f"{side}_labels"] = [-100] * len(prompt) + response
+    for which in ("chosen", "rejected"):
+        response = list(feature[f"{which}_ids"])
+        row[f"{which}_input_ids"] = prompt + response
+        row[f"{which}_attention_mask"] = [1] * (len(prompt) + len(response))
+        row[f"{which}_labels"] = [-100] * len(prompt) + response
     return row
 
 

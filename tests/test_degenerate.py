@@ -4,7 +4,7 @@ import pytest
 
 from sami.eval.degenerate import degenerate_reason
 
-FLUENT = [
+ORDINARY = [
     "The capital of France is Paris. It has been the capital since the tenth century.",
     "- preheat the oven\n- mix the flour and the eggs\n- bake for twenty minutes",
     'def reverse(xs):\n    return xs[::-1]\n\n{"answer": "use slicing"}',
@@ -13,7 +13,7 @@ FLUENT = [
 ]
 
 
-@pytest.mark.parametrize("text", FLUENT)
+@pytest.mark.parametrize("text", ORDINARY)
 def test_ordinary_answers_are_not_degenerate(text):
     assert degenerate_reason(text) is None
 
