@@ -90,7 +90,7 @@ def excerpt(path: Path, options: dict[str, str]) -> str:
     if options.get("as") == "markdown":
         # lines that were apart in the report stay apart, so that two tables do not run into one
         out = [line if i == 0 or kept[i - 1][0] == n - 1 else "\n" + line for i, (n, line) in enumerate(kept)]
-        return "\n".join(out) + "\n"
+        return "\n" + "\n".join(out) + "\n\n"  # blank lines: the comments cannot run into the table
     return "```text\n" + "\n".join(wrap(line) for _, line in kept) + "\n```\n"
 
 
@@ -132,7 +132,9 @@ def regenerate(text: str, page: str, say=print) -> str:
         try:
             body = render(match.group("spec"))
         except Missing as missing:
-            say(f"{page}: left as it is: {missing.args[0]} is missing ({match.group('spec')})")
+            path = Path(missing.args[0])
+            shown = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path
+            say(f"{page}: a block left as it is: {shown} is missing")
             return match.group(0)
         return match.group(1) + body + match.group(4)
 
