@@ -80,7 +80,7 @@ endef
 docs: install
 	$(PY) docs/regenerate.py
 
-## The whole experiment on a tiny random-weight model, offline, in under a minute: a check after changing code.
+## The whole experiment on a tiny random-weight model, offline, in a minute or two: a check after changing code.
 ## Starts afresh in runs/smoke/ each time and ends with the report's path.
 smoke: install
 	$(PY) -m tests.smoke

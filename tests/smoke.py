@@ -1,5 +1,5 @@
 """``make smoke``: the whole experiment, both studies and every stage through the report, on a tiny
-random-weight model in under a minute, offline. The check to run after changing code; the numbers it
+random-weight model in a minute or two, offline. The check to run after changing code; the numbers it
 prints mean nothing (the model is random).
 
 It saves a 2-layer Llama with the embedded tokenizer (``tests.conftest.save_tiny_model``, the model the test
