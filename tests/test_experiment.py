@@ -9,8 +9,7 @@ import pytest
 from sami.study.experiment import load_experiment_config, plan_experiment, run_experiment
 from sami.study.stages import read_marker
 from tests.conftest import save_tiny_model
-
-TINY = Path(__file__).parent / "data" / "experiment-tiny.yaml"
+from tests.smoke import write_config
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +18,7 @@ def student(tmp_path_factory, tokenizer):
 
 
 def tiny_config(tmp_path, student, overrides=()):
-    text = TINY.read_text().replace("STUDENT", str(student)).replace("OUT", str(tmp_path / "run"))
-    path = tmp_path / "experiment.yaml"
-    path.write_text(text)
-    return load_experiment_config(path, list(overrides))
+    return load_experiment_config(write_config(tmp_path, student), list(overrides))
 
 
 STAGES = [

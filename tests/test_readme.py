@@ -1,6 +1,7 @@
-"""The README's instructions work as written: every make target it names exists, every command line it shows
-parses with the real argument parsers and builds its config with the real loaders, every option of its
-synopses exists, every file it names exists and every config it names loads."""
+"""The instructions of the README and of docs/USAGE.md (where the full command reference lives) work as
+written: every make target they name exists, every command line they show parses with the real argument
+parsers and builds its config with the real loaders, every option of their synopses exists, every file they
+name exists and every config they name loads."""
 
 import copy
 import re
@@ -10,7 +11,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", ROOT / "docs" / "USAGE.md"]
+README = "\n".join(page.read_text() for page in PAGES)
 FENCED = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*(\.\w+)?(=.*)?")  # N, FILE.jsonl, KEY=VALUE
 
@@ -199,8 +201,12 @@ def test_every_override_the_readme_shows_is_a_setting_of_some_config():
 
 
 def named_paths() -> set[str]:
+    """Paths written from the repository root, and links (relative to their page), as root-relative paths."""
     paths = set(re.findall(r"(?<![\w/.-])((?:configs|docs|src|examples|benchmarks|tests)/[\w./+-]*[\w/])", README))
-    paths |= {link for link in re.findall(r"\]\(([^)#\s]+)\)", README) if "://" not in link}
+    for page in PAGES:
+        for link in re.findall(r"\]\(([^)#\s]+)\)", page.read_text()):
+            if "://" not in link:
+                paths.add((page.parent / link).resolve().relative_to(ROOT).as_posix())
     return paths
 
 
