@@ -8,7 +8,7 @@ import pytest
 
 from sami.study.experiment import load_experiment_config, plan_experiment, run_experiment
 from sami.study.stages import read_marker
-from tests.conftest import save_tiny_model
+from tests.helpers import save_tiny_model
 
 TINY = Path(__file__).parent / "data" / "experiment-tiny.yaml"
 

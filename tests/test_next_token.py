@@ -8,7 +8,7 @@ import torch
 
 from sami.backends.base import BackendConfig, OpenAIBackend, TransformersBackend
 from sami.backends.next_token import CandidateProbs, from_top_logprobs
-from tests.conftest import tiny_llama
+from tests.helpers import tiny_llama
 from tests.openai_server import serve_openai
 
 PREFIX = "My final verdict: [["

@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
 FENCED = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)

@@ -23,8 +23,7 @@ from sami.train.checkpoints import CheckpointError
 from sami.train.config import TrainConfig
 from sami.train.run import train
 from sami.train.runfolder import SaturationWatch
-from tests.conftest import EXAMPLE_DATA, ROOT
-from tests.test_train import assert_same_weights, make_cfg, metrics
+from tests.helpers import EXAMPLE_DATA, ROOT, assert_same_weights, make_cfg, metrics, save_tiny_model, weights
 
 # ---------------------------------------------------------------------------------------------- resume
 
@@ -557,8 +556,6 @@ def test_resuming_a_finished_run_trains_and_writes_nothing(tmp_path, tiny_model_
 
 
 def test_a_trl_run_killed_after_its_last_checkpoint_writes_its_model_on_rerun(tmp_path, tiny_model_dir):
-    from tests.test_train import weights
-
     cfg = make_cfg(tmp_path, tiny_model_dir, method="sft", max_steps=2, save_every=1)
     first = train(cfg)
     before = weights(first.model_dir)
@@ -596,8 +593,6 @@ def test_a_method_does_not_write_into_another_method_s_folder(tmp_path, tiny_mod
 @pytest.fixture(scope="session")
 def other_model_dir(tmp_path_factory, tokenizer):
     """A second tiny model, other weights than ``tiny_model_dir``'s."""
-    from tests.conftest import save_tiny_model
-
     return save_tiny_model(tmp_path_factory.mktemp("other-llama"), tokenizer, seed=1)
 
 
