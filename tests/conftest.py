@@ -4,17 +4,25 @@ import os
 
 import pytest
 
-from tests.helpers import EXAMPLE_DATA, QUERIES, save_tiny_model, tiny_llama, write_jsonl
+from tests.helpers import EXAMPLE_DATA, QUERIES, save_tiny_model, small_tokenizer, tiny_llama, write_jsonl
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session")
-def tokenizer():
-    """The embedded model's real tokenizer (converts the GGUF into the cache once per machine)."""
+def embedded_tokenizer():
+    """The embedded model's real tokenizer, 49,152 tokens (converts the GGUF into the cache once per machine).
+    For what depends on its vocabulary; tiny models use ``tokenizer``."""
     from sami.models.loading import load_tokenizer
 
     return load_tokenizer("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory, embedded_tokenizer):
+    """The tiny models' tokenizer: ``helpers.small_tokenizer``, 512 tokens with the embedded tokenizer's
+    special tokens and chat template."""
+    return small_tokenizer(tmp_path_factory.mktemp("small-tokenizer"), embedded_tokenizer)
 
 
 @pytest.fixture
@@ -32,7 +40,7 @@ def tiny_model(tokenizer):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer):
-    """A saved tiny model folder with the embedded tokenizer, usable wherever a model path is."""
+    """A saved tiny model folder with the small tokenizer, usable wherever a model path is."""
     return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer)
 
 

@@ -222,7 +222,8 @@ def test_adherence_metrics_from_stored_answers(tmp_path, tiny_model_dir):
     path = tmp_path / "eval/adherence/answers/a.jsonl"
     rows = read_jsonl(path)
     assert len(rows) == 6 and {r["side"] for r in rows} == {"principle", "antithesis"}
-    assert "lowercase" in rows[0]["prompt"]
+    prompts = {r["side"]: r["prompt"] for r in rows if r["query_index"] == 0}
+    assert "lowercase letters" in prompts["principle"] and "capital letters" in prompts["antithesis"]
     # Replace the random model's answers with known ones: all lowercase under the principle for 2 of 3
     # queries, upper case under the antithesis for all 3; the metrics follow the stored text.
     text = {("principle", 0): "all lower", ("principle", 1): "still lower", ("principle", 2): "Not Lower"}

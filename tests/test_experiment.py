@@ -64,9 +64,9 @@ def test_every_stage_runs_and_the_report_is_complete(finished):
     # three models gets a ranking and diagnostics, and the report shows them
     mt = summary["mtbench"]["eval"]["mtbench"]
     shows = text.split("## What this run shows")[1].split("\n## ")[0]
-    judge_lines = [line for line in shows.splitlines() if line.startswith("- Judge `")]
+    judge_lines = [line for line in shows.splitlines() if line.startswith("- Judge `") and "its own" in line]
     assert [line.split("`")[1] for line in judge_lines] == ["principle-aware", "principle-free", "checker"]
-    assert all("constitution of its own" in line and "sami" in line and "dpo" in line for line in judge_lines)
+    assert all("constitution of its own" in line and "sami vs dpo" in line for line in judge_lines)
     assert shows.index("- Judge `") < shows.index("Held-out MI bound")  # before the MI and adherence findings
     assert sorted(mt["ranking"]) == sorted(mt["judge_diagnostics"]) == ["checker", "principle-aware", "principle-free"]
     assert sorted(mt["ranking"]["checker"]["models"]) == ["dpo", "sami", "sft"]

@@ -471,10 +471,12 @@ def test_check_data_warns_of_identical_responses(tmp_path, capsys):
 # -------------------------------------------------------------------------- budgets and saturation
 
 
-def test_a_huge_response_is_cut_before_it_is_tokenised_with_the_same_ids(tokenizer):
+def test_a_huge_response_is_cut_before_it_is_tokenised_with_the_same_ids(embedded_tokenizer):
     from sami.core.logprobs import CHARS_PER_TOKEN, count_cuts, encode_prompt, encode_responses
 
-    text = "The answer is 42, as computed below.\n" * 100_000  # 3.7 MB
+    tokenizer = embedded_tokenizer  # a real vocabulary: tokens as long as a real model's
+
+    text = "The answer is 42, as computed below.\n" * 2_000  # 74 kB, 36 times the 64 tokens * CHARS_PER_TOKEN
     lengths = []
 
     class Spy:
