@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules; plain helpers are in tests/helpers.py."""
 
+import gc
 import os
 
 import pytest
@@ -7,6 +8,18 @@ import pytest
 from tests.helpers import EXAMPLE_DATA, QUERIES, save_tiny_model, small_tokenizer, tiny_llama, write_jsonl
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _long_lived_objects_out_of_the_collector_s_way():
+    """Before each module, what is alive after a full collection (mostly the libraries imported so far: torch,
+    transformers, TRL, ..., about half a million objects) moves to the collector's permanent generation. The
+    evaluation and TRL's trainers call gc.collect() after each model, and Python's own full collections run
+    as objects pile up; each then scans only what the tests made since, instead of the whole heap (about a
+    second per collection). Measured: test_methods.py and test_eval_runs.py in half the time."""
+    gc.collect()
+    gc.freeze()
+    yield
 
 
 @pytest.fixture(scope="session")
