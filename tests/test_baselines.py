@@ -17,8 +17,15 @@ from sami.train.config import NOT_USED, compare_configs
 from sami.train.encoding import encode_records
 from sami.train.run import train
 from sami.train.trl_runner import build_dataset, make_trainer
-from tests.conftest import EXAMPLE_DATA
-from tests.test_train import make_cfg, metrics, one_query_data
+from tests.helpers import (
+    EXAMPLE_DATA,
+    assert_every_trainable_parameter_changes,
+    assert_same_weights,
+    launch_two_processes,
+    make_cfg,
+    metrics,
+    one_query_data,
+)
 
 
 def sum_logp(model, prompt_ids, response_ids) -> float:
@@ -105,18 +112,6 @@ def test_each_method_changes_every_trainable_parameter(tmp_path, tiny_model_dir,
         optim={"lr": 1e-2, "scheduler": "constant"},
     )
     assert_every_trainable_parameter_changes(cfg, finetune)
-
-
-def assert_every_trainable_parameter_changes(cfg, finetune: str) -> None:
-    """Train ``cfg`` through its TRL trainer; every trainable tensor (all weights, or only the adapters with
-    LoRA) must differ afterwards."""
-    trainer = make_trainer(cfg)
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-    assert before and (finetune == "full") == all("lora_" not in n for n in before)
-    trainer.train()
-    after = dict(trainer.model.named_parameters())
-    unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
-    assert not unchanged, f"parameters that did not change: {unchanged}"
 
 
 def test_sft_then_dpo_starts_from_the_merged_sft_adapter(tmp_path, tiny_model_dir, caplog):
@@ -243,8 +238,6 @@ def test_cli_summary(tmp_path, tiny_model_dir, capsys, method):
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_two_processes_match_one(tmp_path, tiny_model_dir, method):
     """`accelerate launch` with two gloo processes, one example each per step, equals one process with two."""
-    from tests.test_train import assert_same_weights, launch_two_processes
-
     one = train(make_cfg(tmp_path, tiny_model_dir, "one", method=method, queries_per_device=2, max_steps=3))
     out = tmp_path / "two"
     proc = launch_two_processes(

@@ -1,7 +1,7 @@
 import json
 
 from sami.cli import main
-from tests.conftest import EXAMPLE_DATA
+from tests.helpers import EXAMPLE_DATA
 
 
 def test_check_data_summarises_a_valid_file(capsys):

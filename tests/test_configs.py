@@ -5,7 +5,7 @@ import pytest
 
 from sami.core.config import from_dict, load_yaml
 from sami.train.config import TrainConfig
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from sami.data.records import DataError, read_records, write_records
-from tests.conftest import EXAMPLE_DATA, write_jsonl
+from tests.helpers import EXAMPLE_DATA, write_jsonl
 
 
 def good():

@@ -7,7 +7,7 @@ import importlib
 import re
 from functools import cache
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SRC = ROOT / "src" / "sami"

@@ -9,7 +9,7 @@ import pytest
 from sami.cli import main
 from sami.core.stats import bootstrap_mean, length_controlled_win_rate, wilson
 from sami.eval.imports import ImportConfig, Rows, recognise
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SHIPPED = ROOT / "tests" / "data" / "import"
 FASTCHAT = [SHIPPED / "question.jsonl", *(SHIPPED / "model_answer" / f"{m}.jsonl" for m in ("alpha", "beta")),

@@ -147,7 +147,7 @@ def test_local_question_file_errors(tmp_path):
 def test_shipped_eval_configs_validate():
     from sami.core.config import from_dict, load_yaml
     from sami.eval.config import EvalConfig
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     paths = sorted((ROOT / "configs" / "eval").glob("*.yaml"))
     assert paths

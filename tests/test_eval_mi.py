@@ -10,8 +10,7 @@ from sami.eval.config import EvalConfig, MIConfig
 from sami.eval.mi import mi_metrics, origin_checkpoint, print_mi
 from sami.eval.run import compute, run
 from sami.eval.store import read_jsonl
-from tests.conftest import EXAMPLE_DATA, write_jsonl
-from tests.test_eval_runs import _cfg
+from tests.helpers import EXAMPLE_DATA, eval_cfg, write_jsonl
 
 
 def _row(record_id: str, category: str, matrix: list[list[float]], *, stored_diag: bool = True) -> dict:
@@ -58,7 +57,7 @@ def test_origin_is_base_else_the_first_checkpoint():
 
 def test_eval_mi_stores_diag_logprob_and_recomputes_it_from_old_files(tmp_path, tiny_model_dir):
     """Both checkpoints are the same model: every paired change is exactly 0."""
-    cfg = _cfg(tmp_path, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=3))
+    cfg = eval_cfg(tmp_path, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=3))
     metrics = run("mi", cfg)
     path = tmp_path / "eval/mi/b.jsonl"
     rows = read_jsonl(path)
@@ -94,7 +93,7 @@ def test_mi_layout_naive_stores_the_matrices_the_shared_layout_stores(tmp_path, 
     monkeypatch.setattr(mi_module, "batch_logprob_matrices", spy)
     stored = {}
     for layout in ("shared", "naive"):
-        cfg = _cfg(tmp_path / layout, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=2, layout=layout))
+        cfg = eval_cfg(tmp_path / layout, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=2, layout=layout))
         cfg.models = cfg.models[:1]
         run("mi", cfg)
         stored[layout] = [r["matrix"] for r in read_jsonl(tmp_path / layout / "eval/mi/a.jsonl")]

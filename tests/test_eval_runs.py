@@ -7,11 +7,11 @@ import pytest
 
 import sami.eval.common as common
 from sami.backends.base import BackendConfig
-from sami.eval.config import EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
+from sami.eval.config import GSM8KConfig, MIConfig, MTBenchConfig
 from sami.eval.gsm8k_data import EVAL_SEED_OFFSET
 from sami.eval.run import compute, run
 from sami.eval.store import read_jsonl
-from tests.conftest import EXAMPLE_DATA
+from tests.helpers import EXAMPLE_DATA, eval_cfg, save_tiny_model
 
 
 class Interrupted(Exception):
@@ -55,19 +55,8 @@ class CountingBackends:
         return Wrapped()
 
 
-def _cfg(tmp_path, model_dir, **sections) -> EvalConfig:
-    backend = BackendConfig(model=str(model_dir), batch_size=4)
-    return EvalConfig(
-        output_dir=str(tmp_path / "eval"),
-        models=[f"a={model_dir}", f"b={model_dir}"],
-        backend=backend,
-        judge=backend,
-        **sections,
-    )
-
-
 def test_gsm8k_stores_every_sample_resumes_and_recomputes(tmp_path, tiny_model_dir, monkeypatch):
-    cfg = _cfg(tmp_path, tiny_model_dir, gsm8k=GSM8KConfig(limit=3, samples=3, max_new_tokens=6))
+    cfg = eval_cfg(tmp_path, tiny_model_dir, gsm8k=GSM8KConfig(limit=3, samples=3, max_new_tokens=6))
     counter = CountingBackends(monkeypatch, stop_after=8)  # 3 greedy + 3 sampled for a, then 2 more: stop
     with pytest.raises(Interrupted):
         run("gsm8k", cfg)
@@ -86,7 +75,7 @@ def test_gsm8k_stores_every_sample_resumes_and_recomputes(tmp_path, tiny_model_d
     counter.prompts = 0
     assert run("gsm8k", cfg) == metrics and counter.prompts == 0  # a finished run redoes nothing
     with pytest.raises(ValueError, match="other settings"):
-        run("gsm8k", _cfg(tmp_path, tiny_model_dir, gsm8k=GSM8KConfig(limit=3, samples=2, max_new_tokens=6)))
+        run("gsm8k", eval_cfg(tmp_path, tiny_model_dir, gsm8k=GSM8KConfig(limit=3, samples=2, max_new_tokens=6)))
 
 
 def test_gsm8k_metrics_from_known_attempts(tmp_path):
@@ -118,7 +107,7 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
         judges=["principle-aware", "principle-free", "single"],
         verdict="text",
     )
-    cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    cfg = eval_cfg(tmp_path, tiny_model_dir, mtbench=mt)
     counter = CountingBackends(monkeypatch, stop_after=7)  # 2 + 2 answers, then 3 of 12 judge requests
     with pytest.raises(Interrupted):
         run("mtbench", cfg)
@@ -149,8 +138,6 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
 
 
 def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_model_dir, tokenizer, monkeypatch):
-    from tests.conftest import save_tiny_model
-
     # b answers differently from a, so the two orders see different prompts
     other = save_tiny_model(tmp_path / "other-model", tokenizer, seed=1, init_std=0.2)
     mt = MTBenchConfig(
@@ -160,7 +147,7 @@ def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_mod
         principles=["lowercase", "bullet_list"],
         judges=["principle-aware", "principle-free", "checker"],
     )
-    cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    cfg = eval_cfg(tmp_path, tiny_model_dir, mtbench=mt)
     cfg.models = [f"a={tiny_model_dir}", f"b={other}"]
     counter = CountingBackends(monkeypatch, stop_after=6)  # 2 + 2 answers, then 2 of 8 verdict prefills
     with pytest.raises(Interrupted):
@@ -190,7 +177,7 @@ def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_mod
 
 def test_mtbench_fastchat_protocol_answers_both_turns(tmp_path, tiny_model_dir):
     mt = MTBenchConfig(protocol="fastchat", categories=["writing"], per_category=1, max_new_tokens=4, judges=["single"])
-    cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    cfg = eval_cfg(tmp_path, tiny_model_dir, mtbench=mt)
     cfg.models = cfg.models[:1]
     cfg.mtbench.judge_max_new_tokens = 4
     run("mtbench", cfg)
@@ -209,7 +196,7 @@ def test_mi_matches_the_training_objective(tmp_path, tiny_model_dir):
     from sami.eval.mi import _encoding_config
     from sami.train.encoding import encode_records
 
-    cfg = _cfg(tmp_path, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=3))
+    cfg = eval_cfg(tmp_path, tiny_model_dir, mi=MIConfig(data=str(EXAMPLE_DATA), limit=3))
     metrics = run("mi", cfg)
     rows = read_jsonl(tmp_path / "eval/mi/a.jsonl")
     assert len(rows) == 3
@@ -228,7 +215,7 @@ def test_adherence_metrics_from_stored_answers(tmp_path, tiny_model_dir):
 
     queries = tmp_path / "queries.jsonl"
     queries.write_text("".join(json.dumps({"query": f"Tell me about topic {k}."}) + "\n" for k in range(3)))
-    cfg = _cfg(tmp_path, tiny_model_dir, adherence=AdherenceConfig(queries=str(queries), principles=["lowercase"]))
+    cfg = eval_cfg(tmp_path, tiny_model_dir, adherence=AdherenceConfig(queries=str(queries), principles=["lowercase"]))
     cfg.models = cfg.models[:1]
     cfg.adherence.max_new_tokens = 4
     written = run("adherence", cfg)
@@ -236,7 +223,8 @@ def test_adherence_metrics_from_stored_answers(tmp_path, tiny_model_dir):
     path = tmp_path / "eval/adherence/answers/a.jsonl"
     rows = read_jsonl(path)
     assert len(rows) == 6 and {r["side"] for r in rows} == {"principle", "antithesis"}
-    assert "lowercase" in rows[0]["prompt"]
+    prompts = {r["side"]: r["prompt"] for r in rows if r["query_index"] == 0}
+    assert "lowercase letters" in prompts["principle"] and "capital letters" in prompts["antithesis"]
     # Replace the random model's answers with known ones: all lowercase under the principle for 2 of 3
     # queries, upper case under the antithesis for all 3; the metrics follow the stored text.
     text = {("principle", 0): "all lower", ("principle", 1): "still lower", ("principle", 2): "Not Lower"}
@@ -259,7 +247,7 @@ def test_adherence_together_shows_the_whole_constitution_and_flips_one_principle
     queries = tmp_path / "queries.jsonl"
     queries.write_text("".join(json.dumps({"query": f"Tell me about topic {k}."}) + "\n" for k in range(2)))
     section = AdherenceConfig(queries=str(queries), principles=["lowercase", "bullet_list"], constitution="together")
-    cfg = _cfg(tmp_path, tiny_model_dir, adherence=section)
+    cfg = eval_cfg(tmp_path, tiny_model_dir, adherence=section)
     cfg.models = cfg.models[:1]
     cfg.adherence.phrasing, cfg.adherence.max_new_tokens = "strong", 4
     run("adherence", cfg)
@@ -296,7 +284,7 @@ def test_http_judge_retries_times_out_and_hits_its_cache(tmp_path, tiny_model_di
             concurrency=1,
             cache_dir=str(tmp_path / "http-cache"),
         )
-        cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+        cfg = eval_cfg(tmp_path, tiny_model_dir, mtbench=mt)
         lively_dir = tmp_path / "lively"
         lively_model.save_pretrained(lively_dir)
         tokenizer.save_pretrained(lively_dir)
@@ -372,7 +360,7 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
 
     mt = MTBenchConfig(per_category=2, max_new_tokens=4, principles=["lowercase", "bullet_list"],
                        phrasing="strong", constitutions="sampled", judges=["checker", "principle-aware"])  # fmt: skip
-    cfg = _cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    cfg = eval_cfg(tmp_path, tiny_model_dir, mtbench=mt)
     judged = []
     real = common.make_backend
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sami.cli import main
-from tests.conftest import EXAMPLE_DATA
+from tests.helpers import EXAMPLE_DATA
 
 pytestmark = pytest.mark.slow
 

@@ -12,17 +12,7 @@ from sami.data.records import read_records
 from sami.generate.filters import FilterConfig, MathFilter, opening_distance, reject_reason
 from sami.generate.run import GenerateConfig, generate, rejected_path
 from sami.study.iterate import IterateConfig, iterate
-from tests.conftest import save_tiny_model, write_jsonl
-
-QUERIES = [
-    ("math", "A train travels 60 km in 45 minutes. What is its speed in km/h?"),
-    ("coding", "Write a function that reverses a linked list."),
-    ("writing", "Draft a thank-you note to a neighbour who watered my plants."),
-    ("stem", "Why does ice float on water?"),
-    ("humanities", "What caused the collapse of the Bronze Age trade networks?"),
-    ("reasoning", "If all bloops are razzies and no razzies are lazzies, can a bloop be a lazzie?"),
-    ("extraction", "List every date in: 'Met on 3 May, again on 9 June, last on 1 July.'"),
-]
+from tests.helpers import QUERIES, gen_cfg, save_tiny_model
 
 
 def done(text, reason="stop"):
@@ -95,28 +85,6 @@ def test_math_filter_needs_a_step_by_step_contrast():
 
 
 # ---------------------------------------------------------------- generation
-
-
-@pytest.fixture
-def pool_file(tmp_path):
-    return write_jsonl(tmp_path / "pool.jsonl", [{"id": k, "cat": c, "text": q} for k, (c, q) in enumerate(QUERIES)])
-
-
-def gen_cfg(tmp_path, pool_file, **kw) -> GenerateConfig:
-    data = {
-        "output": str(tmp_path / "out" / "train.jsonl"),
-        "template": "gen-paper-v1",
-        "queries_per_chunk": 2,
-        "pool": {"sources": [{"kind": "file", "path": str(pool_file), "text_field": "text", "category_field": "cat"}]},
-        "sampling": {"max_new_tokens": 6},
-        "filters": {"unterminated": False},
-    }
-    for key, value in kw.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    return from_dict(GenerateConfig, data)
 
 
 def test_generate_writes_valid_records_with_provenance(tmp_path, pool_file, lively_model, tokenizer):

@@ -19,8 +19,7 @@ from sami.cli import main as cli_main
 from sami.eval.store import read_jsonl
 from sami.models.loading import load_trained, materialize
 from sami.train.run import train
-from tests.conftest import EXAMPLE_DATA
-from tests.test_train import make_cfg
+from tests.helpers import EXAMPLE_DATA, make_cfg
 
 LORA = {"finetune": "lora", "lora": {"r": 4, "alpha": 8}}
 FAST = {"lr": 3e-2, "scheduler": "constant"}

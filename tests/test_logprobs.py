@@ -151,8 +151,10 @@ def test_shared_equals_naive_with_gradient_checkpointing(tokenizer, tiny_model):
     _assert_close(checkpointed, plain)
 
 
-def test_chat_template_prompt_and_end_of_turn_on_the_embedded_tokenizer(tokenizer):
+def test_chat_template_prompt_and_end_of_turn_on_the_embedded_tokenizer(embedded_tokenizer):
     from sami.data.templates import CHAT_TEMPLATE, build_prompt, response_end_token
+
+    tokenizer = embedded_tokenizer
 
     prompt = build_prompt(CHAT_TEMPLATE, "1. Be brief.", "Hi?", tokenizer)
     assert prompt.startswith("<|im_start|>system\n1. Be brief.<|im_end|>") and prompt.endswith(

@@ -20,9 +20,7 @@ from sami.train.methods import METHODS, method_entry
 from sami.train.run import train
 from sami.train.trl_recipes import RECIPES
 from sami.train.trl_runner import DATASET, trl_args
-from tests.conftest import EXAMPLE_DATA
-from tests.test_baselines import assert_every_trainable_parameter_changes
-from tests.test_train import make_cfg, metrics, one_query_data
+from tests.helpers import EXAMPLE_DATA, assert_every_trainable_parameter_changes, make_cfg, metrics, one_query_data
 
 NEW = ("kto", "orpo", "simpo")
 

@@ -7,7 +7,7 @@ import torch
 
 from sami.models import loading as models
 from sami.models.loading import EmbeddedModelMissing, ModelConfig
-from tests.conftest import EXAMPLE_DATA
+from tests.helpers import EXAMPLE_DATA
 
 
 def test_missing_embedded_package_names_the_install_command(monkeypatch, tmp_path):

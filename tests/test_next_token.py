@@ -10,7 +10,7 @@ from sami.backends.base import BackendConfig
 from sami.backends.next_token import CandidateProbs, from_top_logprobs
 from sami.backends.openai_backend import OpenAIBackend
 from sami.backends.transformers_backend import TransformersBackend
-from tests.conftest import tiny_llama
+from tests.helpers import tiny_llama
 from tests.openai_server import serve_openai
 
 PREFIX = "My final verdict: [["
@@ -21,9 +21,10 @@ def verdict_model(tokenizer):
     """A tiny random Llama that, after any text, puts most of its probability on A, B and C, in proportions
     that depend on the text. So the letters are always among an endpoint's top 20 log-probs.
 
-    Every token embedding gets a constant 4.0 in dimension 0, which the final norm keeps as a large positive
-    component h0; the (untied) output rows give the letters +2 h0 plus a random direction, every other token
-    -4 h0. The other weights are drawn wide (std 0.2) so that the context moves the letters' proportions.
+    Every token embedding gets a constant 4.0 in dimension 0, which the final norm keeps as a positive
+    component h0; the (untied) output rows give the letters +4 h0 plus a random direction (std 0.5), every
+    other token -4 h0: about 90% of the probability on the letters, and each letter above every other token.
+    The other weights are drawn wide (std 0.2) so that the context moves the letters' proportions.
     """
     model = tiny_llama(len(tokenizer), init_std=0.2, tied=False)
     letters = [tokenizer.convert_tokens_to_ids(c) for c in LETTERS]
@@ -31,8 +32,8 @@ def verdict_model(tokenizer):
         model.model.embed_tokens.weight[:, 0] = 4.0
         model.lm_head.weight.zero_()
         model.lm_head.weight[:, 0] = -4.0
-        model.lm_head.weight[letters] = torch.randn(3, model.config.hidden_size)
-        model.lm_head.weight[letters, 0] = 2.0
+        model.lm_head.weight[letters] = 0.5 * torch.randn(3, model.config.hidden_size)
+        model.lm_head.weight[letters, 0] = 4.0
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval()
 

@@ -370,7 +370,7 @@ def test_every_suite_option_sets_a_real_config_key():
 
 def test_the_documented_plugin_example_loads_and_registers(plugin_dir):
     from sami.data.principles import load_library
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     text = (ROOT / "docs" / "EVALUATION.md").read_text()
     (plugin_dir / "documented_plugin.py").write_text(text.split("# my_module.py\n", 1)[1].split("```", 1)[0])

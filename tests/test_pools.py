@@ -4,7 +4,7 @@ import pytest
 
 from sami.data.pools import PoolConfig, PoolError, PoolSource, builtin_items, load_pool, parse_pool_spec
 from sami.data.records import CATEGORIES, DataError
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def test_builtin_pool_has_every_category_offline():

@@ -18,12 +18,29 @@ def test_builtin_library_covers_the_eight_categories():
     assert [p.name for p in lib.for_category("math")] == ["step_by_step", "latex"]
 
 
-def test_verifiable_principles_have_checkers_for_both_sides():
-    lib = load_library()
-    names = {p.name for p in lib.verifiable}
-    assert {"concise", "bullet_list", "numbered_list", "lowercase", "keyword", "json_output"} <= names
-    for p in lib.verifiable:
-        assert p.checker is not None and p.antithesis_checker is not None
+# Per verifiable principle of the built-in library: an answer that follows its positive side, one that follows
+# its antithesis.
+FOLLOWS = {
+    "concise": ("Roots take up water.", "Roots take up water. " * 40),
+    "bullet_list": ("- roots\n- stem\n- leaves", "Roots take up water, and the stem carries it up."),
+    "numbered_list": ("1. roots\n2. stem\n3. leaves", "Roots take up water, and the stem carries it up."),
+    "lowercase": ("roots take up water.", "ROOTS TAKE UP WATER."),
+    "keyword": ("In summary, roots take up water.", "Roots take up water."),
+    "json_output": ('{"answer": "roots"}', "Roots take up water."),
+}
+
+
+def test_each_verifiable_principle_s_two_checkers_tell_its_sides_apart():
+    """Each side's checker passes the answer that follows that side and fails the one that follows the other."""
+    from importlib import resources
+
+    builtin = PrincipleLibrary.from_yaml(resources.files("sami") / "data" / "principles.yaml")
+    assert sorted(p.name for p in builtin.verifiable) == sorted(FOLLOWS)
+    for p in builtin.verifiable:
+        positive, antithesis = FOLLOWS[p.name]
+        assert p.side_checker("antithesis") is not None, p.name
+        for side, answer, other in (("strong", positive, antithesis), ("antithesis", antithesis, positive)):
+            assert p.side_checker(side)(answer) and not p.side_checker(side)(other), (p.name, side)
 
 
 @pytest.mark.parametrize("strategy,expected", [("flip_all", 2), ("flip_one", 4), ("all_combinations", 8)])

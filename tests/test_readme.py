@@ -8,8 +8,9 @@ import re
 import shlex
 
 import pytest
+import torch
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PAGES = [ROOT / "README.md", ROOT / "docs" / "USAGE.md"]
 README = "\n".join(page.read_text() for page in PAGES)
@@ -98,8 +99,13 @@ def test_readme_python_example_runs():
     code = re.search(r"## Python API\n\n```python\n(.*?)```", README, re.S).group(1)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    assert namespace["L"].shape == (2, 2)
-    assert namespace["loss"].item() > 0
+    L, loss, model = namespace["L"].detach(), namespace["loss"], namespace["model"]
+    assert L.shape == (2, 2) and (L < 0).all()
+    # the paper's loss by hand: cross-entropy of each row over responses, of each column over constitutions
+    row = -torch.log_softmax(L, dim=1).diagonal().mean()
+    col = -torch.log_softmax(L, dim=0).diagonal().mean()
+    assert loss.item() == pytest.approx(((row + col) / 2).item(), rel=1e-6)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())  # loss.backward() ran
 
 
 def test_every_make_target_the_readme_names_is_in_the_makefile():

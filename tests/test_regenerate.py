@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SPEC = importlib.util.spec_from_file_location("regenerate", ROOT / "docs" / "regenerate.py")
 regenerate = importlib.util.module_from_spec(SPEC)

@@ -23,8 +23,7 @@ from sami.train.checkpoints import CheckpointError
 from sami.train.config import TrainConfig
 from sami.train.run import train
 from sami.train.runfolder import SaturationWatch
-from tests.conftest import EXAMPLE_DATA, ROOT
-from tests.test_train import assert_same_weights, make_cfg, metrics
+from tests.helpers import EXAMPLE_DATA, ROOT, assert_same_weights, make_cfg, metrics, save_tiny_model, weights
 
 # ---------------------------------------------------------------------------------------------- resume
 
@@ -472,10 +471,12 @@ def test_check_data_warns_of_identical_responses(tmp_path, capsys):
 # -------------------------------------------------------------------------- budgets and saturation
 
 
-def test_a_huge_response_is_cut_before_it_is_tokenised_with_the_same_ids(tokenizer):
+def test_a_huge_response_is_cut_before_it_is_tokenised_with_the_same_ids(embedded_tokenizer):
     from sami.core.logprobs import CHARS_PER_TOKEN, count_cuts, encode_prompt, encode_responses
 
-    text = "The answer is 42, as computed below.\n" * 100_000  # 3.7 MB
+    tokenizer = embedded_tokenizer  # a real vocabulary: tokens as long as a real model's
+
+    text = "The answer is 42, as computed below.\n" * 2_000  # 74 kB, 36 times the 64 tokens * CHARS_PER_TOKEN
     lengths = []
 
     class Spy:
@@ -557,8 +558,6 @@ def test_resuming_a_finished_run_trains_and_writes_nothing(tmp_path, tiny_model_
 
 
 def test_a_trl_run_killed_after_its_last_checkpoint_writes_its_model_on_rerun(tmp_path, tiny_model_dir):
-    from tests.test_train import weights
-
     cfg = make_cfg(tmp_path, tiny_model_dir, method="sft", max_steps=2, save_every=1)
     first = train(cfg)
     before = weights(first.model_dir)
@@ -613,8 +612,6 @@ def test_a_run_folder_without_its_config_is_named_by_its_checkpoints(tmp_path):
 @pytest.fixture(scope="session")
 def other_model_dir(tmp_path_factory, tokenizer):
     """A second tiny model, other weights than ``tiny_model_dir``'s."""
-    from tests.conftest import save_tiny_model
-
     return save_tiny_model(tmp_path_factory.mktemp("other-llama"), tokenizer, seed=1)
 
 

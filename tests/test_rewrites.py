@@ -8,7 +8,7 @@ from sami.data.principles import load_library, sample_constitutions
 from sami.data.records import read_records
 from sami.data.rewrites import bullets, prose
 from sami.generate.run import generate, rewrite_responses
-from tests.test_generate import QUERIES, gen_cfg, pool_file  # noqa: F401 (fixture)
+from tests.helpers import QUERIES, gen_cfg
 
 ANSWERS = [
     "The Eiffel Tower is in Paris. It was built in 1889 for the World's Fair. It is 330 metres tall.",
@@ -81,7 +81,7 @@ def test_a_rewrite_that_fails_its_checker_drops_the_record():
     assert reason == "rewrite: lowercase (principle side) fails its checker"  # no letters: neither case checker passes
 
 
-def test_rewrite_teacher_generates_one_answer_per_query(tmp_path, pool_file, lively_model, tokenizer):  # noqa: F811
+def test_rewrite_teacher_generates_one_answer_per_query(tmp_path, pool_file, lively_model, tokenizer):
     from sami.backends.base import SamplingParams
     from sami.backends.transformers_backend import TransformersBackend
 
@@ -110,7 +110,7 @@ def test_rewrite_teacher_generates_one_answer_per_query(tmp_path, pool_file, liv
                 assert library.get(item.principle).side_checker(item.side)(response)
 
 
-def test_rewrite_mode_refuses_principles_without_rewrites(tmp_path, pool_file):  # noqa: F811
+def test_rewrite_mode_refuses_principles_without_rewrites(tmp_path, pool_file):
     cfg = gen_cfg(tmp_path, pool_file, teacher_mode="rewrite", constitutions={"principles": ["concise"]})
     with pytest.raises(ConfigError, match="'concise' does not declare rewrite"):
         generate(cfg)

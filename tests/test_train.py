@@ -1,14 +1,10 @@
+import hashlib
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import sami.train.sami_loop as loop_module
 from sami.cli import build_parser, build_train_config
@@ -20,51 +16,7 @@ from sami.train.encoding import encode_records
 from sami.train.reference import lora_reference, precomputed_reference
 from sami.train.run import train
 from sami.train.runfolder import TrainingDiverged, metric_history
-from tests.conftest import EXAMPLE_DATA, ROOT
-
-
-def make_cfg(tmp_path, model_dir, name="run", **kw) -> TrainConfig:
-    data = {
-        "data": str(EXAMPLE_DATA),
-        "output_dir": str(tmp_path / name),
-        "max_prompt_tokens": 48,
-        "max_response_tokens": 24,
-        "max_steps": 2,
-        "model": {"name_or_path": str(model_dir)},
-        "optim": {"lr": 1e-3, "scheduler": "cosine", "max_grad_norm": 1.0},
-    }
-    for key, value in kw.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    return from_dict(TrainConfig, data)
-
-
-def weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    name = "adapter_model.safetensors" if (model_dir / "adapter_model.safetensors").is_file() else "model.safetensors"
-    return load_file(model_dir / name)
-
-
-def assert_same_weights(a: Path, b: Path, atol=2e-5):
-    """Equal up to float summation order, which AdamW's normalisation can amplify to ~1e-6 on the
-    near-zero gradients of a random model; a real difference (one AdamW step moves weights by ~lr = 1e-3)
-    is far larger."""
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=1e-4, msg=k)
-
-
-def metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def one_query_data(tmp_path: Path) -> Path:
-    first = EXAMPLE_DATA.read_text().splitlines()[3]  # a math record
-    path = tmp_path / "one.jsonl"
-    path.write_text(first + "\n")
-    return path
+from tests.helpers import EXAMPLE_DATA, assert_same_weights, launch_two_processes, make_cfg, metrics, one_query_data
 
 
 @pytest.mark.parametrize("finetune", ["full", "lora"])
@@ -204,7 +156,8 @@ def test_resolved_config_is_written(tmp_path, tiny_model_dir):
     cfg = make_cfg(tmp_path, tiny_model_dir, max_steps=1)
     result = train(cfg)
     prov = json.loads((result.model_dir / "provenance.json").read_text())
-    assert prov["steps"] == 1 and len(prov["data"]["sha256"]) == 64 and prov["versions"]["torch"]
+    assert prov["steps"] == 1 and prov["versions"]["torch"] == torch.__version__
+    assert prov["data"]["sha256"] == hashlib.sha256(EXAMPLE_DATA.read_bytes()).hexdigest()
     for path in (result.output_dir / "config.yaml", result.model_dir / "sami_config.yaml"):
         written = load_yaml(path)
         assert from_dict(TrainConfig, written) == cfg
@@ -239,21 +192,6 @@ def test_cli_config_overrides(tmp_path):
         build_train_config(build_parser().parse_args(["train", "-o", "optim.lr=fast"]))
     with pytest.raises(ConfigError, match="finetune"):
         build_train_config(build_parser().parse_args(["train", "-o", "model.finetune=half"]))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch_two_processes(train_args: list[str]) -> subprocess.CompletedProcess:
-    """``accelerate launch --multi_gpu --num_processes 2 -m sami.cli train ...`` on CPUs (gloo)."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    cmd += ["--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no"]
-    cmd += ["--dynamo_backend", "no", "-m", "sami.cli", "train", *train_args]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.distributed

