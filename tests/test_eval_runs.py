@@ -7,7 +7,7 @@ import pytest
 
 import sami.eval.common as common
 from sami.backends.base import BackendConfig
-from sami.eval.config import GSM8KConfig, MIConfig, MTBenchConfig
+from sami.eval.config import EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.eval.gsm8k_data import EVAL_SEED_OFFSET
 from sami.eval.run import compute, run
 from sami.eval.store import read_jsonl
