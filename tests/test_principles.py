@@ -39,7 +39,7 @@ def test_each_verifiable_principle_s_two_checkers_tell_its_sides_apart():
     for p in builtin.verifiable:
         positive, antithesis = FOLLOWS[p.name]
         assert p.side_checker("antithesis") is not None, p.name
-        for side, answer, other in (("strong", positive, antithesis), ("antithesis", antithesis, positive)):
+        for side, answer, other in (("principle", positive, antithesis), ("antithesis", antithesis, positive)):
             assert p.side_checker(side)(answer) and not p.side_checker(side)(other), (p.name, side)
 
 
