@@ -253,11 +253,13 @@ def test_two_processes_match_one(tmp_path, tiny_model_dir, method):
 
 @pytest.mark.slow
 def test_two_steps_of_each_method_on_the_embedded_model_with_lora(tmp_path):
+    """SFT, DPO and SAMI each train two LoRA steps of the embedded model: finite losses, non-zero gradients, an
+    adapter saved; DPO starts at log 2 and SAMI's first losses lie between 0 and 5 (log 4 at chance)."""
     data = {
         "data": str(EXAMPLE_DATA),
         "max_steps": 2,
-        "max_prompt_tokens": 96,
-        "max_response_tokens": 48,
+        "max_prompt_tokens": 48,
+        "max_response_tokens": 24,
         "model": {"finetune": "lora", "lora": {"r": 8, "alpha": 16}},
         "optim": {"lr": 1e-4},
     }
@@ -271,6 +273,7 @@ def test_two_steps_of_each_method_on_the_embedded_model_with_lora(tmp_path):
         assert all(math.isfinite(m["loss"]) and m["grad_norm"] > 0 for m in result.metrics), method
         assert (result.model_dir / "adapter_model.safetensors").is_file()
     assert metrics(tmp_path / "dpo")[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert all(0 < m["loss"] < 5 for m in metrics(tmp_path / "sami"))
 
 
 def test_a_plain_peft_adapter_is_merged_into_the_base_it_names(tmp_path, tiny_model_dir):

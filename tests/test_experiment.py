@@ -186,33 +186,46 @@ def test_a_sami_only_setting_changes_the_sami_stage_not_sft_or_dpo(tmp_path, stu
     assert {n for n in before if before[n].config != shared[n].config} >= {"mtbench/sft", "mtbench/sami", "mtbench/dpo"}
 
 
-@pytest.mark.parametrize("stage", ["mtbench/data", "mtbench/dpo", "mtbench/eval-mtbench", "math/eval-gsm8k"])
-def test_an_interrupted_stage_resumes_on_rerun(tmp_path, student, stage, monkeypatch):
-    import sami.study.stages
+def test_an_interrupted_stage_resumes_on_rerun(tmp_path, student):
+    """One experiment interrupted in turn at the start of a data, a training and two evaluation stages: each
+    rerun skips every stage that had finished, runs the interrupted one to its end, and goes on."""
+    from sami.study.stages import run_stages
 
     cfg = tiny_config(tmp_path, student, ["mtbench.adherence=null"])
+    interrupted = ["mtbench/data", "mtbench/dpo", "mtbench/eval-mtbench", "math/eval-gsm8k"]
 
     class Interrupt(RuntimeError):
         pass
 
     stages, _ = plan_experiment(cfg)
-    target = next(s for s in stages if s.name == stage)
-    calls = []
+    started: list[str] = []  # every call of a stage's run, in order
 
-    def interrupted_run(folder, _run=target.run):
-        calls.append(stage)
-        if len(calls) == 1:
-            raise Interrupt(stage)
-        return _run(folder)
+    def interruptible(stage):
+        def run(folder, _run=stage.run):
+            started.append(stage.name)
+            if stage.name in interrupted and started.count(stage.name) == 1:
+                raise Interrupt(stage.name)
+            return _run(folder)
 
-    target.run = interrupted_run
-    with pytest.raises(Interrupt):
-        sami.study.stages.run_stages(stages)
-    finished_before = [s.name for s in stages if read_marker(s.folder)]
-    assert stage not in finished_before
-    outcomes = {o.name: o.status for o in sami.study.stages.run_stages(stages)}
-    assert all(outcomes[name] == "skipped" for name in finished_before)
-    assert outcomes[stage] == "ran" and read_marker(target.folder)
+        return run
+
+    for stage in stages:
+        stage.run = interruptible(stage)
+    finished = lambda: [s.name for s in stages if read_marker(s.folder)]  # noqa: E731
+    previous = None
+    for stage in interrupted:
+        before, calls = finished(), len(started)
+        with pytest.raises(Interrupt, match=stage):
+            run_stages(stages)
+        assert stage not in finished() and started[-1] == stage
+        assert not set(started[calls:]) & set(before)  # what had finished was skipped
+        if previous:
+            assert started[calls] == previous and previous in finished()  # the interrupted one ran to its end
+        previous = stage
+    before = finished()
+    outcomes = {o.name: o.status for o in run_stages(stages)}
+    assert all(outcomes[name] == "skipped" for name in before)
+    assert outcomes[previous] == "ran" and previous in finished() and outcomes["report"] == "ran"
 
 
 def test_cli_lists_stages_and_prints_the_report_path(finished, capsys):

@@ -1,9 +1,8 @@
 """The prepared GPU check (``benchmarks/gpu_check.py``) runs end to end at a tiny size on the CPU, so that the
 script that is carried to a GPU machine is known to work there up to the device."""
 
+import importlib
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -11,20 +10,39 @@ from tests.helpers import ROOT
 
 
 @pytest.mark.slow
-def test_gpu_check_runs_every_cell_at_a_tiny_size(tmp_path):
+def test_gpu_check_runs_every_cell_at_a_tiny_size(tmp_path, monkeypatch, capsys):
+    """The script's own ``main``. Its first cell runs as on a GPU machine, in a fresh process
+    (``benchmarks/cells.py``: the worker's marked result read back); the other five call the same worker
+    function here, which spares five interpreters importing torch and TRL; the FSDP cell is an ``accelerate
+    launch`` as always."""
+    optimizer = importlib.import_module("torch.optim.optimizer")  # torch.optim hides the submodule's name
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    gpu_check = importlib.import_module("gpu_check")
+    real_run_cell, real_register = gpu_check.run_cell, optimizer.register_optimizer_step_post_hook
+    cells, hooks = [], []
+
+    def first_in_a_process_then_here(script, spec, **kwargs):
+        cells.append(spec)
+        return real_run_cell(script, spec, **kwargs) if len(cells) == 1 else gpu_check.worker(spec)
+
+    def register(hook):  # the worker's step timer, a global hook: removed again after the run
+        hooks.append(real_register(hook))
+        return hooks[-1]
+
+    monkeypatch.setattr(gpu_check, "run_cell", first_in_a_process_then_here)
+    monkeypatch.setattr(optimizer, "register_optimizer_step_post_hook", register)
     result = tmp_path / "gpu-check.json"
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/gpu_check.py", "--tiny", "--steps", "2", "--json", str(result)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
+    try:
+        code = gpu_check.main(["--tiny", "--steps", "2", "--json", str(result)])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert code == 0 and len(cells) == 6 and len(hooks) == 5
+    lines = capsys.readouterr().out.splitlines()
     header = next(k for k, line in enumerate(lines) if line.startswith("| method | layout | finetune |"))
-    cells = [line for line in lines[header + 2 :] if line.startswith("| ")]
-    assert len(cells) == 7 and not any("failed" in line for line in cells)  # six cells and the FSDP launch
+    table = [line for line in lines[header + 2 :] if line.startswith("| ")]
+    assert len(table) == 7 and not any("failed" in line for line in table)  # six cells and the FSDP launch
     rows = json.loads(result.read_text())["rows"]
     assert {(r["method"], r["layout"], r["finetune"]) for r in rows} == {
         ("sami", "shared", "lora"), ("sami", "naive", "lora"), ("dpo", "-", "lora"),

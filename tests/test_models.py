@@ -7,7 +7,6 @@ import torch
 
 from sami.models import loading as models
 from sami.models.loading import EmbeddedModelMissing, ModelConfig
-from tests.helpers import EXAMPLE_DATA
 
 
 def test_missing_embedded_package_names_the_install_command(monkeypatch, tmp_path):
@@ -73,28 +72,3 @@ def test_converted_folder_matches_the_gguf_weights():
         a = AutoModelForCausalLM.from_pretrained(folder)(ids).logits
         b = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)(ids).logits
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.slow
-def test_embedded_model_two_sami_steps(tmp_path):
-    from sami.core.config import from_dict
-    from sami.train.config import TrainConfig
-    from sami.train.run import train
-
-    cfg = from_dict(
-        TrainConfig,
-        {
-            "data": str(EXAMPLE_DATA),
-            "output_dir": str(tmp_path / "run"),
-            "max_steps": 2,
-            "max_prompt_tokens": 96,
-            "max_response_tokens": 48,
-            "model": {"finetune": "lora"},
-            "optim": {"lr": 1e-4},
-        },
-    )
-    result = train(cfg)
-    assert [m["step"] for m in result.metrics] == [1, 2]
-    for m in result.metrics:
-        assert 0 < m["loss"] < 5 and m["grad_norm"] > 0
-    assert (result.model_dir / "adapter_model.safetensors").is_file()

@@ -2,8 +2,6 @@
 suite, and what it computes reaches the stored results; entry-point plugins; the registries' own checks."""
 
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from collections import Counter
@@ -11,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import sami
 import sami.plugins as plugins
 from sami.backends.base import BACKENDS, register_backend
 from sami.cli import main
@@ -311,23 +308,24 @@ SHOUT = """\
 """
 
 
-def test_an_installed_entry_point_plugin_loads_without_being_named(tmp_path):
-    site = tmp_path / "site"  # a distribution as pip would install it: a module and its dist-info
-    site.mkdir()
-    (site / "shout_plugin.py").write_text(textwrap.dedent(ENTRY_POINT_PLUGIN))
-    (site / "shout.yaml").write_text(textwrap.dedent(SHOUT))
-    info = site / "shout_plugin-0.1.dist-info"
+def test_an_installed_entry_point_plugin_loads_without_being_named(plugin_dir, monkeypatch, capsys):
+    import importlib
+
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)  # as in a fresh process
+    assert main(["principles"]) == 0
+    assert "shout" not in capsys.readouterr().out  # not installed: not there
+
+    # a distribution as pip would install it, on sys.path: a module and its dist-info
+    (plugin_dir / "shout_plugin.py").write_text(textwrap.dedent(ENTRY_POINT_PLUGIN))
+    (plugin_dir / "shout.yaml").write_text(textwrap.dedent(SHOUT))
+    info = plugin_dir / "shout_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shout-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[sami.plugins]\nshout = shout_plugin:setup\n")
-    src = Path(sami.__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(src)]))
-    done = subprocess.run([sys.executable, "-m", "sami.cli", "principles"], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "shout: Answer in capital letters.  (checker shouting {})" in done.stdout
-    env["PYTHONPATH"] = str(src)  # not installed: not there
-    done = subprocess.run([sys.executable, "-m", "sami.cli", "principles"], env=env, capture_output=True, text=True)
-    assert done.returncode == 0 and "shout" not in done.stdout
+    importlib.invalidate_caches()
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    assert main(["principles"]) == 0
+    assert "shout: Answer in capital letters.  (checker shouting {})" in capsys.readouterr().out
 
 
 def test_registries_refuse_malformed_and_repeated_entries(plugin_dir):

@@ -215,10 +215,14 @@ def test_a_full_disk_during_a_trl_checkpoint_removes_it_and_says_so(tmp_path, ti
 
 # ------------------------------------------------------------------------------------------ one writer
 
+# sami/core/locks.py loaded from its file: only the standard library and filelock, not the package (whose
+# __init__ imports torch), so the holder is up in a fraction of a second.
 HOLDER = """
-import sys, time
-from sami.core.locks import hold
-with hold(sys.argv[1], folder=sys.argv[2] == "folder"):
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("locks", sys.argv[3])
+locks = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(locks)
+with locks.hold(sys.argv[1], folder=sys.argv[2] == "folder"):
     print("held", flush=True)
     time.sleep(300)
 """
@@ -230,8 +234,8 @@ def holder():
     procs = []
 
     def start(target: Path, kind: str) -> int:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(target), kind], stdout=subprocess.PIPE, env=env,
+        locks = ROOT / "src" / "sami" / "core" / "locks.py"
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(target), kind, str(locks)], stdout=subprocess.PIPE,
                                 text=True)  # fmt: skip
         procs.append(proc)
         assert proc.stdout.readline().strip() == "held"
