@@ -12,6 +12,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DATA = ROOT / "examples" / "example.jsonl"
+FILES = ROOT / "tests" / "files"  # configs and data the tests read
 
 # ------------------------------------------------------------------------------------ models and tokenizers
 

@@ -2,11 +2,11 @@
 random-weight model in a minute or two, offline. The check to run after changing code; the numbers it
 prints mean nothing (the model is random).
 
-It saves a 2-layer Llama with the embedded tokenizer (``tests.helpers.save_tiny_model``, the model the test
-suite uses) into ``runs/smoke/model``, fills that folder into the tests' tiny experiment config
-(``tests/data/experiment-tiny.yaml``) and runs ``sami experiment`` on it into ``runs/smoke/run``. Every
-call starts from an empty ``runs/smoke`` (a rerun of a finished experiment would skip every stage and check
-nothing).
+It saves a 2-layer Llama with the embedded tokenizer (``tests.helpers.save_tiny_model``; the test suite's
+tiny models have a smaller vocabulary) into ``runs/smoke/model``, fills that folder into the tests' tiny
+experiment config (``tests/files/experiment-tiny.yaml``) and runs ``sami experiment`` on it into
+``runs/smoke/run``. Every call starts from an empty ``runs/smoke`` (a rerun of a finished experiment would
+skip every stage and check nothing).
 
     python -m tests.smoke        # from the repository root; `make smoke` does the same
 """
@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import ROOT, save_tiny_model
+from tests.helpers import FILES, ROOT, save_tiny_model
 
-TINY = ROOT / "tests" / "data" / "experiment-tiny.yaml"
+TINY = FILES / "experiment-tiny.yaml"
 FOLDER = ROOT / "runs" / "smoke"
 
 

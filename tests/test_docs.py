@@ -67,9 +67,10 @@ def resolves(name: str) -> bool:
 
 @cache
 def known_test_names() -> frozenset[str]:
-    """Every test module's name and every test function defined in tests/ (methods of test classes included)."""
+    """Every test module's name and every test function defined under tests/ (methods of test classes
+    included)."""
     names = set()
-    for path in (ROOT / "tests").glob("test_*.py"):
+    for path in (ROOT / "tests").rglob("test_*.py"):
         names.add(path.stem)
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):

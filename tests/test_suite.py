@@ -1,10 +1,22 @@
-"""The test suite's own layout: shared code lives in plain helper modules, never in a test module or a
-conftest.py, so that a test module can be moved, renamed or run alone without breaking another."""
+"""The test suite's own layout: the test folders mirror the packages of src/sami, and shared code lives in
+plain helper modules, never in a test module or a conftest.py, so that a test module can be moved, renamed
+or run alone without breaking another."""
 
 import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src" / "sami"
+
+
+def test_the_test_folders_mirror_the_packages():
+    """A folder of tests per package of sami (tests/train/ for sami/train/), one for the commands (tests/cli/),
+    and no other; each a Python package, so that two folders can hold test modules of the same name."""
+    packages = {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and any(p.rglob("test_*.py"))}
+    assert packages >= {"core", "data", "models", "backends", "generate", "train", "eval", "study"}
+    assert folders == packages | {"cli"}
+    assert all((TESTS / folder / "__init__.py").is_file() for folder in folders)
 
 
 def _is_test_module(name: str) -> bool:

@@ -1,11 +1,10 @@
-from pathlib import Path
-
 import pytest
 
 from sami.eval.gsm8k import extract_answer
 from sami.eval.gsm8k_data import EVAL_SEED_OFFSET, PROMPTS, gsm8k_prompt, load_problems, parse_gold
+from tests.helpers import ROOT
 
-GSM8K_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
+GSM8K_DIR = ROOT.parent / "shared" / "data" / "gsm8k"
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from sami.train.checkpoints import CheckpointError
 from sami.train.config import TrainConfig
 from sami.train.run import train
 from sami.train.runfolder import SaturationWatch
-from tests.helpers import EXAMPLE_DATA, ROOT, assert_same_weights, make_cfg, metrics, save_tiny_model, weights
+from tests.helpers import EXAMPLE_DATA, FILES, ROOT, assert_same_weights, make_cfg, metrics, save_tiny_model, weights
 
 # ---------------------------------------------------------------------------------------------- resume
 
@@ -283,7 +283,7 @@ def test_a_second_eval_on_one_output_is_refused(tmp_path, tiny_model_dir, holder
 
 def test_a_second_experiment_on_one_output_is_refused(tmp_path, holder, capsys, monkeypatch):
     pid = holder(tmp_path / "exp", "folder")
-    args = ["experiment", str(ROOT / "tests" / "data" / "experiment-tiny.yaml"), "-o", f"output_dir={tmp_path / 'exp'}"]
+    args = ["experiment", str(FILES / "experiment-tiny.yaml"), "-o", f"output_dir={tmp_path / 'exp'}"]
     _refuses(args, pid, capsys, monkeypatch)
 
 
@@ -856,7 +856,7 @@ def test_a_checkpoint_name_too_long_for_a_file_name_is_refused(tmp_path, capsys)
 def test_an_experiment_whose_study_folder_is_a_file_says_so(tmp_path, capsys):
     (tmp_path / "exp").mkdir()
     (tmp_path / "exp" / "mtbench").write_text("not a folder")
-    args = ["experiment", str(ROOT / "tests" / "data" / "experiment-tiny.yaml"), "-o", f"output_dir={tmp_path / 'exp'}"]
+    args = ["experiment", str(FILES / "experiment-tiny.yaml"), "-o", f"output_dir={tmp_path / 'exp'}"]
     assert cli_main(args) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'exp' / 'mtbench'} is a file" in err and err.count("\n") == 1
