@@ -16,8 +16,8 @@ class VLLMBackend:
 
     Prompts are encoded here exactly as ``TransformersBackend`` encodes them (``prompt_ids``) and handed to
     the engine as token ids, so both backends read the same tokens: greedy answers agree (tested against
-    the real engine, ``tests/backends/test_vllm_backend.py``). The engine starts its core in a spawned process, so a script
-    that builds this backend needs the ``if __name__ == "__main__":`` guard.
+    the real engine, ``tests/backends/test_vllm_backend.py``). The engine starts its core in a spawned
+    process, so a script that builds this backend needs the ``if __name__ == "__main__":`` guard.
     """
 
     def __init__(self, cfg: BackendConfig):
