@@ -70,9 +70,10 @@ variants: install
 	$(call variant,dpo-32-steps,-o mtbench.overrides.dpo.max_steps=32)
 
 # $(1): the variant's folder under runs/variants/, $(2): its overrides. Inside the folder the run is again
-# runs/quickstart, so every stage the overrides leave alone has the quickstart's fingerprint and is skipped.
+# runs/quickstart, so every stage the overrides leave alone has the quickstart's fingerprint and is skipped. The
+# copy's report is removed, so that until the variant's own report is written make docs has nothing to quote.
 define variant
-	test -d runs/variants/$(1)/runs/quickstart || { mkdir -p runs/variants/$(1)/runs && cp -a runs/quickstart runs/variants/$(1)/runs/; }
+	test -d runs/variants/$(1)/runs/quickstart || { mkdir -p runs/variants/$(1)/runs && cp -a runs/quickstart runs/variants/$(1)/runs/ && rm -rf runs/variants/$(1)/runs/quickstart/report; }
 	cd runs/variants/$(1) && $(abspath $(VENV))/bin/sami experiment $(abspath configs/quickstart.yaml) $(2)
 endef
 
