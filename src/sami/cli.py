@@ -258,6 +258,10 @@ def _run_import(args: argparse.Namespace) -> dict:
     for line in mirrored_note(metrics):
         print(line)
     print(f"recompute: sami eval mtbench --config {root / 'config.yaml'} --recompute")
+    from sami.page.folders import write_eval_page
+
+    page = write_eval_page(Path(eval_cfg.output_dir), {"mtbench": eval_cfg}, {"mtbench": metrics})
+    print(f"page: {page}")
     return metrics
 
 
@@ -330,6 +334,29 @@ def _run_experiment(args: argparse.Namespace) -> None:
     report = Path(cfg.output_dir) / "report" / "report.md"
     if report.is_file() and (not args.only or "report" in args.only):
         print(f"report: {report}")
+
+
+def _view_parser(sub) -> None:
+    p = sub.add_parser(
+        "view",
+        help="write the page (index.html) of a run or evaluation folder from its stored files",
+        description="Write FOLDER/report/index.html, one self-contained page with every answer, verdict, check and "
+        "curve beside the report's numbers, from the stored files only (nothing is generated or judged), and "
+        "print its path. FOLDER is a run of sami experiment, an evaluation's output_dir (sami eval, sami eval "
+        "import) or one suite's folder in it.",
+    )
+    p.add_argument("folder", help="run folder, evaluation folder or suite folder")
+    p.add_argument("--serve", action="store_true", help="then serve it on 127.0.0.1 on a free port until Ctrl-C")
+    p.add_argument("--port", type=int, default=0, help="with --serve: this port instead of a free one")
+
+
+def _run_view(args: argparse.Namespace) -> None:
+    from sami.page.folders import serve, view
+
+    page = view(args.folder)
+    print(f"page: {page}", flush=True)
+    if args.serve:
+        serve(page, args.port)
 
 
 def _compare_parser(sub) -> None:
@@ -466,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     _compare_parser(sub)
     _experiment_parser(sub)
+    _view_parser(sub)
     return parser
 
 
@@ -572,6 +600,8 @@ def _run(args: argparse.Namespace) -> None:
         _run_iterate(args)
     elif args.command == "experiment":
         _run_experiment(args)
+    elif args.command == "view":
+        _run_view(args)
     elif args.command == "compare-configs":
         _compare(args.paths)
     elif args.command == "train":

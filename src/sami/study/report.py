@@ -1,4 +1,5 @@
-"""The study report: ``report.md``, ``summary.json`` and ``figures/*.png`` from the stored evaluation files.
+"""The study report: ``report.md``, ``summary.json``, ``figures/*.png`` and the page ``index.html`` (``sami.page``)
+from the stored evaluation files.
 
 Every number is recomputed here from the per-item files (``sami.eval.run.compute``), never carried over
 from the run that generated them, and written into ``summary.json``; ``report.md`` and the figures are drawn
@@ -336,4 +337,7 @@ def write_report(cfg, parts: dict, folder: Path) -> Path:
     text = render_report(summary, folder / "figures")
     path = folder / "report.md"
     path.write_text(text)
+    from sami.page.folders import write_run_page  # the page beside the report: index.html
+
+    write_run_page(cfg, parts, summary, text, folder)
     return path

@@ -1,0 +1,46 @@
+// The MT-Bench browser's filters and text search: shows or hides the question cards already on the page.
+// A card stays when its category and number of flipped principles match and at least one of its verdicts
+// matches the judge, pairing, outcome and "orders disagree" chosen, and when its text holds every searched word.
+(function () {
+  "use strict";
+  function setUp(section) {
+    var form = section.querySelector("form.filters");
+    var count = form.querySelector(".count");
+    var cards = Array.prototype.slice.call(section.querySelectorAll("article.q"));
+    var verdicts = cards.map(function (card) { return JSON.parse(card.getAttribute("data-verdicts")); });
+    var texts = null;  // read on the first search only: the cards' text is large
+    function value(name) { return form.elements[name].value; }
+    function keep(card, i, words) {
+      if (value("category") && card.getAttribute("data-category") !== value("category")) return false;
+      if (value("flipped") && card.getAttribute("data-flipped") !== value("flipped")) return false;
+      var judge = value("judge"), pair = value("pair"), outcome = value("outcome");
+      var disagree = form.elements.disagree.checked;
+      if (judge || pair || outcome || disagree) {
+        var any = verdicts[i].some(function (v) {
+          return (!judge || v.judge === judge) && (!pair || v.pair === pair) &&
+            (!outcome || v.outcome === outcome) && (!disagree || v.disagree);
+        });
+        if (!any) return false;
+      }
+      if (words.length) {
+        if (texts === null) texts = cards.map(function (c) { return c.textContent.toLowerCase(); });
+        return words.every(function (w) { return texts[i].indexOf(w) !== -1; });
+      }
+      return true;
+    }
+    function apply() {
+      var words = value("search").toLowerCase().split(/\s+/).filter(Boolean);
+      var shown = 0;
+      cards.forEach(function (card, i) {
+        var ok = keep(card, i, words);
+        card.hidden = !ok;
+        if (ok) shown += 1;
+      });
+      count.textContent = shown + " of " + cards.length + " questions";
+    }
+    form.addEventListener("input", apply);
+    form.addEventListener("change", apply);
+    apply();
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("section.browser"), setUp);
+})();
