@@ -324,16 +324,16 @@ def _run_experiment(args: argparse.Namespace) -> None:
     for o in outcomes:
         took = f" ({o.seconds / 60:.1f} min)" if o.status != "skipped" else ""
         print(f"{o.name:<24} {o.status}{took}")
-    from sami.core.config import to_dict
-    from sami.train.config import compare_configs
-    from sami.train.runfolder import format_differences
+    report = Path(cfg.output_dir) / "report"
+    if (report / "report.md").is_file() and (not args.only or "report" in args.only):
+        import json
 
-    for study, part in plan_experiment(cfg)[1].items():
-        diffs = compare_configs({m: to_dict(c) for m, c in part["trains"].items()})
-        print(f"{study}: settings that differ between the trained methods:\n{format_differences(diffs)}")
-    report = Path(cfg.output_dir) / "report" / "report.md"
-    if report.is_file() and (not args.only or "report" in args.only):
-        print(f"report: {report}")
+        from sami.study.findings import headline
+
+        for line in headline(json.loads((report / "summary.json").read_text())):
+            print(line)
+        print(f"report: {report / 'report.md'} (with every setting that differs between the methods)")
+        print(f"page: {report / 'index.html'}")
 
 
 def _view_parser(sub) -> None:
