@@ -10,9 +10,9 @@ the checker on the first turn (its verdicts computed by ``checker_verdict`` on t
 then written from those files as ``sami view`` writes it: the metrics recomputed (``sami.eval.run.compute``, timed
 apart: in a run the report has computed them already), then the page.
 
-Reported: the seconds to recompute the metrics and to write the page, its size in MB (target at most 20), and the seconds headless Chromium
-(Playwright, /usr/bin/chromium, network blocked) takes to open it until its load event, then to apply one filter
-(median of ``--rounds``; target under 3 s to load).
+Reported: the seconds to recompute the metrics and to write the page, its size in MB (target at most 20), and
+the seconds headless Chromium (Playwright, /usr/bin/chromium, network blocked) takes to open it until its load
+event, then to apply one filter (median of ``--rounds``; target under 3 s to load).
 
     flock /tmp/sami-bench.lock python benchmarks/page_size.py            # from the repository root
 """
@@ -34,8 +34,8 @@ from sami.eval.config import EvalConfig
 from sami.eval.judges import checker_verdict, hard_verdict
 from sami.eval.mtbench import question_constitution
 from sami.eval.mtbench_data import load_questions
-from sami.eval.store import write_json
 from sami.eval.run import compute
+from sami.eval.store import write_json
 from sami.page.folders import write_eval_page
 from sami.page.screenshot import CHROMIUM, block_network
 
