@@ -36,8 +36,8 @@ from sami.eval.mtbench import question_constitution
 from sami.eval.mtbench_data import load_questions
 from sami.eval.run import compute
 from sami.eval.store import write_json
-from sami.page.folders import write_eval_page
-from sami.page.screenshot import CHROMIUM, block_network
+from sami.study.screenshot import CHROMIUM, block_network
+from sami.study.view import write_eval_page
 
 MODELS = ["base", "sft", "sami", "dpo", "kto", "orpo"]
 

@@ -258,7 +258,7 @@ def _run_import(args: argparse.Namespace) -> dict:
     for line in mirrored_note(metrics):
         print(line)
     print(f"recompute: sami eval mtbench --config {root / 'config.yaml'} --recompute")
-    from sami.page.folders import write_eval_page
+    from sami.study.view import write_eval_page
 
     page = write_eval_page(Path(eval_cfg.output_dir), {"mtbench": eval_cfg}, {"mtbench": metrics})
     print(f"page: {page}")
@@ -351,7 +351,7 @@ def _view_parser(sub) -> None:
 
 
 def _run_view(args: argparse.Namespace) -> None:
-    from sami.page.folders import serve, view
+    from sami.study.view import serve, view
 
     page = view(args.folder)
     print(f"page: {page}", flush=True)

@@ -1,5 +1,5 @@
-"""The study report: ``report.md``, ``summary.json``, ``figures/*.png`` and the page ``index.html`` (``sami.page``)
-from the stored evaluation files.
+"""The study report: ``report.md``, ``summary.json``, ``figures/*.png`` and the page ``index.html``
+(``sami.study.page``) from the stored evaluation files.
 
 Every number is recomputed here from the per-item files (``sami.eval.run.compute``), never carried over
 from the run that generated them, and written into ``summary.json``; ``report.md`` and the figures are drawn
@@ -16,6 +16,7 @@ from pathlib import Path
 from sami.core.config import config_hash, to_dict
 from sami.study import figures
 from sami.study.findings import CONSTITUTION_NOTES, findings, num, pct
+from sami.study.page import write_run_page
 from sami.train.config import NOT_USED, compare_configs
 from sami.train.runfolder import METRICS, package_versions, read_metrics
 
@@ -337,7 +338,5 @@ def write_report(cfg, parts: dict, folder: Path) -> Path:
     text = render_report(summary, folder / "figures")
     path = folder / "report.md"
     path.write_text(text)
-    from sami.page.folders import write_run_page  # the page beside the report: index.html
-
-    write_run_page(cfg, parts, summary, text, folder)
+    write_run_page(cfg, parts, summary, text, folder)  # the page beside the report: index.html
     return path

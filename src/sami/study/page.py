@@ -21,9 +21,9 @@ from pathlib import Path
 
 import jinja2
 
-from sami.page.collect import CURVES, OUTCOMES, adherence_items, gsm8k_items, mtbench_items, training_curves
 from sami.study import figures
 from sami.study.findings import pct
+from sami.study.page_data import CURVES, OUTCOMES, adherence_items, gsm8k_items, mtbench_items, training_curves
 
 PAGE = "index.html"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -162,3 +162,16 @@ def write_page(path: Path, *, title: str, studies: list[Study], fig_dir: Path, r
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def run_studies(parts: dict, summary: dict) -> list[Study]:
+    """A run's studies as the page shows them: the eval configs and trained methods of ``plan_experiment``'s
+    parts, with the metrics ``build_summary`` recomputed."""
+    return [Study(name, evals=part["evals"], metrics=summary[name]["eval"], trains=part["trains"])
+            for name, part in parts.items() if name in summary]  # fmt: skip
+
+
+def write_run_page(cfg, parts: dict, summary: dict, report_md: str, report_dir: Path) -> Path:
+    """The page of a run, beside its report (``report_dir``, whose ``figures/`` the report has drawn)."""
+    return write_page(report_dir / PAGE, title=f"Run: {cfg.name}", studies=run_studies(parts, summary),
+                      fig_dir=report_dir / "figures", report_md=report_md, source=str(cfg.output_dir))  # fmt: skip

@@ -6,7 +6,7 @@ from), each shown principle's checker rerun on each answer (``sami.eval.degenera
 and the adherence suite run it), GSM8K answers extracted with the suite's rule, and each method's
 ``metrics.jsonl`` (``sami.train.runfolder.read_metrics``). Nothing is generated or judged here.
 
-The result is plain data (dicts, lists, strings, numbers) for the templates of ``sami.page.render``.
+The result is plain data (dicts, lists, strings, numbers) for the templates of ``sami.study.page``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,23 @@ from sami.data.principles import SIDES, load_library
 from sami.eval.config import EvalConfig
 from sami.eval.degenerate import passes
 from sami.eval.gsm8k_data import extract_answer
-from sami.eval.mtbench import _load_answers, _pair_file, flipped, judged_items, pairs, read_shown
+from sami.eval.mtbench import flipped, judged_items, pairs, read_shown
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import read_jsonl
 from sami.train.runfolder import METRICS, read_metrics
 
 OUTCOMES = ("win", "tie", "loss", "unparseable")  # as seen from a pairing's first model
 CURVES = {"loss": "training loss", "mi_bound": "MI lower bound, nats", "diag_logprob": "diagonal log-prob per token"}
+
+
+def _answers(root: Path, name: str) -> dict[tuple, dict]:
+    """A model's stored MT-Bench answers, ``answers/<name>.jsonl``, by (question id, turn)."""
+    return {(r["question_id"], r["turn"]): r for r in read_jsonl(root / "answers" / f"{name}.jsonl")}
+
+
+def _judgments(root: Path, judge: str, x: str, y: str) -> Path:
+    """A pair's stored verdicts, ``judgments/<judge>/<a>__<b>.jsonl`` with the two names sorted (both orders)."""
+    return root / "judgments" / judge / f"{'__'.join(sorted((x, y)))}.jsonl"
 
 
 def _questions(cfg: EvalConfig) -> dict:
@@ -76,7 +86,7 @@ def mtbench_items(cfg: EvalConfig, metrics: dict) -> dict:
     root = Path(cfg.output_dir) / "mtbench"
     names = [n for n, _ in cfg.checkpoints()]
     library = load_library(cfg.library)
-    answers = {n: _load_answers(root, n) for n in names}
+    answers = {n: _answers(root, n) for n in names}
     texts = _questions(cfg)
     judges = list(metrics.get("pairwise", {}))
     pair_list = pairs(cfg)
@@ -108,7 +118,7 @@ def mtbench_items(cfg: EvalConfig, metrics: dict) -> dict:
             }
     for judge in judges:
         for x, y in pair_list:
-            path = _pair_file(root, judge, x, y)
+            path = _judgments(root, judge, x, y)
             if not path.is_file():
                 continue
             records = [r for r in read_jsonl(path) if {r["first"], r["second"]} == {x, y}]
@@ -150,14 +160,15 @@ def _sortable(qid: str) -> tuple:
 def adherence_items(cfg: EvalConfig) -> dict:
     """Per verifiable principle and query: the prompt and every model's answer under the principle and under its
     antithesis, with the principle's checker run on each."""
-    from sami.eval.adherence import _principles, answer_key
+    from sami.eval.adherence import answer_key
 
     root = Path(cfg.output_dir) / "adherence"
     names = [n for n, _ in cfg.checkpoints()]
     rows = {n: {(r["principle"], r["side"], r["query_index"]): r for r in read_jsonl(root / "answers" / f"{n}.jsonl")}
             for n in names}  # fmt: skip
     blocks = []
-    for p in _principles(cfg):
+    principles = _verifiable(cfg)
+    for p in principles:
         ks = sorted({k for by_key in rows.values() for (_, _, k) in by_key})
         for k in ks:
             sides = {}
@@ -174,7 +185,13 @@ def adherence_items(cfg: EvalConfig) -> dict:
                 }  # fmt: skip
             if sides:
                 blocks.append({"principle": p.name, "query_index": k, "sides": sides})
-    return {"models": names, "principles": [p.name for p in _principles(cfg)], "items": blocks}
+    return {"models": names, "principles": [p.name for p in principles], "items": blocks}
+
+
+def _verifiable(cfg: EvalConfig) -> list:
+    """The principles the adherence suite checked: ``adherence.principles``, else every verifiable one."""
+    verifiable = {p.name: p for p in load_library(cfg.library).verifiable}
+    return [verifiable[n] for n in cfg.adherence.principles or verifiable]
 
 
 def gsm8k_items(cfg: EvalConfig) -> dict:

@@ -15,22 +15,9 @@ import tempfile
 from pathlib import Path
 
 from sami.core.config import from_dict, load_yaml
-from sami.page.render import PAGE, Study, write_page
+from sami.study.page import PAGE, Study, run_studies, write_page
 
 REPORT = "report"  # the folder the page goes into, beside report.md in a run
-
-
-def run_studies(parts: dict, summary: dict) -> list[Study]:
-    """A run's studies as the page shows them: the eval configs and trained methods of ``plan_experiment``'s
-    parts, with the metrics ``build_summary`` recomputed."""
-    return [Study(name, evals=part["evals"], metrics=summary[name]["eval"], trains=part["trains"])
-            for name, part in parts.items() if name in summary]  # fmt: skip
-
-
-def write_run_page(cfg, parts: dict, summary: dict, report_md: str, report_dir: Path) -> Path:
-    """The page of a run, beside its report (``report_dir``, whose ``figures/`` the report has drawn)."""
-    return write_page(report_dir / PAGE, title=f"Run: {cfg.name}", studies=run_studies(parts, summary),
-                      fig_dir=report_dir / "figures", report_md=report_md, source=str(cfg.output_dir))  # fmt: skip
 
 
 def write_eval_page(output_dir: Path, evals: dict, metrics: dict, page_dir: Path | None = None) -> Path:

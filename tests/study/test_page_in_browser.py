@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from sami.cli import main
-from sami.page.screenshot import CHROMIUM, block_network
 from sami.study.experiment import load_experiment_config, run_experiment
+from sami.study.screenshot import CHROMIUM, block_network
 from tests.helpers import FILES, save_tiny_model
 from tests.smoke import write_config
 

@@ -1,7 +1,7 @@
 """A screenshot of a page in headless Chromium (Playwright for Python, the system's chromium), with the network
 blocked: what ``make docs`` can call to show the page in the docs.
 
-    python -m sami.page.screenshot runs/quickstart/report/index.html docs/page.png [--width 1400] [--height 1800]
+    python -m sami.study.screenshot runs/quickstart/report/index.html docs/page.png [--width 1400] [--height 1800]
 """
 
 from __future__ import annotations

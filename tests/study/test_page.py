@@ -7,7 +7,7 @@ import re
 import pytest
 
 from sami.cli import main
-from sami.page.render import inline, report_blocks
+from sami.study.page import inline, report_blocks
 from tests.helpers import FILES, write_jsonl
 
 IMPORT = FILES / "import"
