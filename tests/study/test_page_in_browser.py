@@ -151,6 +151,14 @@ def test_the_run_page_filters_leave_the_questions_the_stored_files_say(browser, 
         outcomes[outcome].add(str(qid))
     for outcome in ("win", "tie", "loss"):
         assert opened.choose(judge="checker", pair="sami vs dpo", outcome=outcome) == sorted(outcomes[outcome])
+    # inside the questions, only the chosen judge's verdicts on the chosen pairing stay
+    opened.choose(judge="checker", pair="sami vs dpo")
+    rows = [r for r in opened.page.locator("section.browser table.verdicts tbody tr").all() if r.is_visible()]
+    assert len(rows) == len({r["question_id"] for r in records})  # the checker judges the first turn only
+    assert {(r.get_attribute("data-judge"), r.get_attribute("data-pair")) for r in rows} == {("checker", "sami vs dpo")}
+    opened.choose()
+    every = opened.page.locator("section.browser table.verdicts tbody tr")
+    assert all(r.is_visible() for r in every.all()) and every.count() > len(rows)
     word = shown(answers[0]["answer"]).split()[0]
     expected = sorted({str(a["question_id"]) for path in (root / "answers").glob("*.jsonl") for a in read(path)
                        if word.lower() in a["answer"].lower()})  # fmt: skip

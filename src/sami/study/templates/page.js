@@ -1,6 +1,7 @@
 // The MT-Bench browser's filters and text search: shows or hides the question cards already on the page.
 // A card stays when its category and number of flipped principles match and at least one of its verdicts
 // matches the judge, pairing, outcome and "orders disagree" chosen, and when its text holds every searched word.
+// Inside the cards, the verdicts of other judges and pairings than the ones chosen are hidden.
 (function () {
   "use strict";
   function setUp(section) {
@@ -28,8 +29,14 @@
       }
       return true;
     }
+    var rows = Array.prototype.slice.call(section.querySelectorAll("table.verdicts tbody tr"));
     function apply() {
       var words = value("search").toLowerCase().split(/\s+/).filter(Boolean);
+      var judge = value("judge"), pair = value("pair");
+      rows.forEach(function (row) {  // inside a question, only the chosen judge's and pairing's verdicts
+        row.hidden = (judge && row.getAttribute("data-judge") !== judge) ||
+          (pair && row.getAttribute("data-pair") !== pair);
+      });
       var shown = 0;
       cards.forEach(function (card, i) {
         var ok = keep(card, i, words);
