@@ -156,9 +156,13 @@ def test_the_run_page_filters_leave_the_questions_the_stored_files_say(browser, 
     rows = [r for r in opened.page.locator("section.browser table.verdicts tbody tr").all() if r.is_visible()]
     assert len(rows) == len({r["question_id"] for r in records})  # the checker judges the first turn only
     assert {(r.get_attribute("data-judge"), r.get_attribute("data-pair")) for r in rows} == {("checker", "sami vs dpo")}
+    columns = opened.page.locator("section.browser .answer").all()
+    visible_models = {a.get_attribute("data-model") for a in columns if a.is_visible()}
+    assert visible_models == {"sami", "dpo"}  # the pairing's two answers side by side, sft's out of the way
     opened.choose()
     every = opened.page.locator("section.browser table.verdicts tbody tr")
     assert all(r.is_visible() for r in every.all()) and every.count() > len(rows)
+    assert all(a.is_visible() for a in opened.page.locator("section.browser .answer").all())
     word = shown(answers[0]["answer"]).split()[0]
     expected = sorted({str(a["question_id"]) for path in (root / "answers").glob("*.jsonl") for a in read(path)
                        if word.lower() in a["answer"].lower()})  # fmt: skip

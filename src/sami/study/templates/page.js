@@ -1,7 +1,8 @@
 // The MT-Bench browser's filters and text search: shows or hides the question cards already on the page.
 // A card stays when its category and number of flipped principles match and at least one of its verdicts
 // matches the judge, pairing, outcome and "orders disagree" chosen, and when its text holds every searched word.
-// Inside the cards, the verdicts of other judges and pairings than the ones chosen are hidden.
+// Inside the cards, the verdicts of other judges and pairings than the ones chosen are hidden, and so are the
+// answers of models outside a chosen pairing.
 (function () {
   "use strict";
   function setUp(section) {
@@ -30,6 +31,9 @@
       return true;
     }
     var rows = Array.prototype.slice.call(section.querySelectorAll("table.verdicts tbody tr"));
+    var answers = Array.prototype.slice.call(section.querySelectorAll(".answer[data-model]"));
+    var grids = Array.prototype.slice.call(section.querySelectorAll(".answers"));
+    var columns = grids.map(function (grid) { return grid.style.getPropertyValue("--n"); });
     function apply() {
       var words = value("search").toLowerCase().split(/\s+/).filter(Boolean);
       var judge = value("judge"), pair = value("pair");
@@ -37,6 +41,12 @@
         row.hidden = (judge && row.getAttribute("data-judge") !== judge) ||
           (pair && row.getAttribute("data-pair") !== pair);
       });
+      // a chosen pairing puts its two models' answers side by side, the other models' out of the way
+      var pairing = pair ? pair.split(" vs ") : null;
+      answers.forEach(function (answer) {
+        answer.hidden = pairing !== null && pairing.indexOf(answer.getAttribute("data-model")) === -1;
+      });
+      grids.forEach(function (grid, i) { grid.style.setProperty("--n", pairing ? "2" : columns[i]); });
       var shown = 0;
       cards.forEach(function (card, i) {
         var ok = keep(card, i, words);
