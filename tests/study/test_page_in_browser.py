@@ -159,6 +159,8 @@ def test_the_run_page_filters_leave_the_questions_the_stored_files_say(browser, 
     columns = opened.page.locator("section.browser .answer").all()
     visible_models = {a.get_attribute("data-model") for a in columns if a.is_visible()}
     assert visible_models == {"sami", "dpo"}  # the pairing's two answers side by side, sft's out of the way
+    tables = opened.page.locator("section.browser table.verdicts").all()
+    assert sum(t.is_visible() for t in tables) == len(rows)  # one per judged turn; none left empty
     opened.choose()
     every = opened.page.locator("section.browser table.verdicts tbody tr")
     assert all(r.is_visible() for r in every.all()) and every.count() > len(rows)

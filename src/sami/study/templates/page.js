@@ -31,6 +31,7 @@
       return true;
     }
     var rows = Array.prototype.slice.call(section.querySelectorAll("table.verdicts tbody tr"));
+    var tables = Array.prototype.slice.call(section.querySelectorAll("table.verdicts"));
     var answers = Array.prototype.slice.call(section.querySelectorAll(".answer[data-model]"));
     var grids = Array.prototype.slice.call(section.querySelectorAll(".answers"));
     var columns = grids.map(function (grid) { return grid.style.getPropertyValue("--n"); });
@@ -40,6 +41,9 @@
       rows.forEach(function (row) {  // inside a question, only the chosen judge's and pairing's verdicts
         row.hidden = (judge && row.getAttribute("data-judge") !== judge) ||
           (pair && row.getAttribute("data-pair") !== pair);
+      });
+      tables.forEach(function (table) {  // a turn none of whose verdicts is left shows no empty table
+        table.hidden = !Array.prototype.some.call(table.tBodies[0].rows, function (row) { return !row.hidden; });
       });
       // a chosen pairing puts its two models' answers side by side, the other models' out of the way
       var pairing = pair ? pair.split(" vs ") : null;
