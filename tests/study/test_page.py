@@ -2,13 +2,18 @@
 folder, text escaped by the template engine, and nothing that would be fetched from a network."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import urllib.request
 
 import pytest
 
 from sami.cli import main
 from sami.study.page import inline, report_blocks
-from tests.helpers import FILES, write_jsonl
+from tests.helpers import FILES, ROOT, write_jsonl
 
 IMPORT = FILES / "import"
 FASTCHAT = [IMPORT / "question.jsonl", IMPORT / "model_answer" / "alpha.jsonl", IMPORT / "model_answer" / "beta.jsonl",
@@ -94,3 +99,21 @@ def test_text_is_escaped_and_nothing_is_fetched(tmp_path, capsys):
     assert "<script>alert" not in html and "<b>hi" not in html
     assert not re.search(r"""(src|href|action)\s*=\s*["']?(https?:)?//""", html)
     assert "see https://example.org/img.png" in html  # as text only
+
+
+def test_view_serves_the_page_on_localhost_until_interrupted(imported):
+    """``sami view --serve`` prints the page's path, then the address it serves on; the page comes back from there
+    byte for byte, and an interrupt stops it with exit code 0."""
+    folder, _ = imported
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    server = subprocess.Popen([sys.executable, "-m", "sami.cli", "view", str(folder), "--serve"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert server.stdout.readline().strip() == f"page: {folder / 'report' / 'index.html'}"
+        address = re.search(r"http://127\.0\.0\.1:\d+/index\.html", server.stdout.readline()).group(0)
+        with urllib.request.urlopen(address, timeout=30) as response:
+            assert response.read() == (folder / "report" / "index.html").read_bytes()
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
