@@ -15,6 +15,7 @@ the seconds headless Chromium (Playwright, /usr/bin/chromium, network blocked) t
 event, then to apply one filter (median of ``--rounds``; target under 3 s to load).
 
     flock /tmp/sami-bench.lock python benchmarks/page_size.py            # from the repository root
+    python benchmarks/page_size.py --questions 32 --models 3 --words 25  # about the quickstart's size
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sami.eval.common import shown_constitution
 from sami.eval.config import EvalConfig
 from sami.eval.judges import checker_verdict, hard_verdict
 from sami.eval.mtbench import question_constitution
-from sami.eval.mtbench_data import load_questions
+from sami.eval.mtbench_data import load_questions, select
 from sami.eval.run import compute
 from sami.eval.store import write_json
 from sami.study.screenshot import CHROMIUM, block_network
@@ -50,20 +51,21 @@ def _answer(rng: random.Random, question: str, words: int) -> str:
     return text.upper() if rng.random() < 0.3 else text
 
 
-def write_folder(folder: Path, words: int, seed: int = 0) -> Path:
-    """The synthetic MT-Bench folder described above, as ``<folder>/mtbench``."""
+def write_folder(folder: Path, words: int, models: list[str], questions: int, seed: int = 0) -> Path:
+    """The synthetic MT-Bench folder described above, as ``<folder>/mtbench``: ``questions`` of the package's (10
+    per category at 80), each answered by every one of ``models``."""
     rng = random.Random(seed)
     cfg = from_dict(EvalConfig, {
-        "output_dir": str(folder), "models": [f"{m}=synthetic/{m}" for m in MODELS],
+        "output_dir": str(folder), "models": [f"{m}=synthetic/{m}" for m in models],
         "mtbench": {"principles": ["lowercase", "bullet_list"], "constitutions": "sampled",
                     "judges": ["principle-aware", "principle-free", "checker"]},
     })  # fmt: skip
     root = folder / "mtbench"
     library = load_library()
-    questions, _ = load_questions("package")
+    questions = select(load_questions("package")[0], None, max(questions // 8, 1))
     shown = {q.question_id: question_constitution(cfg, library, q) for q in questions}
-    answers: dict[str, dict] = {m: {} for m in MODELS}
-    for m in MODELS:
+    answers: dict[str, dict] = {m: {} for m in models}
+    for m in models:
         rows = []
         for q in questions:
             for turn, text in enumerate(q.turns, 1):
@@ -73,7 +75,7 @@ def write_folder(folder: Path, words: int, seed: int = 0) -> Path:
                              "answer": answer, "num_tokens": words, "finish_reason": "stop", "temperature": 0.7,
                              "constitution": shown_constitution(shown[q.question_id]).to_json()})  # fmt: skip
         _write(root / "answers" / f"{m}.jsonl", rows)
-    for x, y in combinations(MODELS, 2):
+    for x, y in combinations(models, 2):
         by_judge: dict[str, list] = {"principle-aware": [], "principle-free": [], "checker": []}
         for q in questions:
             stored = shown_constitution(shown[q.question_id]).to_json()
@@ -99,7 +101,7 @@ def write_folder(folder: Path, words: int, seed: int = 0) -> Path:
         for judge, rows in by_judge.items():
             _write(root / "judgments" / judge / f"{'__'.join(sorted((x, y)))}.jsonl", rows)
     save_yaml(cfg, root / "config.yaml")
-    write_json(root / "models.json", {m: {"model": f"synthetic/{m}", "key": m} for m in MODELS})
+    write_json(root / "models.json", {m: {"model": f"synthetic/{m}", "key": m} for m in models})
     return root
 
 
@@ -135,12 +137,15 @@ def render_seconds(page: Path, rounds: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--words", type=int, default=250, help="words per answer")
+    parser.add_argument("--questions", type=int, default=80, help="MT-Bench questions, 10 per category at 80")
+    parser.add_argument("--models", type=int, default=6, help=f"models, at most {len(MODELS)}")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", help="write the folder here instead of a temporary folder")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
-        root = write_folder(folder, args.words)
+        models = MODELS[: args.models]
+        root = write_folder(folder, args.words, models, args.questions)
         cfg = from_dict(EvalConfig, load_yaml(root / "config.yaml"))
         start = time.perf_counter()
         metrics = compute("mtbench", cfg)  # what the report has already done in a run
@@ -149,7 +154,7 @@ def main() -> None:
         page = write_eval_page(folder, {"mtbench": cfg}, {"mtbench": metrics})
         built = time.perf_counter() - start
         size = page.stat().st_size / 1e6
-        print(f"80 questions x 2 turns, {len(MODELS)} models, 3 judges, {args.words} words per answer")
+        print(f"{args.questions} questions x 2 turns, {len(models)} models, 3 judges, {args.words} words per answer")
         print(f"metrics recomputed in {computed:.1f} s; page written in {built:.1f} s: {size:.1f} MB (target <= 20 MB)")
         load, apply = render_seconds(page, args.rounds)
         print(f"headless Chromium: loaded in {load:.2f} s (target < 3 s), one filter applied in {apply:.2f} s "
