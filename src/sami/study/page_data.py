@@ -15,8 +15,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from sami.data.principles import SIDES, load_library
+from sami.eval.common import words
 from sami.eval.config import EvalConfig
-from sami.eval.degenerate import passes
+from sami.eval.degenerate import is_degenerate, passes
 from sami.eval.gsm8k_data import extract_answer
 from sami.eval.mtbench import flipped, judged_items, pairs, read_shown
 from sami.eval.mtbench_data import load_questions
@@ -113,6 +114,8 @@ def mtbench_items(cfg: EvalConfig, metrics: dict) -> dict:
                 q["constitution"], q["flipped"] = lines, flipped(record.get("constitution"))
             turn(q, number)["answers"][name] = {
                 "text": record["answer"],
+                "words": words(record["answer"]),  # as the length control counts them
+                "degenerate": is_degenerate(record["answer"]),
                 "finish_reason": record.get("finish_reason"),
                 "checks": _checks(shown, record["answer"]),
             }
