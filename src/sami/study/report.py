@@ -116,6 +116,7 @@ def build_summary(cfg, parts: dict) -> dict:
     return summary
 
 
+SELF_EVIDENT = ("method", "output_dir", "init_from")  # differ between any two trained methods
 LABELS = {"simpo": "SimPO"}  # how a method is named in headings; others in capitals
 
 
@@ -268,19 +269,17 @@ def _training_section(t: dict, lines: list[str]) -> None:
             lines += ["", f"**{method} saturated:** {m['saturated_steps']} of its {m['steps']} steps had a gradient "
                       "norm of exactly 0, so those steps changed nothing (the learning rate was too high, or the "
                       "data give no signal)."]  # fmt: skip
-    diffs = t["config_differences"]
-    lines += ["", "Every setting that differs between the methods' resolved training configs:", ""]
-    shared = {k: v for k, v in diffs.items() if NOT_USED not in v.values()}
-    own = {k: v for k, v in diffs.items() if NOT_USED in v.values()}
-    if not diffs:
-        lines.append("- none")
-    for key, values in shared.items():
-        lines.append(f"- `{key}`: " + ", ".join(f"{m} = {v}" for m, v in values.items()))
-    for method in t["methods"]:
-        mine = [f"`{k}` = {v[method]}" for k, v in own.items() if v.get(method, NOT_USED) != NOT_USED]
-        if mine:
-            lines.append(f"- {method}'s own section (not used by the others): " + ", ".join(mine))
-    lines.append("")
+    # a setting shows where the methods that use it differ, with those methods' values only; each run's method,
+    # folder and starting point differ by construction (the table above names them)
+    differ = {}
+    for key, values in t["config_differences"].items():
+        used = {m: v for m, v in values.items() if v != NOT_USED}
+        if key not in SELF_EVIDENT and len({json.dumps(v, default=str) for v in used.values()}) > 1:
+            differ[key] = used
+    lines += ["", "Every setting that differs between the methods that use it (each method's whole resolved config is "
+              "`<study>/models/<method>/config.yaml`):", ""]  # fmt: skip
+    lines += [f"- `{key}`: " + ", ".join(f"{m} = {v}" for m, v in used.items()) for key, used in differ.items()]
+    lines += ["- none", ""] if not differ else [""]
 
 
 def _math_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
