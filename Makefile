@@ -93,7 +93,7 @@ test: install
 ## The tests marked browser: the page in Debian's chromium, driven by Playwright (installed with the dev extra),
 ## the network blocked. Installs chromium with apt-get where /usr/bin/chromium is missing (CI runs as root).
 test-browser: install
-	test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+	test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 	$(PY) -m pytest -q -m browser
 
 ## The tests marked vllm, against the real engine and `vllm serve` on the embedded model (CPU, .venv-vllm).
