@@ -117,3 +117,27 @@ def test_view_serves_the_page_on_localhost_until_interrupted(imported):
         assert server.wait(timeout=30) == 0
     finally:
         server.kill()
+
+
+def test_a_grading_judges_rating_and_text_stand_under_each_answer(imported):
+    """A ``single`` judge's stored 1-10 ratings (one file per model) appear under the answers they rate."""
+    from sami.core.config import from_dict, load_yaml
+    from sami.eval.config import EvalConfig
+    from sami.eval.run import compute
+    from sami.study.view import write_eval_page
+
+    folder, _ = imported
+    root = folder / "mtbench"
+    (root / "judgments" / "single").mkdir()
+    for name, rating in (("alpha", 7), ("beta", None)):
+        write_jsonl(root / "judgments" / "single" / f"{name}.jsonl", [
+            {"question_id": 81, "category": "writing", "turn": 1, "rating": rating, "raw": f"{name} gets [[{rating}]]"},
+        ])  # fmt: skip
+    cfg = from_dict(EvalConfig, load_yaml(root / "config.yaml"))
+    cfg.mtbench.judges = ["single"]
+    page = write_eval_page(folder, {"mtbench": cfg}, {"mtbench": compute("mtbench", cfg)})
+    html = page.read_text()
+    card = html.split('data-qid="81"')[1].split("</article>")[0]
+    assert "<strong>single</strong> rates it 7" in card and "alpha gets [[7]]" in card
+    assert "<strong>single</strong> rates it (unparseable)" in card and "beta gets [[None]]" in card
+    assert html.count("rates it") == 2  # question 81's first turn only

@@ -19,6 +19,7 @@ from sami.eval.common import words
 from sami.eval.config import EvalConfig
 from sami.eval.degenerate import is_degenerate, passes
 from sami.eval.gsm8k_data import extract_answer
+from sami.eval.judges import JUDGES
 from sami.eval.mtbench import flipped, judged_items, pairs, read_shown
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import read_jsonl
@@ -118,7 +119,14 @@ def mtbench_items(cfg: EvalConfig, metrics: dict) -> dict:
                 "degenerate": is_degenerate(record["answer"]),
                 "finish_reason": record.get("finish_reason"),
                 "checks": _checks(shown, record["answer"]),
+                "ratings": [],
             }
+    for judge in (j for j in cfg.mtbench.judges if j in JUDGES and not JUDGES[j].pairwise):
+        for name in names:  # a grading judge's 1-10 rating of each answer, with its text
+            for r in read_jsonl(root / "judgments" / judge / f"{name}.jsonl"):
+                answer = turn(question(r["question_id"], r["category"]), r["turn"])["answers"].get(name)
+                if answer is not None:
+                    answer["ratings"].append({"judge": judge, "rating": r.get("rating"), "raw": r.get("raw")})
     for judge in judges:
         for x, y in pair_list:
             path = _judgments(root, judge, x, y)
