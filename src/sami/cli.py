@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import sami
+from sami.core.errors import ConfigError, InputMissing
 from sami.train.config import TRAIN_METHODS
 
 
@@ -236,7 +237,7 @@ def build_import_config(args: argparse.Namespace):
     for text in args.col:
         name, sep, column = text.partition("=")
         if not sep or not column:
-            raise ValueError(f"--col {text!r}: expected FIELD=COLUMN")
+            raise ConfigError(f"--col {text!r}: expected FIELD=COLUMN")
         columns[name.strip()] = column.strip()
     data = {"files": list(args.files), "columns": columns, "format": args.format, "model": args.model,
             "judge": args.judge, "questions": args.questions, "overrides": list(args.overrides)}  # fmt: skip
@@ -352,7 +353,7 @@ def _run_config(path: str) -> dict:
     for candidate in (p, p / "config.yaml", p / "sami_config.yaml", p / "model" / "sami_config.yaml"):
         if candidate.is_file():
             return load_yaml(candidate)
-    raise FileNotFoundError(f"{path}: no config.yaml or sami_config.yaml")
+    raise InputMissing(f"{path}: no config.yaml or sami_config.yaml")
 
 
 def _compare(paths: list[str]) -> None:
@@ -532,26 +533,20 @@ def _print_error(err: BaseException) -> int:
 
 
 def describe_error(err: BaseException) -> tuple[int, str]:
-    """Exit code and message of an error: 2 for bad input (a config, data file, path, model or endpoint that
-    is wrong or busy; the message names it), 1 for anything else, with a pointer to ``--debug``."""
-    from sami.backends.openai_backend import EndpointError
-    from sami.core.locks import OutputBusy
-    from sami.models.loading import EmbeddedModelMissing
-    from sami.train.checkpoints import CheckpointError
-    from sami.train.runfolder import TrainingDiverged
+    """Exit code and message of an error, decided by its class (``sami.core.errors``): 2 for bad input (one of
+    the project's ``UserError`` classes, or an OS error naming a path; the message names it), 1 with the
+    message for a run that stopped for a reason it names (``RunFailure``, a full disk), and 1 for anything
+    else, a bug, with its type, its first line and a pointer to ``--debug``."""
+    from sami.core.errors import RunFailure, UserError
 
-    bad_input = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-                 EmbeddedModelMissing, OutputBusy, EndpointError)  # fmt: skip
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return 1, f"no space left on {err.filename or 'the device'}"
-    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return 2, f"{err.filename or 'output'}: {err.strerror}"
-    if isinstance(err, KeyError):
-        return 2, str(err.args[0]) if err.args else "missing key"
-    if isinstance(err, bad_input):
+    if isinstance(err, UserError):
         return 2, str(err)
-    if isinstance(err, (TrainingDiverged, CheckpointError)):
+    if isinstance(err, RunFailure):
         return 1, str(err)
+    if isinstance(err, OSError) and err.filename is not None:
+        return 2, f"{err.filename}: {err.strerror}"
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return 1, f"{type(err).__name__}: {text} (run with --debug for the traceback)"
 

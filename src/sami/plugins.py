@@ -22,15 +22,13 @@ import importlib.metadata
 import logging
 from collections.abc import Iterable
 
+from sami.core.errors import PluginError
+
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "sami.plugins"
 _loaded: set[str] = set()
 _entry_points_loaded = False
-
-
-class PluginError(ValueError):
-    """A plugin that could not be loaded (bad input: the message names the module)."""
 
 
 def _first_line(err: BaseException) -> str:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
 from sami.backends.tools import Prompt
+from sami.core.errors import ConfigError, PluginError
 
 
 @dataclass(frozen=True)
@@ -154,11 +155,13 @@ VERDICT_PROBABILITIES: tuple[str, ...] = ("default", "possible", "no")
 def register_backend(name: str, *, check=None, verdict_probabilities: str = "no", help: str = ""):
     """Decorator: register ``build(cfg) -> Backend`` as the backend ``kind: name``."""
     if verdict_probabilities not in VERDICT_PROBABILITIES:
-        raise ValueError(f"verdict_probabilities must be one of {VERDICT_PROBABILITIES}, got {verdict_probabilities!r}")
+        raise PluginError(
+            f"verdict_probabilities must be one of {VERDICT_PROBABILITIES}, got {verdict_probabilities!r}"
+        )
 
     def wrap(build: Callable[[BackendConfig], Backend]):
         if name in BACKENDS:
-            raise ValueError(f"backend {name!r} is already registered")
+            raise PluginError(f"backend {name!r} is already registered")
         BACKENDS[name] = BackendKind(name, build, check or _no_check, verdict_probabilities, help)
         return build
 
@@ -168,7 +171,7 @@ def register_backend(name: str, *, check=None, verdict_probabilities: str = "no"
 def make_backend(cfg: BackendConfig) -> Backend:
     """Build the backend ``cfg`` names; local models are loaded here."""
     if cfg.model.startswith(IMPORTED):
-        raise ValueError(
+        raise ConfigError(
             f"{cfg.model}: this checkpoint's answers were read from a file by sami eval import, so missing ones "
             "cannot be generated; import them too, or evaluate only the questions it answered"
         )

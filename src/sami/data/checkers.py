@@ -13,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from sami.core.errors import ConfigError, PluginError
+
 CHECKERS: dict[str, Callable[..., bool]] = {}
 
 
 def register_checker(name: str):
     def wrap(fn: Callable[..., bool]) -> Callable[..., bool]:
         if name in CHECKERS:
-            raise ValueError(f"checker {name!r} is already registered")
+            raise PluginError(f"checker {name!r} is already registered")
         CHECKERS[name] = fn
         return fn
 
@@ -39,14 +41,14 @@ class NamedCall:
     @classmethod
     def parse(cls, entry: dict, where: str):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise ValueError(f"{where}: expected a mapping with a 'name', e.g. {{name: {cls.example}}}")
+            raise ConfigError(f"{where}: expected a mapping with a 'name', e.g. {{name: {cls.example}}}")
         spec = cls(entry["name"], {k: v for k, v in entry.items() if k != "name"})
         if spec.name not in cls.registry:
-            raise ValueError(f"{where}: unknown {cls.kind} {spec.name!r}; registered: {sorted(cls.registry)}")
+            raise ConfigError(f"{where}: unknown {cls.kind} {spec.name!r}; registered: {sorted(cls.registry)}")
         try:
             inspect.signature(cls.registry[spec.name]).bind("", **spec.params)
         except TypeError as err:
-            raise ValueError(f"{where}: bad parameters for {cls.kind} {spec.name!r}: {err}") from None
+            raise ConfigError(f"{where}: bad parameters for {cls.kind} {spec.name!r}: {err}") from None
         return spec
 
     example: ClassVar[str] = "NAME"

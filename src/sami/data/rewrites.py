@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Callable
 
+from sami.core.errors import PluginError
 from sami.data.checkers import NamedCall
 
 REWRITES: dict[str, Callable[..., str]] = {}
@@ -30,7 +31,7 @@ def register_rewrite(name: str, *, last: bool = False):
 
     def wrap(fn: Callable[..., str]) -> Callable[..., str]:
         if name in REWRITES:
-            raise ValueError(f"rewrite {name!r} is already registered")
+            raise PluginError(f"rewrite {name!r} is already registered")
         REWRITES[name] = fn
         if last:
             APPLIED_LAST.add(name)

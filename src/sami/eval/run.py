@@ -20,6 +20,7 @@ from typing import Any
 
 from sami.backends.base import IMPORTED
 from sami.core.config import ConfigError, from_dict, save_yaml
+from sami.core.errors import InputMissing, PluginError
 from sami.core.locks import hold
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import (
@@ -88,16 +89,16 @@ SUITES: dict[str, Suite] = {}
 def register_suite(suite: Suite) -> Suite:
     """Make ``suite`` available to ``sami eval`` and ``run``/``compute``/``show``."""
     if suite.name in SUITES:
-        raise ValueError(f"evaluation suite {suite.name!r} is already registered")
+        raise PluginError(f"evaluation suite {suite.name!r} is already registered")
     if not dataclasses.is_dataclass(suite.section):
-        raise ValueError(f"evaluation suite {suite.name!r}: section must be a config dataclass")
+        raise PluginError(f"evaluation suite {suite.name!r}: section must be a config dataclass")
     SUITES[suite.name] = suite
     return suite
 
 
 def _entry(suite: str) -> Suite:
     if suite not in SUITES:
-        raise ValueError(f"unknown evaluation suite {suite!r}; choose one of {tuple(SUITES)}")
+        raise ConfigError(f"unknown evaluation suite {suite!r}; choose one of {tuple(SUITES)}")
     return SUITES[suite]
 
 
@@ -117,7 +118,7 @@ def _check_sections(cfg: EvalConfig) -> None:
     for name in cfg.sections:
         if name not in SUITES or _own_section(name):
             added = [s for s in SUITES if not _own_section(s)]
-            raise ValueError(f"sections.{name}: not a suite added by a plugin; those are {added}")
+            raise ConfigError(f"sections.{name}: not a suite added by a plugin; those are {added}")
         settings(cfg, name)
 
 
@@ -135,7 +136,7 @@ def run(suite: str, cfg: EvalConfig) -> dict:
     folder = Path(cfg.output_dir) / suite
     for parent in (folder, *folder.parents):
         if parent.is_file():
-            raise ValueError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
+            raise ConfigError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
     bindings = {name: {"model": model, "key": _binding_key(model, cfg)} for name, model in checkpoints}
     with hold(folder, folder=True, what=f"this {suite} evaluation"):
         check_bindings(folder, bindings)
@@ -148,7 +149,7 @@ def compute(suite: str, cfg: EvalConfig) -> dict:
     entry = _entry(suite)
     _check_sections(cfg)
     if not (Path(cfg.output_dir) / suite).is_dir():
-        raise FileNotFoundError(f"no stored {suite} results under {cfg.output_dir}")
+        raise InputMissing(f"no stored {suite} results under {cfg.output_dir}")
     return entry.recompute(cfg)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sami.core.config import ConfigError, config_differences
+from sami.core.errors import DataError
 from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class JsonlStore:
         for number, record in enumerate(read_jsonl(self.path), 1):
             missing = [k for k in self.key_fields if k not in record]
             if missing:
-                raise ValueError(f"{self.path}: record {number}: missing key field(s) {missing}")
+                raise DataError(f"{self.path}: record {number}: missing key field(s) {missing}")
             self.records[self.key(record)] = record
 
     def key(self, record: dict) -> tuple:

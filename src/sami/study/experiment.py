@@ -34,6 +34,7 @@ from typing import Any
 
 from sami.backends.base import BackendConfig
 from sami.core.config import from_dict, load_yaml, parse_override, save_yaml, set_path, to_dict
+from sami.core.errors import ConfigError
 from sami.core.locks import hold
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.generate.run import GenerateConfig
@@ -173,7 +174,7 @@ def _generate_stage(gen: GenerateConfig, root: Path, heldout: int) -> Stage:
     def run(folder: Path) -> None:
         result = generate(gen)
         if result.written + result.already_done == 0:
-            raise ValueError(f"every generated training record was filtered out; see {result.rejected_path}")
+            raise ConfigError(f"every generated training record was filtered out; see {result.rejected_path}")
         if heldout:
             generate(held)
 
@@ -269,7 +270,7 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
         s, parts["math"] = math_stages(cfg)
         stages += s
     if not stages:
-        raise ValueError("both studies are disabled: enable mtbench or math")
+        raise ConfigError("both studies are disabled: enable mtbench or math")
     from sami.study.report import write_report
 
     def run_report(folder: Path) -> None:
@@ -287,12 +288,12 @@ def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> l
     if only:
         unknown = sorted(set(only) - {s.name for s in stages})
         if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; stages: {[s.name for s in stages]}")
+            raise ConfigError(f"unknown stage(s) {unknown}; stages: {[s.name for s in stages]}")
     root = Path(cfg.output_dir)
     for stage in stages:  # a file where a stage's folder (or one above it) goes: say so before anything runs
         for folder in (stage.folder, *stage.folder.parents):
             if folder.is_file():
-                raise ValueError(f"output_dir: {folder} is a file; stage {stage.name} needs a folder there")
+                raise ConfigError(f"output_dir: {folder} is a file; stage {stage.name} needs a folder there")
     with hold(root, folder=True, what="this experiment"):
         save_yaml(cfg, root / "config.yaml")
         return run_stages(stages, only=only)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sami.backends.base import BackendConfig
 from sami.core.config import save_yaml
+from sami.core.errors import ConfigError
 from sami.generate.run import GenerateConfig, GenerateResult, generate
 from sami.train.config import TrainConfig
 from sami.train.run import train
@@ -101,7 +102,7 @@ def iterate(cfg: IterateConfig) -> list[RoundResult]:
             data = generate(gen)
             gc.collect()
             if data.written == 0 and data.already_done == 0:
-                raise ValueError(f"round {k}: every generated record was filtered out; see {data.rejected_path}")
+                raise ConfigError(f"round {k}: every generated record was filtered out; see {data.rejected_path}")
             trained = train(tr, resume=True)  # continues from a checkpoint of an interrupted round, if any
             results.append(RoundResult(k, data, trained, trained.model_dir))
         previous = str(model_dir)

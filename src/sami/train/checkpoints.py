@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sami.core.config import ConfigError, config_differences, flatten, load_yaml, to_dict, with_renamed_keys
+from sami.core.errors import CheckpointError
 from sami.train.config import TrainConfig, method_view
 
 logger = logging.getLogger(__name__)
@@ -43,10 +44,6 @@ RESUMABLE_CHANGES = ("max_steps", "epochs", "output_dir", "save_every", "keep_ch
 
 
 TORCH_WRITE_FAILURES = ("file write failed", "unexpected pos")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written or read back."""
 
 
 def file_sha256(path: Path) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sami.core.errors import ConfigError
 from sami.data.records import Record
 from sami.train.config import TrainConfig
 from sami.train.encoding import encode_records
@@ -90,5 +91,5 @@ METHODS: dict[str, Method] = {
 def method_entry(name: str) -> Method:
     """The entry of method ``name``; an unknown name is an error naming the known ones."""
     if name not in METHODS:
-        raise ValueError(f"unknown training method {name!r}; known: {', '.join(METHODS)}")
+        raise ConfigError(f"unknown training method {name!r}; known: {', '.join(METHODS)}")
     return METHODS[name]

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from sami.core.config import config_hash, save_yaml, to_dict
+from sami.core.errors import ConfigError, DataError, OutputExists, TrainingDiverged  # noqa: F401  (re-exported: the trainers raise it from here)
 from sami.models.loading import model_folder, training_config
 from sami.train.checkpoints import CHECKPOINTS, OLD_SAMI_PREFIX, STATE_FILE, data_sha256, numbered_checkpoints
 from sami.train.config import NOT_USED, TrainConfig, compare_configs
@@ -28,10 +29,6 @@ logger = logging.getLogger(__name__)
 METRICS = "metrics.jsonl"
 PACKAGES = ("sami-align", "torch", "transformers", "accelerate", "peft", "trl", "datasets")
 CHAIN_KEYS = ("method", "init_from", "output_dir")  # differ from the parent run in every chain
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or gradient norm became NaN or infinite; nothing of that step was applied or saved."""
 
 
 @dataclass
@@ -100,13 +97,13 @@ def check_run_folder(cfg: TrainConfig, resume: bool) -> None:
     found = recorded_method(out)
     if found is not None and found[0] != cfg.method:
         method, source = found
-        raise ValueError(
+        raise ConfigError(
             f"output_dir: {out} holds a {method} run ({source}); --method {cfg.method} would mix two runs in one "
             "folder; choose another output_dir"
         )
     held = numbered_checkpoints(out)
     if not resume and held:
-        raise FileExistsError(
+        raise OutputExists(
             f"{out} already holds checkpoints ({held[-1].name}); pass --resume to continue, or choose another "
             "output_dir"
         )
@@ -132,11 +129,11 @@ def read_metrics(path: Path) -> list[dict]:
         try:
             record = json.loads(line)
             if not isinstance(record, dict) or "step" not in record:
-                raise ValueError("no step")
+                raise DataError("no step")
         except ValueError as err:
             if number == len(lines):  # the line a killed run was writing
                 continue
-            raise ValueError(f"{path}:{number}: not a metrics record ({err})") from None
+            raise DataError(f"{path}:{number}: not a metrics record ({err})") from None
         records.append(record)
     return records
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from sami.core.config import flatten, save_yaml, to_dict
+from sami.core.errors import ConfigError
 from sami.core.logprobs import QueryTokens, batch_logprob_matrices, count_cuts
 from sami.core.objective import sami_loss, sami_metrics
 from sami.data.records import Record, read_records
@@ -115,7 +116,7 @@ def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int
         weights = None
         if cfg.sami.constitution_weights is not None:
             if len(cfg.sami.constitution_weights) != c:
-                raise ValueError(
+                raise ConfigError(
                     f"sami.constitution_weights has {len(cfg.sami.constitution_weights)} entries; records have C = {c}"
                 )
             weights = torch.tensor(cfg.sami.constitution_weights)
@@ -289,7 +290,7 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         if start > steps:
-            raise ValueError(
+            raise ConfigError(
                 f"{checkpoint} is at step {start}, past this run's {steps} steps; raise max_steps or epochs"
             )
         logger.info("resumed from %s at step %d", checkpoint, start)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from sami.core.config import load_yaml, save_yaml
+from sami.core.errors import ConfigError
 from sami.core.locks import is_main_rank
 from sami.core.logprobs import count_cuts
 from sami.data.records import read_records
@@ -255,7 +256,9 @@ def _finished(cfg: TrainConfig, checkpoint: Path, start: int) -> bool:
     was given, when this run asks for the same."""
     if cfg.max_steps:
         if start > cfg.max_steps:
-            raise ValueError(f"{checkpoint} is at step {start}, past this run's {cfg.max_steps} steps; raise max_steps")
+            raise ConfigError(
+                f"{checkpoint} is at step {start}, past this run's {cfg.max_steps} steps; raise max_steps"
+            )
         return start == cfg.max_steps
     saved = load_yaml(checkpoint / "config.yaml") if (checkpoint / "config.yaml").is_file() else {}
     same_length = saved.get("max_steps") is None and saved.get("epochs") == cfg.epochs
