@@ -25,6 +25,7 @@ from typing import Any, Callable, Protocol
 
 from sami.backends.tools import Prompt
 from sami.core.errors import ConfigError, PluginError
+from sami.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class BackendKind:
     help: str = ""
 
 
-BACKENDS: dict[str, BackendKind] = {}
+BACKENDS: Registry[BackendKind] = Registry("backend")
 IMPORTED = "imported:"  # the model of an evaluated checkpoint whose answers ``sami eval import`` read from a file
 VERDICT_PROBABILITIES: tuple[str, ...] = ("default", "possible", "no")
 
@@ -160,9 +161,7 @@ def register_backend(name: str, *, check=None, verdict_probabilities: str = "no"
         )
 
     def wrap(build: Callable[[BackendConfig], Backend]):
-        if name in BACKENDS:
-            raise PluginError(f"backend {name!r} is already registered")
-        BACKENDS[name] = BackendKind(name, build, check or _no_check, verdict_probabilities, help)
+        BACKENDS.register(name, BackendKind(name, build, check or _no_check, verdict_probabilities, help))
         return build
 
     return wrap

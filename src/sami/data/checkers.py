@@ -13,19 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from sami.core.errors import ConfigError, PluginError
+from sami.core.errors import ConfigError
+from sami.core.registry import Registry
 
-CHECKERS: dict[str, Callable[..., bool]] = {}
+CHECKERS: Registry[Callable[..., bool]] = Registry("checker")
 
 
 def register_checker(name: str):
-    def wrap(fn: Callable[..., bool]) -> Callable[..., bool]:
-        if name in CHECKERS:
-            raise PluginError(f"checker {name!r} is already registered")
-        CHECKERS[name] = fn
-        return fn
-
-    return wrap
+    """Decorator: register ``fn(text, **params) -> bool`` as the checker ``name``."""
+    return CHECKERS.decorator(name)
 
 
 @dataclass(frozen=True)
@@ -35,7 +31,7 @@ class NamedCall:
     name: str
     params: dict = field(default_factory=dict, hash=False)
 
-    registry: ClassVar[dict[str, Callable]] = {}
+    registry: ClassVar[Registry[Callable]] = Registry("function")
     kind: ClassVar[str] = "function"
 
     @classmethod
@@ -43,8 +39,7 @@ class NamedCall:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise ConfigError(f"{where}: expected a mapping with a 'name', e.g. {{name: {cls.example}}}")
         spec = cls(entry["name"], {k: v for k, v in entry.items() if k != "name"})
-        if spec.name not in cls.registry:
-            raise ConfigError(f"{where}: unknown {cls.kind} {spec.name!r}; registered: {sorted(cls.registry)}")
+        cls.registry.lookup(spec.name, where)
         try:
             inspect.signature(cls.registry[spec.name]).bind("", **spec.params)
         except TypeError as err:

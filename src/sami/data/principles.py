@@ -23,6 +23,7 @@ from typing import Literal
 
 from sami.core.config import load_yaml
 from sami.core.errors import ConfigError, InputMissing
+from sami.core.registry import Registry
 from sami.data.checkers import CheckerSpec
 from sami.data.rewrites import RewriteSpec
 
@@ -228,7 +229,8 @@ def _parse_principle(entry: dict, where: str) -> Principle:
     )
 
 
-PLUGIN_LIBRARIES: list[Path] = []  # principle files plugins added (``register_library``), read after the built-in one
+# principle files plugins added (``register_library``), by path, read after the built-in one in this order
+PLUGIN_LIBRARIES: Registry[Path] = Registry("principle library")
 
 
 def register_library(path: str | Path) -> None:
@@ -236,15 +238,15 @@ def register_library(path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise InputMissing(f"principle library not found: {path}")
-    if path not in PLUGIN_LIBRARIES:
-        PLUGIN_LIBRARIES.append(path)
+    if str(path) not in PLUGIN_LIBRARIES:  # a second registration of the same file changes nothing
+        PLUGIN_LIBRARIES.register(str(path), path)
 
 
 def load_library(extra: Sequence[str | Path] = ()) -> PrincipleLibrary:
     """The built-in library, extended (and overridden by name) with the files plugins registered, then with
     the user's YAML files in order."""
     library = PrincipleLibrary.from_yaml(resources.files("sami") / "data" / "principles.yaml")
-    for path in [*PLUGIN_LIBRARIES, *extra]:
+    for path in [*PLUGIN_LIBRARIES.values(), *extra]:
         library.update(PrincipleLibrary.from_yaml(path))
     library.validate()
     return library

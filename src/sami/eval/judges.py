@@ -34,7 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sami.core.errors import ConfigError, PluginError
+from sami.core.errors import ConfigError
+from sami.core.registry import Registry
 from sami.eval.common import Shown, shown_text
 from sami.eval.degenerate import passes
 from sami.eval.mtbench_data import REFERENCE_CATEGORIES, JudgePrompt, Question
@@ -129,15 +130,12 @@ class Judge:
         return self.prompt is not None
 
 
-JUDGES: dict[str, Judge] = {}
+JUDGES: Registry[Judge] = Registry("judge")
 
 
 def register_judge(judge: Judge) -> Judge:
     """Make ``judge`` available to ``mtbench.judges`` (and ``sami eval mtbench --judges``)."""
-    if judge.name in JUDGES:
-        raise PluginError(f"judge {judge.name!r} is already registered")
-    JUDGES[judge.name] = judge
-    return judge
+    return JUDGES.register(judge.name, judge)
 
 
 PRINCIPLE_AWARE_SYSTEM = (

@@ -22,6 +22,7 @@ from sami.backends.base import IMPORTED
 from sami.core.config import ConfigError, from_dict, save_yaml
 from sami.core.errors import InputMissing, PluginError
 from sami.core.locks import hold
+from sami.core.registry import Registry
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import (
     PROTOCOLS,
@@ -83,23 +84,18 @@ class Suite:
     options: tuple[Option, ...] = ()
 
 
-SUITES: dict[str, Suite] = {}
+SUITES: Registry[Suite] = Registry("evaluation suite")
 
 
 def register_suite(suite: Suite) -> Suite:
     """Make ``suite`` available to ``sami eval`` and ``run``/``compute``/``show``."""
-    if suite.name in SUITES:
-        raise PluginError(f"evaluation suite {suite.name!r} is already registered")
     if not dataclasses.is_dataclass(suite.section):
         raise PluginError(f"evaluation suite {suite.name!r}: section must be a config dataclass")
-    SUITES[suite.name] = suite
-    return suite
+    return SUITES.register(suite.name, suite)
 
 
 def _entry(suite: str) -> Suite:
-    if suite not in SUITES:
-        raise ConfigError(f"unknown evaluation suite {suite!r}; choose one of {tuple(SUITES)}")
-    return SUITES[suite]
+    return SUITES.lookup(suite)
 
 
 def _own_section(suite: str) -> bool:
