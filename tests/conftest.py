@@ -2,10 +2,11 @@
 
 import gc
 import os
+import sys
 
 import pytest
 
-from tests.helpers import EXAMPLE_DATA, QUERIES, save_tiny_model, small_tokenizer, tiny_llama, write_jsonl
+from tests.helpers import EXAMPLE_DATA, QUERIES, ROOT, save_tiny_model, small_tokenizer, tiny_llama, write_jsonl
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -68,3 +69,22 @@ def example_records():
 def pool_file(tmp_path):
     """A query pool file of ``helpers.QUERIES`` (fields ``id``, ``cat``, ``text``)."""
     return write_jsonl(tmp_path / "pool.jsonl", [{"id": k, "cat": c, "text": q} for k, (c, q) in enumerate(QUERIES)])
+
+
+@pytest.fixture
+def method_plugins(monkeypatch):
+    """examples/plugins on the import path for ``--plugin cpo_method`` and the like; the training methods they
+    register and the modules they load are forgotten afterwards."""
+    from sami import plugins
+    from sami.train.registry import METHODS
+
+    before, loaded = dict(METHODS), set(plugins._loaded)
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+    yield ROOT / "examples" / "plugins"
+    METHODS.clear()
+    METHODS.update(before)
+    plugins._loaded.clear()
+    plugins._loaded.update(loaded)
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(ROOT / "examples")):
+            del sys.modules[name]

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import sami
 from sami.core.errors import ConfigError, InputMissing
-from sami.train.config import TRAIN_METHODS
 
 
 def _train_parser(sub) -> None:
+    from sami.train.registry import METHODS
+
     p = sub.add_parser(
         "train",
         help="train a student model on a SAMI data file (SAMI, or SFT, DPO, KTO, ORPO, SimPO through TRL)",
@@ -28,9 +29,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--config", help="YAML config (see configs/); unknown keys are errors")
     p.add_argument(
         "--method",
-        choices=TRAIN_METHODS,
-        help="training method (default: sami); its section of the config (sami:, sft:, dpo:, kto:, ...) holds what "
-        "only it has",
+        choices=METHODS.names(),
+        help="training method (default: sami); its section of the config (sami:, sft:, dpo:, kto:, ...; "
+        "sections.NAME: for a method a plugin adds) holds what only it has",
     )
     p.add_argument("--data", help="training data, one JSON record per query")
     p.add_argument("--model", help="model alias (smollm2-135m), hub id, or local folder")
@@ -456,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODULE",
-        help="import MODULE first, so that the checkers, judges, suites, backends and principles it registers "
+        help="import MODULE first, so that the checkers, judges, suites, backends, training methods and principles "
+        "it registers "
         "can be used (repeatable, anywhere on the line; see docs/EVALUATION.md); installed sami.plugins entry "
         "points always load",
     )  # listed here for --help; main takes these out and loads them before this parser is built

@@ -292,3 +292,38 @@ def test_study_methods_are_checked_when_the_config_loads(tmp_path, student):
     ]:
         with pytest.raises(ConfigError, match=message):
             tiny_config(tmp_path, student, [f"mtbench.methods={bad}"])
+
+
+def test_an_experiment_that_loads_a_method_plugin_trains_and_evaluates_it_beside_the_others(
+    tmp_path, student, method_plugins
+):
+    """``plugins: [cpo_method]`` (examples/plugins) makes ``cpo`` a method a study can list: trained from SFT on
+    the same data, judged against SAMI and SFT, scored for MI and adherence, and named in the report, with its
+    own section's settings among the differences between the methods."""
+    methods = ["sft", "sami", "cpo"]
+    cfg = tiny_config(
+        tmp_path,
+        student,
+        [
+            "plugins=[cpo_method]",
+            "math.enabled=false",
+            "mtbench.mtbench.judges=[checker]",
+            f"mtbench.methods={json.dumps(methods)}",
+            'mtbench.overrides={"cpo": {"sections.cpo.beta": 0.5}}',
+        ],
+    )
+    outcomes = run_experiment(cfg)
+    assert [o.name for o in outcomes][:4] == ["mtbench/data", "mtbench/sft", "mtbench/sami", "mtbench/cpo"]
+    root = Path(cfg.output_dir)
+    block = json.loads((root / "report" / "summary.json").read_text())["mtbench"]
+    assert list(block["eval"]["mtbench"]["pairwise"]["checker"]) == ["sami vs cpo", "sami vs sft", "cpo vs sft"]
+    assert block["training"]["methods"]["cpo"]["init_from"] == str(root / "mtbench" / "models" / "sft" / "model")
+    for suite in ("mi", "adherence"):
+        assert list(block["eval"][suite]) == ["base", *methods]
+    assert block["training"]["config_differences"]["sections.cpo.beta"] == {
+        "sft": "(not used)",
+        "sami": "(not used)",
+        "cpo": 0.5,
+    }
+    text = (root / "report" / "report.md").read_text()
+    assert "## Experiment 1: SAMI vs CPO vs SFT on MT-Bench" in text and "| cpo | " in text

@@ -40,7 +40,8 @@ from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig,
 from sami.generate.run import GenerateConfig
 from sami.plugins import load_plugins
 from sami.study.stages import Stage, StageOutcome, run_stages
-from sami.train.config import TRAIN_METHODS, TrainConfig, method_view
+from sami.train.config import TrainConfig, method_view
+from sami.train.registry import METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +72,9 @@ class MTBenchStudy:
     def __post_init__(self) -> None:
         if self.queries < 1 or self.heldout < 0:
             raise ValueError("queries must be at least 1 and heldout non-negative")
-        unknown = [m for m in self.methods if m not in TRAIN_METHODS]
+        unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise ValueError(f"methods: {unknown} are not training methods; known: {TRAIN_METHODS}")
+            raise ValueError(f"methods: {unknown} are not training methods; known: {METHODS.names()}")
         if len(set(self.methods)) != len(self.methods) or not set(MTBENCH_VERSUS) <= set(self.methods):
             raise ValueError(
                 f"methods must name each method once and include {MTBENCH_VERSUS}, which every method is judged against"

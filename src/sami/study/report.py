@@ -16,6 +16,7 @@ from sami.core.config import config_hash, to_dict
 from sami.study import figures
 from sami.study.findings import CONSTITUTION_NOTES, findings, num, pct
 from sami.train.config import NOT_USED, compare_configs
+from sami.train.registry import METHODS
 from sami.train.runfolder import METRICS, package_versions, read_metrics
 
 # Numbers as the multi-task paper reports them (docs/PAPER_INDEX.md); shown for comparison only.
@@ -114,11 +115,10 @@ def build_summary(cfg, parts: dict) -> dict:
     return summary
 
 
-LABELS = {"simpo": "SimPO"}  # how a method is named in headings; others in capitals
-
-
 def label(method: str) -> str:
-    return LABELS.get(method, method.upper())
+    """How a method is named in headings: its registered label (``SimPO``), else its name in capitals."""
+    entry = METHODS.get(method)
+    return entry.title if entry is not None else method.upper()
 
 
 def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:

@@ -39,6 +39,7 @@ from sami.train.checkpoints import (
     write_manifest,
 )
 from sami.train.config import TrainConfig
+from sami.train.registry import METHODS
 from sami.train.runfolder import (
     METRICS,
     SaturationWatch,
@@ -53,7 +54,6 @@ from sami.train.runfolder import (
     resolve_precision,
     truncate_metrics,
 )
-from sami.train.trl_recipes import RECIPES
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def trl_args(cfg: TrainConfig, precision: str):
     sequence truncation, bf16 by default) are set explicitly so that TRL's defaults never decide them; the
     method's recipe adds its own section's settings.
     """
-    recipe = RECIPES[cfg.method]
+    recipe = METHODS.lookup(cfg.method).recipe
     config_class = recipe.config()
     o = cfg.optim
     common = dict(
@@ -115,7 +115,7 @@ def build_dataset(cfg: TrainConfig, records, tokenizer):
     (shuffled once, seeded, for a trainer that reads them in order)."""
     from datasets import Dataset
 
-    recipe = RECIPES[cfg.method]
+    recipe = METHODS.lookup(cfg.method).recipe
     dataset = Dataset.from_list([row for r in records for row in recipe.rows(r, cfg, tokenizer)])
     return dataset.shuffle(seed=cfg.seed).flatten_indices() if recipe.shuffle else dataset
 
@@ -240,7 +240,7 @@ def make_trainer(cfg: TrainConfig, callbacks=()):
         callbacks=list(callbacks),
         peft_config=lora_config(cfg.model) if cfg.model.finetune == "lora" else None,
     )
-    recipe = RECIPES[cfg.method]
+    recipe = METHODS.lookup(cfg.method).recipe
     if recipe.frozen_reference(cfg):
         kwargs["ref_model"], _ = load_model(cfg.model, init_from=cfg.init_from, prepare=False)  # the starting model
     trainer = recipe.trainer()(**kwargs)
