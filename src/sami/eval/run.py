@@ -3,7 +3,9 @@
 An entry names what the suite does: ``run`` generates/judges what is missing and computes the metrics from
 the stored files; ``recompute`` only computes them (nothing is generated or judged); ``show`` prints them;
 ``section`` is its config dataclass; ``options`` are its ``sami eval SUITE`` command-line options, each
-naming the config key it sets. ``run``, ``compute`` and ``show`` below dispatch through the entry.
+naming the config key it sets; ``report`` gives the Markdown lines of its section of an experiment's report
+from its metrics (None: a table of its numbers per model, ``sami.study.report.plugin_section``). ``run``,
+``compute`` and ``show`` below dispatch through the entry.
 
 The four built-in suites keep their settings in ``EvalConfig``'s own sections (``mtbench:``, ``gsm8k:``, ...);
 a suite a plugin adds keeps them under ``sections.<suite>:``, read with ``settings(cfg, suite)``.
@@ -82,6 +84,7 @@ class Suite:
     section: type
     help: str
     options: tuple[Option, ...] = ()
+    report: Callable[[dict], list[str]] | None = None
 
 
 SUITES: Registry[Suite] = Registry("evaluation suite")
@@ -100,6 +103,11 @@ def _entry(suite: str) -> Suite:
 
 def _own_section(suite: str) -> bool:
     return suite in {f.name for f in dataclasses.fields(EvalConfig)}
+
+
+def is_built_in(suite: str) -> bool:
+    """Whether ``suite`` keeps its settings in ``EvalConfig``'s own field (the four original suites)."""
+    return _own_section(suite)
 
 
 def settings(cfg: EvalConfig, suite: str):

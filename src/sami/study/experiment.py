@@ -50,6 +50,21 @@ MTBENCH_VERSUS = ("sami", "sft")  # every method is judged against these (mtbenc
 MATH_METHODS = ("sft", "sami", "sft+sami")
 
 
+def plugin_suites(suites: dict[str, Any]) -> dict[str, Any]:
+    """A study's ``suites:``: evaluation suites plugins add (``plugins:``), each run as a stage on the base model
+    and every trained model of the study, with its settings (``sections.<suite>`` of its eval config) parsed by
+    its dataclass and written out with every default; its metrics get a section of the report."""
+    from sami.eval.run import SUITES, is_built_in
+
+    out = {}
+    for name, section in suites.items():
+        if name not in SUITES or is_built_in(name):
+            added = [s for s in SUITES if not is_built_in(s)]
+            raise ValueError(f"suites.{name}: not a suite added by a plugin; those loaded are {added}")
+        out[name] = to_dict(from_dict(SUITES[name].section, section or {}, source=f"suites.{name}"))
+    return out
+
+
 @dataclass
 class MTBenchStudy:
     """Experiment 1. ``methods`` are trained on the same data, SFT from the base and every other from the SFT
@@ -68,10 +83,12 @@ class MTBenchStudy:
     mtbench: MTBenchConfig = field(default_factory=MTBenchConfig)
     mi: bool = True
     adherence: AdherenceConfig | None = field(default_factory=AdherenceConfig)
+    suites: dict[str, Any] = field(default_factory=dict)  # suites plugins add: name -> settings (plugin_suites)
 
     def __post_init__(self) -> None:
         if self.queries < 1 or self.heldout < 0:
             raise ValueError("queries must be at least 1 and heldout non-negative")
+        self.suites = plugin_suites(self.suites)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"methods: {unknown} are not training methods; known: {METHODS.names()}")
@@ -94,10 +111,12 @@ class MathStudy:
     train: TrainConfig = field(default_factory=TrainConfig)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     gsm8k: GSM8KConfig = field(default_factory=GSM8KConfig)
+    suites: dict[str, Any] = field(default_factory=dict)  # suites plugins add: name -> settings (plugin_suites)
 
     def __post_init__(self) -> None:
         if self.queries < 1:
             raise ValueError("queries must be at least 1")
+        self.suites = plugin_suites(self.suites)
         unknown = sorted(set(self.overrides) - set(MATH_METHODS))
         if unknown:
             raise ValueError(f"overrides name methods {unknown}; the study trains {MATH_METHODS}")
@@ -195,11 +214,12 @@ def _train_stage(cfg_train: TrainConfig, name: str, after: list[str]) -> Stage:
 
 def _eval_stage(ev: EvalConfig, suite: str, name: str, after: list[str]) -> Stage:
     from sami.eval.run import run as run_eval
+    from sami.eval.run import settings
 
     def run(folder: Path) -> None:
         run_eval(suite, ev)
 
-    section = to_dict(getattr(ev, suite))
+    section = to_dict(settings(ev, suite))
     config = {"suite": suite, "models": ev.models, "backend": to_dict(ev.backend), "section": section}
     if suite == "mtbench":
         config["judge"] = to_dict(ev.judge)
@@ -238,7 +258,17 @@ def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     if study.adherence is not None:
         evals["adherence"] = eval_config(cfg, root, everyone, adherence=study.adherence)
         stages.append(_eval_stage(evals["adherence"], "adherence", "mtbench/eval-adherence", trained))
+    stages += _plugin_suite_stages(cfg, study, root, everyone, evals, ["mtbench/data", *trained])
     return stages, {"trains": trains, "evals": evals, "generate": gen}
+
+
+def _plugin_suite_stages(cfg, study, root: Path, models: list[str], evals: dict, after: list[str]) -> list[Stage]:
+    """One stage per suite of the study's ``suites:`` (added by plugins), on ``models``; ``evals`` gains each."""
+    stages = []
+    for suite, section in study.suites.items():
+        evals[suite] = eval_config(cfg, root, models, sections={suite: section})
+        stages.append(_eval_stage(evals[suite], suite, f"{root.name}/eval-{suite}", after))
+    return stages
 
 
 def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
@@ -257,8 +287,11 @@ def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
         str(root / "data" / "train.jsonl"),
     ]  # never a training item
     ev = eval_config(cfg, root, models, gsm8k=gsm8k)
-    stages.append(_eval_stage(ev, "gsm8k", "math/eval-gsm8k", ["math/sft", "math/sami", "math/sft+sami"]))
-    return stages, {"trains": trains, "evals": {"gsm8k": ev}, "generate": gen}
+    trained = ["math/sft", "math/sami", "math/sft+sami"]
+    stages.append(_eval_stage(ev, "gsm8k", "math/eval-gsm8k", trained))
+    evals = {"gsm8k": ev}
+    stages += _plugin_suite_stages(cfg, study, root, models, evals, ["math/data", *trained])
+    return stages, {"trains": trains, "evals": evals, "generate": gen}
 
 
 def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
