@@ -8,6 +8,7 @@ import errno
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import sami
@@ -553,33 +554,38 @@ def describe_error(err: BaseException) -> tuple[int, str]:
     return 1, f"{type(err).__name__}: {text} (run with --debug for the traceback)"
 
 
+def _run_generate(args: argparse.Namespace) -> None:
+    from sami.generate.run import generate
+
+    _print_generate_summary(generate(build_generate_config(args)))
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from accelerate import PartialState
+
+    from sami.train.run import train
+
+    result = train(build_train_config(args), resume=args.resume)
+    if PartialState().is_main_process:
+        _print_summary(result)
+
+
+# Each subcommand's function, called with the parsed arguments; errors propagate to ``main``, which prints them
+# in one style.
+COMMANDS: dict[str, Callable[[argparse.Namespace], object]] = {
+    "generate": _run_generate,
+    "iterate": _run_iterate,
+    "train": _run_train,
+    "principles": _print_principles,
+    "check-data": lambda args: _check_data(args.path),
+    "eval": run_eval,
+    "compare-configs": lambda args: _compare(args.paths),
+    "experiment": _run_experiment,
+}
+
+
 def _run(args: argparse.Namespace) -> None:
-    """Dispatch to the subcommand; errors propagate to ``main``, which prints them in one style."""
-    if args.command == "principles":
-        _print_principles(args)
-    elif args.command == "check-data":
-        _check_data(args.path)
-    elif args.command == "eval":
-        run_eval(args)
-    elif args.command == "generate":
-        from sami.generate.run import generate
-
-        _print_generate_summary(generate(build_generate_config(args)))
-    elif args.command == "iterate":
-        _run_iterate(args)
-    elif args.command == "experiment":
-        _run_experiment(args)
-    elif args.command == "compare-configs":
-        _compare(args.paths)
-    elif args.command == "train":
-        from accelerate import PartialState
-
-        from sami.train.run import train
-
-        cfg = build_train_config(args)
-        result = train(cfg, resume=args.resume)
-        if PartialState().is_main_process:
-            _print_summary(result)
+    COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

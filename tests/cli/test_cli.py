@@ -123,3 +123,12 @@ def test_the_error_classes_stay_importable_from_their_old_modules():
         TrainingDiverged,
     )
     assert issubclass(embedded, ModelMissing) and issubclass(config, ValueError) and issubclass(data, ValueError)
+
+
+def test_every_subcommand_is_one_function_of_the_table():
+    import argparse
+
+    from sami.cli import COMMANDS, build_parser
+
+    (subcommands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(subcommands.choices) == list(COMMANDS)
