@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sami
 from sami.core.errors import ConfigError, InputMissing
+from sami.core.layout import CONFIG, MODEL, MODEL_CONFIG, REPORT, REPORT_DIR
 
 
 def _train_parser(sub) -> None:
@@ -260,7 +261,7 @@ def _run_import(args: argparse.Namespace) -> dict:
     print_mtbench(metrics)
     for line in mirrored_note(metrics):
         print(line)
-    print(f"recompute: sami eval mtbench --config {root / 'config.yaml'} --recompute")
+    print(f"recompute: sami eval mtbench --config {root / CONFIG} --recompute")
     return metrics
 
 
@@ -330,7 +331,7 @@ def _run_experiment(args: argparse.Namespace) -> None:
     for study, part in plan_experiment(cfg)[1].items():
         diffs = compare_configs({m: to_dict(c) for m, c in part["trains"].items()})
         print(f"{study}: settings that differ between the trained methods:\n{format_differences(diffs)}")
-    report = Path(cfg.output_dir) / "report" / "report.md"
+    report = Path(cfg.output_dir) / REPORT_DIR / REPORT
     if report.is_file() and (not args.only or "report" in args.only):
         print(f"report: {report}")
 
@@ -352,7 +353,7 @@ def _run_config(path: str) -> dict:
     from sami.core.config import load_yaml
 
     p = Path(path)
-    for candidate in (p, p / "config.yaml", p / "sami_config.yaml", p / "model" / "sami_config.yaml"):
+    for candidate in (p, p / CONFIG, p / MODEL_CONFIG, p / MODEL / MODEL_CONFIG):
         if candidate.is_file():
             return load_yaml(candidate)
     raise InputMissing(f"{path}: no config.yaml or sami_config.yaml")
@@ -430,15 +431,14 @@ def build_train_config(args: argparse.Namespace):
 
 
 def _print_summary(result) -> None:
-    from sami.train.runfolder import METRICS, read_metrics
+    from sami.core.layout import METRICS
+    from sami.train.runfolder import read_metrics
 
     metrics = read_metrics(result.output_dir / METRICS)
     if metrics:
         for m in (metrics[0], metrics[-1]):
             print(f"step {m['step']:>5}: {_step_line(result.method, m)} (on that step's training examples)")
-    print(
-        f"trained {result.steps} steps; metrics in {result.output_dir / 'metrics.jsonl'}; model in {result.model_dir}"
-    )
+    print(f"trained {result.steps} steps; metrics in {result.output_dir / METRICS}; model in {result.model_dir}")
 
 
 def _step_line(method: str, m: dict) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from sami.backends.base import BACKENDS, SamplingParams
 from sami.core.errors import ConfigError, DataError
+from sami.core.layout import graded_judgments, pair_judgments
 from sami.core.stats import (
     bootstrap_mean,
     bounded_mean,
@@ -147,7 +148,7 @@ def verdict_mode(cfg: EvalConfig) -> str:
 
 def _pair_file(root: Path, judge: str, x: str, y: str) -> Path:
     a, b = sorted((x, y))
-    return root / "judgments" / judge / f"{a}__{b}.jsonl"
+    return pair_judgments(root, judge, a, b)
 
 
 def _answer_prompt(cfg: EvalConfig, q: Question, turn: int, constitution: str | None, earlier: list[str]):
@@ -239,7 +240,7 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
             store = JsonlStore(_pair_file(root, judge.name, x, y), ("question_id", "turn", "first"))
             orders = [(x, y), (y, x)]
         else:
-            store = JsonlStore(root / "judgments" / judge.name / f"{x}.jsonl", ("question_id", "turn"))
+            store = JsonlStore(graded_judgments(root, judge.name, x), ("question_id", "turn"))
             orders = [(x, None)]
         for q in questions:
             question = q if judge.reference else dataclasses.replace(q, reference=None)
@@ -421,7 +422,7 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
         pairwise_judge(out, root, name, answers, pairs(cfg), imported=imported)
     for judge in (JUDGES[name] for name in cfg.mtbench.judges if not JUDGES[name].pairwise):
         # a grading judge's numbers sit under its own name, per checkpoint
-        graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
+        graded = {n: read_jsonl(graded_judgments(root, judge.name, n)) for n in names}
         out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
     return out
 

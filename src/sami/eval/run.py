@@ -23,6 +23,7 @@ from typing import Any
 from sami.backends.base import IMPORTED
 from sami.core.config import ConfigError, from_dict, save_yaml
 from sami.core.errors import InputMissing, PluginError
+from sami.core.layout import CONFIG
 from sami.core.locks import hold
 from sami.core.registry import Registry
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
@@ -144,7 +145,7 @@ def run(suite: str, cfg: EvalConfig) -> dict:
     bindings = {name: {"model": model, "key": _binding_key(model, cfg)} for name, model in checkpoints}
     with hold(folder, folder=True, what=f"this {suite} evaluation"):
         check_bindings(folder, bindings)
-        save_yaml(cfg, folder / "config.yaml")
+        save_yaml(cfg, folder / CONFIG)
         return entry.run(cfg)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from sami.core.errors import EmbeddedModelMissing, InputMissing, ModelMissing
+from sami.core.layout import CHECKPOINTS, CONFIG, MODEL, MODEL_CONFIG, STATE_FILE, TRAINING_STATE
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -275,9 +276,9 @@ def model_folder(path: str | Path) -> Path:
         raise InputMissing(f"no such folder: {path}")
     if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
         return path
-    if (path / "model").is_dir():
-        return model_folder(path / "model")
-    if (path / "trainer_state.json").is_file():
+    if (path / MODEL).is_dir():
+        return model_folder(path / MODEL)
+    if (path / STATE_FILE).is_file():
         raise ModelMissing(
             f"{path} is a SAMI training-state checkpoint (for --resume), not a model; pass the run's "
             "model/ folder, or resume that run"
@@ -289,10 +290,10 @@ def training_config(folder: Path) -> dict | None:
     """The training config saved with a model folder or with the run a TRL checkpoint folder belongs to."""
     import yaml
 
-    own, run = folder / "sami_config.yaml", folder.parent.parent / "config.yaml"
+    own, run = folder / MODEL_CONFIG, folder.parent.parent / CONFIG
     if own.is_file():
         return yaml.safe_load(own.read_text())
-    if folder.parent.name == "checkpoints" and run.is_file():
+    if folder.parent.name == CHECKPOINTS and run.is_file():
         return yaml.safe_load(run.read_text())
     return None
 
@@ -353,10 +354,6 @@ def merged_weights(folder: Path, *, attn_implementation: str = "sdpa", dtype: to
     return PeftModel.from_pretrained(base, folder).merge_and_unload().to(dtype)
 
 
-# What a TRL checkpoint folder holds besides the model: resuming state that does not change the weights.
-_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "rng_state")
-
-
 def _content_key(folder: Path | None, ref: str, revision: str | None) -> str:
     """sha256 naming a model's weights: an adapter by its files and, recursively, its parent's key; a hub id
     by name and revision; a full-weight folder by its path and its files' sizes and times (hashing many GB
@@ -365,7 +362,7 @@ def _content_key(folder: Path | None, ref: str, revision: str | None) -> str:
     if folder is None:
         digest.update(f"hub:{ref}@{revision}".encode())
         return digest.hexdigest()
-    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(_TRAINING_STATE))
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(TRAINING_STATE))
     if not (folder / "adapter_config.json").is_file():
         digest.update(f"folder:{folder.resolve()}".encode())
         for f in files:

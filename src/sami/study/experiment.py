@@ -35,6 +35,7 @@ from typing import Any
 from sami.backends.base import BackendConfig
 from sami.core.config import from_dict, load_yaml, parse_override, save_yaml, set_path, to_dict
 from sami.core.errors import ConfigError
+from sami.core.layout import CONFIG, MODEL
 from sami.core.locks import hold
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.generate.run import GenerateConfig
@@ -163,7 +164,7 @@ def train_config(study, root: Path, method: str, base_model: str, seed: int) -> 
     cfg.seed = seed
     cfg.model.name_or_path = base_model
     from_sft = method == "sft+sami" or (isinstance(study, MTBenchStudy) and method != "sft")
-    cfg.init_from = str(root / "models" / "sft" / "model") if from_sft else None
+    cfg.init_from = str(root / "models" / "sft" / MODEL) if from_sft else None
     return _with_overrides(cfg, study.overrides.get(method, {}), f"{method} overrides")
 
 
@@ -237,7 +238,7 @@ def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
         stages.append(
             _train_stage(trains[m], f"mtbench/{m}", ["mtbench/data"] + ([] if m == "sft" else ["mtbench/sft"]))
         )
-    model = {m: f"{m}={trains[m].output_dir}/model" for m in order}
+    model = {m: f"{m}={trains[m].output_dir}/{MODEL}" for m in order}
     trained = [f"mtbench/{m}" for m in order]
     # every method against SAMI and against SFT, in the order SAMI vs each, each vs SFT: with the default
     # methods SAMI vs DPO, SAMI vs SFT, DPO vs SFT (the paper's figure)
@@ -280,7 +281,7 @@ def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     stages.append(_train_stage(trains["sft"], "math/sft", ["math/data"]))
     stages.append(_train_stage(trains["sami"], "math/sami", ["math/data"]))
     stages.append(_train_stage(trains["sft+sami"], "math/sft+sami", ["math/data", "math/sft"]))
-    models = [f"base={base}"] + [f"{m}={trains[m].output_dir}/model" for m in MATH_METHODS]
+    models = [f"base={base}"] + [f"{m}={trains[m].output_dir}/{MODEL}" for m in MATH_METHODS]
     gsm8k = copy.deepcopy(study.gsm8k)
     gsm8k.exclude_queries_from = [
         *gsm8k.exclude_queries_from,
@@ -329,5 +330,5 @@ def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> l
             if folder.is_file():
                 raise ConfigError(f"output_dir: {folder} is a file; stage {stage.name} needs a folder there")
     with hold(root, folder=True, what="this experiment"):
-        save_yaml(cfg, root / "config.yaml")
+        save_yaml(cfg, root / CONFIG)
         return run_stages(stages, only=only)

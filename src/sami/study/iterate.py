@@ -25,6 +25,7 @@ from pathlib import Path
 from sami.backends.base import BackendConfig
 from sami.core.config import save_yaml
 from sami.core.errors import ConfigError
+from sami.core.layout import CONFIG, MODEL, PROVENANCE
 from sami.generate.run import GenerateConfig, GenerateResult, generate
 from sami.train.config import TrainConfig
 from sami.train.run import train
@@ -88,13 +89,13 @@ def round_configs(cfg: IterateConfig, k: int, previous_model: str | None) -> tup
 
 
 def iterate(cfg: IterateConfig) -> list[RoundResult]:
-    save_yaml(cfg, Path(cfg.output_dir) / "config.yaml")
+    save_yaml(cfg, Path(cfg.output_dir) / CONFIG)
     previous: str | None = None
     results = []
     for k in range(1, cfg.rounds + 1):
         gen, tr = round_configs(cfg, k, previous)
-        model_dir = Path(tr.output_dir) / "model"
-        if (model_dir / "provenance.json").is_file():
+        model_dir = Path(tr.output_dir) / MODEL
+        if (model_dir / PROVENANCE).is_file():
             logger.info("round %d already finished (%s)", k, model_dir)
             results.append(RoundResult(k, None, None, model_dir))
         else:

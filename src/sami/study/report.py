@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sami.core.config import config_hash, to_dict
+from sami.core.layout import METRICS, REPORT, SUMMARY
 from sami.study import figures
 from sami.study.findings import CONSTITUTION_NOTES, findings, num, pct
 from sami.train.config import NOT_USED, compare_configs
 from sami.train.registry import METHODS
-from sami.train.runfolder import METRICS, package_versions, read_metrics
+from sami.train.runfolder import package_versions, read_metrics
 
 # Numbers as the multi-task paper reports them (docs/PAPER_INDEX.md); shown for comparison only.
 PAPER_MTBENCH = {
@@ -373,8 +374,8 @@ def render_report(summary: dict, fig_dir: Path) -> str:
 def write_report(cfg, parts: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     summary = build_summary(cfg, parts)
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (folder / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
     text = render_report(summary, folder / "figures")
-    path = folder / "report.md"
+    path = folder / REPORT
     path.write_text(text)
     return path

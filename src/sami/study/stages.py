@@ -32,9 +32,10 @@ from pathlib import Path
 
 from sami.core.config import with_old_names
 from sami.core.errors import ConfigError
+from sami.core.layout import STAGE_MARKER
 
 logger = logging.getLogger(__name__)
-MARKER = "stage.json"
+MARKER = STAGE_MARKER
 
 
 @dataclass

@@ -19,6 +19,7 @@ import torch
 
 from sami.core.config import load_yaml, save_yaml
 from sami.core.errors import ConfigError
+from sami.core.layout import CONFIG, MODEL, OPTIMIZER, RNG_STATE, SCHEDULER, TRAINING_ARGS
 from sami.core.locks import is_main_rank
 from sami.core.logprobs import count_cuts
 from sami.data.records import read_records
@@ -152,7 +153,7 @@ def _manifest_callback(cfg: TrainConfig, run_info: dict):
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / checkpoint_name(state.global_step)
-                save_yaml(cfg, folder / "config.yaml")
+                save_yaml(cfg, folder / CONFIG)
                 write_manifest(folder, step=state.global_step, **run_info)
 
     return Manifests()
@@ -260,14 +261,14 @@ def _finished(cfg: TrainConfig, checkpoint: Path, start: int) -> bool:
                 f"{checkpoint} is at step {start}, past this run's {cfg.max_steps} steps; raise max_steps"
             )
         return start == cfg.max_steps
-    saved = load_yaml(checkpoint / "config.yaml") if (checkpoint / "config.yaml").is_file() else {}
+    saved = load_yaml(checkpoint / CONFIG) if (checkpoint / CONFIG).is_file() else {}
     same_length = saved.get("max_steps") is None and saved.get("epochs") == cfg.epochs
     total = json.loads((checkpoint / STATE_FILE).read_text()).get("max_steps")
     return same_length and isinstance(total, int) and start >= total
 
 
 # What a checkpoint holds beside the model and tokenizer files that ``trainer.save_model`` wrote into it.
-TRAINER_STATE_FILES = (STATE_FILE, "optimizer.pt", "scheduler.pt", "training_args.bin", "config.yaml", MANIFEST)
+TRAINER_STATE_FILES = (STATE_FILE, OPTIMIZER, SCHEDULER, TRAINING_ARGS, CONFIG, MANIFEST)
 
 
 def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list[dict]) -> TrainResult:
@@ -279,7 +280,7 @@ def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list
     from accelerate.state import PartialState
 
     out = Path(cfg.output_dir)
-    model_dir = out / "model"
+    model_dir = out / MODEL
     logger.info("%s is at step %d, the end of this run: nothing to train", checkpoint, steps)
     state = PartialState()
     if state.is_main_process and not model_written(model_dir, steps):
@@ -288,7 +289,7 @@ def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list
         shutil.copytree(
             checkpoint,
             partial,
-            ignore=lambda _, names: [n for n in names if n in TRAINER_STATE_FILES or n.startswith("rng_state")],
+            ignore=lambda _, names: [n for n in names if n in TRAINER_STATE_FILES or n.startswith(RNG_STATE)],
         )
         record_model(partial, cfg, steps, state.num_processes, segments)
         shutil.rmtree(model_dir, ignore_errors=True)
@@ -321,7 +322,7 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         truncate_metrics(metrics_path, start)
-        save_yaml(cfg, out / "config.yaml")
+        save_yaml(cfg, out / CONFIG)
     state.wait_for_everyone()
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -329,7 +330,7 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         _unfinished_checkpoint_failed(err, out)
         raise
 
-    model_dir = out / "model"
+    model_dir = out / MODEL
     steps = trainer.state.global_step
     trainer.save_model(str(model_dir))
     if trainer.is_world_process_zero():
