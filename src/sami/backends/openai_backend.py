@@ -16,6 +16,7 @@ from sami.backends.base import BackendConfig, Completion, SamplingParams, cut_at
 from sami.backends.next_token import endpoint_next_token_probs_iter
 from sami.backends.tools import Prompt, concurrent_iter
 from sami.core.config import redact_url
+from sami.core.errors import ConfigError, EndpointError
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,6 @@ class ResponseCache:
         with os.fdopen(fd, "w") as f:
             json.dump(value, f)
         os.replace(tmp, path)
-
-
-class EndpointError(RuntimeError):
-    """An endpoint that could not be reached, or refused a request, after the client's retries."""
 
 
 def _endpoint_error(err: Exception, cfg: BackendConfig) -> EndpointError:
@@ -206,7 +203,7 @@ class OpenAIBackend:
 
 def _needs_base_url(cfg: BackendConfig) -> None:
     if not cfg.base_url:
-        raise ValueError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
+        raise ConfigError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
 
 
 register_backend("openai", check=_needs_base_url, verdict_probabilities="possible",

@@ -11,13 +11,15 @@ from typing import Union
 import torch
 from tqdm.auto import tqdm
 
+from sami.core.errors import ConfigError
+
 Prompt = Union[str, list]  # raw text, or chat messages [{"role": ..., "content": ...}, ...]
 
 
 def chat_text(tokenizer, messages: list) -> str:
     """Chat messages as the text the model reads: its chat template with the assistant turn opened."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("chat messages need a tokenizer with a chat template; pass raw text instead")
+        raise ConfigError("chat messages need a tokenizer with a chat template; pass raw text instead")
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 

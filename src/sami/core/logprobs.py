@@ -24,6 +24,8 @@ from typing import Literal
 
 import torch
 
+from sami.core.errors import ConfigError
+
 Layout = Literal["shared", "naive"]
 LAYOUTS: tuple[str, ...] = ("shared", "naive")
 
@@ -162,7 +164,7 @@ def encode_responses(
     """
     end = tokenizer.eos_token_id if end_token_id is None else end_token_id
     if end is None:
-        raise ValueError("the tokenizer has no eos_token_id; SAMI scores the token that closes each response")
+        raise ConfigError("the tokenizer has no eos_token_id; SAMI scores the token that closes each response")
     strip_space = any(r.startswith(" ") for r in responses) and adds_dummy_prefix(tokenizer)
     out = []
     for text in responses:
@@ -330,7 +332,7 @@ def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
     if window is not None and int(position_ids.max()) >= window:
         # A custom 4D mask replaces the model's own, sliding window included; sequences within the
         # window are unaffected, longer ones would be scored wrongly.
-        raise ValueError(
+        raise ConfigError(
             f"a prompt plus response reaches position {int(position_ids.max())}, past the model's sliding "
             f"window of {window}; the shared layout does not apply sliding windows: use layout='naive' "
             "(sami.layout: naive) or shorter max_prompt_tokens / max_response_tokens"

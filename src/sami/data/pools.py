@@ -27,12 +27,13 @@ from typing import Any
 
 import yaml
 
+from sami.core.errors import ConfigError
 from sami.data.records import CATEGORIES, json_lines
 
 POOL_KINDS: tuple[str, ...] = ("builtin", "file", "hf", "reasoning_gym", "multi-task-v1")
 
 
-class PoolError(ValueError):
+class PoolError(ConfigError):
     """A source that cannot be read as asked; the message names the source and, for files, the line."""
 
 
@@ -276,7 +277,7 @@ def parse_pool_spec(spec: str) -> PoolSource:
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq:
-            raise ValueError(f"pool spec {spec!r}: expected key=value, got {pair!r}")
+            raise PoolError(f"pool spec {spec!r}: expected key=value, got {pair!r}")
         if key in ("max", "size"):
             values[key] = int(value)
         elif key == "categories":

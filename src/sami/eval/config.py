@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sami.backends.base import BackendConfig
+from sami.core.errors import ConfigError
 from sami.core.logprobs import LAYOUTS
 from sami.data.principles import PHRASINGS
 from sami.data.templates import TEMPLATES
@@ -219,17 +220,17 @@ class EvalConfig:
                 model = spec
                 name = Path(spec.rstrip("/")).name or spec
             if not model:
-                raise ValueError(f"checkpoint {spec!r}: expected [name=]model")
+                raise ConfigError(f"checkpoint {spec!r}: expected [name=]model")
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
-                raise ValueError(f"checkpoint name {name!r}: use letters, digits, '.', '_', '+', '-' (name=model)")
+                raise ConfigError(f"checkpoint name {name!r}: use letters, digits, '.', '_', '+', '-' (name=model)")
             if len(name) > MAX_NAME:  # it names files, whose names the file system limits
-                raise ValueError(f"checkpoint name {name[:20]}...: at most {MAX_NAME} characters (name=model)")
+                raise ConfigError(f"checkpoint name {name[:20]}...: at most {MAX_NAME} characters (name=model)")
             out.append((name, model))
         names = [n for n, _ in out]
         if len(set(names)) != len(names):
-            raise ValueError(f"checkpoint names repeat: {names}; name them with name=model")
+            raise ConfigError(f"checkpoint names repeat: {names}; name them with name=model")
         if not out:
-            raise ValueError("no checkpoints to evaluate")
+            raise ConfigError("no checkpoints to evaluate")
         return out
 
     def backend_for(self, model: str) -> BackendConfig:

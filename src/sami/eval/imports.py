@@ -39,9 +39,11 @@ from pathlib import Path
 
 from sami.backends.base import IMPORTED
 from sami.core.config import from_dict, parse_override, save_yaml, set_path
+from sami.core.errors import ConfigError, DataError, InputMissing, OutputExists
+from sami.core.layout import ANSWERS, CONFIG, SETTINGS, SUITE_METRICS, pair_judgments
 from sami.core.locks import hold
 from sami.eval.config import EvalConfig
-from sami.eval.judges import JUDGES, hard_verdict
+from sami.eval.judges import JUDGES, RESERVED, hard_verdict
 from sami.eval.mtbench import mtbench_metrics
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_settings, write_json
@@ -114,12 +116,12 @@ class Rows:
         if name in self.cfg.columns:
             if self.cfg.columns[name] not in self.columns:
                 column = self.cfg.columns[name]
-                raise ValueError(f"{self.path}: no column {column!r} (for {name}); it has {self.columns}")
+                raise DataError(f"{self.path}: no column {column!r} (for {name}); it has {self.columns}")
             return self.cfg.columns[name]
         return next((c for c in (name, *ALIASES.get(name, ())) if c in self.columns), None)
 
-    def error(self, number: int, name: str, problem: str) -> ValueError:
-        return ValueError(f"{self.path}: row {number}: field {name!r}: {problem}")
+    def error(self, number: int, name: str, problem: str) -> DataError:
+        return DataError(f"{self.path}: row {number}: field {name!r}: {problem}")
 
     def get(self, number: int, row: dict, name: str, required: bool = True):
         col = self.column(name)
@@ -144,7 +146,7 @@ def read_table(path: Path):
     import pandas as pd
 
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise InputMissing(f"{path}: no such file")
     if path.suffix.lower() in (".csv", ".tsv"):
         return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
     text = path.read_text(encoding="utf-8")
@@ -161,7 +163,7 @@ def read_table(path: Path):
             return frame.iloc[sorted(range(len(keys)), key=lambda i: (not keys[i].isdigit(), _row_key(keys[i])))]
         return pd.read_json(path, lines=True, dtype=False)
     except ValueError as err:
-        raise ValueError(f"{path}: not JSON Lines, a JSON table or CSV ({str(err).splitlines()[0]})") from None
+        raise DataError(f"{path}: not JSON Lines, a JSON table or CSV ({str(err).splitlines()[0]})") from None
 
 
 def _row_key(key: str):
@@ -184,7 +186,7 @@ def _name(text: str, what: str, where: str) -> str:
     """A model or judge name made safe as a file name: other characters become '-'."""
     name = re.sub(r"[^A-Za-z0-9._+-]+", "-", str(text)).strip("-._+")
     if not name:
-        raise ValueError(f"{where}: {what} {text!r} has no letter or digit to name it by")
+        raise DataError(f"{where}: {what} {text!r} has no letter or digit to name it by")
     return name
 
 
@@ -208,11 +210,11 @@ class Collected:
         if text is not None:
             known = self.turns[qid].get(turn)
             if known is not None and known != text:
-                raise ValueError(f"{where}: question {qid} turn {turn} has another text than before")
+                raise DataError(f"{where}: question {qid} turn {turn} has another text than before")
             self.turns[qid][turn] = text
         if category is not None:
             if self.categories.get(qid, category) != category:
-                raise ValueError(f"{where}: question {qid} is in category {self.categories[qid]!r}, not {category!r}")
+                raise DataError(f"{where}: question {qid} is in category {self.categories[qid]!r}, not {category!r}")
             self.categories[qid] = category
 
     def table_id(self, rows: Rows, number: int, row: dict):
@@ -231,17 +233,17 @@ class Collected:
 
     def answer(self, model: str, source: Path, qid, turn: int, text: str, where: str, **extra) -> None:
         if not isinstance(text, str):
-            raise ValueError(f"{where}: expected the answer text, got {text!r}")
+            raise DataError(f"{where}: expected the answer text, got {text!r}")
         self.sources.setdefault(model, str(source))
         known = self.answers[model].get((qid, turn))
         if known is not None and known["answer"] != text:
             before = known["source"]
-            raise ValueError(f"{where}: {model} has another answer to question {qid} turn {turn} (in {before})")
+            raise DataError(f"{where}: {model} has another answer to question {qid} turn {turn} (in {before})")
         self.answers[model][(qid, turn)] = {"answer": text, "source": str(source), **extra}
 
     def verdict(self, judge: str, qid, turn: int, first: str, second: str, verdict, where: str, **extra) -> None:
         if first == second:
-            raise ValueError(f"{where}: a model compared with itself ({first})")
+            raise DataError(f"{where}: a model compared with itself ({first})")
         for model in (first, second):
             self.judged_in.setdefault(model, where.partition(": row ")[0])  # where: "FILE: row N"
         record = {"question_id": qid, "turn": turn, "first": first, "second": second, "verdict": verdict, **extra}
@@ -251,7 +253,7 @@ class Collected:
             if record.get("mirrored"):
                 return  # a verdict given in this order outranks the mirror of the other order's
             if known["verdict"] != record["verdict"]:
-                raise ValueError(f"{where}: {judge} judged question {qid} turn {turn} with {first} first before, "
+                raise DataError(f"{where}: {judge} judged question {qid} turn {turn} with {first} first before, "
                                  f"with another verdict ({known['verdict']!r}, now {verdict!r})")  # fmt: skip
         self.verdicts[judge][key] = record
 
@@ -287,8 +289,8 @@ def _judge_name(cfg: ImportConfig, given, path: Path, where: str) -> str:
     if isinstance(given, (list, tuple)) and given:
         given = given[0]  # FastChat: (judge model, prompt name)
     name = _name(cfg.judge or given or path.stem, "judge", where)
-    if name in JUDGES or name in ("answers", "pairwise", "single"):
-        raise ValueError(f"{where}: imported judge {name!r} has the name of a built-in judge; name it with --judge")
+    if name in JUDGES or name in RESERVED:
+        raise ConfigError(f"{where}: imported judge {name!r} has the name of a built-in judge; name it with --judge")
     return name
 
 
@@ -466,7 +468,7 @@ def recognise(rows: Rows) -> str:
         return "judgments"
     if rows.column("response"):
         return "answers"
-    raise ValueError(
+    raise DataError(
         f"{rows.path}: cannot tell its format from its columns {rows.columns}; name the columns (--response-col, "
         f"...) or the format (--format, one of {tuple(FORMATS)})"
     )
@@ -503,14 +505,14 @@ def import_files(cfg: ImportConfig) -> tuple[EvalConfig, dict]:
         "judge": cfg.judge,
         "questions": cfg.questions,
     }
-    if (root / "answers").is_dir() and not (root / "import" / "settings.json").is_file():
-        raise ValueError(f"{root} holds answers generated by sami eval mtbench; import into another --output-dir")
+    if (root / ANSWERS).is_dir() and not (root / "import" / SETTINGS).is_file():
+        raise OutputExists(f"{root} holds answers generated by sami eval mtbench; import into another --output-dir")
     with hold(root, folder=True, what="this MT-Bench folder"):
         check_settings(root / "import", settings)  # importing other files into it is refused
         _write(got, root)
-        save_yaml(eval_cfg, root / "config.yaml")
+        save_yaml(eval_cfg, root / CONFIG)
         metrics = mtbench_metrics(eval_cfg)
-        write_json(root / "metrics.json", metrics)
+        write_json(root / SUITE_METRICS, metrics)
     return eval_cfg, metrics
 
 
@@ -560,7 +562,7 @@ def _write(got: Collected, root: Path) -> None:
         for (_, _, first, second), record in verdicts.items():
             by_pair[tuple(sorted((first, second)))].append(record)
         for (a, b), records in by_pair.items():
-            store = JsonlStore(root / "judgments" / judge / f"{a}__{b}.jsonl", ("question_id", "turn", "first"))
+            store = JsonlStore(pair_judgments(root, judge, a, b), ("question_id", "turn", "first"))
             todo = [r for r in records if not store.done(r["question_id"], r["turn"], r["first"])]
             store.append_many(
                 {**{k: r[k] for k in ("question_id", "turn", "first", "second")},

@@ -27,6 +27,8 @@ from itertools import combinations
 from pathlib import Path
 
 from sami.backends.base import BACKENDS, SamplingParams
+from sami.core.errors import ConfigError, DataError
+from sami.core.layout import graded_judgments, pair_judgments
 from sami.core.stats import (
     bootstrap_mean,
     bounded_mean,
@@ -74,13 +76,13 @@ def pairs(cfg: EvalConfig) -> list[tuple[str, str]]:
     against = cfg.mtbench.against
     if against is not None:
         if against not in names:
-            raise ValueError(f"mtbench.against {against!r} is not one of the checkpoints {names}")
+            raise ConfigError(f"mtbench.against {against!r} is not one of the checkpoints {names}")
         return [(n, against) for n in names if n != against]
     versus = cfg.mtbench.versus
     if versus is not None:
         missing = sorted(set(versus) - set(names))
         if missing:
-            raise ValueError(f"mtbench.versus {missing} are not among the checkpoints {names}")
+            raise ConfigError(f"mtbench.versus {missing} are not among the checkpoints {names}")
         return [(x, y) for x, y in combinations(names, 2) if x in versus or y in versus]
     return list(combinations(names, 2))
 
@@ -137,7 +139,7 @@ def verdict_mode(cfg: EvalConfig) -> str:
         return "probability" if kind.verdict_probabilities == "default" else "text"
     if mode == "probability" and kind.verdict_probabilities == "no":
         able = [k.name for k in BACKENDS.values() if k.verdict_probabilities != "no"]
-        raise ValueError(
+        raise ConfigError(
             f"verdict probabilities come from a judge of kind {able}, not {kind.name!r} (a vLLM judge: serve it "
             "with vllm serve MODEL and use judge.kind: openai), or set mtbench.verdict: text"
         )
@@ -146,7 +148,7 @@ def verdict_mode(cfg: EvalConfig) -> str:
 
 def _pair_file(root: Path, judge: str, x: str, y: str) -> Path:
     a, b = sorted((x, y))
-    return root / "judgments" / judge / f"{a}__{b}.jsonl"
+    return pair_judgments(root, judge, a, b)
 
 
 def _answer_prompt(cfg: EvalConfig, q: Question, turn: int, constitution: str | None, earlier: list[str]):
@@ -224,7 +226,7 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
         """The constitution stored with the first turn's answers (both must agree), or None."""
         found = {n: answers[n][(q.question_id, 1)].get("constitution") for n in (first, second) if n is not None}
         if len({json.dumps(c, sort_keys=True) for c in found.values()}) > 1:
-            raise ValueError(f"question {q.question_id}: the answers of {sorted(found)} were written under different "
+            raise DataError(f"question {q.question_id}: the answers of {sorted(found)} were written under different "
                              f"constitutions ({found}); a pair is judged under one")  # fmt: skip
         return next(iter(found.values()))
 
@@ -238,7 +240,7 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
             store = JsonlStore(_pair_file(root, judge.name, x, y), ("question_id", "turn", "first"))
             orders = [(x, y), (y, x)]
         else:
-            store = JsonlStore(root / "judgments" / judge.name / f"{x}.jsonl", ("question_id", "turn"))
+            store = JsonlStore(graded_judgments(root, judge.name, x), ("question_id", "turn"))
             orders = [(x, None)]
         for q in questions:
             question = q if judge.reference else dataclasses.replace(q, reference=None)
@@ -420,7 +422,7 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
         pairwise_judge(out, root, name, answers, pairs(cfg), imported=imported)
     for judge in (JUDGES[name] for name in cfg.mtbench.judges if not JUDGES[name].pairwise):
         # a grading judge's numbers sit under its own name, per checkpoint
-        graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
+        graded = {n: read_jsonl(graded_judgments(root, judge.name, n)) for n in names}
         out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
     return out
 

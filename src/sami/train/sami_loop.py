@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 
 from sami.core.config import flatten, save_yaml, to_dict
+from sami.core.errors import ConfigError
+from sami.core.layout import CONFIG, MODEL
 from sami.core.logprobs import QueryTokens, batch_logprob_matrices, count_cuts
 from sami.core.objective import sami_loss, sami_metrics
 from sami.data.records import Record, read_records
@@ -115,7 +117,7 @@ def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int
         weights = None
         if cfg.sami.constitution_weights is not None:
             if len(cfg.sami.constitution_weights) != c:
-                raise ValueError(
+                raise ConfigError(
                     f"sami.constitution_weights has {len(cfg.sami.constitution_weights)} entries; records have C = {c}"
                 )
             weights = torch.tensor(cfg.sami.constitution_weights)
@@ -226,7 +228,7 @@ def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
                        saturation.saturated, run.steps - run.start)  # fmt: skip
     if run.start < run.steps:  # a finished run that is resumed again has nothing to save
         _save_checkpoint(accelerator, run.out, run.steps, cfg, run.run_info)
-    model_dir = run.out / "model"
+    model_dir = run.out / MODEL
     if run.start < run.steps or not model_written(model_dir, run.steps):
         save_model(accelerator, run.model, run.tokenizer, model_dir, cfg, run.steps, run.segments)
     accelerator.end_training()
@@ -289,7 +291,7 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         if start > steps:
-            raise ValueError(
+            raise ConfigError(
                 f"{checkpoint} is at step {start}, past this run's {steps} steps; raise max_steps or epochs"
             )
         logger.info("resumed from %s at step %d", checkpoint, start)
@@ -297,7 +299,7 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         segments.append(segment(cfg, start, steps, cuts))
     if accelerator.is_main_process:
         truncate_metrics(out / METRICS, start)
-        save_yaml(cfg, out / "config.yaml")
+        save_yaml(cfg, out / CONFIG)
     if cfg.report_to:
         flat = flatten(to_dict(cfg))  # trackers take scalars only
         accelerator.init_trackers(
@@ -431,7 +433,7 @@ def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_in
     if accelerator.is_main_process:
 
         def seal() -> None:
-            save_yaml(cfg, partial / "config.yaml")
+            save_yaml(cfg, partial / CONFIG)
             (partial / STATE_FILE).write_text(json.dumps({"step": step}))
             write_manifest(partial, step=step, **run_info)
 
