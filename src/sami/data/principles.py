@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from sami.core.config import load_yaml
+from sami.core.config import ConfigError, load_yaml
 from sami.data.checkers import CheckerSpec
 from sami.data.rewrites import RewriteSpec
 
@@ -155,6 +155,13 @@ class PrincipleLibrary:
             return self.principles[name]
         except KeyError:
             raise KeyError(f"unknown principle {name!r}; known: {sorted(self.principles)}") from None
+
+    def check_names(self, names: Sequence[str] | None, setting: str) -> None:
+        """A config's list of principle names (``setting``, e.g. ``mtbench.principles``) names only principles
+        the library holds; checked before anything is written."""
+        unknown = [n for n in names or () if n not in self.principles]
+        if unknown:
+            raise ConfigError(f"{setting}: unknown principle(s) {unknown}; known: {sorted(self.principles)}")
 
     def for_category(self, category: str) -> list[Principle]:
         if category not in self.categories:

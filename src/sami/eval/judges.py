@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sami.core.config import ConfigError
 from sami.eval.common import Shown, shown_text
 from sami.eval.degenerate import passes
 from sami.eval.mtbench_data import REFERENCE_CATEGORIES, JudgePrompt, Question
@@ -303,12 +304,24 @@ def checked_principles(shown: list[Shown]) -> list[Shown]:
     checked = [s for s in shown if s.principle.side_checker(s.side) is not None]
     if not checked:
         names = [f"{s.principle.name} ({s.side})" for s in shown]
-        raise ValueError(
+        raise ConfigError(
             f"the checker judge needs principles with a checker for the side shown; none of {names} has one. Set "
             "mtbench.principles to verifiable principles (e.g. [lowercase, bullet_list]; see verifiable: in "
             "sami/data/principles.yaml)"
         )
     return checked
+
+
+def every_principle_checked(shown: list[Shown]) -> None:
+    """Before any answer is written: every principle the checker judge will be shown has a checker for the side
+    it is shown on; one it could not check would be left out of its verdicts without a word."""
+    checked_principles(shown)
+    unchecked = [f"{s.principle.name} ({s.side})" for s in shown if s.principle.side_checker(s.side) is None]
+    if unchecked:
+        raise ConfigError(
+            f"mtbench.judges: the checker judge cannot check {unchecked} (no checker for the side shown); set "
+            "mtbench.principles to principles with checkers for both sides, or leave checker out of mtbench.judges"
+        )
 
 
 def checker_verdict(shown: list[Shown], answer_a: str, answer_b: str) -> dict:
@@ -349,5 +362,5 @@ register_judge(Judge("principle-free", reference=True, prompt=_fastchat("pair"),
                      help="pairwise; MT-Bench's pair-v2 prompt"))  # fmt: skip
 register_judge(Judge("single", pairwise=False, reference=True, prompt=_fastchat("single"), parse=parse_rating,
                      help="1-10 grading with MT-Bench's single-v1 prompt"))  # fmt: skip
-register_judge(Judge("checker", turns="first", decide=_checker, check_principles=checked_principles,
+register_judge(Judge("checker", turns="first", decide=_checker, check_principles=every_principle_checked,
                      help="pairwise, no model: more of the shown principles' checkers pass"))  # fmt: skip

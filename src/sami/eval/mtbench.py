@@ -551,6 +551,7 @@ def run_mtbench(cfg: EvalConfig) -> dict:
     questions, provenance = load_questions(m.questions, m.references)
     questions = select(questions, m.categories, m.per_category)
     library = load_library(cfg.library)
+    library.check_names(m.principles, "mtbench.principles")
     settings = {
         "questions": provenance,
         "question_ids": [q.question_id for q in questions],

@@ -13,11 +13,14 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sami.backends.base import IMPORTED
 from sami.core.config import ConfigError, config_differences
+from sami.core.locks import hold
 from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
 
 if TYPE_CHECKING:
@@ -26,6 +29,59 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"  # a suite's metrics, in its folder <output_dir>/<suite>
+# what a run writes before its first result: put back as they were when it stops before storing one
+BOOKKEEPING = ("config.yaml", "models.json", "settings.json", "import/settings.json")
+LOCK_FILES = (".sami.lock", ".sami.lock.holder")
+
+
+def _results(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file of an eval folder but its bookkeeping and lock files, with its size and modification time."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for path in folder.rglob("*"):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and name not in BOOKKEEPING and name not in LOCK_FILES:
+            stat = path.stat()
+            out[name] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+@contextlib.contextmanager
+def held_as_found(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold ``folder``'s lock (``sami.core.locks.hold``) for a run that, when it stops (refused, failed or
+    interrupted) before it stored any answer, verdict or metric, leaves the folder as it found it: its
+    ``BOOKKEEPING`` files are put back (or removed), and a folder it created is removed again. Otherwise a
+    refused value written to ``settings.json`` would refuse the corrected rerun, although nothing was made under
+    it."""
+    folder = Path(folder)
+    created = next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
+    put_back = False
+    try:
+        with hold(folder, folder=True, what=what):
+            kept = {name: (folder / name).read_bytes() if (folder / name).is_file() else None for name in BOOKKEEPING}
+            results = _results(folder)
+            try:
+                yield
+            except BaseException:
+                put_back = _results(folder) == results
+                if put_back:
+                    _put_back(folder, kept)
+                raise
+    finally:
+        if put_back and created is not None and created.is_dir():
+            if not any(p.is_file() and p.name not in LOCK_FILES for p in created.rglob("*")):
+                shutil.rmtree(created, ignore_errors=True)
+
+
+def _put_back(folder: Path, kept: dict[str, bytes | None]) -> None:
+    with contextlib.suppress(OSError):
+        for name, content in kept.items():
+            path = folder / name
+            if content is None:
+                path.unlink(missing_ok=True)
+            elif not path.is_file() or path.read_bytes() != content:
+                path.write_bytes(content)
 
 
 class JsonlStore:
@@ -119,6 +175,7 @@ def check_bindings(directory: str | Path, bindings: dict[str, dict]) -> None:
     recorded in ``models.json``."""
     path = Path(directory) / "models.json"
     stored = json.loads(path.read_text()) if path.is_file() else {}
+    _one_kind(Path(directory), stored, bindings)
     clashes = [
         f"'{name}' was {stored[name]['model']} (content {stored[name]['key'][:12]}), now {now['model']} "
         f"(content {now['key'][:12]})"
@@ -132,6 +189,26 @@ def check_bindings(directory: str | Path, bindings: dict[str, dict]) -> None:
         )
     if any(name not in stored for name in bindings):
         write_json(path, {**stored, **bindings})
+
+
+def _one_kind(directory: Path, stored: dict[str, dict], bindings: dict[str, dict]) -> None:
+    """An evaluation folder holds answers ``sami eval import`` read or answers generated here, not both: their
+    protocols, prompts and judges differ, and a table over both would compare them as if they did not."""
+
+    def imported(binding: dict) -> bool:
+        return str(binding["key"]).startswith(IMPORTED)
+
+    was_imported = (directory / "import" / "settings.json").is_file() or any(map(imported, stored.values()))
+    was_generated = any(not imported(b) for b in stored.values())
+    mixed = [name for name, b in bindings.items() if (was_imported and not imported(b)) or
+             (was_generated and imported(b))]  # fmt: skip
+    if mixed:
+        held, added = ("imported", "generated") if was_imported else ("generated", "imported")
+        raise ConfigError(
+            f"{directory} holds {held} answers (sami eval {'import' if was_imported else 'mtbench'}); the answers of "
+            f"{', '.join(mixed)} would be {added} beside them, and an eval folder holds one kind: evaluate "
+            f"{'them' if len(mixed) > 1 else 'it'} into another output_dir"
+        )
 
 
 def write_json(path: str | Path, obj) -> None:
