@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from sami.backends.base import make_backend
 from sami.backends.transformers_backend import load_inference_model
+from sami.core.config import ConfigError
 from sami.core.logprobs import QueryTokens, batch_logprob_matrices
 from sami.core.objective import sami_metrics
 from sami.core.stats import bootstrap_mean, bounded_mean
@@ -167,7 +168,7 @@ def print_mi(metrics: dict) -> None:
 
 def run_mi(cfg: EvalConfig) -> dict:
     if not cfg.mi.data:
-        raise ValueError("mi.data: give the held-out records to score (--data FILE.jsonl, docs/DATA.md)")
+        raise ConfigError("mi.data: give the held-out records to score (--data FILE.jsonl, docs/DATA.md)")
     records = read_records(cfg.mi.data)
     if cfg.mi.limit:
         records = records[: cfg.mi.limit]

@@ -88,9 +88,11 @@ class ConstitutionSettings:
         if self.phrasing not in PHRASINGS:
             raise ValueError(f"phrasing must be 'strong' or 'weak', got {self.phrasing!r}")
         if self.principles is not None and not self.principles:
-            raise ConfigError("principles must name at least one principle (or be null for each query's category's)")
+            raise ConfigError(
+                "constitutions.principles must name at least one principle (or be null for each query's category's)"
+            )
         if self.num is not None and self.num < 2:
-            raise ConfigError(f"num must be at least 2 (constitutions per query), got {self.num}")
+            raise ConfigError(f"constitutions.num must be at least 2 (constitutions per query), got {self.num}")
 
 
 @dataclass
@@ -102,11 +104,11 @@ class GenSampling:
 
     def __post_init__(self) -> None:  # checked when the config is read: a refused value is never saved
         if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+            raise ConfigError(f"sampling.max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
+            raise ConfigError(f"sampling.temperature must be >= 0 (0 is greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"sampling.top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass
