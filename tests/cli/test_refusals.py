@@ -98,8 +98,9 @@ def test_a_refused_generate_setting_is_named_and_leaves_no_config_behind(tmp_pat
 
     monkeypatch.setattr(sami.generate.run, "make_backend", lambda cfg: pytest.fail("the teacher was loaded"))
     out = tmp_path / "gen" / "train.jsonl"
-    args = ["generate", "--teacher", str(tiny_model_dir), "--pool", f"file:{pool_file},text_field=text,category=writing",
-            "--out", str(out), "-o", "constitutions.principles=[lowercase,bullet_list]"]  # fmt: skip
+    pool = f"file:{pool_file},text_field=text,category=writing"
+    args = ["generate", "--teacher", str(tiny_model_dir), "--pool", pool, "--out", str(out),
+            "-o", "constitutions.principles=[lowercase,bullet_list]"]  # fmt: skip
     assert cli_main([*args, "-o", override]) == 2
     assert setting in _one_error_line(capsys)
     assert not (tmp_path / "gen" / "train.generate.yaml").exists()

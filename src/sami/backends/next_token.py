@@ -147,16 +147,18 @@ def _endpoint_top(backend, body: dict) -> list[list]:
 
 
 def _request_top(backend, body: dict) -> list[list]:
+    from sami.backends.openai_backend import checked_answer  # that module builds on this one
+
     top = None
     if "messages" in body:
         standard = {k: v for k, v in body.items() if k not in VLLM_CONTINUE}
         extra = {k: body[k] for k in VLLM_CONTINUE}
-        response = backend.client.chat.completions.create(**standard, extra_body=extra)
+        response = checked_answer(backend.client.chat.completions.create(**standard, extra_body=extra))
         logprobs = response.choices[0].logprobs
         if logprobs is not None and logprobs.content:
             top = [[t.token, t.logprob] for t in logprobs.content[0].top_logprobs]
     else:
-        response = backend.client.completions.create(**body)
+        response = checked_answer(backend.client.completions.create(**body))
         logprobs = response.choices[0].logprobs
         if logprobs is not None and logprobs.top_logprobs:
             top = [[t, lp] for t, lp in logprobs.top_logprobs[0].items()]

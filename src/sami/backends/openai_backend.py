@@ -9,6 +9,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,6 +55,23 @@ class ResponseCache:
 
 class EndpointError(RuntimeError):
     """An endpoint that could not be reached, or refused a request, after the client's retries."""
+
+
+class MalformedAnswer(Exception):
+    """An endpoint answered (HTTP 200) with something that is not a completion: an HTML page from a proxy, a
+    JSON document without ``choices``; retried like a 5xx answer."""
+
+
+def checked_answer(response):
+    """``response`` of the ``openai`` client when it holds completions; else ``MalformedAnswer`` (the client
+    hands a body that is not JSON back as text)."""
+    if isinstance(response, (str, bytes)):
+        raise MalformedAnswer(f"answered with no completion (not JSON: {str(response)[:80]!r})")
+    if not isinstance(getattr(response, "choices", None), list):
+        raise MalformedAnswer(f"answered with no completion (a {type(response).__name__} without choices)")
+    if not response.choices:
+        raise MalformedAnswer("answered with an empty list of choices")
+    return response
 
 
 def _endpoint_error(err: Exception, cfg: BackendConfig) -> EndpointError:
@@ -130,7 +148,7 @@ class OpenAIBackend:
         return out
 
     def _send_echo(self, body: dict) -> dict:
-        choice = self.client.completions.create(**body).choices[0]
+        choice = checked_answer(self.client.completions.create(**body)).choices[0]
         return {"token_logprobs": list(choice.logprobs.token_logprobs) if choice.logprobs else []}
 
     def request(self, prompt: Prompt, params: SamplingParams) -> dict:
@@ -159,12 +177,20 @@ class OpenAIBackend:
         if value is None:
             import openai
 
-            with self._lock:
-                self.requests_sent += 1
-            try:
-                value = send(body)
-            except openai.APIError as err:
-                raise _endpoint_error(err, self.cfg) from err
+            for attempt in range(self.cfg.max_retries + 1):
+                with self._lock:
+                    self.requests_sent += 1
+                try:
+                    value = send(body)
+                    break
+                except openai.APIError as err:
+                    raise _endpoint_error(err, self.cfg) from err
+                except MalformedAnswer as err:
+                    where = f"endpoint {self.cfg.base_url} (model {self.cfg.model!r})"
+                    if attempt == self.cfg.max_retries:
+                        raise EndpointError(redact_url(f"{where}: {err}, {attempt + 1} tries")) from None
+                    logger.warning("%s: %s; retrying", redact_url(where), err)
+                    time.sleep(min(0.5 * 2**attempt, 8.0))
             self.cache.put(key, value)
         return value
 
@@ -173,10 +199,10 @@ class OpenAIBackend:
 
     def _send(self, body: dict) -> dict:
         if "messages" in body:
-            response = self.client.chat.completions.create(**body)
+            response = checked_answer(self.client.chat.completions.create(**body))
             texts = [(c.message.content or "") for c in response.choices]
         else:
-            response = self.client.completions.create(**body)
+            response = checked_answer(self.client.completions.create(**body))
             texts = [c.text for c in response.choices]
         choices = sorted(zip(response.choices, texts, strict=True), key=lambda ct: ct[0].index)
         usage = response.usage.completion_tokens if response.usage else None
