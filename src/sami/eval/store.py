@@ -139,7 +139,11 @@ class JsonlStore:
 
 
 def check_settings(
-    directory: str | Path, settings: dict, added: dict | None = None, renamed: dict[str, str] | None = None
+    directory: str | Path,
+    settings: dict,
+    added: dict | None = None,
+    renamed: dict[str, str] | None = None,
+    upgrade: Callable[[dict], dict] | None = None,
 ) -> None:
     """Refuse to add to a directory whose stored records were produced under different settings.
 
@@ -147,13 +151,16 @@ def check_settings(
     the first run writes them to ``settings.json``; later runs must match (checkpoints may be added).
     ``added``: settings introduced after files were already written, with the value that reproduces what
     those files hold; a stored file without such a key reads as that value. ``renamed``: settings that files
-    written earlier store under another name, old name -> new name; they read under the new name.
+    written earlier store under another name, old name -> new name; they read under the new name. ``upgrade``:
+    stored settings -> the same settings as this version records them (a value recorded another way before).
     """
     path = Path(directory) / "settings.json"
     settings = json.loads(json.dumps(settings))  # tuples become lists, as they read back
     if path.is_file():
         stored = {(renamed or {}).get(k, k): v for k, v in json.loads(path.read_text()).items()}
         stored = {**json.loads(json.dumps(added or {})), **stored}
+        if upgrade is not None:
+            stored = upgrade(stored)
         diff = config_differences(stored, settings)
         if diff:
             lines = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in diff.items()))
