@@ -356,9 +356,12 @@ def _run_config(path: str) -> dict:
 
 
 def _compare(paths: list[str]) -> None:
+    from sami.core.config import ConfigError
     from sami.train.config import compare_configs
     from sami.train.runfolder import format_differences
 
+    if len(set(paths)) < 2:
+        raise ConfigError(f"compare-configs compares two or more runs; got {len(set(paths))} ({', '.join(paths)})")
     diffs = compare_configs({p: _run_config(p) for p in paths})
     if not diffs:
         print(f"the {len(paths)} configs agree on every setting")
@@ -377,6 +380,14 @@ def _print_principles(args: argparse.Namespace) -> None:
         for p in library.for_category(category):
             print(f"  {p.name}\n    strong:     {p.strong}\n    weak:       {p.weak}\n    antithesis: {p.antithesis}")
     if not args.category:
+        categorised = {name for names in library.categories.values() for name in names}
+        alone = [p for p in library.principles.values() if p.name not in categorised and not p.verifiable]
+        if alone:  # usable by name (constitutions.principles, mtbench.principles), listed nowhere else
+            print("[in no category]")
+            for p in alone:
+                print(
+                    f"  {p.name}\n    strong:     {p.strong}\n    weak:       {p.weak}\n    antithesis: {p.antithesis}"
+                )
         print("[verifiable]")
         for p in library.verifiable:
             print(f"  {p.name}: {p.strong}  (checker {p.checker.name} {p.checker.params})")

@@ -32,3 +32,20 @@ def test_principles_lists_library_and_user_files(tmp_path, capsys):
     assert "concise: Answer in at most 60 words.  (checker max_words {'n': 60})" in out
     assert main(["principles", "--category", "nope"]) == 2
     assert "no principles for category 'nope'" in capsys.readouterr().err
+
+
+def test_principles_lists_a_principle_in_no_category(tmp_path, capsys):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("principles:\n  - {name: rhymes, strong: Always rhyme., antithesis: Never rhyme.}\n")
+    assert main(["principles", "--library", str(mine)]) == 0
+    out = capsys.readouterr().out
+    assert "[in no category]\n  rhymes\n    strong:     Always rhyme." in out
+
+
+def test_compare_configs_with_one_run_says_it_needs_two(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("method: sami\n")
+    assert main(["compare-configs", str(run)]) == 2
+    assert f"compare-configs compares two or more runs; got 1 ({run})" in capsys.readouterr().err
+    assert main(["compare-configs", str(run), str(run)]) == 2
