@@ -112,6 +112,9 @@ class MTBenchConfig:
         if self.verdict not in VERDICT_MODES:
             raise ValueError(f"mtbench.verdict must be one of {VERDICT_MODES}, got {self.verdict!r}")
         check_principle_list("mtbench", self.principles)
+        for key in ("categories", "versus"):  # an empty list would read as "all" (categories) or "none" (versus)
+            if getattr(self, key) is not None and not getattr(self, key):
+                raise ConfigError(f"mtbench.{key} must name at least one (or be null)")
 
 
 @dataclass

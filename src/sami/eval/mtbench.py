@@ -27,6 +27,7 @@ from itertools import combinations
 from pathlib import Path
 
 from sami.backends.base import BACKENDS, SamplingParams
+from sami.core.config import ConfigError
 from sami.core.stats import (
     bootstrap_mean,
     bounded_mean,
@@ -81,13 +82,13 @@ def pairs(cfg: EvalConfig) -> list[tuple[str, str]]:
     against = cfg.mtbench.against
     if against is not None:
         if against not in names:
-            raise ValueError(f"mtbench.against {against!r} is not one of the checkpoints {names}")
+            raise ConfigError(f"mtbench.against {against!r} is not one of the checkpoints {names}")
         return [(n, against) for n in names if n != against]
     versus = cfg.mtbench.versus
     if versus is not None:
         missing = sorted(set(versus) - set(names))
         if missing:
-            raise ValueError(f"mtbench.versus {missing} are not among the checkpoints {names}")
+            raise ConfigError(f"mtbench.versus {missing} are not among the checkpoints {names}")
         return [(x, y) for x, y in combinations(names, 2) if x in versus or y in versus]
     return list(combinations(names, 2))
 
@@ -572,6 +573,9 @@ def run_mtbench(cfg: EvalConfig) -> dict:
     questions = select(questions, m.categories, m.per_category)
     library = load_library(cfg.library)
     library.check_names(m.principles, "mtbench.principles")
+    pairs(cfg)  # an unknown mtbench.against or versus name, before any answer is generated
+    if m.judge_prompts != "package" and not Path(m.judge_prompts).expanduser().is_file():
+        raise ConfigError(f"mtbench.judge_prompts: no such file: {m.judge_prompts}")
     settings = {
         "questions": provenance,
         "question_ids": [q.question_id for q in questions],
