@@ -228,7 +228,7 @@ def _import_parser(suites) -> None:
 
 
 def build_import_config(args: argparse.Namespace):
-    from sami.core.config import from_dict
+    from sami.core.config import ConfigError, from_dict
     from sami.eval.imports import ImportConfig
 
     columns = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in IMPORT_COLUMNS.items()}
@@ -236,7 +236,7 @@ def build_import_config(args: argparse.Namespace):
     for text in args.col:
         name, sep, column = text.partition("=")
         if not sep or not column:
-            raise ValueError(f"--col {text!r}: expected FIELD=COLUMN")
+            raise ConfigError(f"--col {text!r}: expected FIELD=COLUMN")
         columns[name.strip()] = column.strip()
     data = {"files": list(args.files), "columns": columns, "format": args.format, "model": args.model,
             "judge": args.judge, "questions": args.questions, "overrides": list(args.overrides)}  # fmt: skip

@@ -154,7 +154,7 @@ class PrincipleLibrary:
         try:
             return self.principles[name]
         except KeyError:
-            raise KeyError(f"unknown principle {name!r}; known: {sorted(self.principles)}") from None
+            raise ConfigError(f"unknown principle {name!r}; known: {sorted(self.principles)}") from None
 
     def check_names(self, names: Sequence[str] | None, setting: str) -> None:
         """A config's list of principle names (``setting``, e.g. ``mtbench.principles``) names only principles
@@ -165,7 +165,7 @@ class PrincipleLibrary:
 
     def for_category(self, category: str) -> list[Principle]:
         if category not in self.categories:
-            raise KeyError(f"no principles for category {category!r}; known: {sorted(self.categories)}")
+            raise ConfigError(f"no principles for category {category!r}; known: {sorted(self.categories)}")
         return [self.get(name) for name in self.categories[category]]
 
     @property

@@ -110,6 +110,9 @@ def question_constitution(cfg: EvalConfig, library, q: Question) -> list[Shown]:
     question id alone, so every model answers a question under the same constitution.
     """
     names = cfg.mtbench.principles
+    if not names and q.category not in library.categories:  # e.g. imported answers of a question of no category
+        raise ConfigError(f"question {q.question_id}: its category {q.category!r} has no principles; set "
+                          "mtbench.principles (or add the category to a library, --library)")  # fmt: skip
     principles = [library.get(n) for n in names] if names else library.for_category(q.category)
     if cfg.mtbench.constitutions == "positive":
         return [Shown(p, "principle", cfg.mtbench.phrasing) for p in principles]
