@@ -292,3 +292,28 @@ def test_study_methods_are_checked_when_the_config_loads(tmp_path, student):
     ]:
         with pytest.raises(ConfigError, match=message):
             tiny_config(tmp_path, student, [f"mtbench.methods={bad}"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "mtbench.mtbench.principles=[lowercase,lowercsae]",
+            r"mtbench.mtbench.principles: unknown principle\(s\) \['lowercsae'\]",
+        ),
+        (
+            "mtbench.adherence.principles=[lowercase,caring]",
+            r"mtbench.adherence.principles: \['caring'\] have no checker",
+        ),
+    ],
+)
+def test_a_misspelt_evaluation_principle_stops_the_study_before_any_stage(tmp_path, student, monkeypatch, override,
+                                                                          message):  # fmt: skip
+    import sami.study.experiment
+    from sami.core.config import ConfigError
+
+    monkeypatch.setattr(sami.study.experiment, "run_stages", lambda *a, **k: pytest.fail("a stage ran"))
+    cfg = tiny_config(tmp_path, student, [override])
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(cfg)
+    assert not Path(cfg.output_dir).exists()
