@@ -283,8 +283,9 @@ def _snapshot(folder) -> dict:
             "{}:1: not UTF-8 text",
         ),
         (lambda p: p.mkdir(), "{} is a folder"),
+        (lambda p: p.write_text('[{"question": "a", "response": "b"}, 3]'), "{}: row 2: expected an object"),
     ],
-    ids=["malformed-line", "empty", "latin-1", "parquet", "folder"],
+    ids=["malformed-line", "empty", "latin-1", "parquet", "folder", "json-list-of-numbers"],
 )
 def test_an_unreadable_file_is_one_line_naming_file_and_line(tmp_path, capsys, make, expect):
     path = tmp_path / "answers.jsonl"

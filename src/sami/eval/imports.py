@@ -174,6 +174,9 @@ def read_table(path: Path):
         whole = None
     try:
         if isinstance(whole, list):
+            bad = next((k for k, item in enumerate(whole, 1) if not isinstance(item, dict)), None)
+            if bad is not None:
+                raise DataError(f"{path}: row {bad}: expected an object (a record of fields), got {whole[bad - 1]!r}")
             return pd.DataFrame.from_records(whole), None
         if isinstance(whole, dict) and whole and all(isinstance(v, dict) for v in whole.values()):
             frame = pd.DataFrame(whole)  # column dicts keyed by row
