@@ -183,6 +183,8 @@ def read_table(path: Path):
             keys = [str(k) for k in frame.index]
             order = sorted(range(len(keys)), key=lambda i: (not keys[i].isdigit(), _row_key(keys[i])))
             return frame.iloc[order], None
+    except DataError:
+        raise
     except ValueError as err:
         raise DataError(f"{path}: not a JSON table ({str(err).splitlines()[0]})") from None
     lines = json_lines(path, "imported file")  # JSON Lines: a bad line is named by its number
