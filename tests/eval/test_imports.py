@@ -347,3 +347,13 @@ def test_judging_imported_answers_of_no_category_asks_for_the_principles(tmp_pat
     code, _, err = sami(capsys, "eval", "mtbench", "--config", config, "--judges", "checker")
     assert code == 2 and "question 1: its category 'unknown' has no principles; set mtbench.principles" in err, err
     assert _snapshot(tmp_path / "out") == before
+
+
+def test_a_run_on_an_imported_folder_keeps_its_protocol(fastchat, capsys):
+    """The shipped answers have second turns: imported under the fastchat protocol, which a judging run keeps."""
+    folder, _ = fastchat
+    before = _snapshot(folder)
+    code, _, err = sami(capsys, "eval", "mtbench", "--config", folder / "mtbench" / "config.yaml", "--judges",
+                        "checker", "-o", "mtbench.principles=[lowercase]", "-o", "mtbench.protocol=paper")  # fmt: skip
+    assert code == 2 and "holds answers imported under the fastchat protocol, not paper" in err, err
+    assert _snapshot(folder) == before

@@ -577,6 +577,9 @@ def run_mtbench(cfg: EvalConfig) -> dict:
     library = load_library(cfg.library)
     library.check_names(m.principles, "mtbench.principles")
     pairs(cfg)  # an unknown mtbench.against or versus name, before any answer is generated
+    from sami.eval.imports import check_imported_protocol  # that module reads through this one
+
+    check_imported_protocol(root, m.protocol)
     if m.judge_prompts != "package" and not Path(m.judge_prompts).expanduser().is_file():
         raise ConfigError(f"mtbench.judge_prompts: no such file: {m.judge_prompts}")
     settings = {
