@@ -93,6 +93,8 @@ def test_an_eval_refused_after_it_began_leaves_its_folder_as_it_found_it(tmp_pat
         ("constitutions.principles=[lowercase,no_such_principle]", "constitutions.principles"),
         ("constitutions.principles=[]", "constitutions.principles"),
         ("constitutions.num=1", "constitutions.num"),
+        ("queries_per_chunk=0", "queries_per_chunk"),
+        ("queries_per_chunk=-1", "queries_per_chunk"),
         ("constitutions.num=9", "constitutions"),  # more than flip_all gives: found when drawing, before writing
     ],
 )
