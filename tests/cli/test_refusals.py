@@ -95,6 +95,7 @@ def test_an_eval_refused_after_it_began_leaves_its_folder_as_it_found_it(tmp_pat
         ("constitutions.num=1", "constitutions.num"),
         ("queries_per_chunk=0", "queries_per_chunk"),
         ("queries_per_chunk=-1", "queries_per_chunk"),
+        ("pool.max_chars=0", "pool.max_chars"),
         ("constitutions.num=9", "constitutions"),  # more than flip_all gives: found when drawing, before writing
     ],
 )
