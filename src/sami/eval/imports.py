@@ -156,7 +156,7 @@ def read_table(path: Path):
         raise FileNotFoundError(f"{path}: no such file")
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no part of the first column
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text") from None
