@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import sami
-from sami.core.errors import ConfigError, InputMissing
+from sami.core.errors import InputMissing
 from sami.core.layout import CONFIG, MODEL, MODEL_CONFIG, REPORT, REPORT_DIR
 
 
@@ -232,7 +232,7 @@ def _import_parser(suites) -> None:
 
 
 def build_import_config(args: argparse.Namespace):
-    from sami.core.config import from_dict
+    from sami.core.config import ConfigError, from_dict
     from sami.eval.imports import ImportConfig
 
     columns = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in IMPORT_COLUMNS.items()}
@@ -360,9 +360,12 @@ def _run_config(path: str) -> dict:
 
 
 def _compare(paths: list[str]) -> None:
+    from sami.core.config import ConfigError
     from sami.train.config import compare_configs
     from sami.train.runfolder import format_differences
 
+    if len(set(paths)) < 2:
+        raise ConfigError(f"compare-configs compares two or more runs; got {len(set(paths))} ({', '.join(paths)})")
     diffs = compare_configs({p: _run_config(p) for p in paths})
     if not diffs:
         print(f"the {len(paths)} configs agree on every setting")
@@ -381,6 +384,14 @@ def _print_principles(args: argparse.Namespace) -> None:
         for p in library.for_category(category):
             print(f"  {p.name}\n    strong:     {p.strong}\n    weak:       {p.weak}\n    antithesis: {p.antithesis}")
     if not args.category:
+        categorised = {name for names in library.categories.values() for name in names}
+        alone = [p for p in library.principles.values() if p.name not in categorised and not p.verifiable]
+        if alone:  # usable by name (constitutions.principles, mtbench.principles), listed nowhere else
+            print("[in no category]")
+            for p in alone:
+                print(
+                    f"  {p.name}\n    strong:     {p.strong}\n    weak:       {p.weak}\n    antithesis: {p.antithesis}"
+                )
         print("[verifiable]")
         for p in library.verifiable:
             print(f"  {p.name}: {p.strong}  (checker {p.checker.name} {p.checker.params})")

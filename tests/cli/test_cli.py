@@ -132,3 +132,20 @@ def test_every_subcommand_is_one_function_of_the_table():
 
     (subcommands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     assert list(subcommands.choices) == list(COMMANDS)
+
+
+def test_principles_lists_a_principle_in_no_category(tmp_path, capsys):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("principles:\n  - {name: rhymes, strong: Always rhyme., antithesis: Never rhyme.}\n")
+    assert main(["principles", "--library", str(mine)]) == 0
+    out = capsys.readouterr().out
+    assert "[in no category]\n  rhymes\n    strong:     Always rhyme." in out
+
+
+def test_compare_configs_with_one_run_says_it_needs_two(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("method: sami\n")
+    assert main(["compare-configs", str(run)]) == 2
+    assert f"compare-configs compares two or more runs; got 1 ({run})" in capsys.readouterr().err
+    assert main(["compare-configs", str(run), str(run)]) == 2

@@ -381,3 +381,28 @@ def test_a_suite_from_a_plugin_runs_as_a_stage_and_gets_a_report_section(
     section = text[text.index("### words: letters of each checkpoint's name") :].splitlines()
     table = ["| model | letters | has_word |", "|---|---|---|", "| base | 4 | False |", "| sft | 3 | False |"]
     assert section[2:8] == [*table, "| sami | 4 | True |", "| sft+sami | 8 | True |"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "mtbench.mtbench.principles=[lowercase,lowercsae]",
+            r"mtbench.mtbench.principles: unknown principle\(s\) \['lowercsae'\]",
+        ),
+        (
+            "mtbench.adherence.principles=[lowercase,caring]",
+            r"mtbench.adherence.principles: \['caring'\] have no checker",
+        ),
+    ],
+)
+def test_a_misspelt_evaluation_principle_stops_the_study_before_any_stage(tmp_path, student, monkeypatch, override,
+                                                                          message):  # fmt: skip
+    import sami.study.experiment
+    from sami.core.config import ConfigError
+
+    monkeypatch.setattr(sami.study.experiment, "run_stages", lambda *a, **k: pytest.fail("a stage ran"))
+    cfg = tiny_config(tmp_path, student, [override])
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(cfg)
+    assert not Path(cfg.output_dir).exists()

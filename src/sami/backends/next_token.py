@@ -31,7 +31,15 @@ from dataclasses import dataclass
 
 import torch
 
-from sami.backends.tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_ids, prompt_text
+from sami.backends.tools import (
+    Prompt,
+    checked_answer,
+    concurrent_iter,
+    left_pad,
+    progress_bar,
+    prompt_ids,
+    prompt_text,
+)
 from sami.core.errors import ConfigError, EndpointError
 
 TOP_LOGPROBS = 20  # the most OpenAI's API and a default vLLM server return
@@ -148,16 +156,17 @@ def _endpoint_top(backend, body: dict) -> list[list]:
 
 
 def _request_top(backend, body: dict) -> list[list]:
+
     top = None
     if "messages" in body:
         standard = {k: v for k, v in body.items() if k not in VLLM_CONTINUE}
         extra = {k: body[k] for k in VLLM_CONTINUE}
-        response = backend.client.chat.completions.create(**standard, extra_body=extra)
+        response = checked_answer(backend.client.chat.completions.create(**standard, extra_body=extra))
         logprobs = response.choices[0].logprobs
         if logprobs is not None and logprobs.content:
             top = [[t.token, t.logprob] for t in logprobs.content[0].top_logprobs]
     else:
-        response = backend.client.completions.create(**body)
+        response = checked_answer(backend.client.completions.create(**body))
         logprobs = response.choices[0].logprobs
         if logprobs is not None and logprobs.top_logprobs:
             top = [[t, lp] for t, lp in logprobs.top_logprobs[0].items()]

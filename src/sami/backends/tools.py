@@ -72,3 +72,20 @@ def concurrent_iter(calls, concurrency: int, desc, progress: bool):
                 raise
     finally:
         bar.close()
+
+
+class MalformedAnswer(Exception):
+    """An endpoint answered (HTTP 200) with something that is not a completion: an HTML page from a proxy, a
+    JSON document without ``choices``; retried like a 5xx answer."""
+
+
+def checked_answer(response):
+    """``response`` of the ``openai`` client when it holds completions; else ``MalformedAnswer`` (the client
+    hands a body that is not JSON back as text)."""
+    if isinstance(response, (str, bytes)):
+        raise MalformedAnswer(f"answered with no completion (not JSON: {str(response)[:80]!r})")
+    if not isinstance(getattr(response, "choices", None), list):
+        raise MalformedAnswer(f"answered with no completion (a {type(response).__name__} without choices)")
+    if not response.choices:
+        raise MalformedAnswer("answered with an empty list of choices")
+    return response

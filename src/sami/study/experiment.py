@@ -317,6 +317,23 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     return stages, parts
 
 
+def check_principle_names(cfg: ExperimentConfig) -> None:
+    """The principles the evaluation stages name exist (adherence's with checkers), checked before any stage runs:
+    a misspelt one would otherwise stop the study at its first evaluation, after generation and training."""
+    from sami.data.principles import load_library
+
+    if not cfg.mtbench.enabled:
+        return
+    library = load_library([])
+    library.check_names(cfg.mtbench.mtbench.principles, "mtbench.mtbench.principles")
+    if cfg.mtbench.adherence is not None:
+        names = cfg.mtbench.adherence.principles or []
+        library.check_names(names, "mtbench.adherence.principles")
+        unchecked = [n for n in names if not library.get(n).verifiable]
+        if unchecked:
+            raise ConfigError(f"mtbench.adherence.principles: {unchecked} have no checker (not verifiable)")
+
+
 def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> list[StageOutcome]:
     """Run the study's stages that are not finished; one experiment at a time per output folder."""
     stages, _ = plan_experiment(cfg)
@@ -324,6 +341,7 @@ def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> l
         unknown = sorted(set(only) - {s.name for s in stages})
         if unknown:
             raise ConfigError(f"unknown stage(s) {unknown}; stages: {[s.name for s in stages]}")
+    check_principle_names(cfg)
     root = Path(cfg.output_dir)
     for stage in stages:  # a file where a stage's folder (or one above it) goes: say so before anything runs
         for folder in (stage.folder, *stage.folder.parents):
