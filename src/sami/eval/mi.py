@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 from sami.backends.base import make_backend
 from sami.backends.transformers_backend import load_inference_model
 from sami.core.errors import ConfigError
-from sami.core.logprobs import QueryTokens, batch_logprob_matrices
+from sami.core.logprobs import batch_logprob_matrices
 from sami.core.objective import sami_metrics
 from sami.core.stats import bootstrap_mean, bounded_mean
+from sami.core.tokens import QueryTokens
 from sami.data.records import read_records
 from sami.eval.common import fmt
 from sami.eval.config import EvalConfig

@@ -233,7 +233,7 @@ def check_resume(cfg: TrainConfig, checkpoint: Path, fallback_config: Path) -> l
 
 def segment(cfg: TrainConfig, start: int, steps: int, cuts: dict | None = None) -> dict:
     """One start or resume of a run: where it started, the length it was given, and how many prompts and
-    responses its encoding cut to their token budgets (``sami.core.logprobs.count_cuts``)."""
+    responses its encoding cut to their token budgets (``sami.core.tokens.count_cuts``)."""
     record = {"from_step": start, "total_steps": steps, "max_steps": cfg.max_steps, "epochs": cfg.epochs}
     return {**record, "cut": cut_summary(cuts)} if cuts is not None else record
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sami.core.errors import ConfigError, DataError
-from sami.core.logprobs import encode_prompt, encode_responses
+from sami.core.tokens import encode_prompt, encode_responses
 from sami.data.records import Record
 from sami.data.templates import build_prompt, render_constitution, response_end_token, response_text
 

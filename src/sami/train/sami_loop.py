@@ -29,8 +29,9 @@ import torch
 from sami.core.config import flatten, save_yaml, to_dict
 from sami.core.errors import ConfigError
 from sami.core.layout import CONFIG, MODEL
-from sami.core.logprobs import QueryTokens, batch_logprob_matrices, count_cuts
+from sami.core.logprobs import batch_logprob_matrices
 from sami.core.objective import sami_loss, sami_metrics
+from sami.core.tokens import QueryTokens, count_cuts
 from sami.data.records import Record, read_records
 from sami.models.loading import load_model
 from sami.train.checkpoints import (

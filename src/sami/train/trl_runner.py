@@ -21,7 +21,7 @@ from sami.core.config import load_yaml, save_yaml
 from sami.core.errors import ConfigError
 from sami.core.layout import CONFIG, MODEL, OPTIMIZER, RNG_STATE, SCHEDULER, TRAINING_ARGS
 from sami.core.locks import is_main_rank
-from sami.core.logprobs import count_cuts
+from sami.core.tokens import count_cuts
 from sami.data.records import read_records
 from sami.models.loading import load_model, lora_config
 from sami.train.checkpoints import (
