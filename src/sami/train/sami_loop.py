@@ -239,7 +239,11 @@ def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
             save_model(accelerator, run.model, run.tokenizer, model_dir, cfg, run.steps, run.segments)
         else:
             save_full_model(run, model_dir)
-    accelerator.end_training()
+    if run.shard is None:
+        accelerator.end_training()
+    else:  # the trackers only: end_training would also destroy the process group that later runs of a launch use
+        for tracker in accelerator.trackers:
+            tracker.finish()
     return TrainResult(cfg.method, run.out, model_dir, run.steps, history)
 
 

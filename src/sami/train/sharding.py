@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,7 +166,21 @@ def _options(model, full: bool = False):
 
     # a LoRA run saves its adapters only: the frozen base is the model it started from
     frozen = any(not p.requires_grad for p in model.parameters())
-    return StateDictOptions(full_state_dict=full, cpu_offload=full, ignore_frozen_params=frozen)
+    return StateDictOptions(full_state_dict=full, cpu_offload=full, ignore_frozen_params=frozen, strict=not frozen)
+
+
+def _alone() -> bool:
+    """No process group: a plain single process, whose checkpoints torch.distributed.checkpoint writes alone."""
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized())
+
+
+@contextlib.contextmanager
+def _quiet_when_alone():
+    """Without a process group torch.distributed.checkpoint warns that it assumes a single process: it is one."""
+    with warnings.catch_warnings():
+        if _alone():
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        yield
 
 
 def save_state(folder: Path, model, optimizer, scheduler, shard: Sharding) -> None:
@@ -176,7 +191,8 @@ def save_state(folder: Path, model, optimizer, scheduler, shard: Sharding) -> No
 
     folder.mkdir(parents=True, exist_ok=True)
     model_state, optim_state = get_state_dict(model, optimizer, options=_options(model))
-    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(folder / SHARDS))
+    with _quiet_when_alone():
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(folder / SHARDS), no_dist=_alone())
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
@@ -194,7 +210,8 @@ def load_state(folder: Path, model, optimizer, scheduler, shard: Sharding, same_
     options = _options(model)
     model_state, optim_state = get_state_dict(model, optimizer, options=options)
     state = {"model": model_state, "optim": optim_state}
-    dcp.load(state, checkpoint_id=str(folder / SHARDS))
+    with _quiet_when_alone():
+        dcp.load(state, checkpoint_id=str(folder / SHARDS), no_dist=_alone())
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
                    options=options)  # fmt: skip
     scheduler.load_state_dict(torch.load(folder / SCHEDULER_FILE, weights_only=True))
