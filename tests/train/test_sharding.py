@@ -1,10 +1,10 @@
 """``sharding: fsdp``: SAMI sharded with FSDP2 over 2 CPU processes (gloo) trains as 1 process with the same
 global batch, and its checkpoints resume after a SIGKILL and at another process count.
 
-Two launches of 2 processes check every case: the first trains full fine-tuning and LoRA in both matrix
+Two launches of 2 processes check every case: the first (torchrun) trains full fine-tuning and LoRA in both matrix
 layouts (reference anchor and NLL terms on), resumes a 1-process checkpoint, is refused a resume whose global
 batch 2 processes cannot share, and ends with one process SIGKILLing itself; the second resumes that run
-through ``torchrun -m sami.cli train --resume``. The 1-process runs train in the test process."""
+through ``accelerate launch --multi_gpu -m sami.cli train --resume``. The 1-process runs train in the test process."""
 
 import json
 import shutil
@@ -15,7 +15,7 @@ import torch
 from sami.core.config import ConfigError, to_dict
 from sami.train.checkpoints import CHECKPOINTS, CheckpointError
 from sami.train.run import train
-from tests.helpers import launch_torchrun, make_cfg, metrics, weights
+from tests.helpers import launch_torchrun, launch_two_processes, make_cfg, metrics, weights
 
 CASES = [("full", "shared"), ("full", "naive"), ("lora", "shared"), ("lora", "naive")]
 STEPS = 4
@@ -56,7 +56,7 @@ def assert_same_run(a, b):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model_dir):
-    """Every run of this module: the 1-process ones here, the 2-process ones in two torchrun launches."""
+    """Every run of this module: the 1-process ones here, the 2-process ones in two launches."""
     tmp = tmp_path_factory.mktemp("sharded")
     # 1 process under sharding: fsdp has nothing to shard and trains as under none, with sharded checkpoints: the
     # reference of the full-naive case, also resumed by 2 processes
@@ -81,7 +81,7 @@ def runs(tmp_path_factory, tiny_model_dir):
     plan.append({"config": to_dict(killed), "kill_rank": 1, "kill_step": 3})
     (tmp / "plan.json").write_text(json.dumps(plan))
     first = launch_torchrun(["-m", "tests.sharded_worker", str(tmp / "plan.json")])
-    resumed = launch_torchrun(["-m", "sami.cli", "train", "--config", str(tmp / "killed" / "config.yaml"), "--resume"])
+    resumed = launch_two_processes(["--config", str(tmp / "killed" / "config.yaml"), "--resume"])  # accelerate launch
     return {"tmp": tmp, "one": {c: r.output_dir for c, r in one.items()}, "first": first, "resumed": resumed}
 
 
@@ -161,3 +161,20 @@ def test_sharding_is_validated():
         from_dict(TrainConfig, {"sharding": "zero3"})
     with pytest.raises(ConfigError, match="sharding: fsdp is the SAMI loop's"):
         from_dict(TrainConfig, {"method": "sft", "sharding": "fsdp"})
+
+
+@pytest.mark.parametrize("launch", ["DEEPSPEED", "FSDP"])
+def test_a_deepspeed_or_accelerate_fsdp_launch_is_refused_in_one_line(launch):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from sami.core.config import from_dict
+    from sami.train import sharding
+    from sami.train.config import TrainConfig
+
+    accelerator = SimpleNamespace(distributed_type=getattr(DistributedType, launch), num_processes=2, process_index=0,
+                                  device=torch.device("cpu"))  # fmt: skip
+    with pytest.raises(ConfigError, match="DeepSpeed" if launch == "DEEPSPEED" else "torchrun") as err:
+        sharding.plan(from_dict(TrainConfig, {"sharding": "fsdp"}), accelerator, "no")
+    assert "\n" not in str(err.value)

@@ -20,8 +20,8 @@ of the weights and of the optimiser state, none gathers them, and a checkpoint l
 (resharding) as long as that count divides the global batch it was written with (``queries_per_process``).
 The final model is gathered once, on the main process, into a normal Hugging Face folder (``full_state``).
 
-A single process has nothing to shard and trains unsharded, with the same checkpoints; a DeepSpeed launch is
-refused.
+A single process has nothing to shard and trains unsharded, with the same checkpoints. A DeepSpeed launch or
+one with an accelerate FSDP config is refused: each would shard the model its own way.
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ def plan(cfg, accelerator, precision: str) -> Sharding | None:
         raise ConfigError(
             "sharding: fsdp shards with torch's FSDP2 and cannot run under a DeepSpeed launch; launch with torchrun "
             "or an accelerate config without DeepSpeed, or set sharding: none to let DeepSpeed shard"
+        )
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise ConfigError(
+            "sharding: fsdp shards SAMI itself: launch it with torchrun --nproc_per_node N or accelerate launch "
+            "--multi_gpu, not with an accelerate FSDP config (which loads the weights on the first process only)"
         )
     if precision == "fp16":
         raise ConfigError("sharding: fsdp trains in bf16 or full precision, not fp16: set precision to bf16 or no")
