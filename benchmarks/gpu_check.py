@@ -211,7 +211,7 @@ def sharded_worker(spec: dict) -> dict:
         "setup_s": stamps[0] - start if stamps else None,
         "steps": len(stamps),
         "peak_gib": peak / GIB,
-        "loss": float(loss),
+        "loss": float(loss.detach()),
     }
 
 

@@ -178,3 +178,16 @@ def test_a_deepspeed_or_accelerate_fsdp_launch_is_refused_in_one_line(launch):
     with pytest.raises(ConfigError, match="DeepSpeed" if launch == "DEEPSPEED" else "torchrun") as err:
         sharding.plan(from_dict(TrainConfig, {"sharding": "fsdp"}), accelerator, "no")
     assert "\n" not in str(err.value)
+
+
+def test_records_of_several_constitution_counts_are_refused_only_when_sharded():
+    from types import SimpleNamespace
+
+    from sami.train import sharding
+
+    queries = [SimpleNamespace(num_constitutions=2), SimpleNamespace(num_constitutions=3)]
+    active = sharding.Sharding(world=2, rank=0, device_type="cpu", active=True, mixed=False)
+    with pytest.raises(ConfigError, match=r"the same number of constitutions, got \[2, 3\]"):
+        sharding.check_single_c(queries, active)
+    sharding.check_single_c(queries, None)
+    sharding.check_single_c(queries, sharding.Sharding(world=1, rank=0, device_type="cpu", active=False, mixed=False))

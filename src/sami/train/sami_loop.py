@@ -247,7 +247,7 @@ def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
     return TrainResult(cfg.method, run.out, model_dir, run.steps, history)
 
 
-def _accelerator(cfg: TrainConfig, out: Path, precision: str | None = None):
+def _accelerator(cfg: TrainConfig, out: Path):
     from accelerate import Accelerator
 
     reset_accelerate_state()
@@ -255,7 +255,7 @@ def _accelerator(cfg: TrainConfig, out: Path, precision: str | None = None):
         # Without a GPU, processes started by `accelerate launch --multi_gpu` or torchrun still form a
         # gloo group; accelerate needs to be told to use the CPU for that.
         cpu=not torch.cuda.is_available(),
-        mixed_precision=precision or resolve_precision(cfg),
+        mixed_precision=resolve_precision(cfg),
         log_with=cfg.report_to or None,
         project_dir=str(out),
     )
