@@ -32,6 +32,9 @@ PROVENANCE = "provenance.json"
 # is a prefix: one file per process).
 OPTIMIZER, SCHEDULER, TRAINING_ARGS, RNG_STATE = "optimizer.pt", "scheduler.pt", "training_args.bin", "rng_state"
 TRAINING_STATE: tuple[str, ...] = (OPTIMIZER, SCHEDULER, STATE_FILE, TRAINING_ARGS, RNG_STATE)
+# What a sharded SAMI checkpoint holds beside its manifest: the torch.distributed.checkpoint folder of model and
+# optimiser shards, the scheduler (SCHEDULER) and one random-state file per process.
+SHARDS, RNG_SHARD = "shards", "rng-{rank}.pt"
 
 # ------------------------------------------------------------------------------------------ evaluation
 SETTINGS = "settings.json"  # what a suite's stored rows were made with; a rerun that differs is refused

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sami.core.config import flatten, from_dict, to_dict
+from sami.core.errors import ConfigError
 from sami.core.logprobs import LAYOUTS
 from sami.data.templates import TEMPLATES
 from sami.models.loading import ModelConfig
@@ -24,6 +25,7 @@ DPO_LOSS_TYPES: tuple[str, ...] = (
 )  # fmt: skip
 SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "linear", "cosine")
 PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
+SHARDINGS: tuple[str, ...] = ("none", "fsdp")  # sami.train.sharding
 
 
 def in_range(value: float, low: float, strict: bool) -> bool:
@@ -227,6 +229,9 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int | None = None  # overrides epochs when set
     precision: str = "auto"  # auto: bf16 on a GPU that has it, else full precision
+    # none | fsdp: SAMI's model, gradients and optimiser state sharded across the launched processes with torch's
+    # FSDP2, on CPUs and GPUs alike (sami.train.sharding); the TRL methods shard through the accelerate config
+    sharding: str = "none"
     save_every: int = 0  # checkpoint every N steps (0: only at the end)
     keep_checkpoints: int = 2
     log_every: int = 1
@@ -265,6 +270,13 @@ class TrainConfig:
             raise ValueError(
                 "kto needs queries_per_device of at least 2: KTO estimates its KL term by pairing each example's "
                 f"prompt with another example's response in the same device batch (got {self.queries_per_device})"
+            )
+        if self.sharding not in SHARDINGS:
+            raise ConfigError(f"sharding must be one of {SHARDINGS}, got {self.sharding!r}")
+        if self.sharding == "fsdp" and self.method != "sami":
+            raise ConfigError(
+                f"sharding: fsdp is the SAMI loop's; {self.method} shards through the Hugging Face Trainer's FSDP "
+                "(accelerate launch --config_file configs/accelerate/fsdp-8gpu.yaml on GPUs): set sharding: none"
             )
         if self.precision == "fp16" and self.model.dtype == "float16":
             raise ValueError("precision fp16 needs float32 master weights: set model.dtype to auto or float32")
