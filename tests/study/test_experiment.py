@@ -238,10 +238,22 @@ def test_cli_lists_stages_and_prints_the_report_path(finished, capsys):
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed] == STAGES and all(line.split()[1] == "done" for line in listed)
     assert main(["experiment", path]) == 0
-    out = capsys.readouterr().out
-    assert "report: " + str(Path(cfg.output_dir) / "report" / "report.md") in out
-    assert "mtbench: settings that differ between the trained methods:" in out
-    assert "optim.lr: sft=0.001, sami=0.001, dpo=0.0005" in out
+    out = capsys.readouterr().out.splitlines()
+    # the console ends with the headline findings, the report's path and the page's path
+    report = Path(cfg.output_dir) / "report"
+    assert out[-2].startswith(f"report: {report / 'report.md'}") and out[-1] == f"page: {report / 'index.html'}"
+    assert (report / "index.html").is_file()
+    summary = json.loads((report / "summary.json").read_text())
+    heads = out[len(STAGES) : -2]
+    assert 3 <= len(heads) <= 6 and heads[0].startswith("MT-Bench, principle-aware judge")
+    rate = summary["mtbench"]["eval"]["mtbench"]["pairwise"]["principle-aware"]["sami vs dpo"]["overall"]
+    assert f"sami vs dpo {100 * rate['win_rate_adjusted']['value']:.0f}%" in heads[0]
+    assert not any("not used" in line for line in out)
+    # the setting differences are in the report: where the methods that use a setting differ, and only those
+    text = (report / "report.md").read_text()
+    settings = text.split("Every setting that differs between the methods that use it")[1].split("\n\n")[1]
+    assert settings.splitlines() == ["- `optim.lr`: sft = 0.001, sami = 0.001, dpo = 0.0005"]
+    assert "not used" not in text
     assert main(["experiment", path, "--only", "nope"]) == 2
     assert "unknown stage" in capsys.readouterr().err
 
@@ -277,6 +289,9 @@ def test_a_study_of_every_method_judges_each_against_sami_and_sft_and_reports_it
     assert diffs["queries_per_device"] == {m: 2 if m == "kto" else 1 for m in methods}
     assert diffs["simpo.gamma"] == {m: 1.0 if m == "simpo" else "(not used)" for m in methods}
     text = (root / "report" / "report.md").read_text()
+    # a setting only one method uses (simpo.gamma) differs from nothing; one every method uses is listed
+    assert "- `queries_per_device`: " + ", ".join(f"{m} = {2 if m == 'kto' else 1}" for m in methods) in text
+    assert "simpo.gamma" not in text and "not used" not in text
     assert "## Experiment 1: SAMI vs DPO vs KTO vs ORPO vs SimPO vs SFT on MT-Bench" in text
     for m in methods:
         assert f"| {m} | " in text  # its training row

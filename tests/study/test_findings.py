@@ -1,6 +1,14 @@
 """ "What this run shows": sentences follow the numbers and their intervals, on hand-made summaries."""
 
-from sami.study.findings import adherence_findings, compare, findings, judge_findings, math_findings, mi_findings
+from sami.study.findings import (
+    adherence_findings,
+    compare,
+    findings,
+    headline,
+    judge_findings,
+    math_findings,
+    mi_findings,
+)
 
 
 def est(value, low, high, n=8):
@@ -159,3 +167,25 @@ def test_findings_name_a_positive_control():
     summary = {"mtbench": {"data": {"teacher_mode": "rewrite"}, "eval": {}}}
     assert "positive control" in findings(summary)[0]
     assert findings({"mtbench": {"data": {"teacher_mode": "constitution"}, "eval": {}}}) == []
+
+
+def test_the_headline_keeps_every_study_in_six_lines():
+    """Four judges, MI, adherence and math make seven lines: the judges give way (three are kept), every study
+    keeps its line, and each number is the estimate rounded as the report rounds it."""
+    pair = {"overall": {"win_rate_adjusted": est(0.84, 0.68, 0.93)}}
+    summary = {
+        "mtbench": {"eval": {
+            "mtbench": {"pairwise": {j: {"sami vs dpo": pair} for j in ("aware", "free", "checker", "other")}},
+            "mi": {"base": mi(0.01, 0.0, 0.02), "sami": mi(0.6, 0.55, 0.65)},
+            "adherence": {"sami": {"principles": {"lowercase": {"contrast": est(0.5, 0.25, 0.75)}}}},
+        }},
+        "math": {"eval": {"gsm8k": {"base": {"greedy_accuracy": est(0.2, 0.1, 0.3)}}}},
+    }  # fmt: skip
+    lines = headline(summary)
+    assert len(lines) == 6
+    assert lines[0] == "MT-Bench, aware judge, hard win rate of the first named: sami vs dpo 84% [68, 93]"
+    assert [line.split(",")[1] for line in lines[:3]] == [" aware judge", " free judge", " checker judge"]
+    assert lines[3] == "MI bound on held-out records, nats: base 0.01 [0.00, 0.02], sami 0.60 [0.55, 0.65]"
+    assert lines[4].endswith(": lowercase 0.50 [0.25, 0.75]")
+    assert lines[5] == "GSM8K greedy accuracy: base 20% [10, 30]"
+    assert len(headline({"math": summary["math"]})) == 1

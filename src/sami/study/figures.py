@@ -1,4 +1,5 @@
-"""The report's figures (matplotlib, written as PNG). Every point carries its 95% interval.
+"""The report's figures (matplotlib, written as PNG; the page's training curves as SVG). Every estimate is
+drawn with its 95% interval.
 
 Inputs are plain mappings of estimates, ``{"rate": r, "low": l, "high": h, "n": n}`` (``value`` in place of
 ``rate`` for means), so a figure can be redrawn from ``summary.json`` alone. Beside each ``<name>.png`` goes
@@ -108,6 +109,24 @@ def attempts_curves(
     ax.legend(fontsize="small")
     fig.tight_layout()
     return _save(fig, path, _drawn_curves(ax))
+
+
+def step_curves(series: Mapping[str, list[tuple[int, float]]], path: str | Path, *, title: str, ylabel: str) -> Path:
+    """One line per method over training steps (``series``: method -> [(step, value), ...]). The format follows
+    the suffix of ``path`` (the page inlines an SVG). Beside it: ``<name>.json``, method -> step -> value as drawn."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name, points in series.items():
+        ax.plot([s for s, _ in points], [v for _, v in points], marker="o" if len(points) < 30 else None,
+                markersize=3, label=name)  # fmt: skip
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    drawn = {line.get_label(): {str(int(x)): float(y) for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)}
+             for line in ax.get_lines()}  # fmt: skip
+    return _save(fig, path, drawn)
 
 
 def estimate_bars(values: Mapping[str, Estimate], path: str | Path, *, title: str, ylabel: str) -> Path:

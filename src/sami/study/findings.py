@@ -238,3 +238,25 @@ def findings(summary: dict) -> list[str]:
     if gsm8k:
         lines += math_findings(gsm8k)
     return lines
+
+
+def headline(summary: dict, most: int = 6) -> list[str]:
+    """At most ``most`` short lines for the end of ``sami experiment``: each pairwise judge's hard win rates (the
+    first judges, where there are more than fit), the MI bound, SAMI's adherence contrasts and the GSM8K greedy
+    accuracies; the report has the rest."""
+    judges, rest = [], []
+    ev = summary.get("mtbench", {}).get("eval", {})
+    for judge, by_pair in ev.get("mtbench", {}).get("pairwise", {}).items():
+        rates = ", ".join(f"{pair} {pct(b['overall']['win_rate_adjusted'], 0)}" for pair, b in by_pair.items())
+        judges.append(f"MT-Bench, {judge} judge, hard win rate of the first named: {rates}")
+    if "mi" in ev:
+        rest.append("MI bound on held-out records, nats: " + ", ".join(
+            f"{n} {num(m['overall']['mi_bound'], 2)}" for n, m in ev["mi"].items()))  # fmt: skip
+    if "sami" in ev.get("adherence", {}):
+        rest.append("SAMI's adherence, pass rate under the principle minus under its antithesis: " + ", ".join(
+            f"{p} {num(b['contrast'], 2)}" for p, b in ev["adherence"]["sami"]["principles"].items()))  # fmt: skip
+    gsm8k = summary.get("math", {}).get("eval", {}).get("gsm8k")
+    if gsm8k:
+        rest.append("GSM8K greedy accuracy: " + ", ".join(f"{n} {pct(m['greedy_accuracy'], 0)}"
+                                                          for n, m in gsm8k.items()))  # fmt: skip
+    return (judges[: max(most - len(rest), 1)] + rest)[:most]

@@ -1,4 +1,5 @@
-"""The study report: ``report.md``, ``summary.json`` and ``figures/*.png`` from the stored evaluation files.
+"""The study report: ``report.md``, ``summary.json``, ``figures/*.png`` and the page ``index.html``
+(``sami.study.page``) from the stored evaluation files.
 
 Every number is recomputed here from the per-item files (``sami.eval.run.compute``), never carried over
 from the run that generated them, and written into ``summary.json``; ``report.md`` and the figures are drawn
@@ -16,6 +17,7 @@ from sami.core.config import config_hash, to_dict
 from sami.core.layout import METRICS, REPORT, SUMMARY
 from sami.study import figures
 from sami.study.findings import CONSTITUTION_NOTES, findings, num, pct
+from sami.study.page import write_run_page
 from sami.train.config import NOT_USED, compare_configs
 from sami.train.registry import METHODS
 from sami.train.runfolder import package_versions, read_metrics
@@ -114,6 +116,9 @@ def build_summary(cfg, parts: dict) -> dict:
             block["eval"][suite] = compute(suite, ev)
         summary[study] = block
     return summary
+
+
+SELF_EVIDENT = ("method", "output_dir", "init_from")  # differ between any two trained methods
 
 
 def label(method: str) -> str:
@@ -267,19 +272,17 @@ def _training_section(t: dict, lines: list[str]) -> None:
             lines += ["", f"**{method} saturated:** {m['saturated_steps']} of its {m['steps']} steps had a gradient "
                       "norm of exactly 0, so those steps changed nothing (the learning rate was too high, or the "
                       "data give no signal)."]  # fmt: skip
-    diffs = t["config_differences"]
-    lines += ["", "Every setting that differs between the methods' resolved training configs:", ""]
-    shared = {k: v for k, v in diffs.items() if NOT_USED not in v.values()}
-    own = {k: v for k, v in diffs.items() if NOT_USED in v.values()}
-    if not diffs:
-        lines.append("- none")
-    for key, values in shared.items():
-        lines.append(f"- `{key}`: " + ", ".join(f"{m} = {v}" for m, v in values.items()))
-    for method in t["methods"]:
-        mine = [f"`{k}` = {v[method]}" for k, v in own.items() if v.get(method, NOT_USED) != NOT_USED]
-        if mine:
-            lines.append(f"- {method}'s own section (not used by the others): " + ", ".join(mine))
-    lines.append("")
+    # a setting shows where the methods that use it differ, with those methods' values only; each run's method,
+    # folder and starting point differ by construction (the table above names them)
+    differ = {}
+    for key, values in t["config_differences"].items():
+        used = {m: v for m, v in values.items() if v != NOT_USED}
+        if key not in SELF_EVIDENT and len({json.dumps(v, default=str) for v in used.values()}) > 1:
+            differ[key] = used
+    lines += ["", "Every setting that differs between the methods that use it (each method's whole resolved config is "
+              "`<study>/models/<method>/config.yaml`):", ""]  # fmt: skip
+    lines += [f"- `{key}`: " + ", ".join(f"{m} = {v}" for m, v in used.items()) for key, used in differ.items()]
+    lines += ["- none", ""] if not differ else [""]
 
 
 def _math_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
@@ -378,4 +381,5 @@ def write_report(cfg, parts: dict, folder: Path) -> Path:
     text = render_report(summary, folder / "figures")
     path = folder / REPORT
     path.write_text(text)
+    write_run_page(cfg, parts, summary, text, folder)  # the page beside the report: index.html
     return path

@@ -1,0 +1,94 @@
+"""Which page a folder gets: a run folder of ``sami experiment`` or an evaluation folder (``sami eval``, ``sami eval
+import``), and ``sami view``'s small local server.
+
+A run folder's page is ``<run>/report/index.html``; an evaluation folder's is ``<folder>/report/index.html``, where
+the folder is either an evaluation's ``output_dir`` (holding ``mtbench/``, ``gsm8k/``, ... with their
+``config.yaml``) or one suite's folder in it. The numbers are recomputed from the stored files as the report
+recomputes them (``sami.study.report.build_summary``, ``sami.eval.run.compute``); nothing is generated or judged.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import tempfile
+from pathlib import Path
+
+from sami.core.config import from_dict, load_yaml
+from sami.core.errors import InputMissing
+from sami.core.layout import CONFIG, PAGE, REPORT_DIR
+from sami.study.page import Study, run_studies, write_page
+
+
+def write_eval_page(output_dir: Path, evals: dict, metrics: dict, page_dir: Path | None = None) -> Path:
+    """The page of one evaluation folder: ``evals`` suite -> EvalConfig, ``metrics`` suite -> its metrics."""
+    page_dir = page_dir or output_dir / REPORT_DIR
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_page(page_dir / PAGE, title=f"Evaluation: {output_dir.name}", fig_dir=Path(tmp),
+                          studies=[Study("eval", evals=evals, metrics=metrics)], source=str(output_dir))  # fmt: skip
+
+
+def _is_eval_config(path: Path) -> bool:
+    return path.is_file() and "models" in (load_yaml(path) or {})
+
+
+def _eval_configs(output_dir: Path) -> dict:
+    """Suite -> EvalConfig of every suite folder under ``output_dir``, reading from where the folder is now."""
+    from sami.eval.config import EvalConfig
+    from sami.eval.run import SUITES
+
+    out = {}
+    for suite in SUITES:
+        path = output_dir / suite / CONFIG
+        if _is_eval_config(path):
+            data = load_yaml(path)
+            data["output_dir"] = str(output_dir)  # the folder may have been moved or copied
+            out[suite] = from_dict(EvalConfig, data, source=str(path))
+    return out
+
+
+def view(folder: str | Path) -> Path:
+    """Write the page of ``folder`` (a run, an evaluation's output_dir or one suite's folder) from its stored
+    files and return its path."""
+    folder = Path(folder).resolve()
+    config = folder / CONFIG
+    if config.is_file() and not _is_eval_config(config):
+        return _view_run(folder)
+    if _is_eval_config(config):  # one suite's folder
+        evals = {k: v for k, v in _eval_configs(folder.parent).items() if k == folder.name}
+        page_dir = folder / REPORT_DIR
+    else:
+        evals, page_dir = _eval_configs(folder), folder / REPORT_DIR
+    if not evals:
+        raise InputMissing(f"{folder}: neither a run folder (config.yaml of sami experiment) nor an evaluation "
+                                "folder (mtbench/, gsm8k/, adherence/ or mi/ with their config.yaml)")  # fmt: skip
+    from sami.eval.run import compute
+
+    output_dir = Path(next(iter(evals.values())).output_dir)
+    metrics = {suite: compute(suite, cfg) for suite, cfg in evals.items()}
+    return write_eval_page(output_dir, evals, metrics, page_dir)
+
+
+def _view_run(folder: Path) -> Path:
+    from sami.study.experiment import load_experiment_config, plan_experiment
+    from sami.study.report import build_summary, render_report
+
+    cfg = load_experiment_config(folder / CONFIG)
+    cfg.output_dir = str(folder)  # the run may have been moved or copied
+    _, parts = plan_experiment(cfg)
+    summary = build_summary(cfg, parts)
+    with tempfile.TemporaryDirectory() as tmp:  # the report's figures, drawn again only to be inlined
+        report_md = render_report(summary, Path(tmp) / "figures")
+        return write_page(folder / REPORT_DIR / PAGE, title=f"Run: {cfg.name}", studies=run_studies(parts, summary),
+                          fig_dir=Path(tmp) / "figures", report_md=report_md, source=str(folder))  # fmt: skip
+
+
+def serve(page: Path, port: int = 0) -> None:
+    """Serve the page's folder on 127.0.0.1 (``port`` 0: a free one the system picks) until interrupted."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        print(f"serving http://127.0.0.1:{server.server_address[1]}/{page.name} (Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:  # the way to stop it, not an error
+            print("stopped serving")
