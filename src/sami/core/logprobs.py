@@ -16,6 +16,7 @@ only runs the model over them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -143,8 +144,20 @@ def token_logprobs(logits: torch.Tensor, positions: torch.Tensor, targets: torch
     return _TokenLogProbs.apply(logits, positions, targets)
 
 
-def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
-    """One row per (query, constitution): left-padded prompt, then all C responses of that query."""
+@dataclass
+class _Packed:
+    """The shared layout's rows: one per (query, constitution), a left-padded prompt then the query's C
+    responses; ``gathers`` per query: (predictor index, target id, response index) per response token, and
+    the responses' lengths."""
+
+    input_ids: torch.Tensor  # (B*C, L)
+    position_ids: torch.Tensor  # (B*C, L): restart after the prompt for every response
+    segment: torch.Tensor  # (B*C, L): -1 padding, 0 prompt, j + 1 response j
+    gathers: list[tuple[list[int], list[int], list[int], list[int]]]
+    r_max: int  # the longest query's response tokens: logits are kept for the last r_max + 1 positions
+
+
+def _pack(queries: Sequence[QueryTokens], pad_id: int) -> _Packed:
     c = queries[0].num_constitutions
     p_max = max(len(p) for q in queries for p in q.prompt_ids)
     r_max = max(sum(len(r) for r in q.response_ids) for q in queries)
@@ -153,7 +166,7 @@ def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
     input_ids = torch.full((n, length), pad_id, dtype=torch.long)
     position_ids = torch.zeros((n, length), dtype=torch.long)
     segment = torch.full((n, length), -1, dtype=torch.long)
-    gathers = []  # per query: (predictor index, target id, response index, lengths)
+    gathers = []
     for b, q in enumerate(queries):
         for i, p in enumerate(q.prompt_ids):
             row = b * c + i
@@ -176,9 +189,11 @@ def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
             target += list(r)
             which += [j] * len(r)
             offset += len(r)
-        lengths = [len(r) for r in q.response_ids]
-        gathers.append((predictor, target, which, lengths))
+        gathers.append((predictor, target, which, [len(r) for r in q.response_ids]))
+    return _Packed(input_ids, position_ids, segment, gathers, r_max)
 
+
+def _check_window(model, position_ids: torch.Tensor) -> None:
     window = _sliding_window(model)
     if window is not None and int(position_ids.max()) >= window:
         # A custom 4D mask replaces the model's own, sliding window included; sequences within the
@@ -188,14 +203,11 @@ def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
             f"window of {window}; the shared layout does not apply sliding windows: use layout='naive' "
             "(sami.layout: naive) or shorter max_prompt_tokens / max_response_tokens"
         )
-    device = _model_device(model)
-    eager = _attn_implementation(model) == "eager"
-    logits = model(
-        input_ids=input_ids.to(device),
-        attention_mask=_block_mask(segment.to(device), eager),
-        position_ids=position_ids.to(device),
-        logits_to_keep=r_max + 1,
-    ).logits  # (B*C, r_max + 1, V)
+
+
+def _gather(logits: torch.Tensor, gathers: list, c: int) -> torch.Tensor:
+    """The (B, C, C) matrix from the kept logits: each response token's log-prob, averaged per response."""
+    device, n = logits.device, logits.shape[0]
     # One call over all rows (slicing the logits per query would zero-fill a full copy in the backward);
     # rows of shorter queries are padded with (position 0, token 0) pairs that no matrix entry reads.
     t_max = max(len(g[0]) for g in gathers)
@@ -211,6 +223,20 @@ def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
         sums = lp.new_zeros(c, c).index_add(1, torch.tensor(which, device=device), lp)
         matrices.append(sums / torch.tensor(lengths, device=device, dtype=sums.dtype))
     return torch.stack(matrices)  # (B, C, C)
+
+
+def _shared(model, queries: Sequence[QueryTokens], pad_id: int) -> torch.Tensor:
+    """One packed row per (query, constitution) through the model once; the (B, C, C) matrix gathered from it."""
+    packed = _pack(queries, pad_id)
+    _check_window(model, packed.position_ids)
+    device = _model_device(model)
+    logits = model(
+        input_ids=packed.input_ids.to(device),
+        attention_mask=_block_mask(packed.segment.to(device), _attn_implementation(model) == "eager"),
+        position_ids=packed.position_ids.to(device),
+        logits_to_keep=packed.r_max + 1,
+    ).logits  # (B*C, r_max + 1, V)
+    return _gather(logits, packed.gathers, queries[0].num_constitutions)
 
 
 def batch_logprob_matrices(
