@@ -18,11 +18,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from sami.core.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def _check(value: Any, tp: Any, where: str) -> Any:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from sami.core.logprobs import QueryTokens, batch_logprob_matrices
+from sami.core.logprobs import batch_logprob_matrices
+from sami.core.tokens import QueryTokens
 from sami.train.config import TrainConfig
 
 Reference = Callable[[list[QueryTokens]], torch.Tensor]  # B queries of one C -> (B, C) diagonal log-probs

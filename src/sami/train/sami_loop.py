@@ -28,8 +28,11 @@ from pathlib import Path
 import torch
 
 from sami.core.config import flatten, save_yaml, to_dict
-from sami.core.logprobs import QueryTokens, batch_logprob_matrices, count_cuts
+from sami.core.errors import ConfigError
+from sami.core.layout import CONFIG, MODEL
+from sami.core.logprobs import batch_logprob_matrices
 from sami.core.objective import sami_loss, sami_metrics
+from sami.core.tokens import QueryTokens, count_cuts
 from sami.data.records import Record, read_records
 from sami.models.loading import load_model
 from sami.train import sharding
@@ -117,7 +120,7 @@ def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int
         weights = None
         if cfg.sami.constitution_weights is not None:
             if len(cfg.sami.constitution_weights) != c:
-                raise ValueError(
+                raise ConfigError(
                     f"sami.constitution_weights has {len(cfg.sami.constitution_weights)} entries; records have C = {c}"
                 )
             weights = torch.tensor(cfg.sami.constitution_weights)
@@ -233,7 +236,7 @@ def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
                        saturation.saturated, run.steps - run.start)  # fmt: skip
     if run.start < run.steps:  # a finished run that is resumed again has nothing to save
         _save_checkpoint(accelerator, run.out, run.steps, run.saved_cfg, run.run_info, _state_saver(run))
-    model_dir = run.out / "model"
+    model_dir = run.out / MODEL
     if run.start < run.steps or not model_written(model_dir, run.steps):
         if run.shard is None:
             save_model(accelerator, run.model, run.tokenizer, model_dir, cfg, run.steps, run.segments)
@@ -318,7 +321,7 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
             written_by = json.loads((checkpoint / STATE_FILE).read_text()).get("processes")
             sharding.load_state(checkpoint, model, optimizer, scheduler, shard, same_world=written_by == world)
         if start > steps:
-            raise ValueError(
+            raise ConfigError(
                 f"{checkpoint} is at step {start}, past this run's {steps} steps; raise max_steps or epochs"
             )
         logger.info("resumed from %s at step %d", checkpoint, start)
@@ -326,7 +329,7 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         segments.append(segment(cfg, start, steps, cuts))
     if accelerator.is_main_process:
         truncate_metrics(out / METRICS, start)
-        save_yaml(saved_cfg, out / "config.yaml")
+        save_yaml(saved_cfg, out / CONFIG)
     if cfg.report_to:
         flat = flatten(to_dict(cfg))  # trackers take scalars only
         accelerator.init_trackers(
@@ -488,7 +491,7 @@ def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_in
     if accelerator.is_main_process:
 
         def seal() -> None:
-            save_yaml(cfg, partial / "config.yaml")
+            save_yaml(cfg, partial / CONFIG)
             (partial / STATE_FILE).write_text(json.dumps({"step": step, **getattr(save_state, "state", {})}))
             write_manifest(partial, step=step, **run_info)
 

@@ -35,13 +35,10 @@ from pathlib import Path
 
 import torch
 
-from sami.core.config import ConfigError
+from sami.core.errors import ConfigError
+from sami.core.layout import SCHEDULER, SHARDED_RNG, SHARDS
 
 logger = logging.getLogger(__name__)
-
-SHARDS = "shards"  # the torch.distributed.checkpoint folder inside a checkpoint
-SCHEDULER_FILE = "scheduler.pt"
-RNG_FILE = "rng-{rank}.pt"
 
 
 @dataclass
@@ -201,9 +198,9 @@ def save_state(folder: Path, model, optimizer, scheduler, shard: Sharding) -> No
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
-    torch.save(rng, folder / RNG_FILE.format(rank=shard.rank))
+    torch.save(rng, folder / SHARDED_RNG.format(rank=shard.rank))
     if shard.rank == 0:
-        torch.save(scheduler.state_dict(), folder / SCHEDULER_FILE)
+        torch.save(scheduler.state_dict(), folder / SCHEDULER)
 
 
 def load_state(folder: Path, model, optimizer, scheduler, shard: Sharding, same_world: bool) -> None:
@@ -219,8 +216,8 @@ def load_state(folder: Path, model, optimizer, scheduler, shard: Sharding, same_
         dcp.load(state, checkpoint_id=str(folder / SHARDS), no_dist=_alone())
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
                    options=options)  # fmt: skip
-    scheduler.load_state_dict(torch.load(folder / SCHEDULER_FILE, weights_only=True))
-    rng_file = folder / RNG_FILE.format(rank=shard.rank)
+    scheduler.load_state_dict(torch.load(folder / SCHEDULER, weights_only=True))
+    rng_file = folder / SHARDED_RNG.format(rank=shard.rank)
     if same_world and rng_file.is_file():
         rng = torch.load(rng_file, weights_only=True)
         torch.set_rng_state(rng["cpu"])
