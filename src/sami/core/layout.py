@@ -6,8 +6,7 @@ A training run's output folder (``sami train``)::
     config.yaml                      CONFIG: the resolved training config
     metrics.jsonl                    METRICS: one line per optimiser step
     checkpoints/checkpoint-N/        CHECKPOINTS: each with trainer_state.json (STATE_FILE, written last),
-                                     manifest.json (MANIFEST) and, for TRL, optimizer.pt and friends;
-                                     under sharding: fsdp, shards/ (SHARDS) and scheduler.pt
+                                     manifest.json (MANIFEST) and, for TRL, optimizer.pt and friends
     model/                           MODEL: the final model, with sami_config.yaml (MODEL_CONFIG) and
                                      provenance.json (PROVENANCE)
 
@@ -33,9 +32,9 @@ PROVENANCE = "provenance.json"
 # is a prefix: one file per process).
 OPTIMIZER, SCHEDULER, TRAINING_ARGS, RNG_STATE = "optimizer.pt", "scheduler.pt", "training_args.bin", "rng_state"
 TRAINING_STATE: tuple[str, ...] = (OPTIMIZER, SCHEDULER, STATE_FILE, TRAINING_ARGS, RNG_STATE)
-# What a sharded SAMI checkpoint (sharding: fsdp) holds beside SCHEDULER: every process's shards of the weights
-# and the optimiser state (a torch.distributed.checkpoint folder) and its RNG state.
-SHARDS, SHARDED_RNG = "shards", "rng-{rank}.pt"
+# What a sharded SAMI checkpoint holds beside its manifest: the torch.distributed.checkpoint folder of model and
+# optimiser shards, the scheduler (SCHEDULER) and one random-state file per process.
+SHARDS, RNG_SHARD = "shards", "rng-{rank}.pt"
 
 # ------------------------------------------------------------------------------------------ evaluation
 SETTINGS = "settings.json"  # what a suite's stored rows were made with; a rerun that differs is refused

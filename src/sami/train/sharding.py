@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from sami.core.errors import ConfigError
-from sami.core.layout import SCHEDULER, SHARDED_RNG, SHARDS
+from sami.core.layout import RNG_SHARD, SCHEDULER, SHARDS
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def save_state(folder: Path, model, optimizer, scheduler, shard: Sharding) -> No
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
-    torch.save(rng, folder / SHARDED_RNG.format(rank=shard.rank))
+    torch.save(rng, folder / RNG_SHARD.format(rank=shard.rank))
     if shard.rank == 0:
         torch.save(scheduler.state_dict(), folder / SCHEDULER)
 
@@ -217,7 +217,7 @@ def load_state(folder: Path, model, optimizer, scheduler, shard: Sharding, same_
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
                    options=options)  # fmt: skip
     scheduler.load_state_dict(torch.load(folder / SCHEDULER, weights_only=True))
-    rng_file = folder / SHARDED_RNG.format(rank=shard.rank)
+    rng_file = folder / RNG_SHARD.format(rank=shard.rank)
     if same_world and rng_file.is_file():
         rng = torch.load(rng_file, weights_only=True)
         torch.set_rng_state(rng["cpu"])
