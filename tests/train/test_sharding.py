@@ -22,13 +22,18 @@ STEPS = 4
 
 
 def case_cfg(tmp_path, model_dir, name, finetune, layout, **kw):
-    """4 steps of anchored SAMI (NLL and reference terms on), a checkpoint every 2 steps, all kept."""
+    """4 steps of anchored SAMI (NLL and reference terms on), a checkpoint every 2 steps, all kept; LoRA with the
+    shared layout recomputes its activations (activation checkpointing composes with sharding)."""
     kw = {"max_steps": STEPS, "save_every": 2, "keep_checkpoints": 3, **kw}
     return make_cfg(
         tmp_path,
         model_dir,
         name,
-        model={"finetune": finetune, "lora": {"dropout": 0.0, "r": 4, "alpha": 8}},
+        model={
+            "finetune": finetune,
+            "lora": {"dropout": 0.0, "r": 4, "alpha": 8},
+            "gradient_checkpointing": (finetune, layout) == ("lora", "shared"),
+        },
         sami={"layout": layout, "nll_weight": 0.3, "ref_weight": 0.5},
         **kw,
     )
