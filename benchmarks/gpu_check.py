@@ -10,7 +10,11 @@ Cells, each ``sami.train.run.train`` in a fresh process (``cells.run_cell``), on
 - SAMI with the shared and the naive layout of the log-prob matrix, LoRA and full fine-tuning;
 - TRL's DPO (``method: dpo``) on the same records, LoRA and full fine-tuning;
 - one ``accelerate launch`` of ``sami train`` (SAMI, LoRA) with the project's FSDP config
-  (``configs/accelerate/fsdp-8gpu.yaml``) on one process.
+  (``configs/accelerate/fsdp-8gpu.yaml``) on one process;
+- SAMI's own sharded path (``sharding: fsdp``, ``sami.train.sharding``) at world size 1: ``fully_shard`` per
+  decoder block with bf16 parameters and fp32 gradient reduction, full fine-tuning, AdamW steps through the
+  SAMI loss; then the same on the embedded model (SmolLM2-135M) for its peak GPU memory (skipped without a
+  GPU).
 
 bfloat16: ``precision: auto`` computes in bf16 autocast on a GPU that has it; LoRA's frozen base is stored in
 bfloat16 (``model.dtype: auto``), fully fine-tuned weights stay float32 (AdamW's small steps would be lost
@@ -126,6 +130,8 @@ def train_config(spec: dict, output_dir: str) -> dict:
 
 
 def worker(spec: dict) -> dict:
+    if spec.get("cell") == "sharded":
+        return sharded_worker(spec)
     import shutil
 
     import torch
@@ -152,6 +158,60 @@ def worker(spec: dict) -> dict:
         "setup_s": stamps[0] - start if stamps else None,
         "steps": len(stamps),
         "peak_gib": peak / GIB,
+    }
+
+
+def sharded_worker(spec: dict) -> dict:
+    """``sharding: fsdp``'s code at world size 1 (a one-process group, NCCL on a GPU, gloo on a CPU): the model
+    sharded with ``sami.train.sharding.shard_model`` (bf16 parameters, fp32 reduction on a GPU), AdamW steps
+    through the SAMI loss, each process's share of the queries as ``sami train`` reads them."""
+    import torch
+    import torch.distributed as dist
+
+    cuda = torch.cuda.is_available()
+    if spec.get("needs_gpu") and not cuda:
+        return {"skipped": "no GPU"}
+    _import_sami()
+    from sami.core.config import from_dict
+    from sami.data.records import read_records
+    from sami.models.loading import load_model
+    from sami.train import sharding
+    from sami.train.config import TrainConfig
+    from sami.train.encoding import encode_records
+    from sami.train.sami_loop import _micro_loss, micro_batch
+
+    start = time.perf_counter()
+    if cuda:
+        torch.cuda.set_device(0)
+    dist.init_process_group("nccl" if cuda else "gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        cfg = from_dict(TrainConfig, train_config(spec, tempfile.gettempdir()))
+        model, tokenizer = load_model(cfg.model)
+        queries = encode_records(read_records(cfg.data), tokenizer, cfg)
+        shard = sharding.Sharding(world=1, rank=0, device_type="cuda" if cuda else "cpu", active=True, mixed=cuda)
+        model = sharding.shard_model(model, shard)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        stamps = []
+        for step in range(spec["steps"]):
+            batch = [queries[i] for i in micro_batch(cfg, len(queries), step, 0, 0, 1)]
+            loss, _, _ = _micro_loss(model, cfg, batch, tokenizer.pad_token_id)
+            loss.backward()
+            sharding.clip_grad_norm(model, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.synchronize()
+            stamps.append(time.perf_counter())
+    finally:
+        dist.destroy_process_group()
+    intervals = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "step_s": statistics.median(intervals) if intervals else None,
+        "setup_s": stamps[0] - start if stamps else None,
+        "steps": len(stamps),
+        "peak_gib": peak / GIB,
+        "loss": float(loss.detach()),
     }
 
 
@@ -184,7 +244,7 @@ def _fmt(value, digits=3) -> str:
     return "" if value is None else f"{value:.{digits}g}"
 
 
-def table(rows: list[dict], fsdp: dict) -> str:
+def table(rows: list[dict], fsdp: dict, sharded: list[dict] = ()) -> str:
     lines = [
         "| method | layout | finetune | step s (median) | setup s | peak GiB |",
         "|---|---|---|---:|---:|---:|",
@@ -201,6 +261,14 @@ def table(rows: list[dict], fsdp: dict) -> str:
     else:
         status = f"ok in {fsdp['wall_s']:.0f} s wall" + ("" if fsdp["model_saved"] else ", no model saved")
         lines.append(f"| accelerate launch, FSDP config, 1 process | shared | lora | {status} |  |  |")
+    for row in sharded:
+        r, cells = row["result"], f"| {row['name']} | shared | full |"
+        if "error" in r:
+            lines.append(f"{cells} failed ({r['error']}) |  |  |")
+        elif "skipped" in r:
+            lines.append(f"{cells} skipped ({r['skipped']}) |  |  |")
+        else:
+            lines.append(f"{cells} {_fmt(r['step_s'], 4)} | {_fmt(r['setup_s'])} | {r['peak_gib']:.2f} |")
     return "\n".join(lines)
 
 
@@ -237,15 +305,25 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"method": method, "layout": layout, "finetune": finetune, "result": result})
         fsdp = fsdp_launch({**base, "method": "sami", "layout": "shared", "finetune": "lora"}, args.timeout)
         print(f"fsdp launch: {fsdp}", file=sys.stderr)
+        sharded = []
+        for name, extra in (("sharding: fsdp, fully_shard, world size 1", {}),
+                            ("sharding: fsdp, embedded model (SmolLM2-135M)",
+                             {"model": "smollm2-135m", "needs_gpu": True})):  # fmt: skip
+            spec = {**base, "method": "sami", "layout": "shared", "finetune": "full", "cell": "sharded", **extra}
+            result = run_cell(__file__, spec, mark=RESULT_MARK, timeout=args.timeout, cwd=ROOT)
+            print(f"{name}: {result}", file=sys.stderr)
+            sharded.append({"name": name, "result": result})
     print(
         f"{device}, torch {torch.__version__}; random-weight Llama, {params / 1e6:.1f} M parameters; "
         f"{args.data}: 2 queries per step, prompt and response <= {tokens} tokens, {args.steps - 1} timed steps "
         "after one warm-up; bf16 autocast (LoRA base stored in bf16, full fine-tuning weights float32)"
     )
-    print(table(rows, fsdp))
+    print(table(rows, fsdp, sharded))
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device, "params": params, "rows": rows, "fsdp": fsdp}))
-    failed = [r for r in rows if "error" in r["result"]] + ([fsdp] if "error" in fsdp else [])
+        Path(args.json).write_text(
+            json.dumps({"device": device, "params": params, "rows": rows, "fsdp": fsdp, "sharded": sharded})
+        )
+    failed = [r for r in rows + sharded if "error" in r["result"]] + ([fsdp] if "error" in fsdp else [])
     return 1 if failed else 0
 
 

@@ -173,7 +173,7 @@ def _parameter_counts(model) -> dict[str, int]:
 def _random_query(vocab: int, c: int, prompt_len: int, response_len: int, seed: int):
     import torch
 
-    from sami.core.logprobs import QueryTokens
+    from sami.core.tokens import QueryTokens
 
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab, (2 * c, max(prompt_len, response_len)), generator=gen).tolist()

@@ -18,7 +18,11 @@ A block sits between two HTML comments (invisible on the rendered page):
   ``python docs/regenerate.py --record-machine RUN`` (``--note`` adds a line, e.g. what else was running).
 
 A block whose file is missing is left as it is, and the script says so (exit code 0: a page may quote runs
-that only some machines have). Paths are relative to the repository root.
+that only some machines have); but a report missing from a run whose stage times are published (it holds
+machine.json) is an error: its times would stand beside another run's excerpts. Every block of every page is
+rendered before any page is written: a file that cannot be read (an empty report, a machine.json that is not
+JSON, a stage.json without its fields) stops the script with one line naming it (exit code 2), and no page
+changes. Paths are relative to the repository root.
 
     python docs/regenerate.py                 # rewrite every block whose run exists (make docs)
     python docs/regenerate.py --check         # exit 1 if a rewrite would change a page
@@ -45,6 +49,36 @@ class Missing(Exception):
     """The block's run file is not on this machine."""
 
 
+class BlockError(ValueError):
+    """A block cannot be rendered from its file; the message names the file."""
+
+
+def shown(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
+def read_json(path: Path, fields: tuple[str, ...]) -> dict:
+    """A run's JSON file (machine.json, stage.json) holding ``fields``; else ``BlockError`` naming it."""
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BlockError(f"{shown(path)}: not JSON ({err})") from None
+    missing = [f for f in fields if not isinstance(value, dict) or f not in value]
+    if missing:
+        raise BlockError(f"{shown(path)}: no {', '.join(missing)}; expected an object with {', '.join(fields)}")
+    return value
+
+
+def finished_run(path: Path) -> Path | None:
+    """The run folder above ``path`` whose stage times the docs publish (it holds ``machine.json``), else None."""
+    for folder in path.parents:
+        if folder == ROOT or not folder.is_relative_to(ROOT):
+            return None
+        if (folder / MACHINE).is_file():
+            return folder
+    return None
+
+
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """``FILE key="value" ...`` (shell quoting) into the file and its options."""
     words = shlex.split(spec)
@@ -69,7 +103,7 @@ def section(text: str, heading: str | None) -> list[str]:
                 len(lines),
             )
             return lines[i + 1 : end]
-    raise ValueError(f"no heading {heading!r}")
+    raise BlockError(f"no heading {heading!r}")
 
 
 def wrap(line: str) -> str:
@@ -79,14 +113,23 @@ def wrap(line: str) -> str:
 
 def excerpt(path: Path, options: dict[str, str]) -> str:
     if not path.is_file():
+        run = finished_run(path)
+        if run is not None:  # its stage times would be published beside an older report's excerpts
+            raise BlockError(f"{shown(path)} is missing, but {shown(run)} has its stage times; rerun its report")
         raise Missing(path)
-    body = section(path.read_text(), options.get("section"))
+    text = path.read_text()
+    if not text.strip():
+        raise BlockError(f"{shown(path)}: empty")
+    try:
+        body = section(text, options.get("section"))
+    except BlockError as err:
+        raise BlockError(f"{shown(path)}: {err}") from None
     if "until" in options:
         body = body[: next((i for i, line in enumerate(body) if re.search(options["until"], line)), len(body))]
     pattern = re.compile(options["lines"]) if "lines" in options else None
     kept = [(i, line) for i, line in enumerate(body) if line.strip() and (pattern is None or pattern.search(line))]
     if not kept:
-        raise ValueError(f"no line of {path} matches {options}")
+        raise BlockError(f"no line of {shown(path)} matches {options}")
     if options.get("as") == "markdown":
         # lines that were apart in the report stay apart, so that two tables do not run into one
         out = [line if i == 0 or kept[i - 1][0] == n - 1 else "\n" + line for i, (n, line) in enumerate(kept)]
@@ -100,11 +143,11 @@ def stage_times(run: Path) -> str:
     if not machine_file.is_file():
         raise Missing(machine_file)
     found = [p for p in run.rglob("stage.json") if ".stale-" not in p.as_posix()]  # folders moved aside
-    markers = [json.loads(p.read_text()) | {"_mtime": p.stat().st_mtime} for p in found]
+    markers = [read_json(p, ("stage", "seconds")) | {"_mtime": p.stat().st_mtime} for p in found]
     if not markers:
         raise Missing(run / "*/stage.json")
     markers.sort(key=lambda m: m["_mtime"])
-    machine = json.loads(machine_file.read_text())
+    machine = read_json(machine_file, ("cpus", "torch", "matmul_gflops", "measured"))
     lines = [f"{m['stage']:<24} {m['seconds'] / 60:5.1f} min" for m in markers]
     total = sum(m["seconds"] for m in markers) / 60
     lines.append(f"{'all stages':<24} {total:5.1f} min")
@@ -132,9 +175,7 @@ def regenerate(text: str, page: str, say=print) -> str:
         try:
             body = render(match.group("spec"))
         except Missing as missing:
-            path = Path(missing.args[0])
-            shown = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path
-            say(f"{page}: a block left as it is: {shown} is missing")
+            say(f"{page}: a block left as it is: {shown(Path(missing.args[0]))} is missing")
             return match.group(0)
         return match.group(1) + body + match.group(4)
 
@@ -198,14 +239,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"machine: 2048^3 float32 matmul {machine['matmul_gflops']:.0f} GFLOP/s, in {run / MACHINE}")
         return 0
-    stale = []
-    for page in PAGES:
+    rewritten = {}
+    for page in PAGES:  # every block of every page first: a page is written only when all of them can be
         old = page.read_text()
-        new = regenerate(old, page.relative_to(ROOT).as_posix())
+        try:
+            new = regenerate(old, shown(page))
+        except BlockError as err:
+            print(f"regenerate.py: error: {shown(page)}: {err}; no page was written", file=sys.stderr)
+            return 2
         if new != old:
-            stale.append(page.relative_to(ROOT).as_posix())
-            if not args.check:
-                page.write_text(new)
+            rewritten[page] = new
+    stale = [shown(page) for page in rewritten]
+    if not args.check:
+        for page, new in rewritten.items():
+            page.write_text(new)
     verb = "would change" if args.check else "rewrote"
     print(f"{verb}: {', '.join(stale) if stale else 'nothing'}")
     return 1 if args.check and stale else 0

@@ -2,10 +2,11 @@
 
 import gc
 import os
+import sys
 
 import pytest
 
-from tests.helpers import EXAMPLE_DATA, QUERIES, save_tiny_model, small_tokenizer, tiny_llama, write_jsonl
+from tests.helpers import EXAMPLE_DATA, QUERIES, ROOT, save_tiny_model, small_tokenizer, tiny_llama, write_jsonl
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -68,3 +69,38 @@ def example_records():
 def pool_file(tmp_path):
     """A query pool file of ``helpers.QUERIES`` (fields ``id``, ``cat``, ``text``)."""
     return write_jsonl(tmp_path / "pool.jsonl", [{"id": k, "cat": c, "text": q} for k, (c, q) in enumerate(QUERIES)])
+
+
+@pytest.fixture
+def registries_restored():
+    """Every registry as it was before the test, and the plugin modules the test loaded forgotten (modules from
+    examples/ or from a temporary folder), so that a later test can load them afresh."""
+    import tempfile
+
+    from sami import plugins
+    from sami.backends.base import BACKENDS
+    from sami.data.checkers import CHECKERS
+    from sami.data.principles import PLUGIN_LIBRARIES
+    from sami.data.rewrites import REWRITES
+    from sami.eval.judges import JUDGES
+    from sami.eval.run import SUITES
+    from sami.train.registry import METHODS
+
+    registries = (CHECKERS, REWRITES, JUDGES, SUITES, BACKENDS, METHODS, PLUGIN_LIBRARIES)
+    saved, loaded = [dict(r) for r in registries], set(plugins._loaded)
+    yield
+    for registry, before in zip(registries, saved, strict=True):
+        registry.clear()
+        registry.update(before)
+    plugins._loaded.clear()
+    plugins._loaded.update(loaded)
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith((str(ROOT / "examples"), tempfile.gettempdir())):
+            del sys.modules[name]
+
+
+@pytest.fixture
+def method_plugins(monkeypatch, registries_restored):
+    """examples/plugins on the import path, for ``--plugin cpo_method`` and the like."""
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+    return ROOT / "examples" / "plugins"

@@ -167,6 +167,14 @@ def launch_two_processes(train_args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+def launch_torchrun(args: list[str], processes: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node <processes> <args>`` on CPUs (gloo), one thread per process."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+    cmd += ["--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+
+
 def assert_every_trainable_parameter_changes(cfg, finetune: str) -> None:
     """Train ``cfg`` through its TRL trainer; every trainable tensor (all weights, or only the adapters with
     LoRA) must differ afterwards."""

@@ -2,7 +2,8 @@
 
 ``serve_openai(backend)`` starts it on 127.0.0.1 (a free port) in a thread and stops it on exit. Tests can
 queue faults, consumed one per request: ``"429"`` or ``"500"`` (answer with that status and a short
-``retry-after-ms``), or ``("sleep", seconds)`` (answer only after sleeping, so that a client times out).
+``retry-after-ms``), ``("sleep", seconds)`` (answer only after sleeping, so that a client times out), or
+``"html"`` (answer HTTP 200 with an HTML page, as a proxy in front of a server may).
 
 A request asking for log-probs (``logprobs`` on /completions, ``logprobs`` and ``top_logprobs`` on
 /chat/completions) is answered as a vLLM server answers it: the prompt rendered by the server (the chat
@@ -91,6 +92,13 @@ def serve_openai(backend, faults=None):
             if fault in ("429", "500"):
                 error = {"error": {"message": f"injected {fault}", "type": "test", "code": int(fault)}}
                 return self._send(int(fault), error, {"retry-after-ms": "20"})
+            if fault == "html":
+                page = b"<html><body>upstream busy</body></html>"
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(page)))
+                self.end_headers()
+                return self.wfile.write(page)
             if isinstance(fault, tuple) and fault[0] == "sleep":
                 time.sleep(fault[1])
             chat = self.path.endswith("/chat/completions")

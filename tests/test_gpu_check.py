@@ -3,6 +3,7 @@ script that is carried to a GPU machine is known to work there up to the device.
 
 import importlib
 import json
+import math
 
 import pytest
 
@@ -38,11 +39,16 @@ def test_gpu_check_runs_every_cell_at_a_tiny_size(tmp_path, monkeypatch, capsys)
     finally:
         for hook in hooks:
             hook.remove()
-    assert code == 0 and len(cells) == 6 and len(hooks) == 5
+    assert code == 0 and len(cells) == 8 and len(hooks) == 5
     lines = capsys.readouterr().out.splitlines()
     header = next(k for k, line in enumerate(lines) if line.startswith("| method | layout | finetune |"))
     table = [line for line in lines[header + 2 :] if line.startswith("| ")]
-    assert len(table) == 7 and not any("failed" in line for line in table)  # six cells and the FSDP launch
+    # six cells, the FSDP launch, and the sharded path at world size 1 and on the embedded model (GPU only)
+    assert len(table) == 9 and not any("failed" in line for line in table)
+    sharded = {r["name"]: r["result"] for r in json.loads(result.read_text())["sharded"]}
+    world_1, embedded = sharded.values()
+    assert world_1["steps"] == 2 and math.isfinite(world_1["loss"]) and world_1["peak_gib"] > 0
+    assert embedded == {"skipped": "no GPU"} or embedded["steps"] == 2
     rows = json.loads(result.read_text())["rows"]
     assert {(r["method"], r["layout"], r["finetune"]) for r in rows} == {
         ("sami", "shared", "lora"), ("sami", "naive", "lora"), ("dpo", "-", "lora"),

@@ -150,3 +150,56 @@ def test_the_machine_is_recorded_after_a_run_and_not_again_until_a_stage_runs(ro
     assert regenerate.record_machine(run)["matmul_gflops"] == 123.4 and "note" not in json.loads(
         (run / "machine.json").read_text()
     )
+
+
+MACHINE = {"matmul_gflops": 198.4, "cpus": 2, "torch": "torch 2.13.0", "measured": "2026-12-04 05:00 UTC"}
+
+
+@pytest.fixture
+def pages(root, monkeypatch):
+    """Two pages: A quotes the report and the stage times of runs/q, B quotes one more line of the report (a
+    heading only B names); runs/q has one finished stage and its machine."""
+    run = root / "runs" / "q"
+    (run / "data").mkdir()
+    (run / "data" / "stage.json").write_text(json.dumps({"stage": "data", "seconds": 60.0}))
+    (run / "machine.json").write_text(json.dumps(MACHINE))
+    a = root / "A.md"
+    a.write_text(page('runs/q/report/report.md section="What this run shows" lines="^- Math"') + page("runs/q stages"))
+    b = root / "B.md"
+    b.write_text(page('runs/q/report/report.md section="Training" lines="^\\|" as=markdown'))
+    monkeypatch.setattr(regenerate, "PAGES", [a, b])
+    return run, a, b
+
+
+def _damage_report_heading(run):
+    report = run / "report" / "report.md"
+    report.write_text(report.read_text().replace("### Training", "### Steps"))
+
+
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        (_damage_report_heading, "runs/q/report/report.md: no heading 'Training'"),
+        (lambda run: (run / "report" / "report.md").write_text(""), "runs/q/report/report.md: empty"),
+        (lambda run: (run / "machine.json").write_text("{cpus: 2"), "runs/q/machine.json: not JSON"),
+        (lambda run: (run / "data" / "stage.json").write_text("{}"), "runs/q/data/stage.json: no stage, seconds"),
+        (lambda run: (run / "report" / "report.md").unlink(), "runs/q/report/report.md is missing, but runs/q has"),
+    ],
+    ids=["heading-only-the-second-page-quotes", "empty-report", "machine-not-json", "empty-stage", "report-missing"],
+)
+def test_a_block_that_cannot_be_rendered_writes_no_page_and_names_its_file(pages, capsys, damage, named):
+    run, a, b = pages
+    before = (a.read_text(), b.read_text())
+    damage(run)
+    assert regenerate.main([]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and named in err and "no page was written" in err, err
+    assert (a.read_text(), b.read_text()) == before
+
+
+def test_every_page_is_rewritten_when_every_block_renders(pages, capsys):
+    _, a, b = pages
+    assert regenerate.main([]) == 0
+    assert "- Math: base greedy accuracy 38% [18, 61]." in a.read_text() and "data                       1.0 min" in \
+        a.read_text()  # fmt: skip
+    assert "| sami | 32 |" in b.read_text()

@@ -8,13 +8,17 @@ import errno
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import sami
-from sami.train.config import TRAIN_METHODS
+from sami.core.errors import InputMissing
+from sami.core.layout import CONFIG, MODEL, MODEL_CONFIG, PAGE, REPORT, REPORT_DIR, SUMMARY
 
 
 def _train_parser(sub) -> None:
+    from sami.train.registry import METHODS
+
     p = sub.add_parser(
         "train",
         help="train a student model on a SAMI data file (SAMI, or SFT, DPO, KTO, ORPO, SimPO through TRL)",
@@ -27,9 +31,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--config", help="YAML config (see configs/); unknown keys are errors")
     p.add_argument(
         "--method",
-        choices=TRAIN_METHODS,
-        help="training method (default: sami); its section of the config (sami:, sft:, dpo:, kto:, ...) holds what "
-        "only it has",
+        choices=METHODS.names(),
+        help="training method (default: sami); its section of the config (sami:, sft:, dpo:, kto:, ...; "
+        "sections.NAME: for a method a plugin adds) holds what only it has",
     )
     p.add_argument("--data", help="training data, one JSON record per query")
     p.add_argument("--model", help="model alias (smollm2-135m), hub id, or local folder")
@@ -228,7 +232,7 @@ def _import_parser(suites) -> None:
 
 
 def build_import_config(args: argparse.Namespace):
-    from sami.core.config import from_dict
+    from sami.core.config import ConfigError, from_dict
     from sami.eval.imports import ImportConfig
 
     columns = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in IMPORT_COLUMNS.items()}
@@ -236,7 +240,7 @@ def build_import_config(args: argparse.Namespace):
     for text in args.col:
         name, sep, column = text.partition("=")
         if not sep or not column:
-            raise ValueError(f"--col {text!r}: expected FIELD=COLUMN")
+            raise ConfigError(f"--col {text!r}: expected FIELD=COLUMN")
         columns[name.strip()] = column.strip()
     data = {"files": list(args.files), "columns": columns, "format": args.format, "model": args.model,
             "judge": args.judge, "questions": args.questions, "overrides": list(args.overrides)}  # fmt: skip
@@ -257,7 +261,7 @@ def _run_import(args: argparse.Namespace) -> dict:
     print_mtbench(metrics)
     for line in mirrored_note(metrics):
         print(line)
-    print(f"recompute: sami eval mtbench --config {root / 'config.yaml'} --recompute")
+    print(f"recompute: sami eval mtbench --config {root / CONFIG} --recompute")
     from sami.study.view import write_eval_page
 
     page = write_eval_page(Path(eval_cfg.output_dir), {"mtbench": eval_cfg}, {"mtbench": metrics})
@@ -324,16 +328,16 @@ def _run_experiment(args: argparse.Namespace) -> None:
     for o in outcomes:
         took = f" ({o.seconds / 60:.1f} min)" if o.status != "skipped" else ""
         print(f"{o.name:<24} {o.status}{took}")
-    report = Path(cfg.output_dir) / "report"
-    if (report / "report.md").is_file() and (not args.only or "report" in args.only):
+    report = Path(cfg.output_dir) / REPORT_DIR
+    if (report / REPORT).is_file() and (not args.only or "report" in args.only):
         import json
 
         from sami.study.findings import headline
 
-        for line in headline(json.loads((report / "summary.json").read_text())):
+        for line in headline(json.loads((report / SUMMARY).read_text())):
             print(line)
-        print(f"report: {report / 'report.md'} (with every setting that differs between the methods)")
-        print(f"page: {report / 'index.html'}")
+        print(f"report: {report / REPORT} (with every setting that differs between the methods)")
+        print(f"page: {report / PAGE}")
 
 
 def _view_parser(sub) -> None:
@@ -376,16 +380,19 @@ def _run_config(path: str) -> dict:
     from sami.core.config import load_yaml
 
     p = Path(path)
-    for candidate in (p, p / "config.yaml", p / "sami_config.yaml", p / "model" / "sami_config.yaml"):
+    for candidate in (p, p / CONFIG, p / MODEL_CONFIG, p / MODEL / MODEL_CONFIG):
         if candidate.is_file():
             return load_yaml(candidate)
-    raise FileNotFoundError(f"{path}: no config.yaml or sami_config.yaml")
+    raise InputMissing(f"{path}: no config.yaml or sami_config.yaml")
 
 
 def _compare(paths: list[str]) -> None:
+    from sami.core.config import ConfigError
     from sami.train.config import compare_configs
     from sami.train.runfolder import format_differences
 
+    if len(set(paths)) < 2:
+        raise ConfigError(f"compare-configs compares two or more runs; got {len(set(paths))} ({', '.join(paths)})")
     diffs = compare_configs({p: _run_config(p) for p in paths})
     if not diffs:
         print(f"the {len(paths)} configs agree on every setting")
@@ -404,6 +411,14 @@ def _print_principles(args: argparse.Namespace) -> None:
         for p in library.for_category(category):
             print(f"  {p.name}\n    strong:     {p.strong}\n    weak:       {p.weak}\n    antithesis: {p.antithesis}")
     if not args.category:
+        categorised = {name for names in library.categories.values() for name in names}
+        alone = [p for p in library.principles.values() if p.name not in categorised and not p.verifiable]
+        if alone:  # usable by name (constitutions.principles, mtbench.principles), listed nowhere else
+            print("[in no category]")
+            for p in alone:
+                print(
+                    f"  {p.name}\n    strong:     {p.strong}\n    weak:       {p.weak}\n    antithesis: {p.antithesis}"
+                )
         print("[verifiable]")
         for p in library.verifiable:
             print(f"  {p.name}: {p.strong}  (checker {p.checker.name} {p.checker.params})")
@@ -454,15 +469,14 @@ def build_train_config(args: argparse.Namespace):
 
 
 def _print_summary(result) -> None:
-    from sami.train.runfolder import METRICS, read_metrics
+    from sami.core.layout import METRICS
+    from sami.train.runfolder import read_metrics
 
     metrics = read_metrics(result.output_dir / METRICS)
     if metrics:
         for m in (metrics[0], metrics[-1]):
             print(f"step {m['step']:>5}: {_step_line(result.method, m)} (on that step's training examples)")
-    print(
-        f"trained {result.steps} steps; metrics in {result.output_dir / 'metrics.jsonl'}; model in {result.model_dir}"
-    )
+    print(f"trained {result.steps} steps; metrics in {result.output_dir / METRICS}; model in {result.model_dir}")
 
 
 def _step_line(method: str, m: dict) -> str:
@@ -482,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODULE",
-        help="import MODULE first, so that the checkers, judges, suites, backends and principles it registers "
+        help="import MODULE first, so that the checkers, judges, suites, backends, training methods and principles "
+        "it registers "
         "can be used (repeatable, anywhere on the line; see docs/EVALUATION.md); installed sami.plugins entry "
         "points always load",
     )  # listed here for --help; main takes these out and loads them before this parser is built
@@ -560,59 +575,57 @@ def _print_error(err: BaseException) -> int:
 
 
 def describe_error(err: BaseException) -> tuple[int, str]:
-    """Exit code and message of an error: 2 for bad input (a config, data file, path, model or endpoint that
-    is wrong or busy; the message names it), 1 for anything else, with a pointer to ``--debug``."""
-    from sami.backends.openai_backend import EndpointError
-    from sami.core.locks import OutputBusy
-    from sami.models.loading import EmbeddedModelMissing
-    from sami.train.checkpoints import CheckpointError
-    from sami.train.runfolder import TrainingDiverged
+    """Exit code and message of an error, decided by its class (``sami.core.errors``): 2 for bad input (one of
+    the project's ``UserError`` classes, or an OS error naming a path; the message names it), 1 with the
+    message for a run that stopped for a reason it names (``RunFailure``, a full disk), and 1 for anything
+    else, a bug, with its type, its first line and a pointer to ``--debug``."""
+    from sami.core.errors import RunFailure, UserError
 
-    bad_input = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-                 EmbeddedModelMissing, OutputBusy, EndpointError)  # fmt: skip
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return 1, f"no space left on {err.filename or 'the device'}"
-    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return 2, f"{err.filename or 'output'}: {err.strerror}"
-    if isinstance(err, KeyError):
-        return 2, str(err.args[0]) if err.args else "missing key"
-    if isinstance(err, bad_input):
+    if isinstance(err, UserError):
         return 2, str(err)
-    if isinstance(err, (TrainingDiverged, CheckpointError)):
+    if isinstance(err, RunFailure):
         return 1, str(err)
+    if isinstance(err, OSError) and err.filename is not None:
+        return 2, f"{err.filename}: {err.strerror}"
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return 1, f"{type(err).__name__}: {text} (run with --debug for the traceback)"
 
 
+def _run_generate(args: argparse.Namespace) -> None:
+    from sami.generate.run import generate
+
+    _print_generate_summary(generate(build_generate_config(args)))
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from accelerate import PartialState
+
+    from sami.train.run import train
+
+    result = train(build_train_config(args), resume=args.resume)
+    if PartialState().is_main_process:
+        _print_summary(result)
+
+
+# Each subcommand's function, called with the parsed arguments; errors propagate to ``main``, which prints them
+# in one style.
+COMMANDS: dict[str, Callable[[argparse.Namespace], object]] = {
+    "generate": _run_generate,
+    "iterate": _run_iterate,
+    "train": _run_train,
+    "principles": _print_principles,
+    "check-data": lambda args: _check_data(args.path),
+    "eval": run_eval,
+    "compare-configs": lambda args: _compare(args.paths),
+    "experiment": _run_experiment,
+    "view": _run_view,
+}
+
+
 def _run(args: argparse.Namespace) -> None:
-    """Dispatch to the subcommand; errors propagate to ``main``, which prints them in one style."""
-    if args.command == "principles":
-        _print_principles(args)
-    elif args.command == "check-data":
-        _check_data(args.path)
-    elif args.command == "eval":
-        run_eval(args)
-    elif args.command == "generate":
-        from sami.generate.run import generate
-
-        _print_generate_summary(generate(build_generate_config(args)))
-    elif args.command == "iterate":
-        _run_iterate(args)
-    elif args.command == "experiment":
-        _run_experiment(args)
-    elif args.command == "view":
-        _run_view(args)
-    elif args.command == "compare-configs":
-        _compare(args.paths)
-    elif args.command == "train":
-        from accelerate import PartialState
-
-        from sami.train.run import train
-
-        cfg = build_train_config(args)
-        result = train(cfg, resume=args.resume)
-        if PartialState().is_main_process:
-            _print_summary(result)
+    COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

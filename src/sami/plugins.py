@@ -1,12 +1,14 @@
-"""Plugins: a user's module that adds checkers, judges, evaluation suites, generation backends or principles.
+"""Plugins: a user's module that adds checkers, judges, evaluation suites, generation backends, training
+methods or principles.
 
 A plugin is any importable module; importing it is what adds things, through the registries the package
-already uses: ``sami.data.checkers.register_checker``, ``sami.eval.judges.register_judge``,
-``sami.eval.run.register_suite``, ``sami.backends.base.register_backend`` and
+already uses (each a ``sami.core.registry.Registry``): ``sami.data.checkers.register_checker``,
+``sami.eval.judges.register_judge``, ``sami.eval.run.register_suite``, ``sami.backends.base.register_backend``,
+``sami.train.methods.register_trl_method`` / ``sami.train.registry.register_method`` and
 ``sami.data.principles.register_library`` (a YAML file of principles, read after the built-in one). Plugins load:
 
 - from the command line: ``sami --plugin my_module ...`` (repeatable), before the arguments are parsed, so
-  that the choices of ``--judges``, ``--backend`` and ``sami eval SUITE`` include what they add;
+  that the choices of ``--method``, ``--judges``, ``--backend`` and ``sami eval SUITE`` include what they add;
 - from an experiment config: ``plugins: [my_module]``, before the rest of the config is read;
 - from every installed distribution that declares an entry point in the group ``sami.plugins``
   (``[project.entry-points."sami.plugins"] name = "my_module"``, or ``"my_module:setup"`` for a function
@@ -22,15 +24,13 @@ import importlib.metadata
 import logging
 from collections.abc import Iterable
 
+from sami.core.errors import PluginError
+
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "sami.plugins"
 _loaded: set[str] = set()
 _entry_points_loaded = False
-
-
-class PluginError(ValueError):
-    """A plugin that could not be loaded (bad input: the message names the module)."""
 
 
 def _first_line(err: BaseException) -> str:

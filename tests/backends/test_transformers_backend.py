@@ -194,6 +194,22 @@ def test_http_backend_gives_up_after_its_retries(backend, tmp_path):
     assert len(server.requests) == 2
 
 
+def test_an_endpoint_answering_200_with_a_page_is_retried_then_named(backend, tmp_path):
+    from sami.backends.openai_backend import EndpointError
+
+    with serve_openai(backend, faults=["html"]) as server:  # once: the retry gets the completion
+        (out,) = _http_backend(server.base_url, tmp_path, max_retries=2).generate(["Hi"], SamplingParams(8))
+    assert len(server.requests) == 2 and out[0].text == backend.generate(["Hi"], SamplingParams(8))[0][0].text
+    with serve_openai(backend, faults=["html"] * 3) as server:
+        remote = _http_backend(server.base_url, tmp_path / "other", max_retries=1)
+        with pytest.raises(EndpointError) as caught:
+            remote.generate(["Hi"], SamplingParams(8))
+    assert len(server.requests) == 2
+    message = str(caught.value)
+    assert message.startswith(f"endpoint {server.base_url} (model 'tiny'): answered with no completion (not JSON")
+    assert "upstream busy" in message and len(message.splitlines()) == 1
+
+
 def test_unreachable_endpoint_is_one_line_naming_the_url(tmp_path, capsys):
     import socket
 

@@ -24,7 +24,7 @@ from sami.eval.store import read_jsonl
 def plugin_dir(tmp_path, monkeypatch):
     """A folder on sys.path for plugin modules; every registry is restored afterwards."""
     saved = [dict(r) for r in (CHECKERS, JUDGES, SUITES, BACKENDS)]
-    libraries, loaded = list(PLUGIN_LIBRARIES), set(plugins._loaded)
+    libraries, loaded = dict(PLUGIN_LIBRARIES), set(plugins._loaded)
     folder = tmp_path / "plugins"
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
@@ -32,7 +32,8 @@ def plugin_dir(tmp_path, monkeypatch):
     for registry, before in zip((CHECKERS, JUDGES, SUITES, BACKENDS), saved, strict=True):
         registry.clear()
         registry.update(before)
-    PLUGIN_LIBRARIES[:] = libraries
+    PLUGIN_LIBRARIES.clear()
+    PLUGIN_LIBRARIES.update(libraries)
     plugins._loaded.clear()
     plugins._loaded.update(loaded)
     for name, module in list(sys.modules.items()):

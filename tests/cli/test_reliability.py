@@ -476,7 +476,7 @@ def test_check_data_warns_of_identical_responses(tmp_path, capsys):
 
 
 def test_a_huge_response_is_cut_before_it_is_tokenised_with_the_same_ids(embedded_tokenizer):
-    from sami.core.logprobs import CHARS_PER_TOKEN, count_cuts, encode_prompt, encode_responses
+    from sami.core.tokens import CHARS_PER_TOKEN, count_cuts, encode_prompt, encode_responses
 
     tokenizer = embedded_tokenizer  # a real vocabulary: tokens as long as a real model's
 

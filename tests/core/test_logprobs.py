@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sami import batch_logprob_matrices, encode_query, logprob_matrix
-from sami.core.logprobs import QueryTokens
+from sami.core.tokens import QueryTokens
 
 PROMPTS = [
     "Assistant System Instructions: 1. Be brief.\n\nHuman: How do plants drink?\n\nAssistant:",

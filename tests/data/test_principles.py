@@ -2,6 +2,7 @@ import random
 
 import pytest
 
+from sami.core.registry import Registry
 from sami.data.checkers import CHECKERS, CheckerSpec
 from sami.data.principles import PrincipleLibrary, load_library, sample_constitutions
 from sami.data.records import CATEGORIES
@@ -106,14 +107,14 @@ def test_user_yaml_adds_and_overrides(tmp_path):
 def test_plugin_libraries_come_after_the_builtin_one_and_before_the_users(tmp_path, monkeypatch):
     import sami.data.principles as principles
 
-    monkeypatch.setattr(principles, "PLUGIN_LIBRARIES", [])
+    monkeypatch.setattr(principles, "PLUGIN_LIBRARIES", Registry("principle library"))
     plugin, user = tmp_path / "plugin.yaml", tmp_path / "user.yaml"
     plugin.write_text("principles:\n  - {name: latex, strong: Plugin LaTeX., antithesis: No.}\n"
                       "  - {name: haiku, strong: Write a haiku., antithesis: Never a haiku.}\n")  # fmt: skip
     user.write_text("principles:\n  - {name: latex, strong: User LaTeX., antithesis: No.}\n")
     principles.register_library(plugin)
     principles.register_library(plugin)  # once is enough
-    assert principles.PLUGIN_LIBRARIES == [plugin]
+    assert list(principles.PLUGIN_LIBRARIES.values()) == [plugin]
     lib = load_library()
     assert lib.get("latex").strong == "Plugin LaTeX." and lib.get("haiku").weak == "Write a haiku."
     assert load_library([user]).get("latex").strong == "User LaTeX."

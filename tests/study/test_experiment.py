@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sami.core.config import ConfigError
 from sami.study.experiment import load_experiment_config, plan_experiment, run_experiment
 from sami.study.stages import read_marker
 from tests.helpers import save_tiny_model
@@ -307,3 +308,116 @@ def test_study_methods_are_checked_when_the_config_loads(tmp_path, student):
     ]:
         with pytest.raises(ConfigError, match=message):
             tiny_config(tmp_path, student, [f"mtbench.methods={bad}"])
+
+
+def test_an_experiment_that_loads_a_method_plugin_trains_and_evaluates_it_beside_the_others(
+    tmp_path, student, method_plugins
+):
+    """``plugins: [cpo_method]`` (examples/plugins) makes ``cpo`` a method a study can list: trained from SFT on
+    the same data, judged against SAMI and SFT, scored for MI and adherence, and named in the report, with its
+    own section's settings among the differences between the methods."""
+    methods = ["sft", "sami", "cpo"]
+    cfg = tiny_config(
+        tmp_path,
+        student,
+        [
+            "plugins=[cpo_method]",
+            "math.enabled=false",
+            "mtbench.mtbench.judges=[checker]",
+            f"mtbench.methods={json.dumps(methods)}",
+            'mtbench.overrides={"cpo": {"sections.cpo.beta": 0.5}}',
+        ],
+    )
+    outcomes = run_experiment(cfg)
+    assert [o.name for o in outcomes][:4] == ["mtbench/data", "mtbench/sft", "mtbench/sami", "mtbench/cpo"]
+    root = Path(cfg.output_dir)
+    block = json.loads((root / "report" / "summary.json").read_text())["mtbench"]
+    assert list(block["eval"]["mtbench"]["pairwise"]["checker"]) == ["sami vs cpo", "sami vs sft", "cpo vs sft"]
+    assert block["training"]["methods"]["cpo"]["init_from"] == str(root / "mtbench" / "models" / "sft" / "model")
+    for suite in ("mi", "adherence"):
+        assert list(block["eval"][suite]) == ["base", *methods]
+    assert block["training"]["config_differences"]["sections.cpo.beta"] == {
+        "sft": "(not used)",
+        "sami": "(not used)",
+        "cpo": 0.5,
+    }
+    text = (root / "report" / "report.md").read_text()
+    assert "## Experiment 1: SAMI vs CPO vs SFT on MT-Bench" in text and "| cpo | " in text
+
+
+SUITE_PLUGIN = '''
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sami.eval.run import Suite, register_suite, settings
+
+
+@dataclass
+class WordsConfig:
+    word: str = "the"
+
+
+def run(cfg):
+    """Per checkpoint: how many characters its name has, and whether it holds the word (a stand-in measure)."""
+    word = settings(cfg, "words").word
+    metrics = {name: {"letters": len(name), "has_word": word in name} for name, _ in cfg.checkpoints()}
+    (Path(cfg.output_dir) / "words" / "metrics.json").write_text(json.dumps(metrics))
+    return metrics
+
+
+def recompute(cfg):
+    return json.loads((Path(cfg.output_dir) / "words" / "metrics.json").read_text())
+
+
+register_suite(Suite("words", run, recompute, print, WordsConfig, "letters of each checkpoint's name"))
+'''
+
+
+def test_a_suite_from_a_plugin_runs_as_a_stage_and_gets_a_report_section(
+    tmp_path, student, registries_restored, monkeypatch
+):
+    """A suite a plugin registers, named in a study's ``suites:``, runs on base and every trained model as
+    ``<study>/eval-<suite>``, and the report shows what it returned as a table per model."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "words_suite.py").write_text(SUITE_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    with pytest.raises(ConfigError, match="suites.words: not a suite added by a plugin"):
+        tiny_config(tmp_path, student, ["mtbench.enabled=false", "math.suites={words: {word: sa}}"])
+    overrides = ["plugins=[words_suite]", "mtbench.enabled=false", "math.suites={words: {word: sa}}"]
+    cfg = tiny_config(tmp_path, student, overrides)
+    assert cfg.math.suites == {"words": {"word": "sa"}}
+    outcomes = run_experiment(cfg)
+    assert [o.name for o in outcomes][-2:] == ["math/eval-words", "report"]
+    root = Path(cfg.output_dir)
+    expected = {m: {"letters": len(m), "has_word": "sa" in m} for m in ("base", "sft", "sami", "sft+sami")}
+    assert json.loads((root / "report" / "summary.json").read_text())["math"]["eval"]["words"] == expected
+    text = (root / "report" / "report.md").read_text()
+    section = text[text.index("### words: letters of each checkpoint's name") :].splitlines()
+    table = ["| model | letters | has_word |", "|---|---|---|", "| base | 4 | False |", "| sft | 3 | False |"]
+    assert section[2:8] == [*table, "| sami | 4 | True |", "| sft+sami | 8 | True |"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "mtbench.mtbench.principles=[lowercase,lowercsae]",
+            r"mtbench.mtbench.principles: unknown principle\(s\) \['lowercsae'\]",
+        ),
+        (
+            "mtbench.adherence.principles=[lowercase,caring]",
+            r"mtbench.adherence.principles: \['caring'\] have no checker",
+        ),
+    ],
+)
+def test_a_misspelt_evaluation_principle_stops_the_study_before_any_stage(tmp_path, student, monkeypatch, override,
+                                                                          message):  # fmt: skip
+    import sami.study.experiment
+    from sami.core.config import ConfigError
+
+    monkeypatch.setattr(sami.study.experiment, "run_stages", lambda *a, **k: pytest.fail("a stage ran"))
+    cfg = tiny_config(tmp_path, student, [override])
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(cfg)
+    assert not Path(cfg.output_dir).exists()

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from sami.core.config import OLD_NAMES
+from sami.core.config import ADDED_SETTINGS, OLD_NAMES
 from sami.study.stages import Stage, fingerprint, read_marker, run_stages
 
 
@@ -105,3 +105,17 @@ def test_a_stage_finished_before_a_key_was_renamed_is_still_finished(tmp_path):
     assert [o.status for o in run_stages([stage])] == ["skipped"] and calls == []
     changed = Stage("eval", tmp_path / "eval", {"section": {**new, "versus": ["y"]}}, stage.run)
     assert [o.status for o in run_stages([changed])] == ["reran"] and calls == ["eval"]
+
+
+def test_a_stage_finished_before_a_setting_was_added_is_still_finished(tmp_path):
+    """A training stage finished before ``sharding`` existed (its marker's fingerprint over a config without it)
+    is finished for a config that holds the setting at its old behaviour; ``sharding: fsdp`` reruns it."""
+    calls = []
+    before = {"train": {"method": "sami", "optim": {"lr": 1e-3}}}
+    assert ADDED_SETTINGS["sharding"] == "none"
+    stage = Stage("sami", tmp_path / "sami", {"train": {**before["train"], "sharding": "none"}}, calls.append)
+    stage.folder.mkdir()
+    (stage.folder / "stage.json").write_text(json.dumps({"fingerprint": fingerprint(before, [])}))
+    assert [o.status for o in run_stages([stage])] == ["skipped"] and calls == []
+    sharded = Stage("sami", stage.folder, {"train": {**before["train"], "sharding": "fsdp"}}, calls.append)
+    assert [o.status for o in run_stages([sharded])] == ["reran"] and len(calls) == 1

@@ -1,6 +1,6 @@
 import pytest
 
-from sami.core.logprobs import encode_query
+from sami.core.tokens import encode_query
 from sami.data.records import parse_record
 from sami.data.templates import build_prompt, render_constitution, response_end_token
 from sami.train.pairs import PromptSettings, dpo_pairs, most_flipped, sft_example, tokenize_pair, tokenize_sft

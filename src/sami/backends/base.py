@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
 from sami.backends.tools import Prompt
+from sami.core.errors import ConfigError, PluginError
+from sami.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class BackendKind:
     help: str = ""
 
 
-BACKENDS: dict[str, BackendKind] = {}
+BACKENDS: Registry[BackendKind] = Registry("backend")
 IMPORTED = "imported:"  # the model of an evaluated checkpoint whose answers ``sami eval import`` read from a file
 VERDICT_PROBABILITIES: tuple[str, ...] = ("default", "possible", "no")
 
@@ -154,12 +156,12 @@ VERDICT_PROBABILITIES: tuple[str, ...] = ("default", "possible", "no")
 def register_backend(name: str, *, check=None, verdict_probabilities: str = "no", help: str = ""):
     """Decorator: register ``build(cfg) -> Backend`` as the backend ``kind: name``."""
     if verdict_probabilities not in VERDICT_PROBABILITIES:
-        raise ValueError(f"verdict_probabilities must be one of {VERDICT_PROBABILITIES}, got {verdict_probabilities!r}")
+        raise PluginError(
+            f"verdict_probabilities must be one of {VERDICT_PROBABILITIES}, got {verdict_probabilities!r}"
+        )
 
     def wrap(build: Callable[[BackendConfig], Backend]):
-        if name in BACKENDS:
-            raise ValueError(f"backend {name!r} is already registered")
-        BACKENDS[name] = BackendKind(name, build, check or _no_check, verdict_probabilities, help)
+        BACKENDS.register(name, BackendKind(name, build, check or _no_check, verdict_probabilities, help))
         return build
 
     return wrap
@@ -168,7 +170,7 @@ def register_backend(name: str, *, check=None, verdict_probabilities: str = "no"
 def make_backend(cfg: BackendConfig) -> Backend:
     """Build the backend ``cfg`` names; local models are loaded here."""
     if cfg.model.startswith(IMPORTED):
-        raise ValueError(
+        raise ConfigError(
             f"{cfg.model}: this checkpoint's answers were read from a file by sami eval import, so missing ones "
             "cannot be generated; import them too, or evaluate only the questions it answered"
         )

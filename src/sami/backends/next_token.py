@@ -31,7 +31,16 @@ from dataclasses import dataclass
 
 import torch
 
-from sami.backends.tools import Prompt, concurrent_iter, left_pad, progress_bar, prompt_ids, prompt_text
+from sami.backends.tools import (
+    Prompt,
+    checked_answer,
+    concurrent_iter,
+    left_pad,
+    progress_bar,
+    prompt_ids,
+    prompt_text,
+)
+from sami.core.errors import ConfigError, EndpointError
 
 TOP_LOGPROBS = 20  # the most OpenAI's API and a default vLLM server return
 VLLM_CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}  # vLLM extensions, extra_body
@@ -72,7 +81,7 @@ def _candidate_ids(tokenizer, candidates: Sequence[str]) -> list[int]:
     for c in candidates:
         encoded = tokenizer(c, add_special_tokens=False)["input_ids"]
         if len(encoded) != 1:
-            raise ValueError(f"candidate {c!r} is {len(encoded)} tokens for this tokenizer; it must be one")
+            raise ConfigError(f"candidate {c!r} is {len(encoded)} tokens for this tokenizer; it must be one")
         ids.append(encoded[0])
     return ids
 
@@ -86,7 +95,7 @@ def local_next_token_probs_iter(
     encoded = [backend.encode(t) for t in texts]
     if texts and backend.encode(texts[0] + candidates[0]) != encoded[0] + ids[:1]:
         # the letter must follow the prefix as its own token, or its probability is not the verdict's
-        raise ValueError(f"after the prefix {prefix!r} the tokenizer merges {candidates[0]!r} into another token")
+        raise ConfigError(f"after the prefix {prefix!r} the tokenizer merges {candidates[0]!r} into another token")
     model = backend.model
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
@@ -147,21 +156,22 @@ def _endpoint_top(backend, body: dict) -> list[list]:
 
 
 def _request_top(backend, body: dict) -> list[list]:
+
     top = None
     if "messages" in body:
         standard = {k: v for k, v in body.items() if k not in VLLM_CONTINUE}
         extra = {k: body[k] for k in VLLM_CONTINUE}
-        response = backend.client.chat.completions.create(**standard, extra_body=extra)
+        response = checked_answer(backend.client.chat.completions.create(**standard, extra_body=extra))
         logprobs = response.choices[0].logprobs
         if logprobs is not None and logprobs.content:
             top = [[t.token, t.logprob] for t in logprobs.content[0].top_logprobs]
     else:
-        response = backend.client.completions.create(**body)
+        response = checked_answer(backend.client.completions.create(**body))
         logprobs = response.choices[0].logprobs
         if logprobs is not None and logprobs.top_logprobs:
             top = [[t, lp] for t, lp in logprobs.top_logprobs[0].items()]
     if not top:
-        raise ValueError(
+        raise EndpointError(
             f"{backend.cfg.base_url} returned no top log-probs; verdict probabilities need them (a vLLM server "
             "gives them); use mtbench.verdict: text for this judge"
         )

@@ -9,13 +9,15 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from sami.backends.base import BackendConfig, Completion, SamplingParams, cut_at_stop, in_order, register_backend
 from sami.backends.next_token import endpoint_next_token_probs_iter
-from sami.backends.tools import Prompt, concurrent_iter
+from sami.backends.tools import MalformedAnswer, Prompt, checked_answer, concurrent_iter
 from sami.core.config import redact_url
+from sami.core.errors import ConfigError, EndpointError
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +52,6 @@ class ResponseCache:
         with os.fdopen(fd, "w") as f:
             json.dump(value, f)
         os.replace(tmp, path)
-
-
-class EndpointError(RuntimeError):
-    """An endpoint that could not be reached, or refused a request, after the client's retries."""
 
 
 def _endpoint_error(err: Exception, cfg: BackendConfig) -> EndpointError:
@@ -130,7 +128,7 @@ class OpenAIBackend:
         return out
 
     def _send_echo(self, body: dict) -> dict:
-        choice = self.client.completions.create(**body).choices[0]
+        choice = checked_answer(self.client.completions.create(**body)).choices[0]
         return {"token_logprobs": list(choice.logprobs.token_logprobs) if choice.logprobs else []}
 
     def request(self, prompt: Prompt, params: SamplingParams) -> dict:
@@ -159,12 +157,20 @@ class OpenAIBackend:
         if value is None:
             import openai
 
-            with self._lock:
-                self.requests_sent += 1
-            try:
-                value = send(body)
-            except openai.APIError as err:
-                raise _endpoint_error(err, self.cfg) from err
+            for attempt in range(self.cfg.max_retries + 1):
+                with self._lock:
+                    self.requests_sent += 1
+                try:
+                    value = send(body)
+                    break
+                except openai.APIError as err:
+                    raise _endpoint_error(err, self.cfg) from err
+                except MalformedAnswer as err:
+                    where = f"endpoint {self.cfg.base_url} (model {self.cfg.model!r})"
+                    if attempt == self.cfg.max_retries:
+                        raise EndpointError(redact_url(f"{where}: {err}, {attempt + 1} tries")) from None
+                    logger.warning("%s: %s; retrying", redact_url(where), err)
+                    time.sleep(min(0.5 * 2**attempt, 8.0))
             self.cache.put(key, value)
         return value
 
@@ -173,10 +179,10 @@ class OpenAIBackend:
 
     def _send(self, body: dict) -> dict:
         if "messages" in body:
-            response = self.client.chat.completions.create(**body)
+            response = checked_answer(self.client.chat.completions.create(**body))
             texts = [(c.message.content or "") for c in response.choices]
         else:
-            response = self.client.completions.create(**body)
+            response = checked_answer(self.client.completions.create(**body))
             texts = [c.text for c in response.choices]
         choices = sorted(zip(response.choices, texts, strict=True), key=lambda ct: ct[0].index)
         usage = response.usage.completion_tokens if response.usage else None
@@ -206,7 +212,7 @@ class OpenAIBackend:
 
 def _needs_base_url(cfg: BackendConfig) -> None:
     if not cfg.base_url:
-        raise ValueError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
+        raise ConfigError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
 
 
 register_backend("openai", check=_needs_base_url, verdict_probabilities="possible",

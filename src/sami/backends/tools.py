@@ -11,13 +11,15 @@ from typing import Union
 import torch
 from tqdm.auto import tqdm
 
+from sami.core.errors import ConfigError
+
 Prompt = Union[str, list]  # raw text, or chat messages [{"role": ..., "content": ...}, ...]
 
 
 def chat_text(tokenizer, messages: list) -> str:
     """Chat messages as the text the model reads: its chat template with the assistant turn opened."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("chat messages need a tokenizer with a chat template; pass raw text instead")
+        raise ConfigError("chat messages need a tokenizer with a chat template; pass raw text instead")
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -70,3 +72,20 @@ def concurrent_iter(calls, concurrency: int, desc, progress: bool):
                 raise
     finally:
         bar.close()
+
+
+class MalformedAnswer(Exception):
+    """An endpoint answered (HTTP 200) with something that is not a completion: an HTML page from a proxy, a
+    JSON document without ``choices``; retried like a 5xx answer."""
+
+
+def checked_answer(response):
+    """``response`` of the ``openai`` client when it holds completions; else ``MalformedAnswer`` (the client
+    hands a body that is not JSON back as text)."""
+    if isinstance(response, (str, bytes)):
+        raise MalformedAnswer(f"answered with no completion (not JSON: {str(response)[:80]!r})")
+    if not isinstance(getattr(response, "choices", None), list):
+        raise MalformedAnswer(f"answered with no completion (a {type(response).__name__} without choices)")
+    if not response.choices:
+        raise MalformedAnswer("answered with an empty list of choices")
+    return response

@@ -9,6 +9,7 @@ import torch
 from sami.backends.base import BackendConfig, Completion, SamplingParams, cut_at_stop, in_order, register_backend
 from sami.backends.next_token import local_next_token_probs_iter
 from sami.backends.tools import Prompt, left_pad, progress_bar, prompt_ids
+from sami.core.errors import ConfigError
 
 
 def inference_dtype(dtype: str) -> torch.dtype:
@@ -46,7 +47,7 @@ class TransformersBackend:
         self.revision = revision
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad is None:
-            raise ValueError("the tokenizer has neither a pad nor an eos token; generation needs one to pad")
+            raise ConfigError("the tokenizer has neither a pad nor an eos token; generation needs one to pad")
         self.pad_id = pad
         eos = model.generation_config.eos_token_id
         eos = list(eos) if isinstance(eos, (list, tuple)) else [eos]

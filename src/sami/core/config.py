@@ -18,11 +18,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from sami.core.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def _check(value: Any, tp: Any, where: str) -> Any:
@@ -222,10 +220,21 @@ def save_yaml(cfg, path: str | Path) -> None:
 OLD_NAMES: dict[str, str] = {"against": "baseline", "versus": "anchors", "phrasing": "side"}
 
 
+# Settings added after runs were made, with the value that does what those runs did: a config holding one at
+# that value hashes as it did before the setting existed, so upgrading reruns no finished stage.
+ADDED_SETTINGS: dict[str, Any] = {"sharding": "none"}
+
+
 def with_old_names(value: Any) -> Any:
-    """``value`` (a config as a mapping) with every key of ``OLD_NAMES`` under its old name, at any depth."""
+    """``value`` (a config as a mapping) as it was written before the renames of ``OLD_NAMES`` (each key under
+    its old name) and the settings of ``ADDED_SETTINGS`` (left out where they hold their old behaviour), at any
+    depth: what stage fingerprints and config hashes are computed from."""
     if isinstance(value, dict):
-        return {OLD_NAMES.get(k, k): with_old_names(v) for k, v in value.items()}
+        return {
+            OLD_NAMES.get(k, k): with_old_names(v)
+            for k, v in value.items()
+            if not (k in ADDED_SETTINGS and v == ADDED_SETTINGS[k])
+        }
     if isinstance(value, list):
         return [with_old_names(v) for v in value]
     return value

@@ -23,11 +23,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from sami.core.errors import OutputBusy
+
 logger = logging.getLogger(__name__)
-
-
-class OutputBusy(RuntimeError):
-    """Another run holds the output this run would write."""
 
 
 def lock_path(target: str | Path, folder: bool) -> Path:

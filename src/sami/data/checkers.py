@@ -13,17 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-CHECKERS: dict[str, Callable[..., bool]] = {}
+from sami.core.errors import ConfigError
+from sami.core.registry import Registry
+
+CHECKERS: Registry[Callable[..., bool]] = Registry("checker")
 
 
 def register_checker(name: str):
-    def wrap(fn: Callable[..., bool]) -> Callable[..., bool]:
-        if name in CHECKERS:
-            raise ValueError(f"checker {name!r} is already registered")
-        CHECKERS[name] = fn
-        return fn
-
-    return wrap
+    """Decorator: register ``fn(text, **params) -> bool`` as the checker ``name``."""
+    return CHECKERS.decorator(name)
 
 
 @dataclass(frozen=True)
@@ -33,20 +31,19 @@ class NamedCall:
     name: str
     params: dict = field(default_factory=dict, hash=False)
 
-    registry: ClassVar[dict[str, Callable]] = {}
+    registry: ClassVar[Registry[Callable]] = Registry("function")
     kind: ClassVar[str] = "function"
 
     @classmethod
     def parse(cls, entry: dict, where: str):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise ValueError(f"{where}: expected a mapping with a 'name', e.g. {{name: {cls.example}}}")
+            raise ConfigError(f"{where}: expected a mapping with a 'name', e.g. {{name: {cls.example}}}")
         spec = cls(entry["name"], {k: v for k, v in entry.items() if k != "name"})
-        if spec.name not in cls.registry:
-            raise ValueError(f"{where}: unknown {cls.kind} {spec.name!r}; registered: {sorted(cls.registry)}")
+        cls.registry.lookup(spec.name, where)
         try:
             inspect.signature(cls.registry[spec.name]).bind("", **spec.params)
         except TypeError as err:
-            raise ValueError(f"{where}: bad parameters for {cls.kind} {spec.name!r}: {err}") from None
+            raise ConfigError(f"{where}: bad parameters for {cls.kind} {spec.name!r}: {err}") from None
         return spec
 
     example: ClassVar[str] = "NAME"

@@ -27,12 +27,13 @@ from typing import Any
 
 import yaml
 
+from sami.core.errors import ConfigError
 from sami.data.records import CATEGORIES, json_lines
 
 POOL_KINDS: tuple[str, ...] = ("builtin", "file", "hf", "reasoning_gym", "multi-task-v1")
 
 
-class PoolError(ValueError):
+class PoolError(ConfigError):
     """A source that cannot be read as asked; the message names the source and, for files, the line."""
 
 
@@ -79,6 +80,8 @@ class PoolSource:
                 raise ValueError(f"category {c!r} is not one of {CATEGORIES}")
         if self.max is not None and self.max < 1:
             raise ValueError("max must be at least 1 (or null for no cap)")
+        if self.size < 1:
+            raise ValueError(f"size must be at least 1, got {self.size}")
 
     def label(self) -> str:
         return {"builtin": "builtin", "file": f"file:{self.path}", "multi-task-v1": "multi-task-v1"}.get(
@@ -93,6 +96,12 @@ class PoolConfig:
     dedupe: bool = True
     max_non_ascii: float = 0.1  # drop items whose text has a larger fraction of non-ASCII characters
     max_chars: int | None = 4000  # drop very long prompts (None keeps all)
+
+    def __post_init__(self) -> None:  # 0 or less would drop every prompt, and the run would go on with none
+        if self.max_chars is not None and self.max_chars < 1:
+            raise ValueError(f"pool.max_chars must be at least 1 (or null to keep all), got {self.max_chars}")
+        if not 0 <= self.max_non_ascii <= 1:
+            raise ValueError(f"pool.max_non_ascii must be a fraction in [0, 1], got {self.max_non_ascii}")
 
 
 @dataclass(frozen=True)
@@ -276,7 +285,7 @@ def parse_pool_spec(spec: str) -> PoolSource:
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq:
-            raise ValueError(f"pool spec {spec!r}: expected key=value, got {pair!r}")
+            raise PoolError(f"pool spec {spec!r}: expected key=value, got {pair!r}")
         if key in ("max", "size"):
             values[key] = int(value)
         elif key == "categories":

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Literal
 
 from sami.core.config import load_yaml
+from sami.core.errors import ConfigError, InputMissing
+from sami.core.registry import Registry
 from sami.data.checkers import CheckerSpec
 from sami.data.rewrites import RewriteSpec
 
@@ -53,7 +55,7 @@ class Principle:
             return self.antithesis
         _check_side(side)
         if phrasing not in PHRASINGS:
-            raise ValueError(f"phrasing must be one of {PHRASINGS}, got {phrasing!r}")
+            raise ConfigError(f"phrasing must be one of {PHRASINGS}, got {phrasing!r}")
         return self.strong if phrasing == "strong" else self.weak
 
     @property
@@ -69,7 +71,7 @@ class Principle:
         _check_side(side)
         spec = self.antithesis_rewrite if side == "antithesis" else self.rewrite
         if spec is None:
-            raise ValueError(f"principle {self.name!r} declares no rewrite for its {side} side")
+            raise ConfigError(f"principle {self.name!r} declares no rewrite for its {side} side")
         return spec
 
     def side_checker(self, side: Side) -> CheckerSpec | None:
@@ -80,7 +82,7 @@ class Principle:
 
 def _check_side(side: str) -> None:
     if side not in SIDES:
-        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        raise ConfigError(f"side must be one of {SIDES}, got {side!r}")
 
 
 @dataclass(frozen=True)
@@ -154,11 +156,18 @@ class PrincipleLibrary:
         try:
             return self.principles[name]
         except KeyError:
-            raise KeyError(f"unknown principle {name!r}; known: {sorted(self.principles)}") from None
+            raise ConfigError(f"unknown principle {name!r}; known: {sorted(self.principles)}") from None
+
+    def check_names(self, names: Sequence[str] | None, setting: str) -> None:
+        """A config's list of principle names (``setting``, e.g. ``mtbench.principles``) names only principles
+        the library holds; checked before anything is written."""
+        unknown = [n for n in names or () if n not in self.principles]
+        if unknown:
+            raise ConfigError(f"{setting}: unknown principle(s) {unknown}; known: {sorted(self.principles)}")
 
     def for_category(self, category: str) -> list[Principle]:
         if category not in self.categories:
-            raise KeyError(f"no principles for category {category!r}; known: {sorted(self.categories)}")
+            raise ConfigError(f"no principles for category {category!r}; known: {sorted(self.categories)}")
         return [self.get(name) for name in self.categories[category]]
 
     @property
@@ -177,17 +186,19 @@ class PrincipleLibrary:
     def from_dict(cls, data: dict, source: str = "<dict>") -> PrincipleLibrary:
         unknown = set(data) - {"version", "principles", "verifiable", "categories"}
         if unknown:
-            raise ValueError(f"{source}: unknown top-level keys {sorted(unknown)}")
+            raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}")
         library = cls()
         for key in ("principles", "verifiable"):
             for k, entry in enumerate(data.get(key) or []):
                 principle = _parse_principle(entry, f"{source}: {key}[{k}]")
                 if key == "verifiable" and principle.checker is None:
-                    raise ValueError(f"{source}: {key}[{k}] ({principle.name}): a verifiable principle needs a checker")
+                    raise ConfigError(
+                        f"{source}: {key}[{k}] ({principle.name}): a verifiable principle needs a checker"
+                    )
                 library.principles[principle.name] = principle
         for category, names in (data.get("categories") or {}).items():
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise ValueError(f"{source}: categories.{category}: expected a list of principle names")
+                raise ConfigError(f"{source}: categories.{category}: expected a list of principle names")
             library.categories[category] = list(names)
         return library
 
@@ -195,19 +206,19 @@ class PrincipleLibrary:
         for category, names in self.categories.items():
             for name in names:
                 if name not in self.principles:
-                    raise ValueError(f"category {category!r} names unknown principle {name!r}")
+                    raise ConfigError(f"category {category!r} names unknown principle {name!r}")
 
 
 def _parse_principle(entry: dict, where: str) -> Principle:
     if not isinstance(entry, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(entry).__name__}")
+        raise ConfigError(f"{where}: expected a mapping, got {type(entry).__name__}")
     fields = {"name", "strong", "weak", "antithesis", "checker", "antithesis_checker", "rewrite", "antithesis_rewrite"}
     unknown = set(entry) - fields
     if unknown:
-        raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
+        raise ConfigError(f"{where}: unknown fields {sorted(unknown)}")
     for key in ("name", "strong", "antithesis"):
         if not isinstance(entry.get(key), str) or not entry[key].strip():
-            raise ValueError(f"{where}: field {key!r} must be a non-empty string")
+            raise ConfigError(f"{where}: field {key!r} must be a non-empty string")
     checker = CheckerSpec.parse(entry["checker"], f"{where}.checker") if entry.get("checker") else None
     anti = entry.get("antithesis_checker")
     rewrites = {
@@ -225,23 +236,24 @@ def _parse_principle(entry: dict, where: str) -> Principle:
     )
 
 
-PLUGIN_LIBRARIES: list[Path] = []  # principle files plugins added (``register_library``), read after the built-in one
+# principle files plugins added (``register_library``), by path, read after the built-in one in this order
+PLUGIN_LIBRARIES: Registry[Path] = Registry("principle library")
 
 
 def register_library(path: str | Path) -> None:
     """Add a principle YAML file to every library ``load_library`` builds (a plugin's principles)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"principle library not found: {path}")
-    if path not in PLUGIN_LIBRARIES:
-        PLUGIN_LIBRARIES.append(path)
+        raise InputMissing(f"principle library not found: {path}")
+    if str(path) not in PLUGIN_LIBRARIES:  # a second registration of the same file changes nothing
+        PLUGIN_LIBRARIES.register(str(path), path)
 
 
 def load_library(extra: Sequence[str | Path] = ()) -> PrincipleLibrary:
     """The built-in library, extended (and overridden by name) with the files plugins registered, then with
     the user's YAML files in order."""
     library = PrincipleLibrary.from_yaml(resources.files("sami") / "data" / "principles.yaml")
-    for path in [*PLUGIN_LIBRARIES, *extra]:
+    for path in [*PLUGIN_LIBRARIES.values(), *extra]:
         library.update(PrincipleLibrary.from_yaml(path))
     library.validate()
     return library
@@ -265,12 +277,12 @@ def sample_constitutions(
     principle order inside each constitution (and draws the choice); pass a seeded one.
     """
     if not principles:
-        raise ValueError("need at least one principle to build constitutions")
+        raise ConfigError("need at least one principle to build constitutions")
     names = [p.name for p in principles]
     if len(set(names)) != len(names):
-        raise ValueError(f"principles repeat: {names}")
+        raise ConfigError(f"principles repeat: {names}")
     if phrasing not in PHRASINGS:
-        raise ValueError(f"phrasing (of the principles not flipped) must be one of {PHRASINGS}, got {phrasing!r}")
+        raise ConfigError(f"phrasing (of the principles not flipped) must be one of {PHRASINGS}, got {phrasing!r}")
     rng = rng or random.Random(0)
     p = len(principles)
     if strategy == "flip_all":
@@ -280,10 +292,10 @@ def sample_constitutions(
     elif strategy == "all_combinations":
         flips = [c for n in range(p + 1) for c in itertools.combinations(range(p), n)]
     else:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+        raise ConfigError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
     if num is not None:
         if num < 2 or num > len(flips):
-            raise ValueError(
+            raise ConfigError(
                 f"strategy {strategy!r} over {p} principles gives {len(flips)} constitutions; asked for {num}"
             )
         keep = sorted(rng.sample(range(1, len(flips)), num - 1))

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sami.core.errors import DataError, InputMissing
 from sami.data.principles import STORED_SIDES, Constitution, ConstitutionItem
 
 CATEGORIES: tuple[str, ...] = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
@@ -29,10 +30,6 @@ FIELDS: tuple[str, ...] = ("id", "category", "query", "constitutions", "response
 
 
 logger = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A record that does not follow the schema; the message names file, line and field."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +157,7 @@ def json_lines(path: str | Path, what: str = "file") -> list[tuple[int, dict]]:
     if path.is_dir():
         raise DataError(f"{what} {path} is a folder; expected a JSONL file")
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise InputMissing(f"{what} not found: {path}")
     out = []
     with path.open("rb") as f:
         for line_no, line in enumerate(f, 1):

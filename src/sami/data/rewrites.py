@@ -18,9 +18,10 @@ import json
 import re
 from collections.abc import Callable
 
+from sami.core.registry import Registry
 from sami.data.checkers import NamedCall
 
-REWRITES: dict[str, Callable[..., str]] = {}
+REWRITES: Registry[Callable[..., str]] = Registry("rewrite")
 APPLIED_LAST: set[str] = set()  # rewrites of the whole text's form (case) that must see every other rewrite's words
 
 
@@ -29,9 +30,7 @@ def register_rewrite(name: str, *, last: bool = False):
     (case changes: "in summary" added by another rewrite must end up in the case asked for)."""
 
     def wrap(fn: Callable[..., str]) -> Callable[..., str]:
-        if name in REWRITES:
-            raise ValueError(f"rewrite {name!r} is already registered")
-        REWRITES[name] = fn
+        REWRITES.register(name, fn)
         if last:
             APPLIED_LAST.add(name)
         return fn

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+from sami.core.errors import ConfigError
 from sami.data.principles import Constitution
 
 PAPER_TEMPLATE = "paper-v1"
@@ -38,12 +39,12 @@ def build_prompt(template: str, constitution_text: str | None, query: str, token
         return f"Assistant System Instructions: {constitution_text}\n\nHuman: {query}\n\nAssistant:"
     if template == CHAT_TEMPLATE:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"template {CHAT_TEMPLATE!r} needs a tokenizer with a chat template")
+            raise ConfigError(f"template {CHAT_TEMPLATE!r} needs a tokenizer with a chat template")
         messages = [{"role": "user", "content": query}]
         if constitution_text is not None:
             messages.insert(0, {"role": "system", "content": constitution_text})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    raise ValueError(f"unknown template {template!r}; choose one of {TEMPLATES}")
+    raise ConfigError(f"unknown template {template!r}; choose one of {TEMPLATES}")
 
 
 def response_text(template: str, response: str) -> str:
@@ -64,7 +65,7 @@ def response_end_token(template: str, tokenizer) -> int:
     messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}]
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     if marker not in rendered:
-        raise ValueError("the tokenizer's chat template dropped the assistant message; use template paper-v1")
+        raise ConfigError("the tokenizer's chat template dropped the assistant message; use template paper-v1")
     # Some templates put a space before the end token (Llama 2: " </s>"); the special token is what ends.
     suffix = rendered[rendered.index(marker) + len(marker) :].lstrip()
     ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
@@ -92,4 +93,4 @@ def generation_prompt(template: str, constitution_text: str | None, query: str) 
         return [{"role": "system", "content": f"Follow these principles in every answer:\n{constitution_text}"}, user]
     if template == GEN_PAPER_TEMPLATE:
         return build_prompt(PAPER_TEMPLATE, constitution_text, query)
-    raise ValueError(f"unknown generation template {template!r}; choose one of {GENERATION_TEMPLATES}")
+    raise ConfigError(f"unknown generation template {template!r}; choose one of {GENERATION_TEMPLATES}")

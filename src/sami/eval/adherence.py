@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sami.backends.base import SamplingParams
+from sami.core.errors import ConfigError, DataError
 from sami.core.stats import bootstrap_mean, rate
 from sami.data.principles import SIDES, load_library
 from sami.data.records import json_lines
@@ -41,10 +42,10 @@ def load_queries(source: str, limit: int | None) -> list[str]:
         for number, obj in json_lines(path, "adherence.queries file"):
             query = obj.get("query")
             if not isinstance(query, str) or not query.strip():
-                raise ValueError(f"{path}:{number}: field 'query' must be a non-empty string")
+                raise DataError(f"{path}:{number}: field 'query' must be a non-empty string")
             queries.append(query)
     if not queries:
-        raise ValueError(f"adherence.queries {source!r}: no queries")
+        raise DataError(f"adherence.queries {source!r}: no queries")
     return queries[:limit] if limit else queries
 
 
@@ -54,7 +55,7 @@ def _principles(cfg: EvalConfig):
     names = cfg.adherence.principles or list(verifiable)
     unknown = sorted(set(names) - set(verifiable))
     if unknown:
-        raise ValueError(f"adherence.principles: {unknown} are not verifiable principles; known: {sorted(verifiable)}")
+        raise ConfigError(f"adherence.principles: {unknown} are not verifiable principles; known: {sorted(verifiable)}")
     return [verifiable[n] for n in names]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sami.backends.base import BackendConfig
+from sami.core.errors import ConfigError
 from sami.core.logprobs import LAYOUTS
 from sami.data.principles import PHRASINGS
 from sami.data.templates import TEMPLATES
@@ -21,6 +22,19 @@ from sami.eval.judges import JUDGES, VERDICT_MODES
 PROTOCOLS: tuple[str, ...] = ("paper", "fastchat")
 MAX_NAME = 100  # characters of a checkpoint name
 CONSTITUTIONS: tuple[str, ...] = ("positive", "sampled")
+
+
+def check_counts(section: str, **counts: int | None) -> None:
+    """Every count and limit named is a positive integer (None: the documented default, e.g. all); checked
+    when the config is read, so that a refused value never reaches a folder's stored settings."""
+    for key, value in counts.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{section}.{key} must be at least 1, got {value}")
+
+
+def check_principle_list(section: str, principles: list[str] | None) -> None:
+    if principles is not None and not principles:
+        raise ConfigError(f"{section}.principles must name at least one principle (or be null for all)")
 
 
 @dataclass
@@ -93,12 +107,14 @@ class MTBenchConfig:
         clash = sorted(set(self.imported_judges) & (set(JUDGES) | {"answers", "pairwise"}))
         if clash:
             raise ValueError(f"mtbench.imported_judges {clash} have the names of built-in judges or result keys")
-        if self.per_category is not None and self.per_category < 1:
-            raise ValueError("mtbench.per_category must be at least 1")
+        check_counts("mtbench", per_category=self.per_category, max_new_tokens=self.max_new_tokens,
+                     judge_max_new_tokens=self.judge_max_new_tokens)  # fmt: skip
         if self.verdict not in VERDICT_MODES:
             raise ValueError(f"mtbench.verdict must be one of {VERDICT_MODES}, got {self.verdict!r}")
-        if self.principles is not None and not self.principles:
-            raise ValueError("mtbench.principles must name at least one principle (or be null)")
+        check_principle_list("mtbench", self.principles)
+        for key in ("categories", "versus"):  # an empty list would read as "all" (categories) or "none" (versus)
+            if getattr(self, key) is not None and not getattr(self, key):
+                raise ConfigError(f"mtbench.{key} must name at least one (or be null)")
 
 
 @dataclass
@@ -133,6 +149,9 @@ class GSM8KConfig:
             raise ValueError(f"gsm8k.extract must be one of {EXTRACT_MODES}, got {self.extract!r}")
         if self.samples < 0 or (self.samples > 0 and self.temperature <= 0):
             raise ValueError("gsm8k.samples must be >= 0, with a positive temperature when sampling")
+        check_counts("gsm8k", limit=self.limit, max_new_tokens=self.max_new_tokens)
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"gsm8k.top_p must be in (0, 1], got {self.top_p}")
 
     @property
     def extract_mode(self) -> str:
@@ -158,6 +177,8 @@ class MIConfig:
             raise ValueError(f"mi.template must be one of {TEMPLATES}, got {self.template!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"mi.layout must be one of {LAYOUTS}, got {self.layout!r}")
+        check_counts("mi", limit=self.limit, max_prompt_tokens=self.max_prompt_tokens,
+                     max_response_tokens=self.max_response_tokens)  # fmt: skip
 
 
 @dataclass
@@ -190,6 +211,8 @@ class AdherenceConfig:
             raise ValueError(f"adherence.constitution must be separate or together, got {self.constitution!r}")
         if self.template not in TEMPLATES:
             raise ValueError(f"adherence.template must be one of {TEMPLATES}, got {self.template!r}")
+        check_counts("adherence", limit=self.limit, max_new_tokens=self.max_new_tokens)
+        check_principle_list("adherence", self.principles)
 
 
 @dataclass
@@ -219,17 +242,17 @@ class EvalConfig:
                 model = spec
                 name = Path(spec.rstrip("/")).name or spec
             if not model:
-                raise ValueError(f"checkpoint {spec!r}: expected [name=]model")
+                raise ConfigError(f"checkpoint {spec!r}: expected [name=]model")
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
-                raise ValueError(f"checkpoint name {name!r}: use letters, digits, '.', '_', '+', '-' (name=model)")
+                raise ConfigError(f"checkpoint name {name!r}: use letters, digits, '.', '_', '+', '-' (name=model)")
             if len(name) > MAX_NAME:  # it names files, whose names the file system limits
-                raise ValueError(f"checkpoint name {name[:20]}...: at most {MAX_NAME} characters (name=model)")
+                raise ConfigError(f"checkpoint name {name[:20]}...: at most {MAX_NAME} characters (name=model)")
             out.append((name, model))
         names = [n for n, _ in out]
         if len(set(names)) != len(names):
-            raise ValueError(f"checkpoint names repeat: {names}; name them with name=model")
+            raise ConfigError(f"checkpoint names repeat: {names}; name them with name=model")
         if not out:
-            raise ValueError("no checkpoints to evaluate")
+            raise ConfigError("no checkpoints to evaluate")
         return out
 
     def backend_for(self, model: str) -> BackendConfig:

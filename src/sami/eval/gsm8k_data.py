@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sami.core.errors import ConfigError, DataError, InputMissing
 from sami.data.records import json_lines
 
 Number = int | float
@@ -73,7 +74,7 @@ def gsm8k_prompt(version: str, question: str) -> str | list[dict[str, str]]:
     try:
         prompt = PROMPTS[version]
     except KeyError:
-        raise ValueError(f"unknown GSM8K prompt {version!r}; choose one of {sorted(PROMPTS)}") from None
+        raise ConfigError(f"unknown GSM8K prompt {version!r}; choose one of {sorted(PROMPTS)}") from None
     text = prompt.template.format(question=question)
     return [{"role": "user", "content": text}] if prompt.chat else text
 
@@ -120,16 +121,16 @@ def extract_answer(text: str, mode: str = "flexible") -> Number | None:
         tail = text.rsplit("=", 1)[-1].replace(",", "")
         integers = re.findall(r"(?<![\w])-?\d+|\d+", tail)
         return int(integers[-1]) if integers else None
-    raise ValueError(f"unknown extraction mode {mode!r}; choose one of {EXTRACT_MODES}")
+    raise ConfigError(f"unknown extraction mode {mode!r}; choose one of {EXTRACT_MODES}")
 
 
 def parse_gold(answer: str) -> Number:
     """The gold number of a GSM8K answer field: what follows ``#### ``, commas removed."""
     if "####" not in answer:
-        raise ValueError("no '####' marker in the answer")
+        raise DataError("no '####' marker in the answer")
     value = extract_answer(answer[answer.rindex("####") :], "strict")
     if value is None:
-        raise ValueError("no number after '####'")
+        raise DataError("no number after '####'")
     return value
 
 
@@ -148,11 +149,11 @@ def _read_local(path: Path, split: str) -> tuple[list[Problem], str]:
         where = f"{path}:{number}"
         for key in ("question", "answer"):
             if not isinstance(obj.get(key), str):
-                raise ValueError(f"{where}: field {key!r} must be a string")
+                raise DataError(f"{where}: field {key!r} must be a string")
         try:
             gold = parse_gold(obj["answer"])
         except ValueError as err:
-            raise ValueError(f"{where}: field 'answer': {err}") from None
+            raise DataError(f"{where}: field 'answer': {err}") from None
         problems.append(Problem(f"{path.stem}-{len(problems)}", obj["question"], gold))
     return problems, str(path)
 
@@ -168,7 +169,7 @@ def _read_hub(name: str, split: str, config: str) -> list[Problem]:
         try:
             problems.append(Problem(f"{split}-{k}", row["question"], parse_gold(row["answer"])))
         except (KeyError, ValueError) as err:
-            raise ValueError(f"{name} ({config}, {split}) row {k}: {err}") from None
+            raise DataError(f"{name} ({config}, {split}) row {k}: {err}") from None
     return problems
 
 
@@ -182,12 +183,12 @@ def _read_reasoning_gym(name: str, size: int, seed: int, options: dict) -> list[
     try:
         dataset = reasoning_gym.create_dataset(name, size=size, seed=seed, **options)
     except Exception as err:
-        raise ValueError(f"reasoning-gym generator {name!r}: {err}") from None
+        raise ConfigError(f"reasoning-gym generator {name!r}: {err}") from None
     problems = []
     for k, entry in enumerate(dataset):
         gold = extract_answer(str(entry["answer"]), "flexible")
         if gold is None:
-            raise ValueError(f"{name} (seed {seed}) item {k}: non-numeric answer {entry['answer']!r}")
+            raise DataError(f"{name} (seed {seed}) item {k}: non-numeric answer {entry['answer']!r}")
         problems.append(Problem(f"{name}-{seed}-{k}", entry["question"], gold))
     return problems
 
@@ -211,10 +212,10 @@ def load_problems(
     ``limit`` keeps the first N of the rest.
     """
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+        raise ConfigError(f"limit must be at least 1, got {limit}")
     generated = source == "gsm_symbolic" or source.startswith(RG_PREFIX)
     if options and not generated:
-        raise ValueError(f"{source}: generator options apply to reasoning_gym sources only")
+        raise ConfigError(f"{source}: generator options apply to reasoning_gym sources only")
     if generated:
         name = source.removeprefix(RG_PREFIX)
         size, rg_seed = (limit or 100) + len(exclude), seed + EVAL_SEED_OFFSET
@@ -232,9 +233,9 @@ def load_problems(
         problems = _read_hub(source, split, hub_config)
         provenance = {"source": f"hub:{source}", "config": hub_config, "split": split}
     else:
-        raise FileNotFoundError(f"GSM8K source {source!r} is neither gsm_symbolic, an existing path nor a hub id")
+        raise InputMissing(f"GSM8K source {source!r} is neither gsm_symbolic, an existing path nor a hub id")
     kept = [p for p in problems if p.question not in exclude]
     provenance["excluded"] = len(problems) - len(kept)
     if not kept:
-        raise ValueError(f"{source}: no problems")
+        raise ConfigError(f"{source}: no problems")
     return kept[:limit] if limit else kept, provenance

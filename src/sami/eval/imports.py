@@ -29,6 +29,7 @@ judgement (``pairwise_metrics`` needs both orders; a mirrored item can never be 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -39,12 +40,14 @@ from pathlib import Path
 
 from sami.backends.base import IMPORTED
 from sami.core.config import from_dict, parse_override, save_yaml, set_path
-from sami.core.locks import hold
+from sami.core.errors import ConfigError, DataError, InputMissing
+from sami.core.layout import CONFIG, SUITE_METRICS, pair_judgments
+from sami.data.records import json_lines
 from sami.eval.config import EvalConfig
-from sami.eval.judges import JUDGES, hard_verdict
+from sami.eval.judges import JUDGES, RESERVED, hard_verdict
 from sami.eval.mtbench import mtbench_metrics
 from sami.eval.mtbench_data import load_questions
-from sami.eval.store import JsonlStore, check_settings, write_json
+from sami.eval.store import JsonlStore, check_bindings, check_imported, check_settings, held_as_found, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -104,22 +107,27 @@ class Rows:
     def __init__(self, path: Path, cfg: ImportConfig):
         self.path = path
         self.cfg = cfg
-        frame = read_table(path)
+        frame, lines = read_table(path)
         self.columns = [str(c) for c in frame.columns]
         frame = frame.astype(object).where(frame.notna(), None)
         self.rows = frame.to_dict("records")
+        self.lines = lines  # JSON Lines: the line of each row, which the errors name instead of its row number
 
     def column(self, name: str) -> str | None:
         """The table's column for field ``name``: the configured one, the field's own name, or an alias."""
         if name in self.cfg.columns:
             if self.cfg.columns[name] not in self.columns:
                 column = self.cfg.columns[name]
-                raise ValueError(f"{self.path}: no column {column!r} (for {name}); it has {self.columns}")
+                raise DataError(f"{self.path}: no column {column!r} (for {name}); it has {self.columns}")
             return self.cfg.columns[name]
         return next((c for c in (name, *ALIASES.get(name, ())) if c in self.columns), None)
 
-    def error(self, number: int, name: str, problem: str) -> ValueError:
-        return ValueError(f"{self.path}: row {number}: field {name!r}: {problem}")
+    def error(self, number: int, name: str, problem: str) -> DataError:
+        return DataError(f"{self.where(number)}: field {name!r}: {problem}")
+
+    def where(self, number: int) -> str:
+        """Row ``number`` as errors name it: ``file:line`` for JSON Lines, ``file: row N`` for other tables."""
+        return f"{self.path}:{self.lines[number - 1]}" if self.lines else f"{self.path}: row {number}"
 
     def get(self, number: int, row: dict, name: str, required: bool = True):
         col = self.column(name)
@@ -139,29 +147,50 @@ class Rows:
 
 
 def read_table(path: Path):
-    """A file as a DataFrame: CSV by its suffix, else one JSON document (a list of records, or column dicts
-    keyed by row as pandas' ``to_json()`` writes them), else JSON Lines."""
+    """A file as a DataFrame and the line each row starts on (None where a row has no line of its own): CSV by
+    its suffix, else one JSON document (a list of records, or column dicts keyed by row as pandas' ``to_json()``
+    writes them), else JSON Lines. Every problem names ``file:line`` where it has a line, else the file."""
     import pandas as pd
 
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; expected a file of answers, judgments or questions")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise InputMissing(f"{path}: no such file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no part of the first column
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text") from None
+    if not text.strip():
+        raise DataError(f"{path}: empty file; expected a table of answers, judgments or questions")
     if path.suffix.lower() in (".csv", ".tsv"):
-        return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    text = path.read_text(encoding="utf-8")
+        try:
+            frame = pd.read_csv(io.StringIO(text), sep="\t" if path.suffix.lower() == ".tsv" else ",")
+        except (ValueError, pd.errors.ParserError) as err:
+            raise DataError(f"{path}: not a readable table ({str(err).splitlines()[0]})") from None
+        return frame, None
     try:
         whole = json.loads(text)
     except json.JSONDecodeError:
         whole = None
     try:
         if isinstance(whole, list):
-            return pd.DataFrame.from_records(whole)
+            bad = next((k for k, item in enumerate(whole, 1) if not isinstance(item, dict)), None)
+            if bad is not None:
+                raise DataError(f"{path}: row {bad}: expected an object (a record of fields), got {whole[bad - 1]!r}")
+            return pd.DataFrame.from_records(whole), None
         if isinstance(whole, dict) and whole and all(isinstance(v, dict) for v in whole.values()):
             frame = pd.DataFrame(whole)  # column dicts keyed by row
             keys = [str(k) for k in frame.index]
-            return frame.iloc[sorted(range(len(keys)), key=lambda i: (not keys[i].isdigit(), _row_key(keys[i])))]
-        return pd.read_json(path, lines=True, dtype=False)
+            order = sorted(range(len(keys)), key=lambda i: (not keys[i].isdigit(), _row_key(keys[i])))
+            return frame.iloc[order], None
+    except DataError:
+        raise
     except ValueError as err:
-        raise ValueError(f"{path}: not JSON Lines, a JSON table or CSV ({str(err).splitlines()[0]})") from None
+        raise DataError(f"{path}: not a JSON table ({str(err).splitlines()[0]})") from None
+    lines = json_lines(path, "imported file")  # JSON Lines: a bad line is named by its number
+    return pd.DataFrame.from_records([obj for _, obj in lines]), [number for number, _ in lines]
 
 
 def _row_key(key: str):
@@ -184,7 +213,7 @@ def _name(text: str, what: str, where: str) -> str:
     """A model or judge name made safe as a file name: other characters become '-'."""
     name = re.sub(r"[^A-Za-z0-9._+-]+", "-", str(text)).strip("-._+")
     if not name:
-        raise ValueError(f"{where}: {what} {text!r} has no letter or digit to name it by")
+        raise DataError(f"{where}: {what} {text!r} has no letter or digit to name it by")
     return name
 
 
@@ -203,16 +232,17 @@ class Collected:
         self.sources: dict[str, str] = {}  # model -> the first file with its answers, else with its verdicts
         self.judged_in: dict[str, str] = {}
         self.verdicts: dict[str, dict] = defaultdict(dict)  # judge -> (question id, turn, first, second) -> record
+        self.rows: dict[str, dict] = defaultdict(dict)  # judge -> (question id, turn, first, second) -> file:line
 
     def question(self, qid, turn: int, text: str | None, category: str | None, where: str) -> None:
         if text is not None:
             known = self.turns[qid].get(turn)
             if known is not None and known != text:
-                raise ValueError(f"{where}: question {qid} turn {turn} has another text than before")
+                raise DataError(f"{where}: question {qid} turn {turn} has another text than before")
             self.turns[qid][turn] = text
         if category is not None:
             if self.categories.get(qid, category) != category:
-                raise ValueError(f"{where}: question {qid} is in category {self.categories[qid]!r}, not {category!r}")
+                raise DataError(f"{where}: question {qid} is in category {self.categories[qid]!r}, not {category!r}")
             self.categories[qid] = category
 
     def table_id(self, rows: Rows, number: int, row: dict):
@@ -231,19 +261,19 @@ class Collected:
 
     def answer(self, model: str, source: Path, qid, turn: int, text: str, where: str, **extra) -> None:
         if not isinstance(text, str):
-            raise ValueError(f"{where}: expected the answer text, got {text!r}")
+            raise DataError(f"{where}: expected the answer text, got {text!r}")
         self.sources.setdefault(model, str(source))
         known = self.answers[model].get((qid, turn))
         if known is not None and known["answer"] != text:
             before = known["source"]
-            raise ValueError(f"{where}: {model} has another answer to question {qid} turn {turn} (in {before})")
+            raise DataError(f"{where}: {model} has another answer to question {qid} turn {turn} (in {before})")
         self.answers[model][(qid, turn)] = {"answer": text, "source": str(source), **extra}
 
     def verdict(self, judge: str, qid, turn: int, first: str, second: str, verdict, where: str, **extra) -> None:
         if first == second:
-            raise ValueError(f"{where}: a model compared with itself ({first})")
+            raise DataError(f"{where}: a model compared with itself ({first})")
         for model in (first, second):
-            self.judged_in.setdefault(model, where.partition(": row ")[0])  # where: "FILE: row N"
+            self.judged_in.setdefault(model, re.sub(r"(:\d+|: row \d+)$", "", where))  # where: FILE:LINE, FILE: row N
         record = {"question_id": qid, "turn": turn, "first": first, "second": second, "verdict": verdict, **extra}
         key = (qid, turn, first, second)
         known = self.verdicts[judge].get(key)
@@ -251,9 +281,35 @@ class Collected:
             if record.get("mirrored"):
                 return  # a verdict given in this order outranks the mirror of the other order's
             if known["verdict"] != record["verdict"]:
-                raise ValueError(f"{where}: {judge} judged question {qid} turn {turn} with {first} first before, "
+                raise DataError(f"{where}: {judge} judged question {qid} turn {turn} with {first} first before, "
                                  f"with another verdict ({known['verdict']!r}, now {verdict!r})")  # fmt: skip
         self.verdicts[judge][key] = record
+        self.rows[judge][key] = where
+
+    def leave_out_unanswered(self) -> list[str]:
+        """Where answers were imported, a verdict on an answer that none of the files holds (a model with no
+        answers, a question it did not answer) is left out: its length and style are unknown, and a rate over a
+        mix of checkable and uncheckable items would read as one over the answers. Returns ``where: why`` per
+        row left out. Verdicts imported without any answers are all kept."""
+        if not self.answers:
+            return []
+        out: dict[str, str] = {}
+        for judge, verdicts in self.verdicts.items():
+            for key in list(verdicts):
+                qid, turn, first, second = key
+                missing = [m for m in (first, second) if m not in self.answers]
+                unanswered = [m for m in (first, second) if m in self.answers and (qid, turn) not in self.answers[m]]
+                if missing:
+                    why = f"no answers of {' or '.join(map(repr, missing))} were imported"
+                elif unanswered:
+                    why = f"question {qid} turn {turn} has no imported answer of {' or '.join(map(repr, unanswered))}"
+                else:
+                    continue
+                del verdicts[key]
+                out.setdefault(self.rows[judge][key], f"verdict left out of the rates: {why}")
+        for judge in [j for j, v in self.verdicts.items() if not v]:
+            del self.verdicts[judge]
+        return [f"{where}: {why}" for where, why in out.items()]
 
     def question_ids(self) -> set:
         ids = set(self.turns) | {qid for answers in self.answers.values() for qid, _ in answers}
@@ -287,8 +343,8 @@ def _judge_name(cfg: ImportConfig, given, path: Path, where: str) -> str:
     if isinstance(given, (list, tuple)) and given:
         given = given[0]  # FastChat: (judge model, prompt name)
     name = _name(cfg.judge or given or path.stem, "judge", where)
-    if name in JUDGES or name in ("answers", "pairwise", "single"):
-        raise ValueError(f"{where}: imported judge {name!r} has the name of a built-in judge; name it with --judge")
+    if name in JUDGES or name in RESERVED:
+        raise ConfigError(f"{where}: imported judge {name!r} has the name of a built-in judge; name it with --judge")
     return name
 
 
@@ -308,19 +364,19 @@ def read_fastchat_questions(rows: Rows, got: Collected) -> None:
         qid = _question_id(rows.get(number, row, "question_id"))
         category = rows.text(number, row, "category", required=False)
         for k, text in enumerate(turns, 1):
-            got.question(qid, k, text, category, f"{rows.path}: row {number}")
+            got.question(qid, k, text, category, f"{rows.where(number)}")
 
 
 def read_fastchat_answers(rows: Rows, got: Collected) -> None:
     for number, row in rows:
         qid = _question_id(rows.get(number, row, "question_id"))
-        model = _name(row.get("model_id") or rows.cfg.model or rows.path.stem, "model", f"{rows.path}: row {number}")
+        model = _name(row.get("model_id") or rows.cfg.model or rows.path.stem, "model", f"{rows.where(number)}")
         choices = rows.get(number, row, "choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict) or \
                 not isinstance(choices[0].get("turns"), list):  # fmt: skip
             raise rows.error(number, "choices", "expected [{index, turns: [...]}, ...]")
         for turn, text in enumerate(choices[0]["turns"], 1):
-            got.answer(model, rows.path, qid, turn, text, f"{rows.path}: row {number}: field 'choices'")
+            got.answer(model, rows.path, qid, turn, text, f"{rows.where(number)}: field 'choices'")
 
 
 FASTCHAT_WINNERS = {"tie": "tie", "error": None}
@@ -328,7 +384,7 @@ FASTCHAT_WINNERS = {"tie": "tie", "error": None}
 
 def read_fastchat_pair(rows: Rows, got: Collected) -> None:
     for number, row in rows:
-        where = f"{rows.path}: row {number}"
+        where = f"{rows.where(number)}"
         qid = _question_id(rows.get(number, row, "question_id"))
         models = {k: _name(rows.get(number, row, k), "model", where) for k in ("model_1", "model_2")}
         judge = row.get("judge")
@@ -365,7 +421,7 @@ def _preference(rows: Rows, number: int, value):
 
 def read_alpaca_eval(rows: Rows, got: Collected) -> None:
     for number, row in rows:
-        where = f"{rows.path}: row {number}"
+        where = f"{rows.where(number)}"
         instruction = rows.text(number, row, "instruction")
         qid = got.table_id(rows, number, row)
         category = rows.text(number, row, "category", required=False) or row.get("dataset")
@@ -384,7 +440,7 @@ def read_alpaca_eval(rows: Rows, got: Collected) -> None:
 
 def read_answers_table(rows: Rows, got: Collected) -> None:
     for number, row in rows:
-        where = f"{rows.path}: row {number}"
+        where = f"{rows.where(number)}"
         qid = got.table_id(rows, number, row)
         turn = _turn(rows, number, row)
         model = rows.get(number, row, "model", required=False) or rows.cfg.model or rows.path.stem
@@ -419,7 +475,7 @@ OUTCOMES = {"a": "A", "b": "B", "tie": "tie", 1: "A", 0: "B", 0.5: "tie"}
 
 def read_judgments_table(rows: Rows, got: Collected) -> None:
     for number, row in rows:
-        where = f"{rows.path}: row {number}"
+        where = f"{rows.where(number)}"
         qid = got.table_id(rows, number, row)
         turn = _turn(rows, number, row)
         got.question(qid, turn, rows.text(number, row, "question", required=False),
@@ -466,7 +522,7 @@ def recognise(rows: Rows) -> str:
         return "judgments"
     if rows.column("response"):
         return "answers"
-    raise ValueError(
+    raise DataError(
         f"{rows.path}: cannot tell its format from its columns {rows.columns}; name the columns (--response-col, "
         f"...) or the format (--format, one of {tuple(FORMATS)})"
     )
@@ -490,6 +546,9 @@ def import_files(cfg: ImportConfig) -> tuple[EvalConfig, dict]:
             if q.question_id in got.question_ids():
                 for turn, text in enumerate(q.turns, 1):
                     got.question(q.question_id, turn, text, q.category, cfg.questions)
+    left_out = got.leave_out_unanswered()
+    if left_out:
+        logger.warning("%d judgment row(s) left out of the rates:\n  %s", len(left_out), "\n  ".join(left_out))
     unknown = sorted((q for q in got.question_ids() if not got.turns.get(q)), key=str)
     if unknown:
         logger.warning("%d question(s) have no text, so no judge can be run on them (%s); import FastChat's "
@@ -502,15 +561,18 @@ def import_files(cfg: ImportConfig) -> tuple[EvalConfig, dict]:
         "model": cfg.model,
         "judge": cfg.judge,
         "questions": cfg.questions,
+        "protocol": eval_cfg.mtbench.protocol,  # what the answers were made under: every later run keeps it
     }
-    if (root / "answers").is_dir() and not (root / "import" / "settings.json").is_file():
-        raise ValueError(f"{root} holds answers generated by sami eval mtbench; import into another --output-dir")
-    with hold(root, folder=True, what="this MT-Bench folder"):
-        check_settings(root / "import", settings)  # importing other files into it is refused
+    bindings = {name: {"model": model, "key": model} for name, model in eval_cfg.checkpoints()}
+    with held_as_found(root, what="this MT-Bench folder"):
+        check_imported(root)
+        # importing other files into it is refused; a folder imported before the protocol was stored holds this one
+        check_settings(root / "import", settings, added={"protocol": eval_cfg.mtbench.protocol})
+        check_bindings(root, bindings)
         _write(got, root)
-        save_yaml(eval_cfg, root / "config.yaml")
+        save_yaml(eval_cfg, root / CONFIG)
         metrics = mtbench_metrics(eval_cfg)
-        write_json(root / "metrics.json", metrics)
+        write_json(root / SUITE_METRICS, metrics)
     return eval_cfg, metrics
 
 
@@ -560,7 +622,7 @@ def _write(got: Collected, root: Path) -> None:
         for (_, _, first, second), record in verdicts.items():
             by_pair[tuple(sorted((first, second)))].append(record)
         for (a, b), records in by_pair.items():
-            store = JsonlStore(root / "judgments" / judge / f"{a}__{b}.jsonl", ("question_id", "turn", "first"))
+            store = JsonlStore(pair_judgments(root, judge, a, b), ("question_id", "turn", "first"))
             todo = [r for r in records if not store.done(r["question_id"], r["turn"], r["first"])]
             store.append_many(
                 {**{k: r[k] for k in ("question_id", "turn", "first", "second")},

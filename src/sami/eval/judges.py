@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sami.core.errors import ConfigError
+from sami.core.registry import Registry
 from sami.eval.common import Shown, shown_text
 from sami.eval.degenerate import passes
 from sami.eval.mtbench_data import REFERENCE_CATEGORIES, JudgePrompt, Question
@@ -72,7 +74,7 @@ class JudgeItem:
     def principles(self) -> list[Shown]:
         """``[Shown(principle, side, phrasing), ...]`` of the constitution; an error for a free-text one."""
         if isinstance(self.shown, str):
-            raise ValueError(
+            raise ConfigError(
                 f"question {self.question.question_id}: its constitution is free text, not named principles, so "
                 "this judge cannot read it; use a judge that reads text (principle-aware)"
             )
@@ -128,15 +130,12 @@ class Judge:
         return self.prompt is not None
 
 
-JUDGES: dict[str, Judge] = {}
+JUDGES: Registry[Judge] = Registry("judge")
 
 
 def register_judge(judge: Judge) -> Judge:
     """Make ``judge`` available to ``mtbench.judges`` (and ``sami eval mtbench --judges``)."""
-    if judge.name in JUDGES:
-        raise ValueError(f"judge {judge.name!r} is already registered")
-    JUDGES[judge.name] = judge
-    return judge
+    return JUDGES.register(judge.name, judge)
 
 
 PRINCIPLE_AWARE_SYSTEM = (
@@ -203,7 +202,9 @@ def fastchat_prompt(
     try:
         user = prompt.prompt_template.format(**fields)
     except KeyError as err:
-        raise ValueError(f"judge prompt {prompt.name!r} asks for field {err}, which this judge does not fill") from None
+        raise ConfigError(
+            f"judge prompt {prompt.name!r} asks for field {err}, which this judge does not fill"
+        ) from None
     return _messages(prompt.system_prompt, user)
 
 
@@ -303,12 +304,24 @@ def checked_principles(shown: list[Shown]) -> list[Shown]:
     checked = [s for s in shown if s.principle.side_checker(s.side) is not None]
     if not checked:
         names = [f"{s.principle.name} ({s.side})" for s in shown]
-        raise ValueError(
+        raise ConfigError(
             f"the checker judge needs principles with a checker for the side shown; none of {names} has one. Set "
             "mtbench.principles to verifiable principles (e.g. [lowercase, bullet_list]; see verifiable: in "
             "sami/data/principles.yaml)"
         )
     return checked
+
+
+def every_principle_checked(shown: list[Shown]) -> None:
+    """Before any answer is written: every principle the checker judge will be shown has a checker for the side
+    it is shown on; one it could not check would be left out of its verdicts without a word."""
+    checked_principles(shown)
+    unchecked = [f"{s.principle.name} ({s.side})" for s in shown if s.principle.side_checker(s.side) is None]
+    if unchecked:
+        raise ConfigError(
+            f"mtbench.judges: the checker judge cannot check {unchecked} (no checker for the side shown); set "
+            "mtbench.principles to principles with checkers for both sides, or leave checker out of mtbench.judges"
+        )
 
 
 def checker_verdict(shown: list[Shown], answer_a: str, answer_b: str) -> dict:
@@ -349,5 +362,5 @@ register_judge(Judge("principle-free", reference=True, prompt=_fastchat("pair"),
                      help="pairwise; MT-Bench's pair-v2 prompt"))  # fmt: skip
 register_judge(Judge("single", pairwise=False, reference=True, prompt=_fastchat("single"), parse=parse_rating,
                      help="1-10 grading with MT-Bench's single-v1 prompt"))  # fmt: skip
-register_judge(Judge("checker", turns="first", decide=_checker, check_principles=checked_principles,
+register_judge(Judge("checker", turns="first", decide=_checker, check_principles=every_principle_checked,
                      help="pairwise, no model: more of the shown principles' checkers pass"))  # fmt: skip

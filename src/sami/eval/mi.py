@@ -24,9 +24,11 @@ from tqdm.auto import tqdm
 
 from sami.backends.base import make_backend
 from sami.backends.transformers_backend import load_inference_model
-from sami.core.logprobs import QueryTokens, batch_logprob_matrices
+from sami.core.errors import ConfigError
+from sami.core.logprobs import batch_logprob_matrices
 from sami.core.objective import sami_metrics
 from sami.core.stats import bootstrap_mean, bounded_mean
+from sami.core.tokens import QueryTokens
 from sami.data.records import read_records
 from sami.eval.common import fmt
 from sami.eval.config import EvalConfig
@@ -76,7 +78,7 @@ def score_records(cfg: EvalConfig, name: str, model_ref: str, records, root: Pat
     else:
         backend = make_backend(cfg.backend_for(model_ref))
         if not hasattr(backend, "response_logprobs"):
-            raise ValueError(f"backend kind {cfg.backend.kind!r} returns no log-probs; the MI bound needs them")
+            raise ConfigError(f"backend kind {cfg.backend.kind!r} returns no log-probs; the MI bound needs them")
         tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(model_ref, cfg.backend.revision)
 
         def score(query):
@@ -167,7 +169,7 @@ def print_mi(metrics: dict) -> None:
 
 def run_mi(cfg: EvalConfig) -> dict:
     if not cfg.mi.data:
-        raise ValueError("mi.data: give the held-out records to score (--data FILE.jsonl, docs/DATA.md)")
+        raise ConfigError("mi.data: give the held-out records to score (--data FILE.jsonl, docs/DATA.md)")
     records = read_records(cfg.mi.data)
     if cfg.mi.limit:
         records = records[: cfg.mi.limit]

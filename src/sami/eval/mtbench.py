@@ -27,6 +27,8 @@ from itertools import combinations
 from pathlib import Path
 
 from sami.backends.base import BACKENDS, SamplingParams
+from sami.core.errors import ConfigError, DataError
+from sami.core.layout import graded_judgments, pair_judgments
 from sami.core.stats import (
     bootstrap_mean,
     bounded_mean,
@@ -63,8 +65,15 @@ from sami.eval.judges import (
     soft_preference,
     verdict_probs,
 )
-from sami.eval.mtbench_data import FASTCHAT_TEMPERATURES, Question, load_judge_prompts, load_questions, select
-from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
+from sami.eval.mtbench_data import (
+    FASTCHAT_TEMPERATURES,
+    Question,
+    is_package_path,
+    load_judge_prompts,
+    load_questions,
+    select,
+)
+from sami.eval.store import JsonlStore, check_imported_protocol, check_settings, finish_suite, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +83,13 @@ def pairs(cfg: EvalConfig) -> list[tuple[str, str]]:
     against = cfg.mtbench.against
     if against is not None:
         if against not in names:
-            raise ValueError(f"mtbench.against {against!r} is not one of the checkpoints {names}")
+            raise ConfigError(f"mtbench.against {against!r} is not one of the checkpoints {names}")
         return [(n, against) for n in names if n != against]
     versus = cfg.mtbench.versus
     if versus is not None:
         missing = sorted(set(versus) - set(names))
         if missing:
-            raise ValueError(f"mtbench.versus {missing} are not among the checkpoints {names}")
+            raise ConfigError(f"mtbench.versus {missing} are not among the checkpoints {names}")
         return [(x, y) for x, y in combinations(names, 2) if x in versus or y in versus]
     return list(combinations(names, 2))
 
@@ -102,6 +111,9 @@ def question_constitution(cfg: EvalConfig, library, q: Question) -> list[Shown]:
     question id alone, so every model answers a question under the same constitution.
     """
     names = cfg.mtbench.principles
+    if not names and q.category not in library.categories:  # e.g. imported answers of a question of no category
+        raise ConfigError(f"question {q.question_id}: its category {q.category!r} has no principles; set "
+                          "mtbench.principles (or add the category to a library, --library)")  # fmt: skip
     principles = [library.get(n) for n in names] if names else library.for_category(q.category)
     if cfg.mtbench.constitutions == "positive":
         return [Shown(p, "principle", cfg.mtbench.phrasing) for p in principles]
@@ -137,7 +149,7 @@ def verdict_mode(cfg: EvalConfig) -> str:
         return "probability" if kind.verdict_probabilities == "default" else "text"
     if mode == "probability" and kind.verdict_probabilities == "no":
         able = [k.name for k in BACKENDS.values() if k.verdict_probabilities != "no"]
-        raise ValueError(
+        raise ConfigError(
             f"verdict probabilities come from a judge of kind {able}, not {kind.name!r} (a vLLM judge: serve it "
             "with vllm serve MODEL and use judge.kind: openai), or set mtbench.verdict: text"
         )
@@ -146,7 +158,7 @@ def verdict_mode(cfg: EvalConfig) -> str:
 
 def _pair_file(root: Path, judge: str, x: str, y: str) -> Path:
     a, b = sorted((x, y))
-    return root / "judgments" / judge / f"{a}__{b}.jsonl"
+    return pair_judgments(root, judge, a, b)
 
 
 def _answer_prompt(cfg: EvalConfig, q: Question, turn: int, constitution: str | None, earlier: list[str]):
@@ -224,7 +236,7 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
         """The constitution stored with the first turn's answers (both must agree), or None."""
         found = {n: answers[n][(q.question_id, 1)].get("constitution") for n in (first, second) if n is not None}
         if len({json.dumps(c, sort_keys=True) for c in found.values()}) > 1:
-            raise ValueError(f"question {q.question_id}: the answers of {sorted(found)} were written under different "
+            raise DataError(f"question {q.question_id}: the answers of {sorted(found)} were written under different "
                              f"constitutions ({found}); a pair is judged under one")  # fmt: skip
         return next(iter(found.values()))
 
@@ -238,7 +250,7 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
             store = JsonlStore(_pair_file(root, judge.name, x, y), ("question_id", "turn", "first"))
             orders = [(x, y), (y, x)]
         else:
-            store = JsonlStore(root / "judgments" / judge.name / f"{x}.jsonl", ("question_id", "turn"))
+            store = JsonlStore(graded_judgments(root, judge.name, x), ("question_id", "turn"))
             orders = [(x, None)]
         for q in questions:
             question = q if judge.reference else dataclasses.replace(q, reference=None)
@@ -420,7 +432,7 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
         pairwise_judge(out, root, name, answers, pairs(cfg), imported=imported)
     for judge in (JUDGES[name] for name in cfg.mtbench.judges if not JUDGES[name].pairwise):
         # a grading judge's numbers sit under its own name, per checkpoint
-        graded = {n: read_jsonl(root / "judgments" / judge.name / f"{n}.jsonl") for n in names}
+        graded = {n: read_jsonl(graded_judgments(root, judge.name, n)) for n in names}
         out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
     return out
 
@@ -545,12 +557,30 @@ def print_mtbench(metrics: dict) -> None:
             print(f"[{judge}] {n}: mean rating {fmt(s['score'], False)}, unparseable {s['unparseable']} of {s['n']}")
 
 
+def _package_references(provenance: dict):
+    """Stored settings with the package's reference answers recorded by their absolute path (folders written
+    before ``package_file``) read as the package's references of today, so the folder resumes from any checkout."""
+
+    def upgrade(stored: dict) -> dict:
+        questions = stored.get("questions")
+        if isinstance(questions, dict) and is_package_path(questions.get("references")):
+            return {**stored, "questions": {**questions, "references": provenance.get("references")}}
+        return stored
+
+    return upgrade
+
+
 def run_mtbench(cfg: EvalConfig) -> dict:
     m = cfg.mtbench
     root = Path(cfg.output_dir) / "mtbench"
     questions, provenance = load_questions(m.questions, m.references)
     questions = select(questions, m.categories, m.per_category)
     library = load_library(cfg.library)
+    library.check_names(m.principles, "mtbench.principles")
+    pairs(cfg)  # an unknown mtbench.against or versus name, before any answer is generated
+    check_imported_protocol(root, m.protocol)
+    if m.judge_prompts != "package" and not Path(m.judge_prompts).expanduser().is_file():
+        raise ConfigError(f"mtbench.judge_prompts: no such file: {m.judge_prompts}")
     settings = {
         "questions": provenance,
         "question_ids": [q.question_id for q in questions],
@@ -574,7 +604,7 @@ def run_mtbench(cfg: EvalConfig) -> dict:
     # folders written before these settings existed: each category's principles, text verdicts, one constitution;
     # before the phrasing had its name, it was stored as side
     check_settings(root, settings, added={"principles": None, "verdict": "text", "constitutions": "positive"},
-                   renamed={"side": "phrasing"})  # fmt: skip
+                   renamed={"side": "phrasing"}, upgrade=_package_references(provenance))  # fmt: skip
     for name, model in cfg.checkpoints():
         generate_answers(cfg, name, model, questions, root, library)
     judge_all(cfg, questions, root, library)

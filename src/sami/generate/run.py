@@ -87,6 +87,12 @@ class ConstitutionSettings:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.phrasing not in PHRASINGS:
             raise ValueError(f"phrasing must be 'strong' or 'weak', got {self.phrasing!r}")
+        if self.principles is not None and not self.principles:
+            raise ConfigError(
+                "constitutions.principles must name at least one principle (or be null for each query's category's)"
+            )
+        if self.num is not None and self.num < 2:
+            raise ConfigError(f"constitutions.num must be at least 2 (constitutions per query), got {self.num}")
 
 
 @dataclass
@@ -95,6 +101,14 @@ class GenSampling:
     temperature: float = 0.0  # greedy by default; the multi-task paper's math data used 0.4
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:  # checked when the config is read: a refused value is never saved
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"sampling.max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ConfigError(f"sampling.temperature must be >= 0 (0 is greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"sampling.top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass
@@ -124,6 +138,9 @@ class GenerateConfig:
             raise ValueError("num_queries must be at least 1 (or null for the whole pool)")
         if self.skip_queries < 0:
             raise ValueError("skip_queries must be non-negative")
+        if self.queries_per_chunk is not None and self.queries_per_chunk < 1:  # 0 read as the default, -1 as none
+            raise ConfigError(f"queries_per_chunk must be at least 1 (or null for one backend batch), got "
+                              f"{self.queries_per_chunk}")  # fmt: skip
 
 
 @dataclass
@@ -153,7 +170,7 @@ def _finished_ids(path: Path) -> set[str]:
     ids = set()
     for n, obj in enumerate(read_appended(path), 1):
         if not isinstance(obj.get("id"), str):
-            raise ValueError(f"{path}: record {n} has no id; is this the right output file?")
+            raise DataError(f"{path}: record {n} has no id; is this the right output file?")
         ids.add(obj["id"])
     return ids
 
@@ -272,10 +289,10 @@ def _chunk_size(cfg: GenerateConfig, backend: Backend, num_constitutions: int) -
 def check_output(output: Path) -> None:
     """The output must be a file path (its folder is created); checked before the teacher loads."""
     if output.is_dir():
-        raise ValueError(f"output: {output} is a folder; expected a JSONL file path")
+        raise ConfigError(f"output: {output} is a folder; expected a JSONL file path")
     for parent in output.parents:
         if parent.exists() and not parent.is_dir():
-            raise ValueError(f"output: {parent} is a file, so {output} cannot be created")
+            raise ConfigError(f"output: {parent} is a file, so {output} cannot be created")
 
 
 def generate(cfg: GenerateConfig, backend: Backend | None = None) -> GenerateResult:
@@ -295,15 +312,17 @@ def _generate(cfg: GenerateConfig, backend: Backend | None) -> GenerateResult:
     output, rejected = Path(cfg.output), rejected_path(cfg.output)
     _check_same_config(cfg)
     library = load_library(cfg.constitutions.library)
+    library.check_names(cfg.constitutions.principles, "constitutions.principles")
     check_rewritable(cfg, library)
     items, pool_dropped = select_queries(cfg)
     done = _finished_ids(output) | _finished_ids(rejected)
     todo = [item for item in items if item.id not in done]
+    plans = _plans(cfg, library, todo)  # every query's constitutions, drawn before anything is written
     output.parent.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, config_path(output))
     result = GenerateResult(output, rejected, 0, len(items) - len(todo), Counter(), pool_dropped, 0.0, 0)
     if todo:
-        _generate_chunks(cfg, library, todo, backend or make_backend(cfg.teacher), result, start)
+        _generate_chunks(cfg, library, todo, plans, backend or make_backend(cfg.teacher), result, start)
     else:
         output.touch()
     result.seconds = time.perf_counter() - start
@@ -330,13 +349,30 @@ def _provenance(cfg: GenerateConfig, backend: Backend) -> dict:
     }
 
 
+def _plans(cfg: GenerateConfig, library, todo: list[PoolItem]) -> dict[str, tuple]:
+    """``plan_record`` of every query to do, by id; constitutions that cannot be drawn are a config error."""
+    plans = {}
+    for item in todo:
+        try:
+            plans[item.id] = plan_record(cfg, library, item)
+        except (ValueError, KeyError) as err:
+            text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            raise ConfigError(f"constitutions: {text} (query {item.id}, category {item.category!r})") from None
+    return plans
+
+
 def _generate_chunks(
-    cfg: GenerateConfig, library, todo: list[PoolItem], backend: Backend, result: GenerateResult, start: float
+    cfg: GenerateConfig,
+    library,
+    todo: list[PoolItem],
+    plans: dict,
+    backend: Backend,
+    result: GenerateResult,
+    start: float,
 ) -> None:
     """Generate the records of ``todo`` one chunk of queries at a time, appending each chunk to the output and
     the filtered file before the next one starts; counts go into ``result``."""
     params, provenance = _sampling_params(cfg), _provenance(cfg, backend)
-    plans = {item.id: plan_record(cfg, library, item) for item in todo}
     rewritten = [library.get(n) for n in cfg.constitutions.principles or ()]  # rewrite mode: the same for all
     num_c = max(len(prompts) for _, prompts in plans.values())  # prompts per query: C, or 1 for rewrites
     chunk = _chunk_size(cfg, backend, num_c)

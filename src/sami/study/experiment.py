@@ -34,18 +34,36 @@ from typing import Any
 
 from sami.backends.base import BackendConfig
 from sami.core.config import from_dict, load_yaml, parse_override, save_yaml, set_path, to_dict
+from sami.core.errors import ConfigError
+from sami.core.layout import CONFIG, MODEL
 from sami.core.locks import hold
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.generate.run import GenerateConfig
 from sami.plugins import load_plugins
 from sami.study.stages import Stage, StageOutcome, run_stages
-from sami.train.config import TRAIN_METHODS, TrainConfig, method_view
+from sami.train.config import TrainConfig, method_view
+from sami.train.registry import METHODS
 
 logger = logging.getLogger(__name__)
 
 MTBENCH_METHODS = ("sft", "sami", "dpo")  # the default; sft and sami are always trained
 MTBENCH_VERSUS = ("sami", "sft")  # every method is judged against these (mtbench.versus)
 MATH_METHODS = ("sft", "sami", "sft+sami")
+
+
+def plugin_suites(suites: dict[str, Any]) -> dict[str, Any]:
+    """A study's ``suites:``: evaluation suites plugins add (``plugins:``), each run as a stage on the base model
+    and every trained model of the study, with its settings (``sections.<suite>`` of its eval config) parsed by
+    its dataclass and written out with every default; its metrics get a section of the report."""
+    from sami.eval.run import SUITES, is_built_in
+
+    out = {}
+    for name, section in suites.items():
+        if name not in SUITES or is_built_in(name):
+            added = [s for s in SUITES if not is_built_in(s)]
+            raise ValueError(f"suites.{name}: not a suite added by a plugin; those loaded are {added}")
+        out[name] = to_dict(from_dict(SUITES[name].section, section or {}, source=f"suites.{name}"))
+    return out
 
 
 @dataclass
@@ -66,13 +84,15 @@ class MTBenchStudy:
     mtbench: MTBenchConfig = field(default_factory=MTBenchConfig)
     mi: bool = True
     adherence: AdherenceConfig | None = field(default_factory=AdherenceConfig)
+    suites: dict[str, Any] = field(default_factory=dict)  # suites plugins add: name -> settings (plugin_suites)
 
     def __post_init__(self) -> None:
         if self.queries < 1 or self.heldout < 0:
             raise ValueError("queries must be at least 1 and heldout non-negative")
-        unknown = [m for m in self.methods if m not in TRAIN_METHODS]
+        self.suites = plugin_suites(self.suites)
+        unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise ValueError(f"methods: {unknown} are not training methods; known: {TRAIN_METHODS}")
+            raise ValueError(f"methods: {unknown} are not training methods; known: {METHODS.names()}")
         if len(set(self.methods)) != len(self.methods) or not set(MTBENCH_VERSUS) <= set(self.methods):
             raise ValueError(
                 f"methods must name each method once and include {MTBENCH_VERSUS}, which every method is judged against"
@@ -92,10 +112,12 @@ class MathStudy:
     train: TrainConfig = field(default_factory=TrainConfig)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     gsm8k: GSM8KConfig = field(default_factory=GSM8KConfig)
+    suites: dict[str, Any] = field(default_factory=dict)  # suites plugins add: name -> settings (plugin_suites)
 
     def __post_init__(self) -> None:
         if self.queries < 1:
             raise ValueError("queries must be at least 1")
+        self.suites = plugin_suites(self.suites)
         unknown = sorted(set(self.overrides) - set(MATH_METHODS))
         if unknown:
             raise ValueError(f"overrides name methods {unknown}; the study trains {MATH_METHODS}")
@@ -142,7 +164,7 @@ def train_config(study, root: Path, method: str, base_model: str, seed: int) -> 
     cfg.seed = seed
     cfg.model.name_or_path = base_model
     from_sft = method == "sft+sami" or (isinstance(study, MTBenchStudy) and method != "sft")
-    cfg.init_from = str(root / "models" / "sft" / "model") if from_sft else None
+    cfg.init_from = str(root / "models" / "sft" / MODEL) if from_sft else None
     return _with_overrides(cfg, study.overrides.get(method, {}), f"{method} overrides")
 
 
@@ -173,7 +195,7 @@ def _generate_stage(gen: GenerateConfig, root: Path, heldout: int) -> Stage:
     def run(folder: Path) -> None:
         result = generate(gen)
         if result.written + result.already_done == 0:
-            raise ValueError(f"every generated training record was filtered out; see {result.rejected_path}")
+            raise ConfigError(f"every generated training record was filtered out; see {result.rejected_path}")
         if heldout:
             generate(held)
 
@@ -193,11 +215,12 @@ def _train_stage(cfg_train: TrainConfig, name: str, after: list[str]) -> Stage:
 
 def _eval_stage(ev: EvalConfig, suite: str, name: str, after: list[str]) -> Stage:
     from sami.eval.run import run as run_eval
+    from sami.eval.run import settings
 
     def run(folder: Path) -> None:
         run_eval(suite, ev)
 
-    section = to_dict(getattr(ev, suite))
+    section = to_dict(settings(ev, suite))
     config = {"suite": suite, "models": ev.models, "backend": to_dict(ev.backend), "section": section}
     if suite == "mtbench":
         config["judge"] = to_dict(ev.judge)
@@ -215,7 +238,7 @@ def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
         stages.append(
             _train_stage(trains[m], f"mtbench/{m}", ["mtbench/data"] + ([] if m == "sft" else ["mtbench/sft"]))
         )
-    model = {m: f"{m}={trains[m].output_dir}/model" for m in order}
+    model = {m: f"{m}={trains[m].output_dir}/{MODEL}" for m in order}
     trained = [f"mtbench/{m}" for m in order]
     # every method against SAMI and against SFT, in the order SAMI vs each, each vs SFT: with the default
     # methods SAMI vs DPO, SAMI vs SFT, DPO vs SFT (the paper's figure)
@@ -236,7 +259,17 @@ def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     if study.adherence is not None:
         evals["adherence"] = eval_config(cfg, root, everyone, adherence=study.adherence)
         stages.append(_eval_stage(evals["adherence"], "adherence", "mtbench/eval-adherence", trained))
+    stages += _plugin_suite_stages(cfg, study, root, everyone, evals, ["mtbench/data", *trained])
     return stages, {"trains": trains, "evals": evals, "generate": gen}
+
+
+def _plugin_suite_stages(cfg, study, root: Path, models: list[str], evals: dict, after: list[str]) -> list[Stage]:
+    """One stage per suite of the study's ``suites:`` (added by plugins), on ``models``; ``evals`` gains each."""
+    stages = []
+    for suite, section in study.suites.items():
+        evals[suite] = eval_config(cfg, root, models, sections={suite: section})
+        stages.append(_eval_stage(evals[suite], suite, f"{root.name}/eval-{suite}", after))
+    return stages
 
 
 def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
@@ -248,15 +281,18 @@ def math_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     stages.append(_train_stage(trains["sft"], "math/sft", ["math/data"]))
     stages.append(_train_stage(trains["sami"], "math/sami", ["math/data"]))
     stages.append(_train_stage(trains["sft+sami"], "math/sft+sami", ["math/data", "math/sft"]))
-    models = [f"base={base}"] + [f"{m}={trains[m].output_dir}/model" for m in MATH_METHODS]
+    models = [f"base={base}"] + [f"{m}={trains[m].output_dir}/{MODEL}" for m in MATH_METHODS]
     gsm8k = copy.deepcopy(study.gsm8k)
     gsm8k.exclude_queries_from = [
         *gsm8k.exclude_queries_from,
         str(root / "data" / "train.jsonl"),
     ]  # never a training item
     ev = eval_config(cfg, root, models, gsm8k=gsm8k)
-    stages.append(_eval_stage(ev, "gsm8k", "math/eval-gsm8k", ["math/sft", "math/sami", "math/sft+sami"]))
-    return stages, {"trains": trains, "evals": {"gsm8k": ev}, "generate": gen}
+    trained = ["math/sft", "math/sami", "math/sft+sami"]
+    stages.append(_eval_stage(ev, "gsm8k", "math/eval-gsm8k", trained))
+    evals = {"gsm8k": ev}
+    stages += _plugin_suite_stages(cfg, study, root, models, evals, ["math/data", *trained])
+    return stages, {"trains": trains, "evals": evals, "generate": gen}
 
 
 def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
@@ -269,7 +305,7 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
         s, parts["math"] = math_stages(cfg)
         stages += s
     if not stages:
-        raise ValueError("both studies are disabled: enable mtbench or math")
+        raise ConfigError("both studies are disabled: enable mtbench or math")
     from sami.study.report import write_report
 
     def run_report(folder: Path) -> None:
@@ -281,18 +317,36 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     return stages, parts
 
 
+def check_principle_names(cfg: ExperimentConfig) -> None:
+    """The principles the evaluation stages name exist (adherence's with checkers), checked before any stage runs:
+    a misspelt one would otherwise stop the study at its first evaluation, after generation and training."""
+    from sami.data.principles import load_library
+
+    if not cfg.mtbench.enabled:
+        return
+    library = load_library([])
+    library.check_names(cfg.mtbench.mtbench.principles, "mtbench.mtbench.principles")
+    if cfg.mtbench.adherence is not None:
+        names = cfg.mtbench.adherence.principles or []
+        library.check_names(names, "mtbench.adherence.principles")
+        unchecked = [n for n in names if not library.get(n).verifiable]
+        if unchecked:
+            raise ConfigError(f"mtbench.adherence.principles: {unchecked} have no checker (not verifiable)")
+
+
 def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> list[StageOutcome]:
     """Run the study's stages that are not finished; one experiment at a time per output folder."""
     stages, _ = plan_experiment(cfg)
     if only:
         unknown = sorted(set(only) - {s.name for s in stages})
         if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; stages: {[s.name for s in stages]}")
+            raise ConfigError(f"unknown stage(s) {unknown}; stages: {[s.name for s in stages]}")
+    check_principle_names(cfg)
     root = Path(cfg.output_dir)
     for stage in stages:  # a file where a stage's folder (or one above it) goes: say so before anything runs
         for folder in (stage.folder, *stage.folder.parents):
             if folder.is_file():
-                raise ValueError(f"output_dir: {folder} is a file; stage {stage.name} needs a folder there")
+                raise ConfigError(f"output_dir: {folder} is a file; stage {stage.name} needs a folder there")
     with hold(root, folder=True, what="this experiment"):
-        save_yaml(cfg, root / "config.yaml")
+        save_yaml(cfg, root / CONFIG)
         return run_stages(stages, only=only)

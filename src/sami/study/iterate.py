@@ -24,6 +24,8 @@ from pathlib import Path
 
 from sami.backends.base import BackendConfig
 from sami.core.config import save_yaml
+from sami.core.errors import ConfigError
+from sami.core.layout import CONFIG, MODEL, PROVENANCE
 from sami.generate.run import GenerateConfig, GenerateResult, generate
 from sami.train.config import TrainConfig
 from sami.train.run import train
@@ -87,13 +89,13 @@ def round_configs(cfg: IterateConfig, k: int, previous_model: str | None) -> tup
 
 
 def iterate(cfg: IterateConfig) -> list[RoundResult]:
-    save_yaml(cfg, Path(cfg.output_dir) / "config.yaml")
+    save_yaml(cfg, Path(cfg.output_dir) / CONFIG)
     previous: str | None = None
     results = []
     for k in range(1, cfg.rounds + 1):
         gen, tr = round_configs(cfg, k, previous)
-        model_dir = Path(tr.output_dir) / "model"
-        if (model_dir / "provenance.json").is_file():
+        model_dir = Path(tr.output_dir) / MODEL
+        if (model_dir / PROVENANCE).is_file():
             logger.info("round %d already finished (%s)", k, model_dir)
             results.append(RoundResult(k, None, None, model_dir))
         else:
@@ -101,7 +103,7 @@ def iterate(cfg: IterateConfig) -> list[RoundResult]:
             data = generate(gen)
             gc.collect()
             if data.written == 0 and data.already_done == 0:
-                raise ValueError(f"round {k}: every generated record was filtered out; see {data.rejected_path}")
+                raise ConfigError(f"round {k}: every generated record was filtered out; see {data.rejected_path}")
             trained = train(tr, resume=True)  # continues from a checkpoint of an interrupted round, if any
             results.append(RoundResult(k, data, trained, trained.model_dir))
         previous = str(model_dir)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import jinja2
 
+from sami.core.layout import PAGE
 from sami.study import figures
 from sami.study.findings import pct
 from sami.study.page_data import CURVES, OUTCOMES, adherence_items, gsm8k_items, mtbench_items, training_curves
 
-PAGE = "index.html"
 TEMPLATES = Path(__file__).parent / "templates"
 _INLINE = re.compile(r"(`[^`]+`|\*\*[^*]+\*\*|\*[^*\s][^*]*\*)")
 _IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)]+)\)$")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from sami.core.layout import graded_judgments, pair_judgments
 from sami.data.principles import SIDES, load_library
 from sami.eval.common import words
 from sami.eval.config import EvalConfig
@@ -36,7 +37,7 @@ def _answers(root: Path, name: str) -> dict[tuple, dict]:
 
 def _judgments(root: Path, judge: str, x: str, y: str) -> Path:
     """A pair's stored verdicts, ``judgments/<judge>/<a>__<b>.jsonl`` with the two names sorted (both orders)."""
-    return root / "judgments" / judge / f"{'__'.join(sorted((x, y)))}.jsonl"
+    return pair_judgments(root, judge, *sorted((x, y)))
 
 
 def _questions(cfg: EvalConfig) -> dict:
@@ -123,7 +124,7 @@ def mtbench_items(cfg: EvalConfig, metrics: dict) -> dict:
             }
     for judge in (j for j in cfg.mtbench.judges if j in JUDGES and not JUDGES[j].pairwise):
         for name in names:  # a grading judge's 1-10 rating of each answer, with its text
-            for r in read_jsonl(root / "judgments" / judge / f"{name}.jsonl"):
+            for r in read_jsonl(graded_judgments(root, judge, name)):
                 answer = turn(question(r["question_id"], r["category"]), r["turn"])["answers"].get(name)
                 if answer is not None:
                     answer["ratings"].append({"judge": judge, "rating": r.get("rating"), "raw": r.get("raw")})

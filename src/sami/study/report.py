@@ -14,11 +14,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sami.core.config import config_hash, to_dict
+from sami.core.layout import METRICS, REPORT, SUMMARY
 from sami.study import figures
 from sami.study.findings import CONSTITUTION_NOTES, findings, num, pct
 from sami.study.page import write_run_page
 from sami.train.config import NOT_USED, compare_configs
-from sami.train.runfolder import METRICS, package_versions, read_metrics
+from sami.train.registry import METHODS
+from sami.train.runfolder import package_versions, read_metrics
 
 # Numbers as the multi-task paper reports them (docs/PAPER_INDEX.md); shown for comparison only.
 PAPER_MTBENCH = {
@@ -117,11 +119,12 @@ def build_summary(cfg, parts: dict) -> dict:
 
 
 SELF_EVIDENT = ("method", "output_dir", "init_from")  # differ between any two trained methods
-LABELS = {"simpo": "SimPO"}  # how a method is named in headings; others in capitals
 
 
 def label(method: str) -> str:
-    return LABELS.get(method, method.upper())
+    """How a method is named in headings: its registered label (``SimPO``), else its name in capitals."""
+    entry = METHODS.get(method)
+    return entry.title if entry is not None else method.upper()
 
 
 def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
@@ -305,6 +308,45 @@ def _math_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
     _training_section(s["training"], lines)
 
 
+def _cell(value) -> str:
+    """One number of a plugin suite's table: an estimate with its interval, a plain number, or the value as is."""
+    if isinstance(value, dict) and {"value", "low", "high"} <= set(value):
+        return num(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def plugin_section(suite: str, metrics) -> list[str]:
+    """The report's section of a suite a plugin added: the lines its entry's ``report`` gives, else a table of
+    its numbers per model (``{model: number}`` or ``{model: {name: number or estimate}}``), else its metrics as
+    JSON."""
+    from sami.eval.run import SUITES
+
+    entry = SUITES.get(suite)
+    lines = [f"### {suite}" + (f": {entry.help}" if entry is not None and entry.help else ""), ""]
+    if entry is not None and entry.report is not None:
+        return lines + list(entry.report(metrics)) + [""]
+    rows = metrics if isinstance(metrics, dict) and metrics else None
+    if rows is not None and all(not isinstance(v, dict) for v in rows.values()):
+        rows = {model: {"value": value} for model, value in rows.items()}
+    if rows is not None and all(isinstance(v, dict) for v in rows.values()):
+        columns = list(dict.fromkeys(k for values in rows.values() for k in values))
+        lines += ["| model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        for model, values in rows.items():
+            lines.append(f"| {model} | " + " | ".join(_cell(values.get(c, "")) for c in columns) + " |")
+        return lines + [""]
+    return lines + ["```json", json.dumps(metrics, indent=2, default=str), "```", ""]
+
+
+def _plugin_sections(block: dict, lines: list[str]) -> None:
+    from sami.eval.run import is_built_in
+
+    for suite, metrics in block["eval"].items():
+        if not is_built_in(suite):
+            lines += plugin_section(suite, metrics)
+
+
 def render_report(summary: dict, fig_dir: Path) -> str:
     lines = [f"# Report: {summary['name']}", ""]
     lines += [
@@ -325,17 +367,19 @@ def render_report(summary: dict, fig_dir: Path) -> str:
         lines += [f"- {sentence}" for sentence in shows] + [""]
     if "mtbench" in summary:
         _mtbench_section(summary["mtbench"], fig_dir, lines)
+        _plugin_sections(summary["mtbench"], lines)
     if "math" in summary:
         _math_section(summary["math"], fig_dir, lines)
+        _plugin_sections(summary["math"], lines)
     return "\n".join(lines) + "\n"
 
 
 def write_report(cfg, parts: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     summary = build_summary(cfg, parts)
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (folder / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
     text = render_report(summary, folder / "figures")
-    path = folder / "report.md"
+    path = folder / REPORT
     path.write_text(text)
     write_run_page(cfg, parts, summary, text, folder)  # the page beside the report: index.html
     return path

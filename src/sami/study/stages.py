@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sami.core.config import with_old_names
+from sami.core.errors import ConfigError
+from sami.core.layout import STAGE_MARKER
 
 logger = logging.getLogger(__name__)
-MARKER = "stage.json"
+MARKER = STAGE_MARKER
 
 
 @dataclass
@@ -72,10 +74,10 @@ def plan(stages: Sequence[Stage]) -> list[Stage]:
     by_name: dict[str, Stage] = {}
     for stage in stages:
         if stage.name in by_name:
-            raise ValueError(f"two stages are named {stage.name!r}")
+            raise ConfigError(f"two stages are named {stage.name!r}")
         missing = [a for a in stage.after if a not in by_name]
         if missing:
-            raise ValueError(f"stage {stage.name!r} reads {missing}, which are not listed before it")
+            raise ConfigError(f"stage {stage.name!r} reads {missing}, which are not listed before it")
         stage.fingerprint = fingerprint(stage.config, [by_name[a].fingerprint for a in stage.after])
         by_name[stage.name] = stage
     return list(stages)

@@ -15,14 +15,14 @@ import tempfile
 from pathlib import Path
 
 from sami.core.config import from_dict, load_yaml
-from sami.study.page import PAGE, Study, run_studies, write_page
-
-REPORT = "report"  # the folder the page goes into, beside report.md in a run
+from sami.core.errors import InputMissing
+from sami.core.layout import CONFIG, PAGE, REPORT_DIR
+from sami.study.page import Study, run_studies, write_page
 
 
 def write_eval_page(output_dir: Path, evals: dict, metrics: dict, page_dir: Path | None = None) -> Path:
     """The page of one evaluation folder: ``evals`` suite -> EvalConfig, ``metrics`` suite -> its metrics."""
-    page_dir = page_dir or output_dir / REPORT
+    page_dir = page_dir or output_dir / REPORT_DIR
     with tempfile.TemporaryDirectory() as tmp:
         return write_page(page_dir / PAGE, title=f"Evaluation: {output_dir.name}", fig_dir=Path(tmp),
                           studies=[Study("eval", evals=evals, metrics=metrics)], source=str(output_dir))  # fmt: skip
@@ -39,7 +39,7 @@ def _eval_configs(output_dir: Path) -> dict:
 
     out = {}
     for suite in SUITES:
-        path = output_dir / suite / "config.yaml"
+        path = output_dir / suite / CONFIG
         if _is_eval_config(path):
             data = load_yaml(path)
             data["output_dir"] = str(output_dir)  # the folder may have been moved or copied
@@ -51,16 +51,16 @@ def view(folder: str | Path) -> Path:
     """Write the page of ``folder`` (a run, an evaluation's output_dir or one suite's folder) from its stored
     files and return its path."""
     folder = Path(folder).resolve()
-    config = folder / "config.yaml"
+    config = folder / CONFIG
     if config.is_file() and not _is_eval_config(config):
         return _view_run(folder)
     if _is_eval_config(config):  # one suite's folder
         evals = {k: v for k, v in _eval_configs(folder.parent).items() if k == folder.name}
-        page_dir = folder / REPORT
+        page_dir = folder / REPORT_DIR
     else:
-        evals, page_dir = _eval_configs(folder), folder / REPORT
+        evals, page_dir = _eval_configs(folder), folder / REPORT_DIR
     if not evals:
-        raise FileNotFoundError(f"{folder}: neither a run folder (config.yaml of sami experiment) nor an evaluation "
+        raise InputMissing(f"{folder}: neither a run folder (config.yaml of sami experiment) nor an evaluation "
                                 "folder (mtbench/, gsm8k/, adherence/ or mi/ with their config.yaml)")  # fmt: skip
     from sami.eval.run import compute
 
@@ -73,13 +73,13 @@ def _view_run(folder: Path) -> Path:
     from sami.study.experiment import load_experiment_config, plan_experiment
     from sami.study.report import build_summary, render_report
 
-    cfg = load_experiment_config(folder / "config.yaml")
+    cfg = load_experiment_config(folder / CONFIG)
     cfg.output_dir = str(folder)  # the run may have been moved or copied
     _, parts = plan_experiment(cfg)
     summary = build_summary(cfg, parts)
     with tempfile.TemporaryDirectory() as tmp:  # the report's figures, drawn again only to be inlined
         report_md = render_report(summary, Path(tmp) / "figures")
-        return write_page(folder / REPORT / PAGE, title=f"Run: {cfg.name}", studies=run_studies(parts, summary),
+        return write_page(folder / REPORT_DIR / PAGE, title=f"Run: {cfg.name}", studies=run_studies(parts, summary),
                           fig_dir=Path(tmp) / "figures", report_md=report_md, source=str(folder))  # fmt: skip
 
 

@@ -28,25 +28,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sami.core.config import ConfigError, config_differences, flatten, load_yaml, to_dict, with_renamed_keys
+from sami.core.errors import CheckpointError
+from sami.core.layout import CHECKPOINTS, CONFIG, MANIFEST, STATE_FILE
 from sami.train.config import TrainConfig, method_view
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-CONFIG = "config.yaml"
-CHECKPOINTS = "checkpoints"  # every method's checkpoint folders, under the output folder
 CHECKPOINT_PREFIX = "checkpoint"  # a checkpoint folder is named checkpoint-<step>, whichever method wrote it
 OLD_SAMI_PREFIX = "step"  # SAMI's loop named its checkpoints step-<step> before; still read
-STATE_FILE = "trainer_state.json"  # written last into a finished checkpoint
 # Settings a resume may change: they extend the run, or only decide logging and checkpoint keeping.
 RESUMABLE_CHANGES = ("max_steps", "epochs", "output_dir", "save_every", "keep_checkpoints", "log_every", "report_to")
 
 
 TORCH_WRITE_FAILURES = ("file write failed", "unexpected pos")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written or read back."""
 
 
 def file_sha256(path: Path) -> str:
@@ -239,7 +233,7 @@ def check_resume(cfg: TrainConfig, checkpoint: Path, fallback_config: Path) -> l
 
 def segment(cfg: TrainConfig, start: int, steps: int, cuts: dict | None = None) -> dict:
     """One start or resume of a run: where it started, the length it was given, and how many prompts and
-    responses its encoding cut to their token budgets (``sami.core.logprobs.count_cuts``)."""
+    responses its encoding cut to their token budgets (``sami.core.tokens.count_cuts``)."""
     record = {"from_step": start, "total_steps": steps, "max_steps": cfg.max_steps, "epochs": cfg.epochs}
     return {**record, "cut": cut_summary(cuts)} if cuts is not None else record
 

@@ -6,14 +6,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sami.core.config import flatten
+from sami.core.config import flatten, from_dict, to_dict
+from sami.core.errors import ConfigError
 from sami.core.logprobs import LAYOUTS
 from sami.data.templates import TEMPLATES
 from sami.models.loading import ModelConfig
 from sami.train.pairs import PROMPT_CONSTITUTIONS, REJECTED_CHOICES
+from sami.train.registry import BUILT_IN_SECTIONS, METHODS, own_section
 
-# Every method's name is the name of its section below; how it trains is its entry in sami.train.methods.
-TRAIN_METHODS: tuple[str, ...] = ("sami", "sft", "dpo", "kto", "orpo", "simpo")
+# The built-in methods, each with its section below; how each trains is its entry in sami.train.methods. The
+# methods a run may name are those registered (sami.train.registry.METHODS), plugins' included.
+TRAIN_METHODS: tuple[str, ...] = BUILT_IN_SECTIONS
 # TRL 1.16's DPOConfig.loss_type names this config can run (several are summed). Not exo_pair: it needs label
 # smoothing, which this config does not set.
 DPO_LOSS_TYPES: tuple[str, ...] = (
@@ -22,6 +25,7 @@ DPO_LOSS_TYPES: tuple[str, ...] = (
 )  # fmt: skip
 SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "linear", "cosine")
 PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
+SHARDINGS: tuple[str, ...] = ("none", "fsdp")  # sami.train.sharding
 
 
 def in_range(value: float, low: float, strict: bool) -> bool:
@@ -225,6 +229,9 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int | None = None  # overrides epochs when set
     precision: str = "auto"  # auto: bf16 on a GPU that has it, else full precision
+    # none | fsdp: SAMI's model, gradients and optimiser state sharded across the launched processes with torch's
+    # FSDP2, on CPUs and GPUs alike (sami.train.sharding); the TRL methods shard through the accelerate config
+    sharding: str = "none"
     save_every: int = 0  # checkpoint every N steps (0: only at the end)
     keep_checkpoints: int = 2
     log_every: int = 1
@@ -237,10 +244,13 @@ class TrainConfig:
     kto: KtoConfig = field(default_factory=KtoConfig)
     orpo: OrpoConfig = field(default_factory=OrpoConfig)
     simpo: SimpoConfig = field(default_factory=SimpoConfig)
+    # settings of the methods plugins add, one mapping per method (``sections.cpo.beta``), every default written out
+    sections: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.method not in TRAIN_METHODS:
-            raise ValueError(f"method must be one of {TRAIN_METHODS}, got {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS.names()}, got {self.method!r}")
+        self._resolve_sections()
         if self.template not in TEMPLATES:
             raise ValueError(f"template must be one of {TEMPLATES}, got {self.template!r}")
         if self.precision not in PRECISIONS:
@@ -261,16 +271,41 @@ class TrainConfig:
                 "kto needs queries_per_device of at least 2: KTO estimates its KL term by pairing each example's "
                 f"prompt with another example's response in the same device batch (got {self.queries_per_device})"
             )
+        if self.sharding not in SHARDINGS:
+            raise ConfigError(f"sharding must be one of {SHARDINGS}, got {self.sharding!r}")
+        if self.sharding == "fsdp" and self.method != "sami":
+            raise ConfigError(
+                f"sharding: fsdp is the SAMI loop's; {self.method} shards through the Hugging Face Trainer's FSDP "
+                "(accelerate launch --config_file configs/accelerate/fsdp-8gpu.yaml on GPUs): set sharding: none"
+            )
         if self.precision == "fp16" and self.model.dtype == "float16":
             raise ValueError("precision fp16 needs float32 master weights: set model.dtype to auto or float32")
+
+    def _resolve_sections(self) -> None:
+        """Each plugin method's section parsed by its dataclass and written back with its defaults; the running
+        method's section is written out even when the config gives none."""
+        added = [name for name in METHODS if not own_section(name)]
+        for name in self.sections:
+            if name not in added:
+                raise ValueError(f"sections.{name}: not a training method added by a plugin; those are {added}")
+        if self.method in added:
+            self.sections.setdefault(self.method, {})
+        for name in list(self.sections):
+            section = METHODS[name].section
+            if section is not None:
+                self.sections[name] = to_dict(from_dict(section, self.sections[name], source=f"sections.{name}"))
 
 
 NOT_USED = "(not used)"
 
 
 def method_view(config: dict) -> dict:
-    """A resolved training config without the sections of the methods it did not train."""
-    return {k: v for k, v in config.items() if k not in TRAIN_METHODS or k == config.get("method")}
+    """A resolved training config without the sections of the methods it did not train (built-in sections
+    and ``sections.<method>`` of plugin methods alike; an empty ``sections`` is left out)."""
+    method = config.get("method")
+    view = {k: v for k, v in config.items() if k not in BUILT_IN_SECTIONS or k == method}
+    sections = {k: v for k, v in (view.pop("sections", None) or {}).items() if k == method}
+    return {**view, "sections": sections} if sections else view
 
 
 def compare_configs(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:

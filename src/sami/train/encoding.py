@@ -2,14 +2,14 @@
 
 Shared by SAMI's training loop and ``sami eval mi`` (the bound is computed on exactly the tokens SAMI trains
 on), so evaluation does not import a trainer. The baselines' examples are tokenised by the same functions
-(``sami.core.logprobs.encode_prompt`` / ``encode_responses``) in ``sami.train.pairs``.
+(``sami.core.tokens.encode_prompt`` / ``encode_responses``) in ``sami.train.pairs``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sami.core.logprobs import QueryTokens, encode_query
+from sami.core.tokens import QueryTokens, encode_query
 from sami.data.records import Record
 from sami.data.templates import build_prompt, render_constitution, response_end_token, response_text
 from sami.train.config import TrainConfig

@@ -1,38 +1,26 @@
-"""The training methods, one entry each: what a method takes from a record, what trains it, and the line
-``sami train`` prints for one of its steps.
+"""The built-in training methods, each registered as a ``sami.train.registry.Method``: what it takes from a
+record, what trains it, and the line ``sami train`` prints for one of its steps. A plugin adds a method through
+the same call, ``register_method``, or ``register_trl_method`` for a method TRL trains
+(``examples/plugins/cpo_method.py``).
 
-A method's settings are its section of ``TrainConfig`` (the field named after it, ``sami.train.config``); a
-method TRL trains has its recipe in ``sami.train.trl_recipes``, from which its entry here is made. ``sami.train.run``
-dispatches over this table, the CLI's summary lines come from it, and ``sami experiment`` trains whichever
-of its methods a study lists.
+A built-in method's settings are its section of ``TrainConfig`` (the field named after it, ``sami.train.config``);
+a method TRL trains has its recipe in ``sami.train.trl_recipes``, from which its entry here is made.
+``sami.train.run`` dispatches over the registry, the CLI's summary lines come from it, and ``sami experiment``
+trains whichever of its methods a study lists.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from sami.data.records import Record
-from sami.train.config import TrainConfig
+from sami.train.config import DpoConfig, KtoConfig, OrpoConfig, SamiConfig, SftConfig, SimpoConfig
 from sami.train.encoding import encode_records
-from sami.train.runfolder import TrainResult
+from sami.train.registry import METHODS, Method, register_method
 from sami.train.sami_loop import train_sami
-from sami.train.trl_recipes import RECIPES
+from sami.train.trl_recipes import RECIPES, TrlRecipe
 from sami.train.trl_runner import train_baseline
 
 NAN = float("nan")
-
-
-@dataclass(frozen=True)
-class Method:
-    """``examples(record, cfg, tokenizer)``: the token ids the method trains on from one record;
-    ``train(cfg, resume=...)``: the trainer (the output folder already checked and locked);
-    ``step_line(metrics)``: one step's headline numbers from its metrics.jsonl record."""
-
-    name: str
-    examples: Callable[[Record, TrainConfig, object], list]
-    train: Callable[..., TrainResult]
-    step_line: Callable[[dict], str]
 
 
 def _sami_line(m: dict) -> str:
@@ -43,7 +31,9 @@ def _sami_line(m: dict) -> str:
     )
 
 
-def _preference_line(name: str) -> Callable[[dict], str]:
+def preference_line(name: str) -> Callable[[dict], str]:
+    """The step line of a method trained on pairs, from the reward metrics TRL's pair trainers log."""
+
     def line(m: dict) -> str:
         return (
             f"{name} loss {m['loss']:.4f}, reward accuracy {m.get('rewards_accuracies', NAN):.2f}, "
@@ -71,24 +61,33 @@ def _orpo_line(m: dict) -> str:
     )
 
 
-def _trl(name: str, step_line: Callable[[dict], str]) -> Method:
-    return Method(name, RECIPES[name].rows, train_baseline, step_line)
+def register_trl_method(
+    name: str, section: type | None, recipe: TrlRecipe, step_line: Callable[[dict], str], label: str = "", help=""
+) -> Method:
+    """Register a method TRL trains: ``recipe`` gives TRL's config and trainer classes, the method's settings
+    for TRL's config (from ``method_settings(cfg)``, its ``section``) and the rows it takes from a record."""
+    return register_method(Method(name, section, recipe.rows, train_baseline, step_line, label, help, recipe))
 
 
-METHODS: dict[str, Method] = {
-    "sami": Method(
-        "sami", lambda record, cfg, tokenizer: encode_records([record], tokenizer, cfg), train_sami, _sami_line
-    ),  # fmt: skip
-    "sft": _trl("sft", _sft_line),
-    "dpo": _trl("dpo", _preference_line("DPO")),
-    "kto": _trl("kto", _kto_line),
-    "orpo": _trl("orpo", _orpo_line),
-    "simpo": _trl("simpo", _preference_line("SimPO")),
-}
+register_method(
+    Method(
+        "sami",
+        SamiConfig,
+        lambda record, cfg, tokenizer: encode_records([record], tokenizer, cfg),
+        train_sami,
+        _sami_line,
+        help="SAMI's InfoNCE over the C x C matrix of constitutions and responses",
+    )
+)
+register_trl_method("sft", SftConfig, RECIPES["sft"], _sft_line, help="fine-tuning on the positive responses")
+register_trl_method("dpo", DpoConfig, RECIPES["dpo"], preference_line("DPO"), help="DPO on pairs of responses")
+register_trl_method("kto", KtoConfig, RECIPES["kto"], _kto_line, help="KTO on unpaired responses")
+register_trl_method("orpo", OrpoConfig, RECIPES["orpo"], _orpo_line, help="ORPO on pairs, no reference")
+register_trl_method(
+    "simpo", SimpoConfig, RECIPES["simpo"], preference_line("SimPO"), "SimPO", "SimPO on pairs, no reference"
+)
 
 
 def method_entry(name: str) -> Method:
     """The entry of method ``name``; an unknown name is an error naming the known ones."""
-    if name not in METHODS:
-        raise ValueError(f"unknown training method {name!r}; known: {', '.join(METHODS)}")
-    return METHODS[name]
+    return METHODS.lookup(name)

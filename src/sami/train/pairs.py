@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sami.core.logprobs import encode_prompt, encode_responses
+from sami.core.errors import ConfigError, DataError
+from sami.core.tokens import encode_prompt, encode_responses
 from sami.data.records import Record
 from sami.data.templates import build_prompt, render_constitution, response_end_token, response_text
 
@@ -42,7 +43,7 @@ class PromptSettings:
 def training_prompt(record: Record, settings: PromptSettings, tokenizer=None) -> str:
     """The prompt under the positive constitution, principle order shuffled exactly as SAMI shuffles it."""
     if settings.prompt_constitution not in PROMPT_CONSTITUTIONS:
-        raise ValueError(f"prompt_constitution: one of {PROMPT_CONSTITUTIONS}, not {settings.prompt_constitution!r}")
+        raise ConfigError(f"prompt_constitution: one of {PROMPT_CONSTITUTIONS}, not {settings.prompt_constitution!r}")
     text = None
     if settings.prompt_constitution == "positive":
         text = render_constitution(record.constitutions[POSITIVE], seed=settings.seed, key=f"{record.id}:{POSITIVE}")
@@ -56,7 +57,7 @@ def most_flipped(record: Record) -> int:
     with C = 2 the other constitution is the only choice, with more there is no defensible one.
     """
     if record.constitutions[POSITIVE].num_antitheses:
-        raise ValueError(
+        raise DataError(
             f"record {record.id!r}: constitution {POSITIVE} flips principles; it must be the positive one "
             "(docs/DATA.md)"
         )
@@ -64,7 +65,7 @@ def most_flipped(record: Record) -> int:
     if max(counts) == 0:
         if len(counts) == 2:
             return 1
-        raise ValueError(
+        raise DataError(
             f"record {record.id!r}: no constitution marks flipped principles (side: antithesis), so the most "
             "flipped one is undefined; mark the principles or use dpo.rejected: each_other"
         )
@@ -82,7 +83,7 @@ def sft_example(record: Record, settings: PromptSettings, tokenizer=None) -> dic
 def dpo_pairs(record: Record, settings: PromptSettings, rejected: str = "most_flipped", tokenizer=None) -> list[dict]:
     """``[{"prompt", "chosen", "rejected"}]``: the positive response against the most flipped one, or each other."""
     if rejected not in REJECTED_CHOICES:
-        raise ValueError(f"rejected must be one of {REJECTED_CHOICES}, got {rejected!r}")
+        raise ConfigError(f"rejected must be one of {REJECTED_CHOICES}, got {rejected!r}")
     prompt = training_prompt(record, settings, tokenizer)
     others = [most_flipped(record)] if rejected == "most_flipped" else range(1, len(record.responses))
     chosen = response_text(settings.template, record.responses[POSITIVE])

@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from sami.core.logprobs import QueryTokens, batch_logprob_matrices
+from sami.core.logprobs import batch_logprob_matrices
+from sami.core.tokens import QueryTokens
 from sami.train.config import TrainConfig
 
 Reference = Callable[[list[QueryTokens]], torch.Tensor]  # B queries of one C -> (B, C) diagonal log-probs
@@ -44,22 +45,27 @@ def lora_reference(model, peft_model, cfg: TrainConfig, pad_id: int) -> Referenc
     return reference
 
 
-def precomputed_reference(model, cfg: TrainConfig, queries: Sequence[QueryTokens], pad_id: int) -> Reference:
+def precomputed_reference(
+    model, cfg: TrainConfig, queries: Sequence[QueryTokens], pad_id: int, agree: Callable[[int], int] | None = None
+) -> Reference:
     """The reference of a full fine-tuning run: ``model``'s diagonal log-probs of ``queries``, computed now.
 
     Called before the first step (and, on resume, before the checkpoint is loaded), so ``model`` is the
     starting model; as DPO does with precomputed reference log-probs, no second copy stays in memory, only
     C numbers per query. Run it under the autocast the training steps use, so that at step 1 the reference
-    equals the policy up to batching order.
+    equals the policy up to batching order. ``agree`` maps this process's number of forward passes to the
+    number every process makes (a sharded model gathers its weights in each pass, from all processes); the
+    extra passes repeat the last chunk.
     """
     table: dict[QueryTokens, torch.Tensor] = {}
     by_c: dict[int, list[QueryTokens]] = {}
     for q in dict.fromkeys(queries):  # identical records score identically
         by_c.setdefault(q.num_constitutions, []).append(q)
-    for group in by_c.values():
-        for k in range(0, len(group), cfg.queries_per_device):
-            chunk = group[k : k + cfg.queries_per_device]
-            table.update(zip(chunk, diagonals(model, cfg, chunk, pad_id), strict=True))
+    chunks = [group[k : k + cfg.queries_per_device] for group in by_c.values()
+              for k in range(0, len(group), cfg.queries_per_device)]  # fmt: skip
+    passes = agree(len(chunks)) if agree is not None else len(chunks)
+    for chunk in chunks + chunks[-1:] * (passes - len(chunks)):
+        table.update(zip(chunk, diagonals(model, cfg, chunk, pad_id), strict=True))
 
     def reference(group: list[QueryTokens]) -> torch.Tensor:
         return torch.stack([table[q] for q in group])

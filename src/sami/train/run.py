@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sami.core.errors import ConfigError, InputMissing
 from sami.core.locks import hold
 from sami.models.loading import check_reference
 from sami.train.config import TrainConfig
@@ -19,16 +20,16 @@ from sami.train.runfolder import TrainResult, check_run_folder
 def check_paths(cfg: TrainConfig) -> None:
     """The data file and the output folder, checked before anything is loaded."""
     if not cfg.data:
-        raise ValueError("no data file: set `data` in the config or pass --data")
+        raise ConfigError("no data file: set `data` in the config or pass --data")
     data = Path(cfg.data)
     if data.is_dir():
-        raise ValueError(f"data: {data} is a folder; expected a JSONL file (docs/DATA.md)")
+        raise ConfigError(f"data: {data} is a folder; expected a JSONL file (docs/DATA.md)")
     if not data.is_file():
-        raise FileNotFoundError(f"data file not found: {data}")
+        raise InputMissing(f"data file not found: {data}")
     out = Path(cfg.output_dir)
     for parent in (out, *out.parents):
         if parent.exists() and not parent.is_dir():
-            raise ValueError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
+            raise ConfigError(f"output_dir: {parent} is a file; expected a folder (or a path that does not exist)")
     check_reference(cfg.init_from or cfg.model.name_or_path)
 
 

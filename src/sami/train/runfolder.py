@@ -19,19 +19,21 @@ from pathlib import Path
 import torch
 
 from sami.core.config import config_hash, save_yaml, to_dict
+from sami.core.errors import ConfigError, DataError, OutputExists, TrainingDiverged  # noqa: F401  (re-exported: the trainers raise it from here)
+from sami.core.layout import (
+    METRICS,  # noqa: F401  (the trainers import it from here)
+    MODEL_CONFIG,
+    PROVENANCE,
+    run_configs,
+)
 from sami.models.loading import model_folder, training_config
 from sami.train.checkpoints import CHECKPOINTS, OLD_SAMI_PREFIX, STATE_FILE, data_sha256, numbered_checkpoints
 from sami.train.config import NOT_USED, TrainConfig, compare_configs
 
 logger = logging.getLogger(__name__)
 
-METRICS = "metrics.jsonl"
 PACKAGES = ("sami-align", "torch", "transformers", "accelerate", "peft", "trl", "datasets")
 CHAIN_KEYS = ("method", "init_from", "output_dir")  # differ from the parent run in every chain
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or gradient norm became NaN or infinite; nothing of that step was applied or saved."""
 
 
 @dataclass
@@ -68,7 +70,7 @@ def recorded_method(out: Path) -> tuple[str, Path] | None:
     from sami.core.config import load_yaml
 
     out = Path(out)
-    for path in (out / "config.yaml", out / "model" / "sami_config.yaml"):
+    for path in run_configs(out):
         if path.is_file():
             method = load_yaml(path).get("method")
             if isinstance(method, str):
@@ -100,13 +102,13 @@ def check_run_folder(cfg: TrainConfig, resume: bool) -> None:
     found = recorded_method(out)
     if found is not None and found[0] != cfg.method:
         method, source = found
-        raise ValueError(
+        raise ConfigError(
             f"output_dir: {out} holds a {method} run ({source}); --method {cfg.method} would mix two runs in one "
             "folder; choose another output_dir"
         )
     held = numbered_checkpoints(out)
     if not resume and held:
-        raise FileExistsError(
+        raise OutputExists(
             f"{out} already holds checkpoints ({held[-1].name}); pass --resume to continue, or choose another "
             "output_dir"
         )
@@ -132,11 +134,11 @@ def read_metrics(path: Path) -> list[dict]:
         try:
             record = json.loads(line)
             if not isinstance(record, dict) or "step" not in record:
-                raise ValueError("no step")
+                raise DataError("no step")
         except ValueError as err:
             if number == len(lines):  # the line a killed run was writing
                 continue
-            raise ValueError(f"{path}:{number}: not a metrics record ({err})") from None
+            raise DataError(f"{path}:{number}: not a metrics record ({err})") from None
         records.append(record)
     return records
 
@@ -229,15 +231,15 @@ def record_model(
     ``sami_config.yaml`` and, last (``model_written`` reads it), ``provenance.json``. The main process only."""
     if tokenizer is not None:
         tokenizer.save_pretrained(model_dir)
-    save_yaml(cfg, Path(model_dir) / "sami_config.yaml")
+    save_yaml(cfg, Path(model_dir) / MODEL_CONFIG)
     record = provenance(cfg, steps, num_processes, segments)
-    (Path(model_dir) / "provenance.json").write_text(json.dumps(record, indent=2))
+    (Path(model_dir) / PROVENANCE).write_text(json.dumps(record, indent=2))
 
 
 def model_written(model_dir: Path, steps: int) -> bool:
     """Whether ``model_dir`` holds the model of a run at ``steps`` (its provenance, written last, says so):
     a resumed run with nothing left to train keeps it as it is, so what was evaluated stays bound to it."""
-    path = Path(model_dir) / "provenance.json"
+    path = Path(model_dir) / PROVENANCE
     return path.is_file() and json.loads(path.read_text()).get("steps") == steps
 
 

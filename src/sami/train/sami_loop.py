@@ -14,6 +14,7 @@ checkpoint when one is due (``_save_checkpoint``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -27,10 +28,14 @@ from pathlib import Path
 import torch
 
 from sami.core.config import flatten, save_yaml, to_dict
-from sami.core.logprobs import QueryTokens, batch_logprob_matrices, count_cuts
+from sami.core.errors import ConfigError
+from sami.core.layout import CONFIG, MODEL
+from sami.core.logprobs import batch_logprob_matrices
 from sami.core.objective import sami_loss, sami_metrics
+from sami.core.tokens import QueryTokens, count_cuts
 from sami.data.records import Record, read_records
 from sami.models.loading import load_model
+from sami.train import sharding
 from sami.train.checkpoints import (
     CHECKPOINTS,
     OLD_SAMI_PREFIX,
@@ -115,7 +120,7 @@ def _micro_loss(model, cfg: TrainConfig, queries: list[QueryTokens], pad_id: int
         weights = None
         if cfg.sami.constitution_weights is not None:
             if len(cfg.sami.constitution_weights) != c:
-                raise ValueError(
+                raise ConfigError(
                     f"sami.constitution_weights has {len(cfg.sami.constitution_weights)} entries; records have C = {c}"
                 )
             weights = torch.tensor(cfg.sami.constitution_weights)
@@ -192,6 +197,11 @@ class _Run:
     start: int
     segments: list[dict]
     run_info: dict = field(default_factory=dict)
+    shard: sharding.Sharding | None = None  # sharding: fsdp (sami.train.sharding)
+    saved_cfg: TrainConfig | None = None  # the config as given; cfg's queries_per_device may be a resume's share
+
+    def autocast(self):
+        return self.accelerator.autocast() if self.shard is None else self.shard.autocast(self.accelerator)
 
     @property
     def metrics_path(self) -> Path:
@@ -219,17 +229,24 @@ def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
             saturation.update(step + 1, record["grad_norm"], record["loss"])
         _log_step(run, record, bar)
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < run.steps:
-            _save_checkpoint(accelerator, run.out, step + 1, cfg, run.run_info)
+            _save_checkpoint(accelerator, run.out, step + 1, run.saved_cfg, run.run_info, _state_saver(run))
     bar.close()
     if saturation.saturated:
         logger.warning("%d of this run's %d steps had a gradient norm of exactly 0 (saturated)",
                        saturation.saturated, run.steps - run.start)  # fmt: skip
     if run.start < run.steps:  # a finished run that is resumed again has nothing to save
-        _save_checkpoint(accelerator, run.out, run.steps, cfg, run.run_info)
-    model_dir = run.out / "model"
+        _save_checkpoint(accelerator, run.out, run.steps, run.saved_cfg, run.run_info, _state_saver(run))
+    model_dir = run.out / MODEL
     if run.start < run.steps or not model_written(model_dir, run.steps):
-        save_model(accelerator, run.model, run.tokenizer, model_dir, cfg, run.steps, run.segments)
-    accelerator.end_training()
+        if run.shard is None:
+            save_model(accelerator, run.model, run.tokenizer, model_dir, cfg, run.steps, run.segments)
+        else:
+            save_full_model(run, model_dir)
+    if run.shard is None:
+        accelerator.end_training()
+    else:  # the trackers only: end_training would also destroy the process group that later runs of a launch use
+        for tracker in accelerator.trackers:
+            tracker.finish()
     return TrainResult(cfg.method, run.out, model_dir, run.steps, history)
 
 
@@ -256,9 +273,15 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
     out = Path(cfg.output_dir)
     accelerator = _accelerator(cfg, out)
     world = accelerator.num_processes
+    shard = sharding.plan(cfg, accelerator, resolve_precision(cfg))
     # before anything loads: a resume with other settings or data would not run what the folder records
     checkpoint, start, segments = resume_point(cfg, resume, accelerator.is_main_process)
     data_hash = data_sha256(cfg)
+    saved_cfg = cfg
+    if shard is not None:  # a sharded checkpoint resumes at another process count with the same global batch
+        share = sharding.queries_per_process(checkpoint, cfg.queries_per_device, world, STATE_FILE)
+        if share != cfg.queries_per_device:
+            cfg = dataclasses.replace(cfg, queries_per_device=share)
 
     set_seed(cfg.seed)
     records = read_records(cfg.data)
@@ -267,9 +290,12 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
     with count_cuts() as cuts:
         queries = encode_records(records, tokenizer, cfg)
     log_cuts(cuts, cfg)
+    sharding.check_single_c(queries, shard)
     pad_id = tokenizer.pad_token_id
     steps = total_steps(cfg, len(queries), world)
 
+    if shard is not None:
+        model = sharding.shard_model(model, shard) if shard.active else model.to(accelerator.device)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
         lr=cfg.optim.lr,
@@ -277,19 +303,25 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         eps=cfg.optim.eps,
         weight_decay=cfg.optim.weight_decay,
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    reference = _reference(cfg, accelerator, model, queries, steps, pad_id)
+    if shard is None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    reference = _reference(cfg, accelerator, model, queries, steps, pad_id, shard)
     # Not passed to prepare(): accelerate would step it once per process, and the schedule would then
     # depend on the process count. We step it once per optimiser step ourselves.
     scheduler = get_scheduler(
         cfg.optim.scheduler, optimizer, num_warmup_steps=cfg.optim.warmup_steps, num_training_steps=steps
     )
-    accelerator.register_for_checkpointing(scheduler)
+    if shard is None:
+        accelerator.register_for_checkpointing(scheduler)
 
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        if shard is None:
+            accelerator.load_state(str(checkpoint))
+        else:
+            written_by = json.loads((checkpoint / STATE_FILE).read_text()).get("processes")
+            sharding.load_state(checkpoint, model, optimizer, scheduler, shard, same_world=written_by == world)
         if start > steps:
-            raise ValueError(
+            raise ConfigError(
                 f"{checkpoint} is at step {start}, past this run's {steps} steps; raise max_steps or epochs"
             )
         logger.info("resumed from %s at step %d", checkpoint, start)
@@ -297,26 +329,31 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         segments.append(segment(cfg, start, steps, cuts))
     if accelerator.is_main_process:
         truncate_metrics(out / METRICS, start)
-        save_yaml(cfg, out / "config.yaml")
+        save_yaml(saved_cfg, out / CONFIG)
     if cfg.report_to:
         flat = flatten(to_dict(cfg))  # trackers take scalars only
         accelerator.init_trackers(
             "sami", config={k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
         )
     return _Run(cfg, out, accelerator, model, tokenizer, optimizer, scheduler, records, queries, reference, steps,
-                start, segments, {"data_sha256": data_hash, "segments": segments})  # fmt: skip
+                start, segments, {"data_sha256": data_hash, "segments": segments}, shard, saved_cfg)  # fmt: skip
 
 
-def _reference(cfg: TrainConfig, accelerator, model, queries: list[QueryTokens], steps: int, pad_id: int):
+def _reference(cfg: TrainConfig, accelerator, model, queries: list[QueryTokens], steps: int, pad_id: int,
+               shard: sharding.Sharding | None = None):  # fmt: skip
     """The anchor's reference (``sami.ref_weight``), None without one; called before a checkpoint loads, while
     the model is still the starting model."""
     if cfg.sami.ref_weight <= 0:
         return None
     if cfg.model.finetune == "lora":
-        return lora_reference(model, accelerator.unwrap_model(model), cfg, pad_id)
+        return lora_reference(model, model if shard is not None else accelerator.unwrap_model(model), cfg, pad_id)
     read = queries_read(cfg, len(queries), steps, accelerator.process_index, accelerator.num_processes)
-    with accelerator.autocast():
-        reference = precomputed_reference(model, cfg, [queries[i] for i in read], pad_id)
+    autocast = accelerator.autocast() if shard is None else shard.autocast(accelerator)
+    with autocast:
+        reference = precomputed_reference(
+            model, cfg, [queries[i] for i in read], pad_id,
+            agree=lambda n: sharding.agree_on_count(n, shard, accelerator.device),
+        )  # fmt: skip
     logger.info("reference: diagonal log-probs of %d queries under the starting model", len(read))
     return reference
 
@@ -336,8 +373,9 @@ def _optimizer_step(run: _Run, step: int) -> dict:
         batch = [run.queries[i] for i in idx]
         tokens += sum(q.num_tokens(cfg.sami.layout) for q in batch)
         last = micro == cfg.gradient_accumulation - 1
-        with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            with accelerator.autocast():
+        # sharded: gradients are reduce-scattered after every micro-batch, so that none is ever held whole
+        with contextlib.nullcontext() if last or run.shard is not None else accelerator.no_sync(model):
+            with run.autocast():
                 loss, batch_mats, batch_refs = _micro_loss(model, cfg, batch, pad_id, run.reference)
             # Every process must agree to stop, or the others would wait forever in the next all-reduce.
             bad = accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
@@ -347,13 +385,19 @@ def _optimizer_step(run: _Run, step: int) -> dict:
                     f"(this process's queries: {[run.records[i].id for i in idx]}); "
                     f"nothing of this step was applied; last checkpoint: {latest_checkpoint(run.out)}"
                 )
-            accelerator.backward(loss / cfg.gradient_accumulation)
+            if run.shard is None:
+                accelerator.backward(loss / cfg.gradient_accumulation)
+            else:
+                (loss / cfg.gradient_accumulation).backward()
         losses.append(loss.detach())
         mats.extend(batch_mats)
         refs.extend(batch_refs)
     # The prepared model's parameters: under FSDP they are not the objects the optimiser was built on.
     # An infinite limit measures the norm without clipping.
-    norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm or math.inf)
+    if run.shard is None:
+        norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm or math.inf)
+    else:
+        norm = sharding.clip_grad_norm(model, cfg.optim.max_grad_norm or math.inf)
     grad_norm = float("nan") if norm is None else float(norm)  # DeepSpeed clips internally: None
     if norm is not None and not math.isfinite(grad_norm) and accelerator.mixed_precision != "fp16":
         raise TrainingDiverged(
@@ -417,22 +461,38 @@ def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_nor
     return record
 
 
-def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_info: dict) -> None:
+def _state_saver(run: _Run):
+    """What writes the training state into a checkpoint folder: accelerate's ``save_state``, or under
+    ``sharding: fsdp`` each process's shards (``sami.train.sharding``) and the global batch they share."""
+    if run.shard is None:
+        return None
+    world = run.shard.world
+
+    def save(folder: Path) -> None:
+        sharding.save_state(folder, run.model, run.optimizer, run.scheduler, run.shard)
+
+    save.state = {"processes": world, "global_batch": run.cfg.queries_per_device * world}
+    return save
+
+
+def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_info: dict, save_state=None) -> None:
     """Write checkpoint-N into a temporary folder with its manifest, then rename it: a checkpoint is complete
-    or absent, and a failed save (a full disk) leaves no partial folder behind (``sami.train.checkpoints``)."""
+    or absent, and a failed save (a full disk) leaves no partial folder behind (``sami.train.checkpoints``).
+    ``save_state`` writes the training state into the folder (``_state_saver``; accelerate's by default)."""
     target = out / CHECKPOINTS / checkpoint_name(step)
     partial = out / CHECKPOINTS / f".{target.name}.partial"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
-    guarded_save(lambda: accelerator.save_state(str(partial)), partial, target.name, lambda: latest_checkpoint(out))
+    write = save_state or (lambda folder: accelerator.save_state(str(folder)))
+    guarded_save(lambda: write(partial), partial, target.name, lambda: latest_checkpoint(out))
     accelerator.wait_for_everyone()  # every process has written its RNG state before the folder is sealed
     if accelerator.is_main_process:
 
         def seal() -> None:
-            save_yaml(cfg, partial / "config.yaml")
-            (partial / STATE_FILE).write_text(json.dumps({"step": step}))
+            save_yaml(cfg, partial / CONFIG)
+            (partial / STATE_FILE).write_text(json.dumps({"step": step, **getattr(save_state, "state", {})}))
             write_manifest(partial, step=step, **run_info)
 
         guarded_save(seal, partial, target.name, lambda: latest_checkpoint(out))
@@ -455,4 +515,29 @@ def save_model(
     if accelerator.is_main_process:
         unwrapped.save_pretrained(model_dir, state_dict=state)
         record_model(model_dir, cfg, steps, accelerator.num_processes, segments, tokenizer)
+    accelerator.wait_for_everyone()
+
+
+def save_full_model(run: _Run, model_dir: Path) -> None:
+    """``save_model`` of a ``sharding: fsdp`` run: the weights gathered once on the main process, written into
+    a temporary folder renamed ``model_dir`` when complete; a failed write (a full disk) removes it and leaves
+    the checkpoints as they are."""
+    accelerator = run.accelerator
+    accelerator.wait_for_everyone()
+    state = sharding.full_state(run.model)  # every process takes part; the main one holds the result
+    if accelerator.is_main_process:
+        partial = model_dir.with_name(f".{model_dir.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+
+        def write() -> None:
+            run.model.save_pretrained(partial, state_dict=state)
+            base = run.model.get_base_model() if hasattr(run.model, "get_base_model") else run.model
+            if (partial / "config.json").is_file():  # the model's own class, not its sharded subclass
+                base.config.architectures = [sharding.unsharded_class_name(base)]
+                base.config.save_pretrained(partial)
+            record_model(partial, run.saved_cfg, run.steps, accelerator.num_processes, run.segments, run.tokenizer)
+
+        guarded_save(write, partial, model_dir.name, lambda: latest_checkpoint(run.out))
+        shutil.rmtree(model_dir, ignore_errors=True)
+        os.replace(partial, model_dir)
     accelerator.wait_for_everyone()

@@ -26,6 +26,7 @@ from sami.train.pairs import (
     tokenize_sft,
     tokenize_unpaired,
 )
+from sami.train.registry import method_settings
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def prompt_settings(cfg: TrainConfig) -> PromptSettings:
     return PromptSettings(
         template=cfg.template,
         seed=cfg.seed if cfg.shuffle_principles else None,
-        prompt_constitution=getattr(cfg, cfg.method).prompt_constitution,
+        prompt_constitution=method_settings(cfg).prompt_constitution,
     )
 
 
@@ -64,8 +65,8 @@ def _sft_rows(record: Record, cfg: TrainConfig, tokenizer) -> list[dict]:
     return [tokenize_sft(sft_example(record, prompt_settings(cfg), tokenizer), tokenizer, **_limits(cfg))]
 
 
-def _pair_rows(record: Record, cfg: TrainConfig, tokenizer) -> list[dict]:
-    rejected = getattr(cfg, cfg.method).rejected
+def pair_rows(record: Record, cfg: TrainConfig, tokenizer) -> list[dict]:
+    rejected = method_settings(cfg).rejected
     pairs = dpo_pairs(record, prompt_settings(cfg), rejected, tokenizer)
     return [tokenize_pair(pair, tokenizer, **_limits(cfg)) for pair in pairs]
 
@@ -75,7 +76,7 @@ def _kto_rows(record: Record, cfg: TrainConfig, tokenizer) -> list[dict]:
     return [tokenize_unpaired(e, tokenizer, **_limits(cfg)) for e in examples]
 
 
-def _sequence_length(cfg: TrainConfig) -> int | None:
+def sequence_length(cfg: TrainConfig) -> int | None:
     """TRL's ``max_length`` where a trainer insists on one: rows arrive cut by our own limits already."""
     if cfg.max_prompt_tokens is None or cfg.max_response_tokens is None:
         return None
@@ -147,13 +148,13 @@ def _paired_row(feature: dict) -> dict:
     return row
 
 
-def _paired_trainer(module: str, name: str) -> Callable[[], type]:
+def paired_trainer(module: str, name: str) -> Callable[[], type]:
     """A TRL pair trainer (ORPO, CPO) fed the DPO pairs' ids: ``tokenize_row`` is what its constructor maps
     over the data. The subclass is made once, on first use (``trl.experimental`` imports only then)."""
 
     @functools.cache
     def load() -> type:
-        base = _trl_class(module, name)()
+        base = trl_class(module, name)()
 
         def tokenize_row(self, feature, model=None):
             return _paired_row(feature)
@@ -163,7 +164,7 @@ def _paired_trainer(module: str, name: str) -> Callable[[], type]:
     return load
 
 
-def _trl_class(module: str, name: str) -> Callable[[], type]:
+def trl_class(module: str, name: str) -> Callable[[], type]:
     def load() -> type:
         import importlib
 
@@ -177,24 +178,24 @@ def _trl_class(module: str, name: str) -> Callable[[], type]:
 
 RECIPES: dict[str, TrlRecipe] = {
     "sft": TrlRecipe(
-        config=_trl_class("trl", "SFTConfig"),
+        config=trl_class("trl", "SFTConfig"),
         trainer=_sft_trainer,
         settings=lambda cfg: dict(completion_only_loss=True, packing=False),
         rows=_sft_rows,
     ),
     "dpo": TrlRecipe(
-        config=_trl_class("trl", "DPOConfig"),
+        config=trl_class("trl", "DPOConfig"),
         trainer=_dpo_trainer,
         settings=lambda cfg: dict(
             beta=cfg.dpo.beta,
             loss_type=list(cfg.dpo.loss_type),
             precompute_ref_log_probs=cfg.dpo.precompute_ref_logps and cfg.model.finetune == "full",
         ),
-        rows=_pair_rows,
+        rows=pair_rows,
         frozen_reference=_with_reference("dpo"),
     ),
     "kto": TrlRecipe(
-        config=_trl_class("trl", "KTOConfig"),
+        config=trl_class("trl", "KTOConfig"),
         trainer=_kto_trainer,
         settings=lambda cfg: dict(
             beta=cfg.kto.beta,
@@ -207,21 +208,21 @@ RECIPES: dict[str, TrlRecipe] = {
         shuffle=True,
     ),
     "orpo": TrlRecipe(
-        config=_trl_class("trl.experimental.orpo", "ORPOConfig"),
-        trainer=_paired_trainer("trl.experimental.orpo", "ORPOTrainer"),
-        settings=lambda cfg: dict(beta=cfg.orpo.beta, max_length=_sequence_length(cfg)),
-        rows=_pair_rows,
+        config=trl_class("trl.experimental.orpo", "ORPOConfig"),
+        trainer=paired_trainer("trl.experimental.orpo", "ORPOTrainer"),
+        settings=lambda cfg: dict(beta=cfg.orpo.beta, max_length=sequence_length(cfg)),
+        rows=pair_rows,
     ),
     "simpo": TrlRecipe(
-        config=_trl_class("trl.experimental.cpo", "CPOConfig"),
-        trainer=_paired_trainer("trl.experimental.cpo", "CPOTrainer"),
+        config=trl_class("trl.experimental.cpo", "CPOConfig"),
+        trainer=paired_trainer("trl.experimental.cpo", "CPOTrainer"),
         settings=lambda cfg: dict(
             loss_type="simpo",
             cpo_alpha=0.0,  # SimPO has no NLL term; TRL's CPO default (1.0) would add one
             beta=cfg.simpo.beta,
             simpo_gamma=cfg.simpo.gamma,
-            max_length=_sequence_length(cfg),
+            max_length=sequence_length(cfg),
         ),
-        rows=_pair_rows,
+        rows=pair_rows,
     ),
 }

@@ -18,8 +18,10 @@ from pathlib import Path
 import torch
 
 from sami.core.config import load_yaml, save_yaml
+from sami.core.errors import ConfigError
+from sami.core.layout import CONFIG, MODEL, OPTIMIZER, RNG_STATE, SCHEDULER, TRAINING_ARGS
 from sami.core.locks import is_main_rank
-from sami.core.logprobs import count_cuts
+from sami.core.tokens import count_cuts
 from sami.data.records import read_records
 from sami.models.loading import load_model, lora_config
 from sami.train.checkpoints import (
@@ -38,6 +40,7 @@ from sami.train.checkpoints import (
     write_manifest,
 )
 from sami.train.config import TrainConfig
+from sami.train.registry import METHODS
 from sami.train.runfolder import (
     METRICS,
     SaturationWatch,
@@ -52,7 +55,6 @@ from sami.train.runfolder import (
     resolve_precision,
     truncate_metrics,
 )
-from sami.train.trl_recipes import RECIPES
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def trl_args(cfg: TrainConfig, precision: str):
     sequence truncation, bf16 by default) are set explicitly so that TRL's defaults never decide them; the
     method's recipe adds its own section's settings.
     """
-    recipe = RECIPES[cfg.method]
+    recipe = METHODS.lookup(cfg.method).recipe
     config_class = recipe.config()
     o = cfg.optim
     common = dict(
@@ -114,7 +116,7 @@ def build_dataset(cfg: TrainConfig, records, tokenizer):
     (shuffled once, seeded, for a trainer that reads them in order)."""
     from datasets import Dataset
 
-    recipe = RECIPES[cfg.method]
+    recipe = METHODS.lookup(cfg.method).recipe
     dataset = Dataset.from_list([row for r in records for row in recipe.rows(r, cfg, tokenizer)])
     return dataset.shuffle(seed=cfg.seed).flatten_indices() if recipe.shuffle else dataset
 
@@ -151,7 +153,7 @@ def _manifest_callback(cfg: TrainConfig, run_info: dict):
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / checkpoint_name(state.global_step)
-                save_yaml(cfg, folder / "config.yaml")
+                save_yaml(cfg, folder / CONFIG)
                 write_manifest(folder, step=state.global_step, **run_info)
 
     return Manifests()
@@ -239,7 +241,7 @@ def make_trainer(cfg: TrainConfig, callbacks=()):
         callbacks=list(callbacks),
         peft_config=lora_config(cfg.model) if cfg.model.finetune == "lora" else None,
     )
-    recipe = RECIPES[cfg.method]
+    recipe = METHODS.lookup(cfg.method).recipe
     if recipe.frozen_reference(cfg):
         kwargs["ref_model"], _ = load_model(cfg.model, init_from=cfg.init_from, prepare=False)  # the starting model
     trainer = recipe.trainer()(**kwargs)
@@ -255,16 +257,18 @@ def _finished(cfg: TrainConfig, checkpoint: Path, start: int) -> bool:
     was given, when this run asks for the same."""
     if cfg.max_steps:
         if start > cfg.max_steps:
-            raise ValueError(f"{checkpoint} is at step {start}, past this run's {cfg.max_steps} steps; raise max_steps")
+            raise ConfigError(
+                f"{checkpoint} is at step {start}, past this run's {cfg.max_steps} steps; raise max_steps"
+            )
         return start == cfg.max_steps
-    saved = load_yaml(checkpoint / "config.yaml") if (checkpoint / "config.yaml").is_file() else {}
+    saved = load_yaml(checkpoint / CONFIG) if (checkpoint / CONFIG).is_file() else {}
     same_length = saved.get("max_steps") is None and saved.get("epochs") == cfg.epochs
     total = json.loads((checkpoint / STATE_FILE).read_text()).get("max_steps")
     return same_length and isinstance(total, int) and start >= total
 
 
 # What a checkpoint holds beside the model and tokenizer files that ``trainer.save_model`` wrote into it.
-TRAINER_STATE_FILES = (STATE_FILE, "optimizer.pt", "scheduler.pt", "training_args.bin", "config.yaml", MANIFEST)
+TRAINER_STATE_FILES = (STATE_FILE, OPTIMIZER, SCHEDULER, TRAINING_ARGS, CONFIG, MANIFEST)
 
 
 def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list[dict]) -> TrainResult:
@@ -276,7 +280,7 @@ def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list
     from accelerate.state import PartialState
 
     out = Path(cfg.output_dir)
-    model_dir = out / "model"
+    model_dir = out / MODEL
     logger.info("%s is at step %d, the end of this run: nothing to train", checkpoint, steps)
     state = PartialState()
     if state.is_main_process and not model_written(model_dir, steps):
@@ -285,7 +289,7 @@ def _finished_run(cfg: TrainConfig, checkpoint: Path, steps: int, segments: list
         shutil.copytree(
             checkpoint,
             partial,
-            ignore=lambda _, names: [n for n in names if n in TRAINER_STATE_FILES or n.startswith("rng_state")],
+            ignore=lambda _, names: [n for n in names if n in TRAINER_STATE_FILES or n.startswith(RNG_STATE)],
         )
         record_model(partial, cfg, steps, state.num_processes, segments)
         shutil.rmtree(model_dir, ignore_errors=True)
@@ -318,7 +322,7 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         truncate_metrics(metrics_path, start)
-        save_yaml(cfg, out / "config.yaml")
+        save_yaml(cfg, out / CONFIG)
     state.wait_for_everyone()
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -326,7 +330,7 @@ def train_baseline(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         _unfinished_checkpoint_failed(err, out)
         raise
 
-    model_dir = out / "model"
+    model_dir = out / MODEL
     steps = trainer.state.global_step
     trainer.save_model(str(model_dir))
     if trainer.is_world_process_zero():

@@ -1,0 +1,93 @@
+"""The training-method registry: a method from a plugin (examples/plugins/cpo_method.py, TRL's CPO) is one
+registration, trains through ``sami train`` like a built-in, and keeps its settings in ``sections.<method>``."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from datasets import load_from_disk
+
+from sami.cli import main as cli_main
+from sami.core.config import ConfigError, from_dict
+from sami.core.errors import PluginError
+from sami.models.loading import load_model
+from sami.train.config import TrainConfig, compare_configs
+from sami.train.registry import METHODS, Method, method_settings, register_method
+from sami.train.trl_runner import DATASET
+from tests.helpers import metrics, one_query_data
+
+
+def response_logps(model, prompt_ids, response_ids) -> torch.Tensor:
+    """log p(token | everything before it) of each response token after the prompt, shape (len(response),)."""
+    ids = torch.tensor([list(prompt_ids) + list(response_ids)])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits.float()[0, :-1], dim=-1)
+    n = len(prompt_ids)
+    return logp[n - 1 :].gather(1, ids[0, n:, None])[:, 0]
+
+
+def test_the_built_in_methods_are_registered_in_order_with_their_sections():
+    assert METHODS.names()[:6] == ("sami", "sft", "dpo", "kto", "orpo", "simpo")
+    assert [METHODS[m].title for m in ("sami", "simpo")] == ["SAMI", "SimPO"]
+    assert all(METHODS[m].section is type(getattr(TrainConfig(), m)) for m in METHODS.names()[:6])
+    with pytest.raises(ConfigError, match="unknown training method 'cpo'; known: sami, sft, dpo"):
+        METHODS.lookup("cpo")
+    with pytest.raises(PluginError, match="already registered"):
+        register_method(METHODS["dpo"])
+    with pytest.raises(PluginError, match="config dataclass"):
+        register_method(Method("odd", dict, list, print, str))
+
+
+def test_a_plugin_method_s_section_is_checked_and_written_out_with_its_defaults(method_plugins):
+    with pytest.raises(ConfigError, match="method must be one of"):
+        from_dict(TrainConfig, {"method": "cpo"})
+    cli_main(["--plugin", "cpo_method", "principles", "--category", "math"])  # loads it as the CLI does
+    cfg = from_dict(TrainConfig, {"method": "cpo", "sections": {"cpo": {"beta": 0.5}}})
+    assert cfg.sections == {
+        "cpo": {
+            "beta": 0.5,
+            "cpo_alpha": 1.0,
+            "loss_type": "sigmoid",
+            "prompt_constitution": "positive",
+            "rejected": "most_flipped",
+        }
+    }
+    assert method_settings(cfg).beta == 0.5 and from_dict(TrainConfig, {"method": "cpo"}).sections["cpo"]["beta"] == 0.1
+    with pytest.raises(ConfigError, match="sections.cpo: beta: expected a number"):
+        from_dict(TrainConfig, {"method": "cpo", "sections": {"cpo": {"beta": "high"}}})
+    with pytest.raises(ConfigError, match="loss_type must be sigmoid, hinge or ipo"):
+        from_dict(TrainConfig, {"method": "cpo", "sections": {"cpo": {"loss_type": "simpo"}}})
+    with pytest.raises(ConfigError, match=r"sections.dpo: not a training method added by a plugin; those are \['cpo"):
+        from_dict(TrainConfig, {"sections": {"dpo": {}}})
+    # another method's run does not carry cpo's section into its comparisons, and cpo's reads "(not used)" there
+    diffs = compare_configs(
+        {"dpo": {"method": "dpo", "dpo": {"beta": 0.1}}, "cpo": {"method": "cpo", "sections": {"cpo": {"beta": 0.5}}}}
+    )
+    assert diffs["sections.cpo.beta"] == {"dpo": "(not used)", "cpo": 0.5}
+
+
+def test_cpo_from_a_plugin_trains_through_sami_train_with_its_first_step_loss_by_hand(
+    tmp_path, tiny_model_dir, method_plugins, capsys
+):
+    """CPO, loss_type sigmoid: -log s(beta * (sum log p(chosen) - sum log p(rejected))) + cpo_alpha * NLL, the
+    NLL being the mean over the chosen response's tokens (the prompt is masked), with log-probs computed here
+    from the starting model on the one pair the record gives."""
+    data = one_query_data(tmp_path)
+    args = ["--plugin", "cpo_method", "train", "--method", "cpo", "--data", str(data), "--model", str(tiny_model_dir)]
+    args += ["--output-dir", str(tmp_path / "o"), "--max-steps", "1", "-o", "max_prompt_tokens=48"]
+    args += ["-o", "max_response_tokens=24", "-o", "sections.cpo.beta=0.5", "-o", "sections.cpo.cpo_alpha=0.3"]
+    assert cli_main(args) == 0, capsys.readouterr().err
+    (first,) = metrics(tmp_path / "o")
+    assert "CPO loss" in capsys.readouterr().out
+    (pair,) = load_from_disk(str(tmp_path / "o" / DATASET))
+    model, _ = load_model(from_dict(TrainConfig, {"model": {"name_or_path": str(tiny_model_dir)}}).model, prepare=False)
+    chosen = response_logps(model, pair["prompt_ids"], pair["chosen_ids"])
+    rejected = response_logps(model, pair["prompt_ids"], pair["rejected_ids"])
+    expected = -F.logsigmoid(0.5 * (chosen.sum() - rejected.sum())).item() - 0.3 * chosen.mean().item()
+    assert first["loss"] == pytest.approx(expected, abs=1e-4)
+    assert first["nll_loss"] == pytest.approx(-chosen.mean().item(), abs=1e-4)
+    saved = yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())
+    assert saved["method"] == "cpo" and saved["sections"]["cpo"]["cpo_alpha"] == 0.3
+    assert json.loads((tmp_path / "o" / "model" / "provenance.json").read_text())["steps"] == 1
