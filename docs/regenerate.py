@@ -24,6 +24,10 @@ rendered before any page is written: a file that cannot be read (an empty report
 JSON, a stage.json without its fields) stops the script with one line naming it (exit code 2), and no page
 changes. Paths are relative to the repository root.
 
+It then remakes the screenshots of run pages the docs show (``SHOTS``) in headless Chromium, offline, where
+the page exists and Chromium with Playwright is installed (``make test-browser`` installs both); otherwise it
+says why and leaves the picture as it is. ``--check`` compares text only.
+
     python docs/regenerate.py                 # rewrite every block whose run exists (make docs)
     python docs/regenerate.py --check         # exit 1 if a rewrite would change a page
     python docs/regenerate.py --record-machine runs/quickstart
@@ -43,6 +47,14 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- from (?P<spec>.*?) -->\n)(?P<body>.*?)(<!-- end -->)", re.S)
 WIDTH = 110
 MACHINE = "machine.json"
+
+
+# The pictures of run pages the docs show, relative to the repository: PNG -> (the page, the CSS selector of the
+# part shown, None: the top).
+SHOTS = {
+    "docs/page-quickstart.png": ("runs/quickstart/report/index.html", None),
+    "docs/page-quickstart-question.png": ("runs/quickstart/report/index.html", "article.q"),
+}
 
 
 class Missing(Exception):
@@ -223,6 +235,24 @@ def record_machine(run: Path, note: str | None = None) -> dict | None:
     return machine
 
 
+def remake_shots(say=print) -> None:
+    """Each picture of ``SHOTS`` from its page, where the page and a browser are here."""
+    try:
+        from sami.study.screenshot import CHROMIUM, screenshot
+    except ImportError as err:  # the docs can be regenerated without the package's dependencies
+        say(f"screenshots: left as they are ({err})")
+        return
+    for png, (page, selector) in SHOTS.items():
+        png, page = ROOT / png, ROOT / page
+        if not page.is_file():
+            say(f"{shown(png)}: left as it is ({shown(page)} is not on this machine)")
+        elif not Path(CHROMIUM).is_file():
+            say(f"{shown(png)}: left as it is (no {CHROMIUM}; make test-browser installs it)")
+        else:
+            screenshot(page, png, height=1100, selector=selector)
+            say(f"{shown(png)}: remade from {shown(page)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page would change")
@@ -255,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             page.write_text(new)
     verb = "would change" if args.check else "rewrote"
     print(f"{verb}: {', '.join(stale) if stale else 'nothing'}")
+    if not args.check:
+        remake_shots()
     return 1 if args.check and stale else 0
 
 

@@ -203,3 +203,33 @@ def test_every_page_is_rewritten_when_every_block_renders(pages, capsys):
     assert "- Math: base greedy accuracy 38% [18, 61]." in a.read_text() and "data                       1.0 min" in \
         a.read_text()  # fmt: skip
     assert "| sami | 32 |" in b.read_text()
+
+
+def test_a_screenshot_is_left_as_it_is_where_its_page_is_missing(pages, capsys):
+    assert regenerate.main([]) == 0
+    out = capsys.readouterr().out
+    for png in regenerate.SHOTS:
+        assert f"{png}: left as it is" in out and not (regenerate.ROOT / png).exists()
+
+
+@pytest.mark.browser
+def test_a_screenshot_shows_its_page(root, capsys, monkeypatch):
+    """The picture is the page as the browser draws it: a page whose top is one red block gives red pixels there,
+    and the selector's element alone is what a selector shot holds."""
+    pytest.importorskip("playwright")
+    from pathlib import Path
+
+    if not Path("/usr/bin/chromium").is_file():
+        pytest.skip("no /usr/bin/chromium (make test-browser installs it)")
+    from PIL import Image
+
+    html = root / "p.html"
+    html.write_text(
+        '<body style="margin:0"><div style="background:#ff0000;height:300px"></div>'
+        '<article class="q" style="background:#0000ff;width:200px;height:100px"></article></body>'
+    )
+    monkeypatch.setattr(regenerate, "SHOTS", {"top.png": ("p.html", None), "q.png": ("p.html", "article.q")})
+    regenerate.remake_shots()
+    top, q = Image.open(root / "top.png").convert("RGB"), Image.open(root / "q.png").convert("RGB")
+    assert top.getpixel((10, 10)) == (255, 0, 0) and top.getpixel((10, 350)) == (0, 0, 255)
+    assert q.size == (200, 100) and set(q.getdata()) == {(0, 0, 255)}
