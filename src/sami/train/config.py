@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from sami.core.config import flatten, from_dict, to_dict
 from sami.core.errors import ConfigError
@@ -62,8 +62,6 @@ class OptimConfig:
 @dataclass
 class SamiConfig:
     """SAMI objective and how its matrix is computed (docs/PAPER_INDEX.md; defaults are the paper's)."""
-
-    RENAMED: ClassVar[dict[str, str]] = {"logprob_method": "layout"}
 
     layout: str = "shared"  # of the log-prob matrix: shared | naive (the original C*C rows, kept as reference)
     row_weight: float = 1.0
