@@ -121,3 +121,21 @@ def test_hashes_are_taken_in_version_0_s_names():
     assert migrate.hash_form(today) == then
     assert fingerprint(today, ["up"]) == fingerprint(then, ["up"])
     assert fingerprint({**today, "train": {"sharding": "fsdp"}}, ["up"]) != fingerprint(then, ["up"])
+
+
+def test_the_history_names_todays_config_classes_and_fields():
+    """One upgrade per version up to this one; every config class the history names exists, each old key is
+    no longer a field of it and each new key is: a class or field renamed again shows here, not in a user's
+    folder."""
+    import dataclasses
+
+    from sami.eval.config import AdherenceConfig, MIConfig, MTBenchConfig
+    from sami.generate.run import ConstitutionSettings
+    from sami.train.config import SamiConfig
+
+    assert sorted(migrate.UPGRADES) == list(range(min(migrate.UPGRADES), migrate.LAYOUT_VERSION))
+    classes = {c.__name__: c for c in (AdherenceConfig, MIConfig, MTBenchConfig, ConstitutionSettings, SamiConfig)}
+    for step in migrate.UPGRADES.values():
+        for name, renamed in step.config_renamed.items():
+            fields = {f.name for f in dataclasses.fields(classes[name])}
+            assert set(renamed).isdisjoint(fields) and set(migrate.renamed_keys(classes[name]).values()) <= fields
