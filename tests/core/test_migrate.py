@@ -78,11 +78,12 @@ def test_old_configs_read_under_the_new_names_at_any_section():
     """A run's config.yaml and a generation's .generate.yaml as version 0 wrote them load under today's names."""
     from sami.eval.config import EvalConfig
     from sami.generate.run import GenerateConfig
-    from sami.train.config import TrainConfig
+    from sami.train.config import TrainConfig, compare_configs
 
     train = to_dict(TrainConfig())
     train["sami"]["logprob_method"] = train["sami"].pop("layout")
     assert from_dict(TrainConfig, migrate.upgrade_config(TrainConfig, train)) == TrainConfig()
+    assert compare_configs({"old": train, "new": to_dict(TrainConfig())}) == {}  # compare-configs, chains' logs
     evaluation = to_dict(EvalConfig())
     for old, new in (("baseline", "against"), ("anchors", "versus"), ("side", "phrasing")):
         evaluation["mtbench"][old] = evaluation["mtbench"].pop(new)
