@@ -220,7 +220,8 @@ def check_resume(cfg: TrainConfig, checkpoint: Path, fallback_config: Path) -> l
     Only ``RESUMABLE_CHANGES`` may differ; keys the older config does not have (a newer version's additions)
     are not differences. Returns the run's segments so far (from the manifest; empty without one)."""
     saved = checkpoint / CONFIG if (checkpoint / CONFIG).is_file() else fallback_config
-    version = version_of(read_manifest(checkpoint) or {})  # the config was written with the manifest
+    # a checkpoint's config was written with its manifest; the run's own may be older (version 0 reads either)
+    version = version_of(read_manifest(checkpoint) or {}) if saved == checkpoint / CONFIG else 0
     previous = method_view(upgrade_config(TrainConfig, load_yaml(saved), version)) if saved.is_file() else None
     lines = []
     if previous is not None:
