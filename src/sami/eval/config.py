@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from sami.backends.base import BackendConfig
 from sami.core.errors import ConfigError
@@ -67,8 +67,6 @@ class MTBenchConfig:
         log-probs), ``text`` (generate up to ``judge_max_new_tokens`` and parse), or ``auto``: probability
         for a local (transformers) judge, text for an endpoint or vLLM. Single ratings are always text.
     """
-
-    RENAMED: ClassVar[dict[str, str]] = {"baseline": "against", "anchors": "versus", "side": "phrasing"}
 
     questions: str = "package"
     references: str | None = None
@@ -162,8 +160,6 @@ class GSM8KConfig:
 class MIConfig:
     """The MI lower bound (log C - column loss) on held-out records (docs/DATA.md), as training computes it."""
 
-    RENAMED: ClassVar[dict[str, str]] = {"logprob_method": "layout"}
-
     data: str = ""
     limit: int | None = None
     template: str = "paper-v1"
@@ -193,8 +189,6 @@ class AdherenceConfig:
         query instead of 2P).
     phrasing: of the principles shown, strong or weak.
     """
-
-    RENAMED: ClassVar[dict[str, str]] = {"side": "phrasing"}
 
     queries: str = "mtbench"
     limit: int | None = 20

@@ -136,6 +136,7 @@ def run_gsm8k(cfg: EvalConfig) -> dict:
             },  # fmt: skip
             "backend": {"kind": cfg.backend.kind, "dtype": cfg.backend.dtype},
         },
+        "gsm8k",
     )
     for name, model in cfg.checkpoints():
         generate_attempts(cfg, name, model, problems, root)

@@ -566,8 +566,8 @@ def import_files(cfg: ImportConfig) -> tuple[EvalConfig, dict]:
     bindings = {name: {"model": model, "key": model} for name, model in eval_cfg.checkpoints()}
     with held_as_found(root, what="this MT-Bench folder"):
         check_imported(root)
-        # importing other files into it is refused; a folder imported before the protocol was stored holds this one
-        check_settings(root / "import", settings, added={"protocol": eval_cfg.mtbench.protocol})
+        # importing other files into it is refused
+        check_settings(root / "import", settings, "import")
         check_bindings(root, bindings)
         _write(got, root)
         save_yaml(eval_cfg, root / CONFIG)

@@ -180,8 +180,7 @@ def run_mi(cfg: EvalConfig) -> dict:
         json.dumps([r.to_json() for r in records], sort_keys=True).encode()
     ).hexdigest()
     settings.update({k: v for k, v in vars(cfg.mi).items() if k not in ("data", "limit")}, seed=cfg.seed)
-    # a folder written before the hash was stored is taken as holding these records
-    check_settings(root, settings, added={"records_sha256": settings["records_sha256"]})
+    check_settings(root, settings, "mi")
     for name, model in cfg.checkpoints():
         score_records(cfg, name, model, records, root)
     return finish_suite(cfg, "mi", mi_metrics)

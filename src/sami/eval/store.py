@@ -23,6 +23,7 @@ from sami.core.config import ConfigError, config_differences
 from sami.core.errors import DataError
 from sami.core.layout import ANSWERS, CONFIG, MODELS, SETTINGS, SUITE_METRICS
 from sami.core.locks import hold
+from sami.core.migrate import stamped, upgrade_settings
 from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
 
 if TYPE_CHECKING:
@@ -140,29 +141,19 @@ class JsonlStore:
         return list(self.records.values())
 
 
-def check_settings(
-    directory: str | Path,
-    settings: dict,
-    added: dict | None = None,
-    renamed: dict[str, str] | None = None,
-    upgrade: Callable[[dict], dict] | None = None,
-) -> None:
+def check_settings(directory: str | Path, settings: dict, suite: str) -> None:
     """Refuse to add to a directory whose stored records were produced under different settings.
 
     ``settings`` are the values that change what is generated or judged (prompts, sampling, data);
-    the first run writes them to ``settings.json``; later runs must match (checkpoints may be added).
-    ``added``: settings introduced after files were already written, with the value that reproduces what
-    those files hold; a stored file without such a key reads as that value. ``renamed``: settings that files
-    written earlier store under another name, old name -> new name; they read under the new name. ``upgrade``:
-    stored settings -> the same settings as this version records them (a value recorded another way before).
+    the first run writes them to ``settings.json`` with the layout version; later runs must match (checkpoints
+    may be added). Settings an older version stored (under other names, without a setting added since, a value
+    recorded another way) read as this version records them, ``sami.core.migrate.upgrade_settings`` with
+    ``suite`` (``import`` for an imported folder's).
     """
     path = Path(directory) / SETTINGS
     settings = json.loads(json.dumps(settings))  # tuples become lists, as they read back
     if path.is_file():
-        stored = {(renamed or {}).get(k, k): v for k, v in json.loads(path.read_text()).items()}
-        stored = {**json.loads(json.dumps(added or {})), **stored}
-        if upgrade is not None:
-            stored = upgrade(stored)
+        stored = upgrade_settings(suite, json.loads(path.read_text()), settings, what=str(path))
         diff = config_differences(stored, settings)
         if diff:
             lines = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in diff.items()))
@@ -172,7 +163,7 @@ def check_settings(
             )
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
+    path.write_text(json.dumps(stamped(settings), indent=1, sort_keys=True) + "\n")
 
 
 def check_bindings(directory: str | Path, bindings: dict[str, dict]) -> None:

@@ -31,7 +31,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 from tqdm.auto import tqdm
 
@@ -44,9 +43,9 @@ from sami.core.config import (
     redacted,
     save_yaml,
     to_dict,
-    with_renamed_keys,
 )
 from sami.core.locks import hold
+from sami.core.migrate import upgrade_config
 from sami.data.pools import PoolConfig, PoolItem, load_pool
 from sami.data.principles import PHRASINGS, STRATEGIES, load_library, sample_constitutions
 from sami.data.records import DataError, parse_record, read_appended
@@ -73,8 +72,6 @@ class ConstitutionSettings:
     principles: names of the principles to use for every query; None uses each query's category principles.
     library: extra principle YAML files (they add to or override the built-in library).
     """
-
-    RENAMED: ClassVar[dict[str, str]] = {"side": "phrasing"}
 
     strategy: str = "flip_all"
     num: int | None = None
@@ -179,7 +176,7 @@ def _check_same_config(cfg: GenerateConfig) -> None:
     path = config_path(cfg.output)
     if not path.is_file():
         return
-    previous = with_renamed_keys(GenerateConfig, load_yaml(path))  # written before a key was renamed: its new name
+    previous = upgrade_config(GenerateConfig, load_yaml(path))  # as this version names its keys
     diffs = {
         k: v
         for k, v in config_differences(previous, redacted(to_dict(cfg))).items()

@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sami.core.config import with_old_names
 from sami.core.errors import ConfigError
 from sami.core.layout import STAGE_MARKER
+from sami.core.migrate import hash_form, stamped
 
 logger = logging.getLogger(__name__)
 MARKER = STAGE_MARKER
@@ -64,8 +64,8 @@ def _world_size() -> int:
 
 
 def fingerprint(config: dict, upstream: Sequence[str]) -> str:
-    """A hash of ``config`` (keys renamed since under their old names, ``with_old_names``) and ``upstream``."""
-    blob = json.dumps({"config": with_old_names(config), "upstream": list(upstream)}, sort_keys=True, default=str)
+    """A hash of ``config`` (in the names of the first layout, ``sami.core.migrate.hash_form``) and ``upstream``."""
+    blob = json.dumps({"config": hash_form(config), "upstream": list(upstream)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -123,7 +123,7 @@ def run_stages(stages: Sequence[Stage], *, only: Sequence[str] | None = None) ->
                   "after": list(stage.after), "seconds": round(seconds, 2)}  # fmt: skip
         if _rank() == 0:  # under `accelerate launch` every process runs the stage; one writes its marker
             tmp = stage.folder / f".{MARKER}.tmp"
-            tmp.write_text(json.dumps(record, indent=2, default=str))
+            tmp.write_text(json.dumps(stamped(record), indent=2, default=str))
             tmp.replace(stage.folder / MARKER)
         outcomes.append(StageOutcome(stage.name, status, seconds))
     return outcomes

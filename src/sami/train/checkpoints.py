@@ -27,15 +27,15 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from sami.core.config import ConfigError, config_differences, flatten, load_yaml, to_dict, with_renamed_keys
+from sami.core.config import ConfigError, config_differences, flatten, load_yaml, to_dict
 from sami.core.errors import CheckpointError
 from sami.core.layout import CHECKPOINTS, CONFIG, MANIFEST, STATE_FILE
+from sami.core.migrate import checkpoint_prefixes, stamped, upgrade_config, version_of
 from sami.train.config import TrainConfig, method_view
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint"  # a checkpoint folder is named checkpoint-<step>, whichever method wrote it
-OLD_SAMI_PREFIX = "step"  # SAMI's loop named its checkpoints step-<step> before; still read
 # Settings a resume may change: they extend the run, or only decide logging and checkpoint keeping.
 RESUMABLE_CHANGES = ("max_steps", "epochs", "output_dir", "save_every", "keep_checkpoints", "log_every", "report_to")
 
@@ -60,7 +60,7 @@ def write_manifest(folder: Path, *, step: int, data_sha256: str, segments: list[
     }
     record = {"step": step, "data_sha256": data_sha256, "segments": segments, "files": files}
     tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
+    tmp.write_text(json.dumps(stamped(record), indent=1))
     tmp.replace(folder / MANIFEST)
 
 
@@ -142,11 +142,21 @@ def checkpoint_name(step: int) -> str:
     return f"{CHECKPOINT_PREFIX}-{step}"
 
 
+def former_names(step: int) -> list[str]:
+    """The names older versions gave the checkpoint at ``step`` (``sami.core.migrate.checkpoint_prefixes``)."""
+    return [f"{prefix}-{step}" for prefix in checkpoint_prefixes(CHECKPOINT_PREFIX)[1:]]
+
+
+def has_former_name(folder: Path) -> bool:
+    """Whether ``folder`` is named as an older version named checkpoints (SAMI's loop only, ``step-N``)."""
+    return checkpoint_step(folder) is not None and folder.name.partition("-")[0] != CHECKPOINT_PREFIX
+
+
 def checkpoint_step(folder: Path) -> int | None:
-    """N of a folder named ``checkpoint-N`` (or ``step-N``, SAMI's former name); None for any other name (a
-    copied ``checkpoint-6.bak``, ``damaged-checkpoint-4``)."""
+    """N of a folder named ``checkpoint-N`` (or a former name of it, ``sami.core.migrate.checkpoint_prefixes``);
+    None for any other name (a copied ``checkpoint-6.bak``, ``damaged-checkpoint-4``)."""
     head, _, tail = folder.name.partition("-")
-    named = head in (CHECKPOINT_PREFIX, OLD_SAMI_PREFIX)
+    named = head in checkpoint_prefixes(CHECKPOINT_PREFIX)
     return int(tail) if named and tail.isascii() and tail.isdigit() else None
 
 
@@ -210,7 +220,9 @@ def check_resume(cfg: TrainConfig, checkpoint: Path, fallback_config: Path) -> l
     Only ``RESUMABLE_CHANGES`` may differ; keys the older config does not have (a newer version's additions)
     are not differences. Returns the run's segments so far (from the manifest; empty without one)."""
     saved = checkpoint / CONFIG if (checkpoint / CONFIG).is_file() else fallback_config
-    previous = method_view(with_renamed_keys(TrainConfig, load_yaml(saved))) if saved.is_file() else None
+    # a checkpoint's config was written with its manifest; the run's own may be older (version 0 reads either)
+    version = version_of(read_manifest(checkpoint) or {}) if saved == checkpoint / CONFIG else 0
+    previous = method_view(upgrade_config(TrainConfig, load_yaml(saved), version)) if saved.is_file() else None
     lines = []
     if previous is not None:
         diffs = config_differences(previous, method_view(to_dict(cfg)))

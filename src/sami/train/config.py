@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from sami.core.config import flatten, from_dict, to_dict
 from sami.core.errors import ConfigError
 from sami.core.logprobs import LAYOUTS
+from sami.core.migrate import upgrade_config
 from sami.data.templates import TEMPLATES
 from sami.models.loading import ModelConfig
 from sami.train.pairs import PROMPT_CONSTITUTIONS, REJECTED_CHOICES
@@ -62,8 +63,6 @@ class OptimConfig:
 @dataclass
 class SamiConfig:
     """SAMI objective and how its matrix is computed (docs/PAPER_INDEX.md; defaults are the paper's)."""
-
-    RENAMED: ClassVar[dict[str, str]] = {"logprob_method": "layout"}
 
     layout: str = "shared"  # of the log-prob matrix: shared | naive (the original C*C rows, kept as reference)
     row_weight: float = 1.0
@@ -312,9 +311,10 @@ def compare_configs(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:
     """Every setting that is not the same in all ``configs`` (name -> resolved config as a dict).
 
     Returns ``{"optim.lr": {name: value, ...}}``. Each config is first reduced to its own method's section
-    (``method_view``), so a setting of one method shows as ``(not used)`` in runs of another.
+    (``method_view``), so a setting of one method shows as ``(not used)`` in runs of another; a run an older
+    version wrote compares under today's names (``sami.core.migrate.upgrade_config``).
     """
-    flat = {name: flatten(method_view(config)) for name, config in configs.items()}
+    flat = {name: flatten(method_view(upgrade_config(TrainConfig, config))) for name, config in configs.items()}
     keys = sorted(set().union(*flat.values()))
     out = {}
     for key in keys:

@@ -27,7 +27,7 @@ from sami.core.layout import (
     run_configs,
 )
 from sami.models.loading import model_folder, training_config
-from sami.train.checkpoints import CHECKPOINTS, OLD_SAMI_PREFIX, STATE_FILE, data_sha256, numbered_checkpoints
+from sami.train.checkpoints import CHECKPOINTS, STATE_FILE, data_sha256, has_former_name, numbered_checkpoints
 from sami.train.config import NOT_USED, TrainConfig, compare_configs
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def recorded_method(out: Path) -> tuple[str, Path] | None:
 def _sami_checkpoint(folder: Path) -> bool:
     """Whether SAMI's loop wrote a checkpoint folder: its former name ``step-N``, or its state file (SAMI's
     holds ``step``, the HF Trainer's ``global_step``)."""
-    if folder.name.startswith(f"{OLD_SAMI_PREFIX}-"):
+    if has_former_name(folder):
         return True
     try:
         return "global_step" not in json.loads((folder / STATE_FILE).read_text())

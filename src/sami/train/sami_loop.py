@@ -38,10 +38,10 @@ from sami.models.loading import load_model
 from sami.train import sharding
 from sami.train.checkpoints import (
     CHECKPOINTS,
-    OLD_SAMI_PREFIX,
     STATE_FILE,
     checkpoint_name,
     data_sha256,
+    former_names,
     guarded_save,
     latest_checkpoint,
     log_cuts,
@@ -497,7 +497,8 @@ def _save_checkpoint(accelerator, out: Path, step: int, cfg: TrainConfig, run_in
 
         guarded_save(seal, partial, target.name, lambda: latest_checkpoint(out))
         shutil.rmtree(target, ignore_errors=True)
-        shutil.rmtree(out / CHECKPOINTS / f"{OLD_SAMI_PREFIX}-{step}", ignore_errors=True)  # its former name
+        for name in former_names(step):  # the same step under an older version's name
+            shutil.rmtree(out / CHECKPOINTS / name, ignore_errors=True)
         os.replace(partial, target)
         done = numbered_checkpoints(out)
         for old in done[: max(0, len(done) - cfg.keep_checkpoints)]:
