@@ -2,15 +2,17 @@
 
 It runs ``configs/mtbench-llama31-8b-toy.yaml`` (the toy twin of ``configs/mtbench-llama31-8b.yaml``: the same
 stages, backends and launch lines, the embedded model, a few queries and questions) with the launch lines the
-paper config documents, each as its own command, into ``runs/rehearsal`` (emptied first):
+paper config documents, each as its own command, into ``runs/rehearsal`` (emptied first; each command's output
+in ``runs/rehearsal/logs/``):
 
 1. ``sami experiment CONFIG --only mtbench/data``: the teacher writes the training data through vLLM's engine;
 2. ``accelerate launch --config_file configs/accelerate/fsdp-8gpu.yaml --num_processes 2 -m sami.cli experiment
    CONFIG --only mtbench/sft`` (then ``mtbench/dpo``): the TRL methods as 2 CPU processes;
 3. ``torchrun --nproc_per_node 2 -m sami.cli experiment CONFIG --only mtbench/sami``: SAMI as 2 CPU processes;
 4. vLLM's OpenAI-compatible server (what ``vllm serve`` starts) on the embedded model, on a free loopback port,
-   as the judge; then ``sami experiment CONFIG``: MT-Bench answers through the engine, judged through the
-   server, the MI bound, adherence and the report. The server is stopped however this step ends.
+   as the judge, for ``sami experiment CONFIG --only mtbench/eval-mtbench`` (MT-Bench answered through the
+   engine, judged through the server); the server is stopped however that ends;
+5. ``sami experiment CONFIG``: the MI bound and adherence through the engine, and the report.
 
 Then it checks what a finished run must hold: every stage's ``stage.json`` with the fingerprint the plan
 expects, each trained model written by 2 processes with the steps its config asks for, training records and
@@ -100,7 +102,9 @@ def judge_server(log: Path, *, timeout: float):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RehearsalFailed(f"the judge server did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+                raise RehearsalFailed(
+                    f"the judge server did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(1)
         print(f"rehearsal: judge server: up on port {port} after {time.perf_counter() - start:.0f} s", flush=True)
         yield f"http://127.0.0.1:{port}/v1"
@@ -123,6 +127,7 @@ def check(config: str, overrides: list[str]) -> list[str]:
     """What a finished rehearsal must hold; returns the lines of what was found (raises on the first miss)."""
     from sami.study.experiment import load_experiment_config, plan_experiment
     from sami.study.stages import plan, read_marker
+    from sami.train.sami_loop import total_steps
 
     cfg = load_experiment_config(ROOT / config, overrides)
     stages, parts = plan_experiment(cfg)
@@ -141,10 +146,10 @@ def check(config: str, overrides: list[str]) -> list[str]:
     teachers = {r["provenance"]["teacher"]["kind"] for r in records}
     need(len(records) > 0 and teachers == {"vllm"}, f"{len(records)} training records, written by vLLM's engine")
     for method, train in parts["mtbench"]["trains"].items():
-        model = Path(train.output_dir) / "model"
-        record = json.loads((model / "provenance.json").read_text())
-        steps = len(_jsonl(Path(train.output_dir) / "metrics.jsonl")) if method == "sami" else record["steps"]
-        need(record["num_processes"] == PROCESSES and record["steps"] >= 1 and steps == record["steps"],
+        record = json.loads((Path(train.output_dir) / "model" / "provenance.json").read_text())
+        steps = total_steps(train, len(records), PROCESSES)  # one query, or one pair (dpo: most_flipped), each
+        logged = len(_jsonl(Path(train.output_dir) / "metrics.jsonl")) if method == "sami" else steps
+        need(record["num_processes"] == PROCESSES and record["steps"] == steps == logged,
              f"{method}: {record['steps']} steps by {record['num_processes']} processes, model saved")  # fmt: skip
     mtbench = root / "mtbench" / "eval" / "mtbench"
     settings = json.loads((mtbench / "settings.json").read_text())
@@ -154,7 +159,7 @@ def check(config: str, overrides: list[str]) -> list[str]:
     sizes = {len(rows) for rows in answers.values()}
     need(sorted(answers) == ["dpo", "sami", "sft"] and len(sizes) == 1 and sizes != {0}
          and all(any(r["answer"].strip() for r in rows) for rows in answers.values()),
-         f"{sizes} MT-Bench answers (question turns) of each of {sorted(answers)}")  # fmt: skip
+         f"{next(iter(sizes))} MT-Bench answers (question turns) of each of {sorted(answers)}")  # fmt: skip
     ev = parts["mtbench"]["evals"]["mtbench"]
     for judge in ev.mtbench.judges:
         files = sorted((mtbench / "judgments" / judge).glob("*.jsonl"))
@@ -179,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / args.output_dir
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    logs, times = out.parent / f"{out.name}-logs", {}
-    shutil.rmtree(logs, ignore_errors=True)
+    logs, times = out / "logs", {}  # each command's output
     logs.mkdir()
     overrides = ["-o", f"output_dir={args.output_dir}"]
     experiment = ["-m", "sami.cli", "experiment", args.config, *overrides]
@@ -192,10 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         torchrun = [_bin("torchrun"), "--nproc_per_node", str(PROCESSES)]
         _run("mtbench/sami", [*torchrun, *experiment, "--only", "mtbench/sami"], logs / "sami.log", times)
         _run("mtbench/dpo", [*accelerate, *experiment, "--only", "mtbench/dpo"], logs / "dpo.log", times)
+        sami = [_bin("sami"), "experiment", args.config, *overrides]
         with judge_server(logs / "judge-server.log", timeout=args.server_timeout) as url:
-            judge = ["-o", f"judge.base_url={url}"]
-            _run("evaluation and report", [_bin("sami"), "experiment", args.config, *overrides, *judge],
-                 logs / "evaluation.log", times)  # fmt: skip
+            # the judge's address is part of the MT-Bench stage's settings: the last line passes it too
+            sami += ["-o", f"judge.base_url={url}"]
+            _run("mtbench/eval-mtbench", [*sami, "--only", "mtbench/eval-mtbench"], logs / "eval-mtbench.log", times)
+        _run("the other evaluations and the report", sami, logs / "evaluation.log", times)
         found = check(args.config, [f"output_dir={args.output_dir}", f"judge.base_url={url}"])
     except RehearsalFailed as err:
         print(f"rehearsal: FAILED after {time.perf_counter() - start:.0f} s: {err}", file=sys.stderr)
