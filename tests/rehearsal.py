@@ -167,7 +167,7 @@ def check(config: str, overrides: list[str]) -> list[str]:
         need(len(files) == 3 and len(rows) == 2 * 3 * next(iter(sizes)) and any(r["raw"].strip() for r in rows),
              f"judge {judge}: {len(rows)} judgments (3 pairs, both orders) written by the served judge")  # fmt: skip
     report = root / "report" / "report.md"
-    need(report.is_file() and report.stat().st_size > 0, f"report {report.relative_to(ROOT)}")
+    need(report.is_file() and report.stat().st_size > 0, f"report {report}")
     return found
 
 
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="runs/rehearsal", help="emptied first")
     parser.add_argument("--server-timeout", type=float, default=600, help="seconds to wait for the judge server")
     args = parser.parse_args(argv)
+    os.chdir(ROOT)  # the config's paths, and --output-dir, are relative to the repository root
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per engine; the default takes a quarter of RAM
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped rehearsal still stops its server
 
