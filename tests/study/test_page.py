@@ -141,3 +141,16 @@ def test_a_grading_judges_rating_and_text_stand_under_each_answer(imported):
     assert "<strong>single</strong> rates it 7" in card and "alpha gets [[7]]" in card
     assert "<strong>single</strong> rates it (unparseable)" in card and "beta gets [[None]]" in card
     assert html.count("rates it") == 2  # question 81's first turn only
+
+
+def test_view_reads_a_line_being_written_without_cutting_it_or_writing_beside_it(imported, capsys):
+    """``sami view`` holds no lock: a stage may be appending to the files it reads. An unfinished last line (a
+    write still going on) is left out of the page, and no stored file is cut or completed."""
+    folder, _ = imported
+    stored = sorted(p for p in (folder / "mtbench").rglob("*.jsonl"))
+    torn, whole = stored[0], stored[-1]
+    torn.write_bytes(torn.read_bytes() + b'{"question_id": 8')  # a record half written
+    whole.write_bytes(whole.read_bytes().rstrip(b"\n"))  # a complete record whose newline is still to come
+    before = {p: p.read_bytes() for p in (folder / "mtbench").rglob("*") if p.is_file()}
+    assert main(["view", str(folder)]) == 0, capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (folder / "mtbench").rglob("*") if p.is_file()} == before

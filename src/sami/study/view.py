@@ -49,7 +49,15 @@ def _eval_configs(output_dir: Path) -> dict:
 
 def view(folder: str | Path) -> Path:
     """Write the page of ``folder`` (a run, an evaluation's output_dir or one suite's folder) from its stored
-    files and return its path."""
+    files and return its path. It holds no lock and writes nothing but the page: a file a running stage is
+    appending to is read as it stands (``sami.data.records.read_only``), never repaired."""
+    from sami.data.records import read_only
+
+    with read_only():
+        return _view(folder)
+
+
+def _view(folder: str | Path) -> Path:
     folder = Path(folder).resolve()
     config = folder / CONFIG
     if config.is_file() and not _is_eval_config(config):
