@@ -355,12 +355,18 @@ def _view_parser(sub) -> None:
 
 
 def _run_view(args: argparse.Namespace) -> None:
-    from sami.study.view import serve, view
+    from sami.study.view import open_server, serve, view
 
-    page = view(args.folder)
+    server = open_server(args.port) if args.serve else None  # a port it cannot have is refused before the page
+    try:
+        page = view(args.folder)
+    except BaseException:
+        if server is not None:
+            server.server_close()
+        raise
     print(f"page: {page}", flush=True)
-    if args.serve:
-        serve(page, args.port)
+    if server is not None:
+        serve(page, server)
 
 
 def _compare_parser(sub) -> None:

@@ -154,3 +154,22 @@ def test_view_reads_a_line_being_written_without_cutting_it_or_writing_beside_it
     before = {p: p.read_bytes() for p in (folder / "mtbench").rglob("*") if p.is_file()}
     assert main(["view", str(folder)]) == 0, capsys.readouterr().err
     assert {p: p.read_bytes() for p in (folder / "mtbench").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("port", ["taken", "70000", "-1"])
+def test_view_refuses_a_port_it_cannot_have_before_it_writes_the_page(imported, capsys, port):
+    """A port in use or out of range is one line naming ``--port`` (exit code 2), and the folder keeps its page as
+    it was (none written where there was none)."""
+    import socket
+
+    folder, _ = imported
+    page = folder / "report" / "index.html"
+    page.unlink()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        number = str(holder.getsockname()[1]) if port == "taken" else port
+        assert main(["view", str(folder), "--serve", "--port", number]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sami: error: --port") and "debug" not in err and len(err.strip().splitlines()) == 1
+    assert not page.exists()

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from sami.core.config import from_dict, load_yaml
-from sami.core.errors import InputMissing
+from sami.core.errors import ConfigError, InputMissing
 from sami.core.layout import CONFIG, PAGE, REPORT_DIR
 from sami.study.page import Study, run_studies, write_page
 
@@ -91,10 +91,33 @@ def _view_run(folder: Path) -> Path:
                           fig_dir=Path(tmp) / "figures", report_md=report_md, source=str(folder))  # fmt: skip
 
 
-def serve(page: Path, port: int = 0) -> None:
-    """Serve the page's folder on 127.0.0.1 (``port`` 0: a free one the system picks) until interrupted."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+def open_server(port: int = 0) -> http.server.ThreadingHTTPServer:
+    """A server bound to 127.0.0.1:``port`` (0: a free one the system picks), made before the page is written so
+    that a port out of range, in use or not permitted is refused with the folder as it was."""
+    import errno
+
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be a port number from 0 to 65535 (0: a free one), got {port}")
+    try:
+        return http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--port {port}: 127.0.0.1:{port} is in use; choose another port, or leave --port "
+                              "out for a free one") from None  # fmt: skip
+        if err.errno == errno.EACCES:
+            raise ConfigError(
+                f"--port {port}: not permitted to listen on 127.0.0.1:{port} (ports below 1024 need privileges); "
+                "choose another, or leave --port out for a free one"
+            ) from None
+        raise
+
+
+def serve(page: Path, server: http.server.ThreadingHTTPServer | int = 0) -> None:
+    """Serve the page's folder from ``server`` (``open_server``; a port number opens one) until interrupted."""
+    if isinstance(server, int):
+        server = open_server(server)
+    server.RequestHandlerClass = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
+    with server:
         print(f"serving http://127.0.0.1:{server.server_address[1]}/{page.name} (Ctrl-C stops)", flush=True)
         try:
             server.serve_forever()
