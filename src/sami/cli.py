@@ -314,7 +314,7 @@ def _experiment_parser(sub) -> None:
 
 
 def _run_experiment(args: argparse.Namespace) -> None:
-    from sami.study.experiment import load_experiment_config, plan_experiment, run_experiment
+    from sami.study.experiment import load_experiment_config, plan_experiment, report_files_lost, run_experiment
     from sami.study.stages import plan, read_marker
 
     cfg = load_experiment_config(args.config, args.overrides)
@@ -322,6 +322,8 @@ def _run_experiment(args: argparse.Namespace) -> None:
         for stage in plan(plan_experiment(cfg)[0]):
             marker = read_marker(stage.folder)
             state = "missing" if not marker else "done" if marker["fingerprint"] == stage.fingerprint else "stale"
+            if state == "done" and stage.name == "report" and report_files_lost(stage.folder):
+                state = "missing"  # its files are gone: the next run writes them again
             print(f"{stage.name:<24} {state:<8} {stage.folder}")
         return
     outcomes = run_experiment(cfg, only=args.only)
