@@ -173,3 +173,23 @@ def test_view_refuses_a_port_it_cannot_have_before_it_writes_the_page(imported, 
     err = capsys.readouterr().err
     assert err.startswith("sami: error: --port") and "debug" not in err and len(err.strip().splitlines()) == 1
     assert not page.exists()
+
+
+@pytest.mark.parametrize("given", ["missing", "a file", "a training run", "a study of a run"])
+def test_view_of_a_folder_it_has_no_page_for_says_what_the_folder_is(tmp_path, capsys, given):
+    """One line (exit code 2) that says what was given and where the page is, instead of calling a training
+    run's config an experiment config with two dozen unknown keys."""
+    target = {"missing": tmp_path / "nope", "a file": tmp_path / "f.txt", "a training run": tmp_path / "run",
+              "a study of a run": tmp_path / "study"}[given]  # fmt: skip
+    (tmp_path / "f.txt").write_text("hi\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("method: sami\nmax_steps: 1\n")
+    (tmp_path / "study" / "eval" / "mi").mkdir(parents=True)
+    (tmp_path / "study" / "eval" / "mi" / "config.yaml").write_text("models: {base: m}\n")
+    assert main(["view", str(target)]) == 2
+    err = capsys.readouterr().err
+    expected = {"missing": f"no such folder: {target}", "a file": f"{target} is a file;",
+                "a training run": f"{target} is a training run (sami train)",
+                "a study of a run": f"{target} is one study of a run; view the run ({tmp_path})"}[given]  # fmt: skip
+    assert err.startswith(f"sami: error: {expected}") and len(err.strip().splitlines()) == 1, err
+    assert not (target / "report").exists()

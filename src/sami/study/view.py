@@ -59,7 +59,14 @@ def view(folder: str | Path) -> Path:
 
 def _view(folder: str | Path) -> Path:
     folder = Path(folder).resolve()
+    if not folder.exists():
+        raise InputMissing(f"no such folder: {folder}")
+    if folder.is_file():
+        raise InputMissing(f"{folder} is a file; expected a run folder of sami experiment or an evaluation folder")
     config = folder / CONFIG
+    if config.is_file() and "method" in (load_yaml(config) or {}):  # what sami train wrote
+        raise InputMissing(f"{folder} is a training run (sami train), which has no page; evaluate it with sami eval "
+                           "and view that folder, or view the run of sami experiment that trained it")  # fmt: skip
     if config.is_file() and not _is_eval_config(config):
         return _view_run(folder)
     if _is_eval_config(config):  # one suite's folder
@@ -67,6 +74,9 @@ def _view(folder: str | Path) -> Path:
         page_dir = folder / REPORT_DIR
     else:
         evals, page_dir = _eval_configs(folder), folder / REPORT_DIR
+    if not evals and any(_is_eval_config(p) for p in folder.glob(f"eval/*/{CONFIG}")):  # one study of a run
+        raise InputMissing(f"{folder} is one study of a run; view the run ({folder.parent}) or its evaluations "
+                           f"({folder / 'eval'})")  # fmt: skip
     if not evals:
         raise InputMissing(f"{folder}: neither a run folder (config.yaml of sami experiment) nor an evaluation "
                                 "folder (mtbench/, gsm8k/, adherence/ or mi/ with their config.yaml)")  # fmt: skip
