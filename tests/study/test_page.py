@@ -193,3 +193,24 @@ def test_view_of_a_folder_it_has_no_page_for_says_what_the_folder_is(tmp_path, c
                 "a study of a run": f"{target} is one study of a run; view the run ({tmp_path})"}[given]  # fmt: skip
     assert err.startswith(f"sami: error: {expected}") and len(err.strip().splitlines()) == 1, err
     assert not (target / "report").exists()
+
+
+def test_two_writers_of_one_page_each_leave_a_whole_page(imported, monkeypatch, capsys):
+    """``sami view`` may write a run's page while the run's report stage writes it: a second writer that finishes
+    between the first one's write and its rename leaves both pages whole and no temporary file behind."""
+    from pathlib import Path
+
+    folder, _ = imported
+    replace, nested = Path.replace, []
+
+    def replace_after_another_writer(self, target):
+        if not nested:
+            nested.append(True)
+            assert main(["view", str(folder)]) == 0
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace_after_another_writer)
+    assert main(["view", str(folder)]) == 0, capsys.readouterr().err
+    page = folder / "report" / "index.html"
+    assert page.read_text().rstrip().endswith("</html>") and sorted(p.name for p in page.parent.iterdir()) == [
+        "index.html"]  # fmt: skip
