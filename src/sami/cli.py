@@ -353,13 +353,16 @@ def _view_parser(sub) -> None:
     )
     p.add_argument("folder", help="run folder, evaluation folder or suite folder")
     p.add_argument("--serve", action="store_true", help="then serve it on 127.0.0.1 on a free port until Ctrl-C")
-    p.add_argument("--port", type=int, default=0, help="with --serve: this port instead of a free one")
+    p.add_argument("--port", type=int, default=None, help="with --serve: this port instead of a free one")
 
 
 def _run_view(args: argparse.Namespace) -> None:
+    from sami.core.errors import ConfigError
     from sami.study.view import open_server, serve, view
 
-    server = open_server(args.port) if args.serve else None  # a port it cannot have is refused before the page
+    if args.port is not None and not args.serve:
+        raise ConfigError(f"--port {args.port} is where --serve serves the page; add --serve, or leave --port out")
+    server = open_server(args.port or 0) if args.serve else None  # a port it cannot have is refused before the page
     try:
         page = view(args.folder)
     except BaseException:

@@ -156,10 +156,10 @@ def test_view_reads_a_line_being_written_without_cutting_it_or_writing_beside_it
     assert {p: p.read_bytes() for p in (folder / "mtbench").rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.parametrize("port", ["taken", "70000", "-1"])
+@pytest.mark.parametrize("port", ["taken", "70000", "-1", "8000 without --serve"])
 def test_view_refuses_a_port_it_cannot_have_before_it_writes_the_page(imported, capsys, port):
-    """A port in use or out of range is one line naming ``--port`` (exit code 2), and the folder keeps its page as
-    it was (none written where there was none)."""
+    """A port in use or out of range, or one given without ``--serve`` (which would serve nothing), is one line
+    naming ``--port`` (exit code 2), and the folder keeps its page as it was (none written where there was none)."""
     import socket
 
     folder, _ = imported
@@ -168,8 +168,9 @@ def test_view_refuses_a_port_it_cannot_have_before_it_writes_the_page(imported, 
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
-        number = str(holder.getsockname()[1]) if port == "taken" else port
-        assert main(["view", str(folder), "--serve", "--port", number]) == 2
+        number = str(holder.getsockname()[1]) if port == "taken" else port.split()[0]
+        serve = [] if "without" in port else ["--serve"]
+        assert main(["view", str(folder), *serve, "--port", number]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sami: error: --port") and "debug" not in err and len(err.strip().splitlines()) == 1
     assert not page.exists()
