@@ -94,7 +94,12 @@ def _view_run(folder: Path) -> Path:
     cfg = load_experiment_config(folder / CONFIG)
     cfg.output_dir = str(folder)  # the run may have been moved or copied
     _, parts = plan_experiment(cfg)
-    summary = build_summary(cfg, parts)
+    try:
+        summary = build_summary(cfg, parts)
+    except InputMissing as err:  # a run stopped before its last evaluation: say so, and where finished ones are
+        done = sorted({str(p.parent.parent) for p in folder.glob(f"*/eval/*/{CONFIG}") if _is_eval_config(p)})
+        hint = f"; sami view {' or '.join(done)} shows the evaluations it has" if done else ""
+        raise InputMissing(f"{folder}: the run is not finished ({err}); its page needs every evaluation{hint}") from err
     with tempfile.TemporaryDirectory() as tmp:  # the report's figures, drawn again only to be inlined
         report_md = render_report(summary, Path(tmp) / "figures")
         return write_page(folder / REPORT_DIR / PAGE, title=f"Run: {cfg.name}", studies=run_studies(parts, summary),
