@@ -74,6 +74,14 @@ def _view(folder: str | Path) -> Path:
         page_dir = folder / REPORT_DIR
     else:
         evals, page_dir = _eval_configs(folder), folder / REPORT_DIR
+    if not evals:  # evaluations of suites a plugin adds, with that plugin not loaded
+        from sami.eval.run import SUITES
+
+        unknown = [p.parent for p in [config, *folder.glob(f"*/{CONFIG}")] if _is_eval_config(p)]
+        unknown = sorted(p.name for p in unknown if p.name not in SUITES)
+        if unknown:
+            raise InputMissing(f"{folder}: {', '.join(unknown)} hold(s) results of a suite no loaded plugin adds; "
+                               "load the plugin that adds it: sami --plugin MODULE view ...")  # fmt: skip
     if not evals and any(_is_eval_config(p) for p in folder.glob(f"eval/*/{CONFIG}")):  # one study of a run
         raise InputMissing(f"{folder} is one study of a run; view the run ({folder.parent}) or its evaluations "
                            f"({folder / 'eval'})")  # fmt: skip
