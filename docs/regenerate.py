@@ -26,7 +26,8 @@ changes. Paths are relative to the repository root.
 
 It then remakes the screenshots of run pages the docs show (``SHOTS``) in headless Chromium, offline, where
 the page exists and Chromium with Playwright is installed (``make test-browser`` installs both); otherwise it
-says why and leaves the picture as it is. ``--check`` compares text only.
+says why and leaves the picture as it is; so it does where the page lacks what a picture shows (its selector) or
+the browser fails, and goes on to the next picture. ``--check`` compares text only.
 
     python docs/regenerate.py                 # rewrite every block whose run exists (make docs)
     python docs/regenerate.py --check         # exit 1 if a rewrite would change a page
@@ -249,7 +250,12 @@ def remake_shots(say=print) -> None:
         elif not Path(CHROMIUM).is_file():
             say(f"{shown(png)}: left as it is (no {CHROMIUM}; make test-browser installs it)")
         else:
-            screenshot(page, png, height=1100, selector=selector)
+            try:
+                screenshot(page, png, height=1100, selector=selector)
+            except Exception as err:  # the page lacks what the picture shows, or the browser failed: say which
+                text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                say(f"{shown(png)}: left as it is (could not draw it from {shown(page)}: {text})")
+                continue
             say(f"{shown(png)}: remade from {shown(page)}")
 
 

@@ -3,6 +3,7 @@ whose run is missing as it is and says so, and never publishes a time without th
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -233,3 +234,41 @@ def test_a_screenshot_shows_its_page(root, capsys, monkeypatch):
     top, q = Image.open(root / "top.png").convert("RGB"), Image.open(root / "q.png").convert("RGB")
     assert top.getpixel((10, 10)) == (255, 0, 0) and top.getpixel((10, 350)) == (0, 0, 255)
     assert q.size == (200, 100) and set(q.getdata()) == {(0, 0, 255)}
+
+
+def test_a_screenshot_that_cannot_be_drawn_is_left_as_it_is_and_the_next_is_made(root, capsys, monkeypatch):
+    """A page without the element a picture shows, or a browser that fails, is said in one line per picture; that
+    picture stays as it was, the next one is still made, and the pages stay written (exit code 0)."""
+    import sami.study.screenshot as shots
+
+    (root / "p.html").write_text("<body>no questions here</body>")
+    (root / "old.png").write_bytes(b"old picture")
+    monkeypatch.setattr(regenerate, "SHOTS", {"old.png": ("p.html", "article.q"), "top.png": ("p.html", None)})
+    monkeypatch.setattr(shots, "CHROMIUM", str(root / "p.html"))  # any file: the browser is faked below
+
+    def fake(page, out, *, height, selector):
+        if selector:
+            raise RuntimeError(f"Locator.scroll_into_view_if_needed: Timeout 30000ms exceeded.\nwaiting for {selector}")
+        Path(out).write_bytes(b"new picture")
+
+    monkeypatch.setattr(shots, "screenshot", fake)
+    regenerate.remake_shots()
+    out = capsys.readouterr().out
+    assert "old.png: left as it is (could not draw it from p.html: Locator.scroll_into_view_if_needed" in out
+    assert "top.png: remade from p.html" in out
+    assert (root / "old.png").read_bytes() == b"old picture" and (root / "top.png").read_bytes() == b"new picture"
+
+
+@pytest.mark.browser
+def test_a_page_without_the_selected_element_is_said_at_once_and_the_picture_stays(root):
+    pytest.importorskip("playwright")
+    from sami.core.errors import InputMissing
+    from sami.study.screenshot import CHROMIUM, screenshot
+
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no {CHROMIUM} (make test-browser installs it)")
+    (root / "p.html").write_text("<body>no questions here</body>")
+    (root / "q.png").write_bytes(b"old picture")
+    with pytest.raises(InputMissing, match=r"p\.html: no element matches 'article\.q'"):
+        screenshot(root / "p.html", root / "q.png", selector="article.q")
+    assert (root / "q.png").read_bytes() == b"old picture" and sorted(p.name for p in root.glob("*.png")) == ["q.png"]

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from sami.train.methods import preference_line, register_trl_method
+from sami.train.pairs import PROMPT_CONSTITUTIONS, REJECTED_CHOICES
 from sami.train.registry import method_settings
 from sami.train.trl_recipes import TrlRecipe, pair_rows, paired_trainer, sequence_length, trl_class
 
@@ -28,6 +29,12 @@ class CpoSettings:
             raise ValueError(f"beta must be positive and cpo_alpha non-negative, got {self.beta}, {self.cpo_alpha}")
         if self.loss_type not in ("sigmoid", "hinge", "ipo"):
             raise ValueError(f"loss_type must be sigmoid, hinge or ipo, got {self.loss_type!r}")
+        if self.prompt_constitution not in PROMPT_CONSTITUTIONS:
+            raise ValueError(
+                f"prompt_constitution must be one of {PROMPT_CONSTITUTIONS}, got {self.prompt_constitution!r}"
+            )
+        if self.rejected not in REJECTED_CHOICES:
+            raise ValueError(f"rejected must be one of {REJECTED_CHOICES}, got {self.rejected!r}")
 
 
 def _settings(cfg) -> dict:

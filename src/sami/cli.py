@@ -314,7 +314,7 @@ def _experiment_parser(sub) -> None:
 
 
 def _run_experiment(args: argparse.Namespace) -> None:
-    from sami.study.experiment import load_experiment_config, plan_experiment, run_experiment
+    from sami.study.experiment import load_experiment_config, plan_experiment, report_files_lost, run_experiment
     from sami.study.stages import plan, read_marker
 
     cfg = load_experiment_config(args.config, args.overrides)
@@ -322,6 +322,8 @@ def _run_experiment(args: argparse.Namespace) -> None:
         for stage in plan(plan_experiment(cfg)[0]):
             marker = read_marker(stage.folder)
             state = "missing" if not marker else "done" if marker["fingerprint"] == stage.fingerprint else "stale"
+            if state == "done" and stage.name == "report" and report_files_lost(stage.folder):
+                state = "missing"  # its files are gone: the next run writes them again
             print(f"{stage.name:<24} {state:<8} {stage.folder}")
         return
     outcomes = run_experiment(cfg, only=args.only)
@@ -351,16 +353,25 @@ def _view_parser(sub) -> None:
     )
     p.add_argument("folder", help="run folder, evaluation folder or suite folder")
     p.add_argument("--serve", action="store_true", help="then serve it on 127.0.0.1 on a free port until Ctrl-C")
-    p.add_argument("--port", type=int, default=0, help="with --serve: this port instead of a free one")
+    p.add_argument("--port", type=int, default=None, help="with --serve: this port instead of a free one")
 
 
 def _run_view(args: argparse.Namespace) -> None:
-    from sami.study.view import serve, view
+    from sami.core.errors import ConfigError
+    from sami.study.view import open_server, serve, view
 
-    page = view(args.folder)
+    if args.port is not None and not args.serve:
+        raise ConfigError(f"--port {args.port} is where --serve serves the page; add --serve, or leave --port out")
+    server = open_server(args.port or 0) if args.serve else None  # a port it cannot have is refused before the page
+    try:
+        page = view(args.folder)
+    except BaseException:
+        if server is not None:
+            server.server_close()
+        raise
     print(f"page: {page}", flush=True)
-    if args.serve:
-        serve(page, args.port)
+    if server is not None:
+        serve(page, server)
 
 
 def _compare_parser(sub) -> None:

@@ -388,3 +388,20 @@ def test_a_plugin_that_calls_sys_exit_is_one_error_line_naming_it(plugin_dir, ca
     write_plugin(plugin_dir, "exiting_plugin", "import sys\nsys.exit(3)\n")
     assert main(["--plugin", "exiting_plugin", "principles"]) == 2
     assert capsys.readouterr().err == "sami: error: plugin 'exiting_plugin' called sys.exit(3) while importing\n"
+
+
+def test_view_of_a_plugin_suite_s_results_without_the_plugin_says_to_load_it(plugin_dir, tmp_path, capsys):
+    """Results of a suite a plugin adds, viewed without that plugin (as a later ``sami view`` would): one line
+    saying which folder holds them and to load the plugin, instead of "neither a run folder nor ..."."""
+    module = write_plugin(plugin_dir, "letters_suite", SUITE_PLUGIN)
+    out = tmp_path / "eval"
+    assert main(["--plugin", module, "eval", "letters", "m=x", "--output-dir", str(out)]) == 0
+    without = {k: v for k, v in SUITES.items() if k != "letters"}  # the next command, which loads no plugin
+    SUITES.clear()
+    SUITES.update(without)
+    capsys.readouterr()
+    for target in (out, out / "letters"):
+        assert main(["view", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert f"{target}: letters hold(s) results of a suite no loaded plugin adds" in err and "--plugin" in err
+        assert not (target / "report").exists()

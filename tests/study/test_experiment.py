@@ -258,6 +258,47 @@ def test_cli_lists_stages_and_prints_the_report_path(finished, capsys):
     assert "unknown stage" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damage", ["report.md deleted", "summary.json deleted", "summary.json not JSON"])
+def test_a_finished_report_whose_files_are_lost_is_written_again(finished, capsys, damage):
+    """A report stage marked finished whose report.md or summary.json is gone (or damaged) is not finished: the
+    rerun lists it as missing, writes it again (nothing else runs), and the console ends with its path, exit 0."""
+    from sami.cli import main
+
+    tmp, cfg, _ = finished
+    report = Path(cfg.output_dir) / "report"
+    name, how = damage.split(" ", 1)
+    (report / name).unlink() if how == "deleted" else (report / name).write_text("{")
+    path = str(tmp / "experiment.yaml")
+    assert main(["experiment", path, "--list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split()[:2] == ["report", "missing"]
+    assert main(["experiment", path]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out.splitlines()
+    statuses = dict(line.split()[:2] for line in out[: len(STAGES)])
+    assert statuses.pop("report") == "ran" and set(statuses.values()) == {"skipped"}
+    assert out[-2].startswith(f"report: {report / 'report.md'}") and (report / "report.md").is_file()
+    assert isinstance(json.loads((report / "summary.json").read_text()), dict)
+
+
+def test_view_of_a_run_stopped_before_its_last_evaluation_names_the_finished_ones(finished, tmp_path, capsys):
+    """A copy of the run without its math evaluation (stopped there) and report: one line saying the run is not
+    finished, with the evaluation folder whose page can be viewed; nothing is written into the run."""
+    import shutil
+
+    from sami.cli import main
+
+    _, cfg, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(cfg.output_dir, run)
+    shutil.rmtree(run / "math" / "eval")
+    shutil.rmtree(run / "report")
+    assert main(["view", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sami: error: {run}: the run is not finished (no stored gsm8k results") and len(
+        err.strip().splitlines()) == 1, err  # fmt: skip
+    assert f"sami view {run / 'mtbench' / 'eval'} shows the evaluations it has" in err
+    assert not (run / "report").exists()
+
+
 def test_a_study_of_every_method_judges_each_against_sami_and_sft_and_reports_its_rows(tmp_path, student):
     """KTO, ORPO and SimPO beside SFT, SAMI and DPO: each trained from SFT on the same data, judged against both
     (and no pair of two others), with its training row, MI and adherence rows in the report data."""

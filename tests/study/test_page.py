@@ -141,3 +141,77 @@ def test_a_grading_judges_rating_and_text_stand_under_each_answer(imported):
     assert "<strong>single</strong> rates it 7" in card and "alpha gets [[7]]" in card
     assert "<strong>single</strong> rates it (unparseable)" in card and "beta gets [[None]]" in card
     assert html.count("rates it") == 2  # question 81's first turn only
+
+
+def test_view_reads_a_line_being_written_without_cutting_it_or_writing_beside_it(imported, capsys):
+    """``sami view`` holds no lock: a stage may be appending to the files it reads. An unfinished last line (a
+    write still going on) is left out of the page, and no stored file is cut or completed."""
+    folder, _ = imported
+    stored = sorted(p for p in (folder / "mtbench").rglob("*.jsonl"))
+    torn, whole = stored[0], stored[-1]
+    torn.write_bytes(torn.read_bytes() + b'{"question_id": 8')  # a record half written
+    whole.write_bytes(whole.read_bytes().rstrip(b"\n"))  # a complete record whose newline is still to come
+    before = {p: p.read_bytes() for p in (folder / "mtbench").rglob("*") if p.is_file()}
+    assert main(["view", str(folder)]) == 0, capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (folder / "mtbench").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("port", ["taken", "70000", "-1", "8000 without --serve"])
+def test_view_refuses_a_port_it_cannot_have_before_it_writes_the_page(imported, capsys, port):
+    """A port in use or out of range, or one given without ``--serve`` (which would serve nothing), is one line
+    naming ``--port`` (exit code 2), and the folder keeps its page as it was (none written where there was none)."""
+    import socket
+
+    folder, _ = imported
+    page = folder / "report" / "index.html"
+    page.unlink()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        number = str(holder.getsockname()[1]) if port == "taken" else port.split()[0]
+        serve = [] if "without" in port else ["--serve"]
+        assert main(["view", str(folder), *serve, "--port", number]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sami: error: --port") and "debug" not in err and len(err.strip().splitlines()) == 1
+    assert not page.exists()
+
+
+@pytest.mark.parametrize("given", ["missing", "a file", "a training run", "a study of a run"])
+def test_view_of_a_folder_it_has_no_page_for_says_what_the_folder_is(tmp_path, capsys, given):
+    """One line (exit code 2) that says what was given and where the page is, instead of calling a training
+    run's config an experiment config with two dozen unknown keys."""
+    target = {"missing": tmp_path / "nope", "a file": tmp_path / "f.txt", "a training run": tmp_path / "run",
+              "a study of a run": tmp_path / "study"}[given]  # fmt: skip
+    (tmp_path / "f.txt").write_text("hi\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("method: sami\nmax_steps: 1\n")
+    (tmp_path / "study" / "eval" / "mi").mkdir(parents=True)
+    (tmp_path / "study" / "eval" / "mi" / "config.yaml").write_text("models: {base: m}\n")
+    assert main(["view", str(target)]) == 2
+    err = capsys.readouterr().err
+    expected = {"missing": f"no such folder: {target}", "a file": f"{target} is a file;",
+                "a training run": f"{target} is a training run (sami train)",
+                "a study of a run": f"{target} is one study of a run; view the run ({tmp_path})"}[given]  # fmt: skip
+    assert err.startswith(f"sami: error: {expected}") and len(err.strip().splitlines()) == 1, err
+    assert not (target / "report").exists()
+
+
+def test_two_writers_of_one_page_each_leave_a_whole_page(imported, monkeypatch, capsys):
+    """``sami view`` may write a run's page while the run's report stage writes it: a second writer that finishes
+    between the first one's write and its rename leaves both pages whole and no temporary file behind."""
+    from pathlib import Path
+
+    folder, _ = imported
+    replace, nested = Path.replace, []
+
+    def replace_after_another_writer(self, target):
+        if not nested:
+            nested.append(True)
+            assert main(["view", str(folder)]) == 0
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace_after_another_writer)
+    assert main(["view", str(folder)]) == 0, capsys.readouterr().err
+    page = folder / "report" / "index.html"
+    assert page.read_text().rstrip().endswith("</html>") and sorted(p.name for p in page.parent.iterdir()) == [
+        "index.html"]  # fmt: skip

@@ -68,6 +68,35 @@ def test_a_plugin_method_s_section_is_checked_and_written_out_with_its_defaults(
     assert diffs["sections.cpo.beta"] == {"dpo": "(not used)", "cpo": 0.5}
 
 
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("beta=-1", "sections.cpo: beta must be positive"),
+        ("rejected=bogus", "sections.cpo: rejected must be one of"),
+        ("prompt_constitution=bogus", "sections.cpo: prompt_constitution must be one of"),
+        ("nope=1", "sections.cpo: unknown key(s) ['nope']"),
+    ],
+)
+def test_a_bad_plugin_method_setting_is_one_line_naming_it_before_any_model_loads(
+    tmp_path, method_plugins, capsys, setting, message
+):
+    """Every ``sections.cpo.*`` setting is checked when the config is read: the message names the section once
+    (no ``top level:``), and the model (a folder that does not exist) is never reached."""
+    args = ["--plugin", "cpo_method", "train", "--method", "cpo", "--data", str(one_query_data(tmp_path))]
+    args += [
+        "--model",
+        str(tmp_path / "no-model"),
+        "--output-dir",
+        str(tmp_path / "o"),
+        "-o",
+        f"sections.cpo.{setting}",
+    ]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sami: error: {message}") and "top level" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_cpo_from_a_plugin_trains_through_sami_train_with_its_first_step_loss_by_hand(
     tmp_path, tiny_model_dir, method_plugins, capsys
 ):

@@ -88,7 +88,8 @@ def from_dict(cls: type[T], data: dict | None, source: str | None = None) -> T:
     try:
         return _from_dict(cls, data, "")
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}" if source else str(err)) from None
+        text = str(err).removeprefix("top level: ") if source else str(err)  # the source names where it is
+        raise ConfigError(f"{source}: {text}" if source else text) from None
 
 
 def _from_dict(cls, data, where: str):
@@ -108,6 +109,8 @@ def _from_dict(cls, data, where: str):
     kwargs = {name: _check(value, hints[name], f"{where}.{name}" if where else name) for name, value in data.items()}
     try:
         return cls(**kwargs)
+    except ConfigError:  # a section's own error (a plugin method's ``sections.<name>``) names where it is
+        raise
     except (ValueError, TypeError) as err:
         text = str(err)  # a message that names the setting by its dotted path needs no prefix
         raise ConfigError(

@@ -16,9 +16,11 @@ Nothing is skipped silently; blank lines are the only lines that are not records
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,12 +172,27 @@ def json_lines(path: str | Path, what: str = "file") -> list[tuple[int, dict]]:
     return out
 
 
+_READ_ONLY = contextvars.ContextVar("sami_read_only", default=False)
+
+
+@contextlib.contextmanager
+def read_only() -> Iterator[None]:
+    """Within it, ``read_appended`` never repairs a file: a reader that holds no lock on the folder (``sami
+    view``) must not cut a line that a running stage is writing, nor write to a folder it only reads."""
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
+
+
 def read_appended(path: str | Path) -> list[dict]:
     """The records of a file that a resumable stage appends to (a missing file has none).
 
     A kill can leave the last line unfinished: invalid JSON there is cut off the file with a warning, and a
     complete last line that lost its newline gets it back, so the next append starts on a fresh line. Any
-    other bad line is an error naming ``file:line``, as in ``json_lines``.
+    other bad line is an error naming ``file:line``, as in ``json_lines``. Under ``read_only()`` an unfinished
+    last line is left out of the records and the file is left as it is.
     """
     path = Path(path)
     if path.is_dir():
@@ -191,13 +208,16 @@ def read_appended(path: str | Path) -> list[dict]:
         try:
             records.append(_decode_object(line, path, line_no))
         except json.JSONDecodeError as err:
-            if line_no == len(lines):  # no newline after it: a write interrupted by a kill
+            if line_no == len(lines):  # no newline after it: a write interrupted by a kill (or still going on)
+                if _READ_ONLY.get():
+                    logger.warning("%s:%d: leaving out an unfinished last line", path, line_no)
+                    break
                 logger.warning("%s:%d: cutting off an unfinished last line (interrupted write)", path, line_no)
                 with open(path, "r+b") as f:
                     f.truncate(len(data) - len(line))
                 break
             raise _invalid_json(path, line_no, err) from None
-        if line_no == len(lines):  # complete, but the kill came before its newline
+        if line_no == len(lines) and not _READ_ONLY.get():  # complete, but the kill came before its newline
             with open(path, "ab") as f:
                 f.write(b"\n")
     return records

@@ -35,12 +35,12 @@ from typing import Any
 from sami.backends.base import BackendConfig
 from sami.core.config import from_dict, load_yaml, parse_override, save_yaml, set_path, to_dict
 from sami.core.errors import ConfigError
-from sami.core.layout import CONFIG, MODEL
+from sami.core.layout import CONFIG, MODEL, PAGE, REPORT, REPORT_DIR, SUMMARY
 from sami.core.locks import hold
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.generate.run import GenerateConfig
 from sami.plugins import load_plugins
-from sami.study.stages import Stage, StageOutcome, run_stages
+from sami.study.stages import MARKER, Stage, StageOutcome, run_stages
 from sami.train.config import TrainConfig, method_view
 from sami.train.registry import METHODS
 
@@ -349,4 +349,23 @@ def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> l
                 raise ConfigError(f"output_dir: {folder} is a file; stage {stage.name} needs a folder there")
     with hold(root, folder=True, what="this experiment"):
         save_yaml(cfg, root / CONFIG)
+        lost = report_files_lost(root / REPORT_DIR)
+        if lost and (root / REPORT_DIR / MARKER).is_file():  # its files are what the report stage made: make them again
+            logger.warning("report: %s; writing the report again", lost)
+            (root / REPORT_DIR / MARKER).unlink(missing_ok=True)  # every process of a launch sees it
         return run_stages(stages, only=only)
+
+
+def report_files_lost(folder: Path) -> str | None:
+    """What is wrong with a finished report stage's files in ``folder`` (report.md, summary.json, the page), or
+    None: a file deleted, or a summary that is not a JSON object, leaves the stage unfinished."""
+    import json
+
+    missing = [name for name in (REPORT, SUMMARY, PAGE) if not (folder / name).is_file()]
+    if missing:
+        return f"{', '.join(str(folder / name) for name in missing)} missing"
+    try:
+        summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        summary = None
+    return None if isinstance(summary, dict) else f"{folder / SUMMARY} is not a JSON object"

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -158,9 +160,15 @@ def write_page(path: Path, *, title: str, studies: list[Study], fig_dir: Path, r
     }
     html = environment().get_template("index.html.j2").render(**context)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    # a file of its own for each writer: `sami view` may write a run's page while its report stage does
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False) as f:  # fmt: skip
+        f.write(html)
+    try:
+        os.chmod(f.name, 0o644)  # as a page written in place would be, not the private mode of a temporary file
+        Path(f.name).replace(path)
+    finally:
+        Path(f.name).unlink(missing_ok=True)
     return path
 
 

@@ -23,11 +23,16 @@ def block_network(route) -> None:
 def screenshot(page_path: str | Path, out: str | Path, *, width: int = 1400, height: int = 1800,
                full_page: bool = False, selector: str | None = None) -> Path:  # fmt: skip
     """Open ``page_path`` offline and save a PNG of the top ``height`` pixels (or the whole page, or the
-    element ``selector``) to ``out``."""
+    element ``selector``) to ``out``. ``out`` is replaced only by a whole picture: a page without the element
+    (``InputMissing``, said at once instead of after the browser's wait) or a browser that fails leaves it as it
+    was."""
     from playwright.sync_api import sync_playwright
+
+    from sami.core.errors import InputMissing
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
@@ -36,12 +41,16 @@ def screenshot(page_path: str | Path, out: str | Path, *, width: int = 1400, hei
             page.goto(Path(page_path).resolve().as_uri())
             target = page.locator(selector).first if selector else page
             if selector:
+                if target.count() == 0:
+                    raise InputMissing(f"{page_path}: no element matches {selector!r}")
                 target.scroll_into_view_if_needed()
-                target.screenshot(path=str(out))
+                target.screenshot(path=str(tmp))
             else:
-                page.screenshot(path=str(out), full_page=full_page)
+                page.screenshot(path=str(tmp), full_page=full_page)
+            tmp.replace(out)
         finally:
             browser.close()
+            tmp.unlink(missing_ok=True)
     return out
 
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from sami.core.config import from_dict, load_yaml
-from sami.core.errors import InputMissing
+from sami.core.errors import ConfigError, InputMissing
 from sami.core.layout import CONFIG, PAGE, REPORT_DIR
 from sami.study.page import Study, run_studies, write_page
 
@@ -49,9 +49,24 @@ def _eval_configs(output_dir: Path) -> dict:
 
 def view(folder: str | Path) -> Path:
     """Write the page of ``folder`` (a run, an evaluation's output_dir or one suite's folder) from its stored
-    files and return its path."""
+    files and return its path. It holds no lock and writes nothing but the page: a file a running stage is
+    appending to is read as it stands (``sami.data.records.read_only``), never repaired."""
+    from sami.data.records import read_only
+
+    with read_only():
+        return _view(folder)
+
+
+def _view(folder: str | Path) -> Path:
     folder = Path(folder).resolve()
+    if not folder.exists():
+        raise InputMissing(f"no such folder: {folder}")
+    if folder.is_file():
+        raise InputMissing(f"{folder} is a file; expected a run folder of sami experiment or an evaluation folder")
     config = folder / CONFIG
+    if config.is_file() and "method" in (load_yaml(config) or {}):  # what sami train wrote
+        raise InputMissing(f"{folder} is a training run (sami train), which has no page; evaluate it with sami eval "
+                           "and view that folder, or view the run of sami experiment that trained it")  # fmt: skip
     if config.is_file() and not _is_eval_config(config):
         return _view_run(folder)
     if _is_eval_config(config):  # one suite's folder
@@ -59,6 +74,17 @@ def view(folder: str | Path) -> Path:
         page_dir = folder / REPORT_DIR
     else:
         evals, page_dir = _eval_configs(folder), folder / REPORT_DIR
+    if not evals:  # evaluations of suites a plugin adds, with that plugin not loaded
+        from sami.eval.run import SUITES
+
+        unknown = [p.parent for p in [config, *folder.glob(f"*/{CONFIG}")] if _is_eval_config(p)]
+        unknown = sorted(p.name for p in unknown if p.name not in SUITES)
+        if unknown:
+            raise InputMissing(f"{folder}: {', '.join(unknown)} hold(s) results of a suite no loaded plugin adds; "
+                               "load the plugin that adds it: sami --plugin MODULE view ...")  # fmt: skip
+    if not evals and any(_is_eval_config(p) for p in folder.glob(f"eval/*/{CONFIG}")):  # one study of a run
+        raise InputMissing(f"{folder} is one study of a run; view the run ({folder.parent}) or its evaluations "
+                           f"({folder / 'eval'})")  # fmt: skip
     if not evals:
         raise InputMissing(f"{folder}: neither a run folder (config.yaml of sami experiment) nor an evaluation "
                                 "folder (mtbench/, gsm8k/, adherence/ or mi/ with their config.yaml)")  # fmt: skip
@@ -76,17 +102,45 @@ def _view_run(folder: Path) -> Path:
     cfg = load_experiment_config(folder / CONFIG)
     cfg.output_dir = str(folder)  # the run may have been moved or copied
     _, parts = plan_experiment(cfg)
-    summary = build_summary(cfg, parts)
+    try:
+        summary = build_summary(cfg, parts)
+    except InputMissing as err:  # a run stopped before its last evaluation: say so, and where finished ones are
+        done = sorted({str(p.parent.parent) for p in folder.glob(f"*/eval/*/{CONFIG}") if _is_eval_config(p)})
+        hint = f"; sami view {' or '.join(done)} shows the evaluations it has" if done else ""
+        raise InputMissing(f"{folder}: the run is not finished ({err}); its page needs every evaluation{hint}") from err
     with tempfile.TemporaryDirectory() as tmp:  # the report's figures, drawn again only to be inlined
         report_md = render_report(summary, Path(tmp) / "figures")
         return write_page(folder / REPORT_DIR / PAGE, title=f"Run: {cfg.name}", studies=run_studies(parts, summary),
                           fig_dir=Path(tmp) / "figures", report_md=report_md, source=str(folder))  # fmt: skip
 
 
-def serve(page: Path, port: int = 0) -> None:
-    """Serve the page's folder on 127.0.0.1 (``port`` 0: a free one the system picks) until interrupted."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+def open_server(port: int = 0) -> http.server.ThreadingHTTPServer:
+    """A server bound to 127.0.0.1:``port`` (0: a free one the system picks), made before the page is written so
+    that a port out of range, in use or not permitted is refused with the folder as it was."""
+    import errno
+
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be a port number from 0 to 65535 (0: a free one), got {port}")
+    try:
+        return http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--port {port}: 127.0.0.1:{port} is in use; choose another port, or leave --port "
+                              "out for a free one") from None  # fmt: skip
+        if err.errno == errno.EACCES:
+            raise ConfigError(
+                f"--port {port}: not permitted to listen on 127.0.0.1:{port} (ports below 1024 need privileges); "
+                "choose another, or leave --port out for a free one"
+            ) from None
+        raise
+
+
+def serve(page: Path, server: http.server.ThreadingHTTPServer | int = 0) -> None:
+    """Serve the page's folder from ``server`` (``open_server``; a port number opens one) until interrupted."""
+    if isinstance(server, int):
+        server = open_server(server)
+    server.RequestHandlerClass = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
+    with server:
         print(f"serving http://127.0.0.1:{server.server_address[1]}/{page.name} (Ctrl-C stops)", flush=True)
         try:
             server.serve_forever()
