@@ -81,6 +81,23 @@ def test_view_writes_the_same_page_from_the_stored_files(imported, capsys):
         assert strip(written.read_text()).replace(str(target), str(folder)) == strip(first)
 
 
+def test_view_reads_an_evaluation_config_an_older_version_wrote(imported, capsys):
+    """An evaluation folder whose config.yaml still names ``mtbench.phrasing`` by its old name ``side`` (as the
+    previous layout wrote it) gets the same page as today's."""
+    import yaml
+
+    folder, _ = imported
+    path = folder / "mtbench" / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["mtbench"]["side"] = data["mtbench"].pop("phrasing")
+    path.write_text(yaml.safe_dump(data))
+    page = folder / "report" / "index.html"
+    first = page.read_text()
+    assert main(["view", str(folder)]) == 0, capsys.readouterr().err
+    strip = lambda html: re.sub(r"Page made [^ ]+", "", html)  # noqa: E731
+    assert strip(page.read_text()) == strip(first)
+
+
 def test_view_refuses_a_folder_with_nothing_to_show(tmp_path, capsys):
     assert main(["view", str(tmp_path)]) == 2
     assert "neither a run folder" in capsys.readouterr().err

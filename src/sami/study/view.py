@@ -17,6 +17,7 @@ from pathlib import Path
 from sami.core.config import from_dict, load_yaml
 from sami.core.errors import ConfigError, InputMissing
 from sami.core.layout import CONFIG, PAGE, REPORT_DIR
+from sami.core.migrate import upgrade_config
 from sami.study.page import Study, run_studies, write_page
 
 
@@ -41,7 +42,7 @@ def _eval_configs(output_dir: Path) -> dict:
     for suite in SUITES:
         path = output_dir / suite / CONFIG
         if _is_eval_config(path):
-            data = load_yaml(path)
+            data = upgrade_config(EvalConfig, load_yaml(path))  # a folder an older version wrote reads as today's
             data["output_dir"] = str(output_dir)  # the folder may have been moved or copied
             out[suite] = from_dict(EvalConfig, data, source=str(path))
     return out
