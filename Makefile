@@ -112,6 +112,7 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks examples docs/regenerate.py
 	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/regenerate.py
+	@! grep -rn 'fmt: skip' src tests benchmarks examples docs/regenerate.py || { echo 'make lint: format the code instead of skipping it'; exit 1; }
 
 bench: install
 	$(PY) benchmarks/sami_step.py

@@ -53,11 +53,13 @@ ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024**3
 SIZES = {
     # TinyLlama's shape: 22 layers of width 2048, grouped-query attention; ~1.0 B parameters with this vocab
-    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-               num_key_value_heads=4),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2),
-}  # fmt: skip
+    "1b": dict(
+        hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4
+    ),
+    "tiny": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    ),
+}
 CELLS = [
     ("sami", "shared", "lora"),
     ("sami", "naive", "lora"),
@@ -223,9 +225,19 @@ def fsdp_launch(spec: dict, timeout: float) -> dict:
 
     config.write_text(yaml.safe_dump(train_config(spec, str(Path(out) / "run"))))
     accelerate = Path(sys.executable).with_name("accelerate")
-    command = [str(accelerate) if accelerate.exists() else "accelerate", "launch", "--config_file",
-               str(ROOT / "configs" / "accelerate" / "fsdp-8gpu.yaml"), "--num_processes", "1",
-               "-m", "sami.cli", "train", "--config", str(config)]  # fmt: skip
+    command = [
+        str(accelerate) if accelerate.exists() else "accelerate",
+        "launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "fsdp-8gpu.yaml"),
+        "--num_processes",
+        "1",
+        "-m",
+        "sami.cli",
+        "train",
+        "--config",
+        str(config),
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
     start = time.perf_counter()
     try:
@@ -306,9 +318,10 @@ def main(argv: list[str] | None = None) -> int:
         fsdp = fsdp_launch({**base, "method": "sami", "layout": "shared", "finetune": "lora"}, args.timeout)
         print(f"fsdp launch: {fsdp}", file=sys.stderr)
         sharded = []
-        for name, extra in (("sharding: fsdp, fully_shard, world size 1", {}),
-                            ("sharding: fsdp, embedded model (SmolLM2-135M)",
-                             {"model": "smollm2-135m", "needs_gpu": True})):  # fmt: skip
+        for name, extra in (
+            ("sharding: fsdp, fully_shard, world size 1", {}),
+            ("sharding: fsdp, embedded model (SmolLM2-135M)", {"model": "smollm2-135m", "needs_gpu": True}),
+        ):
             spec = {**base, "method": "sami", "layout": "shared", "finetune": "full", "cell": "sharded", **extra}
             result = run_cell(__file__, spec, mark=RESULT_MARK, timeout=args.timeout, cwd=ROOT)
             print(f"{name}: {result}", file=sys.stderr)

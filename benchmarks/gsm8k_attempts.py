@@ -65,10 +65,14 @@ def main() -> None:
         ("separate: n copies, b rows", TransformersBackend(model, tokenizer, batch_size=b), copies, single),
     ]
     device = next(model.parameters()).device
-    print(f"model {args.model}, {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")  # fmt: skip
-    print(f"{args.problems} problems x {n} samples, max {args.max_new_tokens} new tokens, temperature 1.0, "
-          f"batch {b} prompts ({b * n} rows)")  # fmt: skip
+    print(
+        f"model {args.model}, {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}"
+    )
+    print(
+        f"{args.problems} problems x {n} samples, max {args.max_new_tokens} new tokens, temperature 1.0, "
+        f"batch {b} prompts ({b * n} rows)"
+    )
     backend = modes[0][1]
     backend.generate(prompts[:1], SamplingParams(max_new_tokens=4, temperature=1.0, n=2))  # warm-up
     times: list[list[float]] = [[] for _ in modes]
@@ -87,8 +91,10 @@ def main() -> None:
     print("| mode | prompts per forward | seconds | samples | samples/s | tokens/s | speedup vs equal rows |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, bs, seconds, samples, tokens in rows:
-        print(f"| {label} | {bs} | {seconds:.2f} | {samples} | {samples / seconds:.2f} | {tokens / seconds:.1f} "
-              f"| {base / seconds:.2f}x |")  # fmt: skip
+        print(
+            f"| {label} | {bs} | {seconds:.2f} | {samples} | {samples / seconds:.2f} | {tokens / seconds:.1f} "
+            f"| {base / seconds:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -55,11 +55,18 @@ def write_folder(folder: Path, words: int, models: list[str], questions: int, se
     """The synthetic MT-Bench folder described above, as ``<folder>/mtbench``: ``questions`` of the package's (10
     per category at 80), each answered by every one of ``models``."""
     rng = random.Random(seed)
-    cfg = from_dict(EvalConfig, {
-        "output_dir": str(folder), "models": [f"{m}=synthetic/{m}" for m in models],
-        "mtbench": {"principles": ["lowercase", "bullet_list"], "constitutions": "sampled",
-                    "judges": ["principle-aware", "principle-free", "checker"]},
-    })  # fmt: skip
+    cfg = from_dict(
+        EvalConfig,
+        {
+            "output_dir": str(folder),
+            "models": [f"{m}=synthetic/{m}" for m in models],
+            "mtbench": {
+                "principles": ["lowercase", "bullet_list"],
+                "constitutions": "sampled",
+                "judges": ["principle-aware", "principle-free", "checker"],
+            },
+        },
+    )
     root = folder / "mtbench"
     library = load_library()
     questions = select(load_questions("package")[0], None, max(questions // 8, 1))
@@ -71,9 +78,19 @@ def write_folder(folder: Path, words: int, models: list[str], questions: int, se
             for turn, text in enumerate(q.turns, 1):
                 answer = _answer(rng, text, words)
                 answers[m][(q.question_id, turn)] = answer
-                rows.append({"question_id": q.question_id, "category": q.category, "turn": turn, "prompt": text,
-                             "answer": answer, "num_tokens": words, "finish_reason": "stop", "temperature": 0.7,
-                             "constitution": shown_constitution(shown[q.question_id]).to_json()})  # fmt: skip
+                rows.append(
+                    {
+                        "question_id": q.question_id,
+                        "category": q.category,
+                        "turn": turn,
+                        "prompt": text,
+                        "answer": answer,
+                        "num_tokens": words,
+                        "finish_reason": "stop",
+                        "temperature": 0.7,
+                        "constitution": shown_constitution(shown[q.question_id]).to_json(),
+                    }
+                )
         _write(root / "answers" / f"{m}.jsonl", rows)
     for x, y in combinations(models, 2):
         by_judge: dict[str, list] = {"principle-aware": [], "principle-free": [], "checker": []}
@@ -81,23 +98,43 @@ def write_folder(folder: Path, words: int, models: list[str], questions: int, se
             stored = shown_constitution(shown[q.question_id]).to_json()
             for turn in range(1, len(q.turns) + 1):
                 for first, second in ((x, y), (y, x)):
-                    base = {"question_id": q.question_id, "category": q.category, "turn": turn, "first": first,
-                            "second": second, "constitution": stored}  # fmt: skip
+                    base = {
+                        "question_id": q.question_id,
+                        "category": q.category,
+                        "turn": turn,
+                        "first": first,
+                        "second": second,
+                        "constitution": stored,
+                    }
                     probs = [rng.random() for _ in range(3)]
                     probs = [p / sum(probs) for p in probs]
                     verdict = hard_verdict(tuple(probs))
-                    by_judge["principle-aware"].append({**base, "prompt_name": "principle-aware-v1", "mass": 0.9,
-                                                        "prefix": "My final verdict: [[", "probs": probs,
-                                                        "verdict": verdict})  # fmt: skip
+                    by_judge["principle-aware"].append(
+                        {
+                            **base,
+                            "prompt_name": "principle-aware-v1",
+                            "mass": 0.9,
+                            "prefix": "My final verdict: [[",
+                            "probs": probs,
+                            "verdict": verdict,
+                        }
+                    )
                     letter = rng.choice("ABC")
                     raw = " ".join(rng.choice(q.turns[0].split()) for _ in range(120)) + f" [[{letter}]]"
-                    by_judge["principle-free"].append({**base, "prompt_name": "pair-v2", "raw": raw,
-                                                       "finish_reason": "stop",
-                                                       "verdict": {"C": "tie"}.get(letter, letter)})  # fmt: skip
+                    by_judge["principle-free"].append(
+                        {
+                            **base,
+                            "prompt_name": "pair-v2",
+                            "raw": raw,
+                            "finish_reason": "stop",
+                            "verdict": {"C": "tie"}.get(letter, letter),
+                        }
+                    )
                     if turn == 1:
                         a, b = answers[first][(q.question_id, 1)], answers[second][(q.question_id, 1)]
-                        by_judge["checker"].append({**base, "prompt_name": "checker-v1",
-                                                    **checker_verdict(shown[q.question_id], a, b)})  # fmt: skip
+                        by_judge["checker"].append(
+                            {**base, "prompt_name": "checker-v1", **checker_verdict(shown[q.question_id], a, b)}
+                        )
         for judge, rows in by_judge.items():
             _write(root / "judgments" / judge / f"{'__'.join(sorted((x, y)))}.jsonl", rows)
     save_yaml(cfg, root / "config.yaml")
@@ -157,8 +194,10 @@ def main() -> None:
         print(f"{args.questions} questions x 2 turns, {len(models)} models, 3 judges, {args.words} words per answer")
         print(f"metrics recomputed in {computed:.1f} s; page written in {built:.1f} s: {size:.1f} MB (target <= 20 MB)")
         load, apply = render_seconds(page, args.rounds)
-        print(f"headless Chromium: loaded in {load:.2f} s (target < 3 s), one filter applied in {apply:.2f} s "
-              f"(median of {args.rounds})")  # fmt: skip
+        print(
+            f"headless Chromium: loaded in {load:.2f} s (target < 3 s), one filter applied in {apply:.2f} s "
+            f"(median of {args.rounds})"
+        )
 
 
 if __name__ == "__main__":

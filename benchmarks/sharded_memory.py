@@ -38,8 +38,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024**2
-SETUPS = [("1 process, unsharded", "single", 1), ("2 processes, sharded (fsdp)", "fsdp", 2),
-          ("2 processes, data-parallel (ddp)", "ddp", 2)]  # fmt: skip
+SETUPS = [
+    ("1 process, unsharded", "single", 1),
+    ("2 processes, sharded (fsdp)", "fsdp", 2),
+    ("2 processes, data-parallel (ddp)", "ddp", 2),
+]
 
 
 def _import_sami() -> None:
@@ -81,10 +84,16 @@ def worker(mode: str, steps: int, tokens: int, result: Path) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     base = _rss_mib()
-    cfg = from_dict(TrainConfig, {
-        "data": str(ROOT / "examples" / "example.jsonl"), "queries_per_device": 2 // world,
-        "max_prompt_tokens": tokens, "max_response_tokens": tokens, "model": {"name_or_path": "smollm2-135m"},
-    })  # fmt: skip
+    cfg = from_dict(
+        TrainConfig,
+        {
+            "data": str(ROOT / "examples" / "example.jsonl"),
+            "queries_per_device": 2 // world,
+            "max_prompt_tokens": tokens,
+            "max_response_tokens": tokens,
+            "model": {"name_or_path": "smollm2-135m"},
+        },
+    )
     model, tokenizer = load_model(cfg.model)
     queries = encode_records(read_records(cfg.data), tokenizer, cfg)
     if mode == "fsdp":
@@ -110,13 +119,18 @@ def worker(mode: str, steps: int, tokens: int, result: Path) -> None:
         "grads": sum(_local_bytes(p.grad) for p in params if p.grad is not None),
         "adamw": sum(
             _local_bytes(v) for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v) and v.dim() > 0
-        ),  # fmt: skip
+        ),
     }
     record = {
-        "mode": mode, "rank": rank, "world": world, "threads": torch.get_num_threads(), "base_mib": base,
+        "mode": mode,
+        "rank": rank,
+        "world": world,
+        "threads": torch.get_num_threads(),
+        "base_mib": base,
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "state_mib": {k: v / MIB for k, v in state.items()}, "step_s": statistics.median(times[1:]),
-    }  # fmt: skip
+        "state_mib": {k: v / MIB for k, v in state.items()},
+        "step_s": statistics.median(times[1:]),
+    }
     Path(f"{result}.{rank}").write_text(json.dumps(record))
     dist.destroy_process_group()
 
@@ -139,10 +153,26 @@ def launch(mode: str, processes: int, args, folder: Path) -> list[dict]:
     threads = max(1, (os.cpu_count() or 1) // processes)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), CUDA_VISIBLE_DEVICES="")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_addr", "127.0.0.1", "--master_port", str(args.port + processes + len(mode)),
-               __file__, "--worker", mode, "--steps", str(args.steps), "--tokens", str(args.tokens),
-               "--result", str(result)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(args.port + processes + len(mode)),
+        __file__,
+        "--worker",
+        mode,
+        "--steps",
+        str(args.steps),
+        "--tokens",
+        str(args.tokens),
+        "--result",
+        str(result),
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} launch failed:\n{proc.stderr[-3000:]}")
@@ -150,15 +180,19 @@ def launch(mode: str, processes: int, args, folder: Path) -> list[dict]:
 
 
 def table(rows: list[tuple[str, dict]]) -> str:
-    lines = ["| setup | process | state MiB (weights + grads + AdamW) | x 1 process | base MiB | peak MiB | step s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| setup | process | state MiB (weights + grads + AdamW) | x 1 process | base MiB | peak MiB | step s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     single = sum(rows[0][1]["state_mib"].values())
     for name, r in rows:
         s = r["state_mib"]
         total = sum(s.values())
         parts = f"{total:.0f} ({s['weights']:.0f} + {s['grads']:.0f} + {s['adamw']:.0f})"
-        lines.append(f"| {name} | {r['rank']} | {parts} | {total / single:.2f} | {r['base_mib']:.0f} | "
-                     f"{r['peak_mib']:.0f} | {r['step_s']:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['rank']} | {parts} | {total / single:.2f} | {r['base_mib']:.0f} | "
+            f"{r['peak_mib']:.0f} | {r['step_s']:.2f} |"
+        )
     return "\n".join(lines)
 
 

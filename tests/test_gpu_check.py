@@ -51,7 +51,11 @@ def test_gpu_check_runs_every_cell_at_a_tiny_size(tmp_path, monkeypatch, capsys)
     assert embedded == {"skipped": "no GPU"} or embedded["steps"] == 2
     rows = json.loads(result.read_text())["rows"]
     assert {(r["method"], r["layout"], r["finetune"]) for r in rows} == {
-        ("sami", "shared", "lora"), ("sami", "naive", "lora"), ("dpo", "-", "lora"),
-        ("sami", "shared", "full"), ("sami", "naive", "full"), ("dpo", "-", "full"),
-    }  # fmt: skip
+        ("sami", "shared", "lora"),
+        ("sami", "naive", "lora"),
+        ("dpo", "-", "lora"),
+        ("sami", "shared", "full"),
+        ("sami", "naive", "full"),
+        ("dpo", "-", "full"),
+    }
     assert all(r["result"]["steps"] == 2 and r["result"]["peak_gib"] > 0 for r in rows)

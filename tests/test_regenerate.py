@@ -201,8 +201,10 @@ def test_a_block_that_cannot_be_rendered_writes_no_page_and_names_its_file(pages
 def test_every_page_is_rewritten_when_every_block_renders(pages, capsys):
     _, a, b = pages
     assert regenerate.main([]) == 0
-    assert "- Math: base greedy accuracy 38% [18, 61]." in a.read_text() and "data                       1.0 min" in \
-        a.read_text()  # fmt: skip
+    assert (
+        "- Math: base greedy accuracy 38% [18, 61]." in a.read_text()
+        and "data                       1.0 min" in a.read_text()
+    )
     assert "| sami | 32 |" in b.read_text()
 
 

@@ -203,9 +203,15 @@ def _eval_parser(sub) -> None:
 
 
 # ``sami eval import`` options naming a table's column for a field (``sami.eval.imports.FIELDS``)
-IMPORT_COLUMNS = {"--question-col": "question", "--response-col": "response", "--model-col": "model",
-                  "--id-col": "question_id", "--category-col": "category", "--constitution-col": "constitution",
-                  "--turn-col": "turn"}  # fmt: skip
+IMPORT_COLUMNS = {
+    "--question-col": "question",
+    "--response-col": "response",
+    "--model-col": "model",
+    "--id-col": "question_id",
+    "--category-col": "category",
+    "--constitution-col": "constitution",
+    "--turn-col": "turn",
+}
 
 
 def _import_parser(suites) -> None:
@@ -223,8 +229,13 @@ def _import_parser(suites) -> None:
     s.add_argument("--format", choices=tuple(FORMATS), help="read every file in this format instead of recognising it")
     for flag, name in IMPORT_COLUMNS.items():
         s.add_argument(flag, metavar="COLUMN", help=f"a table's column holding the {name.replace('_', ' ')}")
-    s.add_argument("--col", action="append", default=[], metavar="FIELD=COLUMN",
-                   help=f"a table's column for any field, of: {', '.join(FIELDS)} (repeatable)")  # fmt: skip
+    s.add_argument(
+        "--col",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help=f"a table's column for any field, of: {', '.join(FIELDS)} (repeatable)",
+    )
     s.add_argument("--model", help="the model of an answers table without a model column (default: the file name)")
     s.add_argument("--judge", help="the name of the imported judge (default: the file's own, else the file name)")
     s.add_argument("--questions", help="texts and categories of questions the files lack: package, a file, hub:ID")
@@ -242,8 +253,15 @@ def build_import_config(args: argparse.Namespace):
         if not sep or not column:
             raise ConfigError(f"--col {text!r}: expected FIELD=COLUMN")
         columns[name.strip()] = column.strip()
-    data = {"files": list(args.files), "columns": columns, "format": args.format, "model": args.model,
-            "judge": args.judge, "questions": args.questions, "overrides": list(args.overrides)}  # fmt: skip
+    data = {
+        "files": list(args.files),
+        "columns": columns,
+        "format": args.format,
+        "model": args.model,
+        "judge": args.judge,
+        "questions": args.questions,
+        "overrides": list(args.overrides),
+    }
     if args.output_dir is not None:
         data["output_dir"] = args.output_dir
     return from_dict(ImportConfig, data, source="sami eval import")
@@ -256,8 +274,10 @@ def _run_import(args: argparse.Namespace) -> dict:
     eval_cfg, metrics = import_files(build_import_config(args))
     root = Path(eval_cfg.output_dir) / "mtbench"
     answers = sum(a["count"] for a in metrics["answers"].values())
-    print(f"imported {answers} answers of {len(metrics['answers'])} models and the verdicts of "
-          f"{len(eval_cfg.mtbench.imported_judges)} judge(s) into {root}")  # fmt: skip
+    print(
+        f"imported {answers} answers of {len(metrics['answers'])} models and the verdicts of "
+        f"{len(eval_cfg.mtbench.imported_judges)} judge(s) into {root}"
+    )
     print_mtbench(metrics)
     for line in mirrored_note(metrics):
         print(line)

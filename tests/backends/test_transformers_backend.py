@@ -140,8 +140,9 @@ def test_base_alone_builds_every_built_in_kind(tiny_model_dir, tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", BUILD_EVERY_KIND, str(tiny_model_dir), str(tmp_path)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_EVERY_KIND, str(tiny_model_dir), str(tmp_path)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     built = json.loads(done.stdout.splitlines()[-1])
     assert built["kinds"] == ["openai", "transformers", "vllm"]
@@ -219,8 +220,23 @@ def test_unreachable_endpoint_is_one_line_naming_the_url(tmp_path, capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
-    code = main(["generate", "--backend", "openai", "--base-url", url, "--teacher", "m", "--num-queries", "1",
-                 "--out", str(tmp_path / "d.jsonl"), "-o", "teacher.max_retries=0"])  # fmt: skip
+    code = main(
+        [
+            "generate",
+            "--backend",
+            "openai",
+            "--base-url",
+            url,
+            "--teacher",
+            "m",
+            "--num-queries",
+            "1",
+            "--out",
+            str(tmp_path / "d.jsonl"),
+            "-o",
+            "teacher.max_retries=0",
+        ]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "%|" not in line]  # no bars
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"sami: error: endpoint {url} (model 'm'): cannot connect after 0 retries")

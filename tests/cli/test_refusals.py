@@ -53,8 +53,9 @@ def no_model(monkeypatch):
         ("gsm8k", ["-o", "gsm8k.top_p=0"], "gsm8k.top_p"),
     ],
 )
-def test_a_refused_eval_setting_is_named_and_writes_nothing(tmp_path, tiny_model_dir, capsys, no_model, suite, args,
-                                                            setting):  # fmt: skip
+def test_a_refused_eval_setting_is_named_and_writes_nothing(
+    tmp_path, tiny_model_dir, capsys, no_model, suite, args, setting
+):
     out = tmp_path / "eval"
     assert cli_main(["eval", suite, f"a={tiny_model_dir}", "--output-dir", str(out), *args]) == 2
     assert setting in _one_error_line(capsys)
@@ -63,8 +64,20 @@ def test_a_refused_eval_setting_is_named_and_writes_nothing(tmp_path, tiny_model
 
 def test_the_checker_judge_refuses_a_principle_it_cannot_check(tmp_path, tiny_model_dir, capsys, no_model):
     out = tmp_path / "eval"
-    args = ["eval", "mtbench", f"a={tiny_model_dir}", f"b={tiny_model_dir}", "--output-dir", str(out), "--judges",
-            "checker", "--per-category", "1", "-o", "mtbench.categories=[writing]"]  # fmt: skip
+    args = [
+        "eval",
+        "mtbench",
+        f"a={tiny_model_dir}",
+        f"b={tiny_model_dir}",
+        "--output-dir",
+        str(out),
+        "--judges",
+        "checker",
+        "--per-category",
+        "1",
+        "-o",
+        "mtbench.categories=[writing]",
+    ]
     assert cli_main([*args, "-o", "mtbench.principles=[lowercase,caring]"]) == 2
     line = _one_error_line(capsys)
     assert "checker judge cannot check ['caring (principle)']" in line and "mtbench.principles" in line
@@ -99,15 +112,25 @@ def test_an_eval_refused_after_it_began_leaves_its_folder_as_it_found_it(tmp_pat
         ("constitutions.num=9", "constitutions"),  # more than flip_all gives: found when drawing, before writing
     ],
 )
-def test_a_refused_generate_setting_is_named_and_leaves_no_config_behind(tmp_path, pool_file, tiny_model_dir, capsys,
-                                                                        monkeypatch, override, setting):  # fmt: skip
+def test_a_refused_generate_setting_is_named_and_leaves_no_config_behind(
+    tmp_path, pool_file, tiny_model_dir, capsys, monkeypatch, override, setting
+):
     import sami.generate.run
 
     monkeypatch.setattr(sami.generate.run, "make_backend", lambda cfg: pytest.fail("the teacher was loaded"))
     out = tmp_path / "gen" / "train.jsonl"
     pool = f"file:{pool_file},text_field=text,category=writing"
-    args = ["generate", "--teacher", str(tiny_model_dir), "--pool", pool, "--out", str(out),
-            "-o", "constitutions.principles=[lowercase,bullet_list]"]  # fmt: skip
+    args = [
+        "generate",
+        "--teacher",
+        str(tiny_model_dir),
+        "--pool",
+        pool,
+        "--out",
+        str(out),
+        "-o",
+        "constitutions.principles=[lowercase,bullet_list]",
+    ]
     assert cli_main([*args, "-o", override]) == 2
     assert setting in _one_error_line(capsys)
     assert not (tmp_path / "gen" / "train.generate.yaml").exists()

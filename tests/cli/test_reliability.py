@@ -73,8 +73,21 @@ def test_resume_refuses_changed_settings_and_data_and_records_an_extension(tmp_p
 
 
 def test_cli_resume_with_a_changed_setting_is_one_named_error(tmp_path, tiny_model_dir, capsys):
-    args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(tmp_path / "r"),
-            "--max-steps", "1", "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24"]  # fmt: skip
+    args = [
+        "train",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(EXAMPLE_DATA),
+        "--output-dir",
+        str(tmp_path / "r"),
+        "--max-steps",
+        "1",
+        "-o",
+        "max_prompt_tokens=48",
+        "-o",
+        "max_response_tokens=24",
+    ]
     assert cli_main(args) == 0
     capsys.readouterr()
     assert cli_main([*args, "--resume", "-o", "optim.lr=0.5"]) == 2
@@ -193,8 +206,9 @@ def test_torch_s_write_failure_on_a_full_disk_is_named(tmp_path, tiny_model_dir,
     from accelerate import Accelerator
 
     def torch_error(self, output_dir=None, **kwargs):
-        raise RuntimeError(f"[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file "
-                           f"{message}")  # fmt: skip
+        raise RuntimeError(
+            f"[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file {message}"
+        )
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(Accelerator, "save_state", torch_error)
@@ -235,8 +249,9 @@ def holder():
 
     def start(target: Path, kind: str) -> int:
         locks = ROOT / "src" / "sami" / "core" / "locks.py"
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(target), kind, str(locks)], stdout=subprocess.PIPE,
-                                text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(target), kind, str(locks)], stdout=subprocess.PIPE, text=True
+        )
         procs.append(proc)
         assert proc.stdout.readline().strip() == "held"
         return proc.pid
@@ -357,8 +372,9 @@ def test_top_level_unknown_key_message_has_no_stray_colon():
         ("model.lora.r=0", "lora.r must be at least 1"),
     ],
 )
-def test_invalid_objective_and_adapter_settings_fail_before_any_folder(tmp_path, tiny_model_dir, capsys, override,
-                                                                        expect):  # fmt: skip
+def test_invalid_objective_and_adapter_settings_fail_before_any_folder(
+    tmp_path, tiny_model_dir, capsys, override, expect
+):
     out = tmp_path / "run"
     args = ["train", "--model", str(tiny_model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(out)]
     assert cli_main([*args, "-o", override]) == 2
@@ -385,8 +401,11 @@ def test_a_hub_id_that_cannot_load_is_one_line(monkeypatch):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", offline)
-    with pytest.raises(ValueError, match=r"model 'someone/model': no such folder here, and it could not be loaded "
-                                         r"as a hub id \(We couldn't connect"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"model 'someone/model': no such folder here, and it could not be loaded "
+        r"as a hub id \(We couldn't connect",
+    ):
         load_trained("someone/model")
 
 
@@ -444,11 +463,15 @@ def test_generate_with_filters_off_writes_only_records_its_reader_accepts(tmp_pa
                 out.append([Completion(text, "stop", 2)])
             return out
 
-    cfg = from_dict(GenerateConfig, {
-        "output": str(tmp_path / "d.jsonl"), "num_queries": 6,
-        "constitutions": {"strategy": "flip_one", "principles": ["lowercase"]},
-        "filters": {"empty": False, "identical": False, "unterminated": False},
-    })  # fmt: skip
+    cfg = from_dict(
+        GenerateConfig,
+        {
+            "output": str(tmp_path / "d.jsonl"),
+            "num_queries": 6,
+            "constitutions": {"strategy": "flip_one", "principles": ["lowercase"]},
+            "filters": {"empty": False, "identical": False, "unterminated": False},
+        },
+    )
     result = generate(cfg, backend=Scripted())
     assert result.rejected and all(reason.startswith("invalid: ") for reason in result.rejected)
     assert len(read_records(tmp_path / "d.jsonl")) == result.written == 6 - sum(result.rejected.values())
@@ -468,8 +491,10 @@ def test_check_data_warns_of_identical_responses(tmp_path, capsys):
     record["responses"] = ["same answer"] * len(record["responses"])
     (tmp_path / "d.jsonl").write_text(json.dumps(record) + "\n")
     assert cli_main(["check-data", str(tmp_path / "d.jsonl")]) == 0
-    assert f"1 record(s) have two identical responses, which `sami generate` filters by default (filters.identical): " \
-           f"{record['id']}" in capsys.readouterr().out  # fmt: skip
+    assert (
+        f"1 record(s) have two identical responses, which `sami generate` filters by default (filters.identical): "
+        f"{record['id']}" in capsys.readouterr().out
+    )
 
 
 # -------------------------------------------------------------------------- budgets and saturation
@@ -576,14 +601,30 @@ def test_a_trl_run_killed_after_its_last_checkpoint_writes_its_model_on_rerun(tm
 
 def _train_args(model_dir: Path, out: Path) -> list[str]:
     """``sami train`` of 2 steps with a checkpoint at each, on the tiny model."""
-    return ["train", "--model", str(model_dir), "--data", str(EXAMPLE_DATA), "--output-dir", str(out), "--max-steps",
-            "2", "-o", "save_every=1", "-o", "max_prompt_tokens=48", "-o", "max_response_tokens=24"]  # fmt: skip
+    return [
+        "train",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(EXAMPLE_DATA),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "2",
+        "-o",
+        "save_every=1",
+        "-o",
+        "max_prompt_tokens=48",
+        "-o",
+        "max_response_tokens=24",
+    ]
 
 
-@pytest.mark.parametrize("first, second, resume", [("sami", "sft", True), ("sami", "sft", False),
-                                                   ("sft", "sami", True), ("dpo", "sft", False)])  # fmt: skip
-def test_a_method_does_not_write_into_another_method_s_folder(tmp_path, tiny_model_dir, capsys, first, second,
-                                                              resume):  # fmt: skip
+@pytest.mark.parametrize(
+    "first, second, resume",
+    [("sami", "sft", True), ("sami", "sft", False), ("sft", "sami", True), ("dpo", "sft", False)],
+)
+def test_a_method_does_not_write_into_another_method_s_folder(tmp_path, tiny_model_dir, capsys, first, second, resume):
     out = tmp_path / "run"
     args = _train_args(tiny_model_dir, out)
     assert cli_main([*args, "--method", first]) == 0
@@ -602,8 +643,12 @@ def test_a_run_folder_without_its_config_is_named_by_its_checkpoints(tmp_path):
     out = tmp_path / "run"
     assert recorded_method(out) is None
     sami_state, hf_state = {"step": 2}, {"global_step": 2, "max_steps": 4}
-    for name, state, method in [("checkpoint-2", sami_state, "sami"), ("checkpoint-2", hf_state, "a TRL method's"),
-                                ("checkpoint-2", None, "a TRL method's"), ("step-2", None, "sami")]:  # fmt: skip
+    for name, state, method in [
+        ("checkpoint-2", sami_state, "sami"),
+        ("checkpoint-2", hf_state, "a TRL method's"),
+        ("checkpoint-2", None, "a TRL method's"),
+        ("step-2", None, "sami"),
+    ]:
         shutil.rmtree(out, ignore_errors=True)
         (out / "checkpoints" / name).mkdir(parents=True)
         if state is not None:
@@ -735,8 +780,7 @@ def _safetensors_full_disk(*args, **kwargs):
     )
 
 
-def test_a_full_disk_reported_by_safetensors_removes_the_partial_sami_checkpoint(tmp_path, tiny_model_dir,
-                                                                                monkeypatch):  # fmt: skip
+def test_a_full_disk_reported_by_safetensors_removes_the_partial_sami_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
     """A hand-made fault: the LoRA save raising safetensors' own error, as it does on a full tmpfs."""
     from accelerate import Accelerator
 
@@ -752,8 +796,7 @@ def test_a_full_disk_reported_by_safetensors_removes_the_partial_sami_checkpoint
     assert list((Path(cfg.output_dir) / "checkpoints").iterdir()) == []
 
 
-def test_a_full_disk_reported_by_safetensors_removes_the_partial_trl_checkpoint(tmp_path, tiny_model_dir,
-                                                                               monkeypatch):  # fmt: skip
+def test_a_full_disk_reported_by_safetensors_removes_the_partial_trl_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
     from transformers import Trainer
 
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", _safetensors_full_disk)
@@ -801,14 +844,30 @@ def test_a_key_in_an_endpoint_url_is_neither_shown_nor_written(tmp_path, capsys)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url, out = f"http://user:SECRET@127.0.0.1:{port}/v1", tmp_path / "d.jsonl"
-    args = ["generate", "--backend", "openai", "--base-url", url, "--teacher", "m", "--num-queries", "1",
-            "--out", str(out), "-o", "teacher.max_retries=0"]  # fmt: skip
+    args = [
+        "generate",
+        "--backend",
+        "openai",
+        "--base-url",
+        url,
+        "--teacher",
+        "m",
+        "--num-queries",
+        "1",
+        "--out",
+        str(out),
+        "-o",
+        "teacher.max_retries=0",
+    ]
     assert cli_main(args) == 2
     line = _one_error_line(capsys)
     assert "SECRET" not in line and f"user:***@127.0.0.1:{port}" in line
     assert "SECRET" not in config_path(out).read_text()
-    cfg = from_dict(GenerateConfig, {"output": str(out), **load_yaml(config_path(out))} | {"teacher": {
-        **load_yaml(config_path(out))["teacher"], "base_url": url}})  # fmt: skip
+    cfg = from_dict(
+        GenerateConfig,
+        {"output": str(out), **load_yaml(config_path(out))}
+        | {"teacher": {**load_yaml(config_path(out))["teacher"], "base_url": url}},
+    )
     _check_same_config(cfg)  # a rerun with the same URL is the same configuration
 
 
@@ -847,8 +906,12 @@ def test_a_full_disk_while_an_eval_store_appends_names_the_file_and_keeps_it_who
 
 def test_a_checkpoint_name_too_long_for_a_file_name_is_refused(tmp_path, capsys):
     name = "n" * 300
-    assert cli_main(["eval", "mi", f"{name}=smollm2-135m", "--data", str(EXAMPLE_DATA), "--output-dir",
-                     str(tmp_path / "ev")]) == 2  # fmt: skip
+    assert (
+        cli_main(
+            ["eval", "mi", f"{name}=smollm2-135m", "--data", str(EXAMPLE_DATA), "--output-dir", str(tmp_path / "ev")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "at most 100 characters" in err and err.count("\n") == 1 and not (tmp_path / "ev").exists()
 

@@ -109,8 +109,10 @@ def test_plugin_libraries_come_after_the_builtin_one_and_before_the_users(tmp_pa
 
     monkeypatch.setattr(principles, "PLUGIN_LIBRARIES", Registry("principle library"))
     plugin, user = tmp_path / "plugin.yaml", tmp_path / "user.yaml"
-    plugin.write_text("principles:\n  - {name: latex, strong: Plugin LaTeX., antithesis: No.}\n"
-                      "  - {name: haiku, strong: Write a haiku., antithesis: Never a haiku.}\n")  # fmt: skip
+    plugin.write_text(
+        "principles:\n  - {name: latex, strong: Plugin LaTeX., antithesis: No.}\n"
+        "  - {name: haiku, strong: Write a haiku., antithesis: Never a haiku.}\n"
+    )
     user.write_text("principles:\n  - {name: latex, strong: User LaTeX., antithesis: No.}\n")
     principles.register_library(plugin)
     principles.register_library(plugin)  # once is enough

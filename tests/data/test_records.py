@@ -42,8 +42,12 @@ def test_a_stored_side_is_a_side_and_a_phrasing_and_is_written_back_as_read(tmp_
     ]
     (record,) = read_records(write_jsonl(tmp_path / "in.jsonl", [obj]))
     lines = record.constitutions[0].items + record.constitutions[1].items
-    assert [(i.side, i.phrasing) for i in lines] == [("principle", "strong"), ("principle", "weak"),
-                                                     ("antithesis", None), (None, None)]  # fmt: skip
+    assert [(i.side, i.phrasing) for i in lines] == [
+        ("principle", "strong"),
+        ("principle", "weak"),
+        ("antithesis", None),
+        (None, None),
+    ]
     write_records(tmp_path / "out.jsonl", [record])
     assert json.loads((tmp_path / "out.jsonl").read_text()) == obj
     for side, phrasing in [("principle", None), ("antithesis", "weak"), ("strong", None), (None, "strong")]:

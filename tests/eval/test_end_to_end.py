@@ -10,14 +10,34 @@ from tests.helpers import EXAMPLE_DATA
 pytestmark = pytest.mark.slow
 
 COMMANDS = {
-    "mtbench": ["a=smollm2-135m", "b=smollm2-135m", "--per-category", "1", "--judges",
-                "principle-aware,principle-free,single", "--judge", "smollm2-135m", "-o", "mtbench.categories=[math]",
-                "-o", "mtbench.max_new_tokens=24", "-o", "mtbench.judge_max_new_tokens=32"],
+    "mtbench": [
+        "a=smollm2-135m",
+        "b=smollm2-135m",
+        "--per-category",
+        "1",
+        "--judges",
+        "principle-aware,principle-free,single",
+        "--judge",
+        "smollm2-135m",
+        "-o",
+        "mtbench.categories=[math]",
+        "-o",
+        "mtbench.max_new_tokens=24",
+        "-o",
+        "mtbench.judge_max_new_tokens=32",
+    ],
     "gsm8k": ["smollm2-135m", "--limit", "2", "--samples", "2", "-o", "gsm8k.max_new_tokens=24"],
     "mi": ["smollm2-135m", "--data", str(EXAMPLE_DATA), "--limit", "2"],
-    "adherence": ["smollm2-135m", "--limit", "1", "-o", "adherence.principles=[lowercase,concise]",
-                  "-o", "adherence.max_new_tokens=24"],
-}  # fmt: skip
+    "adherence": [
+        "smollm2-135m",
+        "--limit",
+        "1",
+        "-o",
+        "adherence.principles=[lowercase,concise]",
+        "-o",
+        "adherence.max_new_tokens=24",
+    ],
+}
 
 
 @pytest.mark.parametrize("suite", list(COMMANDS))

@@ -12,8 +12,11 @@ from sami.eval.imports import ImportConfig, Rows, recognise
 from tests.helpers import FILES
 
 SHIPPED = FILES / "import"
-FASTCHAT = [SHIPPED / "question.jsonl", *(SHIPPED / "model_answer" / f"{m}.jsonl" for m in ("alpha", "beta")),
-            SHIPPED / "model_judgment" / "gpt-4_pair.jsonl"]  # fmt: skip
+FASTCHAT = [
+    SHIPPED / "question.jsonl",
+    *(SHIPPED / "model_answer" / f"{m}.jsonl" for m in ("alpha", "beta")),
+    SHIPPED / "model_judgment" / "gpt-4_pair.jsonl",
+]
 
 
 def sami(capsys, *args) -> tuple[int, str, str]:
@@ -96,8 +99,17 @@ def test_the_checker_judges_imported_answers_without_loading_a_model(fastchat, c
     monkeypatch.setattr("sami.backends.base.make_backend", no_model)
     monkeypatch.setattr("sami.eval.common.make_backend", no_model)
     folder, _ = fastchat
-    code, out, err = sami(capsys, "eval", "mtbench", "--config", folder / "mtbench" / "config.yaml", "--judges",
-                          "checker", "-o", "mtbench.principles=[lowercase,bullet_list]")  # fmt: skip
+    code, out, err = sami(
+        capsys,
+        "eval",
+        "mtbench",
+        "--config",
+        folder / "mtbench" / "config.yaml",
+        "--judges",
+        "checker",
+        "-o",
+        "mtbench.principles=[lowercase,bullet_list]",
+    )
     assert code == 0, err
     o = metrics(folder)["pairwise"]["checker"]["alpha vs beta"]["overall"]
     assert (o["win"], o["tie"], o["loss"], o["n"]) == (4, 0, 0, 4)
@@ -106,13 +118,17 @@ def test_the_checker_judges_imported_answers_without_loading_a_model(fastchat, c
 
 def test_an_answer_an_imported_model_lacks_is_not_generated_but_named(tmp_path, capsys):
     answers = tmp_path / "answers.jsonl"
-    rows = [{"question": "Say hi.", "response": "hi", "model": "a"}, {"question": "Say hi.", "response": "Hi!",
-            "model": "b"}, {"question": "Count to 3.", "response": "1 2 3", "model": "a"}]  # fmt: skip
+    rows = [
+        {"question": "Say hi.", "response": "hi", "model": "a"},
+        {"question": "Say hi.", "response": "Hi!", "model": "b"},
+        {"question": "Count to 3.", "response": "1 2 3", "model": "a"},
+    ]
     pd.DataFrame(rows).to_json(answers, orient="records", lines=True)
     assert sami(capsys, "eval", "import", answers, "--output-dir", tmp_path / "out")[0] == 0
     config = tmp_path / "out" / "mtbench" / "config.yaml"
-    code, _, err = sami(capsys, "eval", "mtbench", "--config", config, "--judges", "checker",
-                        "-o", "mtbench.principles=[lowercase]")  # fmt: skip
+    code, _, err = sami(
+        capsys, "eval", "mtbench", "--config", config, "--judges", "checker", "-o", "mtbench.principles=[lowercase]"
+    )
     assert code == 2 and "imported:" in err and "cannot be generated" in err
 
 
@@ -121,9 +137,19 @@ def test_alpaca_eval_annotations_count_each_row_once(tmp_path, capsys):
     win (P(output_1) = 0.75) and unparseable. Each row is one order, stored with its mirror, so no order
     disagrees. Hard (2 + 1/2) / 4; soft (1 + 0 + 1/2 + 3/4) / 4. Row k asks question k (no id column)."""
     prefs = [1, 2, 1.5, 1.25, None]
-    rows = [{"instruction": f"q{k}", "output_1": f"ref answer {k}", "output_2": f"my answer number {k}",
-             "generator_1": "ref", "generator_2": "mine", "dataset": "koala" if k < 2 else "oasst", "preference": p,
-             "annotator": "weighted_gpt4"} for k, p in enumerate(prefs)]  # fmt: skip
+    rows = [
+        {
+            "instruction": f"q{k}",
+            "output_1": f"ref answer {k}",
+            "output_2": f"my answer number {k}",
+            "generator_1": "ref",
+            "generator_2": "mine",
+            "dataset": "koala" if k < 2 else "oasst",
+            "preference": p,
+            "annotator": "weighted_gpt4",
+        }
+        for k, p in enumerate(prefs)
+    ]
     path = tmp_path / "annotations.json"
     path.write_text(json.dumps(rows))
     code, out, err = sami(capsys, "eval", "import", path, "--output-dir", tmp_path / "out")
@@ -138,14 +164,24 @@ def test_alpaca_eval_annotations_count_each_row_once(tmp_path, capsys):
     assert "(imported one-order verdicts)" in out and "5 of 5 items were judged in one order only" in out
     records = stored(tmp_path / "out", "judgments", "weighted_gpt4", "mine__ref.jsonl")
     assert {(r["first"], r["verdict"], r["mirrored"]) for r in records if r["question_id"] == 2} == {
-        ("ref", "B", False), ("mine", "A", True)}  # fmt: skip
+        ("ref", "B", False),
+        ("mine", "A", True),
+    }
 
 
 def test_a_judgments_table_with_lengths_gives_the_length_controlled_rate(tmp_path, capsys):
     """a/b/tie and 1/0/0.5 outcomes for model_a; the answers were not imported, the lengths are the table's."""
-    table = pd.DataFrame({"question_id": [1, 2, 3, 4, 5, 6], "model_a": ["x"] * 6, "model_b": ["y"] * 6,
-                          "outcome": ["a", "b", "tie", 1, 0, 1], "words_a": [30, 12, 20, 50, 8, 40],
-                          "words_b": [10, 30, 20, 10, 16, 20], "category": ["c1"] * 3 + ["c2"] * 3})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "question_id": [1, 2, 3, 4, 5, 6],
+            "model_a": ["x"] * 6,
+            "model_b": ["y"] * 6,
+            "outcome": ["a", "b", "tie", 1, 0, 1],
+            "words_a": [30, 12, 20, 50, 8, 40],
+            "words_b": [10, 30, 20, 10, 16, 20],
+            "category": ["c1"] * 3 + ["c2"] * 3,
+        }
+    )
     path = tmp_path / "verdicts.csv"
     table.to_csv(path, index=False)
     code, out, err = sami(capsys, "eval", "import", path, "--output-dir", tmp_path / "out", "--judge", "people")
@@ -162,10 +198,15 @@ def test_a_judgments_table_with_lengths_gives_the_length_controlled_rate(tmp_pat
 
 
 def _answers_frame() -> pd.DataFrame:
-    return pd.DataFrame({"prompt_text": ["Name a colour.", "Name a fruit.", "Name a colour.", "Name a fruit."],
-                         "completion": ["blue", "an apple", "Red.", "Pear."], "system": ["m1", "m1", "m2", "m2"],
-                         "topic": ["easy", "easy", "easy", "easy"],
-                         "rules": ["Answer in lowercase.", None, "Answer in lowercase.", None]})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "prompt_text": ["Name a colour.", "Name a fruit.", "Name a colour.", "Name a fruit."],
+            "completion": ["blue", "an apple", "Red.", "Pear."],
+            "system": ["m1", "m1", "m2", "m2"],
+            "topic": ["easy", "easy", "easy", "easy"],
+            "rules": ["Answer in lowercase.", None, "Answer in lowercase.", None],
+        }
+    )
 
 
 @pytest.mark.parametrize("layout", ["jsonl", "records", "columns", "csv"])
@@ -181,16 +222,33 @@ def test_an_answers_table_in_any_layout_with_its_own_column_names(tmp_path, caps
         frame.to_json(path, orient="records")
     else:
         frame.to_json(path)  # pandas' default: {"column": {"0": value, ...}}
-    code, out, err = sami(capsys, "eval", "import", path, "--output-dir", tmp_path / "out", "--question-col",
-                          "prompt_text", "--response-col", "completion", "--model-col", "system", "--category-col",
-                          "topic", "--constitution-col", "rules")  # fmt: skip
+    code, out, err = sami(
+        capsys,
+        "eval",
+        "import",
+        path,
+        "--output-dir",
+        tmp_path / "out",
+        "--question-col",
+        "prompt_text",
+        "--response-col",
+        "completion",
+        "--model-col",
+        "system",
+        "--category-col",
+        "topic",
+        "--constitution-col",
+        "rules",
+    )
     assert code == 0, err
     m2 = stored(tmp_path / "out", "answers", "m2.jsonl")
     assert [(a["question_id"], a["answer"], a["category"]) for a in m2] == [(1, "Red.", "easy"), (2, "Pear.", "easy")]
     assert m2[0]["constitution"] == "Answer in lowercase." and "constitution" not in m2[1]
     questions = stored(tmp_path / "out", "questions.jsonl")
-    assert questions == [{"question_id": 1, "category": "easy", "turns": ["Name a colour."]},
-                         {"question_id": 2, "category": "easy", "turns": ["Name a fruit."]}]  # fmt: skip
+    assert questions == [
+        {"question_id": 1, "category": "easy", "turns": ["Name a colour."]},
+        {"question_id": 2, "category": "easy", "turns": ["Name a fruit."]},
+    ]
     assert "m1: 2 answers" in out and "m2: 2 answers" in out
 
 
@@ -208,11 +266,17 @@ def test_the_format_is_recognised_from_the_content(path, expected):
 
 def test_tables_are_recognised_by_their_columns(tmp_path):
     cases = {
-        "alpaca-eval": {"instruction": ["q"], "output_1": ["a"], "output_2": ["b"], "generator_1": ["x"],
-                        "generator_2": ["y"], "preference": [1]},
+        "alpaca-eval": {
+            "instruction": ["q"],
+            "output_1": ["a"],
+            "output_2": ["b"],
+            "generator_1": ["x"],
+            "generator_2": ["y"],
+            "preference": [1],
+        },
         "judgments": {"model_a": ["x"], "model_b": ["y"], "outcome": ["a"]},
         "answers": {"question": ["q"], "answer": ["a"]},
-    }  # fmt: skip
+    }
     for expected, columns in cases.items():
         path = tmp_path / f"{expected}.data"  # the suffix says nothing
         pd.DataFrame(columns).to_json(path, orient="records", lines=True)
@@ -221,20 +285,42 @@ def test_tables_are_recognised_by_their_columns(tmp_path):
 
 def test_format_forces_how_a_file_is_read(tmp_path, capsys):
     """AlpacaEval annotations read as an answers table: generator_1's answers only, no verdicts."""
-    rows = [{"instruction": "q", "output_1": "a", "output_2": "b", "generator_1": "x", "generator_2": "y",
-             "preference": 1}]  # fmt: skip
+    rows = [
+        {"instruction": "q", "output_1": "a", "output_2": "b", "generator_1": "x", "generator_2": "y", "preference": 1}
+    ]
     path = tmp_path / "annotations.json"
     path.write_text(json.dumps(rows))
-    code, out, err = sami(capsys, "eval", "import", path, "--output-dir", tmp_path / "out", "--format", "answers",
-                          "--response-col", "output_1", "--model-col", "generator_1")  # fmt: skip
+    code, out, err = sami(
+        capsys,
+        "eval",
+        "import",
+        path,
+        "--output-dir",
+        tmp_path / "out",
+        "--format",
+        "answers",
+        "--response-col",
+        "output_1",
+        "--model-col",
+        "generator_1",
+    )
     assert code == 0, err
     assert metrics(tmp_path / "out")["pairwise"] == {}
     assert [a["answer"] for a in stored(tmp_path / "out", "answers", "x.jsonl")] == ["a"]
 
 
 def test_a_bad_row_is_named_by_file_row_and_field(tmp_path, capsys):
-    rows = [{"instruction": f"q{k}", "output_1": "a", "output_2": "b", "generator_1": "x", "generator_2": "y",
-             "preference": p} for k, p in enumerate([1, 2, "maybe"])]  # fmt: skip
+    rows = [
+        {
+            "instruction": f"q{k}",
+            "output_1": "a",
+            "output_2": "b",
+            "generator_1": "x",
+            "generator_2": "y",
+            "preference": p,
+        }
+        for k, p in enumerate([1, 2, "maybe"])
+    ]
     path = tmp_path / "annotations.json"
     path.write_text(json.dumps(rows))
     code, _, err = sami(capsys, "eval", "import", path, "--output-dir", tmp_path / "out")
@@ -251,9 +337,11 @@ def test_a_bad_row_is_named_by_file_row_and_field(tmp_path, capsys):
 def test_a_table_that_judged_both_orders_keeps_both(tmp_path, capsys):
     """Question 1 judged with x first (x wins) and with y first (y wins): the orders disagree, a tie. Question 2
     judged with x first only (x wins): mirrored, a win. A mirror never replaces a verdict given in its order."""
-    rows = [{"question_id": 1, "model_a": "x", "model_b": "y", "outcome": "a"},
-            {"question_id": 1, "model_a": "y", "model_b": "x", "outcome": "a"},
-            {"question_id": 2, "model_a": "x", "model_b": "y", "outcome": "a"}]  # fmt: skip
+    rows = [
+        {"question_id": 1, "model_a": "x", "model_b": "y", "outcome": "a"},
+        {"question_id": 1, "model_a": "y", "model_b": "x", "outcome": "a"},
+        {"question_id": 2, "model_a": "x", "model_b": "y", "outcome": "a"},
+    ]
     path = tmp_path / "verdicts.jsonl"
     pd.DataFrame(rows).to_json(path, orient="records", lines=True)
     code, out, err = sami(capsys, "eval", "import", path, "--output-dir", tmp_path / "out")
@@ -302,20 +390,25 @@ def test_verdicts_on_answers_no_file_holds_are_left_out_of_the_rates_and_named(t
         tmp_path / "answers.jsonl",
         [{"question_id": q, "question": f"q{q}", "model": m, "response": f"{m} {q}"} for q in (1, 2) for m in "ab"],
     )
-    verdicts = write_rows(tmp_path / "verdicts.jsonl", [
-        {"question_id": 1, "model_a": "a", "model_b": "b", "outcome": "a"},
-        {"question_id": 2, "model_a": "a", "model_b": "b", "outcome": "a"},
-        {"question_id": 3, "model_a": "a", "model_b": "b", "outcome": "b"},
-        {"question_id": 1, "model_a": "a", "model_b": "c", "outcome": "a"},
-    ])  # fmt: skip
+    verdicts = write_rows(
+        tmp_path / "verdicts.jsonl",
+        [
+            {"question_id": 1, "model_a": "a", "model_b": "b", "outcome": "a"},
+            {"question_id": 2, "model_a": "a", "model_b": "b", "outcome": "a"},
+            {"question_id": 3, "model_a": "a", "model_b": "b", "outcome": "b"},
+            {"question_id": 1, "model_a": "a", "model_b": "c", "outcome": "a"},
+        ],
+    )
     code, _, err = sami(capsys, "eval", "import", answers, verdicts, "--output-dir", tmp_path / "out")
     assert code == 0, err
     block = metrics(tmp_path / "out")["pairwise"]["verdicts"]
     assert list(block) == ["a vs b"]
     o = block["a vs b"]["overall"]
     assert (o["win"], o["loss"], o["n"]) == (2, 0, 2)
-    assert f"{verdicts}:3: verdict left out of the rates: question 3 turn 1 has no imported answer of 'a' or 'b'" in \
-        caplog.text  # fmt: skip
+    assert (
+        f"{verdicts}:3: verdict left out of the rates: question 3 turn 1 has no imported answer of 'a' or 'b'"
+        in caplog.text
+    )
     assert f"{verdicts}:4: verdict left out of the rates: no answers of 'c' were imported" in caplog.text
 
 
@@ -327,8 +420,18 @@ def write_rows(path, rows):
 def test_an_imported_folder_takes_no_generated_answers_and_a_mixed_one_no_import(fastchat, tiny_model_dir, capsys):
     folder, _ = fastchat
     before = _snapshot(folder)
-    code, _, err = sami(capsys, "eval", "mtbench", f"t={tiny_model_dir}", "--output-dir", folder, "--judges",
-                        "checker", "-o", "mtbench.principles=[lowercase]")  # fmt: skip
+    code, _, err = sami(
+        capsys,
+        "eval",
+        "mtbench",
+        f"t={tiny_model_dir}",
+        "--output-dir",
+        folder,
+        "--judges",
+        "checker",
+        "-o",
+        "mtbench.principles=[lowercase]",
+    )
     assert code == 2 and "holds imported answers" in err and "t would be generated" in err, err
     assert _snapshot(folder) == before  # config.yaml and metrics.json keep the imported judge's tables
     # a folder an earlier version let mix: a generated model bound beside the imported ones
@@ -339,8 +442,10 @@ def test_an_imported_folder_takes_no_generated_answers_and_a_mixed_one_no_import
 
 
 def test_judging_imported_answers_of_no_category_asks_for_the_principles(tmp_path, capsys):
-    answers = write_rows(tmp_path / "answers.jsonl", [{"question": "Say hi.", "response": r, "model": m}
-                                                      for m, r in (("a", "hi"), ("b", "Hi!"))])  # fmt: skip
+    answers = write_rows(
+        tmp_path / "answers.jsonl",
+        [{"question": "Say hi.", "response": r, "model": m} for m, r in (("a", "hi"), ("b", "Hi!"))],
+    )
     assert sami(capsys, "eval", "import", answers, "--output-dir", tmp_path / "out")[0] == 0
     before = _snapshot(tmp_path / "out")
     config = tmp_path / "out" / "mtbench" / "config.yaml"
@@ -353,7 +458,18 @@ def test_a_run_on_an_imported_folder_keeps_its_protocol(fastchat, capsys):
     """The shipped answers have second turns: imported under the fastchat protocol, which a judging run keeps."""
     folder, _ = fastchat
     before = _snapshot(folder)
-    code, _, err = sami(capsys, "eval", "mtbench", "--config", folder / "mtbench" / "config.yaml", "--judges",
-                        "checker", "-o", "mtbench.principles=[lowercase]", "-o", "mtbench.protocol=paper")  # fmt: skip
+    code, _, err = sami(
+        capsys,
+        "eval",
+        "mtbench",
+        "--config",
+        folder / "mtbench" / "config.yaml",
+        "--judges",
+        "checker",
+        "-o",
+        "mtbench.principles=[lowercase]",
+        "-o",
+        "mtbench.protocol=paper",
+    )
     assert code == 2 and "holds answers imported under the fastchat protocol, not paper" in err, err
     assert _snapshot(folder) == before

@@ -203,9 +203,17 @@ def _probability_records(probs_by_item):
     for q, (px, py) in enumerate(probs_by_item):
         for first, second, p in (("x", "y", px), ("y", "x", py)):
             recs.append(
-                {"question_id": q, "turn": 1, "category": "math" if q < 2 else "writing", "first": first,
-                 "second": second, "probs": list(p), "mass": 0.5, "verdict": hard_verdict(p)}
-            )  # fmt: skip
+                {
+                    "question_id": q,
+                    "turn": 1,
+                    "category": "math" if q < 2 else "writing",
+                    "first": first,
+                    "second": second,
+                    "probs": list(p),
+                    "mass": 0.5,
+                    "verdict": hard_verdict(p),
+                }
+            )
     return recs
 
 
@@ -343,8 +351,10 @@ def test_win_rates_split_by_how_many_principles_were_flipped():
     answers = {m: {(q, 1): {"answer": "a b"} for q in verdicts} for m in ("x", "y")}
     m = pairwise_metrics(records, answers, "x", "y")
     assert {k: (b["win"], b["tie"], b["loss"], b["n"]) for k, b in m["per_flipped"].items()} == {
-        "0": (1, 0, 0, 1), "1": (0, 1, 0, 1), "2": (1, 0, 0, 1)
-    }  # fmt: skip
+        "0": (1, 0, 0, 1),
+        "1": (0, 1, 0, 1),
+        "2": (1, 0, 0, 1),
+    }
     assert (m["overall"]["win"], m["overall"]["loss"], m["overall"]["n"]) == (2, 1, 4)
     assert m["per_flipped"]["1"]["win_rate_adjusted"]["value"] == 0.5
 
@@ -354,8 +364,17 @@ def _stored_pair(root, judge, x, y, verdicts, answers=None):
     rows = []
     for q, (x_first, y_first) in verdicts.items():
         for first, second, v in ((x, y, x_first), (y, x, y_first)):
-            rows.append({"question_id": q, "category": "writing", "turn": 1, "first": first, "second": second,
-                         "prompt_name": "test", "verdict": v})  # fmt: skip
+            rows.append(
+                {
+                    "question_id": q,
+                    "category": "writing",
+                    "turn": 1,
+                    "first": first,
+                    "second": second,
+                    "prompt_name": "test",
+                    "verdict": v,
+                }
+            )
     a, b = sorted((x, y))
     path = root / "judgments" / judge / f"{a}__{b}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -373,19 +392,38 @@ def test_ranking_and_judge_diagnostics_from_stored_verdicts(tmp_path):
     for m in "xyz":
         path = root / "answers" / f"{m}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps({"question_id": q, "category": "writing", "turn": 1, "prompt": "p",
-                                            "answer": "an answer", "num_tokens": 2, "finish_reason": "stop"}) + "\n"
-                                for q in range(6)))  # fmt: skip
+        path.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "question_id": q,
+                        "category": "writing",
+                        "turn": 1,
+                        "prompt": "p",
+                        "answer": "an answer",
+                        "num_tokens": 2,
+                        "finish_reason": "stop",
+                    }
+                )
+                + "\n"
+                for q in range(6)
+            )
+        )
     _stored_pair(root, "checker", "x", "y", {q: ("A", "B") for q in range(6)})
     _stored_pair(root, "checker", "y", "z", {q: ("A", "B") for q in range(6)})
     _stored_pair(root, "checker", "x", "z", {q: ("A", "B") if q < 3 else ("A", "A") for q in range(6)})
-    cfg = EvalConfig(output_dir=str(tmp_path / "eval"), models=["x=m", "y=m", "z=m"],
-                     mtbench=MTBenchConfig(judges=["checker"], principles=["lowercase"]))  # fmt: skip
+    cfg = EvalConfig(
+        output_dir=str(tmp_path / "eval"),
+        models=["x=m", "y=m", "z=m"],
+        mtbench=MTBenchConfig(judges=["checker"], principles=["lowercase"]),
+    )
     m = mtbench_metrics(cfg)
     fit = m["ranking"]["checker"]
     assert fit["origin"] == "x" and [n for n in sorted(fit["models"], key=lambda n: fit["models"][n]["rank"])] == [
-        "x", "y", "z"
-    ]  # fmt: skip
+        "x",
+        "y",
+        "z",
+    ]
     y, z = fit["models"]["y"]["strength"], fit["models"]["z"]["strength"]
     assert y["high"] < 0 and z["value"] < y["value"]
     d = m["judge_diagnostics"]["checker"]

@@ -164,8 +164,10 @@ def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_mod
         # the soft score by hand from the stored probabilities: P(a preferred) averaged over the two positions,
         # half of each order's tie probability
         first = {(r["question_id"], r["first"]): r["probs"] for r in rows}
-        by_hand = [(first[(q, "a")][0] + first[(q, "b")][1]) / 2 + (first[(q, "a")][2] + first[(q, "b")][2]) / 4
-                   for q in (81, 111)]  # fmt: skip
+        by_hand = [
+            (first[(q, "a")][0] + first[(q, "b")][1]) / 2 + (first[(q, "a")][2] + first[(q, "b")][2]) / 4
+            for q in (81, 111)
+        ]
         assert block["overall"]["soft_win_rate"]["value"] == pytest.approx(sum(by_hand) / 2, abs=1e-9)
         assert len({tuple(first[(81, f)]) for f in "ab"}) == 2  # the orders' prompts differ: not 1/2 by symmetry
     checker = metrics["pairwise"]["checker"]["a vs b"]
@@ -358,8 +360,14 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     from sami.eval.mtbench import question_constitution
     from sami.eval.mtbench_data import load_questions, select
 
-    mt = MTBenchConfig(per_category=2, max_new_tokens=4, principles=["lowercase", "bullet_list"],
-                       phrasing="strong", constitutions="sampled", judges=["checker", "principle-aware"])  # fmt: skip
+    mt = MTBenchConfig(
+        per_category=2,
+        max_new_tokens=4,
+        principles=["lowercase", "bullet_list"],
+        phrasing="strong",
+        constitutions="sampled",
+        judges=["checker", "principle-aware"],
+    )
     cfg = eval_cfg(tmp_path, tiny_model_dir, mtbench=mt)
     judged = []
     real = common.make_backend
@@ -387,15 +395,18 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     for ra, rb in zip(by_id(a), by_id(b), strict=True):
         drawn = question_constitution(cfg, library, questions[ra["question_id"]])
         # stored as data files store constitutions: side strong (the phrasing shown) or antithesis
-        expected = [{"name": p.name, "side": "strong" if side == "principle" else side, "text": p.text(side, phrasing)}
-                    for p, side, phrasing in drawn]  # fmt: skip
+        expected = [
+            {"name": p.name, "side": "strong" if side == "principle" else side, "text": p.text(side, phrasing)}
+            for p, side, phrasing in drawn
+        ]
         assert ra["constitution"] == rb["constitution"] == {"principles": expected}
         assert all(item["text"] in ra["prompt"] for item in expected)
         flips.append(sum(s.side == "antithesis" for s in drawn))
     assert "capital letters" in " ".join(r["prompt"] for r in a)  # some question had lowercase flipped
     checker = read_jsonl(root / "judgments/checker/a__b.jsonl")
-    assert all(r["constitution"] == next(x for x in a if x["question_id"] == r["question_id"])["constitution"]
-               for r in checker)  # fmt: skip
+    assert all(
+        r["constitution"] == next(x for x in a if x["question_id"] == r["question_id"])["constitution"] for r in checker
+    )
     # the principle-aware judge saw each question's own constitution text
     flipped_q = next(r for r in a if r["constitution"]["principles"][0]["side"] == "antithesis")
     anti_text = flipped_q["constitution"]["principles"][0]["text"]
@@ -417,8 +428,9 @@ def test_settings_name_the_package_references_by_content_and_old_folders_resume(
     from sami.core.migrate import VERSION_KEY
     from sami.eval.mtbench_data import PACKAGE_REFERENCES, package_data_dir
 
-    mt = MTBenchConfig(categories=["writing"], per_category=1, max_new_tokens=3, judges=["checker"],
-                       principles=["lowercase"])  # fmt: skip
+    mt = MTBenchConfig(
+        categories=["writing"], per_category=1, max_new_tokens=3, judges=["checker"], principles=["lowercase"]
+    )
     cfg = eval_cfg(tmp_path, tiny_model_dir, mtbench=mt)
     run("mtbench", cfg)
     path = tmp_path / "eval" / "mtbench" / "settings.json"

@@ -24,9 +24,20 @@ def tiny_config(tmp_path, student, overrides=()):
 
 
 STAGES = [
-    "mtbench/data", "mtbench/sft", "mtbench/sami", "mtbench/dpo", "mtbench/eval-mtbench", "mtbench/eval-mi",
-    "mtbench/eval-adherence", "math/data", "math/sft", "math/sami", "math/sft+sami", "math/eval-gsm8k", "report",
-]  # fmt: skip
+    "mtbench/data",
+    "mtbench/sft",
+    "mtbench/sami",
+    "mtbench/dpo",
+    "mtbench/eval-mtbench",
+    "mtbench/eval-mi",
+    "mtbench/eval-adherence",
+    "math/data",
+    "math/sft",
+    "math/sami",
+    "math/sft+sami",
+    "math/eval-gsm8k",
+    "report",
+]
 
 
 @pytest.fixture(scope="module")
@@ -293,8 +304,10 @@ def test_view_of_a_run_stopped_before_its_last_evaluation_names_the_finished_one
     shutil.rmtree(run / "report")
     assert main(["view", str(run)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"sami: error: {run}: the run is not finished (no stored gsm8k results") and len(
-        err.strip().splitlines()) == 1, err  # fmt: skip
+    assert (
+        err.startswith(f"sami: error: {run}: the run is not finished (no stored gsm8k results")
+        and len(err.strip().splitlines()) == 1
+    ), err
     assert f"sami view {run / 'mtbench' / 'eval'} shows the evaluations it has" in err
     assert not (run / "report").exists()
 
@@ -303,17 +316,33 @@ def test_a_study_of_every_method_judges_each_against_sami_and_sft_and_reports_it
     """KTO, ORPO and SimPO beside SFT, SAMI and DPO: each trained from SFT on the same data, judged against both
     (and no pair of two others), with its training row, MI and adherence rows in the report data."""
     methods = ["sft", "sami", "dpo", "kto", "orpo", "simpo"]
-    cfg = tiny_config(tmp_path, student, ["math.enabled=false", "mtbench.mtbench.judges=[checker]",
-                                          f"mtbench.methods={json.dumps(methods)}",
-                                          'mtbench.overrides.kto={"queries_per_device": 2}'])  # fmt: skip
+    cfg = tiny_config(
+        tmp_path,
+        student,
+        [
+            "math.enabled=false",
+            "mtbench.mtbench.judges=[checker]",
+            f"mtbench.methods={json.dumps(methods)}",
+            'mtbench.overrides.kto={"queries_per_device": 2}',
+        ],
+    )
     outcomes = run_experiment(cfg)
     assert [o.name for o in outcomes][:7] == ["mtbench/data"] + [f"mtbench/{m}" for m in methods]
     root = Path(cfg.output_dir)
     summary = json.loads((root / "report" / "summary.json").read_text())
     block = summary["mtbench"]
     pairs = block["eval"]["mtbench"]["pairwise"]["checker"]
-    assert list(pairs) == ["sami vs dpo", "sami vs kto", "sami vs orpo", "sami vs simpo", "sami vs sft",
-                           "dpo vs sft", "kto vs sft", "orpo vs sft", "simpo vs sft"]  # fmt: skip
+    assert list(pairs) == [
+        "sami vs dpo",
+        "sami vs kto",
+        "sami vs orpo",
+        "sami vs simpo",
+        "sami vs sft",
+        "dpo vs sft",
+        "kto vs sft",
+        "orpo vs sft",
+        "simpo vs sft",
+    ]
     assert all(p["overall"]["n"] == 2 for p in pairs.values())  # math and writing, one question each
     training = block["training"]["methods"]
     assert list(training) == methods
@@ -452,8 +481,9 @@ def test_a_suite_from_a_plugin_runs_as_a_stage_and_gets_a_report_section(
         ),
     ],
 )
-def test_a_misspelt_evaluation_principle_stops_the_study_before_any_stage(tmp_path, student, monkeypatch, override,
-                                                                          message):  # fmt: skip
+def test_a_misspelt_evaluation_principle_stops_the_study_before_any_stage(
+    tmp_path, student, monkeypatch, override, message
+):
     import sami.study.experiment
     from sami.core.config import ConfigError
 

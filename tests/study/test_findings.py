@@ -61,8 +61,11 @@ def test_every_principle_names_every_model():
     def two(a, b):
         return {"principles": {"lowercase": {"contrast": est(*a)}, "bullet_list": {"contrast": est(*b)}}}
 
-    adherence = {"base": two((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)), "sami": two((0.9, 0.6, 1.0), (0.4, 0.1, 0.7)),
-                 "dpo": two((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))}  # fmt: skip
+    adherence = {
+        "base": two((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+        "sami": two((0.9, 0.6, 1.0), (0.4, 0.1, 0.7)),
+        "dpo": two((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+    }
     bullets, lower = adherence_findings(adherence)
     for line in (bullets, lower):
         assert all(f"{n} " in line for n in adherence) and "Contrast above zero: sami." in line
@@ -98,7 +101,7 @@ def test_judge_findings_call_a_preference_only_outside_one_half():
                 }
             },
             "constitutions": "positive",
-        }  # fmt: skip
+        }
     )
     assert line.startswith(
         "Judge `checker` (probability verdicts), every question under the same positive constitution: sami "
@@ -109,15 +112,17 @@ def test_judge_findings_call_a_preference_only_outside_one_half():
 
 
 def test_judge_findings_split_by_flips_name_a_position_preference_and_rank():
-    by_flips = {"0": {"win_rate_adjusted": est(0.5, 0.3, 0.7), "n": 8}, "1": {"win_rate_adjusted": est(0.9, 0.7, 1.0),
-                "n": 16}}  # fmt: skip
+    by_flips = {
+        "0": {"win_rate_adjusted": est(0.5, 0.3, 0.7), "n": 8},
+        "1": {"win_rate_adjusted": est(0.9, 0.7, 1.0), "n": 16},
+    }
     mtbench = {
         "pairwise": {
             "aware": {
                 "sami vs dpo": {**pair((0.75, 0.6, 0.86)), "per_flipped": by_flips},
                 "dpo vs sft": {**pair((0.5, 0.3, 0.7)), "per_flipped": by_flips},
             }
-        },  # fmt: skip
+        },
         "constitutions": "sampled",
         "judge_diagnostics": {"aware": {"first_position": est(0.8, 0.7, 0.9)}},
         "ranking": {
@@ -129,7 +134,7 @@ def test_judge_findings_split_by_flips_name_a_position_preference_and_rank():
                     "dpo": {"rank": 2, "win_rate_vs_origin": est(0.3, 0.2, 0.4)},
                 },
             }
-        },  # fmt: skip
+        },
     }
     wins, position, ranking = judge_findings(mtbench)
     assert "each question under a constitution of its own" in wins
@@ -174,13 +179,15 @@ def test_the_headline_keeps_every_study_in_six_lines():
     keeps its line, and each number is the estimate rounded as the report rounds it."""
     pair = {"overall": {"win_rate_adjusted": est(0.84, 0.68, 0.93)}}
     summary = {
-        "mtbench": {"eval": {
-            "mtbench": {"pairwise": {j: {"sami vs dpo": pair} for j in ("aware", "free", "checker", "other")}},
-            "mi": {"base": mi(0.01, 0.0, 0.02), "sami": mi(0.6, 0.55, 0.65)},
-            "adherence": {"sami": {"principles": {"lowercase": {"contrast": est(0.5, 0.25, 0.75)}}}},
-        }},
+        "mtbench": {
+            "eval": {
+                "mtbench": {"pairwise": {j: {"sami vs dpo": pair} for j in ("aware", "free", "checker", "other")}},
+                "mi": {"base": mi(0.01, 0.0, 0.02), "sami": mi(0.6, 0.55, 0.65)},
+                "adherence": {"sami": {"principles": {"lowercase": {"contrast": est(0.5, 0.25, 0.75)}}}},
+            }
+        },
         "math": {"eval": {"gsm8k": {"base": {"greedy_accuracy": est(0.2, 0.1, 0.3)}}}},
-    }  # fmt: skip
+    }
     lines = headline(summary)
     assert len(lines) == 6
     assert lines[0] == "MT-Bench, aware judge, hard win rate of the first named: sami vs dpo 84% [68, 93]"

@@ -16,28 +16,51 @@ from sami.study.page import inline, report_blocks
 from tests.helpers import FILES, ROOT, write_jsonl
 
 IMPORT = FILES / "import"
-FASTCHAT = [IMPORT / "question.jsonl", IMPORT / "model_answer" / "alpha.jsonl", IMPORT / "model_answer" / "beta.jsonl",
-            IMPORT / "model_judgment" / "gpt-4_pair.jsonl"]  # fmt: skip
+FASTCHAT = [
+    IMPORT / "question.jsonl",
+    IMPORT / "model_answer" / "alpha.jsonl",
+    IMPORT / "model_answer" / "beta.jsonl",
+    IMPORT / "model_judgment" / "gpt-4_pair.jsonl",
+]
 
 
 def test_the_report_markdown_becomes_headings_lists_tables_and_paragraphs():
-    text = "\n".join([
-        "# Report: x", "", "Judge: `transformers` *paper* numbers.", "more of the same paragraph", "",
-        "- one **bold**", "- two", "", "| pairing | n | hard |", "|---|---|---|",
-        "| sami vs dpo | 16 | 84.0% [68, 93] |", "| dpo vs sft | 16 | 40.0% [20, 60] |", "",
-        "![missing](figures/none.png)",
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            "# Report: x",
+            "",
+            "Judge: `transformers` *paper* numbers.",
+            "more of the same paragraph",
+            "",
+            "- one **bold**",
+            "- two",
+            "",
+            "| pairing | n | hard |",
+            "|---|---|---|",
+            "| sami vs dpo | 16 | 84.0% [68, 93] |",
+            "| dpo vs sft | 16 | 40.0% [20, 60] |",
+            "",
+            "![missing](figures/none.png)",
+        ]
+    )
     blocks = report_blocks(text, None)
     assert [b["kind"] for b in blocks] == ["heading", "paragraph", "list", "table"]  # a missing figure is left out
     assert blocks[0] == {"kind": "heading", "level": 2, "text": "Report: x"}
-    assert blocks[1]["lines"][0] == [("text", "Judge: "), ("code", "transformers"), ("text", " "), ("em", "paper"),
-                                     ("text", " numbers.")]  # fmt: skip
+    assert blocks[1]["lines"][0] == [
+        ("text", "Judge: "),
+        ("code", "transformers"),
+        ("text", " "),
+        ("em", "paper"),
+        ("text", " numbers."),
+    ]
     assert len(blocks[1]["lines"]) == 2
     assert blocks[2]["items"] == [[("text", "one "), ("bold", "bold")], [("text", "two")]]
     table = blocks[3]
     assert [c[0][1] for c in table["header"]] == ["pairing", "n", "hard"]
-    assert [[c[0][1] for c in row] for row in table["rows"]] == [["sami vs dpo", "16", "84.0% [68, 93]"],
-                                                                 ["dpo vs sft", "16", "40.0% [20, 60]"]]  # fmt: skip
+    assert [[c[0][1] for c in row] for row in table["rows"]] == [
+        ["sami vs dpo", "16", "84.0% [68, 93]"],
+        ["dpo vs sft", "16", "40.0% [20, 60]"],
+    ]
 
 
 def test_inline_keeps_plain_text_whole():
@@ -62,7 +85,8 @@ def test_an_import_writes_the_page_and_names_it(imported):
     row = re.search(r'<tr data-judge="gpt-4" data-pair="alpha vs beta">(.*?)</tr>', html, re.S).group(1)
     cells = dict(re.findall(r'<td data-field="(\w+)">([^<]*)</td>', row))
     assert {k: int(cells[k]) for k in ("n", "win", "tie", "loss", "unparseable")} == {
-        k: o[k] for k in ("n", "win", "tie", "loss", "unparseable")}  # fmt: skip
+        k: o[k] for k in ("n", "win", "tie", "loss", "unparseable")
+    }
     assert cells["hard"].startswith(f"{100 * o['win_rate_adjusted']['value']:.1f}%")
     assert "Judgment. [[A]]" in html  # the judge's own text of a verdict
 
@@ -105,11 +129,18 @@ def test_view_refuses_a_folder_with_nothing_to_show(tmp_path, capsys):
 
 def test_text_is_escaped_and_nothing_is_fetched(tmp_path, capsys):
     """An answer holding markup is shown as text, never run; no element of the page points at a network."""
-    answers = write_jsonl(tmp_path / "answers.jsonl", [
-        {"question_id": 1, "question": "Say hi", "model": "alpha",
-         "response": "<script>alert('x')</script> & <b>hi</b>"},
-        {"question_id": 1, "question": "Say hi", "model": "beta", "response": "see https://example.org/img.png"},
-    ])  # fmt: skip
+    answers = write_jsonl(
+        tmp_path / "answers.jsonl",
+        [
+            {
+                "question_id": 1,
+                "question": "Say hi",
+                "model": "alpha",
+                "response": "<script>alert('x')</script> & <b>hi</b>",
+            },
+            {"question_id": 1, "question": "Say hi", "model": "beta", "response": "see https://example.org/img.png"},
+        ],
+    )
     assert main(["eval", "import", str(answers), "--output-dir", str(tmp_path / "out")]) == 0, capsys.readouterr().err
     html = (tmp_path / "out" / "report" / "index.html").read_text()
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &lt;b&gt;hi&lt;/b&gt;" in html
@@ -123,8 +154,14 @@ def test_view_serves_the_page_on_localhost_until_interrupted(imported):
     byte for byte, and an interrupt stops it with exit code 0."""
     folder, _ = imported
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    server = subprocess.Popen([sys.executable, "-m", "sami.cli", "view", str(folder), "--serve"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sami.cli", "view", str(folder), "--serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout.readline().strip() == f"page: {folder / 'report' / 'index.html'}"
         address = re.search(r"http://127\.0\.0\.1:\d+/index\.html", server.stdout.readline()).group(0)
@@ -147,9 +184,18 @@ def test_a_grading_judges_rating_and_text_stand_under_each_answer(imported):
     root = folder / "mtbench"
     (root / "judgments" / "single").mkdir()
     for name, rating in (("alpha", 7), ("beta", None)):
-        write_jsonl(root / "judgments" / "single" / f"{name}.jsonl", [
-            {"question_id": 81, "category": "writing", "turn": 1, "rating": rating, "raw": f"{name} gets [[{rating}]]"},
-        ])  # fmt: skip
+        write_jsonl(
+            root / "judgments" / "single" / f"{name}.jsonl",
+            [
+                {
+                    "question_id": 81,
+                    "category": "writing",
+                    "turn": 1,
+                    "rating": rating,
+                    "raw": f"{name} gets [[{rating}]]",
+                },
+            ],
+        )
     cfg = from_dict(EvalConfig, load_yaml(root / "config.yaml"))
     cfg.mtbench.judges = ["single"]
     page = write_eval_page(folder, {"mtbench": cfg}, {"mtbench": compute("mtbench", cfg)})
@@ -197,8 +243,12 @@ def test_view_refuses_a_port_it_cannot_have_before_it_writes_the_page(imported, 
 def test_view_of_a_folder_it_has_no_page_for_says_what_the_folder_is(tmp_path, capsys, given):
     """One line (exit code 2) that says what was given and where the page is, instead of calling a training
     run's config an experiment config with two dozen unknown keys."""
-    target = {"missing": tmp_path / "nope", "a file": tmp_path / "f.txt", "a training run": tmp_path / "run",
-              "a study of a run": tmp_path / "study"}[given]  # fmt: skip
+    target = {
+        "missing": tmp_path / "nope",
+        "a file": tmp_path / "f.txt",
+        "a training run": tmp_path / "run",
+        "a study of a run": tmp_path / "study",
+    }[given]
     (tmp_path / "f.txt").write_text("hi\n")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("method: sami\nmax_steps: 1\n")
@@ -206,9 +256,12 @@ def test_view_of_a_folder_it_has_no_page_for_says_what_the_folder_is(tmp_path, c
     (tmp_path / "study" / "eval" / "mi" / "config.yaml").write_text("models: {base: m}\n")
     assert main(["view", str(target)]) == 2
     err = capsys.readouterr().err
-    expected = {"missing": f"no such folder: {target}", "a file": f"{target} is a file;",
-                "a training run": f"{target} is a training run (sami train)",
-                "a study of a run": f"{target} is one study of a run; view the run ({tmp_path})"}[given]  # fmt: skip
+    expected = {
+        "missing": f"no such folder: {target}",
+        "a file": f"{target} is a file;",
+        "a training run": f"{target} is a training run (sami train)",
+        "a study of a run": f"{target} is one study of a run; view the run ({tmp_path})",
+    }[given]
     assert err.startswith(f"sami: error: {expected}") and len(err.strip().splitlines()) == 1, err
     assert not (target / "report").exists()
 
@@ -231,4 +284,5 @@ def test_two_writers_of_one_page_each_leave_a_whole_page(imported, monkeypatch, 
     assert main(["view", str(folder)]) == 0, capsys.readouterr().err
     page = folder / "report" / "index.html"
     assert page.read_text().rstrip().endswith("</html>") and sorted(p.name for p in page.parent.iterdir()) == [
-        "index.html"]  # fmt: skip
+        "index.html"
+    ]

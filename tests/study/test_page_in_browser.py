@@ -26,8 +26,12 @@ pytestmark = [
 ]
 
 IMPORT = FILES / "import"
-FASTCHAT = [IMPORT / "question.jsonl", IMPORT / "model_answer" / "alpha.jsonl", IMPORT / "model_answer" / "beta.jsonl",
-            IMPORT / "model_judgment" / "gpt-4_pair.jsonl"]  # fmt: skip
+FASTCHAT = [
+    IMPORT / "question.jsonl",
+    IMPORT / "model_answer" / "alpha.jsonl",
+    IMPORT / "model_answer" / "beta.jsonl",
+    IMPORT / "model_judgment" / "gpt-4_pair.jsonl",
+]
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +172,14 @@ def test_the_run_page_filters_leave_the_questions_the_stored_files_say(browser, 
     assert all(r.is_visible() for r in every.all()) and every.count() > len(rows)
     assert all(a.is_visible() for a in opened.page.locator("section.browser .answer").all())
     word = shown(answers[0]["answer"]).split()[0]
-    expected = sorted({str(a["question_id"]) for path in (root / "answers").glob("*.jsonl") for a in read(path)
-                       if word.lower() in a["answer"].lower()})  # fmt: skip
+    expected = sorted(
+        {
+            str(a["question_id"])
+            for path in (root / "answers").glob("*.jsonl")
+            for a in read(path)
+            if word.lower() in a["answer"].lower()
+        }
+    )
     assert str(answers[0]["question_id"]) in expected
     assert set(opened.choose(search=word)) >= set(expected)
 
@@ -188,7 +198,8 @@ def test_the_numbers_on_the_page_equal_metrics_json(browser, run):
             row = opened.page.locator(f'#mtbench-mtbench table.scoreboard tr[data-judge="{judge}"][data-pair="{pair}"]')
             cell = lambda field: row.locator(f'td[data-field="{field}"]').inner_text()  # noqa: B023, E731
             assert [int(cell(k)) for k in ("n", "win", "tie", "loss", "unparseable")] == [
-                o[k] for k in ("n", "win", "tie", "loss", "unparseable")]  # fmt: skip
+                o[k] for k in ("n", "win", "tie", "loss", "unparseable")
+            ]
             assert cell("hard") == pct_text(o["win_rate_adjusted"])
             assert cell("soft") == pct_text(o["soft_win_rate"])
             checked += 1
@@ -223,8 +234,11 @@ def test_the_imported_folder_page_shows_its_answers_verdicts_and_filters(browser
     assert opened.page.locator("section.browser .count").inner_text() == "1 of 4 questions"
     first = read(imported / "mtbench" / "answers" / "beta.jsonl")[0]
     word = max(shown(first["answer"]).split(), key=len).lower()
-    texts = [(r["question_id"], r["answer"]) for n in ("alpha", "beta")
-             for r in read(imported / "mtbench" / "answers" / f"{n}.jsonl")]  # fmt: skip
+    texts = [
+        (r["question_id"], r["answer"])
+        for n in ("alpha", "beta")
+        for r in read(imported / "mtbench" / "answers" / f"{n}.jsonl")
+    ]
     texts += [(q["question_id"], turn) for q in read(imported / "mtbench" / "questions.jsonl") for turn in q["turns"]]
     expected = sorted({str(qid) for qid, t in texts if word in t.lower()})
     assert str(first["question_id"]) in expected and len(expected) < 4

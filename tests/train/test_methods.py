@@ -62,8 +62,17 @@ def test_an_unknown_method_is_an_error_naming_the_known_ones():
 
 def test_step_lines_come_from_the_table():
     """Each method's line names it and shows its own numbers; none falls through to another's."""
-    m = {"loss": 0.5, "mi_bound": 0.25, "row_accuracy": 1.0, "col_accuracy": 0.5, "kl": 0.125, "nll_loss": 2.0,
-         "log_odds_ratio": -0.75, "rewards_chosen": 0.0625, "rewards_rejected": -0.0625}  # fmt: skip
+    m = {
+        "loss": 0.5,
+        "mi_bound": 0.25,
+        "row_accuracy": 1.0,
+        "col_accuracy": 0.5,
+        "kl": 0.125,
+        "nll_loss": 2.0,
+        "log_odds_ratio": -0.75,
+        "rewards_chosen": 0.0625,
+        "rewards_rejected": -0.0625,
+    }
     lines = {name: entry.step_line(m) for name, entry in METHODS.items()}
     assert lines["kto"].startswith("KTO loss 0.5000") and "KL estimate 0.1250" in lines["kto"]
     assert "0.0625/-0.0625" in lines["kto"]
@@ -91,20 +100,52 @@ def test_kto_rows_are_the_positive_response_desirable_and_every_other_undesirabl
 @pytest.mark.parametrize("method", [m for m in TRAIN_METHODS if m != "sami"])
 def test_the_resolved_trl_config_carries_the_shared_settings(tmp_path, method):
     cfg = make_cfg(
-        tmp_path, "unused", method=method, seed=7, queries_per_device=3, gradient_accumulation=2, max_steps=5,
-        optim={"lr": 3e-4, "weight_decay": 0.05, "betas": [0.8, 0.95], "eps": 1e-7, "scheduler": "linear",
-               "warmup_steps": 2, "max_grad_norm": 0.4},
-        save_every=2, keep_checkpoints=3, model={"gradient_checkpointing": False},
-    )  # fmt: skip
+        tmp_path,
+        "unused",
+        method=method,
+        seed=7,
+        queries_per_device=3,
+        gradient_accumulation=2,
+        max_steps=5,
+        optim={
+            "lr": 3e-4,
+            "weight_decay": 0.05,
+            "betas": [0.8, 0.95],
+            "eps": 1e-7,
+            "scheduler": "linear",
+            "warmup_steps": 2,
+            "max_grad_norm": 0.4,
+        },
+        save_every=2,
+        keep_checkpoints=3,
+        model={"gradient_checkpointing": False},
+    )
     args = trl_args(cfg, "no")
-    assert type(args).__name__ == {"sft": "SFTConfig", "dpo": "DPOConfig", "kto": "KTOConfig",
-                                   "orpo": "ORPOConfig", "simpo": "CPOConfig"}[method]  # fmt: skip
+    assert (
+        type(args).__name__
+        == {"sft": "SFTConfig", "dpo": "DPOConfig", "kto": "KTOConfig", "orpo": "ORPOConfig", "simpo": "CPOConfig"}[
+            method
+        ]
+    )
     shared = {
-        "learning_rate": 3e-4, "weight_decay": 0.05, "adam_beta1": 0.8, "adam_beta2": 0.95, "adam_epsilon": 1e-7,
-        "warmup_steps": 2, "max_grad_norm": 0.4, "per_device_train_batch_size": 3, "gradient_accumulation_steps": 2,
-        "max_steps": 5, "seed": 7, "data_seed": 7, "bf16": False, "fp16": False, "logging_steps": 1,
-        "save_steps": 2, "save_total_limit": 3,
-    }  # fmt: skip
+        "learning_rate": 3e-4,
+        "weight_decay": 0.05,
+        "adam_beta1": 0.8,
+        "adam_beta2": 0.95,
+        "adam_epsilon": 1e-7,
+        "warmup_steps": 2,
+        "max_grad_norm": 0.4,
+        "per_device_train_batch_size": 3,
+        "gradient_accumulation_steps": 2,
+        "max_steps": 5,
+        "seed": 7,
+        "data_seed": 7,
+        "bf16": False,
+        "fp16": False,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "save_total_limit": 3,
+    }
     assert {k: getattr(args, k) for k in shared} == shared
     assert getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type) == "linear"
     checkpointing = getattr(args, "activation_checkpointing", None)
@@ -113,8 +154,16 @@ def test_the_resolved_trl_config_carries_the_shared_settings(tmp_path, method):
 
 
 def test_each_method_s_own_section_reaches_trl(tmp_path):
-    kto = trl_args(make_cfg(tmp_path, "m", method="kto", queries_per_device=2,
-                            kto={"beta": 0.3, "desirable_weight": 1.5, "undesirable_weight": 0.5}), "no")  # fmt: skip
+    kto = trl_args(
+        make_cfg(
+            tmp_path,
+            "m",
+            method="kto",
+            queries_per_device=2,
+            kto={"beta": 0.3, "desirable_weight": 1.5, "undesirable_weight": 0.5},
+        ),
+        "no",
+    )
     assert (kto.beta, kto.desirable_weight, kto.undesirable_weight, kto.loss_type) == (0.3, 1.5, 0.5, "kto")
     assert kto.precompute_ref_log_probs is True
     orpo = trl_args(make_cfg(tmp_path, "m", method="orpo", orpo={"beta": 0.25}), "no")
@@ -139,8 +188,12 @@ def test_dpo_loss_types_are_checked_when_the_config_loads():
 def test_kto_with_one_example_per_device_is_refused_when_the_config_loads():
     with pytest.raises(ConfigError, match="kto needs queries_per_device of at least 2"):
         from_dict(TrainConfig, {"method": "kto"})
-    for bad in ({"kto": {"beta": 0}}, {"kto": {"undesirable_weight": -1}}, {"simpo": {"gamma": -0.5}},
-                {"orpo": {"rejected": "worst"}}):  # fmt: skip
+    for bad in (
+        {"kto": {"beta": 0}},
+        {"kto": {"undesirable_weight": -1}},
+        {"simpo": {"gamma": -0.5}},
+        {"orpo": {"rejected": "worst"}},
+    ):
         with pytest.raises(ConfigError):
             from_dict(TrainConfig, {"method": "kto", "queries_per_device": 2, **bad})
 
@@ -172,8 +225,15 @@ def test_kto_first_step_loss_is_half_the_weight_of_each_example(tmp_path, tiny_m
     example's loss is 1 - s(0) = 1/2 and each undesirable one's 1 - s(0) = 1/2, times its weight; the step's
     loss is their mean over the first device batch (TRL reads the shuffled rows in order)."""
     weights = {"desirable_weight": 1.0, "undesirable_weight": 0.25}
-    cfg = make_cfg(tmp_path, tiny_model_dir, method="kto", max_steps=2, queries_per_device=4, kto=weights,
-                   model={"finetune": finetune})  # fmt: skip
+    cfg = make_cfg(
+        tmp_path,
+        tiny_model_dir,
+        method="kto",
+        max_steps=2,
+        queries_per_device=4,
+        kto=weights,
+        model={"finetune": finetune},
+    )
     first, second = train(cfg).metrics
     labels = load_from_disk(str(tmp_path / "run" / DATASET))["label"][:4]
     assert 0 < sum(labels) < 4, labels  # the seeded shuffle mixed records and sides
@@ -219,9 +279,15 @@ def test_simpo_first_step_loss_from_log_probs_computed_here(tmp_path, tiny_model
 @pytest.mark.parametrize("method", NEW)
 @pytest.mark.parametrize("finetune", ["full", "lora"])
 def test_each_new_method_changes_every_trainable_parameter(tmp_path, tiny_model_dir, method, finetune):
-    cfg = make_cfg(tmp_path, tiny_model_dir, method=method, max_steps=3, queries_per_device=2,
-                   model={"finetune": finetune, "lora": {"r": 4, "alpha": 8}},
-                   optim={"lr": 1e-2, "scheduler": "constant"})  # fmt: skip
+    cfg = make_cfg(
+        tmp_path,
+        tiny_model_dir,
+        method=method,
+        max_steps=3,
+        queries_per_device=2,
+        model={"finetune": finetune, "lora": {"r": 4, "alpha": 8}},
+        optim={"lr": 1e-2, "scheduler": "constant"},
+    )
     assert_every_trainable_parameter_changes(cfg, finetune)
 
 

@@ -67,10 +67,13 @@ def runs(tmp_path_factory, tiny_model_dir):
     # reference of the full-naive case, also resumed by 2 processes
     sharded = {("full", "naive"): "fsdp"}
     one = {
-        case: train(case_cfg(tmp, tiny_model_dir, "one-%s-%s" % case, *case, queries_per_device=2,
-                             sharding=sharded.get(case, "none")))
+        case: train(
+            case_cfg(
+                tmp, tiny_model_dir, "one-%s-%s" % case, *case, queries_per_device=2, sharding=sharded.get(case, "none")
+            )
+        )
         for case in CASES
-    }  # fmt: skip
+    }
     interrupted_copy(one[("full", "naive")].output_dir, "one-to-two")
     # a global batch of 3 queries, which 2 processes cannot share
     odd = case_cfg(tmp, tiny_model_dir, "odd", "full", "shared", queries_per_device=3, sharding="fsdp", max_steps=2)
@@ -178,8 +181,9 @@ def test_a_deepspeed_or_accelerate_fsdp_launch_is_refused_in_one_line(launch):
     from sami.train import sharding
     from sami.train.config import TrainConfig
 
-    accelerator = SimpleNamespace(distributed_type=getattr(DistributedType, launch), num_processes=2, process_index=0,
-                                  device=torch.device("cpu"))  # fmt: skip
+    accelerator = SimpleNamespace(
+        distributed_type=getattr(DistributedType, launch), num_processes=2, process_index=0, device=torch.device("cpu")
+    )
     with pytest.raises(ConfigError, match="DeepSpeed" if launch == "DEEPSPEED" else "torchrun") as err:
         sharding.plan(from_dict(TrainConfig, {"sharding": "fsdp"}), accelerator, "no")
     assert "\n" not in str(err.value)

@@ -110,10 +110,16 @@ class OpenAIBackend:
         prompt's own log-probs, as a vLLM server returns them), cached like every other request. The ids must
         be the served model's tokens. An endpoint without prompt log-probs raises ``EndpointError``."""
         bodies = [
-            {"model": self.cfg.model, "prompt": [*p, *r], "max_tokens": 1, "temperature": 0.0, "echo": True,
-             "logprobs": 0}
+            {
+                "model": self.cfg.model,
+                "prompt": [*p, *r],
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "echo": True,
+                "logprobs": 0,
+            }
             for p, r in pairs
-        ]  # fmt: skip
+        ]
         calls = [functools.partial(self.cached, body, self._send_echo) for body in bodies]
         out: list = [None] * len(pairs)
         for i, value in concurrent_iter(calls, self.cfg.concurrency, "log-probs", progress=False):
@@ -215,5 +221,6 @@ def _needs_base_url(cfg: BackendConfig) -> None:
         raise ConfigError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
 
 
-register_backend("openai", check=_needs_base_url, verdict_probabilities="possible",
-                 help="an OpenAI-compatible endpoint (base_url)")(OpenAIBackend)  # fmt: skip
+register_backend(
+    "openai", check=_needs_base_url, verdict_probabilities="possible", help="an OpenAI-compatible endpoint (base_url)"
+)(OpenAIBackend)

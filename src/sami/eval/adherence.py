@@ -79,8 +79,11 @@ def constitution_for(cfg: EvalConfig, principles, principle: str, side: str) -> 
 
 def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[str], root: Path) -> None:
     store = JsonlStore(root / "answers" / f"{name}.jsonl", ("principle", "side", "query_index"))
-    keys = list(dict.fromkeys(answer_key(cfg, p.name, side, k) for p in principles for side in SIDES
-                              for k in range(len(queries))))  # fmt: skip
+    keys = list(
+        dict.fromkeys(
+            answer_key(cfg, p.name, side, k) for p in principles for side in SIDES for k in range(len(queries))
+        )
+    )
     todo, prompts = [], []
     for principle, side, k in keys:
         if not store.done(principle, side, k):
@@ -153,8 +156,10 @@ def print_adherence(metrics: dict) -> None:
     for name, m in metrics.items():
         print(f"{name}: checker pass rate under the principle / under its antithesis; contrast (difference)")
         for principle, b in m["principles"].items():
-            print(f"    {principle:<14} {fmt(b['checker_pass_under_principle'])}  /  "
-                  f"{fmt(b['checker_pass_under_antithesis'])};  contrast {fmt(b['contrast'], False)}")  # fmt: skip
+            print(
+                f"    {principle:<14} {fmt(b['checker_pass_under_principle'])}  /  "
+                f"{fmt(b['checker_pass_under_antithesis'])};  contrast {fmt(b['contrast'], False)}"
+            )
         print(f"    degenerate answers (sami.eval.degenerate) {fmt(m['degenerate'])}")
 
 

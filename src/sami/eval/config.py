@@ -105,8 +105,12 @@ class MTBenchConfig:
         clash = sorted(set(self.imported_judges) & (set(JUDGES) | {"answers", "pairwise"}))
         if clash:
             raise ValueError(f"mtbench.imported_judges {clash} have the names of built-in judges or result keys")
-        check_counts("mtbench", per_category=self.per_category, max_new_tokens=self.max_new_tokens,
-                     judge_max_new_tokens=self.judge_max_new_tokens)  # fmt: skip
+        check_counts(
+            "mtbench",
+            per_category=self.per_category,
+            max_new_tokens=self.max_new_tokens,
+            judge_max_new_tokens=self.judge_max_new_tokens,
+        )
         if self.verdict not in VERDICT_MODES:
             raise ValueError(f"mtbench.verdict must be one of {VERDICT_MODES}, got {self.verdict!r}")
         check_principle_list("mtbench", self.principles)
@@ -173,8 +177,12 @@ class MIConfig:
             raise ValueError(f"mi.template must be one of {TEMPLATES}, got {self.template!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"mi.layout must be one of {LAYOUTS}, got {self.layout!r}")
-        check_counts("mi", limit=self.limit, max_prompt_tokens=self.max_prompt_tokens,
-                     max_response_tokens=self.max_response_tokens)  # fmt: skip
+        check_counts(
+            "mi",
+            limit=self.limit,
+            max_prompt_tokens=self.max_prompt_tokens,
+            max_response_tokens=self.max_response_tokens,
+        )
 
 
 @dataclass

@@ -78,8 +78,9 @@ def attempt_metrics(records: list[dict], mode: str, samples: int) -> dict:
         correct = [sum(a == r["gold"] for a in ans) for ans, r in zip(extracted, sampled, strict=True)]
         out["sampled_problems"] = len(sampled)
         out["sample_unextracted"] = rate([a is None for ans in extracted for a in ans]).to_dict()
-        out["pass_at_k"] = {str(k): bounded_mean([pass_at_k(samples, c, k) for c in correct]).to_dict()
-                            for k in range(1, samples + 1)}  # fmt: skip
+        out["pass_at_k"] = {
+            str(k): bounded_mean([pass_at_k(samples, c, k) for c in correct]).to_dict() for k in range(1, samples + 1)
+        }
         out["maj_at_k"] = {
             str(k): rate([maj_at_k(ans, r["gold"], k) for ans, r in zip(extracted, sampled, strict=True)]).to_dict()
             for k in range(1, samples + 1)
@@ -120,9 +121,14 @@ def run_gsm8k(cfg: EvalConfig) -> dict:
     root = Path(cfg.output_dir) / "gsm8k"
     exclude = frozenset(r.query for path in g.exclude_queries_from for r in read_records(path))
     problems, provenance = load_problems(
-        g.source, split=g.split, limit=g.limit, seed=cfg.seed, hub_config=g.hub_config, exclude=exclude,
+        g.source,
+        split=g.split,
+        limit=g.limit,
+        seed=cfg.seed,
+        hub_config=g.hub_config,
+        exclude=exclude,
         options=g.options,
-    )  # fmt: skip
+    )
     params = _attempt_params(cfg)
     check_settings(
         root,
@@ -133,7 +139,7 @@ def run_gsm8k(cfg: EvalConfig) -> dict:
             "sampling": {
                 k: {f: getattr(p, f) for f in ("max_new_tokens", "temperature", "top_p", "n", "stop", "seed")}
                 for k, p in params.items()
-            },  # fmt: skip
+            },
             "backend": {"kind": cfg.backend.kind, "dtype": cfg.backend.dtype},
         },
         "gsm8k",

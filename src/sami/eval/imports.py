@@ -52,8 +52,21 @@ from sami.eval.store import JsonlStore, check_bindings, check_imported, check_se
 logger = logging.getLogger(__name__)
 
 UNKNOWN_CATEGORY = "unknown"  # a verdict's category when no file says which question it is
-FIELDS: tuple[str, ...] = ("question_id", "question", "category", "constitution", "response", "model", "turn",
-                           "model_a", "model_b", "outcome", "words_a", "words_b", "judge")  # fmt: skip
+FIELDS: tuple[str, ...] = (
+    "question_id",
+    "question",
+    "category",
+    "constitution",
+    "response",
+    "model",
+    "turn",
+    "model_a",
+    "model_b",
+    "outcome",
+    "words_a",
+    "words_b",
+    "judge",
+)
 # Column names a table may use for a field without being told (besides the field's own name).
 ALIASES: dict[str, tuple[str, ...]] = {
     "question_id": ("id",),
@@ -281,8 +294,10 @@ class Collected:
             if record.get("mirrored"):
                 return  # a verdict given in this order outranks the mirror of the other order's
             if known["verdict"] != record["verdict"]:
-                raise DataError(f"{where}: {judge} judged question {qid} turn {turn} with {first} first before, "
-                                 f"with another verdict ({known['verdict']!r}, now {verdict!r})")  # fmt: skip
+                raise DataError(
+                    f"{where}: {judge} judged question {qid} turn {turn} with {first} first before, "
+                    f"with another verdict ({known['verdict']!r}, now {verdict!r})"
+                )
         self.verdicts[judge][key] = record
         self.rows[judge][key] = where
 
@@ -315,16 +330,33 @@ class Collected:
         ids = set(self.turns) | {qid for answers in self.answers.values() for qid, _ in answers}
         return ids | {qid for verdicts in self.verdicts.values() for qid, *_ in verdicts}
 
-    def one_order(self, judge: str, qid, turn: int, first: str, second: str, verdict, where: str, probs=None,
-                  lengths=(None, None), **extra) -> None:  # fmt: skip
+    def one_order(
+        self,
+        judge: str,
+        qid,
+        turn: int,
+        first: str,
+        second: str,
+        verdict,
+        where: str,
+        probs=None,
+        lengths=(None, None),
+        **extra,
+    ) -> None:
         """A verdict judged in one order only, stored with its mirror (the same judgement seen from the other
         position) so that both orders agree and the item counts once."""
         mirror = {"A": "B", "B": "A", "tie": "tie", None: None}
         for a, b, v, p, (la, lb), mirrored in (
             (first, second, verdict, probs, lengths, False),
-            (second, first, mirror[verdict], None if probs is None else (probs[1], probs[0], probs[2]),
-             lengths[::-1], True),
-        ):  # fmt: skip
+            (
+                second,
+                first,
+                mirror[verdict],
+                None if probs is None else (probs[1], probs[0], probs[2]),
+                lengths[::-1],
+                True,
+            ),
+        ):
             sizes = {} if la is None or lb is None else {"words_first": la, "words_second": lb}
             probs_field = {} if p is None else {"probs": list(p)}
             self.verdict(judge, qid, turn, a, b, v, where, **probs_field, **sizes, mirrored=mirrored, **extra)
@@ -372,8 +404,12 @@ def read_fastchat_answers(rows: Rows, got: Collected) -> None:
         qid = _question_id(rows.get(number, row, "question_id"))
         model = _name(row.get("model_id") or rows.cfg.model or rows.path.stem, "model", f"{rows.where(number)}")
         choices = rows.get(number, row, "choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict) or \
-                not isinstance(choices[0].get("turns"), list):  # fmt: skip
+        if (
+            not isinstance(choices, list)
+            or not choices
+            or not isinstance(choices[0], dict)
+            or not isinstance(choices[0].get("turns"), list)
+        ):
             raise rows.error(number, "choices", "expected [{index, turns: [...]}, ...]")
         for turn, text in enumerate(choices[0]["turns"], 1):
             got.answer(model, rows.path, qid, turn, text, f"{rows.where(number)}: field 'choices'")
@@ -397,8 +433,17 @@ def read_fastchat_pair(rows: Rows, got: Collected) -> None:
             if winner not in letters:
                 raise rows.error(number, f"{game}_winner", f"expected model_1, model_2, tie or error, got {winner!r}")
             raw = row.get(f"{game}_judgment")
-            got.verdict(name, qid, _turn(rows, number, row), models[first], models[second], letters[winner], where,
-                        prompt_name=prompt_name, **({"raw": raw} if isinstance(raw, str) else {}))  # fmt: skip
+            got.verdict(
+                name,
+                qid,
+                _turn(rows, number, row),
+                models[first],
+                models[second],
+                letters[winner],
+                where,
+                prompt_name=prompt_name,
+                **({"raw": raw} if isinstance(raw, str) else {}),
+            )
 
 
 def _preference(rows: Rows, number: int, value):
@@ -434,8 +479,17 @@ def read_alpaca_eval(rows: Rows, got: Collected) -> None:
         verdict, probs = _preference(rows, number, row.get("preference"))
         judge = _judge_name(rows.cfg, row.get("annotator"), rows.path, where)
         raw = row.get("raw_completion")
-        got.one_order(judge, qid, 1, names[0], names[1], verdict, where, probs=probs,
-                      **({"raw": raw} if isinstance(raw, str) else {}))  # fmt: skip
+        got.one_order(
+            judge,
+            qid,
+            1,
+            names[0],
+            names[1],
+            verdict,
+            where,
+            probs=probs,
+            **({"raw": raw} if isinstance(raw, str) else {}),
+        )
 
 
 def read_answers_table(rows: Rows, got: Collected) -> None:
@@ -478,8 +532,13 @@ def read_judgments_table(rows: Rows, got: Collected) -> None:
         where = f"{rows.where(number)}"
         qid = got.table_id(rows, number, row)
         turn = _turn(rows, number, row)
-        got.question(qid, turn, rows.text(number, row, "question", required=False),
-                     rows.text(number, row, "category", required=False), where)  # fmt: skip
+        got.question(
+            qid,
+            turn,
+            rows.text(number, row, "question", required=False),
+            rows.text(number, row, "category", required=False),
+            where,
+        )
         a, b = (_name(rows.get(number, row, k), "model", where) for k in ("model_a", "model_b"))
         outcome = rows.get(number, row, "outcome")
         key = outcome.strip().lower() if isinstance(outcome, str) else outcome
@@ -551,8 +610,12 @@ def import_files(cfg: ImportConfig) -> tuple[EvalConfig, dict]:
         logger.warning("%d judgment row(s) left out of the rates:\n  %s", len(left_out), "\n  ".join(left_out))
     unknown = sorted((q for q in got.question_ids() if not got.turns.get(q)), key=str)
     if unknown:
-        logger.warning("%d question(s) have no text, so no judge can be run on them (%s); import FastChat's "
-                       "question.jsonl too, or pass --questions package", len(unknown), unknown[:5])  # fmt: skip
+        logger.warning(
+            "%d question(s) have no text, so no judge can be run on them (%s); import FastChat's "
+            "question.jsonl too, or pass --questions package",
+            len(unknown),
+            unknown[:5],
+        )
     root = Path(cfg.output_dir) / "mtbench"
     eval_cfg = _eval_config(cfg, got, root)
     settings = {
@@ -612,9 +675,16 @@ def _write(got: Collected, root: Path) -> None:
         for (qid, turn), a in answers.items():
             if store.done(qid, turn):
                 continue
-            base = {"question_id": qid, "category": category[qid], "turn": turn,
-                    "prompt": got.turns.get(qid, {}).get(turn), "answer": a["answer"], "num_tokens": None,
-                    "finish_reason": None, "temperature": None}  # fmt: skip
+            base = {
+                "question_id": qid,
+                "category": category[qid],
+                "turn": turn,
+                "prompt": got.turns.get(qid, {}).get(turn),
+                "answer": a["answer"],
+                "num_tokens": None,
+                "finish_reason": None,
+                "temperature": None,
+            }
             records.append({**base, **{k: v for k, v in a.items() if k != "answer"}})
         store.append_many(records)
     for judge, verdicts in got.verdicts.items():
@@ -625,10 +695,14 @@ def _write(got: Collected, root: Path) -> None:
             store = JsonlStore(pair_judgments(root, judge, a, b), ("question_id", "turn", "first"))
             todo = [r for r in records if not store.done(r["question_id"], r["turn"], r["first"])]
             store.append_many(
-                {**{k: r[k] for k in ("question_id", "turn", "first", "second")},
-                 "category": category[r["question_id"]], "prompt_name": None, **r}
+                {
+                    **{k: r[k] for k in ("question_id", "turn", "first", "second")},
+                    "category": category[r["question_id"]],
+                    "prompt_name": None,
+                    **r,
+                }
                 for r in todo
-            )  # fmt: skip
+            )
 
 
 def mirrored_note(metrics: dict) -> list[str]:

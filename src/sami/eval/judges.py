@@ -340,8 +340,9 @@ def checker_verdict(shown: list[Shown], answer_a: str, answer_b: str) -> dict:
 
 def _principle_aware(item: JudgeItem) -> tuple[str, list[dict]]:
     q = item.question
-    return PRINCIPLE_AWARE_VERSION, principle_aware_prompt(item.constitution(), q.turns[0], item.answers_a[0],
-                                                           item.answers_b[0])  # fmt: skip
+    return PRINCIPLE_AWARE_VERSION, principle_aware_prompt(
+        item.constitution(), q.turns[0], item.answers_a[0], item.answers_b[0]
+    )
 
 
 def _fastchat(kind: str):
@@ -356,11 +357,40 @@ def _checker(item: JudgeItem) -> dict:
     return {"prompt_name": CHECKER_VERSION, **checker_verdict(item.principles, item.answers_a[0], item.answers_b[0])}
 
 
-register_judge(Judge("principle-aware", turns="first", prompt=_principle_aware, parse=parse_pairwise,
-                     help="pairwise; sees the constitution, picks the answer that follows it better"))  # fmt: skip
-register_judge(Judge("principle-free", reference=True, prompt=_fastchat("pair"), parse=parse_pairwise,
-                     help="pairwise; MT-Bench's pair-v2 prompt"))  # fmt: skip
-register_judge(Judge("single", pairwise=False, reference=True, prompt=_fastchat("single"), parse=parse_rating,
-                     help="1-10 grading with MT-Bench's single-v1 prompt"))  # fmt: skip
-register_judge(Judge("checker", turns="first", decide=_checker, check_principles=every_principle_checked,
-                     help="pairwise, no model: more of the shown principles' checkers pass"))  # fmt: skip
+register_judge(
+    Judge(
+        "principle-aware",
+        turns="first",
+        prompt=_principle_aware,
+        parse=parse_pairwise,
+        help="pairwise; sees the constitution, picks the answer that follows it better",
+    )
+)
+register_judge(
+    Judge(
+        "principle-free",
+        reference=True,
+        prompt=_fastchat("pair"),
+        parse=parse_pairwise,
+        help="pairwise; MT-Bench's pair-v2 prompt",
+    )
+)
+register_judge(
+    Judge(
+        "single",
+        pairwise=False,
+        reference=True,
+        prompt=_fastchat("single"),
+        parse=parse_rating,
+        help="1-10 grading with MT-Bench's single-v1 prompt",
+    )
+)
+register_judge(
+    Judge(
+        "checker",
+        turns="first",
+        decide=_checker,
+        check_principles=every_principle_checked,
+        help="pairwise, no model: more of the shown principles' checkers pass",
+    )
+)

@@ -111,14 +111,18 @@ def question_constitution(cfg: EvalConfig, library, q: Question) -> list[Shown]:
     """
     names = cfg.mtbench.principles
     if not names and q.category not in library.categories:  # e.g. imported answers of a question of no category
-        raise ConfigError(f"question {q.question_id}: its category {q.category!r} has no principles; set "
-                          "mtbench.principles (or add the category to a library, --library)")  # fmt: skip
+        raise ConfigError(
+            f"question {q.question_id}: its category {q.category!r} has no principles; set "
+            "mtbench.principles (or add the category to a library, --library)"
+        )
     principles = [library.get(n) for n in names] if names else library.for_category(q.category)
     if cfg.mtbench.constitutions == "positive":
         return [Shown(p, "principle", cfg.mtbench.phrasing) for p in principles]
     rng = random.Random(f"mtbench-constitution:{cfg.seed}:{q.question_id}")  # a str seed hashes the same everywhere
-    return [Shown(p, "antithesis") if rng.random() < 0.5 else Shown(p, "principle", cfg.mtbench.phrasing)
-            for p in principles]  # fmt: skip
+    return [
+        Shown(p, "antithesis") if rng.random() < 0.5 else Shown(p, "principle", cfg.mtbench.phrasing)
+        for p in principles
+    ]
 
 
 def read_shown(stored: str | dict, library) -> list[Shown] | str:
@@ -222,8 +226,9 @@ def _load_answers(root: Path, name: str) -> dict[tuple, dict]:
     return {(r["question_id"], r["turn"]): r for r in read_jsonl(root / "answers" / f"{name}.jsonl")}
 
 
-def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers: dict, root: Path, library,
-              judge_prompts):  # fmt: skip
+def _requests(
+    cfg: EvalConfig, judge: Judge, questions: list[Question], answers: dict, root: Path, library, judge_prompts
+):
     """``(store, record so far, JudgeItem)`` of every request of ``judge`` not yet stored: per pair and both
     orders for a pairwise judge, per checkpoint for a grading one; per question and judged turn.
     ``judge_prompts``: FastChat's judge prompts by name, read when a judge first asks for them."""
@@ -235,8 +240,10 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
         """The constitution stored with the first turn's answers (both must agree), or None."""
         found = {n: answers[n][(q.question_id, 1)].get("constitution") for n in (first, second) if n is not None}
         if len({json.dumps(c, sort_keys=True) for c in found.values()}) > 1:
-            raise DataError(f"question {q.question_id}: the answers of {sorted(found)} were written under different "
-                             f"constitutions ({found}); a pair is judged under one")  # fmt: skip
+            raise DataError(
+                f"question {q.question_id}: the answers of {sorted(found)} were written under different "
+                f"constitutions ({found}); a pair is judged under one"
+            )
         return next(iter(found.values()))
 
     def constitution_of(kept, q: Question) -> Callable[[], list[Shown] | str]:
@@ -265,8 +272,14 @@ def _requests(cfg: EvalConfig, judge: Judge, questions: list[Question], answers:
                     kept = stored(first, second, q)
                     if kept is not None:  # the verdict keeps the constitution the answers were written under
                         record["constitution"] = kept
-                    item = JudgeItem(question, turn, up_to(first, q, turn), up_to(second, q, turn),
-                                     constitution_of(kept, q), judge_prompts)  # fmt: skip
+                    item = JudgeItem(
+                        question,
+                        turn,
+                        up_to(first, q, turn),
+                        up_to(second, q, turn),
+                        constitution_of(kept, q),
+                        judge_prompts,
+                    )
                     yield store, record, item
 
 
@@ -436,8 +449,9 @@ def mtbench_metrics(cfg: EvalConfig) -> dict:
     return out
 
 
-def pairwise_judge(out: dict, root: Path, judge: str, answers: dict, pair_list: list[tuple[str, str]], *,
-                   imported: bool) -> None:  # fmt: skip
+def pairwise_judge(
+    out: dict, root: Path, judge: str, answers: dict, pair_list: list[tuple[str, str]], *, imported: bool
+) -> None:
     """One pairwise judge's numbers into ``out``: every pair's block under ``pairwise``, the judge's
     ``judge_diagnostics`` and, where three or more models met, its ``ranking``.
 
@@ -542,11 +556,14 @@ def print_mtbench(metrics: dict) -> None:
                     f"{fmt(c['win_rate_adjusted'])}  soft {fmt(c['soft_win_rate'])}"
                 )
     for judge, d in metrics.get("judge_diagnostics", {}).items():
-        print(f"[{judge}] the two orders agree {fmt(d['order_agreement'])}; of the verdicts that pick an answer, "
-              f"the one shown first {fmt(d['first_position'])}; ties {fmt(d['ties'])}")  # fmt: skip
+        print(
+            f"[{judge}] the two orders agree {fmt(d['order_agreement'])}; of the verdicts that pick an answer, "
+            f"the one shown first {fmt(d['first_position'])}; ties {fmt(d['ties'])}"
+        )
     for judge, fit in metrics.get("ranking", {}).items():
-        print(f"[{judge}] Bradley-Terry ranking (strength in logits over {fit['origin']}; expected win rate against "
-              "it):")  # fmt: skip
+        print(
+            f"[{judge}] Bradley-Terry ranking (strength in logits over {fit['origin']}; expected win rate against it):"
+        )
         for m, r in sorted(fit["models"].items(), key=lambda kv: kv[1]["rank"]):
             print(f"    {r['rank']}. {m:<12} {fmt(r['strength'], False)}  {fmt(r['win_rate_vs_origin'])}")
     for judge, by_model in metrics.items():

@@ -130,8 +130,12 @@ def package_file(path: Path) -> dict:
         version = metadata.version(name)
     except metadata.PackageNotFoundError:  # found as a module, not as an installed distribution
         version = None
-    return {"package": name, "version": version, "file": path.relative_to(package_data_dir()).as_posix(),
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # fmt: skip
+    return {
+        "package": name,
+        "version": version,
+        "file": path.relative_to(package_data_dir()).as_posix(),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
 
 
 @dataclass(frozen=True)

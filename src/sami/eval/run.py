@@ -169,45 +169,88 @@ def _judge_url(url: str) -> list[tuple[str, Any]]:
     return [("judge.base_url", url), ("judge.kind", "openai")]
 
 
-register_suite(Suite(
-    "mtbench", run_mtbench, mtbench_metrics, print_mtbench, MTBenchConfig,
-    "MT-Bench answers, judged pairwise or graded 1-10 by the judges of mtbench.judges (--judges)",
-    (
-        Option("--protocol", "mtbench.protocol", "answer protocol (default paper)", choices=lambda: PROTOCOLS),
-        Option("--judges", None, lambda: "comma-separated, of: " + "; ".join(
-            f"{j.name} ({j.help})" if j.help else j.name for j in JUDGES.values()),
-               apply=lambda text: [("mtbench.judges", text.split(","))]),
-        Option("--verdict", "mtbench.verdict", "pairwise verdicts from the verdict letters' probabilities or from "
-               "generated text (default auto)", choices=lambda: VERDICT_MODES),
-        Option("--judge", "judge.model", "judge model: alias, hub id, folder, or the endpoint's model name"),
-        Option("--judge-url", None, "OpenAI-compatible endpoint of the judge (sets judge.kind=openai)",
-               apply=_judge_url),
-        Option("--against", "mtbench.against", "pair every other checkpoint with this one (default: every pair)"),
-        Option("--baseline", None, "", renamed_to="--against"),
-        Option("--per-category", "mtbench.per_category", "questions per category (default all)", int),
-    ),
-))  # fmt: skip
-register_suite(Suite(
-    "gsm8k", run_gsm8k, gsm8k_metrics, print_gsm8k, GSM8KConfig,
-    "GSM8K accuracy: one greedy and n sampled attempts per problem; pass@k, maj@k",
-    (
-        _limit("gsm8k"),
-        Option("--source", "gsm8k.source",
-               "gsm_symbolic (default), reasoning_gym:NAME, a GSM8K JSONL file or folder, or openai/gsm8k"),
-        Option("--split", "gsm8k.split", "test (default) or train"),
-        Option("--samples", "gsm8k.samples", "sampled attempts per problem besides the greedy one", int),
-        Option("--prompt", "gsm8k.prompt", "prompt version", choices=lambda: tuple(PROMPTS)),
-        Option("--extract", "gsm8k.extract", "answer extraction rule", choices=lambda: EXTRACT_MODES),
-    ),
-))  # fmt: skip
-register_suite(Suite(
-    "mi", run_mi, mi_metrics, print_mi, MIConfig,
-    "the SAMI mutual-information lower bound on held-out records",
-    (_limit("mi"), Option("--data", "mi.data", "held-out records (docs/DATA.md)")),
-))  # fmt: skip
-register_suite(Suite(
-    "adherence", run_adherence, adherence_metrics, print_adherence, AdherenceConfig,
-    "judge-free pass rates of the verifiable principles' checkers, principle vs antithesis",
-    (_limit("adherence"),
-     Option("--queries", "adherence.queries", "mtbench (default) or a JSONL file with a 'query' field per line")),
-))  # fmt: skip
+register_suite(
+    Suite(
+        "mtbench",
+        run_mtbench,
+        mtbench_metrics,
+        print_mtbench,
+        MTBenchConfig,
+        "MT-Bench answers, judged pairwise or graded 1-10 by the judges of mtbench.judges (--judges)",
+        (
+            Option("--protocol", "mtbench.protocol", "answer protocol (default paper)", choices=lambda: PROTOCOLS),
+            Option(
+                "--judges",
+                None,
+                lambda: (
+                    "comma-separated, of: "
+                    + "; ".join(f"{j.name} ({j.help})" if j.help else j.name for j in JUDGES.values())
+                ),
+                apply=lambda text: [("mtbench.judges", text.split(","))],
+            ),
+            Option(
+                "--verdict",
+                "mtbench.verdict",
+                "pairwise verdicts from the verdict letters' probabilities or from generated text (default auto)",
+                choices=lambda: VERDICT_MODES,
+            ),
+            Option("--judge", "judge.model", "judge model: alias, hub id, folder, or the endpoint's model name"),
+            Option(
+                "--judge-url",
+                None,
+                "OpenAI-compatible endpoint of the judge (sets judge.kind=openai)",
+                apply=_judge_url,
+            ),
+            Option("--against", "mtbench.against", "pair every other checkpoint with this one (default: every pair)"),
+            Option("--baseline", None, "", renamed_to="--against"),
+            Option("--per-category", "mtbench.per_category", "questions per category (default all)", int),
+        ),
+    )
+)
+register_suite(
+    Suite(
+        "gsm8k",
+        run_gsm8k,
+        gsm8k_metrics,
+        print_gsm8k,
+        GSM8KConfig,
+        "GSM8K accuracy: one greedy and n sampled attempts per problem; pass@k, maj@k",
+        (
+            _limit("gsm8k"),
+            Option(
+                "--source",
+                "gsm8k.source",
+                "gsm_symbolic (default), reasoning_gym:NAME, a GSM8K JSONL file or folder, or openai/gsm8k",
+            ),
+            Option("--split", "gsm8k.split", "test (default) or train"),
+            Option("--samples", "gsm8k.samples", "sampled attempts per problem besides the greedy one", int),
+            Option("--prompt", "gsm8k.prompt", "prompt version", choices=lambda: tuple(PROMPTS)),
+            Option("--extract", "gsm8k.extract", "answer extraction rule", choices=lambda: EXTRACT_MODES),
+        ),
+    )
+)
+register_suite(
+    Suite(
+        "mi",
+        run_mi,
+        mi_metrics,
+        print_mi,
+        MIConfig,
+        "the SAMI mutual-information lower bound on held-out records",
+        (_limit("mi"), Option("--data", "mi.data", "held-out records (docs/DATA.md)")),
+    )
+)
+register_suite(
+    Suite(
+        "adherence",
+        run_adherence,
+        adherence_metrics,
+        print_adherence,
+        AdherenceConfig,
+        "judge-free pass rates of the verifiable principles' checkers, principle vs antithesis",
+        (
+            _limit("adherence"),
+            Option("--queries", "adherence.queries", "mtbench (default) or a JSONL file with a 'query' field per line"),
+        ),
+    )
+)

@@ -200,8 +200,9 @@ def _one_kind(directory: Path, stored: dict[str, dict], bindings: dict[str, dict
 
     was_imported = (directory / "import" / SETTINGS).is_file() or any(map(imported, stored.values()))
     was_generated = any(not imported(b) for b in stored.values())
-    mixed = [name for name, b in bindings.items() if (was_imported and not imported(b)) or
-             (was_generated and imported(b))]  # fmt: skip
+    mixed = [
+        name for name, b in bindings.items() if (was_imported and not imported(b)) or (was_generated and imported(b))
+    ]
     if mixed:
         held, added = ("imported", "generated") if was_imported else ("generated", "imported")
         raise ConfigError(
@@ -249,5 +250,7 @@ def check_imported_protocol(root: Path, protocol: str) -> None:
     path = root / "import" / SETTINGS
     stored = json.loads(path.read_text()).get("protocol") if path.is_file() else None
     if stored is not None and stored != protocol:
-        raise ConfigError(f"mtbench.protocol: {root} holds answers imported under the {stored} protocol, not "
-                          f"{protocol}; an eval folder holds one protocol")  # fmt: skip
+        raise ConfigError(
+            f"mtbench.protocol: {root} holds answers imported under the {stored} protocol, not "
+            f"{protocol}; an eval folder holds one protocol"
+        )

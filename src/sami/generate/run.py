@@ -136,8 +136,9 @@ class GenerateConfig:
         if self.skip_queries < 0:
             raise ValueError("skip_queries must be non-negative")
         if self.queries_per_chunk is not None and self.queries_per_chunk < 1:  # 0 read as the default, -1 as none
-            raise ConfigError(f"queries_per_chunk must be at least 1 (or null for one backend batch), got "
-                              f"{self.queries_per_chunk}")  # fmt: skip
+            raise ConfigError(
+                f"queries_per_chunk must be at least 1 (or null for one backend batch), got {self.queries_per_chunk}"
+            )
 
 
 @dataclass

@@ -251,9 +251,12 @@ def mtbench_stages(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     everyone = [f"base={base}"] + [model[m] for m in study.methods]
     evals = {"mtbench": ev}
     if study.mi and study.heldout:
-        mi_cfg = MIConfig(data=str(root / "data" / "heldout.jsonl"), template=study.train.template,
-                          max_prompt_tokens=study.train.max_prompt_tokens,
-                          max_response_tokens=study.train.max_response_tokens)  # fmt: skip
+        mi_cfg = MIConfig(
+            data=str(root / "data" / "heldout.jsonl"),
+            template=study.train.template,
+            max_prompt_tokens=study.train.max_prompt_tokens,
+            max_response_tokens=study.train.max_response_tokens,
+        )
         evals["mi"] = eval_config(cfg, root, everyone, mi=mi_cfg)
         stages.append(_eval_stage(evals["mi"], "mi", "mtbench/eval-mi", ["mtbench/data", *trained]))
     if study.adherence is not None:
@@ -312,8 +315,9 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
         write_report(cfg, parts, folder)
 
     report_config = {"name": cfg.name}
-    stages.append(Stage("report", Path(cfg.output_dir) / "report", report_config, run_report,
-                        after=[s.name for s in stages]))  # fmt: skip
+    stages.append(
+        Stage("report", Path(cfg.output_dir) / "report", report_config, run_report, after=[s.name for s in stages])
+    )
     return stages, parts
 
 

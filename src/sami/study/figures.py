@@ -116,16 +116,23 @@ def step_curves(series: Mapping[str, list[tuple[int, float]]], path: str | Path,
     the suffix of ``path`` (the page inlines an SVG). Beside it: ``<name>.json``, method -> step -> value as drawn."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for name, points in series.items():
-        ax.plot([s for s, _ in points], [v for _, v in points], marker="o" if len(points) < 30 else None,
-                markersize=3, label=name)  # fmt: skip
+        ax.plot(
+            [s for s, _ in points],
+            [v for _, v in points],
+            marker="o" if len(points) < 30 else None,
+            markersize=3,
+            label=name,
+        )
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    drawn = {line.get_label(): {str(int(x)): float(y) for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)}
-             for line in ax.get_lines()}  # fmt: skip
+    drawn = {
+        line.get_label(): {str(int(x)): float(y) for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)}
+        for line in ax.get_lines()
+    }
     return _save(fig, path, drawn)
 
 
@@ -135,8 +142,7 @@ def estimate_bars(values: Mapping[str, Estimate], path: str | Path, *, title: st
     names = list(values)
     points = [_point(values[n]) for n in names]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.8))
-    ax.bar(range(len(names)), [p[0] for p in points], yerr=([p[1] for p in points], [p[2] for p in points]),
-           capsize=3)  # fmt: skip
+    ax.bar(range(len(names)), [p[0] for p in points], yerr=([p[1] for p in points], [p[2] for p in points]), capsize=3)
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

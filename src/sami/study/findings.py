@@ -165,20 +165,26 @@ def judge_findings(mtbench: dict) -> list[str]:
         lines.append(f"Judge `{judge}` ({source} verdicts), {note}: " + "; ".join(parts) + tail + ".")
         first = mtbench.get("judge_diagnostics", {}).get(judge, {}).get("first_position")
         if first and excludes(first, 0.5):
-            lines.append(f"Judge `{judge}` prefers the answer shown {'first' if first['value'] > 0.5 else 'second'}: "
-                         f"{pct(first, 0)} of its decisive verdicts pick the first (both orders are judged, so "
-                         "this cancels in the win rates, but the orders then disagree).")  # fmt: skip
+            lines.append(
+                f"Judge `{judge}` prefers the answer shown {'first' if first['value'] > 0.5 else 'second'}: "
+                f"{pct(first, 0)} of its decisive verdicts pick the first (both orders are judged, so "
+                "this cancels in the win rates, but the orders then disagree)."
+            )
         fit = mtbench.get("ranking", {}).get(judge)
         if fit:
             models, origin = fit["models"], fit["origin"]
             order = sorted(models, key=lambda n: models[n]["rank"])
             rates = "; ".join(f"{n} {pct(models[n]['win_rate_vs_origin'], 0)}" for n in order if n != origin)
             if all(excludes(models[n]["win_rate_vs_origin"], 0.5) is None for n in order if n != origin):
-                lines.append(f"Bradley-Terry ranking by `{judge}`: no model can be told apart from {origin} (expected "
-                             f"win rate against it: {rates}).")  # fmt: skip
+                lines.append(
+                    f"Bradley-Terry ranking by `{judge}`: no model can be told apart from {origin} (expected "
+                    f"win rate against it: {rates})."
+                )
             else:
-                lines.append(f"Bradley-Terry ranking by `{judge}`: {', '.join(order)} (expected win rate against "
-                             f"{origin}: {rates}).")  # fmt: skip
+                lines.append(
+                    f"Bradley-Terry ranking by `{judge}`: {', '.join(order)} (expected win rate against "
+                    f"{origin}: {rates})."
+                )
     return lines
 
 
@@ -225,8 +231,10 @@ def findings(summary: dict) -> list[str]:
     for study in ("mtbench", "math"):
         for method, m in summary.get(study, {}).get("training", {}).get("methods", {}).items():
             if m.get("saturated_steps"):
-                lines.append(f"Training of {method} ({study} study) saturated: {m['saturated_steps']} of its "
-                             f"{m['steps']} steps had a gradient norm of exactly 0 and changed nothing.")  # fmt: skip
+                lines.append(
+                    f"Training of {method} ({study} study) saturated: {m['saturated_steps']} of its "
+                    f"{m['steps']} steps had a gradient norm of exactly 0 and changed nothing."
+                )
     ev = summary.get("mtbench", {}).get("eval", {})
     if "mtbench" in ev:  # the paper's headline comparison first
         lines += judge_findings(ev["mtbench"])
@@ -250,13 +258,18 @@ def headline(summary: dict, most: int = 6) -> list[str]:
         rates = ", ".join(f"{pair} {pct(b['overall']['win_rate_adjusted'], 0)}" for pair, b in by_pair.items())
         judges.append(f"MT-Bench, {judge} judge, hard win rate of the first named: {rates}")
     if "mi" in ev:
-        rest.append("MI bound on held-out records, nats: " + ", ".join(
-            f"{n} {num(m['overall']['mi_bound'], 2)}" for n, m in ev["mi"].items()))  # fmt: skip
+        rest.append(
+            "MI bound on held-out records, nats: "
+            + ", ".join(f"{n} {num(m['overall']['mi_bound'], 2)}" for n, m in ev["mi"].items())
+        )
     if "sami" in ev.get("adherence", {}):
-        rest.append("SAMI's adherence, pass rate under the principle minus under its antithesis: " + ", ".join(
-            f"{p} {num(b['contrast'], 2)}" for p, b in ev["adherence"]["sami"]["principles"].items()))  # fmt: skip
+        rest.append(
+            "SAMI's adherence, pass rate under the principle minus under its antithesis: "
+            + ", ".join(f"{p} {num(b['contrast'], 2)}" for p, b in ev["adherence"]["sami"]["principles"].items())
+        )
     gsm8k = summary.get("math", {}).get("eval", {}).get("gsm8k")
     if gsm8k:
-        rest.append("GSM8K greedy accuracy: " + ", ".join(f"{n} {pct(m['greedy_accuracy'], 0)}"
-                                                          for n, m in gsm8k.items()))  # fmt: skip
+        rest.append(
+            "GSM8K greedy accuracy: " + ", ".join(f"{n} {pct(m['greedy_accuracy'], 0)}" for n, m in gsm8k.items())
+        )
     return (judges[: max(most - len(rest), 1)] + rest)[:most]

@@ -110,17 +110,26 @@ def scoreboard(metrics: dict) -> list[dict]:
     for judge, by_pair in metrics.get("pairwise", {}).items():
         for pair, block in by_pair.items():
             o = block["overall"]
-            rows.append({"judge": judge, "pair": pair, "source": block.get("verdict_source", ""),
-                         "n": o["n"], **{k: o[k] for k in OUTCOMES},
-                         "hard": pct(o["win_rate_adjusted"]), "soft": pct(o.get("soft_win_rate"))})  # fmt: skip
+            rows.append(
+                {
+                    "judge": judge,
+                    "pair": pair,
+                    "source": block.get("verdict_source", ""),
+                    "n": o["n"],
+                    **{k: o[k] for k in OUTCOMES},
+                    "hard": pct(o["win_rate_adjusted"]),
+                    "soft": pct(o.get("soft_win_rate")),
+                }
+            )
     return rows
 
 
 def _curve_figures(trains: dict, fig_dir: Path, study: str) -> list[dict]:
     out = []
     for key, series in training_curves(trains).items():
-        path = figures.step_curves(series, fig_dir / f"training_{study}_{key}.svg", title=f"{study}: {CURVES[key]}",
-                                   ylabel=CURVES[key])  # fmt: skip
+        path = figures.step_curves(
+            series, fig_dir / f"training_{study}_{key}.svg", title=f"{study}: {CURVES[key]}", ylabel=CURVES[key]
+        )
         out.append({"key": key, "title": CURVES[key], "src": data_uri(path)})
     return out
 
@@ -141,12 +150,18 @@ def study_context(study: Study, fig_dir: Path) -> dict:
 
 
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
-                              lstrip_blocks=True, undefined=jinja2.StrictUndefined)  # fmt: skip
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
-def write_page(path: Path, *, title: str, studies: list[Study], fig_dir: Path, report_md: str | None = None,
-               source: str = "") -> Path:  # fmt: skip
+def write_page(
+    path: Path, *, title: str, studies: list[Study], fig_dir: Path, report_md: str | None = None, source: str = ""
+) -> Path:
     """Render the page into ``path``. ``fig_dir``: where the report's figures are (for ``report_md``'s figure
     lines) and where the training curves are drawn."""
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -161,8 +176,9 @@ def write_page(path: Path, *, title: str, studies: list[Study], fig_dir: Path, r
     html = environment().get_template("index.html.j2").render(**context)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a file of its own for each writer: `sami view` may write a run's page while its report stage does
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False) as f:  # fmt: skip
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    ) as f:
         f.write(html)
     try:
         os.chmod(f.name, 0o644)  # as a page written in place would be, not the private mode of a temporary file
@@ -175,11 +191,20 @@ def write_page(path: Path, *, title: str, studies: list[Study], fig_dir: Path, r
 def run_studies(parts: dict, summary: dict) -> list[Study]:
     """A run's studies as the page shows them: the eval configs and trained methods of ``plan_experiment``'s
     parts, with the metrics ``build_summary`` recomputed."""
-    return [Study(name, evals=part["evals"], metrics=summary[name]["eval"], trains=part["trains"])
-            for name, part in parts.items() if name in summary]  # fmt: skip
+    return [
+        Study(name, evals=part["evals"], metrics=summary[name]["eval"], trains=part["trains"])
+        for name, part in parts.items()
+        if name in summary
+    ]
 
 
 def write_run_page(cfg, parts: dict, summary: dict, report_md: str, report_dir: Path) -> Path:
     """The page of a run, beside its report (``report_dir``, whose ``figures/`` the report has drawn)."""
-    return write_page(report_dir / PAGE, title=f"Run: {cfg.name}", studies=run_studies(parts, summary),
-                      fig_dir=report_dir / "figures", report_md=report_md, source=str(cfg.output_dir))  # fmt: skip
+    return write_page(
+        report_dir / PAGE,
+        title=f"Run: {cfg.name}",
+        studies=run_studies(parts, summary),
+        fig_dir=report_dir / "figures",
+        report_md=report_md,
+        source=str(cfg.output_dir),
+    )

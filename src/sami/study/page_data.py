@@ -54,8 +54,15 @@ def _constitution(stored, library) -> tuple[list[dict], list]:
     check (empty for free text)."""
     if not isinstance(stored, dict):
         return ([{"name": None, "side": None, "text": stored, "flipped": False}] if stored else []), []
-    lines = [{"name": i.get("name"), "side": i.get("side"), "text": i.get("text", ""),
-              "flipped": i.get("side") == "antithesis"} for i in stored["principles"]]  # fmt: skip
+    lines = [
+        {
+            "name": i.get("name"),
+            "side": i.get("side"),
+            "text": i.get("text", ""),
+            "flipped": i.get("side") == "antithesis",
+        }
+        for i in stored["principles"]
+    ]
     shown = read_shown(stored, library)
     return lines, shown if isinstance(shown, list) else []
 
@@ -142,18 +149,21 @@ def mtbench_items(cfg: EvalConfig, metrics: dict) -> dict:
                 qid, number = item["key"]
                 orders = by_key[(qid, number)]
                 q = question(qid, item["category"])
-                turn(q, number)["verdicts"].append({
-                    "judge": judge,
-                    "pair": f"{x} vs {y}",
-                    "outcome": item["outcome"],
-                    "disagree": bool(item["inconsistent"]),
-                    "orders": [_order(orders[x]), _order(orders[y])],
-                })  # fmt: skip
+                turn(q, number)["verdicts"].append(
+                    {
+                        "judge": judge,
+                        "pair": f"{x} vs {y}",
+                        "outcome": item["outcome"],
+                        "disagree": bool(item["inconsistent"]),
+                        "orders": [_order(orders[x]), _order(orders[y])],
+                    }
+                )
     for q in questions.values():
         q["turns"] = [q["turns"][k] for k in sorted(q["turns"])]
         # what the browser's filters read: every (judge, pairing, outcome, disagreement) of the question
-        q["verdict_keys"] = [{k: v[k] for k in ("judge", "pair", "outcome", "disagree")} for t in q["turns"]
-                             for v in t["verdicts"]]  # fmt: skip
+        q["verdict_keys"] = [
+            {k: v[k] for k in ("judge", "pair", "outcome", "disagree")} for t in q["turns"] for v in t["verdicts"]
+        ]
     ordered = sorted(questions.values(), key=lambda q: (q["category"], _sortable(q["id"])))
     return {
         "models": names,
@@ -176,8 +186,10 @@ def adherence_items(cfg: EvalConfig) -> dict:
 
     root = Path(cfg.output_dir) / "adherence"
     names = [n for n, _ in cfg.checkpoints()]
-    rows = {n: {(r["principle"], r["side"], r["query_index"]): r for r in read_jsonl(root / "answers" / f"{n}.jsonl")}
-            for n in names}  # fmt: skip
+    rows = {
+        n: {(r["principle"], r["side"], r["query_index"]): r for r in read_jsonl(root / "answers" / f"{n}.jsonl")}
+        for n in names
+    }
     blocks = []
     principles = _verifiable(cfg)
     for p in principles:
@@ -192,9 +204,11 @@ def adherence_items(cfg: EvalConfig) -> dict:
                 prompt = next(iter(stored.values())).get("prompt", "")
                 sides[side] = {
                     "prompt": prompt if isinstance(prompt, str) else str(prompt),
-                    "answers": {n: {"text": r["answer"], "passed": bool(passes(p.checker, r["answer"]))}
-                                for n, r in stored.items()},
-                }  # fmt: skip
+                    "answers": {
+                        n: {"text": r["answer"], "passed": bool(passes(p.checker, r["answer"]))}
+                        for n, r in stored.items()
+                    },
+                }
             if sides:
                 blocks.append({"principle": p.name, "query_index": k, "sides": sides})
     return {"models": names, "principles": [p.name for p in principles], "items": blocks}

@@ -93,8 +93,13 @@ def _data(part: dict) -> dict:
         if path.is_file():
             counts[split] = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     principles = gen.constitutions.principles
-    return {"teacher_mode": gen.teacher_mode, "teacher": gen.teacher.model, "principles": principles,
-            "strategy": gen.constitutions.strategy, "records": counts}  # fmt: skip
+    return {
+        "teacher_mode": gen.teacher_mode,
+        "teacher": gen.teacher.model,
+        "principles": principles,
+        "strategy": gen.constitutions.strategy,
+        "records": counts,
+    }
 
 
 def build_summary(cfg, parts: dict) -> dict:
@@ -174,34 +179,51 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
                 cells.append(f"{pct(pc['win_rate_adjusted'])} (n={pc['n']})" if pc else "-")
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         figure = {
-            pair: {**{c: {**b["win_rate_adjusted"]} for c, b in block["per_category"].items()},
-                   "overall": block["overall"]["win_rate_adjusted"]}
+            pair: {
+                **{c: {**b["win_rate_adjusted"]} for c, b in block["per_category"].items()},
+                "overall": block["overall"]["win_rate_adjusted"],
+            }
             for pair, block in by_pair.items()
-        }  # fmt: skip
+        }
         path = figures.winrate_bars(figure, fig_dir / f"mtbench_{judge}.png", title=f"MT-Bench, {judge} judge")
         lines += ["", f"![{judge} win rates](figures/{path.name})", ""]
     if "mi" in s["eval"]:
         mi = s["eval"]["mi"]
         lines += ["### Mutual-information bound on held-out records, and fluency beside it", ""]
-        lines += ["| checkpoint | MI bound, nats (95%) | column accuracy | row accuracy | diagonal log-prob per token "
-                  "| change from base |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "| checkpoint | MI bound, nats (95%) | column accuracy | row accuracy | diagonal log-prob per token "
+            "| change from base |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, block in mi.items():
             o = block["overall"]
-            lines.append(f"| {name} | {num(o['mi_bound'])} | {pct(o['col_accuracy'])} | {pct(o['row_accuracy'])} "
-                         f"| {num(o.get('diag_logprob'))} | {num(o.get('diag_logprob_change'))} |")  # fmt: skip
-        lines += ["", "The MI bound is at most log C. The diagonal log-prob is the mean per-token log-probability of "
-                  "each held-out teacher response under its own constitution: InfoNCE can raise the bound by making "
-                  "every response unlikely, so a bound that rises while this falls is not alignment."]  # fmt: skip
-        path = figures.estimate_bars({n: b["overall"]["mi_bound"] for n, b in mi.items()}, fig_dir / "mi_bound.png",
-                                     title="MI lower bound, held-out records", ylabel="nats")  # fmt: skip
+            lines.append(
+                f"| {name} | {num(o['mi_bound'])} | {pct(o['col_accuracy'])} | {pct(o['row_accuracy'])} "
+                f"| {num(o.get('diag_logprob'))} | {num(o.get('diag_logprob_change'))} |"
+            )
+        lines += [
+            "",
+            "The MI bound is at most log C. The diagonal log-prob is the mean per-token log-probability of "
+            "each held-out teacher response under its own constitution: InfoNCE can raise the bound by making "
+            "every response unlikely, so a bound that rises while this falls is not alignment.",
+        ]
+        path = figures.estimate_bars(
+            {n: b["overall"]["mi_bound"] for n, b in mi.items()},
+            fig_dir / "mi_bound.png",
+            title="MI lower bound, held-out records",
+            ylabel="nats",
+        )
         lines += ["", f"![MI bound](figures/{path.name})", ""]
     if "adherence" in s["eval"]:
         ad = s["eval"]["adherence"]
         lines += ["### Principle adherence (judge-free checkers)", ""]
         principles = sorted({p for m in ad.values() for p in m["principles"]})
-        lines += ["Contrast = checker pass rate under the principle minus under its antithesis (95% interval); "
-                  "in brackets the pass rates under each. Degenerate: answers that are empty, run-on tokens or "
-                  "loops (docs/EVALUATION.md).", ""]  # fmt: skip
+        lines += [
+            "Contrast = checker pass rate under the principle minus under its antithesis (95% interval); "
+            "in brackets the pass rates under each. Degenerate: answers that are empty, run-on tokens or "
+            "loops (docs/EVALUATION.md).",
+            "",
+        ]
         lines += [
             "| checkpoint | " + " | ".join(principles) + " | degenerate |",
             "|---|" + "---|" * (len(principles) + 1),
@@ -216,11 +238,18 @@ def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
                 under = f"{pct(b['checker_pass_under_principle'])} / {pct(b['checker_pass_under_antithesis'])}"
                 cells.append(f"{num(b['contrast'], 2)} ({under})")
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {pct(m.get('degenerate'))} |")
-        contrasts = {name: {p: m["principles"][p]["contrast"] for p in principles if p in m["principles"]}
-                     for name, m in ad.items()}  # fmt: skip
-        path = figures.winrate_bars(contrasts, fig_dir / "adherence_contrast.png", title="Principle adherence",
-                                    reference=0.0, xlim=(-1, 1), xlabel="checker pass rate under the principle "
-                                    "minus under its antithesis, 95% interval")  # fmt: skip
+        contrasts = {
+            name: {p: m["principles"][p]["contrast"] for p in principles if p in m["principles"]}
+            for name, m in ad.items()
+        }
+        path = figures.winrate_bars(
+            contrasts,
+            fig_dir / "adherence_contrast.png",
+            title="Principle adherence",
+            reference=0.0,
+            xlim=(-1, 1),
+            xlabel="checker pass rate under the principle minus under its antithesis, 95% interval",
+        )
         lines += ["", f"![adherence contrast](figures/{path.name})", ""]
     _training_section(s["training"], lines)
 
@@ -230,9 +259,13 @@ def _flips_table(by_pair: dict, lines: list[str]) -> None:
     counts = sorted({k for b in by_pair.values() for k in b.get("per_flipped", {})}, key=int)
     if len(counts) < 2:  # one constitution for every question: nothing to split
         return
-    lines += ["", "Hard win rate by how many principles of the question's constitution were flipped to their "
-              "antithesis:", "", "| principles flipped | " + " | ".join(by_pair) + " |",
-              "|---|" + "---|" * len(by_pair)]  # fmt: skip
+    lines += [
+        "",
+        "Hard win rate by how many principles of the question's constitution were flipped to their antithesis:",
+        "",
+        "| principles flipped | " + " | ".join(by_pair) + " |",
+        "|---|" + "---|" * len(by_pair),
+    ]
     for k in counts:
         cells = []
         for block in by_pair.values():
@@ -245,33 +278,50 @@ def _judge_table(m: dict, judge: str, lines: list[str]) -> None:
     """The judge's order agreement and position preference, and the Bradley-Terry ranking when there is one."""
     d = m.get("judge_diagnostics", {}).get(judge)
     if d:
-        lines += ["", f"The judge's two orders of an item agree in {pct(d['order_agreement'])} of items; of its "
-                  f"verdicts that pick an answer, {pct(d['first_position'])} pick the one shown first (50% is no "
-                  f"position preference); {pct(d['ties'])} of its verdicts are ties."]  # fmt: skip
+        lines += [
+            "",
+            f"The judge's two orders of an item agree in {pct(d['order_agreement'])} of items; of its "
+            f"verdicts that pick an answer, {pct(d['first_position'])} pick the one shown first (50% is no "
+            f"position preference); {pct(d['ties'])} of its verdicts are ties.",
+        ]
     fit = m.get("ranking", {}).get(judge)
     if fit:
-        lines += ["", f"Bradley-Terry ranking over every judged item of every pairing (bootstrap over questions; "
-                  f"strength in logits over {fit['origin']}):", "",
-                  f"| rank | model | strength (95%) | expected win rate against {fit['origin']} (95%) |",
-                  "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"Bradley-Terry ranking over every judged item of every pairing (bootstrap over questions; "
+            f"strength in logits over {fit['origin']}):",
+            "",
+            f"| rank | model | strength (95%) | expected win rate against {fit['origin']} (95%) |",
+            "|---|---|---|---|",
+        ]
         for name, r in sorted(fit["models"].items(), key=lambda kv: kv[1]["rank"]):
             lines.append(f"| {r['rank']} | {name} | {num(r['strength'], 2)} | {pct(r['win_rate_vs_origin'])} |")
 
 
 def _training_section(t: dict, lines: list[str]) -> None:
-    lines += ["### Training", "", "| method | starts from | steps | first loss | last loss | MI bound, first -> last "
-              "| diagonal log-prob, first -> last |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "### Training",
+        "",
+        "| method | starts from | steps | first loss | last loss | MI bound, first -> last "
+        "| diagonal log-prob, first -> last |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for method, m in t["methods"].items():
         fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
         mi = f"{fmt(m['first_mi_bound'])} -> {fmt(m['last_mi_bound'])}" if "last_mi_bound" in m else "-"
         diag = f"{fmt(m['first_diag_logprob'])} -> {fmt(m['last_diag_logprob'])}" if "last_diag_logprob" in m else "-"
-        lines.append(f"| {method} | {m['init_from'] or 'base'} | {m['steps']} | {fmt(m['first_loss'])} | "
-                     f"{fmt(m['last_loss'])} | {mi} | {diag} |")  # fmt: skip
+        lines.append(
+            f"| {method} | {m['init_from'] or 'base'} | {m['steps']} | {fmt(m['first_loss'])} | "
+            f"{fmt(m['last_loss'])} | {mi} | {diag} |"
+        )
     for method, m in t["methods"].items():
         if m.get("saturated_steps"):
-            lines += ["", f"**{method} saturated:** {m['saturated_steps']} of its {m['steps']} steps had a gradient "
-                      "norm of exactly 0, so those steps changed nothing (the learning rate was too high, or the "
-                      "data give no signal)."]  # fmt: skip
+            lines += [
+                "",
+                f"**{method} saturated:** {m['saturated_steps']} of its {m['steps']} steps had a gradient "
+                "norm of exactly 0, so those steps changed nothing (the learning rate was too high, or the "
+                "data give no signal).",
+            ]
     # a setting shows where the methods that use it differ, with those methods' values only; each run's method,
     # folder and starting point differ by construction (the table above names them)
     differ = {}
@@ -279,8 +329,12 @@ def _training_section(t: dict, lines: list[str]) -> None:
         used = {m: v for m, v in values.items() if v != NOT_USED}
         if key not in SELF_EVIDENT and len({json.dumps(v, default=str) for v in used.values()}) > 1:
             differ[key] = used
-    lines += ["", "Every setting that differs between the methods that use it (each method's whole resolved config is "
-              "`<study>/models/<method>/config.yaml`):", ""]  # fmt: skip
+    lines += [
+        "",
+        "Every setting that differs between the methods that use it (each method's whole resolved config is "
+        "`<study>/models/<method>/config.yaml`):",
+        "",
+    ]
     lines += [f"- `{key}`: " + ", ".join(f"{m} = {v}" for m, v in used.items()) for key, used in differ.items()]
     lines += ["- none", ""] if not differ else [""]
 
@@ -362,8 +416,13 @@ def render_report(summary: dict, fig_dir: Path) -> str:
     ]
     shows = findings(summary)
     if shows:
-        lines += ["## What this run shows", "", "Generated from the numbers below; two estimates are called different "
-                  "only when their 95% intervals do not overlap.", ""]  # fmt: skip
+        lines += [
+            "## What this run shows",
+            "",
+            "Generated from the numbers below; two estimates are called different "
+            "only when their 95% intervals do not overlap.",
+            "",
+        ]
         lines += [f"- {sentence}" for sentence in shows] + [""]
     if "mtbench" in summary:
         _mtbench_section(summary["mtbench"], fig_dir, lines)

@@ -20,8 +20,15 @@ def block_network(route) -> None:
         route.abort()
 
 
-def screenshot(page_path: str | Path, out: str | Path, *, width: int = 1400, height: int = 1800,
-               full_page: bool = False, selector: str | None = None) -> Path:  # fmt: skip
+def screenshot(
+    page_path: str | Path,
+    out: str | Path,
+    *,
+    width: int = 1400,
+    height: int = 1800,
+    full_page: bool = False,
+    selector: str | None = None,
+) -> Path:
     """Open ``page_path`` offline and save a PNG of the top ``height`` pixels (or the whole page, or the
     element ``selector``) to ``out``. ``out`` is replaced only by a whole picture: a page without the element
     (``InputMissing``, said at once instead of after the browser's wait) or a browser that fails leaves it as it

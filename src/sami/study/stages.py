@@ -119,8 +119,13 @@ def run_stages(stages: Sequence[Stage], *, only: Sequence[str] | None = None) ->
         start = time.perf_counter()
         stage.run(stage.folder)
         seconds = time.perf_counter() - start
-        record = {"stage": stage.name, "fingerprint": stage.fingerprint, "config": stage.config,
-                  "after": list(stage.after), "seconds": round(seconds, 2)}  # fmt: skip
+        record = {
+            "stage": stage.name,
+            "fingerprint": stage.fingerprint,
+            "config": stage.config,
+            "after": list(stage.after),
+            "seconds": round(seconds, 2),
+        }
         if _rank() == 0:  # under `accelerate launch` every process runs the stage; one writes its marker
             tmp = stage.folder / f".{MARKER}.tmp"
             tmp.write_text(json.dumps(stamped(record), indent=2, default=str))

@@ -25,8 +25,13 @@ def write_eval_page(output_dir: Path, evals: dict, metrics: dict, page_dir: Path
     """The page of one evaluation folder: ``evals`` suite -> EvalConfig, ``metrics`` suite -> its metrics."""
     page_dir = page_dir or output_dir / REPORT_DIR
     with tempfile.TemporaryDirectory() as tmp:
-        return write_page(page_dir / PAGE, title=f"Evaluation: {output_dir.name}", fig_dir=Path(tmp),
-                          studies=[Study("eval", evals=evals, metrics=metrics)], source=str(output_dir))  # fmt: skip
+        return write_page(
+            page_dir / PAGE,
+            title=f"Evaluation: {output_dir.name}",
+            fig_dir=Path(tmp),
+            studies=[Study("eval", evals=evals, metrics=metrics)],
+            source=str(output_dir),
+        )
 
 
 def _is_eval_config(path: Path) -> bool:
@@ -66,8 +71,10 @@ def _view(folder: str | Path) -> Path:
         raise InputMissing(f"{folder} is a file; expected a run folder of sami experiment or an evaluation folder")
     config = folder / CONFIG
     if config.is_file() and "method" in (load_yaml(config) or {}):  # what sami train wrote
-        raise InputMissing(f"{folder} is a training run (sami train), which has no page; evaluate it with sami eval "
-                           "and view that folder, or view the run of sami experiment that trained it")  # fmt: skip
+        raise InputMissing(
+            f"{folder} is a training run (sami train), which has no page; evaluate it with sami eval "
+            "and view that folder, or view the run of sami experiment that trained it"
+        )
     if config.is_file() and not _is_eval_config(config):
         return _view_run(folder)
     if _is_eval_config(config):  # one suite's folder
@@ -81,14 +88,19 @@ def _view(folder: str | Path) -> Path:
         unknown = [p.parent for p in [config, *folder.glob(f"*/{CONFIG}")] if _is_eval_config(p)]
         unknown = sorted(p.name for p in unknown if p.name not in SUITES)
         if unknown:
-            raise InputMissing(f"{folder}: {', '.join(unknown)} hold(s) results of a suite no loaded plugin adds; "
-                               "load the plugin that adds it: sami --plugin MODULE view ...")  # fmt: skip
+            raise InputMissing(
+                f"{folder}: {', '.join(unknown)} hold(s) results of a suite no loaded plugin adds; "
+                "load the plugin that adds it: sami --plugin MODULE view ..."
+            )
     if not evals and any(_is_eval_config(p) for p in folder.glob(f"eval/*/{CONFIG}")):  # one study of a run
-        raise InputMissing(f"{folder} is one study of a run; view the run ({folder.parent}) or its evaluations "
-                           f"({folder / 'eval'})")  # fmt: skip
+        raise InputMissing(
+            f"{folder} is one study of a run; view the run ({folder.parent}) or its evaluations ({folder / 'eval'})"
+        )
     if not evals:
-        raise InputMissing(f"{folder}: neither a run folder (config.yaml of sami experiment) nor an evaluation "
-                                "folder (mtbench/, gsm8k/, adherence/ or mi/ with their config.yaml)")  # fmt: skip
+        raise InputMissing(
+            f"{folder}: neither a run folder (config.yaml of sami experiment) nor an evaluation "
+            "folder (mtbench/, gsm8k/, adherence/ or mi/ with their config.yaml)"
+        )
     from sami.eval.run import compute
 
     output_dir = Path(next(iter(evals.values())).output_dir)
@@ -111,8 +123,14 @@ def _view_run(folder: Path) -> Path:
         raise InputMissing(f"{folder}: the run is not finished ({err}); its page needs every evaluation{hint}") from err
     with tempfile.TemporaryDirectory() as tmp:  # the report's figures, drawn again only to be inlined
         report_md = render_report(summary, Path(tmp) / "figures")
-        return write_page(folder / REPORT_DIR / PAGE, title=f"Run: {cfg.name}", studies=run_studies(parts, summary),
-                          fig_dir=Path(tmp) / "figures", report_md=report_md, source=str(folder))  # fmt: skip
+        return write_page(
+            folder / REPORT_DIR / PAGE,
+            title=f"Run: {cfg.name}",
+            studies=run_studies(parts, summary),
+            fig_dir=Path(tmp) / "figures",
+            report_md=report_md,
+            source=str(folder),
+        )
 
 
 def open_server(port: int = 0) -> http.server.ThreadingHTTPServer:
@@ -126,8 +144,9 @@ def open_server(port: int = 0) -> http.server.ThreadingHTTPServer:
         return http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
-            raise ConfigError(f"--port {port}: 127.0.0.1:{port} is in use; choose another port, or leave --port "
-                              "out for a free one") from None  # fmt: skip
+            raise ConfigError(
+                f"--port {port}: 127.0.0.1:{port} is in use; choose another port, or leave --port out for a free one"
+            ) from None
         if err.errno == errno.EACCES:
             raise ConfigError(
                 f"--port {port}: not permitted to listen on 127.0.0.1:{port} (ports below 1024 need privileges); "

@@ -261,9 +261,13 @@ def log_cuts(cuts: dict, cfg: TrainConfig) -> None:
         logger.warning(
             "cut to their token budgets: %d of %d responses (max_response_tokens %s), %d of %d prompts "
             "(max_prompt_tokens %s)",
-            c["responses"], c["responses_seen"], cfg.max_response_tokens, c["prompts"], c["prompts_seen"],
+            c["responses"],
+            c["responses_seen"],
+            cfg.max_response_tokens,
+            c["prompts"],
+            c["prompts_seen"],
             cfg.max_prompt_tokens,
-        )  # fmt: skip
+        )
 
 
 def _no_space(err: BaseException, where: Path) -> bool:

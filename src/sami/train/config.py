@@ -21,9 +21,21 @@ TRAIN_METHODS: tuple[str, ...] = BUILT_IN_SECTIONS
 # TRL 1.16's DPOConfig.loss_type names this config can run (several are summed). Not exo_pair: it needs label
 # smoothing, which this config does not set.
 DPO_LOSS_TYPES: tuple[str, ...] = (
-    "sigmoid", "hinge", "ipo", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero",
-    "apo_down", "discopop", "sft", "sigmoid_norm",
-)  # fmt: skip
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
 SCHEDULERS: tuple[str, ...] = ("constant", "constant_with_warmup", "linear", "cosine")
 PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
 SHARDINGS: tuple[str, ...] = ("none", "fsdp")  # sami.train.sharding
@@ -49,8 +61,12 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
-        for name, low, strict in (("lr", 0, True), ("eps", 0, True), ("weight_decay", 0, False),
-                                  ("max_grad_norm", 0, False)):  # fmt: skip
+        for name, low, strict in (
+            ("lr", 0, True),
+            ("eps", 0, True),
+            ("weight_decay", 0, False),
+            ("max_grad_norm", 0, False),
+        ):
             if not in_range(getattr(self, name), low, strict):
                 kind = "positive" if strict else "non-negative"
                 raise ValueError(f"optim.{name} must be a {kind} finite number, got {getattr(self, name)!r}")

@@ -61,8 +61,11 @@ def precomputed_reference(
     by_c: dict[int, list[QueryTokens]] = {}
     for q in dict.fromkeys(queries):  # identical records score identically
         by_c.setdefault(q.num_constitutions, []).append(q)
-    chunks = [group[k : k + cfg.queries_per_device] for group in by_c.values()
-              for k in range(0, len(group), cfg.queries_per_device)]  # fmt: skip
+    chunks = [
+        group[k : k + cfg.queries_per_device]
+        for group in by_c.values()
+        for k in range(0, len(group), cfg.queries_per_device)
+    ]
     passes = agree(len(chunks)) if agree is not None else len(chunks)
     for chunk in chunks + chunks[-1:] * (passes - len(chunks)):
         table.update(zip(chunk, diagonals(model, cfg, chunk, pad_id), strict=True))

@@ -232,8 +232,11 @@ def train_sami(cfg: TrainConfig, *, resume: bool) -> TrainResult:
             _save_checkpoint(accelerator, run.out, step + 1, run.saved_cfg, run.run_info, _state_saver(run))
     bar.close()
     if saturation.saturated:
-        logger.warning("%d of this run's %d steps had a gradient norm of exactly 0 (saturated)",
-                       saturation.saturated, run.steps - run.start)  # fmt: skip
+        logger.warning(
+            "%d of this run's %d steps had a gradient norm of exactly 0 (saturated)",
+            saturation.saturated,
+            run.steps - run.start,
+        )
     if run.start < run.steps:  # a finished run that is resumed again has nothing to save
         _save_checkpoint(accelerator, run.out, run.steps, run.saved_cfg, run.run_info, _state_saver(run))
     model_dir = run.out / MODEL
@@ -335,12 +338,35 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         accelerator.init_trackers(
             "sami", config={k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
         )
-    return _Run(cfg, out, accelerator, model, tokenizer, optimizer, scheduler, records, queries, reference, steps,
-                start, segments, {"data_sha256": data_hash, "segments": segments}, shard, saved_cfg)  # fmt: skip
+    return _Run(
+        cfg,
+        out,
+        accelerator,
+        model,
+        tokenizer,
+        optimizer,
+        scheduler,
+        records,
+        queries,
+        reference,
+        steps,
+        start,
+        segments,
+        {"data_sha256": data_hash, "segments": segments},
+        shard,
+        saved_cfg,
+    )
 
 
-def _reference(cfg: TrainConfig, accelerator, model, queries: list[QueryTokens], steps: int, pad_id: int,
-               shard: sharding.Sharding | None = None):  # fmt: skip
+def _reference(
+    cfg: TrainConfig,
+    accelerator,
+    model,
+    queries: list[QueryTokens],
+    steps: int,
+    pad_id: int,
+    shard: sharding.Sharding | None = None,
+):
     """The anchor's reference (``sami.ref_weight``), None without one; called before a checkpoint loads, while
     the model is still the starting model."""
     if cfg.sami.ref_weight <= 0:
@@ -351,9 +377,12 @@ def _reference(cfg: TrainConfig, accelerator, model, queries: list[QueryTokens],
     autocast = accelerator.autocast() if shard is None else shard.autocast(accelerator)
     with autocast:
         reference = precomputed_reference(
-            model, cfg, [queries[i] for i in read], pad_id,
+            model,
+            cfg,
+            [queries[i] for i in read],
+            pad_id,
             agree=lambda n: sharding.agree_on_count(n, shard, accelerator.device),
-        )  # fmt: skip
+        )
     logger.info("reference: diagonal log-probs of %d queries under the starting model", len(read))
     return reference
 
@@ -437,8 +466,11 @@ def _step_metrics(accelerator, step, losses, mats, tokens, seconds, lr, grad_nor
     ``ref_log_ratio`` and ``ref_penalty`` when reference diagonals ``refs`` (aligned with ``mats``) are given.
     """
     refs = refs or [None] * len(mats)
-    per_query = [sami_metrics(m[b], None if r is None else r[b]) for m, r in zip(mats, refs, strict=True)
-                 for b in range(m.shape[0])]  # fmt: skip
+    per_query = [
+        sami_metrics(m[b], None if r is None else r[b])
+        for m, r in zip(mats, refs, strict=True)
+        for b in range(m.shape[0])
+    ]
     local = {k: sum(d[k] for d in per_query) / len(per_query) for k in per_query[0]}
     values = torch.tensor(
         [torch.stack(losses).mean().item()] + [local[k] for k in sorted(local)] + [float(tokens)],

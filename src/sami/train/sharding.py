@@ -158,8 +158,14 @@ def queries_per_process(checkpoint: Path | None, per_device: int, world: int, st
             f"cannot resume {checkpoint.name} in {world} processes: it was trained with a global batch of "
             f"{global_batch} queries per micro-batch, which {world} processes cannot share equally"
         )
-    logger.info("%s was written by %d processes: each of %d now scores %d of its %d queries per micro-batch",
-                checkpoint.name, written_by, world, global_batch // world, global_batch)  # fmt: skip
+    logger.info(
+        "%s was written by %d processes: each of %d now scores %d of its %d queries per micro-batch",
+        checkpoint.name,
+        written_by,
+        world,
+        global_batch // world,
+        global_batch,
+    )
     return global_batch // world
 
 
@@ -214,8 +220,7 @@ def load_state(folder: Path, model, optimizer, scheduler, shard: Sharding, same_
     state = {"model": model_state, "optim": optim_state}
     with _quiet_when_alone():
         dcp.load(state, checkpoint_id=str(folder / SHARDS), no_dist=_alone())
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
-                   options=options)  # fmt: skip
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"], options=options)
     scheduler.load_state_dict(torch.load(folder / SCHEDULER, weights_only=True))
     rng_file = folder / RNG_SHARD.format(rank=shard.rank)
     if same_world and rng_file.is_file():

@@ -57,8 +57,9 @@ def prompt_settings(cfg: TrainConfig) -> PromptSettings:
 
 
 def _limits(cfg: TrainConfig) -> dict:
-    return dict(template=cfg.template, max_prompt_tokens=cfg.max_prompt_tokens,
-                max_response_tokens=cfg.max_response_tokens)  # fmt: skip
+    return dict(
+        template=cfg.template, max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens
+    )
 
 
 def _sft_rows(record: Record, cfg: TrainConfig, tokenizer) -> list[dict]:
