@@ -142,6 +142,8 @@ def _jsonl(path: Path) -> list[dict]:
 
 def check(config: str, overrides: list[str]) -> list[str]:
     """What a finished rehearsal must hold; returns the lines of what was found (raises on the first miss)."""
+    from sami.core.config import load_yaml
+    from sami.core.layout import CHECKPOINTS, CONFIG, SHARDS
     from sami.study.experiment import load_experiment_config, plan_experiment
     from sami.study.stages import plan, read_marker
     from sami.train.sami_loop import total_steps
@@ -170,6 +172,12 @@ def check(config: str, overrides: list[str]) -> list[str]:
             record["num_processes"] == PROCESSES and record["steps"] == steps == logged,
             f"{method}: {record['steps']} steps by {record['num_processes']} processes, model saved",
         )
+    sami = Path(parts["mtbench"]["trains"]["sami"].output_dir)
+    shards = sorted(p.name for p in (sami / CHECKPOINTS).glob(f"*/{SHARDS}/*.distcp"))
+    need(
+        load_yaml(sami / CONFIG)["sharding"] == "fsdp" and len(shards) >= PROCESSES,
+        f"sami: sharded with FSDP2, its checkpoints in {len(shards)} shards written by the processes",
+    )
     mtbench = root / "mtbench" / "eval" / "mtbench"
     settings = json.loads((mtbench / "settings.json").read_text())
     need(
