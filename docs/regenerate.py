@@ -54,7 +54,7 @@ MACHINE = "machine.json"
 # part shown, None: the top).
 SHOTS = {
     "docs/page-quickstart.png": ("runs/quickstart/report/index.html", None),
-    "docs/page-quickstart-question.png": ("runs/quickstart/report/index.html", "article.q"),
+    "docs/page-quickstart-question.png": ("runs/quickstart/report/index.html", "#mtbench-q83"),
 }
 
 

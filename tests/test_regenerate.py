@@ -217,8 +217,9 @@ def test_a_screenshot_is_left_as_it_is_where_its_page_is_missing(pages, capsys):
 
 @pytest.mark.browser
 def test_a_screenshot_shows_its_page(root, capsys, monkeypatch):
-    """The picture is the page as the browser draws it: a page whose top is one red block gives red pixels there,
-    and the selector's element alone is what a selector shot holds."""
+    """The picture is the page as the browser draws it: a page whose top is a green bar over a red block gives
+    those pixels there, and the selector's element alone is what a selector shot holds, not covered by the bar that
+    sticks to the top of the window once the page is scrolled down to the element."""
     pytest.importorskip("playwright")
     from pathlib import Path
 
@@ -228,14 +229,15 @@ def test_a_screenshot_shows_its_page(root, capsys, monkeypatch):
 
     html = root / "p.html"
     html.write_text(
-        '<body style="margin:0"><div style="background:#ff0000;height:300px"></div>'
-        '<article class="q" style="background:#0000ff;width:200px;height:100px"></article></body>'
+        '<body style="margin:0"><div style="position:sticky;top:0;height:50px;background:#00ff00"></div>'
+        '<div style="background:#ff0000;height:3000px"></div>'
+        '<article class="q" style="background:#0000ff;width:200px;height:1500px"></article></body>'
     )
     monkeypatch.setattr(regenerate, "SHOTS", {"top.png": ("p.html", None), "q.png": ("p.html", "article.q")})
     regenerate.remake_shots()
     top, q = Image.open(root / "top.png").convert("RGB"), Image.open(root / "q.png").convert("RGB")
-    assert top.getpixel((10, 10)) == (255, 0, 0) and top.getpixel((10, 350)) == (0, 0, 255)
-    assert q.size == (200, 100) and set(q.getdata()) == {(0, 0, 255)}
+    assert top.getpixel((10, 10)) == (0, 255, 0) and top.getpixel((10, 350)) == (255, 0, 0)
+    assert q.size == (200, 1500) and set(q.getdata()) == {(0, 0, 255)}
 
 
 def test_a_screenshot_that_cannot_be_drawn_is_left_as_it_is_and_the_next_is_made(root, capsys, monkeypatch):

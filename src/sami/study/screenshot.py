@@ -10,6 +10,11 @@ import argparse
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
+# Every element that stays in place while the page scrolls is laid out in the flow instead.
+UNSTICK = """for (const el of document.querySelectorAll("*")) {
+  const position = getComputedStyle(el).position;
+  if (position === "sticky" || position === "fixed") el.style.position = "static";
+}"""
 
 
 def block_network(route) -> None:
@@ -50,6 +55,7 @@ def screenshot(
             if selector:
                 if target.count() == 0:
                     raise InputMissing(f"{page_path}: no element matches {selector!r}")
+                page.evaluate(UNSTICK)  # a sticky bar (the filters) would cover the element's top once scrolled to
                 target.scroll_into_view_if_needed()
                 target.screenshot(path=str(tmp))
             else:
