@@ -161,6 +161,8 @@ def test_view_serves_the_page_on_localhost_until_interrupted(imported):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C reaches it as at a terminal, also when the tests run as a background job (which ignores SIGINT)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert server.stdout.readline().strip() == f"page: {folder / 'report' / 'index.html'}"
