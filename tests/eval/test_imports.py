@@ -9,14 +9,9 @@ import pytest
 from sami.cli import main
 from sami.core.stats import bootstrap_mean, length_controlled_win_rate, wilson
 from sami.eval.imports import ImportConfig, Rows, recognise
-from tests.helpers import FILES
+from tests.helpers import FASTCHAT, FILES
 
 SHIPPED = FILES / "import"
-FASTCHAT = [
-    SHIPPED / "question.jsonl",
-    *(SHIPPED / "model_answer" / f"{m}.jsonl" for m in ("alpha", "beta")),
-    SHIPPED / "model_judgment" / "gpt-4_pair.jsonl",
-]
 
 
 def sami(capsys, *args) -> tuple[int, str, str]:

@@ -13,15 +13,7 @@ import pytest
 
 from sami.cli import main
 from sami.study.page import inline, report_blocks
-from tests.helpers import FILES, ROOT, write_jsonl
-
-IMPORT = FILES / "import"
-FASTCHAT = [
-    IMPORT / "question.jsonl",
-    IMPORT / "model_answer" / "alpha.jsonl",
-    IMPORT / "model_answer" / "beta.jsonl",
-    IMPORT / "model_judgment" / "gpt-4_pair.jsonl",
-]
+from tests.helpers import FASTCHAT, ROOT, write_jsonl
 
 
 def test_the_report_markdown_becomes_headings_lists_tables_and_paragraphs():

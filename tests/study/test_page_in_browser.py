@@ -16,21 +16,13 @@ import pytest
 from sami.cli import main
 from sami.study.experiment import load_experiment_config, run_experiment
 from sami.study.screenshot import CHROMIUM, block_network
-from tests.helpers import FILES, save_tiny_model
+from tests.helpers import FASTCHAT, save_tiny_model
 from tests.smoke import write_config
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no {CHROMIUM} (make test-browser installs it)"),
-]
-
-IMPORT = FILES / "import"
-FASTCHAT = [
-    IMPORT / "question.jsonl",
-    IMPORT / "model_answer" / "alpha.jsonl",
-    IMPORT / "model_answer" / "beta.jsonl",
-    IMPORT / "model_judgment" / "gpt-4_pair.jsonl",
 ]
 
 

@@ -20,18 +20,16 @@ from sami.train.methods import METHODS, method_entry
 from sami.train.run import train
 from sami.train.trl_recipes import RECIPES
 from sami.train.trl_runner import DATASET, trl_args
-from tests.helpers import EXAMPLE_DATA, assert_every_trainable_parameter_changes, make_cfg, metrics, one_query_data
+from tests.helpers import (
+    EXAMPLE_DATA,
+    assert_every_trainable_parameter_changes,
+    make_cfg,
+    metrics,
+    one_query_data,
+    response_logps,
+)
 
 NEW = ("kto", "orpo", "simpo")
-
-
-def response_logps(model, prompt_ids, response_ids) -> torch.Tensor:
-    """log p(token | everything before it) of each response token after the prompt, shape (len(response),)."""
-    ids = torch.tensor([list(prompt_ids) + list(response_ids)])
-    with torch.no_grad():
-        logp = torch.log_softmax(model(input_ids=ids).logits.float()[0, :-1], dim=-1)
-    n = len(prompt_ids)
-    return logp[n - 1 :].gather(1, ids[0, n:, None])[:, 0]
 
 
 def sequence_nll(model, ids) -> float:

@@ -4,7 +4,6 @@ registration, trains through ``sami train`` like a built-in, and keeps its setti
 import json
 
 import pytest
-import torch
 import torch.nn.functional as F
 import yaml
 from datasets import load_from_disk
@@ -16,16 +15,7 @@ from sami.models.loading import load_model
 from sami.train.config import TrainConfig, compare_configs
 from sami.train.registry import METHODS, Method, method_settings, register_method
 from sami.train.trl_runner import DATASET
-from tests.helpers import metrics, one_query_data
-
-
-def response_logps(model, prompt_ids, response_ids) -> torch.Tensor:
-    """log p(token | everything before it) of each response token after the prompt, shape (len(response),)."""
-    ids = torch.tensor([list(prompt_ids) + list(response_ids)])
-    with torch.no_grad():
-        logp = torch.log_softmax(model(input_ids=ids).logits.float()[0, :-1], dim=-1)
-    n = len(prompt_ids)
-    return logp[n - 1 :].gather(1, ids[0, n:, None])[:, 0]
+from tests.helpers import metrics, one_query_data, response_logps
 
 
 def test_the_built_in_methods_are_registered_in_order_with_their_sections():
