@@ -38,6 +38,12 @@ def _holder_path(lock: Path) -> Path:
     return lock.with_name(lock.name + ".holder")
 
 
+def lock_files(folder: str | Path) -> tuple[str, str]:
+    """The names of the files a lock on ``folder`` (``hold(folder, folder=True)``) keeps inside it."""
+    lock = lock_path(folder, folder=True)
+    return lock.name, _holder_path(lock).name
+
+
 def _describe(holder: dict | None) -> str:
     if not holder:
         return "another process (no holder recorded)"

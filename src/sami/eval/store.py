@@ -22,7 +22,7 @@ from sami.backends.base import IMPORTED
 from sami.core.config import ConfigError, config_differences
 from sami.core.errors import DataError
 from sami.core.layout import ANSWERS, CONFIG, MODELS, SETTINGS, SUITE_METRICS
-from sami.core.locks import hold
+from sami.core.locks import hold, lock_files
 from sami.core.migrate import stamped, upgrade_settings
 from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
 
@@ -34,17 +34,16 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = SUITE_METRICS  # a suite's metrics, in its folder <output_dir>/<suite>
 # what a run writes before its first result: put back as they were when it stops before storing one
 BOOKKEEPING = (CONFIG, MODELS, SETTINGS, f"import/{SETTINGS}")
-LOCK_FILES = (".sami.lock", ".sami.lock.holder")
 
 
 def _results(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file of an eval folder but its bookkeeping and lock files, with its size and modification time."""
     if not folder.is_dir():
         return {}
-    out = {}
+    out, skipped = {}, (*BOOKKEEPING, *lock_files(folder))
     for path in folder.rglob("*"):
         name = path.relative_to(folder).as_posix()
-        if path.is_file() and name not in BOOKKEEPING and name not in LOCK_FILES:
+        if path.is_file() and name not in skipped:
             stat = path.stat()
             out[name] = (stat.st_size, stat.st_mtime_ns)
     return out
@@ -73,7 +72,8 @@ def held_as_found(folder: str | Path, what: str) -> Iterator[None]:
                 raise
     finally:
         if put_back and created is not None and created.is_dir():
-            if not any(p.is_file() and p.name not in LOCK_FILES for p in created.rglob("*")):
+            locks = lock_files(folder)  # all that a refused run may leave in a folder it created
+            if not any(p.is_file() and p.name not in locks for p in created.rglob("*")):
                 shutil.rmtree(created, ignore_errors=True)
 
 

@@ -353,9 +353,8 @@ def _plans(cfg: GenerateConfig, library, todo: list[PoolItem]) -> dict[str, tupl
     for item in todo:
         try:
             plans[item.id] = plan_record(cfg, library, item)
-        except (ValueError, KeyError) as err:
-            text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            raise ConfigError(f"constitutions: {text} (query {item.id}, category {item.category!r})") from None
+        except ConfigError as err:  # the library and the draw name what is wrong; say which query met it
+            raise ConfigError(f"constitutions: {err} (query {item.id}, category {item.category!r})") from None
     return plans
 
 

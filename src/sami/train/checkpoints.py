@@ -220,8 +220,9 @@ def check_resume(cfg: TrainConfig, checkpoint: Path, fallback_config: Path) -> l
     Only ``RESUMABLE_CHANGES`` may differ; keys the older config does not have (a newer version's additions)
     are not differences. Returns the run's segments so far (from the manifest; empty without one)."""
     saved = checkpoint / CONFIG if (checkpoint / CONFIG).is_file() else fallback_config
+    manifest = read_manifest(checkpoint) or {}
     # a checkpoint's config was written with its manifest; the run's own may be older (version 0 reads either)
-    version = version_of(read_manifest(checkpoint) or {}) if saved == checkpoint / CONFIG else 0
+    version = version_of(manifest) if saved == checkpoint / CONFIG else 0
     previous = method_view(upgrade_config(TrainConfig, load_yaml(saved), version)) if saved.is_file() else None
     lines = []
     if previous is not None:
@@ -231,7 +232,6 @@ def check_resume(cfg: TrainConfig, checkpoint: Path, fallback_config: Path) -> l
             if key.split(".")[0] in RESUMABLE_CHANGES or key not in known:
                 continue
             lines.append(f"  {key}: {was!r} -> {now!r}")
-    manifest = read_manifest(checkpoint) or {}
     if manifest.get("data_sha256") and manifest["data_sha256"] != data_sha256(cfg):
         lines.append(f"  data: the content of {cfg.data} changed since {checkpoint.name} was written")
     if lines:
