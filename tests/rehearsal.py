@@ -87,7 +87,7 @@ def _jsonl(path: Path) -> list[dict]:
 def check(config: str, overrides: list[str]) -> list[str]:
     """What a finished rehearsal must hold; returns the lines of what was found (raises on the first miss)."""
     from sami.core.config import load_yaml
-    from sami.core.layout import CHECKPOINTS, CONFIG, SHARDS
+    from sami.core.layout import CHECKPOINTS, CONFIG, METRICS, SHARDS
     from sami.study.experiment import load_experiment_config, plan_experiment
     from sami.study.stages import plan, read_marker
     from sami.train.sami_loop import total_steps
@@ -111,7 +111,7 @@ def check(config: str, overrides: list[str]) -> list[str]:
     for method, train in parts["mtbench"]["trains"].items():
         record = json.loads((Path(train.output_dir) / "model" / "provenance.json").read_text())
         steps = total_steps(train, len(records), PROCESSES)  # one query, or one pair (dpo: most_flipped), each
-        logged = len(_jsonl(Path(train.output_dir) / "metrics.jsonl")) if method == "sami" else steps
+        logged = len(_jsonl(Path(train.output_dir) / METRICS))  # every method logs one line per step
         need(
             record["num_processes"] == PROCESSES and record["steps"] == steps == logged,
             f"{method}: {record['steps']} steps by {record['num_processes']} processes, model saved",

@@ -23,6 +23,9 @@ NAMES = {
     layout.STAGE_MARKER,
     layout.REPORT,
     layout.SUMMARY,
+    layout.PAGE,
+    layout.FIGURES,
+    layout.SHARDS,
 }
 
 

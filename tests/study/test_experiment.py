@@ -269,10 +269,13 @@ def test_cli_lists_stages_and_prints_the_report_path(finished, capsys):
     assert "unknown stage" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("damage", ["report.md deleted", "summary.json deleted", "summary.json not JSON"])
+@pytest.mark.parametrize(
+    "damage", ["report.md deleted", "summary.json deleted", "summary.json not JSON", "index.html deleted"]
+)
 def test_a_finished_report_whose_files_are_lost_is_written_again(finished, capsys, damage):
-    """A report stage marked finished whose report.md or summary.json is gone (or damaged) is not finished: the
-    rerun lists it as missing, writes it again (nothing else runs), and the console ends with its path, exit 0."""
+    """A report stage marked finished whose report.md, summary.json or page is gone (or damaged) is not finished:
+    the rerun lists it as missing, writes it again (nothing else runs), and the console ends with its path, exit
+    0."""
     from sami.cli import main
 
     tmp, cfg, _ = finished
@@ -288,6 +291,7 @@ def test_a_finished_report_whose_files_are_lost_is_written_again(finished, capsy
     assert statuses.pop("report") == "ran" and set(statuses.values()) == {"skipped"}
     assert out[-2].startswith(f"report: {report / 'report.md'}") and (report / "report.md").is_file()
     assert isinstance(json.loads((report / "summary.json").read_text()), dict)
+    assert "<html" in (report / "index.html").read_text()
 
 
 def test_view_of_a_run_stopped_before_its_last_evaluation_names_the_finished_ones(finished, tmp_path, capsys):

@@ -46,6 +46,7 @@ JUDGMENTS = "judgments"
 # ------------------------------------------------------------------------------------------ studies
 STAGE_MARKER = "stage.json"  # written into a stage's folder when it finished
 REPORT_DIR, REPORT, SUMMARY = "report", "report.md", "summary.json"
+FIGURES = "figures"  # the report's figures, beside report.md
 PAGE = "index.html"  # the page beside the report (a run's, or an evaluation folder's own report/)
 
 

@@ -316,7 +316,7 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
 
     report_config = {"name": cfg.name}
     stages.append(
-        Stage("report", Path(cfg.output_dir) / "report", report_config, run_report, after=[s.name for s in stages])
+        Stage("report", Path(cfg.output_dir) / REPORT_DIR, report_config, run_report, after=[s.name for s in stages])
     )
     return stages, parts
 

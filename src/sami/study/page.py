@@ -23,7 +23,7 @@ from pathlib import Path
 
 import jinja2
 
-from sami.core.layout import PAGE
+from sami.core.layout import FIGURES, PAGE
 from sami.study import figures
 from sami.study.findings import pct
 from sami.study.page_data import CURVES, OUTCOMES, adherence_items, gsm8k_items, mtbench_items, training_curves
@@ -204,7 +204,7 @@ def write_run_page(cfg, parts: dict, summary: dict, report_md: str, report_dir: 
         report_dir / PAGE,
         title=f"Run: {cfg.name}",
         studies=run_studies(parts, summary),
-        fig_dir=report_dir / "figures",
+        fig_dir=report_dir / FIGURES,
         report_md=report_md,
         source=str(cfg.output_dir),
     )

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sami.core.config import config_hash, to_dict
-from sami.core.layout import METRICS, REPORT, SUMMARY
+from sami.core.layout import FIGURES, METRICS, REPORT, SUMMARY
 from sami.study import figures
 from sami.study.findings import CONSTITUTION_NOTES, findings, num, pct
 from sami.study.page import write_run_page
@@ -437,7 +437,7 @@ def write_report(cfg, parts: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     summary = build_summary(cfg, parts)
     (folder / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
-    text = render_report(summary, folder / "figures")
+    text = render_report(summary, folder / FIGURES)
     path = folder / REPORT
     path.write_text(text)
     write_run_page(cfg, parts, summary, text, folder)  # the page beside the report: index.html

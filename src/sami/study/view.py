@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sami.core.config import from_dict, load_yaml
 from sami.core.errors import ConfigError, InputMissing
-from sami.core.layout import CONFIG, PAGE, REPORT_DIR
+from sami.core.layout import CONFIG, FIGURES, PAGE, REPORT_DIR
 from sami.core.migrate import upgrade_config
 from sami.study.page import Study, run_studies, write_page
 
@@ -122,12 +122,12 @@ def _view_run(folder: Path) -> Path:
         hint = f"; sami view {' or '.join(done)} shows the evaluations it has" if done else ""
         raise InputMissing(f"{folder}: the run is not finished ({err}); its page needs every evaluation{hint}") from err
     with tempfile.TemporaryDirectory() as tmp:  # the report's figures, drawn again only to be inlined
-        report_md = render_report(summary, Path(tmp) / "figures")
+        report_md = render_report(summary, Path(tmp) / FIGURES)
         return write_page(
             folder / REPORT_DIR / PAGE,
             title=f"Run: {cfg.name}",
             studies=run_studies(parts, summary),
-            fig_dir=Path(tmp) / "figures",
+            fig_dir=Path(tmp) / FIGURES,
             report_md=report_md,
             source=str(folder),
         )
