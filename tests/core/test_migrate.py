@@ -8,6 +8,7 @@ import pytest
 
 from sami.core import migrate
 from sami.core.config import ConfigError, from_dict, to_dict
+from tests.helpers import ROOT
 
 
 def test_an_old_mtbench_folder_s_settings_are_upgraded_on_read(tmp_path):
@@ -122,6 +123,18 @@ def test_hashes_are_taken_in_version_0_s_names():
     assert migrate.hash_form(today) == then
     assert fingerprint(today, ["up"]) == fingerprint(then, ["up"])
     assert fingerprint({**today, "train": {"sharding": "fsdp"}}, ["up"]) != fingerprint(then, ["up"])
+
+
+def test_a_config_hashes_as_before_the_plugin_sections_and_suites_existed():
+    """The resolved quickstart config holds the empty ``sections`` and ``suites`` added since; its provenance
+    hash is the one the previous release recorded for it (``a7eee8352a583e71``), and a non-empty section is a
+    difference."""
+    from sami.core.config import config_hash
+    from sami.study.experiment import load_experiment_config
+
+    cfg = load_experiment_config(ROOT / "configs" / "quickstart.yaml")
+    assert cfg.mtbench.suites == {} and config_hash(cfg) == "a7eee8352a583e71"
+    assert migrate.hash_form({"sections": {"cpo": {"beta": 0.5}}}) == {"sections": {"cpo": {"beta": 0.5}}}
 
 
 def test_the_history_names_todays_config_classes_and_fields():

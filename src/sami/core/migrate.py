@@ -203,9 +203,10 @@ def checkpoint_prefixes(prefix: str) -> tuple[str, ...]:
 # version 0's. A renamed key is hashed under its old name: the rename changed no setting, so it changes no hash.
 # (``layout``, renamed before fingerprints were stored, is hashed as ``layout``.)
 _HASHED_NAMES: dict[str, str] = {"against": "baseline", "versus": "anchors", "phrasing": "side"}
-# Settings added since, with the value that does what older runs did: a config holding one at that value hashes
-# as it did before the setting existed, so an upgrade reruns no finished stage.
-_HASHED_WITHOUT: dict[str, Any] = {"sharding": "none"}
+# Settings added since (plugin methods' and suites' sections, SAMI's sharding), with the value that does what older
+# runs did: a config holding one at that value hashes as it did before the setting existed, so an upgrade reruns
+# no finished stage and records the same provenance hash.
+_HASHED_WITHOUT: dict[str, Any] = {"sharding": "none", "sections": {}, "suites": {}}
 
 
 def hash_form(value: Any) -> Any:
