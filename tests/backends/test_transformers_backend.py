@@ -212,13 +212,10 @@ def test_an_endpoint_answering_200_with_a_page_is_retried_then_named(backend, tm
 
 
 def test_unreachable_endpoint_is_one_line_naming_the_url(tmp_path, capsys):
-    import socket
-
     from sami.cli import main
+    from tests.helpers import free_port
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     url = f"http://127.0.0.1:{port}/v1"
     code = main(
         [

@@ -23,7 +23,17 @@ from sami.train.checkpoints import CheckpointError
 from sami.train.config import TrainConfig
 from sami.train.run import train
 from sami.train.runfolder import SaturationWatch
-from tests.helpers import EXAMPLE_DATA, FILES, ROOT, assert_same_weights, make_cfg, metrics, save_tiny_model, weights
+from tests.helpers import (
+    EXAMPLE_DATA,
+    FILES,
+    ROOT,
+    assert_same_weights,
+    free_port,
+    make_cfg,
+    metrics,
+    save_tiny_model,
+    weights,
+)
 
 # ---------------------------------------------------------------------------------------------- resume
 
@@ -834,15 +844,12 @@ def test_a_read_only_output_folder_is_bad_input(tmp_path):
 
 
 def test_a_key_in_an_endpoint_url_is_neither_shown_nor_written(tmp_path, capsys):
-    import socket
 
     from sami.core.config import redact_url
     from sami.generate.run import GenerateConfig, _check_same_config, config_path
 
     assert redact_url("at http://u:K@h/v1 and https://h/v1") == "at http://u:***@h/v1 and https://h/v1"
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     url, out = f"http://user:SECRET@127.0.0.1:{port}/v1", tmp_path / "d.jsonl"
     args = [
         "generate",
