@@ -219,7 +219,11 @@ def sharded_worker(spec: dict) -> dict:
 
 def fsdp_launch(spec: dict, timeout: float) -> dict:
     """``accelerate launch`` of ``sami train`` with the project's FSDP config on one process."""
-    out = tempfile.mkdtemp(prefix="gpu-check-fsdp-")
+    with tempfile.TemporaryDirectory(prefix="gpu-check-fsdp-") as out:  # the model it trains goes with it
+        return _fsdp_launch_in(spec, timeout, out)
+
+
+def _fsdp_launch_in(spec: dict, timeout: float, out: str) -> dict:
     config = Path(out) / "train.yaml"
     import yaml
 

@@ -2,6 +2,7 @@
 
 import gc
 import os
+import shutil
 import sys
 
 import pytest
@@ -21,6 +22,20 @@ def _long_lived_objects_out_of_the_collector_s_way():
     gc.collect()
     gc.freeze()
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _merged_models_left_as_found():
+    """The suite leaves the user's cache of merged LoRA chains (``cache_dir()/merged``, what the vLLM backend
+    serves) as it found it: the chains the tests train are new each run, about 0.5 GB apiece for the embedded
+    model, and would pile up there."""
+    from sami.models.loading import cache_dir
+
+    merged = cache_dir() / "merged"
+    before = set(merged.iterdir()) if merged.is_dir() else set()
+    yield
+    for path in set(merged.iterdir()) - before if merged.is_dir() else ():
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,29 @@ def judge_server(log: Path, *, timeout: float):
         raise RehearsalFailed(str(err)) from None
 
 
+@contextmanager
+def disk_watch(folder: Path, every: float = 2.0):
+    """Samples the free space of ``folder``'s disk while the rehearsal runs; yields a dict whose "least" is the
+    smallest free space seen (bytes), so that the report can say how much the run took at its peak."""
+    import threading
+
+    seen = {"start": shutil.disk_usage(folder).free}
+    seen["least"] = seen["start"]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every):
+            seen["least"] = min(seen["least"], shutil.disk_usage(folder).free)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -166,36 +189,45 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True)
     logs, times = out / "logs", {}  # each command's output
     logs.mkdir()
+    print(f"rehearsal: {shutil.disk_usage(out).free / 2**30:.1f} GiB free on the disk of {out}", flush=True)
     overrides = ["-o", f"output_dir={args.output_dir}"]
     experiment = ["-m", "sami.cli", "experiment", args.config, *overrides]
-    try:
-        _run(
-            "mtbench/data",
-            [_bin("sami"), "experiment", args.config, *overrides, "--only", "mtbench/data"],
-            logs / "data.log",
-            times,
-        )
-        accelerate = [_bin("accelerate"), "launch", "--config_file", FSDP, "--num_processes", str(PROCESSES)]
-        _run("mtbench/sft", [*accelerate, *experiment, "--only", "mtbench/sft"], logs / "sft.log", times)
-        torchrun = [_bin("torchrun"), "--nproc_per_node", str(PROCESSES)]
-        _run("mtbench/sami", [*torchrun, *experiment, "--only", "mtbench/sami"], logs / "sami.log", times)
-        _run("mtbench/dpo", [*accelerate, *experiment, "--only", "mtbench/dpo"], logs / "dpo.log", times)
-        sami = [_bin("sami"), "experiment", args.config, *overrides]
-        with judge_server(logs / "judge-server.log", timeout=args.server_timeout) as url:
-            # the judge's address is part of the MT-Bench stage's settings: the last line passes it too
-            sami += ["-o", f"judge.base_url={url}"]
-            _run("mtbench/eval-mtbench", [*sami, "--only", "mtbench/eval-mtbench"], logs / "eval-mtbench.log", times)
-        _run("the other evaluations and the report", sami, logs / "evaluation.log", times)
-        found = check(args.config, [f"output_dir={args.output_dir}", f"judge.base_url={url}"])
-    except RehearsalFailed as err:
-        print(f"rehearsal: FAILED after {time.perf_counter() - start:.0f} s: {err}", file=sys.stderr)
-        return 1
+    with disk_watch(out) as disk:
+        try:
+            _run(
+                "mtbench/data",
+                [_bin("sami"), "experiment", args.config, *overrides, "--only", "mtbench/data"],
+                logs / "data.log",
+                times,
+            )
+            accelerate = [_bin("accelerate"), "launch", "--config_file", FSDP, "--num_processes", str(PROCESSES)]
+            _run("mtbench/sft", [*accelerate, *experiment, "--only", "mtbench/sft"], logs / "sft.log", times)
+            torchrun = [_bin("torchrun"), "--nproc_per_node", str(PROCESSES)]
+            _run("mtbench/sami", [*torchrun, *experiment, "--only", "mtbench/sami"], logs / "sami.log", times)
+            _run("mtbench/dpo", [*accelerate, *experiment, "--only", "mtbench/dpo"], logs / "dpo.log", times)
+            sami = [_bin("sami"), "experiment", args.config, *overrides]
+            with judge_server(logs / "judge-server.log", timeout=args.server_timeout) as url:
+                # the judge's address is part of the MT-Bench stage's settings: the last line passes it too
+                sami += ["-o", f"judge.base_url={url}"]
+                _run(
+                    "mtbench/eval-mtbench", [*sami, "--only", "mtbench/eval-mtbench"], logs / "eval-mtbench.log", times
+                )
+            _run("the other evaluations and the report", sami, logs / "evaluation.log", times)
+            found = check(args.config, [f"output_dir={args.output_dir}", f"judge.base_url={url}"])
+        except RehearsalFailed as err:
+            lowest = disk["least"] / 2**30
+            print(
+                f"rehearsal: FAILED after {time.perf_counter() - start:.0f} s (the disk's free space at its lowest: "
+                f"{lowest:.1f} GiB): {err}",
+                file=sys.stderr,
+            )
+            return 1
     for line in found:
         print(f"rehearsal: ok: {line}")
     print(
         f"rehearsal: passed in {time.perf_counter() - start:.0f} s ("
         + ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
-        + ")"
+        + f"); the disk's free space fell by at most {(disk['start'] - disk['least']) / 2**30:.1f} GiB"
     )
     return 0
 

@@ -215,14 +215,23 @@ def test_torch_s_write_failure_on_a_full_disk_is_named(tmp_path, tiny_model_dir,
 
     from accelerate import Accelerator
 
+    written = []
+
     def torch_error(self, output_dir=None, **kwargs):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        written.append(Path(output_dir) / "optimizer.bin")
+        written[-1].write_bytes(b"partial")
         raise RuntimeError(
             f"[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file {message}"
         )
 
+    def disk_usage(path):  # full while the half-written checkpoint holds the space, as a real disk is
+        free = 4096 if any(p.exists() for p in written) else 10**9
+        return usage(10**9, 10**9 - free, free)
+
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(Accelerator, "save_state", torch_error)
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
     with pytest.raises(CheckpointError, match="no space left on"):
         train(make_cfg(tmp_path, tiny_model_dir, max_steps=2, save_every=1))
 

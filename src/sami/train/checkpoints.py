@@ -289,8 +289,9 @@ def _no_space(err: BaseException, where: Path) -> bool:
 
 def save_failed(err: BaseException, partial: Path, name: str, last: Path | None) -> CheckpointError:
     """Remove a checkpoint folder whose save failed, and the error that says why (disk full, or ``err``)."""
-    shutil.rmtree(partial, ignore_errors=True)
+    # the disk is probed before what was written is removed: removing it frees the space whose lack stopped it
     cause = f"no space left on {partial.parent}" if _no_space(err, partial) else f"{type(err).__name__}: {err}"
+    shutil.rmtree(partial, ignore_errors=True)
     return CheckpointError(
         f"could not write checkpoint {name}: {cause}; removed what was written; "
         f"last intact checkpoint: {last or 'none'}"
