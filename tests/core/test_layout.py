@@ -25,6 +25,9 @@ NAMES = {
     layout.SUMMARY,
     layout.PAGE,
     layout.FIGURES,
+    layout.MI_FIGURE,
+    layout.ADHERENCE_FIGURE,
+    layout.PASS_AT_K_FIGURE,
     layout.SHARDS,
 }
 

@@ -316,6 +316,28 @@ def test_view_of_a_run_stopped_before_its_last_evaluation_names_the_finished_one
     assert not (run / "report").exists()
 
 
+def test_view_of_a_finished_run_writes_only_its_page_with_the_reports_figures(finished, tmp_path):
+    """``sami view`` of a copy of the finished run renders the report again and draws its figures in memory: the
+    page holds the very images the report stage drew into ``report/figures``, and nothing but the page is
+    written."""
+    import shutil
+
+    from sami.cli import main
+    from sami.study.page import data_uri
+
+    _, cfg, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(cfg.output_dir, run)
+    page = run / "report" / "index.html"
+    page.unlink()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["view", str(run)]) == 0
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert set(after) == {*before, page} and all(after[p] == b for p, b in before.items())
+    images = sorted((run / "report" / "figures").glob("*.png"))
+    assert len(images) == 6 and all(data_uri(p.read_bytes(), p.name) in page.read_text() for p in images)
+
+
 def test_a_study_of_every_method_judges_each_against_sami_and_sft_and_reports_its_rows(tmp_path, student):
     """KTO, ORPO and SimPO beside SFT, SAMI and DPO: each trained from SFT on the same data, judged against both
     (and no pair of two others), with its training row, MI and adherence rows in the report data."""

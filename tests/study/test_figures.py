@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sami.study.figures import attempts_curves, estimate_bars, winrate_bars
+from sami.study.figures import attempts_curves, estimate_bars, save, winrate_bars
 
 
 def drawn(path):
@@ -31,7 +31,7 @@ def test_grouped_bars_draw_the_estimates_they_are_given(tmp_path):
         },
         "sami": {"lowercase": {"value": 0.875, "low": 0.625, "high": 1.0}},
     }
-    path = winrate_bars(contrasts, tmp_path / "adherence.png", reference=0.0, xlim=(-1, 1), xlabel="contrast")
+    path = save(winrate_bars(contrasts, reference=0.0, xlim=(-1, 1), xlabel="contrast"), tmp_path / "adherence.png")
     assert drawn(path) == {
         "bullet_list": {"sft": [-0.125, -0.375, 0.0]},
         "lowercase": {"sft": [0.125, 0.0, 0.375], "sami": [0.875, 0.625, 1.0]},
@@ -47,7 +47,7 @@ def test_win_rate_bars_put_each_pairing_in_its_category(tmp_path):
         },
         "A vs C": {"math": {"rate": 0.7, "low": 0.8, "high": 0.9, "n": 10}},  # low above the rate: no lower whisker
     }
-    got = drawn(winrate_bars(pairings, tmp_path / "f" / "w.png"))
+    got = drawn(save(winrate_bars(pairings), tmp_path / "f" / "w.png"))
     want = {}
     for name, per in pairings.items():
         for category, estimate in per.items():
@@ -66,7 +66,7 @@ def test_estimate_bars_draw_each_value_and_interval(tmp_path):
         "sami": {"value": None},
         "dpo": {"value": 0.75},  # no interval: whiskers of length 0
     }
-    got = drawn(estimate_bars(values, tmp_path / "m.png", title="MI", ylabel="nats"))
+    got = drawn(save(estimate_bars(values, title="MI", ylabel="nats"), tmp_path / "m.png"))
     assert list(got) == list(values)
     for name, estimate in values.items():
         assert got[name] == (None if estimate["value"] is None else pytest.approx(expected(estimate))), name
@@ -77,7 +77,7 @@ def test_attempts_curves_draw_each_variant_over_k_with_its_band(tmp_path):
         "base": {1: {"rate": 0.2, "low": 0.1, "high": 0.35}, 4: {"rate": 0.5, "low": 0.3, "high": 0.7}},
         "sft": {"1": {"rate": 0.3, "low": 0.2, "high": 0.4}, "4": {"rate": 0.6, "low": 0.4, "high": 0.75}},
     }
-    got = drawn(attempts_curves(variants, tmp_path / "a.png"))
+    got = drawn(save(attempts_curves(variants), tmp_path / "a.png"))
     assert got.keys() == variants.keys()
     for name, by_k in variants.items():
         assert got[name] == {str(k): pytest.approx(expected(e)) for k, e in by_k.items()}, name

@@ -12,7 +12,8 @@ A training run's output folder (``sami train``)::
 
 An evaluation suite's folder (``<output_dir>/<suite>``): config.yaml, settings.json (SETTINGS), models.json
 (MODELS), metrics.json (SUITE_METRICS), answers/ (ANSWERS) and, for MT-Bench, judgments/ (JUDGMENTS). A study
-stage's folder holds stage.json (STAGE_MARKER); the report's, report.md and summary.json.
+stage's folder holds stage.json (STAGE_MARKER); the report's, report.md, summary.json, the page index.html and
+figures/ with the report's figures.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ JUDGMENTS = "judgments"
 # ------------------------------------------------------------------------------------------ studies
 STAGE_MARKER = "stage.json"  # written into a stage's folder when it finished
 REPORT_DIR, REPORT, SUMMARY = "report", "report.md", "summary.json"
-FIGURES = "figures"  # the report's figures, beside report.md
+FIGURES = "figures"  # the report's figures, beside report.md: each <name>.png with <name>.json, the values drawn
+MI_FIGURE, ADHERENCE_FIGURE, PASS_AT_K_FIGURE = "mi_bound.png", "adherence_contrast.png", "math_pass_at_k.png"
 PAGE = "index.html"  # the page beside the report (a run's, or an evaluation folder's own report/)
 
 
@@ -63,3 +65,8 @@ def pair_judgments(root: Path, judge: str, first: str, second: str) -> Path:
 def graded_judgments(root: Path, judge: str, model: str) -> Path:
     """An MT-Bench folder's 1-10 grades of ``judge`` for ``model``."""
     return root / JUDGMENTS / judge / f"{model}.jsonl"
+
+
+def judge_figure(judge: str) -> str:
+    """The report's figure of one MT-Bench judge's win rates, per category and overall."""
+    return f"mtbench_{judge}.png"

@@ -1,17 +1,21 @@
-"""The report's figures (matplotlib, written as PNG; the page's training curves as SVG). Every estimate is
-drawn with its 95% interval.
+"""The report's figures (matplotlib, saved as PNG; the page's training curves inlined as SVG). Every estimate
+is drawn with its 95% interval.
 
 Inputs are plain mappings of estimates, ``{"rate": r, "low": l, "high": h, "n": n}`` (``value`` in place of
-``rate`` for means), so a figure can be redrawn from ``summary.json`` alone. Beside each ``<name>.png`` goes
-``<name>.json``: the values the figure shows, read back from its drawn bars, lines and bands (not from the
-inputs), as ``[value, low, high]`` triples, so that what a reader sees can be checked against the estimates.
+``rate`` for means), so a figure can be redrawn from ``summary.json`` alone. Each drawing function returns the
+matplotlib figure with the values it shows, read back from its drawn bars, lines and bands (not from the
+inputs), as ``[value, low, high]`` triples; ``save`` writes them beside the image as ``<name>.json``, so that
+what a reader sees can be checked against the estimates. ``Figure`` is a figure as data (a file name and what
+to draw), which the report's sections carry until the report is written.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +25,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 
 Estimate = Mapping[str, float]
+Drawing = tuple[plt.Figure, dict]  # a drawn figure and the values it shows
+DPI = 120
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure as data: the file it is saved as (``name``, from ``sami.core.layout``; its suffix is the format)
+    and what it shows, ``draw(data, **options)`` with ``draw`` one of this module's drawing functions. Nothing is
+    drawn until it is saved or asked for its image."""
+
+    name: str
+    draw: Callable[..., Drawing]
+    data: Mapping
+    options: Mapping = field(default_factory=dict)
+
+    def save(self, folder: Path) -> Path:
+        """Draw it as ``folder / name``, with the values it shows beside it."""
+        return save(self.draw(self.data, **self.options), folder / self.name)
+
+    def image(self) -> bytes:
+        """Draw it in memory: the bytes ``save`` would write as ``name``."""
+        return image(self.draw(self.data, **self.options), Path(self.name).suffix.lstrip("."))
 
 
 def _point(e: Estimate) -> tuple[float, float, float]:
@@ -33,17 +59,16 @@ def _point(e: Estimate) -> tuple[float, float, float]:
 
 def winrate_bars(
     pairings: Mapping[str, Mapping[str, Estimate]],
-    path: str | Path,
     *,
     title: str = "Adjusted win rate",
     reference: float = 0.5,
     xlim: tuple[float, float] = (0, 1),
     xlabel: str = "adjusted win rate (wins + ties/2) / n, 95% interval",
-) -> Path:
+) -> Drawing:
     """Grouped horizontal bars: one group per category (``overall`` last), one bar per pairing, 95% whiskers,
     and a dashed line at ``reference`` (for win rates 50%, no preference). Also used for adherence
-    contrasts: one group per principle, one bar per checkpoint, the line at 0. Beside the PNG:
-    ``<name>.json``, group -> bar -> [value, low, high] as drawn; a missing estimate is drawn as nothing."""
+    contrasts: one group per principle, one bar per checkpoint, the line at 0. Values: group -> bar -> [value,
+    low, high] as drawn; a missing estimate is drawn as nothing."""
     categories = sorted({c for per in pairings.values() for c in per if c != "overall"})
     if any("overall" in per for per in pairings.values()):
         categories.append("overall")
@@ -76,18 +101,14 @@ def winrate_bars(
     drawn: dict[str, dict] = {}
     for name, label, triple in _drawn_bars(ax, horizontal=True):
         drawn.setdefault(label.rsplit(" (n=", 1)[0], {})[name] = triple
-    return _save(fig, path, drawn)
+    return fig, drawn
 
 
 def attempts_curves(
-    variants: Mapping[str, Mapping[int, Estimate]],
-    path: str | Path,
-    *,
-    title: str = "Accuracy with k attempts",
-    ylabel: str = "pass@k",
-) -> Path:
-    """One line per variant over the number of attempts k (log scale), with a shaded 95% band. Beside the PNG:
-    ``<name>.json``, variant -> k -> [value, low, high] as drawn."""
+    variants: Mapping[str, Mapping[int, Estimate]], *, title: str = "Accuracy with k attempts", ylabel: str = "pass@k"
+) -> Drawing:
+    """One line per variant over the number of attempts k (log scale), with a shaded 95% band. Values: variant
+    -> k -> [value, low, high] as drawn."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for name, by_k in variants.items():
         ks = sorted(int(k) for k in by_k)
@@ -108,12 +129,12 @@ def attempts_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    return _save(fig, path, _drawn_curves(ax))
+    return fig, _drawn_curves(ax)
 
 
-def step_curves(series: Mapping[str, list[tuple[int, float]]], path: str | Path, *, title: str, ylabel: str) -> Path:
-    """One line per method over training steps (``series``: method -> [(step, value), ...]). The format follows
-    the suffix of ``path`` (the page inlines an SVG). Beside it: ``<name>.json``, method -> step -> value as drawn."""
+def step_curves(series: Mapping[str, list[tuple[int, float]]], *, title: str, ylabel: str) -> Drawing:
+    """One line per method over training steps (``series``: method -> [(step, value), ...]); the page inlines it
+    as SVG. Values: method -> step -> value as drawn."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for name, points in series.items():
         ax.plot(
@@ -133,12 +154,12 @@ def step_curves(series: Mapping[str, list[tuple[int, float]]], path: str | Path,
         line.get_label(): {str(int(x)): float(y) for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)}
         for line in ax.get_lines()
     }
-    return _save(fig, path, drawn)
+    return fig, drawn
 
 
-def estimate_bars(values: Mapping[str, Estimate], path: str | Path, *, title: str, ylabel: str) -> Path:
-    """Vertical bars, one per checkpoint (or principle), with 95% whiskers. Beside the PNG: ``<name>.json``,
-    name -> [value, low, high] as drawn (null for an estimate with no value, drawn as nothing)."""
+def estimate_bars(values: Mapping[str, Estimate], *, title: str, ylabel: str) -> Drawing:
+    """Vertical bars, one per checkpoint (or principle), with 95% whiskers. Values: name -> [value, low, high]
+    as drawn (null for an estimate with no value, drawn as nothing)."""
     names = list(values)
     points = [_point(values[n]) for n in names]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.8))
@@ -148,7 +169,7 @@ def estimate_bars(values: Mapping[str, Estimate], path: str | Path, *, title: st
     ax.set_title(title)
     ax.axhline(0, color="black", linewidth=0.6)
     fig.tight_layout()
-    return _save(fig, path, {label: triple for _, label, triple in _drawn_bars(ax, horizontal=False)})
+    return fig, {label: triple for _, label, triple in _drawn_bars(ax, horizontal=False)}
 
 
 def _drawn_bars(ax, *, horizontal: bool) -> list[tuple[str, str, list | None]]:
@@ -184,11 +205,21 @@ def _drawn_curves(ax) -> dict[str, dict[str, list]]:
     return out
 
 
-def _save(fig, path: str | Path, drawn: dict) -> Path:
-    """The figure as ``path`` (PNG) and the values it shows, ``drawn``, beside it as JSON."""
+def save(drawing: Drawing, path: str | Path) -> Path:
+    """The figure as ``path`` (the format follows its suffix) and the values it shows beside it as JSON."""
+    fig, drawn = drawing
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     path.with_suffix(".json").write_text(json.dumps(drawn, indent=1))
     return path
+
+
+def image(drawing: Drawing, fmt: str) -> bytes:
+    """The figure drawn in memory as ``fmt`` (``png``, ``svg``): the bytes ``save`` writes, without the values."""
+    fig, _ = drawing
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=DPI)
+    plt.close(fig)
+    return buffer.getvalue()

@@ -6,8 +6,9 @@ nothing. The script (``templates/page.js``, plain JavaScript) only shows and hid
 filters and the text search of the MT-Bench browser.
 
 The report's findings and tables are the report's own text (``report.md`` as ``sami.study.report.render_report``
-writes it), split into headings, paragraphs, lists, tables and figures (``report_blocks``), so the page and the
-report can never show different numbers.
+renders it), split into headings, paragraphs, lists, tables and figures (``report_blocks``), so the page and the
+report can never show different numbers. Its figures come as data URIs keyed by where the text links them; the
+training curves are drawn in memory. Nothing but the page is written.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import mimetypes
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
 
-from sami.core.layout import FIGURES, PAGE
+from sami.core.layout import PAGE
 from sami.study import figures
 from sami.study.findings import pct
 from sami.study.page_data import CURVES, OUTCOMES, adherence_items, gsm8k_items, mtbench_items, training_curves
@@ -45,9 +47,10 @@ class Study:
     trains: dict = field(default_factory=dict)
 
 
-def data_uri(path: Path) -> str:
-    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+def data_uri(data: bytes, name: str) -> str:
+    """``data`` inlined as a URI, its type read from the suffix of ``name``."""
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def inline(text: str) -> list[tuple[str, str]]:
@@ -69,9 +72,10 @@ def _cells(line: str) -> list[list[tuple[str, str]]]:
     return [inline(c.strip()) for c in line.strip().strip("|").split("|")]
 
 
-def report_blocks(markdown: str, fig_dir: Path | None) -> list[dict]:
-    """The report's Markdown (as ``render_report`` writes it: headings, paragraphs, ``- `` lists, pipe tables and
-    figure lines) as blocks for the template; a figure becomes a data URI of its file under ``fig_dir``."""
+def report_blocks(markdown: str, images: Mapping[str, str] | None) -> list[dict]:
+    """The report's Markdown (as ``render_report`` renders it: headings, paragraphs, ``- `` lists, pipe tables and
+    figure lines) as blocks for the template; a figure line shows ``images``' data URI of what it links to, and
+    is left out where there is none."""
     blocks: list[dict] = []
     for line in markdown.splitlines():
         stripped = line.strip()
@@ -94,9 +98,8 @@ def report_blocks(markdown: str, fig_dir: Path | None) -> list[dict]:
             else:
                 blocks.append({"kind": "list", "items": [inline(stripped[2:])]})
         elif (image := _IMAGE.match(stripped)) is not None:
-            path = (fig_dir.parent / image["src"]) if fig_dir is not None else None
-            if path is not None and path.is_file():
-                blocks.append({"kind": "figure", "alt": image["alt"], "src": data_uri(path)})
+            if image["src"] in (images or {}):
+                blocks.append({"kind": "figure", "alt": image["alt"], "src": images[image["src"]]})
         elif last.get("kind") == "paragraph":
             last["lines"].append(inline(stripped))
         else:
@@ -124,17 +127,15 @@ def scoreboard(metrics: dict) -> list[dict]:
     return rows
 
 
-def _curve_figures(trains: dict, fig_dir: Path, study: str) -> list[dict]:
+def _curve_figures(trains: dict, study: str) -> list[dict]:
     out = []
     for key, series in training_curves(trains).items():
-        path = figures.step_curves(
-            series, fig_dir / f"training_{study}_{key}.svg", title=f"{study}: {CURVES[key]}", ylabel=CURVES[key]
-        )
-        out.append({"key": key, "title": CURVES[key], "src": data_uri(path)})
+        svg = figures.image(figures.step_curves(series, title=f"{study}: {CURVES[key]}", ylabel=CURVES[key]), "svg")
+        out.append({"key": key, "title": CURVES[key], "src": data_uri(svg, "curve.svg")})
     return out
 
 
-def study_context(study: Study, fig_dir: Path) -> dict:
+def study_context(study: Study) -> dict:
     """Everything one study shows: its MT-Bench browser, adherence, GSM8K attempts and training curves."""
     out: dict = {"name": study.name, "mtbench": None, "adherence": None, "gsm8k": None, "curves": None}
     if "mtbench" in study.evals and "mtbench" in study.metrics:
@@ -145,7 +146,7 @@ def study_context(study: Study, fig_dir: Path) -> dict:
     if "gsm8k" in study.evals:
         out["gsm8k"] = gsm8k_items(study.evals["gsm8k"])
     if study.trains:
-        out["curves"] = _curve_figures(study.trains, fig_dir, study.name)
+        out["curves"] = _curve_figures(study.trains, study.name)
     return out
 
 
@@ -160,17 +161,21 @@ def environment() -> jinja2.Environment:
 
 
 def write_page(
-    path: Path, *, title: str, studies: list[Study], fig_dir: Path, report_md: str | None = None, source: str = ""
+    path: Path,
+    *,
+    title: str,
+    studies: list[Study],
+    report_md: str | None = None,
+    images: Mapping[str, str] | None = None,
+    source: str = "",
 ) -> Path:
-    """Render the page into ``path``. ``fig_dir``: where the report's figures are (for ``report_md``'s figure
-    lines) and where the training curves are drawn."""
-    fig_dir.mkdir(parents=True, exist_ok=True)
+    """Render the page into ``path``. ``images``: the data URI of each figure ``report_md`` links to."""
     context = {
         "title": title,
         "source": source,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "report": report_blocks(report_md, fig_dir) if report_md else [],
-        "studies": [study_context(s, fig_dir) for s in studies],
+        "report": report_blocks(report_md, images) if report_md else [],
+        "studies": [study_context(s) for s in studies],
         "outcomes": OUTCOMES,
     }
     html = environment().get_template("index.html.j2").render(**context)
@@ -198,13 +203,15 @@ def run_studies(parts: dict, summary: dict) -> list[Study]:
     ]
 
 
-def write_run_page(cfg, parts: dict, summary: dict, report_md: str, report_dir: Path) -> Path:
-    """The page of a run, beside its report (``report_dir``, whose ``figures/`` the report has drawn)."""
+def write_run_page(
+    cfg, parts: dict, summary: dict, report_md: str, images: Mapping[str, str], report_dir: Path
+) -> Path:
+    """The page of a run, beside its report (``report_dir``); ``images`` as ``write_page`` takes them."""
     return write_page(
         report_dir / PAGE,
         title=f"Run: {cfg.name}",
         studies=run_studies(parts, summary),
-        fig_dir=report_dir / FIGURES,
         report_md=report_md,
+        images=images,
         source=str(cfg.output_dir),
     )

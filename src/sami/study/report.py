@@ -4,20 +4,35 @@
 Every number is recomputed here from the per-item files (``sami.eval.run.compute``), never carried over
 from the run that generated them, and written into ``summary.json``; ``report.md`` and the figures are drawn
 from that summary only. The paper's reported numbers stand beside ours, labelled as such.
+
+Rendering writes nothing: ``render_report`` turns a summary into ``Section``s, each its heading, its Markdown
+lines and the figures they show as data (``sami.study.figures.Figure``, named from ``sami.core.layout``).
+``write_report`` is the one place the report's files are written and its figures drawn.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sami.core.config import config_hash, to_dict
-from sami.core.layout import FIGURES, METRICS, REPORT, SUMMARY
+from sami.core.layout import (
+    ADHERENCE_FIGURE,
+    FIGURES,
+    METRICS,
+    MI_FIGURE,
+    PASS_AT_K_FIGURE,
+    REPORT,
+    SUMMARY,
+    judge_figure,
+)
 from sami.study import figures
+from sami.study.figures import Figure
 from sami.study.findings import CONSTITUTION_NOTES, findings, num, pct
-from sami.study.page import write_run_page
+from sami.study.page import data_uri, write_run_page
 from sami.train.config import NOT_USED, compare_configs
 from sami.train.registry import METHODS
 from sami.train.runfolder import package_versions, read_metrics
@@ -126,140 +141,195 @@ def build_summary(cfg, parts: dict) -> dict:
 SELF_EVIDENT = ("method", "output_dir", "init_from")  # differ between any two trained methods
 
 
+@dataclass(frozen=True)
+class Section:
+    """One section of the report: its heading (``level`` 1 to 3 ``#``), the Markdown lines under it, and the
+    figures those lines show (each a ``Figure``: data, drawn only when the report is written)."""
+
+    title: str
+    lines: list[str]
+    figures: list[Figure] = field(default_factory=list)
+    level: int = 3
+
+    def markdown(self) -> list[str]:
+        return ["#" * self.level + " " + self.title, "", *self.lines]
+
+
+@dataclass(frozen=True)
+class Report:
+    """The report as rendered from a summary: its sections in order. ``text`` is ``report.md``; ``figures`` are
+    the files its figure lines name, under ``FIGURES``."""
+
+    sections: list[Section]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line for section in self.sections for line in section.markdown()) + "\n"
+
+    @property
+    def figures(self) -> list[Figure]:
+        return [figure for section in self.sections for figure in section.figures]
+
+
+def link(figure: Figure) -> str:
+    """Where the report's text finds a figure: its file under ``FIGURES``, beside ``report.md``."""
+    return f"{FIGURES}/{figure.name}"
+
+
+def _shown(alt: str, figure: Figure) -> list[str]:
+    """The lines that show ``figure`` in the text."""
+    return ["", f"![{alt}]({link(figure)})", ""]
+
+
 def label(method: str) -> str:
     """How a method is named in headings: its registered label (``SimPO``), else its name in capitals."""
     entry = METHODS.get(method)
     return entry.title if entry is not None else method.upper()
 
 
-def _mtbench_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
+def _mtbench_sections(s: dict) -> list[Section]:
+    """Experiment 1: the answers, one section per judge, the MI bound, adherence and training."""
     m = s["eval"]["mtbench"]
     methods = list(s["training"]["methods"])
     shown = ["sami"] + [x for x in methods if x not in ("sami", "sft")] + ["sft"]  # as judged: SAMI first, SFT last
-    lines += [f"## Experiment 1: {' vs '.join(label(x) for x in shown if x in methods)} on MT-Bench", ""]
+    lines = []
     for name, a in m["answers"].items():
         lines.append(
             f"- {name}: {a['count']} answers, mean {num(a['mean_words'], 1)} words, "
             f"{a['cut_by_length']} cut by the token limit, degenerate {pct(a.get('degenerate'))}"
         )
     lines.append("")
-    for judge, by_pair in m["pairwise"].items():
-        source = next(iter(by_pair.values()), {}).get("verdict_source", "text")
-        lines += [f"### Judge: {judge} ({source} verdicts)", ""]
-        lines += [f"Answers and verdicts: {CONSTITUTION_NOTES.get(m.get('constitutions', 'positive'), '')}.", ""]
-        header = "| pairing | n | win / tie / loss | unparseable | hard win rate (95%) | soft win rate (95%) |"
-        lines += [header + " length-controlled (95%) | style-controlled (95%) | paper |", "|---" * 9 + "|"]
-        for pair, block in by_pair.items():
-            o = block["overall"]
-            paper = PAPER_MTBENCH.get(judge, {})
-            ref = f"{100 * paper[pair]:.1f}%" if isinstance(paper, dict) and pair in paper else "-"
-            lines.append(
-                f"| {pair} | {o['n']} | {o['win']} / {o['tie']} / {o['loss']} | {o['unparseable']} | "
-                f"{pct(o['win_rate_adjusted'])} | {pct(o.get('soft_win_rate'))} | "
-                f"{pct(o['length_controlled_win_rate'])} | {pct(o.get('style_controlled_win_rate'))} | {ref} |"
-            )
-        lines += ["", VERDICT_NOTES.get(source, ""), "", STYLE_NOTE]
-        _flips_table(by_pair, lines)
-        _judge_table(m, judge, lines)
-        bad = sum(b["overall"]["unparseable"] for b in by_pair.values())
-        total = sum(b["overall"]["n"] for b in by_pair.values())
-        if bad:
-            lines.append(
-                f"\n{bad} of {total} judged items had a verdict that could not be parsed in at least one order; they "
-                "are counted here and left out of the rates (the raw judge text is in the stored judgments)."
-            )
-        if judge == "principle-free":
-            lines.append(f"\nPaper, principle-free judge: {PAPER_MTBENCH['principle-free']}.")
-        categories = sorted({c for b in by_pair.values() for c in b["per_category"]})
-        lines += ["", "| category | " + " | ".join(by_pair) + " |", "|---|" + "---|" * len(by_pair)]
-        for c in categories:
-            cells = []
-            for block in by_pair.values():
-                pc = block["per_category"].get(c)
-                cells.append(f"{pct(pc['win_rate_adjusted'])} (n={pc['n']})" if pc else "-")
-            lines.append(f"| {c} | " + " | ".join(cells) + " |")
-        figure = {
-            pair: {
-                **{c: {**b["win_rate_adjusted"]} for c, b in block["per_category"].items()},
-                "overall": block["overall"]["win_rate_adjusted"],
-            }
-            for pair, block in by_pair.items()
-        }
-        path = figures.winrate_bars(figure, fig_dir / f"mtbench_{judge}.png", title=f"MT-Bench, {judge} judge")
-        lines += ["", f"![{judge} win rates](figures/{path.name})", ""]
+    title = f"Experiment 1: {' vs '.join(label(x) for x in shown if x in methods)} on MT-Bench"
+    sections = [Section(title, lines, level=2)]
+    sections += [_judge_section(m, judge, by_pair) for judge, by_pair in m["pairwise"].items()]
     if "mi" in s["eval"]:
-        mi = s["eval"]["mi"]
-        lines += ["### Mutual-information bound on held-out records, and fluency beside it", ""]
-        lines += [
-            "| checkpoint | MI bound, nats (95%) | column accuracy | row accuracy | diagonal log-prob per token "
-            "| change from base |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, block in mi.items():
-            o = block["overall"]
-            lines.append(
-                f"| {name} | {num(o['mi_bound'])} | {pct(o['col_accuracy'])} | {pct(o['row_accuracy'])} "
-                f"| {num(o.get('diag_logprob'))} | {num(o.get('diag_logprob_change'))} |"
-            )
-        lines += [
-            "",
-            "The MI bound is at most log C. The diagonal log-prob is the mean per-token log-probability of "
-            "each held-out teacher response under its own constitution: InfoNCE can raise the bound by making "
-            "every response unlikely, so a bound that rises while this falls is not alignment.",
-        ]
-        path = figures.estimate_bars(
-            {n: b["overall"]["mi_bound"] for n, b in mi.items()},
-            fig_dir / "mi_bound.png",
-            title="MI lower bound, held-out records",
-            ylabel="nats",
-        )
-        lines += ["", f"![MI bound](figures/{path.name})", ""]
+        sections.append(_mi_section(s["eval"]["mi"]))
     if "adherence" in s["eval"]:
-        ad = s["eval"]["adherence"]
-        lines += ["### Principle adherence (judge-free checkers)", ""]
-        principles = sorted({p for m in ad.values() for p in m["principles"]})
-        lines += [
-            "Contrast = checker pass rate under the principle minus under its antithesis (95% interval); "
-            "in brackets the pass rates under each. Degenerate: answers that are empty, run-on tokens or "
-            "loops (docs/EVALUATION.md).",
-            "",
-        ]
-        lines += [
-            "| checkpoint | " + " | ".join(principles) + " | degenerate |",
-            "|---|" + "---|" * (len(principles) + 1),
-        ]
-        for name, m in ad.items():
-            cells = []
-            for p in principles:
-                b = m["principles"].get(p)
-                if b is None:
-                    cells.append("-")
-                    continue
-                under = f"{pct(b['checker_pass_under_principle'])} / {pct(b['checker_pass_under_antithesis'])}"
-                cells.append(f"{num(b['contrast'], 2)} ({under})")
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {pct(m.get('degenerate'))} |")
-        contrasts = {
-            name: {p: m["principles"][p]["contrast"] for p in principles if p in m["principles"]}
-            for name, m in ad.items()
-        }
-        path = figures.winrate_bars(
-            contrasts,
-            fig_dir / "adherence_contrast.png",
-            title="Principle adherence",
-            reference=0.0,
-            xlim=(-1, 1),
-            xlabel="checker pass rate under the principle minus under its antithesis, 95% interval",
+        sections.append(_adherence_section(s["eval"]["adherence"]))
+    return sections + [_training_section(s["training"])]
+
+
+def _judge_section(m: dict, judge: str, by_pair: dict) -> Section:
+    """One pairwise judge's win rates per pairing and category, its diagnostics and its figure."""
+    source = next(iter(by_pair.values()), {}).get("verdict_source", "text")
+    lines = [f"Answers and verdicts: {CONSTITUTION_NOTES.get(m.get('constitutions', 'positive'), '')}.", ""]
+    header = "| pairing | n | win / tie / loss | unparseable | hard win rate (95%) | soft win rate (95%) |"
+    lines += [header + " length-controlled (95%) | style-controlled (95%) | paper |", "|---" * 9 + "|"]
+    for pair, block in by_pair.items():
+        o = block["overall"]
+        paper = PAPER_MTBENCH.get(judge, {})
+        ref = f"{100 * paper[pair]:.1f}%" if isinstance(paper, dict) and pair in paper else "-"
+        lines.append(
+            f"| {pair} | {o['n']} | {o['win']} / {o['tie']} / {o['loss']} | {o['unparseable']} | "
+            f"{pct(o['win_rate_adjusted'])} | {pct(o.get('soft_win_rate'))} | "
+            f"{pct(o['length_controlled_win_rate'])} | {pct(o.get('style_controlled_win_rate'))} | {ref} |"
         )
-        lines += ["", f"![adherence contrast](figures/{path.name})", ""]
-    _training_section(s["training"], lines)
+    lines += ["", VERDICT_NOTES.get(source, ""), "", STYLE_NOTE]
+    lines += _flips_table(by_pair)
+    lines += _judge_table(m, judge)
+    bad = sum(b["overall"]["unparseable"] for b in by_pair.values())
+    total = sum(b["overall"]["n"] for b in by_pair.values())
+    if bad:
+        lines.append(
+            f"\n{bad} of {total} judged items had a verdict that could not be parsed in at least one order; they "
+            "are counted here and left out of the rates (the raw judge text is in the stored judgments)."
+        )
+    if judge == "principle-free":
+        lines.append(f"\nPaper, principle-free judge: {PAPER_MTBENCH['principle-free']}.")
+    categories = sorted({c for b in by_pair.values() for c in b["per_category"]})
+    lines += ["", "| category | " + " | ".join(by_pair) + " |", "|---|" + "---|" * len(by_pair)]
+    for c in categories:
+        cells = []
+        for block in by_pair.values():
+            pc = block["per_category"].get(c)
+            cells.append(f"{pct(pc['win_rate_adjusted'])} (n={pc['n']})" if pc else "-")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    rates = {
+        pair: {
+            **{c: {**b["win_rate_adjusted"]} for c, b in block["per_category"].items()},
+            "overall": block["overall"]["win_rate_adjusted"],
+        }
+        for pair, block in by_pair.items()
+    }
+    figure = Figure(judge_figure(judge), figures.winrate_bars, rates, {"title": f"MT-Bench, {judge} judge"})
+    lines += _shown(f"{judge} win rates", figure)
+    return Section(f"Judge: {judge} ({source} verdicts)", lines, [figure])
 
 
-def _flips_table(by_pair: dict, lines: list[str]) -> None:
+def _mi_section(mi: dict) -> Section:
+    lines = [
+        "| checkpoint | MI bound, nats (95%) | column accuracy | row accuracy | diagonal log-prob per token "
+        "| change from base |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, block in mi.items():
+        o = block["overall"]
+        lines.append(
+            f"| {name} | {num(o['mi_bound'])} | {pct(o['col_accuracy'])} | {pct(o['row_accuracy'])} "
+            f"| {num(o.get('diag_logprob'))} | {num(o.get('diag_logprob_change'))} |"
+        )
+    lines += [
+        "",
+        "The MI bound is at most log C. The diagonal log-prob is the mean per-token log-probability of "
+        "each held-out teacher response under its own constitution: InfoNCE can raise the bound by making "
+        "every response unlikely, so a bound that rises while this falls is not alignment.",
+    ]
+    figure = Figure(
+        MI_FIGURE,
+        figures.estimate_bars,
+        {n: b["overall"]["mi_bound"] for n, b in mi.items()},
+        {"title": "MI lower bound, held-out records", "ylabel": "nats"},
+    )
+    lines += _shown("MI bound", figure)
+    return Section("Mutual-information bound on held-out records, and fluency beside it", lines, [figure])
+
+
+def _adherence_section(ad: dict) -> Section:
+    principles = sorted({p for m in ad.values() for p in m["principles"]})
+    lines = [
+        "Contrast = checker pass rate under the principle minus under its antithesis (95% interval); "
+        "in brackets the pass rates under each. Degenerate: answers that are empty, run-on tokens or "
+        "loops (docs/EVALUATION.md).",
+        "",
+    ]
+    lines += [
+        "| checkpoint | " + " | ".join(principles) + " | degenerate |",
+        "|---|" + "---|" * (len(principles) + 1),
+    ]
+    for name, m in ad.items():
+        cells = []
+        for p in principles:
+            b = m["principles"].get(p)
+            if b is None:
+                cells.append("-")
+                continue
+            under = f"{pct(b['checker_pass_under_principle'])} / {pct(b['checker_pass_under_antithesis'])}"
+            cells.append(f"{num(b['contrast'], 2)} ({under})")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {pct(m.get('degenerate'))} |")
+    contrasts = {
+        name: {p: m["principles"][p]["contrast"] for p in principles if p in m["principles"]} for name, m in ad.items()
+    }
+    figure = Figure(
+        ADHERENCE_FIGURE,
+        figures.winrate_bars,
+        contrasts,
+        {
+            "title": "Principle adherence",
+            "reference": 0.0,
+            "xlim": (-1, 1),
+            "xlabel": "checker pass rate under the principle minus under its antithesis, 95% interval",
+        },
+    )
+    lines += _shown("adherence contrast", figure)
+    return Section("Principle adherence (judge-free checkers)", lines, [figure])
+
+
+def _flips_table(by_pair: dict) -> list[str]:
     """Hard win rates by how many principles of the question's constitution were flipped."""
     counts = sorted({k for b in by_pair.values() for k in b.get("per_flipped", {})}, key=int)
     if len(counts) < 2:  # one constitution for every question: nothing to split
-        return
-    lines += [
+        return []
+    lines = [
         "",
         "Hard win rate by how many principles of the question's constitution were flipped to their antithesis:",
         "",
@@ -272,10 +342,12 @@ def _flips_table(by_pair: dict, lines: list[str]) -> None:
             b = block.get("per_flipped", {}).get(k)
             cells.append(f"{pct(b['win_rate_adjusted'])} (n={b['n']})" if b else "-")
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return lines
 
 
-def _judge_table(m: dict, judge: str, lines: list[str]) -> None:
+def _judge_table(m: dict, judge: str) -> list[str]:
     """The judge's order agreement and position preference, and the Bradley-Terry ranking when there is one."""
+    lines = []
     d = m.get("judge_diagnostics", {}).get(judge)
     if d:
         lines += [
@@ -296,12 +368,11 @@ def _judge_table(m: dict, judge: str, lines: list[str]) -> None:
         ]
         for name, r in sorted(fit["models"].items(), key=lambda kv: kv[1]["rank"]):
             lines.append(f"| {r['rank']} | {name} | {num(r['strength'], 2)} | {pct(r['win_rate_vs_origin'])} |")
+    return lines
 
 
-def _training_section(t: dict, lines: list[str]) -> None:
-    lines += [
-        "### Training",
-        "",
+def _training_section(t: dict) -> Section:
+    lines = [
         "| method | starts from | steps | first loss | last loss | MI bound, first -> last "
         "| diagonal log-prob, first -> last |",
         "|---|---|---|---|---|---|---|",
@@ -337,29 +408,32 @@ def _training_section(t: dict, lines: list[str]) -> None:
     ]
     lines += [f"- `{key}`: " + ", ".join(f"{m} = {v}" for m, v in used.items()) for key, used in differ.items()]
     lines += ["- none", ""] if not differ else [""]
+    return Section("Training", lines)
 
 
-def _math_section(s: dict, fig_dir: Path, lines: list[str]) -> None:
+def _math_sections(s: dict) -> list[Section]:
+    """Experiment 2: pass@k and maj@k per variant, the paper's gains beside them, and training."""
     g = s["eval"]["gsm8k"]
-    lines += ["## Experiment 2: math accuracy with one and many attempts", ""]
     ks = sorted({int(k) for m in g.values() for k in m.get("pass_at_k", {})})
     shown = [k for k in ks if k in (1, 2, 4, 8, 10, 16, 32) or k == ks[-1]] if ks else []
     header = "| variant | problems | greedy accuracy | " + " | ".join(f"pass@{k}" for k in shown)
     header += " | " + " | ".join(f"maj@{k}" for k in shown[-1:]) + " |"
-    lines += [header, "|---|---|---|" + "---|" * (len(shown) + len(shown[-1:]))]
+    lines = [header, "|---|---|---|" + "---|" * (len(shown) + len(shown[-1:]))]
     for name, m in g.items():
         cells = [pct(m.get("pass_at_k", {}).get(str(k))) for k in shown]
         cells += [pct(m.get("maj_at_k", {}).get(str(k))) for k in shown[-1:]]
         lines.append(f"| {name} | {m['problems']} | {pct(m['greedy_accuracy'])} | " + " | ".join(cells) + " |")
+    drawn = []
     if ks:
         curves = {name: {int(k): e for k, e in m["pass_at_k"].items()} for name, m in g.items() if "pass_at_k" in m}
-        path = figures.attempts_curves(curves, fig_dir / "math_pass_at_k.png", title="pass@k over attempts")
-        lines += ["", f"![pass@k](figures/{path.name})", ""]
+        drawn = [Figure(PASS_AT_K_FIGURE, figures.attempts_curves, curves, {"title": "pass@k over attempts"})]
+        lines += _shown("pass@k", drawn[0])
     lines += ["Paper (Mistral-7B, GSM8K train split), for comparison:", ""]
     for key, value in PAPER_MATH["gain over base, points (1 / 10 / 32 attempts)"].items():
         lines.append(f"- {key}: {value} accuracy points")
     lines += [f"- {PAPER_MATH['absolute accuracy ranges']}", ""]
-    _training_section(s["training"], lines)
+    section = Section("Experiment 2: math accuracy with one and many attempts", lines, drawn, level=2)
+    return [section, _training_section(s["training"])]
 
 
 def _cell(value) -> str:
@@ -371,39 +445,37 @@ def _cell(value) -> str:
     return str(value)
 
 
-def plugin_section(suite: str, metrics) -> list[str]:
+def plugin_section(suite: str, metrics) -> Section:
     """The report's section of a suite a plugin added: the lines its entry's ``report`` gives, else a table of
     its numbers per model (``{model: number}`` or ``{model: {name: number or estimate}}``), else its metrics as
     JSON."""
     from sami.eval.run import SUITES
 
     entry = SUITES.get(suite)
-    lines = [f"### {suite}" + (f": {entry.help}" if entry is not None and entry.help else ""), ""]
+    title = suite + (f": {entry.help}" if entry is not None and entry.help else "")
     if entry is not None and entry.report is not None:
-        return lines + list(entry.report(metrics)) + [""]
+        return Section(title, list(entry.report(metrics)) + [""])
     rows = metrics if isinstance(metrics, dict) and metrics else None
     if rows is not None and all(not isinstance(v, dict) for v in rows.values()):
         rows = {model: {"value": value} for model, value in rows.items()}
     if rows is not None and all(isinstance(v, dict) for v in rows.values()):
         columns = list(dict.fromkeys(k for values in rows.values() for k in values))
-        lines += ["| model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
         for model, values in rows.items():
             lines.append(f"| {model} | " + " | ".join(_cell(values.get(c, "")) for c in columns) + " |")
-        return lines + [""]
-    return lines + ["```json", json.dumps(metrics, indent=2, default=str), "```", ""]
+        return Section(title, lines + [""])
+    return Section(title, ["```json", json.dumps(metrics, indent=2, default=str), "```", ""])
 
 
-def _plugin_sections(block: dict, lines: list[str]) -> None:
+def _plugin_sections(block: dict) -> list[Section]:
     from sami.eval.run import is_built_in
 
-    for suite, metrics in block["eval"].items():
-        if not is_built_in(suite):
-            lines += plugin_section(suite, metrics)
+    return [plugin_section(suite, metrics) for suite, metrics in block["eval"].items() if not is_built_in(suite)]
 
 
-def render_report(summary: dict, fig_dir: Path) -> str:
-    lines = [f"# Report: {summary['name']}", ""]
-    lines += [
+def _opening(summary: dict) -> list[Section]:
+    """The title with what made the run, and "What this run shows" when the numbers show anything."""
+    lines = [
         f"Created {summary['created']}, config hash `{summary['config_hash']}`, "
         + ", ".join(f"{k} {v}" for k, v in summary["versions"].items() if v)
         + ".",
@@ -414,31 +486,40 @@ def render_report(summary: dict, fig_dir: Path) -> str:
         "match them, and the intervals say how much a difference can be trusted.",
         "",
     ]
+    sections = [Section(f"Report: {summary['name']}", lines, level=1)]
     shows = findings(summary)
     if shows:
-        lines += [
-            "## What this run shows",
-            "",
+        lines = [
             "Generated from the numbers below; two estimates are called different "
             "only when their 95% intervals do not overlap.",
             "",
         ]
         lines += [f"- {sentence}" for sentence in shows] + [""]
+        sections.append(Section("What this run shows", lines, level=2))
+    return sections
+
+
+def render_report(summary: dict) -> Report:
+    """The report of ``summary``: its text and the figures the text shows, as data. Nothing is written or drawn."""
+    sections = _opening(summary)
     if "mtbench" in summary:
-        _mtbench_section(summary["mtbench"], fig_dir, lines)
-        _plugin_sections(summary["mtbench"], lines)
+        sections += _mtbench_sections(summary["mtbench"]) + _plugin_sections(summary["mtbench"])
     if "math" in summary:
-        _math_section(summary["math"], fig_dir, lines)
-        _plugin_sections(summary["math"], lines)
-    return "\n".join(lines) + "\n"
+        sections += _math_sections(summary["math"]) + _plugin_sections(summary["math"])
+    return Report(sections)
 
 
 def write_report(cfg, parts: dict, folder: Path) -> Path:
+    """The report stage: ``summary.json``, the figures, ``report.md`` and the page, in ``folder``. The one place
+    the report is written."""
     folder.mkdir(parents=True, exist_ok=True)
     summary = build_summary(cfg, parts)
     (folder / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
-    text = render_report(summary, folder / FIGURES)
+    report = render_report(summary)
+    (folder / FIGURES).mkdir(exist_ok=True)
+    saved = {link(figure): figure.save(folder / FIGURES) for figure in report.figures}
     path = folder / REPORT
-    path.write_text(text)
-    write_run_page(cfg, parts, summary, text, folder)  # the page beside the report: index.html
+    path.write_text(report.text)
+    images = {target: data_uri(file.read_bytes(), file.name) for target, file in saved.items()}  # as drawn
+    write_run_page(cfg, parts, summary, report.text, images, folder)  # the page beside the report: index.html
     return path

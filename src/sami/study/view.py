@@ -11,27 +11,24 @@ from __future__ import annotations
 
 import functools
 import http.server
-import tempfile
 from pathlib import Path
 
 from sami.core.config import from_dict, load_yaml
 from sami.core.errors import ConfigError, InputMissing
-from sami.core.layout import CONFIG, FIGURES, PAGE, REPORT_DIR
+from sami.core.layout import CONFIG, PAGE, REPORT_DIR
 from sami.core.migrate import upgrade_config
-from sami.study.page import Study, run_studies, write_page
+from sami.study.page import Study, data_uri, write_page, write_run_page
 
 
 def write_eval_page(output_dir: Path, evals: dict, metrics: dict, page_dir: Path | None = None) -> Path:
     """The page of one evaluation folder: ``evals`` suite -> EvalConfig, ``metrics`` suite -> its metrics."""
     page_dir = page_dir or output_dir / REPORT_DIR
-    with tempfile.TemporaryDirectory() as tmp:
-        return write_page(
-            page_dir / PAGE,
-            title=f"Evaluation: {output_dir.name}",
-            fig_dir=Path(tmp),
-            studies=[Study("eval", evals=evals, metrics=metrics)],
-            source=str(output_dir),
-        )
+    return write_page(
+        page_dir / PAGE,
+        title=f"Evaluation: {output_dir.name}",
+        studies=[Study("eval", evals=evals, metrics=metrics)],
+        source=str(output_dir),
+    )
 
 
 def _is_eval_config(path: Path) -> bool:
@@ -110,7 +107,7 @@ def _view(folder: str | Path) -> Path:
 
 def _view_run(folder: Path) -> Path:
     from sami.study.experiment import load_experiment_config, plan_experiment
-    from sami.study.report import build_summary, render_report
+    from sami.study.report import build_summary, link, render_report
 
     cfg = load_experiment_config(folder / CONFIG)
     cfg.output_dir = str(folder)  # the run may have been moved or copied
@@ -121,16 +118,9 @@ def _view_run(folder: Path) -> Path:
         done = sorted({str(p.parent.parent) for p in folder.glob(f"*/eval/*/{CONFIG}") if _is_eval_config(p)})
         hint = f"; sami view {' or '.join(done)} shows the evaluations it has" if done else ""
         raise InputMissing(f"{folder}: the run is not finished ({err}); its page needs every evaluation{hint}") from err
-    with tempfile.TemporaryDirectory() as tmp:  # the report's figures, drawn again only to be inlined
-        report_md = render_report(summary, Path(tmp) / FIGURES)
-        return write_page(
-            folder / REPORT_DIR / PAGE,
-            title=f"Run: {cfg.name}",
-            studies=run_studies(parts, summary),
-            fig_dir=Path(tmp) / FIGURES,
-            report_md=report_md,
-            source=str(folder),
-        )
+    report = render_report(summary)
+    images = {link(f): data_uri(f.image(), f.name) for f in report.figures}  # drawn in memory, only to be inlined
+    return write_run_page(cfg, parts, summary, report.text, images, folder / REPORT_DIR)
 
 
 def open_server(port: int = 0) -> http.server.ThreadingHTTPServer:
