@@ -269,7 +269,7 @@ def build_import_config(args: argparse.Namespace):
 
 def _run_import(args: argparse.Namespace) -> dict:
     from sami.eval.imports import import_files, mirrored_note
-    from sami.eval.mtbench import print_mtbench
+    from sami.eval.mtbench.printing import print_mtbench
 
     eval_cfg, metrics = import_files(build_import_config(args))
     root = Path(eval_cfg.output_dir) / "mtbench"

@@ -13,7 +13,7 @@ from sami.eval.judges import (
     parse_rating,
     principle_aware_prompt,
 )
-from sami.eval.mtbench import pairwise_metrics
+from sami.eval.mtbench.statistics import pairwise_metrics
 from sami.eval.mtbench_data import Question, load_judge_prompts, load_questions, select
 
 
@@ -306,7 +306,7 @@ def test_checker_judge_uses_the_checker_of_the_side_shown():
 def test_sampled_constitutions_are_drawn_per_question_and_shared_by_every_model():
     from sami.data.principles import load_library
     from sami.eval.config import EvalConfig, MTBenchConfig
-    from sami.eval.mtbench import question_constitution
+    from sami.eval.mtbench.answering import question_constitution
     from sami.eval.mtbench_data import load_questions
 
     library = load_library()
@@ -386,7 +386,7 @@ def test_ranking_and_judge_diagnostics_from_stored_verdicts(tmp_path):
     """x beats y on all 6 questions, y beats z on all 6, x and z tie on 3 and x wins 3: the Bradley-Terry ranking
     is x, y, z. The judge's orders agree except on the x-z ties, where it picked whoever was shown first."""
     from sami.eval.config import EvalConfig, MTBenchConfig
-    from sami.eval.mtbench import mtbench_metrics
+    from sami.eval.mtbench.statistics import mtbench_metrics
 
     root = tmp_path / "eval/mtbench"
     for m in "xyz":

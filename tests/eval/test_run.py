@@ -326,7 +326,7 @@ def test_cli_prints_the_same_tables_when_recomputing(tmp_path, tiny_model_dir, c
 def test_mtbench_pairs_against_one_versus_some_or_every_pair():
     """Four checkpoints a, b, c, d: ``against`` pairs each other one with it, named second; ``versus`` keeps the
     pairs of all six (in the order given) that include one of its names; neither keeps all six."""
-    from sami.eval.mtbench import pairs
+    from sami.eval.mtbench.requests import pairs
 
     def chosen(**mtbench):
         return pairs(EvalConfig(models=["a=x", "b=x", "c=x", "d=x"], mtbench=MTBenchConfig(**mtbench)))
@@ -357,7 +357,7 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     with the checker of the side shown, the principle-aware judge is shown the flipped text, and both keep the
     constitution with each verdict."""
     from sami.data.principles import load_library
-    from sami.eval.mtbench import question_constitution
+    from sami.eval.mtbench.answering import question_constitution
     from sami.eval.mtbench_data import load_questions, select
 
     mt = MTBenchConfig(

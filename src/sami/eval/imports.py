@@ -45,7 +45,7 @@ from sami.core.layout import CONFIG, SUITE_METRICS, pair_judgments
 from sami.data.records import json_lines
 from sami.eval.config import EvalConfig
 from sami.eval.judges import JUDGES, RESERVED, hard_verdict
-from sami.eval.mtbench import mtbench_metrics
+from sami.eval.mtbench.statistics import mtbench_metrics
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_bindings, check_imported, check_settings, held_as_found, write_json
 

@@ -47,7 +47,7 @@ VERDICT_LETTERS: tuple[str, ...] = ("A", "B", "C")  # C is a tie, as in MT-Bench
 # The judge's answer up to the verdict letter in probability mode: both pairwise prompts ask for "[[A]]".
 VERDICT_PREFIX = "My final verdict: [["
 TURNS: tuple[str, ...] = ("first", "all")
-# keys of the MT-Bench metrics beside the grading judges' own (``sami.eval.mtbench.mtbench_metrics``)
+# keys of the MT-Bench metrics beside the grading judges' own (``sami.eval.mtbench.statistics.mtbench_metrics``)
 RESERVED: tuple[str, ...] = ("answers", "pairwise", "judge_diagnostics", "ranking", "constitutions")
 
 

@@ -38,7 +38,9 @@ from sami.eval.gsm8k import gsm8k_metrics, print_gsm8k, run_gsm8k
 from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
 from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.eval.mi import mi_metrics, print_mi, run_mi
-from sami.eval.mtbench import mtbench_metrics, print_mtbench, run_mtbench
+from sami.eval.mtbench import run_mtbench
+from sami.eval.mtbench.printing import print_mtbench
+from sami.eval.mtbench.statistics import mtbench_metrics
 from sami.eval.store import check_bindings, held_as_found
 from sami.models.loading import content_key
 
