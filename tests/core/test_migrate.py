@@ -153,3 +153,37 @@ def test_the_history_names_todays_config_classes_and_fields():
         for name, renamed in step.config_renamed.items():
             fields = {f.name for f in dataclasses.fields(classes[name])}
             assert set(renamed).isdisjoint(fields) and set(migrate.renamed_keys(classes[name]).values()) <= fields
+
+
+def test_a_report_summary_written_before_the_hard_win_rate_was_named_so_reads_under_the_new_name(tmp_path):
+    """A report stage finished by layout 1 stays finished (its fingerprint is unchanged), and ``sami experiment``
+    ends by reading its ``summary.json``: the pair blocks' ``win_rate_adjusted`` reads as ``hard_win_rate``, with
+    the same numbers, at every depth (overall, per category, per principles flipped); nothing else changes."""
+    from sami.study.experiment import read_summary
+    from sami.study.findings import headline
+
+    rate = {"value": 0.75, "n": 8, "low": 0.41, "high": 0.93, "method": "wilson"}
+    soft = {"value": 0.7, "n": 8, "low": 0.5, "high": 0.85, "method": "bootstrap"}
+
+    def block(name):
+        return {"win": 5, "tie": 2, "loss": 1, "unparseable": 0, "n": 8, name: rate, "soft_win_rate": soft}
+
+    def summary(name):
+        pair = {"overall": block(name), "per_category": {"writing": block(name)}, "per_flipped": {"1": block(name)}}
+        mtbench = {"answers": {}, "pairwise": {"principle-aware": {"sami vs sft": pair}}, "constitutions": "sampled"}
+        mi = {"sami": {"overall": {"mi_bound": soft}}}  # another suite's metrics: left as they are
+        return {"name": "old", "mtbench": {"eval": {"mtbench": mtbench, "mi": mi}, "training": {}}}
+
+    (tmp_path / "summary.json").write_text(json.dumps(summary("win_rate_adjusted")))
+    (tmp_path / "stage.json").write_text(json.dumps({"stage": "report", "fingerprint": "f", "layout_version": 1}))
+    upgraded = read_summary(tmp_path)
+    assert upgraded == summary("hard_win_rate")
+    pair = upgraded["mtbench"]["eval"]["mtbench"]["pairwise"]["principle-aware"]["sami vs sft"]
+    assert pair["per_flipped"]["1"]["hard_win_rate"]["value"] == 0.75
+    assert headline(upgraded)[0] == (
+        "MT-Bench, principle-aware judge, hard win rate of the first named: sami vs sft 75% [41, 93]"
+    )
+    # a summary this version wrote reads back unchanged
+    (tmp_path / "stage.json").write_text(json.dumps(migrate.stamped({"stage": "report", "fingerprint": "f"})))
+    (tmp_path / "summary.json").write_text(json.dumps(summary("hard_win_rate")))
+    assert read_summary(tmp_path) == summary("hard_win_rate")

@@ -97,12 +97,12 @@ def test_win_rate_aggregation_over_the_nine_combinations_plus_unparseable():
     assert (o["win"], o["tie"], o["loss"], o["unparseable"], o["n"]) == (2, 7, 1, 1, 11)
     assert o["inconsistent"] == 6  # the six ties where the orders disagreed
     assert m["pending"] == 1
-    assert o["win_rate_adjusted"]["value"] == pytest.approx((2 + 0.5 * 7) / 10)
-    assert o["win_rate_adjusted"]["n"] == 10  # the unparseable item is reported, not scored
+    assert o["hard_win_rate"]["value"] == pytest.approx((2 + 0.5 * 7) / 10)
+    assert o["hard_win_rate"]["n"] == 10  # the unparseable item is reported, not scored
     assert o["mean_words_x"]["value"] == 3 and o["mean_words_y"]["value"] == 1
     math_block = m["per_category"]["math"]  # A/B win, B/A loss, tie/tie, A/A, B/B
     assert (math_block["win"], math_block["tie"], math_block["loss"]) == (1, 3, 1)
-    assert math_block["win_rate_adjusted"]["value"] == pytest.approx(0.5)
+    assert math_block["hard_win_rate"]["value"] == pytest.approx(0.5)
     # From y's side the same records give the mirror image.
     mirror = pairwise_metrics(records, answers, "y", "x")["overall"]
     assert (mirror["win"], mirror["loss"]) == (1, 2)
@@ -230,7 +230,7 @@ def test_soft_and_hard_win_rates_from_stored_probabilities():
     assert (o["win"], o["tie"], o["loss"], o["unparseable"], o["inconsistent"]) == (1, 2, 0, 0, 1)
     assert o["soft_win_rate"]["value"] == pytest.approx((0.70 + 0.5 + 0.475) / 3)
     assert o["soft_win_rate"]["method"] == "bootstrap" and o["soft_win_rate"]["low"] <= 0.5
-    assert o["win_rate_adjusted"]["value"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert o["hard_win_rate"]["value"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     assert o["verdict_mass"]["value"] == pytest.approx(0.5)
     assert m["per_category"]["math"]["soft_win_rate"]["value"] == pytest.approx(0.6)
     mirror = pairwise_metrics(_probability_records(items), answers, "y", "x")["overall"]
@@ -356,7 +356,7 @@ def test_win_rates_split_by_how_many_principles_were_flipped():
         "2": (1, 0, 0, 1),
     }
     assert (m["overall"]["win"], m["overall"]["loss"], m["overall"]["n"]) == (2, 1, 4)
-    assert m["per_flipped"]["1"]["win_rate_adjusted"]["value"] == 0.5
+    assert m["per_flipped"]["1"]["hard_win_rate"]["value"] == 0.5
 
 
 def _stored_pair(root, judge, x, y, verdicts, answers=None):

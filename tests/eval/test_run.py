@@ -134,7 +134,7 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
     (root / "judgments/principle-aware/a__b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in aware))
     block = compute("mtbench", cfg)["pairwise"]["principle-aware"]["a vs b"]["overall"]
     assert (block["win"], block["tie"], block["loss"], block["unparseable"], block["inconsistent"]) == (1, 1, 0, 0, 1)
-    assert block["win_rate_adjusted"]["value"] == pytest.approx(0.75)
+    assert block["hard_win_rate"]["value"] == pytest.approx(0.75)
 
 
 def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_model_dir, tokenizer, monkeypatch):

@@ -38,7 +38,7 @@ def winrate_bars(
     title: str = "Adjusted win rate",
     reference: float = 0.5,
     xlim: tuple[float, float] = (0, 1),
-    xlabel: str = "adjusted win rate (wins + ties/2) / n, 95% interval",
+    xlabel: str = "hard win rate (wins + ties/2) / n, 95% interval",
 ) -> Path:
     """Grouped horizontal bars: one group per category (``overall`` last), one bar per pairing, 95% whiskers,
     and a dashed line at ``reference`` (for win rates 50%, no preference). Also used for adherence

@@ -152,11 +152,11 @@ def judge_findings(mtbench: dict) -> list[str]:
     for judge, by_pair in pairwise.items():
         parts = []
         for pair, block in by_pair.items():
-            part = _preference(pair, block["overall"]["win_rate_adjusted"])
+            part = _preference(pair, block["overall"]["hard_win_rate"])
             flips = block.get("per_flipped", {})
             if len(flips) > 1 and pair.startswith("sami vs"):
                 part += "; by principles flipped: " + ", ".join(
-                    f"{k}: {pct(b['win_rate_adjusted'], 0)} (n={b['n']})" for k, b in flips.items()
+                    f"{k}: {pct(b['hard_win_rate'], 0)} (n={b['n']})" for k, b in flips.items()
                 )
             parts.append(part)
         unparseable = sum(b["overall"]["unparseable"] for b in by_pair.values())
@@ -255,7 +255,7 @@ def headline(summary: dict, most: int = 6) -> list[str]:
     judges, rest = [], []
     ev = summary.get("mtbench", {}).get("eval", {})
     for judge, by_pair in ev.get("mtbench", {}).get("pairwise", {}).items():
-        rates = ", ".join(f"{pair} {pct(b['overall']['win_rate_adjusted'], 0)}" for pair, b in by_pair.items())
+        rates = ", ".join(f"{pair} {pct(b['overall']['hard_win_rate'], 0)}" for pair, b in by_pair.items())
         judges.append(f"MT-Bench, {judge} judge, hard win rate of the first named: {rates}")
     if "mi" in ev:
         rest.append(

@@ -117,7 +117,7 @@ def scoreboard(metrics: dict) -> list[dict]:
                     "source": block.get("verdict_source", ""),
                     "n": o["n"],
                     **{k: o[k] for k in OUTCOMES},
-                    "hard": pct(o["win_rate_adjusted"]),
+                    "hard": pct(o["hard_win_rate"]),
                     "soft": pct(o.get("soft_win_rate")),
                 }
             )

@@ -21,7 +21,7 @@ def print_mtbench(metrics: dict) -> None:
                 f"not yet judged {block['pending']}"
             )
             print(
-                f"    hard win rate {fmt(o['win_rate_adjusted'])}; soft {fmt(o['soft_win_rate'])}; "
+                f"    hard win rate {fmt(o['hard_win_rate'])}; soft {fmt(o['soft_win_rate'])}; "
                 f"length-controlled {fmt(o['length_controlled_win_rate'])}; "
                 f"style-controlled {fmt(o['style_controlled_win_rate'])}"
             )
@@ -30,12 +30,12 @@ def print_mtbench(metrics: dict) -> None:
             for category, c in block["per_category"].items():
                 print(
                     f"    {category:<11} {c['win']}/{c['tie']}/{c['loss']}/{c['unparseable']}  hard "
-                    f"{fmt(c['win_rate_adjusted'])}  soft {fmt(c['soft_win_rate'])}"
+                    f"{fmt(c['hard_win_rate'])}  soft {fmt(c['soft_win_rate'])}"
                 )
             for k, c in block.get("per_flipped", {}).items():
                 print(
                     f"    {k} flipped   {c['win']}/{c['tie']}/{c['loss']}/{c['unparseable']}  hard "
-                    f"{fmt(c['win_rate_adjusted'])}  soft {fmt(c['soft_win_rate'])}"
+                    f"{fmt(c['hard_win_rate'])}  soft {fmt(c['soft_win_rate'])}"
                 )
     for judge, d in metrics.get("judge_diagnostics", {}).items():
         print(

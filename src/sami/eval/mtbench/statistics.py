@@ -37,7 +37,7 @@ def _pair_block(items: list[dict]) -> dict:
         **counts,
         "n": len(items),
         "inconsistent": sum(i["inconsistent"] for i in items),
-        "win_rate_adjusted": bounded_mean(scores).to_dict(),  # the hard win rate
+        "hard_win_rate": bounded_mean(scores).to_dict(),
         "soft_win_rate": bootstrap_mean([i["soft"] for i in scored]).to_dict(),
         "verdict_mass": bootstrap_mean([i["mass"] for i in items if i["mass"] is not None]).to_dict(),
         "length_controlled_win_rate": length_controlled_win_rate(
