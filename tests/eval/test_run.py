@@ -124,7 +124,7 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
     assert all("raw" in r and "verdict" in r for r in aware)
     answers = read_jsonl(root / "answers/a.jsonl")
     assert "Assistant System Instructions: 1. Try to" in answers[0]["prompt"]  # weak phrasing, paper template
-    assert metrics["single"]["a"]["n"] == 2
+    assert metrics["ratings"]["single"]["a"]["n"] == 2
     assert compute("mtbench", cfg) == metrics == json.loads((root / "metrics.json").read_text())
     # Known verdicts in the stored file: on question 81 both orders prefer a (a win), on 111 each order
     # prefers whoever is shown first (a tie); b's side of the same records is one loss and one tie.

@@ -65,6 +65,8 @@ class Upgrade:
     checkpoint_prefix: dict[str, str] = field(default_factory=dict)
     # keys of a suite's metrics renamed (wherever they appear in them), per suite: old key -> new key
     metrics_renamed: dict[str, dict[str, str]] = field(default_factory=dict)
+    # a suite's metrics recorded another way: stored -> as this version records them
+    metrics_values: dict[str, Callable[[dict], dict]] = field(default_factory=dict)
 
 
 def _package_references(stored: dict, current: dict) -> dict:
@@ -100,6 +102,18 @@ def _is_package_path(value: Any) -> bool:
     )
 
 
+def _ratings_under_their_key(metrics: dict) -> dict:
+    """A grading judge's ratings sat beside MT-Bench's own keys, under the judge's name; now under ``ratings``."""
+    own = ("answers", "pairwise", "constitutions", "judge_diagnostics", "ranking")
+    ratings = {k: v for k, v in metrics.items() if k not in own}
+    return {
+        **{k: v for k, v in metrics.items() if k in own},
+        "judge_diagnostics": metrics.get("judge_diagnostics", {}),  # written only when there was a pairwise judge
+        "ranking": metrics.get("ranking", {}),  # written only when three or more models met
+        "ratings": ratings,
+    }
+
+
 # UPGRADES[v]: what reads a folder of layout version v as version v + 1.
 UPGRADES: dict[int, Upgrade] = {
     0: Upgrade(
@@ -124,6 +138,7 @@ UPGRADES: dict[int, Upgrade] = {
     1: Upgrade(
         # the hard win rate of a pair block was stored as win_rate_adjusted, a name that did not say which rate
         metrics_renamed={"mtbench": {"win_rate_adjusted": "hard_win_rate"}},
+        metrics_values={"mtbench": _ratings_under_their_key},
     ),
 }
 
@@ -174,6 +189,8 @@ def upgrade_metrics(suite: str, metrics: dict, version: int) -> dict:
     """``metrics`` of ``suite`` as layout ``version`` stored them, under the names this version writes."""
     for step in _upgrades_from(version, f"the {suite} metrics"):
         metrics = _renamed_keys(metrics, step.metrics_renamed.get(suite, {}))
+        if suite in step.metrics_values:
+            metrics = step.metrics_values[suite](metrics)
     return metrics
 
 

@@ -4,6 +4,7 @@ ranking; a grading judge's ratings."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -23,32 +24,39 @@ from sami.eval.degenerate import is_degenerate
 from sami.eval.judges import JUDGES, combine, outcome_for, soft_preference, verdict_probs
 from sami.eval.mtbench.answering import flipped, load_answers
 from sami.eval.mtbench.requests import pair_file, pairs
+from sami.eval.results import (
+    AnswerStats,
+    JudgeDiagnostics,
+    MTBenchMetrics,
+    PairBlock,
+    PairResult,
+    Ranking,
+    Ratings,
+)
 from sami.eval.store import read_jsonl
 
 
-def _pair_block(items: list[dict]) -> dict:
+def pair_block(items: list[dict]) -> PairBlock:
     """Counts and rates for a list of combined items ``{outcome, soft, mass, words_x, words_y}``."""
     counts = {k: sum(i["outcome"] == k for i in items) for k in ("win", "tie", "loss", "unparseable")}
     scored = [i for i in items if i["outcome"] != "unparseable"]
     scores = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[i["outcome"]] for i in scored]
     sized = [(s, i) for s, i in zip(scores, scored, strict=True) if None not in (i["words_x"], i["words_y"])]
     styled = [(s, i) for s, i in sized if None not in (i["style_x"], i["style_y"])]
-    return {
+    return PairBlock(
         **counts,
-        "n": len(items),
-        "inconsistent": sum(i["inconsistent"] for i in items),
-        "hard_win_rate": bounded_mean(scores).to_dict(),
-        "soft_win_rate": bootstrap_mean([i["soft"] for i in scored]).to_dict(),
-        "verdict_mass": bootstrap_mean([i["mass"] for i in items if i["mass"] is not None]).to_dict(),
-        "length_controlled_win_rate": length_controlled_win_rate(
+        n=len(items),
+        inconsistent=sum(i["inconsistent"] for i in items),
+        hard_win_rate=bounded_mean(scores),
+        soft_win_rate=bootstrap_mean([i["soft"] for i in scored]),
+        verdict_mass=bootstrap_mean([i["mass"] for i in items if i["mass"] is not None]),
+        length_controlled_win_rate=length_controlled_win_rate(
             [s for s, _ in sized], [i["words_x"] for _, i in sized], [i["words_y"] for _, i in sized]
-        ).to_dict(),
-        "style_controlled_win_rate": controlled_win_rate(
-            [s for s, i in styled], [style_difference(i) for _, i in styled]
-        ).to_dict(),
-        "mean_words_x": bootstrap_mean([i["words_x"] for i in items if i["words_x"] is not None]).to_dict(),
-        "mean_words_y": bootstrap_mean([i["words_y"] for i in items if i["words_y"] is not None]).to_dict(),
-    }
+        ),
+        style_controlled_win_rate=controlled_win_rate([s for s, i in styled], [style_difference(i) for _, i in styled]),
+        mean_words_x=bootstrap_mean([i["words_x"] for i in items if i["words_x"] is not None]),
+        mean_words_y=bootstrap_mean([i["words_y"] for i in items if i["words_y"] is not None]),
+    )
 
 
 def style_difference(item: dict) -> list[float]:
@@ -110,53 +118,65 @@ def judged_items(records: list[dict], answers: dict[str, dict], x: str, y: str) 
     return items, pending
 
 
-def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: str) -> dict:
+def pairwise_metrics(records: list[dict], answers: dict[str, dict], x: str, y: str) -> PairResult:
     """Win/tie/loss (hard) and the soft score of x against y from stored verdicts (both orders per item)."""
-    return pair_blocks(records, *judged_items(records, answers, x, y))
+    return pair_result(records, *judged_items(records, answers, x, y))
 
 
-def pair_blocks(records: list[dict], items: list[dict], pending: int) -> dict:
+def pair_result(records: list[dict], items: list[dict], pending: int) -> PairResult:
     """A pair's numbers from its ``judged_items``: overall, per category and by principles flipped."""
-    out = {"overall": _pair_block(items), "pending": pending, "per_category": {}}
-    out["verdict_source"] = _verdict_source(records)
-    for category in sorted({i["category"] for i in items}):
-        out["per_category"][category] = _pair_block([i for i in items if i["category"] == category])
+    categories = sorted({i["category"] for i in items})
     counts = sorted({i["flipped"] for i in items if i["flipped"] is not None})
-    if counts:  # by how many principles of the question's constitution were on their antithesis side
-        out["per_flipped"] = {str(k): _pair_block([i for i in items if i["flipped"] == k]) for k in counts}
-    return out
+    return PairResult(
+        overall=pair_block(items),
+        pending=pending,
+        per_category={c: pair_block([i for i in items if i["category"] == c]) for c in categories},
+        verdict_source=_verdict_source(records),
+        # by how many principles of the question's constitution were on their antithesis side
+        per_flipped={str(k): pair_block([i for i in items if i["flipped"] == k]) for k in counts} if counts else None,
+    )
 
 
-def mtbench_metrics(cfg: EvalConfig) -> dict:
+def answer_stats(records: list[dict]) -> AnswerStats:
+    """One checkpoint's stored answers: how many, how long, how many cut by the token limit or degenerate."""
+    return AnswerStats(
+        count=len(records),
+        mean_words=bootstrap_mean([words(r["answer"]) for r in records]),
+        mean_tokens=bootstrap_mean([r["num_tokens"] for r in records if r["num_tokens"] is not None]),
+        cut_by_length=sum(r["finish_reason"] == "length" for r in records),
+        degenerate=rate([is_degenerate(r["answer"]) for r in records]),
+    )
+
+
+def mtbench_metrics(cfg: EvalConfig) -> MTBenchMetrics:
     """Every MT-Bench number, from the files under ``<output_dir>/mtbench`` only."""
     root = Path(cfg.output_dir) / "mtbench"
     names = [n for n, _ in cfg.checkpoints()]
     answers = {n: load_answers(root, n) for n in names}
-    out: dict = {"answers": {}, "pairwise": {}, "constitutions": cfg.mtbench.constitutions}
-    for n in names:
-        recs = list(answers[n].values())
-        out["answers"][n] = {
-            "count": len(recs),
-            "mean_words": bootstrap_mean([words(r["answer"]) for r in recs]).to_dict(),
-            "mean_tokens": bootstrap_mean([r["num_tokens"] for r in recs if r["num_tokens"] is not None]).to_dict(),
-            "cut_by_length": sum(r["finish_reason"] == "length" for r in recs),
-            "degenerate": rate([is_degenerate(r["answer"]) for r in recs]).to_dict(),
-        }
-    pairwise = [(j.name, False) for j in map(JUDGES.get, cfg.mtbench.judges) if j.pairwise]
-    for name, imported in pairwise + [(name, True) for name in cfg.mtbench.imported_judges]:
-        pairwise_judge(out, root, name, answers, pairs(cfg), imported=imported)
+    pairwise, diagnostics, rankings = {}, {}, {}
+    judges = [(j.name, False) for j in map(JUDGES.get, cfg.mtbench.judges) if j.pairwise]
+    for name, imported in judges + [(name, True) for name in cfg.mtbench.imported_judges]:
+        pairwise[name], diagnostics[name], fit = pairwise_judge(root, name, answers, pairs(cfg), imported=imported)
+        if fit is not None:
+            rankings[name] = fit
+    ratings = {}
     for judge in (JUDGES[name] for name in cfg.mtbench.judges if not JUDGES[name].pairwise):
-        # a grading judge's numbers sit under its own name, per checkpoint
-        graded = {n: read_jsonl(graded_judgments(root, judge.name, n)) for n in names}
-        out[judge.name] = {n: rating_metrics(records) for n, records in graded.items()}
-    return out
+        ratings[judge.name] = {n: rating_metrics(read_jsonl(graded_judgments(root, judge.name, n))) for n in names}
+    return MTBenchMetrics(
+        answers={n: answer_stats(list(answers[n].values())) for n in names},
+        pairwise=pairwise,
+        constitutions=cfg.mtbench.constitutions,
+        judge_diagnostics=diagnostics,
+        ranking=rankings,
+        ratings=ratings,
+    )
 
 
 def pairwise_judge(
-    out: dict, root: Path, judge: str, answers: dict, pair_list: list[tuple[str, str]], *, imported: bool
-) -> None:
-    """One pairwise judge's numbers into ``out``: every pair's block under ``pairwise``, the judge's
-    ``judge_diagnostics`` and, where three or more models met, its ``ranking``.
+    root: Path, judge: str, answers: dict, pair_list: list[tuple[str, str]], *, imported: bool
+) -> tuple[dict[str, PairResult], JudgeDiagnostics, Ranking | None]:
+    """One pairwise judge's numbers: every pair's result by ``"x vs y"``, the judge's diagnostics and, where three
+    or more models met, its ranking.
 
     ``imported``: the verdicts were read from another tool's files by ``sami eval import``; only pairs with a
     judgment file count, and a verdict judged in one order only is stored with its mirror (``mirrored: true``)
@@ -168,17 +188,16 @@ def pairwise_judge(
             continue
         records = [r for r in read_jsonl(path) if {r["first"], r["second"]} == {x, y}]
         items, pending = judged_items(records, answers, x, y)
-        block = blocks[f"{x} vs {y}"] = pair_blocks(records, items, pending)
+        block = pair_result(records, items, pending)
         if imported:
-            mirrored = block["mirrored"] = sum(bool(r.get("mirrored")) for r in records)
+            mirrored = sum(bool(r.get("mirrored")) for r in records)
             kind = "one-order " if 2 * mirrored == len(records) else "partly one-order " if mirrored else ""
-            block["verdict_source"] = f"imported {kind}".strip()
+            block = dataclasses.replace(block, verdict_source=f"imported {kind}".strip(), mirrored=mirrored)
+        blocks[f"{x} vs {y}"] = block
         stored += records
         battles += [(x, y, i) for i in items]
-    out["pairwise"][judge] = blocks
-    out.setdefault("judge_diagnostics", {})[judge] = judge_diagnostics(stored)
-    if len({m for x, y, _ in battles for m in (x, y)}) >= 3:
-        out.setdefault("ranking", {})[judge] = ranking(battles, origin=pair_list[0][0])
+    met = len({m for x, y, _ in battles for m in (x, y)}) >= 3
+    return blocks, judge_diagnostics(stored), ranking(battles, origin=pair_list[0][0]) if met else None
 
 
 def judge_diagnostics(records: list[dict]) -> dict:
@@ -195,33 +214,33 @@ def judge_diagnostics(records: list[dict]) -> dict:
             agree.append(outcome_for(orders[0]["verdict"], True) == outcome_for(orders[1]["verdict"], False))
     picks = [r["verdict"] == "A" for r in records if r["verdict"] in ("A", "B")]
     parsed = [r for r in records if r["verdict"] is not None]
-    return {
-        "order_agreement": rate(agree).to_dict(),
-        "first_position": rate(picks).to_dict(),
-        "ties": rate([r["verdict"] == "tie" for r in parsed]).to_dict(),
-        "verdicts": len(records),
-    }
+    return JudgeDiagnostics(
+        order_agreement=rate(agree),
+        first_position=rate(picks),
+        ties=rate([r["verdict"] == "tie" for r in parsed]),
+        verdicts=len(records),
+    )
 
 
-def ranking(battles: list[tuple[str, str, dict]], origin: str) -> dict:
+def ranking(battles: list[tuple[str, str, dict]], origin: str) -> Ranking:
     """A Bradley-Terry fit over every judged item of every pair (``sami.core.stats.bradley_terry``), items that a
     verdict could not be read for left out; strengths relative to ``origin`` (strength 0)."""
     score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
     kept = [(x, y, i) for x, y, i in battles if i["outcome"] in score]
     fit = bradley_terry([(x, y, score[i["outcome"]]) for x, y, i in kept], [i["key"] for _, _, i in kept], origin)
-    return {"origin": origin, "models": fit}
+    return Ranking.from_dict({"origin": origin, "models": fit})
 
 
-def rating_metrics(records: list[dict]) -> dict:
+def rating_metrics(records: list[dict]) -> Ratings:
     """Mean rating overall and per category of one checkpoint's graded items; unparseable ratings counted."""
     ratings = [r["rating"] for r in records if r["rating"] is not None]
     per_category = {}
     for category in sorted({r["category"] for r in records}):
         vals = [r["rating"] for r in records if r["category"] == category and r["rating"] is not None]
-        per_category[category] = bootstrap_mean(vals).to_dict()
-    return {
-        "score": bootstrap_mean(ratings).to_dict(),
-        "unparseable": sum(r["rating"] is None for r in records),
-        "n": len(records),
-        "per_category": per_category,
-    }
+        per_category[category] = bootstrap_mean(vals)
+    return Ratings(
+        score=bootstrap_mean(ratings),
+        unparseable=sum(r["rating"] is None for r in records),
+        n=len(records),
+        per_category=per_category,
+    )
