@@ -88,14 +88,22 @@ def test_gsm8k_metrics_from_known_attempts(tmp_path):
         {"id": "p1", "kind": "sampled", "gold": 7, "texts": ["#### 3", "nothing", "#### 7"]},
     ]
     m = attempt_metrics(records, "strict", 3)
-    assert m["greedy_accuracy"]["value"] == 0.5 and m["greedy_unextracted"]["value"] == 0.5
+    assert m.greedy_accuracy.value == 0.5 and m.greedy_unextracted.value == 0.5
     # p0: 2 of 3 right, p1: 1 of 3. pass@1 = mean(2/3, 1/3); pass@2 = mean(1, 1 - C(2,2)/C(3,2) = 2/3)
-    assert m["pass_at_k"]["1"]["value"] == pytest.approx(0.5)
-    assert m["pass_at_k"]["2"]["value"] == pytest.approx((1 + 2 / 3) / 2)
-    assert m["pass_at_k"]["3"]["value"] == 1.0
+    assert m.pass_at_k["1"].value == pytest.approx(0.5)
+    assert m.pass_at_k["2"].value == pytest.approx((1 + 2 / 3) / 2)
+    assert m.pass_at_k["3"].value == 1.0
     # maj@1: p0 4 (wrong), p1 3 (wrong); maj@3: p0 5 (right), p1 3 vs 7 tie -> 3 first (wrong)
-    assert m["maj_at_k"]["1"]["value"] == 0.0 and m["maj_at_k"]["3"]["value"] == 0.5
-    assert m["sample_unextracted"]["value"] == pytest.approx(1 / 6)
+    assert m.maj_at_k["1"].value == 0.0 and m.maj_at_k["3"].value == 0.5
+    assert m.sample_unextracted.value == pytest.approx(1 / 6)
+    # greedy attempts only: no sampled fields, and metrics.json leaves them out
+    greedy = attempt_metrics(records[::2], "strict", 0)
+    assert greedy.pass_at_k is None and set(greedy.to_dict()) == {
+        "problems",
+        "extract",
+        "greedy_accuracy",
+        "greedy_unextracted",
+    }
 
 
 def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkeypatch):
