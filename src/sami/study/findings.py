@@ -12,6 +12,8 @@ says cannot be told apart at this sample size). Thresholds the sentences use:
 
 from __future__ import annotations
 
+from sami.core.stats import Estimate
+
 FLUENCY_MARGIN = 0.3  # nats per token
 VERBS = {"above": "above", "below": "below", "overlap": "not distinguishable from"}
 
@@ -20,15 +22,19 @@ def _value(e: dict | None) -> float | None:
     return None if not e else e.get("value")
 
 
-def num(e: dict | None, digits: int = 3) -> str:
-    """An estimate as ``value [low, high]``; ``n/a`` without a value. The report's tables use it too."""
+def num(e: dict | Estimate | None, digits: int = 3) -> str:
+    """An estimate (as stored, or an ``Estimate``) as ``value [low, high]``; ``n/a`` without a value. The report's
+    tables use it too."""
+    e = e.to_dict() if isinstance(e, Estimate) else e
     if _value(e) is None:
         return "n/a"
     return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
 
 
-def pct(e: dict | None, digits: int = 1) -> str:
-    """A [0, 1] estimate in percent, ``value% [low, high]``; ``n/a`` without a value."""
+def pct(e: dict | Estimate | None, digits: int = 1) -> str:
+    """A [0, 1] estimate (as stored, or an ``Estimate``) in percent, ``value% [low, high]``; ``n/a`` without a
+    value."""
+    e = e.to_dict() if isinstance(e, Estimate) else e
     if _value(e) is None:
         return "n/a"
     return f"{100 * e['value']:.{digits}f}% [{100 * e['low']:.{digits}f}, {100 * e['high']:.{digits}f}]"
