@@ -33,7 +33,7 @@ from sami.data.principles import load_library
 from sami.eval.common import shown_constitution
 from sami.eval.config import EvalConfig
 from sami.eval.judges import checker_verdict, hard_verdict
-from sami.eval.mtbench import question_constitution
+from sami.eval.mtbench.answering import question_constitution
 from sami.eval.mtbench_data import load_questions, select
 from sami.eval.run import compute
 from sami.eval.store import write_json

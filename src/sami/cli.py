@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sami
 from sami.core.errors import InputMissing
-from sami.core.layout import CONFIG, MODEL, MODEL_CONFIG, PAGE, REPORT, REPORT_DIR, SUMMARY
+from sami.core.layout import CONFIG, MODEL, MODEL_CONFIG, PAGE, REPORT, REPORT_DIR
 
 
 def _train_parser(sub) -> None:
@@ -269,7 +269,7 @@ def build_import_config(args: argparse.Namespace):
 
 def _run_import(args: argparse.Namespace) -> dict:
     from sami.eval.imports import import_files, mirrored_note
-    from sami.eval.mtbench import print_mtbench
+    from sami.eval.mtbench.printing import print_mtbench
 
     eval_cfg, metrics = import_files(build_import_config(args))
     root = Path(eval_cfg.output_dir) / "mtbench"
@@ -334,7 +334,13 @@ def _experiment_parser(sub) -> None:
 
 
 def _run_experiment(args: argparse.Namespace) -> None:
-    from sami.study.experiment import load_experiment_config, plan_experiment, report_files_lost, run_experiment
+    from sami.study.experiment import (
+        load_experiment_config,
+        plan_experiment,
+        read_summary,
+        report_files_lost,
+        run_experiment,
+    )
     from sami.study.stages import plan, read_marker
 
     cfg = load_experiment_config(args.config, args.overrides)
@@ -352,11 +358,9 @@ def _run_experiment(args: argparse.Namespace) -> None:
         print(f"{o.name:<24} {o.status}{took}")
     report = Path(cfg.output_dir) / REPORT_DIR
     if (report / REPORT).is_file() and (not args.only or "report" in args.only):
-        import json
-
         from sami.study.findings import headline
 
-        for line in headline(json.loads((report / SUMMARY).read_text())):
+        for line in headline(read_summary(report)):
             print(line)
         print(f"report: {report / REPORT} (with every setting that differs between the methods)")
         print(f"page: {report / PAGE}")

@@ -343,7 +343,7 @@ def test_registries_refuse_malformed_and_repeated_entries(plugin_dir):
     with pytest.raises(ValueError, match="turns"):
         Judge("late", turns="second", decide=lambda item: {})
     with pytest.raises(ValueError, match="judge name"):
-        Judge("pairwise", decide=lambda item: {})  # a key of the metrics already
+        Judge("Two Words", decide=lambda item: {})  # a judge's name names its judgments folder
     with pytest.raises(ValueError, match="already registered"):
         register_judge(Judge("checker", decide=lambda item: {}))
     with pytest.raises(ValueError, match="already registered"):

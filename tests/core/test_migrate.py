@@ -153,3 +153,76 @@ def test_the_history_names_todays_config_classes_and_fields():
         for name, renamed in step.config_renamed.items():
             fields = {f.name for f in dataclasses.fields(classes[name])}
             assert set(renamed).isdisjoint(fields) and set(migrate.renamed_keys(classes[name]).values()) <= fields
+
+
+def _mtbench_metrics():
+    """MT-Bench metrics as this version computes them: one pair with a block per category and per principles
+    flipped, a grading judge's ratings; no diagnostics or ranking (as when only a checker judged a pair)."""
+    from sami.core.stats import Estimate
+    from sami.eval.results import AnswerStats, MTBenchMetrics, PairBlock, PairResult, Ratings
+
+    hard = Estimate(0.75, 8, 0.41, 0.93, "wilson")
+    soft = Estimate(0.7, 8, 0.5, 0.85, "bootstrap")
+    none = Estimate(None, 0, None, None, "bootstrap")
+    block = PairBlock(5, 2, 1, 0, 8, 1, hard, soft, none, hard, hard, soft, soft)
+    pair = PairResult(block, 0, {"writing": block}, "checker", per_flipped={"1": block})
+    return MTBenchMetrics(
+        answers={"sami": AnswerStats(8, soft, soft, 0, hard)},
+        pairwise={"checker": {"sami vs sft": pair}},
+        constitutions="sampled",
+        judge_diagnostics={},
+        ranking={},
+        ratings={"single": {"sami": Ratings(soft, 1, 8, {"writing": soft})}},
+    )
+
+
+def _as_layout_1_stored(metrics: dict) -> dict:
+    """MT-Bench metrics as layout 1 stored them: the hard win rate as ``win_rate_adjusted``, a grading judge's
+    ratings under its own name beside the suite's keys, no empty diagnostics or ranking."""
+    text = json.dumps(metrics).replace('"hard_win_rate"', '"win_rate_adjusted"')
+    old = {k: v for k, v in json.loads(text).items() if k != "ratings" and v != {}}
+    return {**old, **metrics["ratings"]}
+
+
+def test_mtbench_metrics_stored_by_layout_1_read_as_this_version_records_them():
+    from sami.eval.results import MTBenchMetrics
+
+    now = _mtbench_metrics()
+    old = _as_layout_1_stored(now.to_dict())
+    assert "win_rate_adjusted" in old["pairwise"]["checker"]["sami vs sft"]["per_flipped"]["1"]
+    assert old["single"]["sami"]["n"] == 8
+    upgraded = migrate.upgrade_metrics("mtbench", old, 1)
+    assert upgraded == now.to_dict()
+    assert MTBenchMetrics.from_dict(upgraded) == now
+    assert (
+        MTBenchMetrics.from_dict(upgraded).pairwise["checker"]["sami vs sft"].per_flipped["1"].hard_win_rate.value
+        == 0.75
+    )
+    assert migrate.upgrade_metrics("mtbench", now.to_dict(), migrate.LAYOUT_VERSION) == now.to_dict()
+    assert migrate.upgrade_metrics("mi", {"sami": {"win_rate_adjusted": 1}}, 1) == {"sami": {"win_rate_adjusted": 1}}
+
+
+def test_a_report_summary_written_before_the_hard_win_rate_was_named_so_reads_under_the_new_name(tmp_path):
+    """A report stage finished by layout 1 stays finished (its fingerprint is unchanged), and ``sami experiment``
+    ends by reading its ``summary.json`` (``read_summary``): its MT-Bench metrics read as this version records
+    them, with the same numbers; another suite's and the rest of the summary are left as they are."""
+    from sami.study.experiment import read_summary
+    from sami.study.findings import headline
+
+    mi = {"sami": {"overall": {"mi_bound": {"value": 0.5, "n": 4, "low": 0.1, "high": 0.9, "method": "bootstrap"}}}}
+
+    def summary(mtbench):
+        return {"name": "old", "mtbench": {"eval": {"mtbench": mtbench, "mi": mi}, "training": {}}}
+
+    now = _mtbench_metrics().to_dict()
+    (tmp_path / "summary.json").write_text(json.dumps(summary(_as_layout_1_stored(now))))
+    (tmp_path / "stage.json").write_text(json.dumps({"stage": "report", "fingerprint": "f", "layout_version": 1}))
+    upgraded = read_summary(tmp_path)
+    assert upgraded == summary(now)
+    assert (
+        headline(upgraded)[0] == "MT-Bench, checker judge, hard win rate of the first named: sami vs sft 75% [41, 93]"
+    )
+    # a summary this version wrote reads back unchanged
+    (tmp_path / "stage.json").write_text(json.dumps(migrate.stamped({"stage": "report", "fingerprint": "f"})))
+    (tmp_path / "summary.json").write_text(json.dumps(summary(now)))
+    assert read_summary(tmp_path) == summary(now)

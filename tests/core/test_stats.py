@@ -101,7 +101,7 @@ def test_length_controlled_win_rate_removes_a_pure_length_effect():
 
 
 def test_bounded_mean_is_wilson_and_wider_than_the_bootstrap_for_ties():
-    scores = [1.0, 0.5, 0.5, 0.0, 1.0, 0.5, 1.0, 0.5, 0.5, 1.0]  # adjusted win rate 0.65
+    scores = [1.0, 0.5, 0.5, 0.0, 1.0, 0.5, 1.0, 0.5, 0.5, 1.0]  # hard win rate 0.65
     est = bounded_mean(scores)
     assert est.value == pytest.approx(0.65) and est.method == "wilson"
     assert (est.low, est.high) == pytest.approx((wilson(6.5, 10).low, wilson(6.5, 10).high))

@@ -52,12 +52,12 @@ def test_fastchat_files_give_the_counts_made_by_hand(fastchat):
     block = metrics(folder)["pairwise"]["gpt-4"]["alpha vs beta"]
     o = block["overall"]
     assert (o["win"], o["tie"], o["loss"], o["unparseable"], o["inconsistent"]) == (3, 3, 1, 1, 2)
-    assert o["win_rate_adjusted"] == wilson(4.5, 7).to_dict()
+    assert o["hard_win_rate"] == wilson(4.5, 7).to_dict()
     writing, math = block["per_category"]["writing"], block["per_category"]["math"]
     assert (writing["win"], writing["tie"], writing["loss"]) == (1, 2, 1)
-    assert writing["win_rate_adjusted"] == wilson(2, 4).to_dict()
+    assert writing["hard_win_rate"] == wilson(2, 4).to_dict()
     assert (math["win"], math["tie"], math["unparseable"]) == (2, 1, 1)
-    assert math["win_rate_adjusted"] == wilson(2.5, 3).to_dict()
+    assert math["hard_win_rate"] == wilson(2.5, 3).to_dict()
     assert block["verdict_source"] == "imported" and block["mirrored"] == 0
     assert "[gpt-4] alpha vs beta (imported verdicts): win 3 / tie 3 / loss 1, unparseable 1" in out
     # game 2 shows beta first: its winner "model_2" (beta) is verdict A there, "model_1" (alpha) is B
@@ -152,7 +152,7 @@ def test_alpaca_eval_annotations_count_each_row_once(tmp_path, capsys):
     block = metrics(tmp_path / "out")["pairwise"]["weighted_gpt4"]["ref vs mine"]
     o = block["overall"]
     assert (o["win"], o["tie"], o["loss"], o["unparseable"], o["inconsistent"]) == (2, 1, 1, 1, 0)
-    assert o["win_rate_adjusted"] == wilson(2.5, 4).to_dict()
+    assert o["hard_win_rate"] == wilson(2.5, 4).to_dict()
     assert o["soft_win_rate"]["value"] == pytest.approx(2.25 / 4)
     assert block["mirrored"] == 5 and block["verdict_source"] == "imported one-order"
     assert set(block["per_category"]) == {"koala", "oasst"}
@@ -184,7 +184,7 @@ def test_a_judgments_table_with_lengths_gives_the_length_controlled_rate(tmp_pat
     o = metrics(tmp_path / "out")["pairwise"]["people"]["x vs y"]["overall"]
     scores = [1, 0, 0.5, 1, 0, 1]
     assert (o["win"], o["tie"], o["loss"]) == (3, 1, 2)
-    assert o["win_rate_adjusted"] == wilson(3.5, 6).to_dict()
+    assert o["hard_win_rate"] == wilson(3.5, 6).to_dict()
     expected = length_controlled_win_rate(scores, table["words_a"].tolist(), table["words_b"].tolist())
     assert o["length_controlled_win_rate"] == expected.to_dict()
     assert o["mean_words_x"] == bootstrap_mean(table["words_a"].tolist()).to_dict()

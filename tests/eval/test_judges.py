@@ -13,7 +13,7 @@ from sami.eval.judges import (
     parse_rating,
     principle_aware_prompt,
 )
-from sami.eval.mtbench import pairwise_metrics
+from sami.eval.mtbench.statistics import pairwise_metrics
 from sami.eval.mtbench_data import Question, load_judge_prompts, load_questions, select
 
 
@@ -93,19 +93,19 @@ def test_win_rate_aggregation_over_the_nine_combinations_plus_unparseable():
     records = _records(verdicts, categories)
     records.append({**records[0], "question_id": 99})  # only one order judged yet
     m = pairwise_metrics(records, answers, "x", "y")
-    o = m["overall"]
-    assert (o["win"], o["tie"], o["loss"], o["unparseable"], o["n"]) == (2, 7, 1, 1, 11)
-    assert o["inconsistent"] == 6  # the six ties where the orders disagreed
-    assert m["pending"] == 1
-    assert o["win_rate_adjusted"]["value"] == pytest.approx((2 + 0.5 * 7) / 10)
-    assert o["win_rate_adjusted"]["n"] == 10  # the unparseable item is reported, not scored
-    assert o["mean_words_x"]["value"] == 3 and o["mean_words_y"]["value"] == 1
-    math_block = m["per_category"]["math"]  # A/B win, B/A loss, tie/tie, A/A, B/B
-    assert (math_block["win"], math_block["tie"], math_block["loss"]) == (1, 3, 1)
-    assert math_block["win_rate_adjusted"]["value"] == pytest.approx(0.5)
+    o = m.overall
+    assert (o.win, o.tie, o.loss, o.unparseable, o.n) == (2, 7, 1, 1, 11)
+    assert o.inconsistent == 6  # the six ties where the orders disagreed
+    assert m.pending == 1
+    assert o.hard_win_rate.value == pytest.approx((2 + 0.5 * 7) / 10)
+    assert o.hard_win_rate.n == 10  # the unparseable item is reported, not scored
+    assert o.mean_words_x.value == 3 and o.mean_words_y.value == 1
+    math_block = m.per_category["math"]  # A/B win, B/A loss, tie/tie, A/A, B/B
+    assert (math_block.win, math_block.tie, math_block.loss) == (1, 3, 1)
+    assert math_block.hard_win_rate.value == pytest.approx(0.5)
     # From y's side the same records give the mirror image.
-    mirror = pairwise_metrics(records, answers, "y", "x")["overall"]
-    assert (mirror["win"], mirror["loss"]) == (1, 2)
+    mirror = pairwise_metrics(records, answers, "y", "x").overall
+    assert (mirror.win, mirror.loss) == (1, 2)
 
 
 def test_package_judge_prompts_and_questions():
@@ -225,16 +225,16 @@ def test_soft_and_hard_win_rates_from_stored_probabilities():
     ]
     answers = {m: {(q, 1): {"answer": "a b"} for q in range(3)} for m in ("x", "y")}
     m = pairwise_metrics(_probability_records(items), answers, "x", "y")
-    o = m["overall"]
-    assert m["verdict_source"] == "probability"
-    assert (o["win"], o["tie"], o["loss"], o["unparseable"], o["inconsistent"]) == (1, 2, 0, 0, 1)
-    assert o["soft_win_rate"]["value"] == pytest.approx((0.70 + 0.5 + 0.475) / 3)
-    assert o["soft_win_rate"]["method"] == "bootstrap" and o["soft_win_rate"]["low"] <= 0.5
-    assert o["win_rate_adjusted"]["value"] == pytest.approx((1 + 0.5 + 0.5) / 3)
-    assert o["verdict_mass"]["value"] == pytest.approx(0.5)
-    assert m["per_category"]["math"]["soft_win_rate"]["value"] == pytest.approx(0.6)
-    mirror = pairwise_metrics(_probability_records(items), answers, "y", "x")["overall"]
-    assert mirror["soft_win_rate"]["value"] == pytest.approx(1 - o["soft_win_rate"]["value"])
+    o = m.overall
+    assert m.verdict_source == "probability"
+    assert (o.win, o.tie, o.loss, o.unparseable, o.inconsistent) == (1, 2, 0, 0, 1)
+    assert o.soft_win_rate.value == pytest.approx((0.70 + 0.5 + 0.475) / 3)
+    assert o.soft_win_rate.method == "bootstrap" and o.soft_win_rate.low <= 0.5
+    assert o.hard_win_rate.value == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert o.verdict_mass.value == pytest.approx(0.5)
+    assert m.per_category["math"].soft_win_rate.value == pytest.approx(0.6)
+    mirror = pairwise_metrics(_probability_records(items), answers, "y", "x").overall
+    assert mirror.soft_win_rate.value == pytest.approx(1 - o.soft_win_rate.value)
 
 
 def test_checker_judge_counts_passing_checkers():
@@ -306,7 +306,7 @@ def test_checker_judge_uses_the_checker_of_the_side_shown():
 def test_sampled_constitutions_are_drawn_per_question_and_shared_by_every_model():
     from sami.data.principles import load_library
     from sami.eval.config import EvalConfig, MTBenchConfig
-    from sami.eval.mtbench import question_constitution
+    from sami.eval.mtbench.answering import question_constitution
     from sami.eval.mtbench_data import load_questions
 
     library = load_library()
@@ -350,13 +350,13 @@ def test_win_rates_split_by_how_many_principles_were_flipped():
             records.append({**r, "constitution": cons[q]} if q in cons else r)
     answers = {m: {(q, 1): {"answer": "a b"} for q in verdicts} for m in ("x", "y")}
     m = pairwise_metrics(records, answers, "x", "y")
-    assert {k: (b["win"], b["tie"], b["loss"], b["n"]) for k, b in m["per_flipped"].items()} == {
+    assert {k: (b.win, b.tie, b.loss, b.n) for k, b in m.per_flipped.items()} == {
         "0": (1, 0, 0, 1),
         "1": (0, 1, 0, 1),
         "2": (1, 0, 0, 1),
     }
-    assert (m["overall"]["win"], m["overall"]["loss"], m["overall"]["n"]) == (2, 1, 4)
-    assert m["per_flipped"]["1"]["win_rate_adjusted"]["value"] == 0.5
+    assert (m.overall.win, m.overall.loss, m.overall.n) == (2, 1, 4)
+    assert m.per_flipped["1"].hard_win_rate.value == 0.5
 
 
 def _stored_pair(root, judge, x, y, verdicts, answers=None):
@@ -386,7 +386,7 @@ def test_ranking_and_judge_diagnostics_from_stored_verdicts(tmp_path):
     """x beats y on all 6 questions, y beats z on all 6, x and z tie on 3 and x wins 3: the Bradley-Terry ranking
     is x, y, z. The judge's orders agree except on the x-z ties, where it picked whoever was shown first."""
     from sami.eval.config import EvalConfig, MTBenchConfig
-    from sami.eval.mtbench import mtbench_metrics
+    from sami.eval.mtbench.statistics import mtbench_metrics
 
     root = tmp_path / "eval/mtbench"
     for m in "xyz":
@@ -418,21 +418,21 @@ def test_ranking_and_judge_diagnostics_from_stored_verdicts(tmp_path):
         mtbench=MTBenchConfig(judges=["checker"], principles=["lowercase"]),
     )
     m = mtbench_metrics(cfg)
-    fit = m["ranking"]["checker"]
-    assert fit["origin"] == "x" and [n for n in sorted(fit["models"], key=lambda n: fit["models"][n]["rank"])] == [
+    fit = m.ranking["checker"]
+    assert fit.origin == "x" and [n for n in sorted(fit.models, key=lambda n: fit.models[n].rank)] == [
         "x",
         "y",
         "z",
     ]
-    y, z = fit["models"]["y"]["strength"], fit["models"]["z"]["strength"]
-    assert y["high"] < 0 and z["value"] < y["value"]
-    d = m["judge_diagnostics"]["checker"]
-    assert (d["order_agreement"]["value"], d["order_agreement"]["n"]) == (15 / 18, 18)
+    y, z = fit.models["y"].strength, fit.models["z"].strength
+    assert y.high < 0 and z.value < y.value
+    d = m.judge_diagnostics["checker"]
+    assert (d.order_agreement.value, d.order_agreement.n) == (15 / 18, 18)
     # 36 verdicts, none a tie: the first shown wins in 18 + 3 of them
-    assert (d["first_position"]["value"], d["first_position"]["n"]) == (21 / 36, 36)
-    assert d["ties"]["value"] == 0 and d["verdicts"] == 36
-    block = m["pairwise"]["checker"]["x vs z"]["overall"]
-    assert (block["win"], block["tie"]) == (3, 3)
+    assert (d.first_position.value, d.first_position.n) == (21 / 36, 36)
+    assert d.ties.value == 0 and d.verdicts == 36
+    block = m.pairwise["checker"]["x vs z"].overall
+    assert (block.win, block.tie) == (3, 3)
     # equal answers differ in no covariate: style control reads the raw rate (3 wins, 3 ties: 0.75), up to the
     # ridge's pull toward 1/2
-    assert block["style_controlled_win_rate"]["value"] == pytest.approx(0.75, abs=0.02)
+    assert block.style_controlled_win_rate.value == pytest.approx(0.75, abs=0.02)

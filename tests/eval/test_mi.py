@@ -36,16 +36,18 @@ def test_diag_logprob_and_its_paired_change_from_base_by_hand(tmp_path, capsys):
     )
     cfg = EvalConfig(output_dir=str(tmp_path / "eval"), models=["sami=x", "base=y"])
     m = mi_metrics(cfg)
-    assert m["base"]["overall"]["diag_logprob"]["value"] == pytest.approx(-1.75)
-    assert "diag_logprob_change" not in m["base"]["overall"] and "diag_logprob_origin" not in m["base"]
+    assert m["base"].overall.diag_logprob.value == pytest.approx(-1.75)
+    assert m["base"].overall.diag_logprob_change is None and m["base"].diag_logprob_origin is None
+    stored = {name: result.to_dict() for name, result in m.items()}  # metrics.json leaves out what does not apply
+    assert "diag_logprob_change" not in stored["base"]["overall"] and "diag_logprob_origin" not in stored["base"]
     sami = m["sami"]
-    assert sami["diag_logprob_origin"] == "base"
-    assert sami["overall"]["diag_logprob"]["value"] == pytest.approx(-2.5)
-    change = sami["overall"]["diag_logprob_change"]
-    assert change["value"] == pytest.approx(-0.75) and change["n"] == 2
-    assert -1.0 <= change["low"] <= change["high"] <= -0.5  # bootstrap over the two paired records
-    assert sami["per_category"]["code"]["diag_logprob_change"]["value"] == pytest.approx(-1.0)
-    print_mi(m)
+    assert sami.diag_logprob_origin == "base"
+    assert sami.overall.diag_logprob.value == pytest.approx(-2.5)
+    change = sami.overall.diag_logprob_change
+    assert change.value == pytest.approx(-0.75) and change.n == 2
+    assert -1.0 <= change.low <= change.high <= -0.5  # bootstrap over the two paired records
+    assert sami.per_category["code"].diag_logprob_change.value == pytest.approx(-1.0)
+    print_mi(stored)
     out = capsys.readouterr().out
     assert "diagonal log-prob per token -2.500" in out and "change from base -0.750" in out
 

@@ -88,14 +88,22 @@ def test_gsm8k_metrics_from_known_attempts(tmp_path):
         {"id": "p1", "kind": "sampled", "gold": 7, "texts": ["#### 3", "nothing", "#### 7"]},
     ]
     m = attempt_metrics(records, "strict", 3)
-    assert m["greedy_accuracy"]["value"] == 0.5 and m["greedy_unextracted"]["value"] == 0.5
+    assert m.greedy_accuracy.value == 0.5 and m.greedy_unextracted.value == 0.5
     # p0: 2 of 3 right, p1: 1 of 3. pass@1 = mean(2/3, 1/3); pass@2 = mean(1, 1 - C(2,2)/C(3,2) = 2/3)
-    assert m["pass_at_k"]["1"]["value"] == pytest.approx(0.5)
-    assert m["pass_at_k"]["2"]["value"] == pytest.approx((1 + 2 / 3) / 2)
-    assert m["pass_at_k"]["3"]["value"] == 1.0
+    assert m.pass_at_k["1"].value == pytest.approx(0.5)
+    assert m.pass_at_k["2"].value == pytest.approx((1 + 2 / 3) / 2)
+    assert m.pass_at_k["3"].value == 1.0
     # maj@1: p0 4 (wrong), p1 3 (wrong); maj@3: p0 5 (right), p1 3 vs 7 tie -> 3 first (wrong)
-    assert m["maj_at_k"]["1"]["value"] == 0.0 and m["maj_at_k"]["3"]["value"] == 0.5
-    assert m["sample_unextracted"]["value"] == pytest.approx(1 / 6)
+    assert m.maj_at_k["1"].value == 0.0 and m.maj_at_k["3"].value == 0.5
+    assert m.sample_unextracted.value == pytest.approx(1 / 6)
+    # greedy attempts only: no sampled fields, and metrics.json leaves them out
+    greedy = attempt_metrics(records[::2], "strict", 0)
+    assert greedy.pass_at_k is None and set(greedy.to_dict()) == {
+        "problems",
+        "extract",
+        "greedy_accuracy",
+        "greedy_unextracted",
+    }
 
 
 def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkeypatch):
@@ -124,7 +132,7 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
     assert all("raw" in r and "verdict" in r for r in aware)
     answers = read_jsonl(root / "answers/a.jsonl")
     assert "Assistant System Instructions: 1. Try to" in answers[0]["prompt"]  # weak phrasing, paper template
-    assert metrics["single"]["a"]["n"] == 2
+    assert metrics["ratings"]["single"]["a"]["n"] == 2
     assert compute("mtbench", cfg) == metrics == json.loads((root / "metrics.json").read_text())
     # Known verdicts in the stored file: on question 81 both orders prefer a (a win), on 111 each order
     # prefers whoever is shown first (a tie); b's side of the same records is one loss and one tie.
@@ -134,7 +142,7 @@ def test_mtbench_resumes_judging_and_recomputes(tmp_path, tiny_model_dir, monkey
     (root / "judgments/principle-aware/a__b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in aware))
     block = compute("mtbench", cfg)["pairwise"]["principle-aware"]["a vs b"]["overall"]
     assert (block["win"], block["tie"], block["loss"], block["unparseable"], block["inconsistent"]) == (1, 1, 0, 0, 1)
-    assert block["win_rate_adjusted"]["value"] == pytest.approx(0.75)
+    assert block["hard_win_rate"]["value"] == pytest.approx(0.75)
 
 
 def test_mtbench_probability_verdicts_resume_and_always_parse(tmp_path, tiny_model_dir, tokenizer, monkeypatch):
@@ -326,7 +334,7 @@ def test_cli_prints_the_same_tables_when_recomputing(tmp_path, tiny_model_dir, c
 def test_mtbench_pairs_against_one_versus_some_or_every_pair():
     """Four checkpoints a, b, c, d: ``against`` pairs each other one with it, named second; ``versus`` keeps the
     pairs of all six (in the order given) that include one of its names; neither keeps all six."""
-    from sami.eval.mtbench import pairs
+    from sami.eval.mtbench.requests import pairs
 
     def chosen(**mtbench):
         return pairs(EvalConfig(models=["a=x", "b=x", "c=x", "d=x"], mtbench=MTBenchConfig(**mtbench)))
@@ -357,7 +365,7 @@ def test_mtbench_sampled_constitutions_reach_answers_judges_and_verdicts(tmp_pat
     with the checker of the side shown, the principle-aware judge is shown the flipped text, and both keep the
     constitution with each verdict."""
     from sami.data.principles import load_library
-    from sami.eval.mtbench import question_constitution
+    from sami.eval.mtbench.answering import question_constitution
     from sami.eval.mtbench_data import load_questions, select
 
     mt = MTBenchConfig(

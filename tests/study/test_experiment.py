@@ -126,7 +126,7 @@ def test_report_numbers_equal_those_recomputed_by_hand_from_stored_files(finishe
     assert len(outcomes) == 2 and block["unparseable"] == 0
     assert [block[k] for k in ("win", "tie", "loss")] == [outcomes.count(k) for k in ("win", "tie", "loss")]
     won = mean([{"win": 1.0, "tie": 0.5, "loss": 0.0}[o] for o in outcomes])
-    assert block["win_rate_adjusted"]["value"] == pytest.approx(won, abs=1e-12)
+    assert block["hard_win_rate"]["value"] == pytest.approx(won, abs=1e-12)
     assert block["soft_win_rate"]["value"] == pytest.approx(mean(soft), abs=1e-9)
 
     # MI: per record, log C minus the mean over columns of -log softmax over constitutions of the own entry
@@ -258,7 +258,7 @@ def test_cli_lists_stages_and_prints_the_report_path(finished, capsys):
     heads = out[len(STAGES) : -2]
     assert 3 <= len(heads) <= 6 and heads[0].startswith("MT-Bench, principle-aware judge")
     rate = summary["mtbench"]["eval"]["mtbench"]["pairwise"]["principle-aware"]["sami vs dpo"]["overall"]
-    assert f"sami vs dpo {100 * rate['win_rate_adjusted']['value']:.0f}%" in heads[0]
+    assert f"sami vs dpo {100 * rate['hard_win_rate']['value']:.0f}%" in heads[0]
     assert not any("not used" in line for line in out)
     # the setting differences are in the report: where the methods that use a setting differ, and only those
     text = (report / "report.md").read_text()

@@ -87,7 +87,7 @@ def test_adherence_findings_compare_contrasts():
 
 
 def pair(rate, unparseable=0, source="probability"):
-    return {"overall": {"win_rate_adjusted": est(*rate), "unparseable": unparseable}, "verdict_source": source}
+    return {"overall": {"hard_win_rate": est(*rate), "unparseable": unparseable}, "verdict_source": source}
 
 
 def test_judge_findings_call_a_preference_only_outside_one_half():
@@ -113,8 +113,8 @@ def test_judge_findings_call_a_preference_only_outside_one_half():
 
 def test_judge_findings_split_by_flips_name_a_position_preference_and_rank():
     by_flips = {
-        "0": {"win_rate_adjusted": est(0.5, 0.3, 0.7), "n": 8},
-        "1": {"win_rate_adjusted": est(0.9, 0.7, 1.0), "n": 16},
+        "0": {"hard_win_rate": est(0.5, 0.3, 0.7), "n": 8},
+        "1": {"hard_win_rate": est(0.9, 0.7, 1.0), "n": 16},
     }
     mtbench = {
         "pairwise": {
@@ -177,7 +177,7 @@ def test_findings_name_a_positive_control():
 def test_the_headline_keeps_every_study_in_six_lines():
     """Four judges, MI, adherence and math make seven lines: the judges give way (three are kept), every study
     keeps its line, and each number is the estimate rounded as the report rounds it."""
-    pair = {"overall": {"win_rate_adjusted": est(0.84, 0.68, 0.93)}}
+    pair = {"overall": {"hard_win_rate": est(0.84, 0.68, 0.93)}}
     summary = {
         "mtbench": {
             "eval": {

@@ -79,7 +79,7 @@ def test_an_import_writes_the_page_and_names_it(imported):
     assert {k: int(cells[k]) for k in ("n", "win", "tie", "loss", "unparseable")} == {
         k: o[k] for k in ("n", "win", "tie", "loss", "unparseable")
     }
-    assert cells["hard"].startswith(f"{100 * o['win_rate_adjusted']['value']:.1f}%")
+    assert cells["hard"].startswith(f"{100 * o['hard_win_rate']['value']:.1f}%")
     assert "Judgment. [[A]]" in html  # the judge's own text of a verdict
 
 

@@ -192,7 +192,7 @@ def test_the_numbers_on_the_page_equal_metrics_json(browser, run):
             assert [int(cell(k)) for k in ("n", "win", "tie", "loss", "unparseable")] == [
                 o[k] for k in ("n", "win", "tie", "loss", "unparseable")
             ]
-            assert cell("hard") == pct_text(o["win_rate_adjusted"])
+            assert cell("hard") == pct_text(o["hard_win_rate"])
             assert cell("soft") == pct_text(o["soft_win_rate"])
             checked += 1
     assert checked == 9  # three judges, three pairings
@@ -239,4 +239,4 @@ def test_the_imported_folder_page_shows_its_answers_verdicts_and_filters(browser
     metrics = json.loads((imported / "mtbench" / "metrics.json").read_text())
     o = metrics["pairwise"]["gpt-4"]["alpha vs beta"]["overall"]
     row = opened.page.locator('table.scoreboard tr[data-judge="gpt-4"]')
-    assert row.locator('td[data-field="hard"]').inner_text() == pct_text(o["win_rate_adjusted"])
+    assert row.locator('td[data-field="hard"]').inner_text() == pct_text(o["hard_win_rate"])

@@ -42,7 +42,7 @@ def pairing(win, tie, loss, rate, flipped=True):
         "loss": loss,
         "unparseable": 1,
         "n": win + tie + loss + 1,
-        "win_rate_adjusted": rate,
+        "hard_win_rate": rate,
         "soft_win_rate": est(0.55, 0.5, 0.6),
         "length_controlled_win_rate": est(0.6, 0.3, 0.8),
         "style_controlled_win_rate": est(0.58, 0.3, 0.8),
@@ -192,7 +192,7 @@ def test_each_judge_is_a_section_with_its_figure():
     assert judge.lines[-3:] == ["", f"![principle-free win rates]({FIGURES}/{judge_figure('principle-free')})", ""]
     (figure,) = judge.figures
     pair = summary()["mtbench"]["eval"]["mtbench"]["pairwise"]["principle-free"]["sami vs sft"]
-    rate = pair["overall"]["win_rate_adjusted"]
+    rate = pair["overall"]["hard_win_rate"]
     drawn = {"sami vs sft": {"math": rate, "writing": rate, "overall": rate}}
     assert figure == Figure(
         judge_figure("principle-free"), winrate_bars, drawn, {"title": "MT-Bench, principle-free judge"}

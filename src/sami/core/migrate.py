@@ -2,12 +2,17 @@
 
 A stored folder carries the version of its layout (``LAYOUT_VERSION`` when it was written; a folder without one
 is version 0, from before versions were written): an evaluation folder in its ``settings.json``, a checkpoint
-in its ``manifest.json``, a finished study stage in its ``stage.json``. ``UPGRADES[v]`` says what changed
-between version ``v`` and ``v + 1``: settings renamed, settings added (with the value that does what older
-folders did), values recorded another way, folders renamed. The functions below apply every upgrade from a
+in its ``manifest.json``, a finished study stage in its ``stage.json`` (the report stage's also versions the
+``summary.json`` beside it, which holds every suite's metrics). ``UPGRADES[v]`` says what changed between
+version ``v`` and ``v + 1``: settings renamed, settings added (with the value that does what older folders did),
+values recorded another way, metrics renamed, folders renamed. The functions below apply every upgrade from a
 folder's version to this one when the folder is read, and nothing else in the project knows an old name; so
 support for an old version goes in one commit, by deleting its entry (a folder of that version is then
 refused, ``upgrade_settings``).
+
+A suite's ``metrics.json`` is written for people and other tools and never read back: every reader recomputes
+the metrics from the stored answers and verdicts. The one stored copy read back is the report's ``summary.json``
+(``upgrade_summary``), read at the end of ``sami experiment`` when the report stage was finished earlier.
 
 Configs written as YAML (a run's ``config.yaml``, a generation's ``.generate.yaml``) carry no version: they are
 read back by the same strict loading that refuses unknown keys, so a config written since holds none of the
@@ -30,7 +35,7 @@ from typing import Any
 from sami.core.errors import ConfigError
 from sami.core.layout import SETTINGS
 
-LAYOUT_VERSION = 1  # the layout this version writes
+LAYOUT_VERSION = 2  # the layout this version writes
 VERSION_KEY = "layout_version"  # where a settings.json, manifest.json or stage.json records it
 
 
@@ -58,6 +63,10 @@ class Upgrade:
     settings_values: dict[str, Callable[[dict, dict], dict]] = field(default_factory=dict)
     # the former prefix of checkpoint folders (``<prefix>-N``) -> today's
     checkpoint_prefix: dict[str, str] = field(default_factory=dict)
+    # keys of a suite's metrics renamed (wherever they appear in them), per suite: old key -> new key
+    metrics_renamed: dict[str, dict[str, str]] = field(default_factory=dict)
+    # a suite's metrics recorded another way: stored -> as this version records them
+    metrics_values: dict[str, Callable[[dict], dict]] = field(default_factory=dict)
 
 
 def _package_references(stored: dict, current: dict) -> dict:
@@ -93,6 +102,18 @@ def _is_package_path(value: Any) -> bool:
     )
 
 
+def _ratings_under_their_key(metrics: dict) -> dict:
+    """A grading judge's ratings sat beside MT-Bench's own keys, under the judge's name; now under ``ratings``."""
+    own = ("answers", "pairwise", "constitutions", "judge_diagnostics", "ranking")
+    ratings = {k: v for k, v in metrics.items() if k not in own}
+    return {
+        **{k: v for k, v in metrics.items() if k in own},
+        "judge_diagnostics": metrics.get("judge_diagnostics", {}),  # written only when there was a pairwise judge
+        "ranking": metrics.get("ranking", {}),  # written only when three or more models met
+        "ratings": ratings,
+    }
+
+
 # UPGRADES[v]: what reads a folder of layout version v as version v + 1.
 UPGRADES: dict[int, Upgrade] = {
     0: Upgrade(
@@ -113,6 +134,11 @@ UPGRADES: dict[int, Upgrade] = {
         },
         settings_values={"mtbench": _package_references},
         checkpoint_prefix={"step": "checkpoint"},  # SAMI's loop named its checkpoints step-N
+    ),
+    1: Upgrade(
+        # the hard win rate of a pair block was stored as win_rate_adjusted, a name that did not say which rate
+        metrics_renamed={"mtbench": {"win_rate_adjusted": "hard_win_rate"}},
+        metrics_values={"mtbench": _ratings_under_their_key},
     ),
 }
 
@@ -157,6 +183,37 @@ def upgrade_settings(suite: str, stored: dict, current: dict, *, what: str = SET
         if suite in step.settings_values:
             stored = step.settings_values[suite](stored, current)
     return stored
+
+
+def upgrade_metrics(suite: str, metrics: dict, version: int) -> dict:
+    """``metrics`` of ``suite`` as layout ``version`` stored them, under the names this version writes."""
+    for step in _upgrades_from(version, f"the {suite} metrics"):
+        metrics = _renamed_keys(metrics, step.metrics_renamed.get(suite, {}))
+        if suite in step.metrics_values:
+            metrics = step.metrics_values[suite](metrics)
+    return metrics
+
+
+def upgrade_summary(summary: dict, version: int) -> dict:
+    """A report's ``summary.json`` written by layout ``version`` (its report stage's ``stage.json`` says which),
+    every study's metrics (``summary[study]["eval"][suite]``) under the names this version writes."""
+    out = {}
+    for key, block in summary.items():
+        if isinstance(block, dict) and isinstance(block.get("eval"), dict):
+            evals = {suite: upgrade_metrics(suite, m, version) for suite, m in block["eval"].items()}
+            block = {**block, "eval": evals}
+        out[key] = block
+    return out
+
+
+def _renamed_keys(value: Any, renamed: dict[str, str]) -> Any:
+    if not renamed:
+        return value
+    if isinstance(value, dict):
+        return {renamed.get(k, k): _renamed_keys(v, renamed) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed_keys(v, renamed) for v in value]
+    return value
 
 
 def upgrade_config(cls: type, data: dict, version: int = 0) -> dict:

@@ -5,7 +5,7 @@ Every number the evaluation suite prints is an :class:`Estimate`: the value, the
 95% interval. Which interval fits which number (docs/EVALUATION.md):
 
 - a rate, or any mean of per-item scores in [0, 1] (greedy accuracy, maj@k, a checker's pass rate, the
-  adjusted win rate with ties as 0.5, pass@k averaged over problems): the Wilson score interval. It stays
+  hard win rate with ties as 0.5, pass@k averaged over problems): the Wilson score interval. It stays
   inside [0, 1] and keeps its coverage at the small counts of MT-Bench categories (10 items), where the
   normal approximation and the bootstrap collapse to a point at 0/10 or 10/10. For fractional scores it
   uses the binomial variance p(1 - p), the largest variance a [0, 1] score with mean p can have, so it

@@ -29,6 +29,7 @@ from sami.eval.common import LazyBackend, answer_prompt, answer_stop, constituti
 from sami.eval.config import EvalConfig
 from sami.eval.degenerate import is_degenerate, passes
 from sami.eval.mtbench_data import load_questions
+from sami.eval.results import AdherenceResult, PrincipleAdherence
 from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
 
 
@@ -113,7 +114,7 @@ def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[s
         backend.close()
 
 
-def adherence_metrics(cfg: EvalConfig) -> dict:
+def adherence_metrics(cfg: EvalConfig) -> dict[str, AdherenceResult]:
     root = Path(cfg.output_dir) / "adherence"
     principles = _principles(cfg)
     out = {}
@@ -128,39 +129,32 @@ def adherence_metrics(cfg: EvalConfig) -> dict:
             checker_under = {s: [passes(p.checker, a) for a in under[s]] for s in SIDES}
             anti = p.antithesis_checker
             anti_under = {s: [passes(anti, a) for a in under[s]] for s in SIDES} if anti else {}
-            block = {
-                "checker": {"name": p.checker.name, **p.checker.params},
-                "pairs": len(paired),
-                "checker_pass_under_principle": rate(checker_under["principle"]).to_dict(),
-                "checker_pass_under_antithesis": rate(checker_under["antithesis"]).to_dict(),
-                "contrast": bootstrap_mean(
-                    [
-                        int(a) - int(b)
-                        for a, b in zip(checker_under["principle"], checker_under["antithesis"], strict=True)
-                    ]
-                ).to_dict(),
-            }
-            if anti_under:
-                block["antithesis_checker_pass_under_antithesis"] = rate(anti_under["antithesis"]).to_dict()
-                block["antithesis_checker_pass_under_principle"] = rate(anti_under["principle"]).to_dict()
-            per[p.name] = block
-        out[name] = {
-            "principles": per,
-            "answers": len(rows),
-            "degenerate": rate([is_degenerate(r["answer"]) for r in rows]).to_dict(),
-        }
+            differences = zip(checker_under["principle"], checker_under["antithesis"], strict=True)
+            per[p.name] = PrincipleAdherence(
+                checker={"name": p.checker.name, **p.checker.params},
+                pairs=len(paired),
+                checker_pass_under_principle=rate(checker_under["principle"]),
+                checker_pass_under_antithesis=rate(checker_under["antithesis"]),
+                contrast=bootstrap_mean([int(a) - int(b) for a, b in differences]),
+                antithesis_checker_pass_under_antithesis=rate(anti_under["antithesis"]) if anti_under else None,
+                antithesis_checker_pass_under_principle=rate(anti_under["principle"]) if anti_under else None,
+            )
+        degenerate = rate([is_degenerate(r["answer"]) for r in rows])
+        out[name] = AdherenceResult(principles=per, answers=len(rows), degenerate=degenerate)
     return out
 
 
 def print_adherence(metrics: dict) -> None:
-    for name, m in metrics.items():
+    """``metrics``: checkpoint -> what ``metrics.json`` stores for it (``AdherenceResult.to_dict``)."""
+    for name, stored in metrics.items():
+        m = AdherenceResult.from_dict(stored)
         print(f"{name}: checker pass rate under the principle / under its antithesis; contrast (difference)")
-        for principle, b in m["principles"].items():
+        for principle, b in m.principles.items():
             print(
-                f"    {principle:<14} {fmt(b['checker_pass_under_principle'])}  /  "
-                f"{fmt(b['checker_pass_under_antithesis'])};  contrast {fmt(b['contrast'], False)}"
+                f"    {principle:<14} {fmt(b.checker_pass_under_principle)}  /  "
+                f"{fmt(b.checker_pass_under_antithesis)};  contrast {fmt(b.contrast, False)}"
             )
-        print(f"    degenerate answers (sami.eval.degenerate) {fmt(m['degenerate'])}")
+        print(f"    degenerate answers (sami.eval.degenerate) {fmt(m.degenerate)}")
 
 
 def run_adherence(cfg: EvalConfig) -> dict:

@@ -102,9 +102,9 @@ class MTBenchConfig:
         unknown = sorted(set(self.judges) - set(JUDGES))
         if unknown:
             raise ValueError(f"mtbench.judges must be a list of {tuple(JUDGES)}, got {self.judges}")
-        clash = sorted(set(self.imported_judges) & (set(JUDGES) | {"answers", "pairwise"}))
+        clash = sorted(set(self.imported_judges) & set(JUDGES))
         if clash:
-            raise ValueError(f"mtbench.imported_judges {clash} have the names of built-in judges or result keys")
+            raise ValueError(f"mtbench.imported_judges {clash} have the names of built-in judges")
         check_counts(
             "mtbench",
             per_category=self.per_category,

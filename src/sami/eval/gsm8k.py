@@ -13,6 +13,7 @@ Answers are extracted at metric time, so the extraction rule can be changed with
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from sami.backends.base import SamplingParams
@@ -21,6 +22,7 @@ from sami.data.records import read_records
 from sami.eval.common import LazyBackend, fmt
 from sami.eval.config import EvalConfig
 from sami.eval.gsm8k_data import PROMPTS, extract_answer, gsm8k_prompt, load_problems
+from sami.eval.results import GSM8KResult
 from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
 
 __all__ = ["extract_answer", "gsm8k_metrics", "run_gsm8k"]
@@ -65,30 +67,34 @@ def generate_attempts(cfg: EvalConfig, name: str, model: str, problems, root: Pa
         backend.close()
 
 
-def attempt_metrics(records: list[dict], mode: str, samples: int) -> dict:
+def attempt_metrics(records: list[dict], mode: str, samples: int) -> GSM8KResult:
     """Accuracy of the greedy attempt; pass@k and maj@k for k = 1..samples over the sampled attempts."""
     greedy = [r for r in records if r["kind"] == "greedy"]
     sampled = [r for r in records if r["kind"] == "sampled" and len(r["texts"]) == samples]
-    out: dict = {"problems": len(greedy), "extract": mode}
     answers = [extract_answer(r["texts"][0], mode) for r in greedy]
-    out["greedy_accuracy"] = rate([a == r["gold"] for a, r in zip(answers, greedy, strict=True)]).to_dict()
-    out["greedy_unextracted"] = rate([a is None for a in answers]).to_dict()
-    if samples and sampled:
-        extracted = [[extract_answer(t, mode) for t in r["texts"]] for r in sampled]
-        correct = [sum(a == r["gold"] for a in ans) for ans, r in zip(extracted, sampled, strict=True)]
-        out["sampled_problems"] = len(sampled)
-        out["sample_unextracted"] = rate([a is None for ans in extracted for a in ans]).to_dict()
-        out["pass_at_k"] = {
-            str(k): bounded_mean([pass_at_k(samples, c, k) for c in correct]).to_dict() for k in range(1, samples + 1)
-        }
-        out["maj_at_k"] = {
-            str(k): rate([maj_at_k(ans, r["gold"], k) for ans, r in zip(extracted, sampled, strict=True)]).to_dict()
-            for k in range(1, samples + 1)
-        }
-    return out
+    result = GSM8KResult(
+        problems=len(greedy),
+        extract=mode,
+        greedy_accuracy=rate([a == r["gold"] for a, r in zip(answers, greedy, strict=True)]),
+        greedy_unextracted=rate([a is None for a in answers]),
+    )
+    if not (samples and sampled):
+        return result
+    extracted = [[extract_answer(t, mode) for t in r["texts"]] for r in sampled]
+    correct = [sum(a == r["gold"] for a in ans) for ans, r in zip(extracted, sampled, strict=True)]
+    ks = range(1, samples + 1)
+    return dataclasses.replace(
+        result,
+        sampled_problems=len(sampled),
+        sample_unextracted=rate([a is None for ans in extracted for a in ans]),
+        pass_at_k={str(k): bounded_mean([pass_at_k(samples, c, k) for c in correct]) for k in ks},
+        maj_at_k={
+            str(k): rate([maj_at_k(ans, r["gold"], k) for ans, r in zip(extracted, sampled, strict=True)]) for k in ks
+        },
+    )
 
 
-def gsm8k_metrics(cfg: EvalConfig, mode: str | None = None) -> dict:
+def gsm8k_metrics(cfg: EvalConfig, mode: str | None = None) -> dict[str, GSM8KResult]:
     """Metrics of every checkpoint from ``attempts/<model>.jsonl`` only; ``mode`` overrides the extraction."""
     root = Path(cfg.output_dir) / "gsm8k"
     mode = mode or cfg.gsm8k.extract_mode
@@ -106,14 +112,15 @@ def _shown_ks(n: int) -> list[int]:
 
 
 def print_gsm8k(metrics: dict) -> None:
-    for name, m in metrics.items():
-        print(f"{name}: {m['problems']} problems, extraction {m['extract']}")
-        print(f"    greedy accuracy {fmt(m['greedy_accuracy'])}; no answer found {fmt(m['greedy_unextracted'])}")
-        if "pass_at_k" in m:
-            n = len(m["pass_at_k"])
-            for k in _shown_ks(n):
-                print(f"    pass@{k:<3} {fmt(m['pass_at_k'][str(k)])}   maj@{k:<3} {fmt(m['maj_at_k'][str(k)])}")
-            print(f"    samples with no answer found {fmt(m['sample_unextracted'])}")
+    """``metrics``: checkpoint -> what ``metrics.json`` stores for it (``GSM8KResult.to_dict``)."""
+    for name, stored in metrics.items():
+        m = GSM8KResult.from_dict(stored)
+        print(f"{name}: {m.problems} problems, extraction {m.extract}")
+        print(f"    greedy accuracy {fmt(m.greedy_accuracy)}; no answer found {fmt(m.greedy_unextracted)}")
+        if m.pass_at_k is not None and m.maj_at_k is not None:
+            for k in _shown_ks(len(m.pass_at_k)):
+                print(f"    pass@{k:<3} {fmt(m.pass_at_k[str(k)])}   maj@{k:<3} {fmt(m.maj_at_k[str(k)])}")
+            print(f"    samples with no answer found {fmt(m.sample_unextracted)}")
 
 
 def run_gsm8k(cfg: EvalConfig) -> dict:

@@ -44,8 +44,8 @@ from sami.core.errors import ConfigError, DataError, InputMissing
 from sami.core.layout import CONFIG, SUITE_METRICS, pair_judgments
 from sami.data.records import json_lines
 from sami.eval.config import EvalConfig
-from sami.eval.judges import JUDGES, RESERVED, hard_verdict
-from sami.eval.mtbench import mtbench_metrics
+from sami.eval.judges import JUDGES, hard_verdict
+from sami.eval.mtbench.statistics import mtbench_metrics
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import JsonlStore, check_bindings, check_imported, check_settings, held_as_found, write_json
 
@@ -375,7 +375,7 @@ def _judge_name(cfg: ImportConfig, given, path: Path, where: str) -> str:
     if isinstance(given, (list, tuple)) and given:
         given = given[0]  # FastChat: (judge model, prompt name)
     name = _name(cfg.judge or given or path.stem, "judge", where)
-    if name in JUDGES or name in RESERVED:
+    if name in JUDGES:
         raise ConfigError(f"{where}: imported judge {name!r} has the name of a built-in judge; name it with --judge")
     return name
 
@@ -634,7 +634,7 @@ def import_files(cfg: ImportConfig) -> tuple[EvalConfig, dict]:
         check_bindings(root, bindings)
         _write(got, root)
         save_yaml(eval_cfg, root / CONFIG)
-        metrics = mtbench_metrics(eval_cfg)
+        metrics = mtbench_metrics(eval_cfg).to_dict()
         write_json(root / SUITE_METRICS, metrics)
     return eval_cfg, metrics
 

@@ -47,8 +47,6 @@ VERDICT_LETTERS: tuple[str, ...] = ("A", "B", "C")  # C is a tie, as in MT-Bench
 # The judge's answer up to the verdict letter in probability mode: both pairwise prompts ask for "[[A]]".
 VERDICT_PREFIX = "My final verdict: [["
 TURNS: tuple[str, ...] = ("first", "all")
-# keys of the MT-Bench metrics beside the grading judges' own (``sami.eval.mtbench.mtbench_metrics``)
-RESERVED: tuple[str, ...] = ("answers", "pairwise", "judge_diagnostics", "ranking", "constitutions")
 
 
 @dataclass
@@ -115,9 +113,8 @@ class Judge:
     help: str = ""
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", self.name) or self.name in RESERVED:
-            reserved = ", ".join(RESERVED)
-            raise ValueError(f"judge name {self.name!r}: lowercase letters, digits, '-', '_' (not {reserved})")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", self.name):
+            raise ValueError(f"judge name {self.name!r}: lowercase letters, digits, '-', '_'")
         if self.turns not in TURNS:
             raise ValueError(f"judge {self.name!r}: turns must be one of {TURNS}, got {self.turns!r}")
         if (self.decide is None) == (self.prompt is None) or (self.prompt is not None and self.parse is None):

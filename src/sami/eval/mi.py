@@ -32,6 +32,7 @@ from sami.core.tokens import QueryTokens
 from sami.data.records import read_records
 from sami.eval.common import fmt
 from sami.eval.config import EvalConfig
+from sami.eval.results import MIBlock, MIResult
 from sami.eval.store import JsonlStore, check_settings, finish_suite, read_jsonl
 from sami.models.loading import load_tokenizer
 from sami.train.config import TrainConfig
@@ -115,24 +116,24 @@ def origin_checkpoint(names: list[str]) -> str:
     return "base" if "base" in names else names[0]
 
 
-def _block(rows: list[dict], origin: dict[str, float] | None) -> dict:
+def _block(rows: list[dict], origin: dict[str, float] | None) -> MIBlock:
     """Estimates over ``rows``; with ``origin`` (id -> its diag_logprob), the paired change from it."""
     sizes = sorted({r["constitutions"] for r in rows})
-    out = {
-        "mi_bound": bootstrap_mean([r["mi_bound"] for r in rows]).to_dict(),
-        "col_accuracy": bounded_mean([r["col_accuracy"] for r in rows]).to_dict(),
-        "row_accuracy": bounded_mean([r["row_accuracy"] for r in rows]).to_dict(),
-        "diag_logprob": bootstrap_mean([diag_logprob(r) for r in rows]).to_dict(),
-        "constitutions": sizes,
-        "upper_limit": [math.log(c) for c in sizes],  # the bound cannot exceed log C
-    }
+    change = None
     if origin is not None:  # records scored under both; a partial file pairs what it has
-        change = [diag_logprob(r) - origin[r["id"]] for r in rows if r["id"] in origin]
-        out["diag_logprob_change"] = bootstrap_mean(change).to_dict()
-    return out
+        change = bootstrap_mean([diag_logprob(r) - origin[r["id"]] for r in rows if r["id"] in origin])
+    return MIBlock(
+        mi_bound=bootstrap_mean([r["mi_bound"] for r in rows]),
+        col_accuracy=bounded_mean([r["col_accuracy"] for r in rows]),
+        row_accuracy=bounded_mean([r["row_accuracy"] for r in rows]),
+        diag_logprob=bootstrap_mean([diag_logprob(r) for r in rows]),
+        constitutions=sizes,
+        upper_limit=[math.log(c) for c in sizes],  # the bound cannot exceed log C
+        diag_logprob_change=change,
+    )
 
 
-def mi_metrics(cfg: EvalConfig) -> dict:
+def mi_metrics(cfg: EvalConfig) -> dict[str, MIResult]:
     """Per checkpoint, overall and per category: the MI bound, accuracies and ``diag_logprob``; for every
     checkpoint but the origin (``origin_checkpoint``, named in ``diag_logprob_origin``), the paired
     change in ``diag_logprob`` from it (negative: its responses lost likelihood)."""
@@ -147,24 +148,25 @@ def mi_metrics(cfg: EvalConfig) -> dict:
         per_category = {
             c: _block([r for r in rows if r["category"] == c], paired) for c in sorted({r["category"] for r in rows})
         }
-        out[name] = {"overall": _block(rows, paired), "per_category": per_category}
-        if paired is not None:
-            out[name]["diag_logprob_origin"] = origin_name
+        origin_of = None if paired is None else origin_name
+        out[name] = MIResult(_block(rows, paired), per_category, diag_logprob_origin=origin_of)
     return out
 
 
 def print_mi(metrics: dict) -> None:
-    for name, m in metrics.items():
-        o = m["overall"]
-        limits = ", ".join(f"{v:.3f}" for v in o["upper_limit"])
-        print(f"{name}: MI bound {fmt(o['mi_bound'], False)} nats (at most log C = {limits})")
-        print(f"    column accuracy {fmt(o['col_accuracy'])}; row accuracy {fmt(o['row_accuracy'])}")
-        fluency = f"    diagonal log-prob per token {fmt(o['diag_logprob'], False)}"
-        if "diag_logprob_change" in o:
-            fluency += f"; change from {m['diag_logprob_origin']} {fmt(o['diag_logprob_change'], False)}"
+    """``metrics``: checkpoint -> what ``metrics.json`` stores for it (``MIResult.to_dict``)."""
+    for name, stored in metrics.items():
+        m = MIResult.from_dict(stored)
+        o = m.overall
+        limits = ", ".join(f"{v:.3f}" for v in o.upper_limit)
+        print(f"{name}: MI bound {fmt(o.mi_bound, False)} nats (at most log C = {limits})")
+        print(f"    column accuracy {fmt(o.col_accuracy)}; row accuracy {fmt(o.row_accuracy)}")
+        fluency = f"    diagonal log-prob per token {fmt(o.diag_logprob, False)}"
+        if o.diag_logprob_change is not None:
+            fluency += f"; change from {m.diag_logprob_origin} {fmt(o.diag_logprob_change, False)}"
         print(fluency)
-        for category, c in m["per_category"].items():
-            print(f"    {category:<11} {fmt(c['mi_bound'], False)}")
+        for category, c in m.per_category.items():
+            print(f"    {category:<11} {fmt(c.mi_bound, False)}")
 
 
 def run_mi(cfg: EvalConfig) -> dict:

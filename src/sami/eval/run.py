@@ -1,7 +1,9 @@
 """Evaluation suites as data: one ``Suite`` entry per suite in ``SUITES`` (``register_suite``).
 
 An entry names what the suite does: ``run`` generates/judges what is missing and computes the metrics from
-the stored files; ``recompute`` only computes them (nothing is generated or judged); ``show`` prints them;
+the stored files; ``recompute`` only computes them (nothing is generated or judged; the built-in suites return
+the typed records of ``sami.eval.results``, a plugin's suite may return a plain mapping: ``compute`` returns
+either as ``metrics.json`` stores it); ``show`` prints them;
 ``section`` is its config dataclass; ``options`` are its ``sami eval SUITE`` command-line options, each
 naming the config key it sets; ``report`` gives the Markdown lines of its section of an experiment's report
 from its metrics (None: a table of its numbers per model, ``sami.study.report.plugin_section``). ``run``,
@@ -38,7 +40,10 @@ from sami.eval.gsm8k import gsm8k_metrics, print_gsm8k, run_gsm8k
 from sami.eval.gsm8k_data import EXTRACT_MODES, PROMPTS
 from sami.eval.judges import JUDGES, VERDICT_MODES
 from sami.eval.mi import mi_metrics, print_mi, run_mi
-from sami.eval.mtbench import mtbench_metrics, print_mtbench, run_mtbench
+from sami.eval.mtbench import run_mtbench
+from sami.eval.mtbench.printing import print_mtbench
+from sami.eval.mtbench.statistics import mtbench_metrics
+from sami.eval.results import Result, stored
 from sami.eval.store import check_bindings, held_as_found
 from sami.models.loading import content_key
 
@@ -79,7 +84,7 @@ class Suite:
 
     name: str
     run: Callable[[EvalConfig], dict]
-    recompute: Callable[[EvalConfig], dict]
+    recompute: Callable[[EvalConfig], Result | dict]
     show: Callable[[dict], None]
     section: type
     help: str
@@ -154,7 +159,7 @@ def compute(suite: str, cfg: EvalConfig) -> dict:
     _check_sections(cfg)
     if not (Path(cfg.output_dir) / suite).is_dir():
         raise InputMissing(f"no stored {suite} results under {cfg.output_dir}")
-    return entry.recompute(cfg)
+    return stored(entry.recompute(cfg))
 
 
 def show(suite: str, metrics: dict) -> None:

@@ -25,6 +25,7 @@ from sami.core.layout import ANSWERS, CONFIG, MODELS, SETTINGS, SUITE_METRICS
 from sami.core.locks import hold, lock_files
 from sami.core.migrate import stamped, upgrade_settings
 from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
+from sami.eval.results import Result, stored
 
 if TYPE_CHECKING:
     from sami.eval.config import EvalConfig
@@ -221,10 +222,11 @@ def write_json(path: str | Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def finish_suite(cfg: EvalConfig, suite: str, metrics_of: Callable[[EvalConfig], dict]) -> dict:
+def finish_suite(cfg: EvalConfig, suite: str, metrics_of: Callable[[EvalConfig], Result | dict]) -> dict:
     """The end of every suite's run: ``metrics_of(cfg)`` (its metrics from the stored files only, what
-    ``sami eval SUITE --recompute`` runs alone) written to ``<output_dir>/<suite>/metrics.json`` and returned."""
-    metrics = metrics_of(cfg)
+    ``sami eval SUITE --recompute`` runs alone) written to ``<output_dir>/<suite>/metrics.json`` and returned in
+    that stored form (``sami.eval.results.stored``)."""
+    metrics = stored(metrics_of(cfg))
     write_json(Path(cfg.output_dir) / suite / METRICS_FILE, metrics)
     return metrics
 

@@ -37,10 +37,11 @@ from sami.core.config import from_dict, load_yaml, parse_override, save_yaml, se
 from sami.core.errors import ConfigError
 from sami.core.layout import CONFIG, MODEL, PAGE, REPORT, REPORT_DIR, SUMMARY
 from sami.core.locks import hold
+from sami.core.migrate import upgrade_summary, version_of
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.generate.run import GenerateConfig
 from sami.plugins import load_plugins
-from sami.study.stages import MARKER, Stage, StageOutcome, run_stages
+from sami.study.stages import MARKER, Stage, StageOutcome, read_marker, run_stages
 from sami.train.config import TrainConfig, method_view
 from sami.train.registry import METHODS
 
@@ -358,6 +359,16 @@ def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> l
             logger.warning("report: %s; writing the report again", lost)
             (root / REPORT_DIR / MARKER).unlink(missing_ok=True)  # every process of a launch sees it
         return run_stages(stages, only=only)
+
+
+def read_summary(folder: Path) -> dict:
+    """The ``summary.json`` of the finished report stage in ``folder``, its metrics under today's names: a report
+    an older version finished is not written again (its fingerprint is unchanged), so its summary is read as the
+    layout version in its ``stage.json`` stored it (``sami.core.migrate.upgrade_summary``)."""
+    import json
+
+    summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
+    return upgrade_summary(summary, version_of(read_marker(folder) or {}))
 
 
 def report_files_lost(folder: Path) -> str | None:

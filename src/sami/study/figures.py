@@ -60,10 +60,10 @@ def _point(e: Estimate) -> tuple[float, float, float]:
 def winrate_bars(
     pairings: Mapping[str, Mapping[str, Estimate]],
     *,
-    title: str = "Adjusted win rate",
+    title: str = "Hard win rate",
     reference: float = 0.5,
     xlim: tuple[float, float] = (0, 1),
-    xlabel: str = "adjusted win rate (wins + ties/2) / n, 95% interval",
+    xlabel: str = "hard win rate (wins + ties/2) / n, 95% interval",
 ) -> Drawing:
     """Grouped horizontal bars: one group per category (``overall`` last), one bar per pairing, 95% whiskers,
     and a dashed line at ``reference`` (for win rates 50%, no preference). Also used for adherence

@@ -12,6 +12,8 @@ says cannot be told apart at this sample size). Thresholds the sentences use:
 
 from __future__ import annotations
 
+from sami.core.stats import Estimate
+
 FLUENCY_MARGIN = 0.3  # nats per token
 VERBS = {"above": "above", "below": "below", "overlap": "not distinguishable from"}
 
@@ -20,15 +22,19 @@ def _value(e: dict | None) -> float | None:
     return None if not e else e.get("value")
 
 
-def num(e: dict | None, digits: int = 3) -> str:
-    """An estimate as ``value [low, high]``; ``n/a`` without a value. The report's tables use it too."""
+def num(e: dict | Estimate | None, digits: int = 3) -> str:
+    """An estimate (as stored, or an ``Estimate``) as ``value [low, high]``; ``n/a`` without a value. The report's
+    tables use it too."""
+    e = e.to_dict() if isinstance(e, Estimate) else e
     if _value(e) is None:
         return "n/a"
     return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
 
 
-def pct(e: dict | None, digits: int = 1) -> str:
-    """A [0, 1] estimate in percent, ``value% [low, high]``; ``n/a`` without a value."""
+def pct(e: dict | Estimate | None, digits: int = 1) -> str:
+    """A [0, 1] estimate (as stored, or an ``Estimate``) in percent, ``value% [low, high]``; ``n/a`` without a
+    value."""
+    e = e.to_dict() if isinstance(e, Estimate) else e
     if _value(e) is None:
         return "n/a"
     return f"{100 * e['value']:.{digits}f}% [{100 * e['low']:.{digits}f}, {100 * e['high']:.{digits}f}]"
@@ -152,11 +158,11 @@ def judge_findings(mtbench: dict) -> list[str]:
     for judge, by_pair in pairwise.items():
         parts = []
         for pair, block in by_pair.items():
-            part = _preference(pair, block["overall"]["win_rate_adjusted"])
+            part = _preference(pair, block["overall"]["hard_win_rate"])
             flips = block.get("per_flipped", {})
             if len(flips) > 1 and pair.startswith("sami vs"):
                 part += "; by principles flipped: " + ", ".join(
-                    f"{k}: {pct(b['win_rate_adjusted'], 0)} (n={b['n']})" for k, b in flips.items()
+                    f"{k}: {pct(b['hard_win_rate'], 0)} (n={b['n']})" for k, b in flips.items()
                 )
             parts.append(part)
         unparseable = sum(b["overall"]["unparseable"] for b in by_pair.values())
@@ -255,7 +261,7 @@ def headline(summary: dict, most: int = 6) -> list[str]:
     judges, rest = [], []
     ev = summary.get("mtbench", {}).get("eval", {})
     for judge, by_pair in ev.get("mtbench", {}).get("pairwise", {}).items():
-        rates = ", ".join(f"{pair} {pct(b['overall']['win_rate_adjusted'], 0)}" for pair, b in by_pair.items())
+        rates = ", ".join(f"{pair} {pct(b['overall']['hard_win_rate'], 0)}" for pair, b in by_pair.items())
         judges.append(f"MT-Bench, {judge} judge, hard win rate of the first named: {rates}")
     if "mi" in ev:
         rest.append(

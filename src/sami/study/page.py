@@ -26,6 +26,7 @@ from pathlib import Path
 import jinja2
 
 from sami.core.layout import PAGE
+from sami.eval.results import MTBenchMetrics
 from sami.study import figures
 from sami.study.findings import pct
 from sami.study.page_data import CURVES, OUTCOMES, adherence_items, gsm8k_items, mtbench_items, training_curves
@@ -108,20 +109,21 @@ def report_blocks(markdown: str, images: Mapping[str, str] | None) -> list[dict]
 
 
 def scoreboard(metrics: dict) -> list[dict]:
-    """Every pairwise judge's numbers per pairing, from the suite's metrics, for the browser's table."""
+    """Every pairwise judge's numbers per pairing, from the suite's metrics (``MTBenchMetrics.to_dict``), for the
+    browser's table."""
     rows = []
-    for judge, by_pair in metrics.get("pairwise", {}).items():
+    for judge, by_pair in MTBenchMetrics.from_dict(metrics).pairwise.items():
         for pair, block in by_pair.items():
-            o = block["overall"]
+            o = block.overall
             rows.append(
                 {
                     "judge": judge,
                     "pair": pair,
-                    "source": block.get("verdict_source", ""),
-                    "n": o["n"],
-                    **{k: o[k] for k in OUTCOMES},
-                    "hard": pct(o["win_rate_adjusted"]),
-                    "soft": pct(o.get("soft_win_rate")),
+                    "source": block.verdict_source,
+                    "n": o.n,
+                    **{k: getattr(o, k) for k in OUTCOMES},
+                    "hard": pct(o.hard_win_rate),
+                    "soft": pct(o.soft_win_rate),
                 }
             )
     return rows

@@ -1,9 +1,9 @@
 """What the page shows, read from a run folder or an evaluation folder through the readers the report uses.
 
 Every item comes from the stored files: answers and verdicts (``sami.eval.store.read_jsonl``), the combined
-outcome of a pair's two orders (``sami.eval.mtbench.judged_items``, the same function the win rates are computed
-from), each shown principle's checker rerun on each answer (``sami.eval.degenerate.passes``, as the checker judge
-and the adherence suite run it), GSM8K answers extracted with the suite's rule, and each method's
+outcome of a pair's two orders (``sami.eval.mtbench.statistics.judged_items``, the same function the win rates
+are computed from), each shown principle's checker rerun on each answer (``sami.eval.degenerate.passes``, as the
+checker judge and the adherence suite run it), GSM8K answers extracted with the suite's rule, and each method's
 ``metrics.jsonl`` (``sami.train.runfolder.read_metrics``). Nothing is generated or judged here.
 
 The result is plain data (dicts, lists, strings, numbers) for the templates of ``sami.study.page``.
@@ -21,7 +21,9 @@ from sami.eval.config import EvalConfig
 from sami.eval.degenerate import is_degenerate, passes
 from sami.eval.gsm8k_data import extract_answer
 from sami.eval.judges import JUDGES
-from sami.eval.mtbench import flipped, judged_items, pairs, read_shown
+from sami.eval.mtbench.answering import flipped, read_shown
+from sami.eval.mtbench.requests import pairs
+from sami.eval.mtbench.statistics import judged_items
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import read_jsonl
 from sami.train.runfolder import METRICS, read_metrics

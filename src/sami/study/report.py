@@ -221,7 +221,7 @@ def _judge_section(m: dict, judge: str, by_pair: dict) -> Section:
         ref = f"{100 * paper[pair]:.1f}%" if isinstance(paper, dict) and pair in paper else "-"
         lines.append(
             f"| {pair} | {o['n']} | {o['win']} / {o['tie']} / {o['loss']} | {o['unparseable']} | "
-            f"{pct(o['win_rate_adjusted'])} | {pct(o.get('soft_win_rate'))} | "
+            f"{pct(o['hard_win_rate'])} | {pct(o.get('soft_win_rate'))} | "
             f"{pct(o['length_controlled_win_rate'])} | {pct(o.get('style_controlled_win_rate'))} | {ref} |"
         )
     lines += ["", VERDICT_NOTES.get(source, ""), "", STYLE_NOTE]
@@ -242,12 +242,12 @@ def _judge_section(m: dict, judge: str, by_pair: dict) -> Section:
         cells = []
         for block in by_pair.values():
             pc = block["per_category"].get(c)
-            cells.append(f"{pct(pc['win_rate_adjusted'])} (n={pc['n']})" if pc else "-")
+            cells.append(f"{pct(pc['hard_win_rate'])} (n={pc['n']})" if pc else "-")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     rates = {
         pair: {
-            **{c: {**b["win_rate_adjusted"]} for c, b in block["per_category"].items()},
-            "overall": block["overall"]["win_rate_adjusted"],
+            **{c: {**b["hard_win_rate"]} for c, b in block["per_category"].items()},
+            "overall": block["overall"]["hard_win_rate"],
         }
         for pair, block in by_pair.items()
     }
@@ -340,7 +340,7 @@ def _flips_table(by_pair: dict) -> list[str]:
         cells = []
         for block in by_pair.values():
             b = block.get("per_flipped", {}).get(k)
-            cells.append(f"{pct(b['win_rate_adjusted'])} (n={b['n']})" if b else "-")
+            cells.append(f"{pct(b['hard_win_rate'])} (n={b['n']})" if b else "-")
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return lines
 
