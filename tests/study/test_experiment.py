@@ -3,6 +3,7 @@ whose numbers equal those recomputed from the stored per-item files."""
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,30 @@ def test_a_rerun_does_nothing_and_a_changed_setting_reruns_its_readers_only(fini
     assert set(outcomes.values()) == {"skipped"}
     back = {o.name: o.status for o in run_experiment(cfg)}  # and back: those two again, nothing else
     assert [n for n, s in back.items() if s != "skipped"] == ["math/eval-gsm8k", "report"]
+
+
+def test_newer_rendering_code_rewrites_only_the_report(finished, student, tmp_path, monkeypatch):
+    """The report stage's fingerprint holds a hash of the code that reads stored files into the report: a change
+    there (in sami.study or sami.eval) reruns the report of a finished run and nothing else; a change elsewhere
+    (training code) changes no fingerprint."""
+    import sami
+    from sami.study import experiment
+
+    tmp, cfg, _ = finished
+    copy = tmp_path / "sami"
+    shutil.copytree(Path(sami.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(sami, "__file__", str(copy / "__init__.py"))
+    same = experiment.renderer_digest()
+    with open(copy / "train" / "sami_loop.py", "a") as f:
+        f.write("\n# training code\n")
+    assert experiment.renderer_digest() == same
+    with open(copy / "study" / "findings.py", "a") as f:
+        f.write("\n# a new finding\n")
+    assert experiment.renderer_digest() != same
+    outcomes = {o.name: o.status for o in run_experiment(cfg)}
+    assert outcomes.pop("report") == "reran" and set(outcomes.values()) == {"skipped"}
+    monkeypatch.undo()  # and back to the code that runs: the report once more, for the tests after this one
+    assert [o.name for o in run_experiment(cfg) if o.status != "skipped"] == ["report"]
 
 
 def test_a_sami_only_setting_changes_the_sami_stage_not_sft_or_dpo(tmp_path, student):

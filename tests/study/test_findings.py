@@ -6,6 +6,7 @@ from sami.study.findings import (
     findings,
     headline,
     judge_findings,
+    length_findings,
     math_findings,
     mi_findings,
 )
@@ -152,6 +153,24 @@ def test_judge_findings_split_by_flips_name_a_position_preference_and_rank():
     assert judge_findings(mtbench)[2].startswith(
         "Bradley-Terry ranking by `aware`: no model can be told apart from sami"
     )
+
+
+def test_length_findings_name_only_lengths_whose_intervals_are_apart():
+    answers = {
+        "sami": {"mean_words": est(10.4, 8.1, 12.8)},
+        "dpo": {"mean_words": est(23.0, 21.3, 24.4)},
+        "sft": {"mean_words": est(12.0, 9.0, 15.0)},  # overlaps sami's: not named
+    }
+    lines = length_findings({"answers": answers})
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "sami's MT-Bench answers are shorter than those of dpo (mean words 10.4 [8.1, 12.8]; dpo 23.0"
+    )
+    answers["sami"]["mean_words"] = est(40.0, 35.0, 45.0)
+    assert [line.split(" (")[0] for line in length_findings({"answers": answers})] == [
+        "sami's MT-Bench answers are longer than those of dpo, sft"
+    ]
+    assert length_findings({"answers": {"dpo": answers["dpo"]}}) == []  # no sami: nothing to say
 
 
 def test_math_findings_compare_with_base():

@@ -315,11 +315,31 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     def run_report(folder: Path) -> None:
         write_report(cfg, parts, folder)
 
-    report_config = {"name": cfg.name}
+    report_config = {"name": cfg.name, "renderer": renderer_digest()}
     stages.append(
         Stage("report", Path(cfg.output_dir) / REPORT_DIR, report_config, run_report, after=[s.name for s in stages])
     )
     return stages, parts
+
+
+def renderer_digest() -> str:
+    """A hash of the code that turns stored answers and verdicts into the report: the statistics (``sami.eval``,
+    ``sami.core.stats``) and the rendering (``sami.study``, its templates). It is part of the report stage's
+    fingerprint, so a newer version rewrites the report of a finished run (seconds) and never quotes an older
+    version's reading of the same files; the stages that generate, train and judge are untouched."""
+    import hashlib
+
+    import sami
+
+    package = Path(sami.__file__).parent
+    files = [package / "core" / "stats.py", *sorted((package / "eval").rglob("*.py"))]
+    files += sorted(
+        p for p in (package / "study").rglob("*") if p.is_file() and p.suffix in (".py", ".j2", ".js", ".css")
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def check_principle_names(cfg: ExperimentConfig) -> None:

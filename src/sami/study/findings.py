@@ -194,6 +194,30 @@ def judge_findings(mtbench: dict) -> list[str]:
     return lines
 
 
+def length_findings(mtbench: dict, method: str = "sami") -> list[str]:
+    """Where ``method``'s MT-Bench answers are shorter or longer than another model's (mean words, intervals apart):
+    a judge that scores only the shown principles (the checker) can prefer a short answer that passes them, so
+    the sentence points at the length-controlled rates and the answers themselves."""
+    answers = mtbench.get("answers", {})
+    if method not in answers:
+        return []
+    own = answers[method]["mean_words"]
+    others = {n: a["mean_words"] for n, a in answers.items() if n != method}
+    lines = []
+    for relation, names in by_relation(own, others):
+        if relation == "overlap":
+            continue
+        word = "shorter" if relation == "below" else "longer"
+        theirs = "; ".join(f"{n} {num(others[n], 1)}" for n in names)
+        lines.append(
+            f"{method}'s MT-Bench answers are {word} than those of {', '.join(names)} "
+            f"(mean words {num(own, 1)}; {theirs}): "
+            "a judge that checks only the shown principles can prefer an answer for what it leaves out, so read "
+            "its win rates beside the length-controlled ones and the answers on the page."
+        )
+    return lines
+
+
 def math_findings(gsm8k: dict) -> list[str]:
     """Greedy accuracy and the largest pass@k of every variant against base."""
     if "base" not in gsm8k:
@@ -244,6 +268,7 @@ def findings(summary: dict) -> list[str]:
     ev = summary.get("mtbench", {}).get("eval", {})
     if "mtbench" in ev:  # the paper's headline comparison first
         lines += judge_findings(ev["mtbench"])
+        lines += length_findings(ev["mtbench"])
     if "mi" in ev:
         lines += mi_findings(ev["mi"])
     if "adherence" in ev:
