@@ -199,13 +199,14 @@ def test_mtbench_metrics_stored_by_layout_1_read_as_this_version_records_them():
         == 0.75
     )
     assert migrate.upgrade_metrics("mtbench", now.to_dict(), migrate.LAYOUT_VERSION) == now.to_dict()
+    assert migrate.upgrade_metrics("mtbench", upgraded, 1) == now.to_dict()  # twice: the same, not nested again
     assert migrate.upgrade_metrics("mi", {"sami": {"win_rate_adjusted": 1}}, 1) == {"sami": {"win_rate_adjusted": 1}}
 
 
 def test_a_report_summary_written_before_the_hard_win_rate_was_named_so_reads_under_the_new_name(tmp_path):
-    """A report stage finished by layout 1 stays finished (its fingerprint is unchanged), and ``sami experiment``
-    ends by reading its ``summary.json`` (``read_summary``): its MT-Bench metrics read as this version records
-    them, with the same numbers; another suite's and the rest of the summary are left as they are."""
+    """A report layout 1 finished, read without rerunning it (``read_summary``; ``sami experiment`` would rewrite it
+    first): its MT-Bench metrics read as this version records them, with the same numbers; another suite's and the
+    rest of the summary are left as they are; without a ``stage.json`` it reads as this version wrote it."""
     from sami.study.experiment import read_summary
     from sami.study.findings import headline
 
@@ -225,4 +226,6 @@ def test_a_report_summary_written_before_the_hard_win_rate_was_named_so_reads_un
     # a summary this version wrote reads back unchanged
     (tmp_path / "stage.json").write_text(json.dumps(migrate.stamped({"stage": "report", "fingerprint": "f"})))
     (tmp_path / "summary.json").write_text(json.dumps(summary(now)))
+    assert read_summary(tmp_path) == summary(now)
+    (tmp_path / "stage.json").unlink()
     assert read_summary(tmp_path) == summary(now)

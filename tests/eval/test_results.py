@@ -55,3 +55,16 @@ def test_per_checkpoint_records_are_stored_per_checkpoint_and_a_plain_mapping_as
     assert stored({"base": result}) == {"base": result.to_dict()}
     assert GSM8KResult.from_dict(stored({"base": result})["base"]).greedy_accuracy.value == 0.5
     assert stored({"base": {"score": 0.25}}) == {"base": {"score": 0.25}}  # a plugin suite's own numbers
+
+
+def test_a_mean_over_a_value_that_is_not_a_number_is_stored_and_read_as_n_a():
+    from sami.core.stats import bootstrap_mean
+
+    e = bootstrap_mean([float("nan"), 1.0, 2.0])
+    assert (e.value, e.low, e.high, e.n) == (None, None, None, 3)
+    assert bootstrap_mean([1.0, 2.0]).value == 1.5
+
+
+def test_a_plugin_suite_s_list_or_number_is_stored_as_it_is():
+    assert stored(0.5) == 0.5
+    assert stored([1, 2]) == [1, 2]

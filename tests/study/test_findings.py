@@ -164,11 +164,11 @@ def test_length_findings_name_only_lengths_whose_intervals_are_apart():
     lines = length_findings({"answers": answers})
     assert len(lines) == 1
     assert lines[0].startswith(
-        "sami's MT-Bench answers are shorter than those of dpo (mean words 10.4 [8.1, 12.8]; dpo 23.0"
+        "SAMI's MT-Bench answers are shorter than those of dpo (mean words 10.4 [8.1, 12.8]; dpo 23.0"
     )
     answers["sami"]["mean_words"] = est(40.0, 35.0, 45.0)
     assert [line.split(" (")[0] for line in length_findings({"answers": answers})] == [
-        "sami's MT-Bench answers are longer than those of dpo, sft"
+        "SAMI's MT-Bench answers are longer than those of dpo, sft"
     ]
     assert length_findings({"answers": {"dpo": answers["dpo"]}}) == []  # no sami: nothing to say
 

@@ -12,7 +12,9 @@ refused, ``upgrade_settings``).
 
 A suite's ``metrics.json`` is written for people and other tools and never read back: every reader recomputes
 the metrics from the stored answers and verdicts. The one stored copy read back is the report's ``summary.json``
-(``upgrade_summary``), read at the end of ``sami experiment`` when the report stage was finished earlier.
+(``upgrade_summary``): ``sami experiment`` rewrites a report an older version finished before reading it (the
+report stage's fingerprint holds a hash of the code that renders it), so the upgrade serves a summary read from
+a run not rerun since.
 
 Configs written as YAML (a run's ``config.yaml``, a generation's ``.generate.yaml``) carry no version: they are
 read back by the same strict loading that refuses unknown keys, so a config written since holds none of the
@@ -105,6 +107,8 @@ def _is_package_path(value: Any) -> bool:
 def _ratings_under_their_key(metrics: dict) -> dict:
     """A grading judge's ratings sat beside MT-Bench's own keys, under the judge's name; now under ``ratings``."""
     own = ("answers", "pairwise", "constitutions", "judge_diagnostics", "ranking")
+    if "ratings" in metrics:  # already in today's form
+        return metrics
     ratings = {k: v for k, v in metrics.items() if k not in own}
     return {
         **{k: v for k, v in metrics.items() if k in own},

@@ -39,6 +39,12 @@ class Estimate:
     high: float | None
     method: str  # wilson | bootstrap
 
+    def __post_init__(self) -> None:
+        # a mean over a NaN (a model whose log-probs overflowed, say) is no number: stored and shown as n/a
+        if any(isinstance(v, float) and math.isnan(v) for v in (self.value, self.low, self.high)):
+            for name in ("value", "low", "high"):
+                object.__setattr__(self, name, None)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

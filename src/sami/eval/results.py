@@ -203,9 +203,11 @@ class AdherenceResult(Result):
     degenerate: Estimate  # share of empty, run-on or looping answers, Wilson
 
 
-def stored(metrics: Result | dict) -> dict:
+def stored(metrics: Result | dict | Any) -> Any:
     """A suite's metrics as ``metrics.json`` stores them: a record's ``to_dict``; per checkpoint where a suite
     computes one record per checkpoint; a plugin suite's mapping as it is."""
     if isinstance(metrics, Result):
         return metrics.to_dict()
+    if not isinstance(metrics, dict):  # a plugin suite's list or number, stored as it is
+        return metrics
     return {k: v.to_dict() if isinstance(v, Result) else v for k, v in metrics.items()}

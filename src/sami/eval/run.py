@@ -150,7 +150,7 @@ def run(suite: str, cfg: EvalConfig) -> dict:
     with held_as_found(folder, what=f"this {suite} evaluation"):
         check_bindings(folder, bindings)
         save_yaml(cfg, folder / CONFIG)
-        return entry.run(cfg)
+        return stored(entry.run(cfg))
 
 
 def compute(suite: str, cfg: EvalConfig) -> dict:

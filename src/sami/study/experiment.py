@@ -37,7 +37,7 @@ from sami.core.config import from_dict, load_yaml, parse_override, save_yaml, se
 from sami.core.errors import ConfigError
 from sami.core.layout import CONFIG, MODEL, PAGE, REPORT, REPORT_DIR, SUMMARY
 from sami.core.locks import hold
-from sami.core.migrate import upgrade_summary, version_of
+from sami.core.migrate import LAYOUT_VERSION, upgrade_summary, version_of
 from sami.eval.config import AdherenceConfig, EvalConfig, GSM8KConfig, MIConfig, MTBenchConfig
 from sami.generate.run import GenerateConfig
 from sami.plugins import load_plugins
@@ -322,9 +322,21 @@ def plan_experiment(cfg: ExperimentConfig) -> tuple[list[Stage], dict]:
     return stages, parts
 
 
+# besides sami/eval and sami/study: the modules the report reads runs and settings through
+RENDERER_FILES = (
+    "core/stats.py",
+    "core/layout.py",
+    "core/config.py",
+    "train/config.py",
+    "train/runfolder.py",
+    "train/registry.py",
+)
+
+
 def renderer_digest() -> str:
-    """A hash of the code that turns stored answers and verdicts into the report: the statistics (``sami.eval``,
-    ``sami.core.stats``) and the rendering (``sami.study``, its templates). It is part of the report stage's
+    """A hash of the code that turns stored files into the report: the statistics (``sami.eval``, ``sami.core.stats``),
+    the rendering (``sami.study``, its templates) and what they read runs with (``RENDERER_FILES``: folder and
+    figure names, the settings table, the methods' labels). It is part of the report stage's
     fingerprint, so a newer version rewrites the report of a finished run (seconds) and never quotes an older
     version's reading of the same files; the stages that generate, train and judge are untouched."""
     import hashlib
@@ -332,7 +344,7 @@ def renderer_digest() -> str:
     import sami
 
     package = Path(sami.__file__).parent
-    files = [package / "core" / "stats.py", *sorted((package / "eval").rglob("*.py"))]
+    files = [package / name for name in RENDERER_FILES] + sorted((package / "eval").rglob("*.py"))
     files += sorted(
         p for p in (package / "study").rglob("*") if p.is_file() and p.suffix in (".py", ".j2", ".js", ".css")
     )
@@ -382,13 +394,15 @@ def run_experiment(cfg: ExperimentConfig, *, only: list[str] | None = None) -> l
 
 
 def read_summary(folder: Path) -> dict:
-    """The ``summary.json`` of the finished report stage in ``folder``, its metrics under today's names: a report
-    an older version finished is not written again (its fingerprint is unchanged), so its summary is read as the
-    layout version in its ``stage.json`` stored it (``sami.core.migrate.upgrade_summary``)."""
+    """The ``summary.json`` of the report stage in ``folder``, its metrics under today's names. ``sami experiment``
+    rewrites a report an older version finished before it reads it (``renderer_digest``); a run not rerun since
+    (read by a script, say) is read as the layout version in its ``stage.json`` stored it
+    (``sami.core.migrate.upgrade_summary``), and one without a ``stage.json`` as this version writes it."""
     import json
 
     summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
-    return upgrade_summary(summary, version_of(read_marker(folder) or {}))
+    marker = read_marker(folder)
+    return upgrade_summary(summary, version_of(marker) if marker is not None else LAYOUT_VERSION)
 
 
 def report_files_lost(folder: Path) -> str | None:

@@ -210,10 +210,10 @@ def length_findings(mtbench: dict, method: str = "sami") -> list[str]:
         word = "shorter" if relation == "below" else "longer"
         theirs = "; ".join(f"{n} {num(others[n], 1)}" for n in names)
         lines.append(
-            f"{method}'s MT-Bench answers are {word} than those of {', '.join(names)} "
-            f"(mean words {num(own, 1)}; {theirs}): "
-            "a judge that checks only the shown principles can prefer an answer for what it leaves out, so read "
-            "its win rates beside the length-controlled ones and the answers on the page."
+            f"{method.upper()}'s MT-Bench answers are {word} than those of {', '.join(names)} "
+            f"(mean words {num(own, 1)}; {theirs}): a preference can follow length (a model judge often favours "
+            "the longer answer; the checker, one that passes the shown principles by saying little), so read the "
+            "win rates beside the length-controlled ones and the answers on the page."
         )
     return lines
 

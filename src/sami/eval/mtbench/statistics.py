@@ -200,7 +200,7 @@ def pairwise_judge(
     return blocks, judge_diagnostics(stored), ranking(battles, origin=pair_list[0][0]) if met else None
 
 
-def judge_diagnostics(records: list[dict]) -> dict:
+def judge_diagnostics(records: list[dict]) -> JudgeDiagnostics:
     """How a pairwise judge behaves over all its stored verdicts: how often the two orders of an item agree
     (``combine``), and how often, of the verdicts that pick an answer, it picks the one shown first (1/2 for a
     judge without a position preference); with Wilson intervals."""
