@@ -55,6 +55,7 @@ MACHINE = "machine.json"
 SHOTS = {
     "docs/page-quickstart.png": ("runs/quickstart/report/index.html", None),
     "docs/page-quickstart-question.png": ("runs/quickstart/report/index.html", "#mtbench-q83"),
+    "docs/page-methods.png": ("runs/methods/report/index.html", None),
 }
 
 
