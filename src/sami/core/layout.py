@@ -41,8 +41,9 @@ SHARDS, RNG_SHARD = "shards", "rng-{rank}.pt"
 SETTINGS = "settings.json"  # what a suite's stored rows were made with; a rerun that differs is refused
 MODELS = "models.json"  # each checkpoint name bound to its model's content
 SUITE_METRICS = "metrics.json"  # a suite's metrics, computed from its stored files
-ANSWERS = "answers"
+ANSWERS = "answers"  # each checkpoint's answers, <checkpoint>.jsonl
 JUDGMENTS = "judgments"
+IMPORT = "import"  # an imported folder's own settings.json: what it was imported from, under which protocol
 
 # ------------------------------------------------------------------------------------------ studies
 STAGE_MARKER = "stage.json"  # written into a stage's folder when it finished
@@ -55,6 +56,11 @@ PAGE = "index.html"  # the page beside the report (a run's, or an evaluation fol
 def run_configs(folder: Path) -> tuple[Path, Path]:
     """Where a training run folder records its config: its own ``config.yaml``, else its model's."""
     return folder / CONFIG, folder / MODEL / MODEL_CONFIG
+
+
+def answers_file(root: Path, model: str) -> Path:
+    """An evaluation folder's stored answers of ``model`` (MT-Bench and adherence)."""
+    return root / ANSWERS / f"{model}.jsonl"
 
 
 def pair_judgments(root: Path, judge: str, first: str, second: str) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sami.backends.base import SamplingParams
 from sami.core.errors import ConfigError, DataError
+from sami.core.layout import answers_file
 from sami.core.stats import bootstrap_mean, rate
 from sami.data.principles import SIDES, load_library
 from sami.data.records import json_lines
@@ -79,7 +80,7 @@ def constitution_for(cfg: EvalConfig, principles, principle: str, side: str) -> 
 
 
 def generate(cfg: EvalConfig, name: str, model: str, principles, queries: list[str], root: Path) -> None:
-    store = JsonlStore(root / "answers" / f"{name}.jsonl", ("principle", "side", "query_index"))
+    store = JsonlStore(answers_file(root, name), ("principle", "side", "query_index"))
     keys = list(
         dict.fromkeys(
             answer_key(cfg, p.name, side, k) for p in principles for side in SIDES for k in range(len(queries))
@@ -119,7 +120,7 @@ def adherence_metrics(cfg: EvalConfig) -> dict[str, AdherenceResult]:
     principles = _principles(cfg)
     out = {}
     for name, _ in cfg.checkpoints():
-        rows = read_jsonl(root / "answers" / f"{name}.jsonl")
+        rows = read_jsonl(answers_file(root, name))
         by_key = {(r["principle"], r["side"], r["query_index"]): r["answer"] for r in rows}
         per = {}
         for p in principles:

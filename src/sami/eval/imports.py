@@ -41,7 +41,7 @@ from pathlib import Path
 from sami.backends.base import IMPORTED
 from sami.core.config import from_dict, parse_override, save_yaml, set_path
 from sami.core.errors import ConfigError, DataError, InputMissing
-from sami.core.layout import CONFIG, SUITE_METRICS, pair_judgments
+from sami.core.layout import CONFIG, IMPORT, SUITE_METRICS, answers_file, pair_judgments
 from sami.data.records import json_lines
 from sami.eval.config import EvalConfig
 from sami.eval.judges import JUDGES, hard_verdict
@@ -630,7 +630,7 @@ def import_files(cfg: ImportConfig) -> tuple[EvalConfig, dict]:
     with held_as_found(root, what="this MT-Bench folder"):
         check_imported(root)
         # importing other files into it is refused
-        check_settings(root / "import", settings, "import")
+        check_settings(root / IMPORT, settings, "import")
         check_bindings(root, bindings)
         _write(got, root)
         save_yaml(eval_cfg, root / CONFIG)
@@ -670,7 +670,7 @@ def _write(got: Collected, root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "questions.jsonl").write_text(lines, encoding="utf-8")
     for model, answers in got.answers.items():
-        store = JsonlStore(root / "answers" / f"{model}.jsonl", ("question_id", "turn"))
+        store = JsonlStore(answers_file(root, model), ("question_id", "turn"))
         records = []
         for (qid, turn), a in answers.items():
             if store.done(qid, turn):

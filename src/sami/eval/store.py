@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sami.backends.base import IMPORTED
 from sami.core.config import ConfigError, config_differences
 from sami.core.errors import DataError
-from sami.core.layout import ANSWERS, CONFIG, MODELS, SETTINGS, SUITE_METRICS
+from sami.core.layout import ANSWERS, CONFIG, IMPORT, MODELS, SETTINGS, SUITE_METRICS
 from sami.core.locks import hold, lock_files
 from sami.core.migrate import stamped, upgrade_settings
 from sami.data.records import read_appended as read_jsonl  # noqa: F401 (the evaluation modules read through here)
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 METRICS_FILE = SUITE_METRICS  # a suite's metrics, in its folder <output_dir>/<suite>
 # what a run writes before its first result: put back as they were when it stops before storing one
-BOOKKEEPING = (CONFIG, MODELS, SETTINGS, f"import/{SETTINGS}")
+BOOKKEEPING = (CONFIG, MODELS, SETTINGS, f"{IMPORT}/{SETTINGS}")
 
 
 def _results(folder: Path) -> dict[str, tuple[int, int]]:
@@ -199,7 +199,7 @@ def _one_kind(directory: Path, stored: dict[str, dict], bindings: dict[str, dict
     def imported(binding: dict) -> bool:
         return str(binding["key"]).startswith(IMPORTED)
 
-    was_imported = (directory / "import" / SETTINGS).is_file() or any(map(imported, stored.values()))
+    was_imported = (directory / IMPORT / SETTINGS).is_file() or any(map(imported, stored.values()))
     was_generated = any(not imported(b) for b in stored.values())
     mixed = [
         name for name, b in bindings.items() if (was_imported and not imported(b)) or (was_generated and imported(b))
@@ -237,7 +237,7 @@ def check_imported(root: Path) -> None:
     models = root / MODELS
     bound = json.loads(models.read_text()) if models.is_file() else {}
     generated = sorted(name for name, b in bound.items() if not str(b.get("key")).startswith(IMPORTED))
-    if not generated and (root / ANSWERS).is_dir() and not (root / "import" / SETTINGS).is_file():
+    if not generated and (root / ANSWERS).is_dir() and not (root / IMPORT / SETTINGS).is_file():
         generated = sorted(p.stem for p in (root / ANSWERS).glob("*.jsonl"))
     if generated:
         raise ConfigError(
@@ -249,7 +249,7 @@ def check_imported(root: Path) -> None:
 def check_imported_protocol(root: Path, protocol: str) -> None:
     """A run on an imported folder keeps the protocol the imported answers were made under (``fastchat`` when
     any answer is a second turn), which the import recorded."""
-    path = root / "import" / SETTINGS
+    path = root / IMPORT / SETTINGS
     stored = json.loads(path.read_text()).get("protocol") if path.is_file() else None
     if stored is not None and stored != protocol:
         raise ConfigError(

@@ -14,15 +14,15 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from sami.core.layout import graded_judgments, pair_judgments
+from sami.core.layout import answers_file, graded_judgments
 from sami.data.principles import SIDES, load_library
 from sami.eval.common import words
 from sami.eval.config import EvalConfig
 from sami.eval.degenerate import is_degenerate, passes
 from sami.eval.gsm8k_data import extract_answer
 from sami.eval.judges import JUDGES
-from sami.eval.mtbench.answering import flipped, read_shown
-from sami.eval.mtbench.requests import pairs
+from sami.eval.mtbench.answering import flipped, load_answers, read_shown
+from sami.eval.mtbench.requests import pair_file, pairs
 from sami.eval.mtbench.statistics import judged_items
 from sami.eval.mtbench_data import load_questions
 from sami.eval.store import read_jsonl
@@ -30,16 +30,6 @@ from sami.train.runfolder import METRICS, read_metrics
 
 OUTCOMES = ("win", "tie", "loss", "unparseable")  # as seen from a pairing's first model
 CURVES = {"loss": "training loss", "mi_bound": "MI lower bound, nats", "diag_logprob": "diagonal log-prob per token"}
-
-
-def _answers(root: Path, name: str) -> dict[tuple, dict]:
-    """A model's stored MT-Bench answers, ``answers/<name>.jsonl``, by (question id, turn)."""
-    return {(r["question_id"], r["turn"]): r for r in read_jsonl(root / "answers" / f"{name}.jsonl")}
-
-
-def _judgments(root: Path, judge: str, x: str, y: str) -> Path:
-    """A pair's stored verdicts, ``judgments/<judge>/<a>__<b>.jsonl`` with the two names sorted (both orders)."""
-    return pair_judgments(root, judge, *sorted((x, y)))
 
 
 def _questions(cfg: EvalConfig) -> dict:
@@ -98,7 +88,7 @@ def mtbench_items(cfg: EvalConfig, metrics: dict) -> dict:
     root = Path(cfg.output_dir) / "mtbench"
     names = [n for n, _ in cfg.checkpoints()]
     library = load_library(cfg.library)
-    answers = {n: _answers(root, n) for n in names}
+    answers = {n: load_answers(root, n) for n in names}
     texts = _questions(cfg)
     judges = list(metrics.get("pairwise", {}))
     pair_list = pairs(cfg)
@@ -139,7 +129,7 @@ def mtbench_items(cfg: EvalConfig, metrics: dict) -> dict:
                     answer["ratings"].append({"judge": judge, "rating": r.get("rating"), "raw": r.get("raw")})
     for judge in judges:
         for x, y in pair_list:
-            path = _judgments(root, judge, x, y)
+            path = pair_file(root, judge, x, y)
             if not path.is_file():
                 continue
             records = [r for r in read_jsonl(path) if {r["first"], r["second"]} == {x, y}]
@@ -189,8 +179,7 @@ def adherence_items(cfg: EvalConfig) -> dict:
     root = Path(cfg.output_dir) / "adherence"
     names = [n for n, _ in cfg.checkpoints()]
     rows = {
-        n: {(r["principle"], r["side"], r["query_index"]): r for r in read_jsonl(root / "answers" / f"{n}.jsonl")}
-        for n in names
+        n: {(r["principle"], r["side"], r["query_index"]): r for r in read_jsonl(answers_file(root, n))} for n in names
     }
     blocks = []
     principles = _verifiable(cfg)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sami.backends.base import SamplingParams
 from sami.core.errors import ConfigError
+from sami.core.layout import answers_file
 from sami.data.principles import STORED_SIDES, Constitution, ConstitutionItem
 from sami.eval.common import LazyBackend, Shown, answer_prompt, answer_stop, shown_constitution, shown_text
 from sami.eval.config import EvalConfig
@@ -82,7 +83,7 @@ def _params(cfg: EvalConfig, category: str) -> SamplingParams:
 
 
 def generate_answers(cfg: EvalConfig, name: str, model: str, questions: list[Question], root: Path, library) -> None:
-    store = JsonlStore(root / "answers" / f"{name}.jsonl", ("question_id", "turn"))
+    store = JsonlStore(answers_file(root, name), ("question_id", "turn"))
     backend = LazyBackend(cfg.backend_for(model))
     try:
         for turn in answered_turns(cfg):
@@ -122,4 +123,4 @@ def generate_answers(cfg: EvalConfig, name: str, model: str, questions: list[Que
 
 
 def load_answers(root: Path, name: str) -> dict[tuple, dict]:
-    return {(r["question_id"], r["turn"]): r for r in read_jsonl(root / "answers" / f"{name}.jsonl")}
+    return {(r["question_id"], r["turn"]): r for r in read_jsonl(answers_file(root, name))}
