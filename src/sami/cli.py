@@ -7,6 +7,7 @@ import argparse
 import errno
 import logging
 import sys
+import textwrap
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,11 +23,16 @@ def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a student model on a SAMI data file (SAMI, or SFT, DPO, KTO, ORPO, SimPO through TRL)",
-        description="Train a student on a JSONL data file (docs/DATA.md) with SAMI or, through TRL, with SFT, DPO "
-        "(and its loss variants, dpo.loss_type), KTO, ORPO or SimPO; all read the same records, templates and shared "
-        "settings. Settings come from "
-        "--config, then from the options below, then from -o/--set overrides; the resolved config is written to "
-        "OUTPUT_DIR/config.yaml.",
+        description=textwrap.fill(
+            "Train a student on a JSONL data file (docs/DATA.md) with SAMI or, through TRL, with SFT, DPO (and its "
+            "loss variants, dpo.loss_type), KTO, ORPO or SimPO; all read the same records, templates and shared "
+            "settings. Settings come from --config, then from the options below, then from -o/--set overrides; the "
+            "resolved config is written to OUTPUT_DIR/config.yaml.",
+            79,
+        ),
+        epilog="methods (--method; a plugin's too):\n"
+        + "\n".join(f"  {m.name:<8} {m.help}" for m in (METHODS.lookup(n) for n in METHODS.names())),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", help="YAML config (see configs/); unknown keys are errors")
     p.add_argument(

@@ -30,6 +30,14 @@ def test_the_built_in_methods_are_registered_in_order_with_their_sections():
         register_method(Method("odd", dict, list, print, str))
 
 
+def test_train_s_help_lists_every_method_with_its_line_a_plugin_s_too(method_plugins, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["--plugin", "cpo_method", "train", "--help"])
+    listed = capsys.readouterr().out.split("methods (--method; a plugin's too):\n")[1].splitlines()
+    assert [line.split()[0] for line in listed] == ["sami", "sft", "dpo", "kto", "orpo", "simpo", "cpo"]
+    assert listed[-1].split(None, 1)[1] == METHODS.lookup("cpo").help == "CPO on pairs: preference loss + NLL"
+
+
 def test_a_plugin_method_s_section_is_checked_and_written_out_with_its_defaults(method_plugins):
     with pytest.raises(ConfigError, match="method must be one of"):
         from_dict(TrainConfig, {"method": "cpo"})
