@@ -6,9 +6,9 @@ differs between the engines; a real difference, such as a missing adapter of the
 bfloat16 the two engines' kernels round differently, so a near-tie can turn a greedy answer another way.
 
 One engine (the LoRA chain, through ``materialize``) and one OpenAI-compatible server (what ``vllm serve``
-starts; the embedded model) are started per module, and one more engine by the ``sami generate`` that is
-killed; each takes about a minute on two shared cores. The engine core is a spawned process, which
-pytest's own ``__main__`` guard allows.
+starts; the embedded model) are started per module, one more engine by the ``sami generate`` that is killed
+and two by ``eval mi`` through the engine; each takes about a minute on two shared cores. The engine core is a
+spawned process, which pytest's own ``__main__`` guard allows.
 """
 
 import json
@@ -75,7 +75,7 @@ def chain(tmp_path_factory):
 def engine(chain):
     backend = VLLMBackend(BackendConfig(kind="vllm", model=str(chain.output_dir), dtype="float32", engine_args=ENGINE))
     yield backend
-    del backend.llm  # the engine core process ends with its client
+    backend.close()  # its engine core process ends now
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +193,42 @@ def test_a_generation_killed_and_resumed_through_vllm_loses_and_repeats_nothing(
     got, want = read_records(output), read_records(reference_out)
     assert len(got) == len({r.id for r in got}) == len(queries)
     assert {r.id: r.responses for r in got} == {r.id: r.responses for r in want}
+
+
+def test_eval_mi_through_the_engine_stops_each_engine_core_when_it_is_done(tmp_path):
+    """``eval mi`` with the vllm backend builds one engine per checkpoint and closes it when that checkpoint is
+    scored: its core process is gone before the next starts and when the suite returns. Left to the garbage
+    collector, an engine in a reference cycle lived until exit, and its shutdown then raced the interpreter's
+    (an abort, exit code -6, after everything was written)."""
+    import psutil
+
+    me = psutil.Process()
+    before = set(me.children(recursive=True))
+    started = []
+    real_init = VLLMBackend.__init__
+
+    def init(self, cfg):
+        real_init(self, cfg)
+        started.append(set(me.children(recursive=True)) - before)
+
+    cfg = from_dict(
+        EvalConfig,
+        {
+            "models": ["a=smollm2-135m", "b=smollm2-135m"],
+            "mi": {"data": str(EXAMPLE_DATA), "limit": 1},
+            "output_dir": str(tmp_path),
+            "backend": {"kind": "vllm", "dtype": "float32", "engine_args": ENGINE},
+        },
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(VLLMBackend, "__init__", init)
+        run_mi(cfg)
+    assert len(started) == 2
+    helpers = started[0] & started[1]  # what the first engine started for the whole process (its resource tracker)
+    engines = [s - helpers for s in started]
+    assert all(engines) and not engines[0] & engines[1]  # each engine's core ran in processes of its own
+    _, alive = psutil.wait_procs(list(engines[0] | engines[1]), timeout=30)
+    assert alive == []
 
 
 # ---------------------------------------------------------------- vllm serve

@@ -153,6 +153,14 @@ IMPORTED = "imported:"  # the model of an evaluated checkpoint whose answers ``s
 VERDICT_PROBABILITIES: tuple[str, ...] = ("default", "possible", "no")
 
 
+def close_backend(backend) -> None:
+    """Release what ``backend`` holds outside Python's reach (a vLLM engine's core process), where it has a
+    ``close``; the transformers and openai backends hold nothing that the garbage collector does not free."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+
+
 def register_backend(name: str, *, check=None, verdict_probabilities: str = "no", help: str = ""):
     """Decorator: register ``build(cfg) -> Backend`` as the backend ``kind: name``."""
     if verdict_probabilities not in VERDICT_PROBABILITIES:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from sami.backends.base import BackendConfig, make_backend
+from sami.backends.base import BackendConfig, close_backend, make_backend
 from sami.core.stats import Estimate
 from sami.data.principles import Constitution, ConstitutionItem, Phrasing, Principle, Side
 from sami.data.templates import PAPER_TEMPLATE, build_prompt
@@ -38,7 +38,8 @@ class LazyBackend:
         return self._backend is not None
 
     def close(self) -> None:
-        self._backend = None
+        backend, self._backend = self._backend, None
+        close_backend(backend)
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from sami.backends.base import make_backend
+from sami.backends.base import close_backend, make_backend
 from sami.backends.transformers_backend import load_inference_model
 from sami.core.errors import ConfigError
 from sami.core.logprobs import batch_logprob_matrices
@@ -86,6 +86,14 @@ def score_records(cfg: EvalConfig, name: str, model_ref: str, records, root: Pat
             return engine_logprob_matrix(backend, query)
 
     queries = encode_records(todo, tokenizer, _encoding_config(cfg))
+    try:
+        _score_into(store, name, todo, queries, score)
+    finally:
+        if cfg.backend.kind != "transformers":
+            close_backend(backend)
+
+
+def _score_into(store: JsonlStore, name: str, todo, queries, score) -> None:
     with torch.inference_mode():
         for record, query in tqdm(list(zip(todo, queries, strict=True)), desc=f"{name} MI", unit="record"):
             matrix = score(query)

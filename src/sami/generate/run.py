@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from sami.backends.base import Backend, BackendConfig, Completion, SamplingParams, make_backend
+from sami.backends.base import Backend, BackendConfig, Completion, SamplingParams, close_backend, make_backend
 from sami.core.config import (
     ConfigError,
     config_differences,
@@ -319,8 +319,14 @@ def _generate(cfg: GenerateConfig, backend: Backend | None) -> GenerateResult:
     output.parent.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, config_path(output))
     result = GenerateResult(output, rejected, 0, len(items) - len(todo), Counter(), pool_dropped, 0.0, 0)
-    if todo:
-        _generate_chunks(cfg, library, todo, plans, backend or make_backend(cfg.teacher), result, start)
+    if todo and backend is not None:
+        _generate_chunks(cfg, library, todo, plans, backend, result, start)
+    elif todo:  # a teacher built here is closed here (a vLLM engine's core process stops now, not at exit)
+        teacher = make_backend(cfg.teacher)
+        try:
+            _generate_chunks(cfg, library, todo, plans, teacher, result, start)
+        finally:
+            close_backend(teacher)
     else:
         output.touch()
     result.seconds = time.perf_counter() - start
