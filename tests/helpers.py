@@ -111,6 +111,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def generate_against(url: str, out: Path) -> list[str]:
+    """``sami generate``'s arguments for one query from the endpoint at ``url`` (model ``m``, no retries) into
+    ``out``: what the tests of an endpoint that cannot be reached run."""
+    options = "--backend openai --teacher m --num-queries 1 -o teacher.max_retries=0".split()
+    return ["generate", *options, "--base-url", url, "--out", str(out)]
+
+
 class ServerFailed(RuntimeError):
     """The vLLM server exited or did not answer in time; the message ends with its log's tail."""
 

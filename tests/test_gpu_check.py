@@ -50,12 +50,6 @@ def test_gpu_check_runs_every_cell_at_a_tiny_size(tmp_path, monkeypatch, capsys)
     assert world_1["steps"] == 2 and math.isfinite(world_1["loss"]) and world_1["peak_gib"] > 0
     assert embedded == {"skipped": "no GPU"} or embedded["steps"] == 2
     rows = json.loads(result.read_text())["rows"]
-    assert {(r["method"], r["layout"], r["finetune"]) for r in rows} == {
-        ("sami", "shared", "lora"),
-        ("sami", "naive", "lora"),
-        ("dpo", "-", "lora"),
-        ("sami", "shared", "full"),
-        ("sami", "naive", "full"),
-        ("dpo", "-", "full"),
-    }
+    assert sorted((r["method"], r["layout"], r["finetune"]) for r in rows) == sorted(gpu_check.CELLS)
+    assert len(gpu_check.CELLS) == 6
     assert all(r["result"]["steps"] == 2 and r["result"]["peak_gib"] > 0 for r in rows)

@@ -213,27 +213,10 @@ def test_an_endpoint_answering_200_with_a_page_is_retried_then_named(backend, tm
 
 def test_unreachable_endpoint_is_one_line_naming_the_url(tmp_path, capsys):
     from sami.cli import main
-    from tests.helpers import free_port
+    from tests.helpers import free_port, generate_against
 
-    port = free_port()  # a port nobody listens on
-    url = f"http://127.0.0.1:{port}/v1"
-    code = main(
-        [
-            "generate",
-            "--backend",
-            "openai",
-            "--base-url",
-            url,
-            "--teacher",
-            "m",
-            "--num-queries",
-            "1",
-            "--out",
-            str(tmp_path / "d.jsonl"),
-            "-o",
-            "teacher.max_retries=0",
-        ]
-    )
+    url = f"http://127.0.0.1:{free_port()}/v1"  # a port nobody listens on
+    code = main(generate_against(url, tmp_path / "d.jsonl"))
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "%|" not in line]  # no bars
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"sami: error: endpoint {url} (model 'm'): cannot connect after 0 retries")

@@ -29,6 +29,7 @@ from tests.helpers import (
     ROOT,
     assert_same_weights,
     free_port,
+    generate_against,
     make_cfg,
     metrics,
     save_tiny_model,
@@ -860,21 +861,7 @@ def test_a_key_in_an_endpoint_url_is_neither_shown_nor_written(tmp_path, capsys)
     assert redact_url("at http://u:K@h/v1 and https://h/v1") == "at http://u:***@h/v1 and https://h/v1"
     port = free_port()  # a port nobody listens on
     url, out = f"http://user:SECRET@127.0.0.1:{port}/v1", tmp_path / "d.jsonl"
-    args = [
-        "generate",
-        "--backend",
-        "openai",
-        "--base-url",
-        url,
-        "--teacher",
-        "m",
-        "--num-queries",
-        "1",
-        "--out",
-        str(out),
-        "-o",
-        "teacher.max_retries=0",
-    ]
+    args = generate_against(url, out)
     assert cli_main(args) == 2
     line = _one_error_line(capsys)
     assert "SECRET" not in line and f"user:***@127.0.0.1:{port}" in line

@@ -20,6 +20,12 @@ def sami(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
+def judge_with_checker(capsys, config, *overrides) -> tuple[int, str, str]:
+    """``sami eval mtbench --config CONFIG --judges checker``, each of ``overrides`` given as ``-o``."""
+    options = [a for o in overrides for a in ("-o", o)]
+    return sami(capsys, "eval", "mtbench", "--config", config, "--judges", "checker", *options)
+
+
 def stored(folder, *parts) -> list[dict]:
     path = folder.joinpath("mtbench", *parts)
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -94,16 +100,8 @@ def test_the_checker_judges_imported_answers_without_loading_a_model(fastchat, c
     monkeypatch.setattr("sami.backends.base.make_backend", no_model)
     monkeypatch.setattr("sami.eval.common.make_backend", no_model)
     folder, _ = fastchat
-    code, out, err = sami(
-        capsys,
-        "eval",
-        "mtbench",
-        "--config",
-        folder / "mtbench" / "config.yaml",
-        "--judges",
-        "checker",
-        "-o",
-        "mtbench.principles=[lowercase,bullet_list]",
+    code, out, err = judge_with_checker(
+        capsys, folder / "mtbench" / "config.yaml", "mtbench.principles=[lowercase,bullet_list]"
     )
     assert code == 0, err
     o = metrics(folder)["pairwise"]["checker"]["alpha vs beta"]["overall"]
@@ -121,9 +119,7 @@ def test_an_answer_an_imported_model_lacks_is_not_generated_but_named(tmp_path, 
     pd.DataFrame(rows).to_json(answers, orient="records", lines=True)
     assert sami(capsys, "eval", "import", answers, "--output-dir", tmp_path / "out")[0] == 0
     config = tmp_path / "out" / "mtbench" / "config.yaml"
-    code, _, err = sami(
-        capsys, "eval", "mtbench", "--config", config, "--judges", "checker", "-o", "mtbench.principles=[lowercase]"
-    )
+    code, _, err = judge_with_checker(capsys, config, "mtbench.principles=[lowercase]")
     assert code == 2 and "imported:" in err and "cannot be generated" in err
 
 
@@ -444,7 +440,7 @@ def test_judging_imported_answers_of_no_category_asks_for_the_principles(tmp_pat
     assert sami(capsys, "eval", "import", answers, "--output-dir", tmp_path / "out")[0] == 0
     before = _snapshot(tmp_path / "out")
     config = tmp_path / "out" / "mtbench" / "config.yaml"
-    code, _, err = sami(capsys, "eval", "mtbench", "--config", config, "--judges", "checker")
+    code, _, err = judge_with_checker(capsys, config)
     assert code == 2 and "question 1: its category 'unknown' has no principles; set mtbench.principles" in err, err
     assert _snapshot(tmp_path / "out") == before
 
@@ -453,18 +449,8 @@ def test_a_run_on_an_imported_folder_keeps_its_protocol(fastchat, capsys):
     """The shipped answers have second turns: imported under the fastchat protocol, which a judging run keeps."""
     folder, _ = fastchat
     before = _snapshot(folder)
-    code, _, err = sami(
-        capsys,
-        "eval",
-        "mtbench",
-        "--config",
-        folder / "mtbench" / "config.yaml",
-        "--judges",
-        "checker",
-        "-o",
-        "mtbench.principles=[lowercase]",
-        "-o",
-        "mtbench.protocol=paper",
+    code, _, err = judge_with_checker(
+        capsys, folder / "mtbench" / "config.yaml", "mtbench.principles=[lowercase]", "mtbench.protocol=paper"
     )
     assert code == 2 and "holds answers imported under the fastchat protocol, not paper" in err, err
     assert _snapshot(folder) == before
