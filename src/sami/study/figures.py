@@ -40,9 +40,10 @@ class Figure:
     data: Mapping
     options: Mapping = field(default_factory=dict)
 
-    def save(self, folder: Path) -> Path:
-        """Draw it as ``folder / name``, with the values it shows beside it."""
-        return save(self.draw(self.data, **self.options), folder / self.name)
+    def save(self, folder: Path) -> bytes:
+        """Draw it as ``folder / name``, with the values it shows beside it; returns the image's bytes, drawn once
+        for the file and for whoever inlines it."""
+        return write(self.draw(self.data, **self.options), folder / self.name)
 
     def image(self) -> bytes:
         """Draw it in memory: the bytes ``save`` would write as ``name``."""
@@ -207,13 +208,17 @@ def _drawn_curves(ax) -> dict[str, dict[str, list]]:
 
 def save(drawing: Drawing, path: str | Path) -> Path:
     """The figure as ``path`` (the format follows its suffix) and the values it shows beside it as JSON."""
-    fig, drawn = drawing
-    path = Path(path)
+    write(drawing, Path(path))
+    return Path(path)
+
+
+def write(drawing: Drawing, path: Path) -> bytes:
+    """``save``, returning the image's bytes: drawn once, for the file and for a page that inlines it."""
+    data = image(drawing, path.suffix.lstrip("."))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    path.with_suffix(".json").write_text(json.dumps(drawn, indent=1))
-    return path
+    path.write_bytes(data)
+    path.with_suffix(".json").write_text(json.dumps(drawing[1], indent=1))
+    return data
 
 
 def image(drawing: Drawing, fmt: str) -> bytes:

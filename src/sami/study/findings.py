@@ -22,10 +22,14 @@ def _value(e: dict | None) -> float | None:
     return None if not e else e.get("value")
 
 
+def _as_stored(e: dict | Estimate | None) -> dict | None:
+    return e.to_dict() if isinstance(e, Estimate) else e
+
+
 def num(e: dict | Estimate | None, digits: int = 3) -> str:
     """An estimate (as stored, or an ``Estimate``) as ``value [low, high]``; ``n/a`` without a value. The report's
     tables use it too."""
-    e = e.to_dict() if isinstance(e, Estimate) else e
+    e = _as_stored(e)
     if _value(e) is None:
         return "n/a"
     return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
@@ -34,7 +38,7 @@ def num(e: dict | Estimate | None, digits: int = 3) -> str:
 def pct(e: dict | Estimate | None, digits: int = 1) -> str:
     """A [0, 1] estimate (as stored, or an ``Estimate``) in percent, ``value% [low, high]``; ``n/a`` without a
     value."""
-    e = e.to_dict() if isinstance(e, Estimate) else e
+    e = _as_stored(e)
     if _value(e) is None:
         return "n/a"
     return f"{100 * e['value']:.{digits}f}% [{100 * e['low']:.{digits}f}, {100 * e['high']:.{digits}f}]"

@@ -170,6 +170,11 @@ class Report:
     def figures(self) -> list[Figure]:
         return [figure for section in self.sections for figure in section.figures]
 
+    def images(self, folder: Path | None = None) -> dict[str, str]:
+        """Each figure's link (``link``) -> its image as a data URI, drawn once; with ``folder``, each is also saved
+        there with its values (the report stage), else drawn in memory only to be inlined (``sami view``)."""
+        return {link(f): data_uri(f.save(folder) if folder else f.image(), f.name) for f in self.figures}
+
 
 def link(figure: Figure) -> str:
     """Where the report's text finds a figure: its file under ``FIGURES``, beside ``report.md``."""
@@ -516,10 +521,8 @@ def write_report(cfg, parts: dict, folder: Path) -> Path:
     summary = build_summary(cfg, parts)
     (folder / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
     report = render_report(summary)
-    (folder / FIGURES).mkdir(exist_ok=True)
-    saved = {link(figure): figure.save(folder / FIGURES) for figure in report.figures}
+    images = report.images(folder / FIGURES)
     path = folder / REPORT
     path.write_text(report.text)
-    images = {target: data_uri(file.read_bytes(), file.name) for target, file in saved.items()}  # as drawn
     write_run_page(cfg, parts, summary, report.text, images, folder)  # the page beside the report: index.html
     return path

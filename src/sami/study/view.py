@@ -17,7 +17,7 @@ from sami.core.config import from_dict, load_yaml
 from sami.core.errors import ConfigError, InputMissing
 from sami.core.layout import CONFIG, PAGE, REPORT_DIR
 from sami.core.migrate import upgrade_config
-from sami.study.page import Study, data_uri, write_page, write_run_page
+from sami.study.page import Study, write_page, write_run_page
 
 
 def write_eval_page(output_dir: Path, evals: dict, metrics: dict, page_dir: Path | None = None) -> Path:
@@ -107,7 +107,7 @@ def _view(folder: str | Path) -> Path:
 
 def _view_run(folder: Path) -> Path:
     from sami.study.experiment import load_experiment_config, plan_experiment
-    from sami.study.report import build_summary, link, render_report
+    from sami.study.report import build_summary, render_report
 
     cfg = load_experiment_config(folder / CONFIG)
     cfg.output_dir = str(folder)  # the run may have been moved or copied
@@ -119,8 +119,7 @@ def _view_run(folder: Path) -> Path:
         hint = f"; sami view {' or '.join(done)} shows the evaluations it has" if done else ""
         raise InputMissing(f"{folder}: the run is not finished ({err}); its page needs every evaluation{hint}") from err
     report = render_report(summary)
-    images = {link(f): data_uri(f.image(), f.name) for f in report.figures}  # drawn in memory, only to be inlined
-    return write_run_page(cfg, parts, summary, report.text, images, folder / REPORT_DIR)
+    return write_run_page(cfg, parts, summary, report.text, report.images(), folder / REPORT_DIR)
 
 
 def open_server(port: int = 0) -> http.server.ThreadingHTTPServer:

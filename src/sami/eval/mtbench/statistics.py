@@ -35,12 +35,14 @@ from sami.eval.results import (
 )
 from sami.eval.store import read_jsonl
 
+SCORE = {"win": 1.0, "tie": 0.5, "loss": 0.0}  # an item's outcome for the first named, as a score in [0, 1]
+
 
 def pair_block(items: list[dict]) -> PairBlock:
     """Counts and rates for a list of combined items ``{outcome, soft, mass, words_x, words_y}``."""
     counts = {k: sum(i["outcome"] == k for i in items) for k in ("win", "tie", "loss", "unparseable")}
     scored = [i for i in items if i["outcome"] != "unparseable"]
-    scores = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[i["outcome"]] for i in scored]
+    scores = [SCORE[i["outcome"]] for i in scored]
     sized = [(s, i) for s, i in zip(scores, scored, strict=True) if None not in (i["words_x"], i["words_y"])]
     styled = [(s, i) for s, i in sized if None not in (i["style_x"], i["style_y"])]
     return PairBlock(
@@ -225,9 +227,8 @@ def judge_diagnostics(records: list[dict]) -> JudgeDiagnostics:
 def ranking(battles: list[tuple[str, str, dict]], origin: str) -> Ranking:
     """A Bradley-Terry fit over every judged item of every pair (``sami.core.stats.bradley_terry``), items that a
     verdict could not be read for left out; strengths relative to ``origin`` (strength 0)."""
-    score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
-    kept = [(x, y, i) for x, y, i in battles if i["outcome"] in score]
-    fit = bradley_terry([(x, y, score[i["outcome"]]) for x, y, i in kept], [i["key"] for _, _, i in kept], origin)
+    kept = [(x, y, i) for x, y, i in battles if i["outcome"] in SCORE]
+    fit = bradley_terry([(x, y, SCORE[i["outcome"]]) for x, y, i in kept], [i["key"] for _, _, i in kept], origin)
     return Ranking.from_dict({"origin": origin, "models": fit})
 
 
