@@ -51,14 +51,13 @@ def overrides(leg: str, dtype: str, train_steps: int | None = None) -> list[str]
     return cut + [f"{w}.{e}" for w in where for e in engine] + ["mtbench.mtbench.verdict=probability"]
 
 
-def stage_seconds(run: Path) -> dict[str, float]:
-    out = {}
-    for marker in run.rglob("stage.json"):
-        if ".stale-" in str(marker):
-            continue
-        record = json.loads(marker.read_text())
-        out[record["stage"]] = record["seconds"]
-    return out
+def stage_seconds(args: list[str]) -> dict[str, float]:
+    """Each finished stage's seconds, from the markers of the run ``sami experiment CONFIG *args`` planned."""
+    from sami.study.experiment import load_experiment_config, plan_experiment
+    from sami.study.stages import plan, read_marker
+
+    cfg = load_experiment_config(ROOT / CONFIG, [a for a in args if a != "-o"])
+    return {s.name: marker["seconds"] for s in plan(plan_experiment(cfg)[0]) if (marker := read_marker(s.folder))}
 
 
 def run_leg(leg: str, folder: Path, dtype: str, train_steps: int | None) -> dict:
@@ -75,7 +74,7 @@ def run_leg(leg: str, folder: Path, dtype: str, train_steps: int | None) -> dict
         code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
     print(f"{leg}: exit {code} in {wall:.0f} s", file=sys.stderr, flush=True)
-    return {"leg": leg, "exit": code, "wall": wall, "gflops_before": gflops, "stages": stage_seconds(folder)}
+    return {"leg": leg, "exit": code, "wall": wall, "gflops_before": gflops, "stages": stage_seconds(args)}
 
 
 def main() -> int:

@@ -41,13 +41,20 @@ from pathlib import Path
 from sami.backends.base import IMPORTED
 from sami.core.config import from_dict, parse_override, save_yaml, set_path
 from sami.core.errors import ConfigError, DataError, InputMissing
-from sami.core.layout import CONFIG, IMPORT, SUITE_METRICS, answers_file, pair_judgments
+from sami.core.layout import CONFIG, IMPORT, answers_file, pair_judgments
 from sami.data.records import json_lines
 from sami.eval.config import EvalConfig
 from sami.eval.judges import JUDGES, hard_verdict
 from sami.eval.mtbench.statistics import mtbench_metrics
 from sami.eval.mtbench_data import load_questions
-from sami.eval.store import JsonlStore, check_bindings, check_imported, check_settings, held_as_found, write_json
+from sami.eval.store import (
+    JsonlStore,
+    check_bindings,
+    check_imported,
+    check_settings,
+    finish_suite,
+    held_as_found,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -634,8 +641,7 @@ def import_files(cfg: ImportConfig) -> tuple[EvalConfig, dict]:
         check_bindings(root, bindings)
         _write(got, root)
         save_yaml(eval_cfg, root / CONFIG)
-        metrics = mtbench_metrics(eval_cfg).to_dict()
-        write_json(root / SUITE_METRICS, metrics)
+        metrics = finish_suite(eval_cfg, "mtbench", mtbench_metrics)  # as every suite's run ends
     return eval_cfg, metrics
 
 

@@ -31,20 +31,27 @@ def write_eval_page(output_dir: Path, evals: dict, metrics: dict, page_dir: Path
     )
 
 
+def _read_config(path: Path) -> dict:
+    """A folder's ``config.yaml`` as a mapping; empty where there is none."""
+    return (load_yaml(path) or {}) if path.is_file() else {}
+
+
 def _is_eval_config(path: Path) -> bool:
-    return path.is_file() and "models" in (load_yaml(path) or {})
+    return "models" in _read_config(path)
 
 
-def _eval_configs(output_dir: Path) -> dict:
-    """Suite -> EvalConfig of every suite folder under ``output_dir``, reading from where the folder is now."""
+def _eval_configs(output_dir: Path, only: str | None = None) -> dict:
+    """Suite -> EvalConfig of every suite folder under ``output_dir`` (or of suite ``only``), reading from where
+    the folder is now."""
     from sami.eval.config import EvalConfig
     from sami.eval.run import SUITES
 
     out = {}
-    for suite in SUITES:
+    for suite in SUITES if only is None else [s for s in SUITES if s == only]:
         path = output_dir / suite / CONFIG
-        if _is_eval_config(path):
-            data = upgrade_config(EvalConfig, load_yaml(path))  # a folder an older version wrote reads as today's
+        stored = _read_config(path)
+        if "models" in stored:
+            data = upgrade_config(EvalConfig, stored)  # a folder an older version wrote reads as today's
             data["output_dir"] = str(output_dir)  # the folder may have been moved or copied
             out[suite] = from_dict(EvalConfig, data, source=str(path))
     return out
@@ -67,15 +74,16 @@ def _view(folder: str | Path) -> Path:
     if folder.is_file():
         raise InputMissing(f"{folder} is a file; expected a run folder of sami experiment or an evaluation folder")
     config = folder / CONFIG
-    if config.is_file() and "method" in (load_yaml(config) or {}):  # what sami train wrote
+    stored = _read_config(config)
+    if "method" in stored:  # what sami train wrote
         raise InputMissing(
             f"{folder} is a training run (sami train), which has no page; evaluate it with sami eval "
             "and view that folder, or view the run of sami experiment that trained it"
         )
-    if config.is_file() and not _is_eval_config(config):
+    if config.is_file() and "models" not in stored:
         return _view_run(folder)
-    if _is_eval_config(config):  # one suite's folder
-        evals = {k: v for k, v in _eval_configs(folder.parent).items() if k == folder.name}
+    if "models" in stored:  # one suite's folder
+        evals = _eval_configs(folder.parent, only=folder.name)
         page_dir = folder / REPORT_DIR
     else:
         evals, page_dir = _eval_configs(folder), folder / REPORT_DIR
@@ -144,10 +152,8 @@ def open_server(port: int = 0) -> http.server.ThreadingHTTPServer:
         raise
 
 
-def serve(page: Path, server: http.server.ThreadingHTTPServer | int = 0) -> None:
-    """Serve the page's folder from ``server`` (``open_server``; a port number opens one) until interrupted."""
-    if isinstance(server, int):
-        server = open_server(server)
+def serve(page: Path, server: http.server.ThreadingHTTPServer) -> None:
+    """Serve the page's folder from ``server`` (``open_server``) until interrupted."""
     server.RequestHandlerClass = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(page.parent))
     with server:
         print(f"serving http://127.0.0.1:{server.server_address[1]}/{page.name} (Ctrl-C stops)", flush=True)
