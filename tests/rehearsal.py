@@ -104,13 +104,27 @@ def disk_watch(folder: Path, every: float = 2.0):
 
 
 def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from sami.data.records import json_lines
+
+    return [row for _, row in json_lines(path)]
 
 
 def check(config: str, overrides: list[str]) -> list[str]:
     """What a finished rehearsal must hold; returns the lines of what was found (raises on the first miss)."""
     from sami.core.config import load_yaml
-    from sami.core.layout import CHECKPOINTS, CONFIG, METRICS, SHARDS
+    from sami.core.layout import (
+        ANSWERS,
+        CHECKPOINTS,
+        CONFIG,
+        JUDGMENTS,
+        METRICS,
+        MODEL,
+        PROVENANCE,
+        REPORT,
+        REPORT_DIR,
+        SETTINGS,
+        SHARDS,
+    )
     from sami.study.experiment import load_experiment_config, plan_experiment
     from sami.study.stages import plan, read_marker
     from sami.train.sami_loop import total_steps
@@ -132,7 +146,7 @@ def check(config: str, overrides: list[str]) -> list[str]:
     teachers = {r["provenance"]["teacher"]["kind"] for r in records}
     need(len(records) > 0 and teachers == {"vllm"}, f"{len(records)} training records, written by vLLM's engine")
     for method, train in parts["mtbench"]["trains"].items():
-        record = json.loads((Path(train.output_dir) / "model" / "provenance.json").read_text())
+        record = json.loads((Path(train.output_dir) / MODEL / PROVENANCE).read_text())
         steps = total_steps(train, len(records), PROCESSES)  # one query, or one pair (dpo: most_flipped), each
         logged = len(_jsonl(Path(train.output_dir) / METRICS))  # every method logs one line per step
         need(
@@ -145,13 +159,14 @@ def check(config: str, overrides: list[str]) -> list[str]:
         load_yaml(sami / CONFIG)["sharding"] == "fsdp" and len(shards) >= PROCESSES,
         f"sami: sharded with FSDP2, its checkpoints in {len(shards)} shards written by the processes",
     )
-    mtbench = root / "mtbench" / "eval" / "mtbench"
-    settings = json.loads((mtbench / "settings.json").read_text())
+    ev = parts["mtbench"]["evals"]["mtbench"]
+    mtbench = Path(ev.output_dir) / "mtbench"  # the MT-Bench suite's folder of the study's evaluation
+    settings = json.loads((mtbench / SETTINGS).read_text())
     need(
         settings["backend"]["kind"] == "vllm" and settings["judge"] == f"openai:{SERVED_NAME}",
         f"MT-Bench answered through {settings['backend']['kind']}, judged by {settings['judge']}",
     )
-    answers = {path.stem: _jsonl(path) for path in sorted((mtbench / "answers").glob("*.jsonl"))}
+    answers = {path.stem: _jsonl(path) for path in sorted((mtbench / ANSWERS).glob("*.jsonl"))}
     sizes = {len(rows) for rows in answers.values()}
     need(
         sorted(answers) == ["dpo", "sami", "sft"]
@@ -160,15 +175,14 @@ def check(config: str, overrides: list[str]) -> list[str]:
         and all(any(r["answer"].strip() for r in rows) for rows in answers.values()),
         f"{next(iter(sizes))} MT-Bench answers (question turns) of each of {sorted(answers)}",
     )
-    ev = parts["mtbench"]["evals"]["mtbench"]
     for judge in ev.mtbench.judges:
-        files = sorted((mtbench / "judgments" / judge).glob("*.jsonl"))
+        files = sorted((mtbench / JUDGMENTS / judge).glob("*.jsonl"))
         rows = [r for f in files for r in _jsonl(f)]
         need(
             len(files) == 3 and len(rows) == 2 * 3 * next(iter(sizes)) and any(r["raw"].strip() for r in rows),
             f"judge {judge}: {len(rows)} judgments (3 pairs, both orders) written by the served judge",
         )
-    report = root / "report" / "report.md"
+    report = root / REPORT_DIR / REPORT
     need(report.is_file() and report.stat().st_size > 0, f"report {report}")
     return found
 
